@@ -1,0 +1,42 @@
+# Two targets do the whole set-up: `make demo` and `make test`.
+# Both create .venv with Python 3.10 when it is missing and install the locked stack.
+SHELL := /bin/bash
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lock bench clean
+
+$(PY):
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10"; exit 1; }
+	$(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-install only when the lock file or the project metadata changes.
+$(STAMP): $(PY) requirements.lock pyproject.toml
+	$(VENV)/bin/uv pip sync --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/lamina demo
+
+test: install
+	$(PY) -m pytest -ra
+
+test-fast: install
+	$(PY) -m pytest -ra -m "not e2e"
+
+bench: install
+	$(PY) benchmarks/pipeline_overhead.py
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock: $(PY)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.10 --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) lamina_runs .pytest_cache

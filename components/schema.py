@@ -1,0 +1,84 @@
+"""SpecSchemaGen: schema inference that also enforces the feature types the spec declares.
+
+Plain SchemaGen infers types from the very data it is meant to check, so a string in a
+numeric column just turns the column into BYTES and a dropped column simply vanishes.
+This component infers the schema from the train split with TFDV, then writes the spec's
+declarations over it: a `numeric` feature must be INT or FLOAT and a declared feature
+must be present. ExampleValidator then reports any violation as an anomaly.
+"""
+
+import json
+import os
+from typing import Dict, Optional
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils
+from tfx.types.standard_artifacts import ExampleStatistics, Schema
+from tfx.utils import io_utils
+
+SCHEMA_FILE = "schema.pbtxt"
+NUMERIC_TYPES = (schema_pb2.INT, schema_pb2.FLOAT)
+
+
+def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional[str]], label: str,
+                         task: str) -> schema_pb2.Schema:
+    """Returns a copy of `schema` with the spec's declarations enforced.
+
+    Args:
+      schema: the inferred schema.
+      declared: feature name -> 'numeric' | 'categorical' | None (None: keep the inferred type).
+      label: the label column, which must be present in every example.
+      task: 'classification' or 'regression'; a regression label must be numeric.
+    """
+    schema = schema_pb2.Schema.FromString(schema.SerializeToString())
+    by_name = {f.name: f for f in schema.feature}
+    required = dict(declared)
+    required[label] = "numeric" if task == "regression" else None
+    for name, kind in required.items():
+        feature = by_name.get(name)
+        if feature is None:
+            # Declared but absent from the data: keep it in the schema as required so that
+            # ExampleValidator reports the dropped column instead of training without it.
+            feature = schema.feature.add(name=name)
+            feature.type = schema_pb2.FLOAT if kind == "numeric" else schema_pb2.BYTES
+            feature.presence.min_count = 1
+            feature.presence.min_fraction = 1.0 if name == label else 0.0
+            by_name[name] = feature
+            continue
+        if kind == "numeric" and feature.type not in NUMERIC_TYPES:
+            feature.type = schema_pb2.FLOAT
+            feature.ClearField("domain")
+            feature.ClearField("string_domain")
+        if name == label:
+            feature.presence.min_fraction = 1.0
+            feature.presence.min_count = 1
+    return schema
+
+
+@component
+def SpecSchemaGen(  # pylint: disable=invalid-name
+    statistics: InputArtifact[ExampleStatistics],
+    schema: OutputArtifact[Schema],
+    declared_types: Parameter[str],
+    label: Parameter[str],
+    task: Parameter[str],
+):
+    """Infers a schema from the train split and enforces the spec's feature types.
+
+    Args:
+      statistics: StatisticsGen output.
+      schema: where schema.pbtxt is written.
+      declared_types: JSON object, feature name -> 'numeric' | 'categorical' | null.
+      label: the label column.
+      task: 'classification' or 'regression'.
+    """
+    splits = artifact_utils.decode_split_names(statistics.split_names)
+    split = "train" if "train" in splits else splits[0]
+    stats = stats_artifact_utils.load_statistics(statistics, split).proto()
+    inferred = tfdv.infer_schema(stats, infer_feature_shape=True)
+    enforced = apply_declared_types(inferred, json.loads(declared_types), label, task)
+    io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE), enforced)

@@ -1,0 +1,38 @@
+"""The tabular backbone: per-feature encoders fused by a combiner, with no head.
+
+A headless functional model from a dict of transformed features to one vector,
+so heads and future multimodal encoders plug in without a new code path.
+"""
+
+from typing import List
+
+import keras
+
+from models.encoders import build_encoder
+from models.features import FeatureInfo, encoder_config
+from pipeline.spec import CombinerSpec, Spec
+
+
+def feature_inputs(features: List[FeatureInfo]) -> dict:
+    """One Keras input of shape [batch, 1] per transformed feature."""
+    return {f.name: keras.Input(shape=(1,), name=f.name, dtype=f.dtype) for f in features}
+
+
+def build_combiner(config: CombinerSpec, name: str = "combiner") -> keras.Sequential:
+    layers = []
+    for i, units in enumerate(config.hidden_units):
+        layers.append(keras.layers.Dense(units, activation=config.activation, name=f"{name}_dense_{i}"))
+        if config.dropout:
+            layers.append(keras.layers.Dropout(config.dropout, name=f"{name}_dropout_{i}"))
+    return keras.Sequential(layers, name=name)
+
+
+def build_tabular_backbone(spec: Spec, features: List[FeatureInfo]) -> keras.Model:
+    """Encoders, then concatenation, then the combiner's dense stack."""
+    if not features:
+        raise ValueError("the backbone needs at least one input feature. Received: features=[]")
+    inputs = feature_inputs(features)
+    encoded = [build_encoder(f, encoder_config(spec, f.name, f.kind))(inputs[f.name]) for f in features]
+    x = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="concat")(encoded)
+    x = build_combiner(spec.model.combiner)(x) if spec.model.combiner.hidden_units else x
+    return keras.Model(inputs, x, name="backbone")

@@ -1,0 +1,34 @@
+"""Per-feature encoders: each turns one transformed feature into a dense vector.
+
+New modalities (images, text, sequences) add an encoder here and a branch in
+`build_encoder`; the combiner and heads stay as they are.
+"""
+
+import keras
+
+from models.features import CATEGORICAL, NUMERIC, FeatureInfo
+from pipeline.spec import CategoricalEncoder, NumericEncoder
+
+
+def build_encoder(feature: FeatureInfo, config) -> keras.layers.Layer:
+    """The encoder layer for `feature`: input [batch, 1], output [batch, width]."""
+    if feature.kind == NUMERIC:
+        if not isinstance(config, NumericEncoder):
+            raise ValueError(f"feature {feature.name!r} is numeric; its encoder must be 'normalized' or 'dense'. "
+                             f"Received: type={config.type!r}")
+        if config.type == "dense":
+            return keras.layers.Dense(config.units, activation="relu", name=f"{feature.name}_dense")
+        return keras.layers.Identity(name=f"{feature.name}_normalized")
+    if feature.kind == CATEGORICAL:
+        if not isinstance(config, CategoricalEncoder):
+            raise ValueError(f"feature {feature.name!r} is categorical; its encoder must be 'embedding' or "
+                             f"'one_hot'. Received: type={config.type!r}")
+        if config.type == "one_hot":
+            return keras.layers.CategoryEncoding(feature.vocab_size, output_mode="one_hot",
+                                                 name=f"{feature.name}_one_hot")
+        return keras.Sequential(
+            [keras.layers.Embedding(feature.vocab_size, config.dim), keras.layers.Flatten()],
+            name=f"{feature.name}_embedding",
+        )
+    raise ValueError(f"feature {feature.name!r}: no encoder for kind {feature.kind!r}; "
+                     f"expected one of: {NUMERIC!r}, {CATEGORICAL!r}.")

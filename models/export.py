@@ -1,0 +1,117 @@
+"""Exports the trained model as a SavedModel with the Transform graph inside.
+
+Signatures:
+  serving_default     serialized tf.Example under `inputs` -> predictions. Its method is
+                      tensorflow/serving/classify (or /regress), so TF Serving's Classify
+                      (Regress) API, TFMA and BulkInferrer all accept it.
+  serving_raw         one [batch] tensor per raw feature, by name -> the same predictions.
+                      Missing values: NaN for floats, '' for strings.
+  transform_features  serialized tf.Example -> transformed features, label included (for TFMA).
+
+Outputs: classification {'classes': [batch, C] string, 'scores': [batch, C] float32};
+regression {'outputs': [batch] float32}.
+
+Why keras.export.ExportArchive and not tf.saved_model.save(model): the latter's graph cannot
+find Keras 3 variables when loaded into a TF1 session, which is how BulkInferrer runs models
+("Could not find variable dense/bias"). ExportArchive tracks them explicitly.
+"""
+
+import os
+from typing import Dict, List, Optional
+
+import keras
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from models.features import FeatureInfo, label_vocabulary, transformed_name
+from pipeline.spec import Spec
+
+SERVING_DEFAULT = "serving_default"
+SERVING_RAW = "serving_raw"
+TRANSFORM_FEATURES = "transform_features"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo]) -> Dict[str, tf.Tensor]:
+    """Transformed features ([batch]) -> the model's inputs ([batch, 1] of the right dtype), by raw name."""
+    return {f.name: tf.reshape(tf.cast(transformed[transformed_name(f.name)], f.dtype), [-1, 1]) for f in features}
+
+
+def _raw_to_tft_format(name: str, value: tf.Tensor, fspec) -> tf.Tensor:
+    """A dense [batch] raw tensor -> what the Transform graph expects for that feature."""
+    if isinstance(fspec, tf.io.FixedLenFeature):
+        return value if fspec.shape == [] or fspec.shape == () else tf.reshape(value, [-1] + list(fspec.shape))
+    # VarLen: a missing value (NaN or '') becomes an absent entry of a [batch, 1] SparseTensor.
+    if value.dtype == tf.string:
+        present = tf.not_equal(value, "")
+    elif value.dtype.is_floating:
+        present = tf.logical_not(tf.math.is_nan(value))
+    else:
+        present = tf.ones_like(value, dtype=tf.bool)
+    rows = tf.cast(tf.where(present)[:, 0], tf.int64)
+    indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
+    return tf.SparseTensor(indices, tf.boolean_mask(value, present), tf.stack([tf.size(value, tf.int64), 1]))
+
+
+def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, features: List[FeatureInfo],
+                         export_dir: str) -> str:
+    """Writes the SavedModel to `export_dir` and returns it."""
+    tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    label = spec.data.label
+    feature_names = [f.name for f in features]
+    serving_spec = {k: v for k, v in raw_spec.items() if k in feature_names}
+    classes: Optional[List[str]] = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
+
+    def predict(raw_features):
+        transformed = tft_layer(raw_features)
+        y = model(model_inputs(transformed, features), training=False)
+        if classes is None:
+            return {"outputs": tf.reshape(tf.cast(y, tf.float32), [-1])}
+        batch = tf.shape(y)[0]
+        names = tf.tile(tf.constant([classes]), tf.stack([batch, 1]))
+        return {"classes": names, "scores": tf.cast(y, tf.float32)}
+
+    def serve_examples(inputs):
+        return predict(tf.io.parse_example(inputs, serving_spec))
+
+    def serve_raw(raw):
+        return predict({k: _raw_to_tft_format(k, v, serving_spec[k]) for k, v in raw.items()})
+
+    def transform_examples(examples):
+        return tft_layer(tf.io.parse_example(examples, raw_spec))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tft_layer)
+    examples_sig = [tf.TensorSpec([None], tf.string, name="inputs")]
+    archive.add_endpoint(SERVING_DEFAULT, serve_examples, input_signature=examples_sig)
+    raw_sig = [{k: tf.TensorSpec([None], _raw_dtype(v), name=k) for k, v in sorted(serving_spec.items())}]
+    archive.add_endpoint(SERVING_RAW, serve_raw, input_signature=raw_sig)
+    archive.add_endpoint(TRANSFORM_FEATURES, transform_examples,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    archive.write_out(export_dir, verbose=False)
+    set_signature_method(export_dir, SERVING_DEFAULT, CLASSIFY_METHOD if classes is not None else REGRESS_METHOD)
+    return export_dir
+
+
+def _raw_dtype(fspec) -> tf.DType:
+    return tf.float32 if fspec.dtype == tf.float32 else fspec.dtype
+
+
+def set_signature_method(export_dir: str, signature: str, method_name: str) -> None:
+    """Marks a signature as classify/regress, which TF Serving's Classify/Regress APIs require.
+
+    TF2 writes every signature as tensorflow/serving/predict; loaders that go by the method
+    name (TF Serving, tfx-bsl's RunInference) need the real one. Predict still accepts it.
+    """
+    path = os.path.join(export_dir, "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    for meta_graph in proto.meta_graphs:
+        if signature in meta_graph.signature_def:
+            meta_graph.signature_def[signature].method_name = method_name
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(proto.SerializeToString())

@@ -1,0 +1,41 @@
+"""Task heads: the last layers, the loss and the training metrics for each task type."""
+
+import dataclasses
+from typing import List, Optional
+
+import keras
+
+from pipeline.spec import HeadSpec
+
+
+@dataclasses.dataclass
+class Head:
+    layers: keras.Sequential
+    loss: keras.losses.Loss
+    metrics: List[keras.metrics.Metric]
+
+
+def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> Head:
+    """A classification head (softmax over `num_classes`) or a regression head (one unit).
+
+    The output layer stays float32 under a mixed-precision policy, for stable losses.
+    """
+    layers = []
+    if config.units:
+        layers.append(keras.layers.Dense(config.units, activation="relu", name="head_hidden"))
+    if config.dropout:
+        layers.append(keras.layers.Dropout(config.dropout, name="head_dropout"))
+    if config.type == "classification":
+        if not num_classes or num_classes < 2:
+            raise ValueError(
+                f"a classification head needs at least 2 classes in the label. Received: num_classes={num_classes}")
+        layers.append(keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities"))
+        return Head(keras.Sequential(layers, name="head"),
+                    keras.losses.SparseCategoricalCrossentropy(),
+                    [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    if config.type == "regression":
+        layers.append(keras.layers.Dense(1, dtype="float32", name="prediction"))
+        return Head(keras.Sequential(layers, name="head"),
+                    keras.losses.MeanSquaredError(),
+                    [keras.metrics.MeanAbsoluteError(name="mae")])
+    raise ValueError(f"unknown head type; expected 'classification' or 'regression'. Received: type={config.type!r}")

@@ -1,0 +1,263 @@
+"""Runs the pipeline locally: LocalDagRunner on Beam's DirectRunner, ML Metadata in SQLite.
+
+It only works out paths, calls `create_pipeline`, and reports: one line per component
+with its duration, then the pushed model, the metrics and the anomaly report.
+"""
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import Dict, List, Optional, TextIO
+
+from pipeline.spec import Spec
+
+log = logging.getLogger("lamina")
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    name: str
+    seconds: float
+    cached: bool = False
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced. `pushed` is False when the model failed its thresholds."""
+
+    spec: Spec
+    components: List[ComponentRun]
+    pushed: bool = False
+    pushed_model_dir: Optional[str] = None
+    blessed: Optional[bool] = None
+    evaluation_dir: Optional[str] = None
+    anomalies_dir: Optional[str] = None
+    model_dir: Optional[str] = None
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    failed_thresholds: List[str] = dataclasses.field(default_factory=list)
+    inference_dir: Optional[str] = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(c.seconds for c in self.components)
+
+
+class ModelNotBlessedError(RuntimeError):
+    """The trained model failed its evaluation thresholds and was not pushed."""
+
+    def __init__(self, result: RunResult):
+        self.result = result
+        lines = ["The model failed evaluation and was not pushed:"]
+        lines += [f"  - {f}" for f in result.failed_thresholds] or ["  - (see the evaluation report)"]
+        if result.evaluation_dir:
+            lines.append(f"Evaluation: {result.evaluation_dir}")
+        super().__init__("\n".join(lines))
+
+
+class ComponentProgress(logging.Handler):
+    """Turns TFX's 'Component X is running/finished' log records into one line per component."""
+
+    def __init__(self, total: int, stream: TextIO):
+        super().__init__(level=logging.INFO)
+        self.total = total
+        self.stream = stream
+        self.runs: List[ComponentRun] = []
+        self._name: Optional[str] = None
+        self._start = 0.0
+        self._cached = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg == "Component %s is running.":
+            self._name, self._start, self._cached = record.args[0], time.perf_counter(), False
+            if self._name == "Trainer":
+                print(f"[{len(self.runs) + 1:>2}/{self.total}] Trainer ...", file=self.stream, flush=True)
+        elif msg.startswith("A cached execution"):
+            self._cached = True
+        elif msg == "Component %s is finished." and self._name:
+            run = ComponentRun(self._name, time.perf_counter() - self._start, self._cached)
+            self.runs.append(run)
+            note = "  (cached)" if run.cached else ""
+            print(f"[{len(self.runs):>2}/{self.total}] {run.name:<28} {run.seconds:6.1f}s{note}",
+                  file=self.stream, flush=True)
+            self._name = None
+
+    def failed(self) -> Optional[str]:
+        """The component that was running when the run stopped, if any."""
+        return self._name
+
+
+def quiet_logs(verbose: bool = False) -> None:
+    """TFX logs whole protos at INFO; people see our progress lines instead."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging as absl_logging
+
+    absl_logger = logging.getLogger("absl")
+    absl_logger.setLevel(logging.INFO)
+    absl_logging.get_absl_handler().setLevel(logging.INFO if verbose else logging.ERROR)
+    for name in ("tensorflow", "apache_beam", "root"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False) -> RunResult:
+    """Runs `spec` end to end and returns what it produced.
+
+    Raises:
+      SpecError: the data path matches no file.
+      DataAnomaliesError: validation found anomalies; nothing was transformed, trained or pushed.
+      ModelNotBlessedError: the model missed a threshold; it was not pushed.
+    """
+    from tfx import v1 as tfx
+
+    from components.anomaly_gate import DataAnomaliesError
+    from pipeline.pipeline import create_pipeline
+
+    spec.check_data_exists()
+    quiet_logs(verbose)
+    os.makedirs(spec.run_dir, exist_ok=True)
+    pipeline = create_pipeline(spec)
+    progress = ComponentProgress(len(pipeline.components), stream)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addHandler(progress)
+    print(f"Running pipeline {spec.name!r} ({len(pipeline.components)} components); run directory {spec.run_dir}",
+          file=stream, flush=True)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except DataAnomaliesError as e:
+        print(f"[{len(progress.runs) + 1:>2}/{progress.total}] AnomalyGate: stopped the run", file=stream, flush=True)
+        raise e from None
+    except Exception as e:
+        failed = progress.failed()
+        if failed:
+            raise RuntimeError(f"Component {failed} failed: {type(e).__name__}: {e}") from e
+        raise
+    finally:
+        absl_logger.removeHandler(progress)
+    result = summarize_run(spec, progress.runs)
+    if not result.pushed:
+        raise ModelNotBlessedError(result)
+    return result
+
+
+def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
+    """Reads the latest run's outputs from ML Metadata."""
+    outputs = latest_run_outputs(spec)
+    result = RunResult(spec=spec, components=components)
+    anomalies = outputs.get(("ExampleValidator", "anomalies"))
+    result.anomalies_dir = anomalies.uri if anomalies else None
+    model = outputs.get(("Trainer", "model"))
+    result.model_dir = os.path.join(model.uri, "Format-Serving") if model else None
+    evaluation = outputs.get(("Evaluator", "evaluation"))
+    if evaluation:
+        result.evaluation_dir = evaluation.uri
+        result.metrics = overall_metrics(evaluation.uri)
+        result.failed_thresholds = failed_thresholds(evaluation.uri)
+    blessing = outputs.get(("Evaluator", "blessing"))
+    if blessing:
+        result.blessed = bool(blessing.custom_properties["blessed"].int_value)
+    pushed = outputs.get(("Pusher", "pushed_model"))
+    if pushed and pushed.custom_properties["pushed"].int_value == 1:
+        result.pushed = True
+        result.pushed_model_dir = pushed.custom_properties["pushed_destination"].string_value
+    inference = outputs.get(("BulkInferrer", "inference_result"))
+    result.inference_dir = inference.uri if inference else None
+    return result
+
+
+def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
+    """(component id, output key) -> artifact, for the most recent pipeline run in ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(spec.metadata_path))
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = store.get_executions_by_context(run.id)
+    node_of = {}
+    for ex in executions:
+        for ctx in store.get_contexts_by_execution(ex.id):
+            if ctx.name.startswith(f"{spec.name}.") and ctx.type_id == store.get_context_type("node").id:
+                node_of[ex.id] = ctx.name[len(spec.name) + 1:]
+    events = store.get_events_by_execution_ids(list(node_of))
+    wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
+    out = {}
+    for e in wanted:
+        key = e.path.steps[0].key if e.path.steps else ""
+        out[(node_of[e.execution_id], key)] = artifacts[e.artifact_id]
+    return out
+
+
+def overall_metrics(evaluation_dir: str) -> Dict[str, float]:
+    """The unsliced metrics TFMA computed, by name."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_dir)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key == ():
+            values = metrics.get("", {}).get("", {})
+            return {k: float(v["doubleValue"]) for k, v in values.items() if "doubleValue" in v}
+    return {}
+
+
+def failed_thresholds(evaluation_dir: str) -> List[str]:
+    """One readable line per failed threshold: metric, slice, value, bound and the gap."""
+    import tensorflow_model_analysis as tfma
+
+    validation = tfma.load_validation_result(evaluation_dir)
+    lines = []
+    for per_slice in validation.metric_validations_per_slice:
+        where = _slice_name(per_slice.slice_key)
+        for failure in per_slice.failures:
+            name = failure.metric_key.name
+            value = failure.metric_value.double_value.value
+            threshold = failure.metric_threshold
+            if threshold.HasField("value_threshold"):
+                vt = threshold.value_threshold
+                if vt.HasField("lower_bound") and value < vt.lower_bound.value:
+                    lines.append(f"{name} = {value:.4f} on {where}, below the lower bound "
+                                 f"{vt.lower_bound.value:g} by {vt.lower_bound.value - value:.4f}")
+                    continue
+                if vt.HasField("upper_bound") and value > vt.upper_bound.value:
+                    lines.append(f"{name} = {value:.4f} on {where}, above the upper bound "
+                                 f"{vt.upper_bound.value:g} by {value - vt.upper_bound.value:.4f}")
+                    continue
+            if failure.metric_key.is_diff:
+                lines.append(f"{name} changed by {value:+.4f} against the last blessed model on {where}, "
+                             f"more than the allowed {threshold.change_threshold.absolute.value:+g}")
+                continue
+            lines.append(f"{name} = {value:.4f} on {where}: {failure.message}")
+    if not lines and not validation.validation_ok:
+        for reason in validation.missing_thresholds:
+            lines.append(f"no value computed for threshold on {reason.metric_key.name}")
+        for ms in validation.missing_slices:
+            lines.append(f"slice {ms} had no examples")
+    return lines
+
+
+def _slice_name(slice_key) -> str:
+    parts = [f"{c.column}={c.bytes_value.decode() if c.bytes_value else (c.int64_value or c.float_value)}"
+             for c in slice_key.single_slice_keys]
+    return ", ".join(parts) if parts else "all examples"
+
+
+def format_result(result: RunResult) -> str:
+    lines = [f"Pipeline finished in {result.seconds:.1f}s."]
+    if result.metrics:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        lines.append(f"  metrics (eval split): {shown}")
+    lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
+    lines.append(f"  metrics:        {result.evaluation_dir}")
+    lines.append(f"  anomaly report: {result.anomalies_dir}")
+    if result.inference_dir:
+        lines.append(f"  inference:      {result.inference_dir}")
+    return "\n".join(lines)

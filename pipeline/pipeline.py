@@ -1,0 +1,158 @@
+"""`create_pipeline(spec)`: the one place the TFX pipeline is assembled.
+
+CsvExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
+-> AnomalyGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
+-> Pusher, plus BulkInferrer when the spec asks for it.
+
+Pure: it reads nothing but the spec, touches no files and no environment.
+"""
+
+import json
+import os
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from components.anomaly_gate import AnomalyGate
+from components.schema import SpecSchemaGen
+from models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
+from models.features import transformed_label_key
+from pipeline.spec import LOWER_IS_BETTER, Spec
+
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
+
+
+def input_config(spec: Spec) -> tuple:
+    """(input_base, split pattern) for CsvExampleGen from the spec's path or glob."""
+    path = spec.resolve(spec.data.path)
+    return os.path.dirname(path), os.path.basename(path)
+
+
+def eval_config(spec: Spec) -> tfma.EvalConfig:
+    """TFMA config: the spec's metrics with their thresholds, overall and per slice."""
+    names = spec.metric_names()
+    metrics = [tfma.MetricConfig(class_name="ExampleCount")]
+    for metric in spec.evaluation.metrics:
+        config = tfma.MetricConfig(class_name=names[metric])
+        gate = spec.evaluation.thresholds.get(metric)
+        if gate is not None:
+            threshold = tfma.MetricThreshold()
+            if gate.lower_bound is not None or gate.upper_bound is not None:
+                bounds = {}
+                if gate.lower_bound is not None:
+                    bounds["lower_bound"] = {"value": gate.lower_bound}
+                if gate.upper_bound is not None:
+                    bounds["upper_bound"] = {"value": gate.upper_bound}
+                threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bounds))
+            if gate.max_regression is not None:
+                lower_better = metric in LOWER_IS_BETTER
+                threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+                    direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_better
+                    else tfma.MetricDirection.HIGHER_IS_BETTER,
+                    absolute={"value": gate.max_regression if lower_better else -gate.max_regression}))
+            config.threshold.CopyFrom(threshold)
+        metrics.append(config)
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=SERVING_DEFAULT,
+            label_key=transformed_label_key(spec.data.label),
+            prediction_key="scores" if spec.task == "classification" else "outputs",
+            preprocessing_function_names=[TRANSFORM_FEATURES],
+        )],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=keys) for keys in spec.evaluation.slices],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def create_pipeline(spec: Spec, metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline for `spec`.
+
+    Args:
+      spec: a validated Spec.
+      metadata_connection_config: ML Metadata connection; default SQLite under the run directory.
+      beam_pipeline_args: override of the spec's Beam arguments (runners for other platforms).
+    """
+    input_base, pattern = input_config(spec)
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=input_base,
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=spec.split.train),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=spec.split.eval),
+        ])),
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if spec.data.schema_path:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.resolve(spec.data.schema_path))
+    else:
+        schema_gen = SpecSchemaGen(
+            statistics=statistics_gen.outputs["statistics"],
+            declared_types=json.dumps(spec.data.feature_types, sort_keys=True),
+            label=spec.data.label,
+            task=spec.task,
+        ).with_id("SchemaGen")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
+                               schema=schema_gen.outputs["schema"]).with_id("AnomalyGate")
+    validated_schema = anomaly_gate.outputs["validated_schema"]
+
+    custom_config = {"spec": spec.to_json()}
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=validated_schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=custom_config,
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=validated_schema,
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=custom_config,
+    )
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(spec),
+        example_splits=["eval"],
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
+    )
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
+                  trainer, model_resolver, evaluator, pusher]
+    if spec.inference.enabled:
+        components.append(tfx.components.BulkInferrer(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            data_spec=tfx.proto.DataSpec(example_splits=["eval"]),
+            model_spec=tfx.proto.ModelSpec(model_signature_name=[SERVING_DEFAULT]),
+        ))
+
+    if metadata_connection_config is None:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(spec.metadata_path)
+    return tfx.dsl.Pipeline(
+        pipeline_name=spec.name,
+        pipeline_root=spec.pipeline_root,
+        components=components,
+        enable_cache=spec.runner.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args is not None else spec.runner.beam_args),
+    )

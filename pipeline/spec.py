@@ -1,0 +1,635 @@
+"""The one typed spec through which all configuration enters Lamina.
+
+A spec is YAML (or the same structure built in Python) validated by pydantic with
+unknown keys forbidden. Errors are rewritten into one line per problem naming the
+key path, the bad value and what is allowed, e.g.::
+
+    model.head.units: Received -3; expected an integer >= 1.
+    model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head.
+
+Example:
+    >>> spec = Spec.from_yaml("examples/penguins/spec.yaml")
+    >>> spec.data.label
+    'species'
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import glob
+import json
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "CategoricalEncoder",
+    "CombinerSpec",
+    "DataSpec",
+    "EvaluationSpec",
+    "EarlyStoppingSpec",
+    "FeatureSpec",
+    "FeatureType",
+    "HeadSpec",
+    "InferenceSpec",
+    "ModelSpec",
+    "NumericEncoder",
+    "RunnerSpec",
+    "ServingSpec",
+    "Spec",
+    "SpecError",
+    "SplitSpec",
+    "ThresholdSpec",
+    "TrainingSpec",
+    "load_spec",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SpecError(ValueError):
+    """A spec failed validation. `problems` holds one readable line per error."""
+
+    def __init__(self, problems: List[str], source: Optional[str] = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"Invalid spec{where}:\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __init__(self, **data: Any):
+        # The Python API gives the same messages as the YAML path: SpecError with key paths.
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise SpecError(_format_validation_error(e, type(self))) from None
+
+
+class FeatureType(str, enum.Enum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    TEXT = "text"
+    IMAGE = "image"
+    SEQUENCE = "sequence"
+
+
+# Feature types whose encoders this release implements end to end.
+SUPPORTED_FEATURE_TYPES = (FeatureType.NUMERIC, FeatureType.CATEGORICAL)
+
+
+class FeatureSpec(_Strict):
+    """One input feature. `type: null` means: infer it from the schema."""
+
+    name: str
+    type: Optional[FeatureType] = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"expected a column name made of letters, digits and underscores, "
+                f"not starting with a digit. Received: {v!r}"
+            )
+        return v
+
+
+class DataSpec(_Strict):
+    """Where the examples come from and what is predicted."""
+
+    path: str = Field(description="A CSV file or a glob of CSV files with the same header.")
+    label: str
+    features: Optional[List[FeatureSpec]] = Field(
+        default=None,
+        description="Input features. Omitted: every column but the label, types from the schema.",
+    )
+    schema_path: Optional[str] = Field(
+        default=None,
+        description="A curated schema.pbtxt; when set, ImportSchemaGen replaces schema inference.",
+    )
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features_from_mapping(cls, v: Any) -> Any:
+        # Accept the compact YAML form `{bill_length_mm: numeric, island: categorical}`.
+        if isinstance(v, dict):
+            return [{"name": k, "type": t} for k, t in v.items()]
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: Optional[List[FeatureSpec]]) -> Optional[List[FeatureSpec]]:
+        if v is not None:
+            if not v:
+                raise ValueError("expected at least one feature, or omit `features` to use every column.")
+            names = [f.name for f in v]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"feature names must be unique. Received duplicates: {', '.join(dupes)}")
+        return v
+
+    @property
+    def feature_types(self) -> Dict[str, Optional[str]]:
+        return {f.name: (f.type.value if f.type else None) for f in (self.features or [])}
+
+
+class SplitSpec(_Strict):
+    """Hash-bucket split of the input into train and eval."""
+
+    train: int = Field(default=4, ge=1, le=100)
+    eval: int = Field(default=1, ge=1, le=100)
+
+
+class NumericEncoder(_Strict):
+    """Numeric features arrive z-scored by Transform; `dense` adds a projection."""
+
+    type: Literal["normalized", "dense"] = "normalized"
+    units: int = Field(default=8, ge=1, le=4096)
+
+
+class CategoricalEncoder(_Strict):
+    """Categorical features arrive as vocabulary indices from Transform."""
+
+    type: Literal["embedding", "one_hot"] = "embedding"
+    dim: int = Field(default=4, ge=1, le=1024)
+    num_oov_buckets: int = Field(default=1, ge=0, le=1000)
+    top_k: Optional[int] = Field(default=None, ge=1, description="Keep only the k most frequent values.")
+
+
+_ENCODER_TYPES = {"normalized": "numeric", "dense": "numeric", "embedding": "categorical", "one_hot": "categorical"}
+
+
+def _encoder_kind(v: Any) -> Optional[str]:
+    t = v.get("type") if isinstance(v, dict) else getattr(v, "type", None)
+    return _ENCODER_TYPES.get(t)
+
+
+EncoderSpec = Annotated[
+    Union[Annotated[NumericEncoder, Tag("numeric")], Annotated[CategoricalEncoder, Tag("categorical")]],
+    Discriminator(
+        _encoder_kind,
+        custom_error_type="encoder_type",
+        custom_error_message="unknown encoder type",
+    ),
+]
+_TAGS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder}
+
+
+class CombinerSpec(_Strict):
+    """Fuses the encoded features: concatenation followed by dense layers."""
+
+    type: Literal["concat"] = "concat"
+    hidden_units: List[int] = Field(default_factory=lambda: [32, 16])
+    activation: Literal["relu", "gelu", "tanh", "selu", "swish"] = "relu"
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, v: List[int]) -> List[int]:
+        bad = [u for u in v if u < 1]
+        if bad:
+            raise ValueError(f"expected positive integers. Received: {bad}")
+        return v
+
+
+class HeadSpec(_Strict):
+    """The task head: what is predicted and how."""
+
+    type: Literal["classification", "regression"] = "classification"
+    units: Optional[int] = Field(default=None, ge=1, le=65536, description="Width of an extra hidden layer.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class ModelSpec(_Strict):
+    """Per-feature encoders, a combiner that fuses them, and a head."""
+
+    encoders: Dict[str, EncoderSpec] = Field(
+        default_factory=dict,
+        description="Encoder per feature name, or per feature type (`numeric`, `categorical`) as a default.",
+    )
+    combiner: CombinerSpec = Field(default_factory=CombinerSpec)
+    head: HeadSpec = Field(default_factory=HeadSpec)
+
+
+class EarlyStoppingSpec(_Strict):
+    monitor: str = "val_loss"
+    patience: int = Field(default=3, ge=0)
+    min_delta: float = Field(default=0.0, ge=0.0)
+
+
+class TrainingSpec(_Strict):
+    epochs: Optional[int] = Field(default=20, ge=1, le=100000)
+    steps_per_epoch: Optional[int] = Field(default=None, ge=1, description="Default: one pass over the train split.")
+    batch_size: int = Field(default=32, ge=1, le=1_000_000)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(default=1e-2, gt=0.0, le=10.0)
+    early_stopping: Optional[EarlyStoppingSpec] = None
+    seed: int = 42
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    jit_compile: bool = False
+
+
+# Metric names the spec accepts, per head type, and the TFMA metric class each maps to.
+CLASSIFICATION_METRICS = {
+    "accuracy": "SparseCategoricalAccuracy",
+    "crossentropy": "SparseCategoricalCrossentropy",
+}
+REGRESSION_METRICS = {
+    "mse": "MeanSquaredError",
+    "mae": "MeanAbsoluteError",
+    "rmse": "RootMeanSquaredError",
+}
+LOWER_IS_BETTER = {"crossentropy", "mse", "mae", "rmse"}
+
+
+class ThresholdSpec(_Strict):
+    """A gate on one metric: absolute bounds and/or the largest allowed regression vs the baseline."""
+
+    lower_bound: Optional[float] = None
+    upper_bound: Optional[float] = None
+    max_regression: Optional[float] = Field(
+        default=None, ge=0.0, description="How much worse than the last blessed model the metric may be."
+    )
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> "ThresholdSpec":
+        if self.lower_bound is None and self.upper_bound is None and self.max_regression is None:
+            raise ValueError("expected at least one of lower_bound, upper_bound, max_regression.")
+        if self.lower_bound is not None and self.upper_bound is not None and self.lower_bound > self.upper_bound:
+            raise ValueError(
+                f"lower_bound must not exceed upper_bound. Received: lower_bound={self.lower_bound}, upper_bound={self.upper_bound}"
+            )
+        return self
+
+
+class EvaluationSpec(_Strict):
+    metrics: List[str] = Field(default_factory=lambda: ["accuracy"])
+    thresholds: Dict[str, ThresholdSpec] = Field(default_factory=dict)
+    slices: List[List[str]] = Field(default_factory=list, description="Feature lists to slice metrics by.")
+
+
+class ServingSpec(_Strict):
+    model_name: str = "model"
+    push_dir: str = "serving_models"
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_model_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
+            raise ValueError(f"expected letters, digits, '_', '.' or '-'. Received: {v!r}")
+        return v
+
+
+class InferenceSpec(_Strict):
+    """Optional BulkInferrer over the eval split with the blessed model."""
+
+    enabled: bool = False
+
+
+class RunnerSpec(_Strict):
+    root: str = Field(default="lamina_runs", description="Run directory: pipeline root and ML Metadata live here.")
+    enable_cache: bool = True
+    beam_args: List[str] = Field(
+        default_factory=lambda: ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    )
+
+
+class Spec(_Strict):
+    """A whole Lamina job: data, split, model, training, evaluation, serving and runner."""
+
+    name: str = "lamina"
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    inference: InferenceSpec = Field(default_factory=InferenceSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    # Directory that relative paths are resolved against (the spec file's folder).
+    base_dir: Optional[str] = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _check_pipeline_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", v):
+            raise ValueError(f"expected letters, digits, '_' or '-'. Received: {v!r}")
+        return v
+
+    # -- cross-field rules: small named checks, each with a readable message --------------
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Spec":
+        problems = []
+        for check in (_check_label_not_feature, _check_supported_types, _check_metrics,
+                      _check_thresholds, _check_slices, _check_encoders):
+            problems.extend(check(self))
+        if problems:
+            raise _CrossFieldError(problems)
+        return self
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, os.PathLike]) -> "Spec":
+        return load_spec(path)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], base_dir: Optional[str] = None, source: Optional[str] = None) -> "Spec":
+        if not isinstance(data, dict):
+            raise SpecError([f"<root>: expected a mapping of keys to values. Received: {type(data).__name__}"], source)
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as e:
+            raise SpecError(_format_validation_error(e, cls), source) from None
+        except _CrossFieldError as e:
+            raise SpecError(e.problems, source) from None
+        spec.base_dir = os.path.abspath(base_dir or os.getcwd())
+        return spec
+
+    # -- resolved paths --------------------------------------------------------------------
+
+    def resolve(self, path: str) -> str:
+        path = os.path.expanduser(path)
+        if os.path.isabs(path) or "://" in path:
+            return path
+        return os.path.abspath(os.path.join(self.base_dir or os.getcwd(), path))
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.resolve(self.runner.root), self.name)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.run_dir, "pipeline")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.run_dir, "metadata.sqlite")
+
+    @property
+    def push_dir(self) -> str:
+        return self.resolve(self.serving.push_dir)
+
+    @property
+    def task(self) -> str:
+        return self.model.head.type
+
+    def metric_names(self) -> Dict[str, str]:
+        return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+
+    def to_json(self) -> str:
+        """Serialized form handed to Transform and Trainer through `custom_config`."""
+        d = self.model_dump(mode="json")
+        d["base_dir"] = self.base_dir
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Spec":
+        d = json.loads(text)
+        base_dir = d.pop("base_dir", None)
+        return cls.from_dict(d, base_dir=base_dir)
+
+    def check_data_exists(self) -> List[str]:
+        """Files the data path matches; raises SpecError naming the path when none do."""
+        pattern = self.resolve(self.data.path)
+        files = sorted(glob.glob(pattern))
+        if not files:
+            raise SpecError([f"data.path: no file matches {pattern!r}."])
+        dirs = {os.path.dirname(f) for f in files}
+        if len(dirs) > 1:
+            raise SpecError([f"data.path: the matched files must sit in one folder. Received folders: {sorted(dirs)}"])
+        return files
+
+
+class _CrossFieldError(ValueError):
+    def __init__(self, problems: List[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _check_label_not_feature(spec: Spec) -> List[str]:
+    if spec.data.features and spec.data.label in spec.data.feature_types:
+        return [f"data.features: the label {spec.data.label!r} must not also be an input feature."]
+    return []
+
+
+def _check_supported_types(spec: Spec) -> List[str]:
+    problems = []
+    for i, f in enumerate(spec.data.features or []):
+        if f.type is not None and f.type not in SUPPORTED_FEATURE_TYPES:
+            allowed = ", ".join(repr(t.value) for t in SUPPORTED_FEATURE_TYPES)
+            problems.append(
+                f"data.features.{i}.type: feature {f.name!r} has type {f.type.value!r}, which this release "
+                f"cannot train on yet; expected one of: {allowed}."
+            )
+    return problems
+
+
+def _check_metrics(spec: Spec) -> List[str]:
+    allowed = spec.metric_names()
+    problems = []
+    for i, m in enumerate(spec.evaluation.metrics):
+        if m not in allowed:
+            problems.append(
+                f"evaluation.metrics.{i}: Received {m!r}; for a {spec.task} head expected one of: "
+                f"{', '.join(repr(a) for a in allowed)}.{_did_you_mean(m, list(allowed))}"
+            )
+    return problems
+
+
+def _check_thresholds(spec: Spec) -> List[str]:
+    problems = []
+    for m in spec.evaluation.thresholds:
+        if m not in spec.evaluation.metrics:
+            problems.append(
+                f"evaluation.thresholds.{m}: no such metric in evaluation.metrics; expected one of: "
+                f"{', '.join(repr(a) for a in spec.evaluation.metrics)}.{_did_you_mean(m, spec.evaluation.metrics)}"
+            )
+    return problems
+
+
+def _check_slices(spec: Spec) -> List[str]:
+    if not spec.data.features:
+        return []  # feature names are only known from the data; checked when the pipeline runs.
+    known = list(spec.data.feature_types) + [spec.data.label]
+    problems = []
+    for i, keys in enumerate(spec.evaluation.slices):
+        for k in keys:
+            if k not in known:
+                problems.append(
+                    f"evaluation.slices.{i}: unknown feature {k!r}; expected one of: "
+                    f"{', '.join(repr(a) for a in known)}.{_did_you_mean(k, known)}"
+                )
+    return problems
+
+
+def _check_encoders(spec: Spec) -> List[str]:
+    types = spec.data.feature_types
+    problems = []
+    for key, enc in spec.model.encoders.items():
+        wanted = types.get(key) or (key if key in ("numeric", "categorical") else None)
+        if key not in types and key not in ("numeric", "categorical"):
+            if spec.data.features is None:
+                continue  # features come from the data; checked when the pipeline runs.
+            choices = list(types) + ["numeric", "categorical"]
+            problems.append(
+                f"model.encoders.{key}: not a feature name or feature type; expected one of: "
+                f"{', '.join(repr(c) for c in choices)}.{_did_you_mean(key, choices)}"
+            )
+            continue
+        if wanted == "numeric" and not isinstance(enc, NumericEncoder):
+            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; a numeric feature expects one of: 'normalized', 'dense'.")
+        if wanted == "categorical" and not isinstance(enc, CategoricalEncoder):
+            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; a categorical feature expects one of: 'embedding', 'one_hot'.")
+    return problems
+
+
+# -- error formatting --------------------------------------------------------------------------
+
+
+def _did_you_mean(word: str, choices: List[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _strip_tags(loc: tuple) -> tuple:
+    """Drops the union tags pydantic puts in locations (`encoders.island.categorical.dim`)."""
+    out = []
+    for i, p in enumerate(loc):
+        if isinstance(p, str) and p.startswith("function-"):
+            continue
+        if p in _TAGS and i >= 2 and loc[i - 2] == "encoders":
+            continue
+        out.append(p)
+    return tuple(out)
+
+
+def _model_at(root: type, loc: tuple) -> Optional[type]:
+    """The pydantic model class that owns the location `loc` (used to list allowed keys)."""
+    current: Any = root
+    pending_tag = None
+    for i, part in enumerate(loc):
+        if part in _TAGS and i >= 2 and loc[i - 2] == "encoders":
+            current = _TAGS[part]
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            # inside a Dict[str, X] or List[X]: the key/index selects an X
+            args = [a for a in typing.get_args(current) if a is not str]
+            current = args[-1] if args else None
+        current = _unwrap_model(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    """Optional[X] -> X; leaves Dict/List alone so their keys can be walked."""
+    origin = typing.get_origin(annotation)
+    if origin is Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap_model(args[0])
+    if origin is Annotated:
+        return _unwrap_model(typing.get_args(annotation)[0])
+    return annotation
+
+
+def _loc_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "<root>"
+
+
+def _format_validation_error(err: ValidationError, root: type) -> List[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        raw_loc = tuple(e["loc"])
+        loc = _strip_tags(raw_loc)
+        path = _loc_path(loc)
+        kind = e["type"]
+        value = e.get("input")
+        ctx = e.get("ctx") or {}
+        if kind == "extra_forbidden":
+            parent = _model_at(root, raw_loc[:-1])
+            allowed = sorted(parent.model_fields) if parent else []
+            allowed = [a for a in allowed if a != "base_dir"]
+            key = str(loc[-1])
+            msg = f"{path}: unknown key.{_did_you_mean(key, allowed)}"
+            if allowed:
+                msg += f" Allowed keys: {', '.join(allowed)}."
+            problems.append(msg)
+        elif kind == "encoder_type":
+            allowed = sorted(_ENCODER_TYPES)
+            t = value.get("type") if isinstance(value, dict) else value
+            if isinstance(value, dict) and t is None:
+                problems.append(f"{path}.type: required key is missing; expected one of: {', '.join(repr(a) for a in allowed)}.")
+            else:
+                problems.append(
+                    f"{path}.type: Received {t!r}; expected one of: {', '.join(repr(a) for a in allowed)}.{_did_you_mean(str(t), allowed)}"
+                )
+        elif kind == "missing":
+            problems.append(f"{path}: required key is missing.")
+        elif kind == "literal_error":
+            expected = ctx.get("expected", "")
+            choices = re.findall(r"'([^']*)'", str(expected))
+            problems.append(
+                f"{path}: Received {value!r}; expected one of: {expected}.{_did_you_mean(str(value), choices)}"
+            )
+        elif kind == "enum":
+            expected = ctx.get("expected", "")
+            choices = re.findall(r"'([^']*)'", str(expected))
+            problems.append(
+                f"{path}: Received {value!r}; expected one of: {expected}.{_did_you_mean(str(value), choices)}"
+            )
+        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+            bound = ctx.get({"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind])
+            noun = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+            problems.append(f"{path}: Received {value!r}; expected {noun} {op} {bound}.")
+        elif kind in ("int_type", "int_parsing", "int_from_float"):
+            problems.append(f"{path}: Received {value!r}; expected an integer.")
+        elif kind in ("float_type", "float_parsing"):
+            problems.append(f"{path}: Received {value!r}; expected a number.")
+        elif kind in ("bool_type", "bool_parsing"):
+            problems.append(f"{path}: Received {value!r}; expected true or false.")
+        elif kind in ("string_type",):
+            problems.append(f"{path}: Received {value!r}; expected a string.")
+        elif kind in ("list_type",):
+            problems.append(f"{path}: Received {value!r}; expected a list.")
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            problems.append(f"{path}: Received {value!r}; expected a mapping of keys to values.")
+        elif kind == "value_error":
+            msg = str(ctx.get("error", e["msg"]))
+            if isinstance(ctx.get("error"), _CrossFieldError):
+                problems.extend(ctx["error"].problems)
+            else:
+                problems.append(f"{path}: {msg}")
+        else:
+            problems.append(f"{path}: {e['msg']}. Received: {value!r}")
+    return problems
+
+
+def load_spec(path: Union[str, os.PathLike]) -> Spec:
+    """Reads and validates a YAML spec; relative paths in it resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([f"spec file not found: {str(path)!r}"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError([f"not valid YAML{where}: {getattr(e, 'problem', e)}"], str(path)) from None
+    return Spec.from_dict(data, base_dir=str(path.parent.resolve()), source=str(path))

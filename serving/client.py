@@ -1,0 +1,191 @@
+"""A client for TF Serving's gRPC API, built on tensorflow-serving-api's PredictionServiceStub.
+
+Works unchanged against `lamina serve` and the official tensorflow/serving image: it only
+uses Predict, Classify and GetModelMetadata. Rows are dicts of raw feature values; the
+input dtypes come from the model's `serving_raw` signature (GetModelMetadata).
+
+Example:
+    >>> client = PredictionClient("127.0.0.1:8500")
+    >>> client.classify("penguins", [{"island": "Biscoe", "bill_length_mm": 45.1, ...}])
+"""
+
+import csv
+import io
+import json
+import math
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+SERVING_RAW = "serving_raw"
+SERVING_DEFAULT = "serving_default"
+
+
+class RowError(ValueError):
+    """A row cannot be sent: names the row number and the feature."""
+
+
+def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
+    """Rows from a CSV file (header row), a JSON array of objects, or JSON Lines; '-' means stdin text."""
+    if text is None:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    stripped = text.lstrip()
+    if path.endswith((".json", ".jsonl")) or stripped.startswith(("{", "[")):
+        if stripped.startswith("["):
+            rows = json.loads(text)
+        else:
+            rows = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise RowError(f"{path}: line {n} is not valid JSON: {e.msg}") from None
+        for n, row in enumerate(rows, 1):
+            if not isinstance(row, dict):
+                raise RowError(f"{path}: row {n} is not an object of feature names to values.")
+        return rows
+    return [dict(r) for r in csv.DictReader(io.StringIO(text))]
+
+
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -> Dict[str, tf.Tensor]:
+    """Columns for a raw signature. `inputs`: name -> DataType enum. Missing values: NaN or ''."""
+    columns: Dict[str, list] = {name: [] for name in inputs}
+    for n, row in enumerate(rows, 1):
+        for name, dtype in inputs.items():
+            value = row.get(name)
+            try:
+                if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
+                    columns[name].append(float("nan") if _missing(value) else float(value))
+                elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
+                    if _missing(value):
+                        raise RowError(f"row {n}: feature {name!r} is missing; it is an integer feature and "
+                                       "needs a value.")
+                    columns[name].append(int(float(value)))
+                else:
+                    columns[name].append(b"" if _missing(value) else str(value).encode("utf-8"))
+            except (TypeError, ValueError) as e:
+                if isinstance(e, RowError):
+                    raise
+                raise RowError(f"row {n}: feature {name!r} has value {value!r}, which is not a "
+                               f"{tf.dtypes.as_dtype(dtype).name}.") from None
+    return {name: tf.constant(values, dtype=tf.dtypes.as_dtype(inputs[name])) for name, values in columns.items()}
+
+
+def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -> tf.train.Example:
+    """A tf.Example for Classify; missing values are left out (the model imputes them)."""
+    example = tf.train.Example()
+    for name, dtype in inputs.items():
+        value = row.get(name)
+        if _missing(value):
+            continue
+        feature = example.features.feature[name]
+        try:
+            if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
+                feature.float_list.value.append(float(value))
+            elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
+                feature.int64_list.value.append(int(float(value)))
+            else:
+                feature.bytes_list.value.append(str(value).encode("utf-8"))
+        except (TypeError, ValueError):
+            raise RowError(f"row {n}: feature {name!r} has value {value!r}, which is not a "
+                           f"{tf.dtypes.as_dtype(dtype).name}.") from None
+    return example
+
+
+class PredictionClient:
+    """Predict / Classify / GetModelMetadata against any TF Serving-protocol server."""
+
+    def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 16 * 1024 * 1024):
+        self.target = target
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def signature_defs(self, model: str, version: Optional[int] = None) -> Dict[str, object]:
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        request.model_spec.name = model
+        if version is not None:
+            request.model_spec.version.value = version
+        request.metadata_field.append("signature_def")
+        response = self.stub.GetModelMetadata(request, timeout=self.timeout)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        return dict(sig_map.signature_def)
+
+    def raw_inputs(self, model: str, version: Optional[int] = None) -> Dict[str, int]:
+        """Feature name -> DataType enum, from the model's serving_raw signature."""
+        sigs = self.signature_defs(model, version)
+        if SERVING_RAW not in sigs:
+            raise ValueError(f"model {model!r} has no {SERVING_RAW!r} signature; signatures: {sorted(sigs)}")
+        return {k: v.dtype for k, v in sigs[SERVING_RAW].inputs.items()}
+
+    def predict_tensors(self, model: str, tensors: Dict[str, object], signature: str = SERVING_DEFAULT,
+                        version: Optional[int] = None) -> Dict[str, np.ndarray]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = version
+        for key, value in tensors.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        response = self.stub.Predict(request, timeout=self.timeout)
+        return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+    def predict(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
+                inputs: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
+        """Predict on raw rows through the serving_raw signature."""
+        inputs = inputs or self.raw_inputs(model, version)
+        tensors = {k: v.numpy() for k, v in rows_to_tensors(rows, inputs).items()}
+        return self.predict_tensors(model, tensors, SERVING_RAW, version)
+
+    def classify(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
+                 inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT
+                 ) -> List[List[tuple]]:
+        """Classify rows (sent as tf.Examples); per row, (label, score) pairs in the model's class order."""
+        inputs = inputs or self.raw_inputs(model, version)
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = version
+        for n, row in enumerate(rows, 1):
+            request.input.example_list.examples.append(row_to_example(row, inputs, n))
+        response = self.stub.Classify(request, timeout=self.timeout)
+        return [[(c.label, c.score) for c in result.classes] for result in response.result.classifications]
+
+
+def format_predictions(outputs: Dict[str, np.ndarray]) -> List[Dict[str, object]]:
+    """One dict per row: the predicted class and the scores by class, or the regression value."""
+    rows = []
+    if "scores" in outputs:
+        classes = outputs.get("classes")
+        for i, scores in enumerate(outputs["scores"]):
+            names = [c.decode("utf-8") for c in classes[i]] if classes is not None else [str(j) for j in range(len(scores))]
+            best = int(np.argmax(scores))
+            rows.append({"class": names[best], "scores": {n: round(float(s), 6) for n, s in zip(names, scores)}})
+    elif "outputs" in outputs:
+        rows = [{"prediction": float(v)} for v in np.reshape(outputs["outputs"], [-1])]
+    else:
+        rows = [{k: v[i].tolist() for k, v in outputs.items()} for i in range(len(next(iter(outputs.values()))))]
+    return rows
