@@ -89,6 +89,9 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                                                        min_delta=es.min_delta, restore_best_weights=True))
     if steps:
         train_ds = train_ds.repeat()
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    print(f"    training {model.name}: {len(features)} features, up to {epochs} epochs, batch {batch}, "
+          f"{model.count_params()} parameters, on {device}", flush=True)
     history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, steps_per_epoch=steps,
                         callbacks=callbacks, verbose=0)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)

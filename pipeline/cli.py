@@ -84,6 +84,8 @@ def cmd_predict(args) -> int:
                 results = client.classify(args.model, rows, version=args.version)
                 out = [{"class": max(r, key=lambda c: c[1])[0], "scores": {l: round(s, 6) for l, s in r}}
                        for r in results]
+            elif args.raw:
+                out = format_predictions(client.predict_raw(args.model, rows, version=args.version))
             else:
                 out = format_predictions(client.predict(args.model, rows, version=args.version))
         except RowError as e:
@@ -131,7 +133,7 @@ def cmd_demo(args) -> int:
         with PredictionClient(server.target) as client:
             predictions = format_predictions(client.predict(spec.serving.model_name, rows))
             classified = client.classify(spec.serving.model_name, rows)
-        print("gRPC Predict (serving_raw) and Classify (serving_default):")
+        print("gRPC Predict and Classify answers:")
         for row, pred, cls, truth in zip(rows, predictions, classified, expected):
             best = max(cls, key=lambda c: c[1])
             shown = {k: v for k, v in row.items()}
@@ -169,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="127.0.0.1:8500")
     p.add_argument("--model", required=True)
     p.add_argument("--version", type=int)
-    p.add_argument("--classify", action="store_true", help="use the Classify API with tf.Examples")
+    p.add_argument("--classify", action="store_true", help="use the Classify API instead of Predict")
+    p.add_argument("--raw", action="store_true", help="Predict on the serving_raw signature (one tensor per feature)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(fn=cmd_predict)
 
@@ -181,8 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "demo"):
+        from pipeline.local_runner import quiet_logs
+
+        quiet_logs(args.verbose)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return args.fn(args)
     except SpecError as e:

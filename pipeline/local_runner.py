@@ -4,6 +4,7 @@ It only works out paths, calls `create_pipeline`, and reports: one line per comp
 with its duration, then the pushed model, the metrics and the anomaly report.
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -57,52 +58,82 @@ class ModelNotBlessedError(RuntimeError):
 
 
 class ComponentProgress(logging.Handler):
-    """Turns TFX's 'Component X is running/finished' log records into one line per component."""
+    """Prints one line per component with its duration, and whether it came from the cache.
+
+    It wraps TFX's component launcher for the length of a run (timing each launch) and
+    listens for TFX's 'A cached execution ... is used.' log record.
+    """
 
     def __init__(self, total: int, stream: TextIO):
         super().__init__(level=logging.INFO)
         self.total = total
         self.stream = stream
         self.runs: List[ComponentRun] = []
-        self._name: Optional[str] = None
+        self.current: Optional[str] = None
         self._start = 0.0
         self._cached = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        msg = record.msg if isinstance(record.msg, str) else ""
-        if msg == "Component %s is running.":
-            self._name, self._start, self._cached = record.args[0], time.perf_counter(), False
-            if self._name == "Trainer":
-                print(f"[{len(self.runs) + 1:>2}/{self.total}] Trainer ...", file=self.stream, flush=True)
-        elif msg.startswith("A cached execution"):
+        if isinstance(record.msg, str) and record.msg.startswith("A cached execution"):
             self._cached = True
-        elif msg == "Component %s is finished." and self._name:
-            run = ComponentRun(self._name, time.perf_counter() - self._start, self._cached)
-            self.runs.append(run)
-            note = "  (cached)" if run.cached else ""
-            print(f"[{len(self.runs):>2}/{self.total}] {run.name:<28} {run.seconds:6.1f}s{note}",
-                  file=self.stream, flush=True)
-            self._name = None
 
-    def failed(self) -> Optional[str]:
-        """The component that was running when the run stopped, if any."""
-        return self._name
+    def begin(self, name: str) -> None:
+        self.current, self._start, self._cached = name, time.perf_counter(), False
+
+    def end(self) -> None:
+        run = ComponentRun(self.current, time.perf_counter() - self._start, self._cached)
+        self.runs.append(run)
+        note = "  (cached)" if run.cached else ""
+        print(f"[{len(self.runs):>2}/{self.total}] {run.name:<28} {run.seconds:6.1f}s{note}",
+              file=self.stream, flush=True)
+        self.current = None
+
+    @contextlib.contextmanager
+    def attached(self):
+        from tfx.orchestration.portable import launcher
+
+        absl_logger = logging.getLogger("absl")
+        original = launcher.Launcher.launch
+        progress = self
+
+        def launch(launcher_self):
+            # Components may reset log levels (Beam, TFT); the cache record must still reach us.
+            absl_logger.setLevel(logging.INFO)
+            progress.begin(launcher_self._pipeline_node.node_info.id)  # pylint: disable=protected-access
+            result = original(launcher_self)
+            progress.end()
+            return result
+
+        absl_logger.addHandler(self)
+        launcher.Launcher.launch = launch
+        try:
+            yield self
+        finally:
+            launcher.Launcher.launch = original
+            absl_logger.removeHandler(self)
 
 
 def quiet_logs(verbose: bool = False) -> None:
-    """TFX logs whole protos at INFO; people see our progress lines instead."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import logging as absl_logging
+    """TFX logs whole protos at INFO; people see our progress lines instead.
 
+    With `verbose`, TFX's, Beam's and TensorFlow's own logs go to stderr as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
     absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
-    absl_logging.get_absl_handler().setLevel(logging.INFO if verbose else logging.ERROR)
-    for name in ("tensorflow", "apache_beam", "root"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    absl_logger.setLevel(logging.INFO)  # our progress handler reads TFX's INFO records
+    absl_logger.propagate = verbose
     if not verbose:
         import warnings
 
         warnings.filterwarnings("ignore")
+        for name in ("tensorflow", "apache_beam", "tensorflow_transform", "tensorflow_model_analysis"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            from absl import logging as absl_logging
+
+            absl_logger.removeHandler(absl_logging.get_absl_handler())
+        except ImportError:
+            pass
 
 
 def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False) -> RunResult:
@@ -123,22 +154,19 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     os.makedirs(spec.run_dir, exist_ok=True)
     pipeline = create_pipeline(spec)
     progress = ComponentProgress(len(pipeline.components), stream)
-    absl_logger = logging.getLogger("absl")
-    absl_logger.addHandler(progress)
     print(f"Running pipeline {spec.name!r} ({len(pipeline.components)} components); run directory {spec.run_dir}",
           file=stream, flush=True)
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with progress.attached():
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     except DataAnomaliesError as e:
-        print(f"[{len(progress.runs) + 1:>2}/{progress.total}] AnomalyGate: stopped the run", file=stream, flush=True)
+        print(f"[{len(progress.runs) + 1:>2}/{progress.total}] {progress.current}: stopped the run",
+              file=stream, flush=True)
         raise e from None
     except Exception as e:
-        failed = progress.failed()
-        if failed:
-            raise RuntimeError(f"Component {failed} failed: {type(e).__name__}: {e}") from e
+        if progress.current:
+            raise RuntimeError(f"Component {progress.current} failed: {type(e).__name__}: {e}") from e
         raise
-    finally:
-        absl_logger.removeHandler(progress)
     result = summarize_run(spec, progress.runs)
     if not result.pushed:
         raise ModelNotBlessedError(result)
@@ -170,25 +198,45 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     return result
 
 
-def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
-    """(component id, output key) -> artifact, for the most recent pipeline run in ML Metadata."""
+def _latest_run(spec: Spec):
+    """(store, executions of the newest pipeline run, execution id -> component id)."""
     from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import metadata
 
     store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(spec.metadata_path))
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
-        return {}
+        return store, [], {}
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     executions = store.get_executions_by_context(run.id)
+    node_type = store.get_context_type("node").id
     node_of = {}
     for ex in executions:
         for ctx in store.get_contexts_by_execution(ex.id):
-            if ctx.name.startswith(f"{spec.name}.") and ctx.type_id == store.get_context_type("node").id:
+            if ctx.type_id == node_type and ctx.name.startswith(f"{spec.name}."):
                 node_of[ex.id] = ctx.name[len(spec.name) + 1:]
+    return store, executions, node_of
+
+
+def latest_run_states(spec: Spec) -> Dict[str, str]:
+    """Component id -> execution state (COMPLETE, CACHED, FAILED...) in the newest run."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    _, executions, node_of = _latest_run(spec)
+    return {node_of[ex.id]: metadata_store_pb2.Execution.State.Name(ex.last_known_state)
+            for ex in executions if ex.id in node_of}
+
+
+def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
+    """(component id, output key) -> artifact, for the newest pipeline run in ML Metadata."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store, _, node_of = _latest_run(spec)
+    if not node_of:
+        return {}
     events = store.get_events_by_execution_ids(list(node_of))
-    wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    outputs = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    wanted = [e for e in events if e.type in outputs]
     artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
     out = {}
     for e in wanted:
@@ -253,7 +301,7 @@ def _slice_name(slice_key) -> str:
 def format_result(result: RunResult) -> str:
     lines = [f"Pipeline finished in {result.seconds:.1f}s."]
     if result.metrics:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()) if not k.endswith("_diff"))
         lines.append(f"  metrics (eval split): {shown}")
     lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
     lines.append(f"  metrics:        {result.evaluation_dir}")

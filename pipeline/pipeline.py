@@ -107,6 +107,8 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         schema=validated_schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=custom_config,
+        # StatisticsGen already covers the raw data; TFT's own pre/post statistics double Transform's time.
+        disable_statistics=True,
     )
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,

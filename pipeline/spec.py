@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import re
+import threading
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
@@ -64,15 +65,25 @@ class SpecError(ValueError):
         super().__init__(f"Invalid spec{where}:\n{lines}")
 
 
+_construction = threading.local()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     def __init__(self, **data: Any):
         # The Python API gives the same messages as the YAML path: SpecError with key paths.
+        # Pydantic calls this for nested sections too; only the outermost call converts.
+        depth = getattr(_construction, "depth", 0)
+        _construction.depth = depth + 1
         try:
             super().__init__(**data)
         except ValidationError as e:
+            if depth:
+                raise
             raise SpecError(_format_validation_error(e, type(self))) from None
+        finally:
+            _construction.depth = depth
 
 
 class FeatureType(str, enum.Enum):
@@ -349,10 +360,8 @@ class Spec(_Strict):
         if not isinstance(data, dict):
             raise SpecError([f"<root>: expected a mapping of keys to values. Received: {type(data).__name__}"], source)
         try:
-            spec = cls.model_validate(data)
-        except ValidationError as e:
-            raise SpecError(_format_validation_error(e, cls), source) from None
-        except _CrossFieldError as e:
+            spec = cls(**data)
+        except SpecError as e:
             raise SpecError(e.problems, source) from None
         spec.base_dir = os.path.abspath(base_dir or os.getcwd())
         return spec
@@ -596,7 +605,7 @@ def _format_validation_error(err: ValidationError, root: type) -> List[str]:
         elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
             op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
             bound = ctx.get({"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind])
-            noun = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+            noun = "an integer" if isinstance(bound, int) and not isinstance(bound, bool) else "a number"
             problems.append(f"{path}: Received {value!r}; expected {noun} {op} {bound}.")
         elif kind in ("int_type", "int_parsing", "int_from_float"):
             problems.append(f"{path}: Received {value!r}; expected an integer.")

@@ -68,8 +68,8 @@ def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -
                     columns[name].append(float("nan") if _missing(value) else float(value))
                 elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
                     if _missing(value):
-                        raise RowError(f"row {n}: feature {name!r} is missing; it is an integer feature and "
-                                       "needs a value.")
+                        raise RowError(f"row {n}: feature {name!r} is missing; serving_raw takes no missing "
+                                       "integers (send the row as a tf.Example instead: predict or classify).")
                     columns[name].append(int(float(value)))
                 else:
                     columns[name].append(b"" if _missing(value) else str(value).encode("utf-8"))
@@ -153,8 +153,15 @@ class PredictionClient:
         return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
     def predict(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
-                inputs: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
-        """Predict on raw rows through the serving_raw signature."""
+                inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> Dict[str, np.ndarray]:
+        """Predict on rows sent as serialized tf.Examples; missing values (None, '') are left out."""
+        inputs = inputs or self.raw_inputs(model, version)
+        examples = [row_to_example(r, inputs, n).SerializeToString() for n, r in enumerate(rows, 1)]
+        return self.predict_tensors(model, {"inputs": np.array(examples, dtype=object)}, signature, version)
+
+    def predict_raw(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
+                    inputs: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
+        """Predict on rows sent as one tensor per feature, through the serving_raw signature."""
         inputs = inputs or self.raw_inputs(model, version)
         tensors = {k: v.numpy() for k, v in rows_to_tensors(rows, inputs).items()}
         return self.predict_tensors(model, tensors, SERVING_RAW, version)

@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
@@ -43,7 +44,8 @@ def _signature_key(model_spec) -> str:
 
 
 def _dtype_name(dtype: tf.DType) -> str:
-    return f"DT_{dtype.name.upper()}"
+    """TF Serving's spelling of a dtype: DT_FLOAT, DT_INT64, DT_STRING."""
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
 def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:

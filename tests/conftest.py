@@ -1,0 +1,75 @@
+"""Shared fixtures: the penguins data, a spec builder, one real pipeline run, a live server."""
+
+import copy
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.datasets import write_penguins_csv
+from pipeline.spec import Spec
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_SPEC = REPO / "examples" / "penguins" / "spec.yaml"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def example_spec_dict() -> dict:
+    return yaml.safe_load(EXAMPLE_SPEC.read_text())
+
+
+def make_spec(base_dir, **overrides) -> Spec:
+    """The penguins example spec rooted at `base_dir`, with top-level sections updated."""
+    d = copy.deepcopy(example_spec_dict())
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key].update(value)
+        else:
+            d[key] = value
+    return Spec.from_dict(d, base_dir=str(base_dir))
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path, rows, columns):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in columns})
+
+
+@pytest.fixture(scope="session")
+def penguins_dir(tmp_path_factory):
+    """A folder with data/penguins.csv written from the palmerpenguins package."""
+    root = tmp_path_factory.mktemp("penguins")
+    write_penguins_csv(str(root / "data" / "penguins.csv"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def penguins_run(penguins_dir):
+    """One real run of the penguins pipeline (BulkInferrer on), shared by the e2e tests."""
+    from pipeline.local_runner import run_pipeline
+
+    spec = make_spec(penguins_dir, inference={"enabled": True})
+    result = run_pipeline(spec)
+    return spec, result
+
+
+@pytest.fixture(scope="session")
+def server(penguins_run):
+    """`lamina serve` in-process on a free loopback port, serving the pushed penguins model."""
+    from serving.server import LaminaServer
+
+    spec, _ = penguins_run
+    srv = LaminaServer(spec.push_dir, port=0, poll_seconds=0.2).start()
+    yield srv
+    srv.stop()

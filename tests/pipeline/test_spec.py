@@ -1,0 +1,134 @@
+"""Spec validation: every message names the key path, the bad value and what is allowed."""
+
+import textwrap
+
+import pytest
+
+from pipeline.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
+from tests.conftest import example_spec_dict, make_spec
+
+
+def problems_for(tmp_path, mutate):
+    d = example_spec_dict()
+    mutate(d)
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir=str(tmp_path))
+    return info.value.problems
+
+
+def test_example_spec_is_valid(tmp_path):
+    spec = make_spec(tmp_path)
+    assert spec.data.label == "species"
+    assert spec.data.feature_types == {
+        "bill_length_mm": "numeric", "bill_depth_mm": "numeric", "flipper_length_mm": "numeric",
+        "body_mass_g": "numeric", "island": "categorical", "sex": "categorical"}
+    assert spec.task == "classification"
+    assert spec.run_dir == str(tmp_path / "lamina_runs" / "penguins")
+    assert spec.push_dir == str(tmp_path / "serving_models")
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["model"]["head"].update(units=-3),
+     "model.head.units: Received -3; expected an integer >= 1."),
+    (lambda d: d["model"].update(hed={}),
+     "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head."),
+    (lambda d: d.update(trainig={}),
+     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, inference, model, name, "
+     "runner, serving, split, training."),
+    (lambda d: d["model"]["head"].update(type="clasification"),
+     "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
+     "Did you mean 'classification'?"),
+    (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
+     "model.encoders.island.type: Received 'embeding'; expected one of: 'dense', 'embedding', 'normalized', "
+     "'one_hot'. Did you mean 'embedding'?"),
+    (lambda d: d["model"]["encoders"].update(island={"type": "embedding", "dimm": 3}),
+     "model.encoders.island.dimm: unknown key. Did you mean 'dim'? Allowed keys: dim, num_oov_buckets, top_k, type."),
+    (lambda d: d["model"]["encoders"].update(island={"type": "normalized"}),
+     "model.encoders.island.type: Received 'normalized'; a categorical feature expects one of: 'embedding', "
+     "'one_hot'."),
+    (lambda d: d["training"].update(epochs="many"),
+     "training.epochs: Received 'many'; expected an integer."),
+    (lambda d: d["training"].update(learning_rate=0),
+     "training.learning_rate: Received 0; expected a number > 0.0."),
+    (lambda d: d["training"].update(optimizer="adamm"),
+     "training.optimizer: Received 'adamm'; expected one of: 'adam', 'adamw', 'sgd' or 'rmsprop'. "
+     "Did you mean 'adam'?"),
+    (lambda d: d["split"].update(train=0),
+     "split.train: Received 0; expected an integer >= 1."),
+    (lambda d: d["data"].pop("label"),
+     "data.label: required key is missing."),
+    (lambda d: d["data"]["features"].update(photo="image"),
+     "data.features.6.type: feature 'photo' has type 'image', which this release cannot train on yet; "
+     "expected one of: 'numeric', 'categorical'."),
+    (lambda d: d["data"]["features"].update(island="categorial"),
+     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image' "
+     "or 'sequence'. Did you mean 'categorical'?"),
+    (lambda d: d["data"]["features"].update(species="categorical"),
+     "data.features: the label 'species' must not also be an input feature."),
+    (lambda d: d["evaluation"].update(metrics=["acuracy"], thresholds={}),
+     "evaluation.metrics.0: Received 'acuracy'; for a classification head expected one of: 'accuracy', "
+     "'crossentropy'. Did you mean 'accuracy'?"),
+    (lambda d: d["evaluation"]["thresholds"].update(crossentropy={}),
+     "evaluation.thresholds.crossentropy: expected at least one of lower_bound, upper_bound, max_regression."),
+    (lambda d: d["evaluation"].update(slices=[["iland"]]),
+     "evaluation.slices.0: unknown feature 'iland'; expected one of: 'bill_length_mm', 'bill_depth_mm', "
+     "'flipper_length_mm', 'body_mass_g', 'island', 'sex', 'species'. Did you mean 'island'?"),
+    (lambda d: d["serving"].update(model_name="../evil"),
+     "serving.model_name: expected letters, digits, '_', '.' or '-'. Received: '../evil'"),
+], ids=["negative_units", "typo_section", "typo_top_level", "bad_literal", "encoder_type_typo",
+        "encoder_key_typo", "encoder_wrong_kind", "not_an_int", "zero_learning_rate", "optimizer_typo",
+        "zero_split", "missing_label", "unsupported_type", "feature_type_typo", "label_as_feature",
+        "unknown_metric", "empty_threshold", "unknown_slice", "unsafe_model_name"])
+def test_spec_error_messages(tmp_path, mutate, expected):
+    assert problems_for(tmp_path, mutate) == [expected]
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    def mutate(d):
+        d["model"]["head"]["units"] = 0
+        d["training"]["batch_size"] = -1
+    assert problems_for(tmp_path, mutate) == [
+        "model.head.units: Received 0; expected an integer >= 1.",
+        "training.batch_size: Received -1; expected an integer >= 1.",
+    ]
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "spec.yaml"
+    bad.write_text("name: x\ndata: {path: a.csv, label: y}\nmodel: {head: {units: -1}}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(bad)
+    assert str(info.value) == f"Invalid spec in {bad}:\n  - model.head.units: Received -1; expected an integer >= 1."
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match=r"not valid YAML at line 2, column 1"):
+        load_spec(broken)
+    with pytest.raises(SpecError, match=r"spec file not found: '.*missing.yaml'"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_python_api_validates_like_yaml():
+    with pytest.raises(SpecError) as info:
+        HeadSpec(units=-3)
+    assert info.value.problems == ["units: Received -3; expected an integer >= 1."]
+    with pytest.raises(SpecError) as info:
+        TrainingSpec(epocs=3)
+    assert info.value.problems == ["epocs: unknown key. Did you mean 'epochs'? Allowed keys: batch_size, "
+                                   "early_stopping, epochs, jit_compile, learning_rate, mixed_precision, "
+                                   "optimizer, seed, steps_per_epoch."]
+    spec = Spec(name="p", data=DataSpec(path="p.csv", label="species", features={"island": "categorical"}),
+                model=ModelSpec(head=HeadSpec(type="classification")))
+    assert spec.data.feature_types == {"island": "categorical"}
+
+
+def test_round_trip_through_json(tmp_path):
+    spec = make_spec(tmp_path)
+    again = Spec.from_json(spec.to_json())
+    assert again == spec
+    assert again.base_dir == spec.base_dir
+
+
+def test_data_path_must_match_a_file(tmp_path):
+    spec = make_spec(tmp_path, data={"path": "nowhere/*.csv"})
+    with pytest.raises(SpecError, match=r"data.path: no file matches '.*nowhere/\*.csv'"):
+        spec.check_data_exists()

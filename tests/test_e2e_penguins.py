@@ -1,0 +1,289 @@
+"""End to end on the penguins data: the real pipeline, the pushed SavedModel, BulkInferrer,
+and the gRPC server on a loopback port answering exactly as the in-process model does."""
+
+import glob
+import os
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+from models.export import CLASSIFY_METHOD
+from pipeline.datasets import PENGUIN_COLUMNS
+from pipeline.local_runner import latest_run_states, run_pipeline
+from serving.client import PredictionClient, row_to_example, rows_to_tensors
+from tests.conftest import make_spec, read_csv
+
+pytestmark = pytest.mark.e2e
+
+CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
+
+
+@pytest.fixture(scope="module")
+def rows(penguins_dir):
+    """Seven complete penguins of all three species, as a client would send them."""
+    all_rows = read_csv(penguins_dir / "data" / "penguins.csv")
+    picked = all_rows[0:3] + all_rows[150:152] + all_rows[300:302]
+    return [{k: v for k, v in r.items() if k != "species"} for r in picked]
+
+
+@pytest.fixture(scope="module")
+def rows_with_missing(penguins_dir, rows):
+    """The same plus row 4 of the data, every measurement missing, and one with only `sex` missing."""
+    all_rows = read_csv(penguins_dir / "data" / "penguins.csv")
+    blank = {k: v for k, v in all_rows[3].items() if k != "species"}
+    assert blank["bill_length_mm"] == "" and blank["sex"] == ""
+    return rows + [blank, dict(rows[0], sex="")]
+
+
+@pytest.fixture(scope="module")
+def in_process(penguins_run):
+    """The pushed SavedModel loaded in this process."""
+    _, result = penguins_run
+    return tf.saved_model.load(result.pushed_model_dir)
+
+
+def raw_dtypes(model):
+    return {k: v.dtype.as_datatype_enum for k, v in model.signatures["serving_raw"].structured_input_signature[1].items()}
+
+
+def test_pipeline_pushes_an_accurate_model(penguins_run):
+    spec, result = penguins_run
+    assert result.pushed and result.blessed
+    assert result.pushed_model_dir.startswith(os.path.join(spec.push_dir, "penguins") + os.sep)
+    assert os.path.basename(result.pushed_model_dir).isdigit()
+    # Held-out accuracy on the eval split, as TFMA computed it.
+    assert result.metrics["sparse_categorical_accuracy"] >= 0.9
+    assert result.metrics["example_count"] >= 50
+    ran = [c.name for c in result.components]
+    assert sorted(ran) == sorted([
+        "CsvExampleGen", "LatestBlessedModelResolver", "StatisticsGen", "SchemaGen", "ExampleValidator",
+        "AnomalyGate", "Transform", "Trainer", "Evaluator", "Pusher", "BulkInferrer"])
+    assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
+    assert ran.index("Evaluator") < ran.index("Pusher")
+    assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []
+
+
+def test_exported_signatures(in_process, penguins_run):
+    _, result = penguins_run
+    sigs = in_process.signatures
+    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features"]
+    default_inputs = sigs["serving_default"].structured_input_signature[1]
+    assert list(default_inputs) == ["inputs"] and default_inputs["inputs"].dtype == tf.string
+    assert {k: v.dtype for k, v in sigs["serving_raw"].structured_input_signature[1].items()} == {
+        "bill_length_mm": tf.float32, "bill_depth_mm": tf.float32, "flipper_length_mm": tf.int64,
+        "body_mass_g": tf.int64, "island": tf.string, "sex": tf.string}
+    assert set(sigs["serving_default"].structured_outputs) == {"classes", "scores"}
+    from serving.registry import read_signature_defs
+    assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == CLASSIFY_METHOD
+
+
+def test_raw_and_example_signatures_agree(in_process, rows, rows_with_missing):
+    dtypes = raw_dtypes(in_process)
+    raw = in_process.signatures["serving_raw"](**rows_to_tensors(rows, dtypes))
+    examples = [row_to_example(r, dtypes).SerializeToString() for r in rows]
+    ex = in_process.signatures["serving_default"](inputs=tf.constant(examples))
+    np.testing.assert_allclose(raw["scores"].numpy(), ex["scores"].numpy(), rtol=0, atol=1e-6)
+    assert set(c.decode() for c in raw["classes"].numpy()[0]) == CLASSES
+    np.testing.assert_allclose(raw["scores"].numpy().sum(axis=1), 1.0, atol=1e-5)
+    # Missing values: NaN / '' in the raw signature, an absent feature in the tf.Example.
+    last = rows_with_missing[-1]
+    raw_missing = in_process.signatures["serving_raw"](**rows_to_tensors([last], dtypes))["scores"].numpy()
+    ex_missing = in_process.signatures["serving_default"](
+        inputs=tf.constant([row_to_example(last, dtypes).SerializeToString()]))["scores"].numpy()
+    np.testing.assert_allclose(raw_missing, ex_missing, rtol=0, atol=1e-6)
+
+
+def test_model_runs_in_a_tf1_session(penguins_run, rows, in_process):
+    """BulkInferrer loads models into a TF1 session; TFX's own Keras 3 example fails there."""
+    _, result = penguins_run
+    dtypes = raw_dtypes(in_process)
+    examples = [row_to_example(r, dtypes).SerializeToString() for r in rows]
+    expected = in_process.signatures["serving_default"](inputs=tf.constant(examples))["scores"].numpy()
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], result.pushed_model_dir)
+        sig = meta.signature_def["serving_default"]
+        got = sess.run(sig.outputs["scores"].name, {sig.inputs["inputs"].name: examples})
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_bulk_inferrer_scored_the_eval_split(penguins_run, in_process):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, result = penguins_run
+    files = glob.glob(os.path.join(result.inference_dir, "*.gz"))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert len(logs) == int(result.metrics["example_count"])
+    correct = 0
+    for log in logs:
+        example = log.classify_log.request.input.example_list.examples[0]
+        classes = log.classify_log.response.result.classifications[0].classes
+        expected = in_process.signatures["serving_default"](inputs=tf.constant([example.SerializeToString()]))
+        np.testing.assert_allclose([c.score for c in classes], expected["scores"].numpy()[0], atol=1e-6)
+        best = max(classes, key=lambda c: c.score).label
+        correct += best == example.features.feature["species"].bytes_list.value[0].decode()
+    assert correct / len(logs) >= 0.9
+
+
+def test_grpc_predict_and_classify_match_in_process(server, in_process, rows, rows_with_missing):
+    dtypes = raw_dtypes(in_process)
+    expected_raw = in_process.signatures["serving_raw"](**rows_to_tensors(rows, dtypes))
+    examples = [row_to_example(r, dtypes).SerializeToString() for r in rows_with_missing]
+    expected_ex = in_process.signatures["serving_default"](inputs=tf.constant(examples))
+    with PredictionClient(server.target) as client:
+        assert client.raw_inputs("penguins") == dtypes
+        got = client.predict_raw("penguins", rows)
+        np.testing.assert_array_equal(got["scores"], expected_raw["scores"].numpy())
+        np.testing.assert_array_equal(got["classes"], expected_raw["classes"].numpy())
+        got = client.predict("penguins", rows_with_missing)
+        np.testing.assert_array_equal(got["scores"], expected_ex["scores"].numpy())
+        classified = client.classify("penguins", rows_with_missing)
+    assert len(classified) == len(rows_with_missing)
+    for i, pairs in enumerate(classified):
+        labels = [l for l, _ in pairs]
+        assert labels == [c.decode() for c in expected_ex["classes"].numpy()[i]]
+        np.testing.assert_allclose([s for _, s in pairs], expected_ex["scores"].numpy()[i], rtol=0, atol=1e-7)
+
+
+def test_official_stub_usage(server):
+    """Request building as in tensorflow-serving-api's own examples: tensors by hand, plain stubs."""
+    channel = grpc.insecure_channel(server.target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "penguins"
+    request.model_spec.signature_name = "serving_raw"
+    for key, value in {"bill_length_mm": [46.1], "bill_depth_mm": [13.2]}.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=tf.float32))
+    for key, value in {"flipper_length_mm": [211], "body_mass_g": [4500]}.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=tf.int64))
+    for key, value in {"island": ["Biscoe"], "sex": ["female"]}.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    response = stub.Predict(request, 10.0)
+    scores = tf.make_ndarray(response.outputs["scores"])[0]
+    classes = [c.decode() for c in tf.make_ndarray(response.outputs["classes"])[0]]
+    assert classes[int(np.argmax(scores))] == "Gentoo"
+    assert response.model_spec.name == "penguins" and response.model_spec.version.value > 0
+
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "penguins"}), 10.0)
+    assert status.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert status.model_version_status[0].version == response.model_spec.version.value
+    channel.close()
+
+
+def _predict_request(**inputs):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = inputs.pop("_model", "penguins")
+    request.model_spec.signature_name = inputs.pop("_signature", "serving_raw")
+    for k, v in inputs.items():
+        request.inputs[k].CopyFrom(v)
+    return request
+
+
+GOOD = {
+    "bill_length_mm": tf.make_tensor_proto([39.1], dtype=tf.float32),
+    "bill_depth_mm": tf.make_tensor_proto([18.7], dtype=tf.float32),
+    "flipper_length_mm": tf.make_tensor_proto([181], dtype=tf.int64),
+    "body_mass_g": tf.make_tensor_proto([3750], dtype=tf.int64),
+    "island": tf.make_tensor_proto(["Torgersen"]),
+    "sex": tf.make_tensor_proto(["male"]),
+}
+
+
+@pytest.mark.parametrize("change, code, message", [
+    ({"_model": "walrus"}, grpc.StatusCode.NOT_FOUND, "Model 'walrus' not found; serving: penguins."),
+    ({"_signature": "nope"}, grpc.StatusCode.NOT_FOUND,
+     "Serving signature key 'nope' not found in model 'penguins' version {version}; available signatures: "
+     "serving_default, serving_raw, transform_features."),
+    ({"bill_length_mm": tf.make_tensor_proto(["long"])}, grpc.StatusCode.INVALID_ARGUMENT,
+     "Input 'bill_length_mm' has dtype DT_STRING; signature 'serving_raw' expects DT_FLOAT."),
+    ({"bill_length_mm": tf.make_tensor_proto([[39.1]], dtype=tf.float32)}, grpc.StatusCode.INVALID_ARGUMENT,
+     "Input 'bill_length_mm' has shape [1, 1]; signature 'serving_raw' expects [None] (None: any size)."),
+    ({"sex": None}, grpc.StatusCode.INVALID_ARGUMENT,
+     "Missing input 'sex' for signature 'serving_raw'; expected inputs: bill_depth_mm, bill_length_mm, "
+     "body_mass_g, flipper_length_mm, island, sex."),
+    ({"wings": tf.make_tensor_proto([2])}, grpc.StatusCode.INVALID_ARGUMENT,
+     "Unknown input 'wings' for signature 'serving_raw'; expected inputs: bill_depth_mm, bill_length_mm, "
+     "body_mass_g, flipper_length_mm, island, sex."),
+    ({"island": tf.make_tensor_proto(["Biscoe", "Dream"])}, grpc.StatusCode.INVALID_ARGUMENT,
+     "Inputs have different batch sizes: {'bill_depth_mm': 1, 'bill_length_mm': 1, 'body_mass_g': 1, "
+     "'flipper_length_mm': 1, 'island': 2, 'sex': 1}."),
+], ids=["unknown_model", "unknown_signature", "wrong_dtype", "wrong_shape", "missing_feature", "extra_feature",
+        "ragged_batch"])
+def test_bad_requests_get_clear_errors_and_server_stays_up(server, change, code, message):
+    inputs = dict(GOOD)
+    for k, v in change.items():
+        if v is None:
+            inputs.pop(k)
+        else:
+            inputs[k] = v
+    version = server.registry.get("penguins").version
+    with grpc.insecure_channel(server.target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(_predict_request(**inputs), 10.0)
+        assert info.value.code() == code
+        assert info.value.details() == message.replace("{version}", str(version))
+        ok = stub.Predict(_predict_request(**GOOD), 10.0)  # still serving
+        assert tf.make_ndarray(ok.outputs["scores"]).shape == (1, 3)
+
+
+def test_classify_rejects_a_signature_that_is_not_for_classification(server):
+    with grpc.insecure_channel(server.target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = "penguins"
+        request.model_spec.signature_name = "serving_raw"
+        request.input.example_list.examples.add()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Classify(request, 10.0)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == ("Signature 'serving_raw' of model 'penguins' has method "
+                                        "'tensorflow/serving/predict'; Classify needs 'tensorflow/serving/classify'.")
+
+
+def test_cli_predict_prints_classes(server, penguins_dir, rows, capsys):
+    import json
+
+    from pipeline.cli import main
+
+    path = penguins_dir / "query.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows[:3]))
+    assert main(["predict", str(path), "--target", server.target, "--model", "penguins"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["class"] for o in out] == ["Adelie", "Adelie", "Adelie"]
+    assert main(["predict", str(path), "--target", server.target, "--model", "walrus"]) == 1
+    assert capsys.readouterr().err.strip() == f"{server.target}: NOT_FOUND: Model 'walrus' not found; serving: penguins."
+
+
+def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows):
+    spec, first = penguins_run
+    # Same spec, same data: every data and training component comes from the cache.
+    rerun = run_pipeline(spec)
+    states = latest_run_states(spec)
+    for name in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate", "Transform",
+                 "Trainer"):
+        assert states[name] == "CACHED", (name, states)
+    assert rerun.model_dir == first.model_dir
+
+    # A changed training section retrains and pushes a new version; the running server switches to it.
+    changed = make_spec(spec.base_dir, training={"epochs": 12, "seed": 7}, inference={"enabled": False})
+    second = run_pipeline(changed)
+    assert latest_run_states(changed)["Trainer"] == "COMPLETE"
+    new_version = int(os.path.basename(second.pushed_model_dir))
+    assert new_version > int(os.path.basename(first.pushed_model_dir))
+    import time
+    deadline = time.monotonic() + 30
+    while server.registry.get("penguins").version != new_version and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.registry.get("penguins").version == new_version
+    model = tf.saved_model.load(second.pushed_model_dir)
+    expected = model.signatures["serving_raw"](**rows_to_tensors(rows, raw_dtypes(model)))["scores"].numpy()
+    with PredictionClient(server.target) as client:
+        np.testing.assert_array_equal(client.predict_raw("penguins", rows)["scores"], expected)
+        sigs = client.signature_defs("penguins")
+    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features"]
