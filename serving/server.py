@@ -74,7 +74,7 @@ def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:
             raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
                                    f"{spec.shape.as_list()} (None: any size).")
         tensors[key] = tf.constant(value, dtype=spec.dtype)
-    sizes = {k: int(t.shape[0]) for k, t in tensors.items() if t.shape.rank}
+    sizes = {k: int(t.shape[0]) for k, t in sorted(tensors.items()) if t.shape.rank}
     if len(set(sizes.values())) > 1:
         raise invalid_argument(f"Inputs have different batch sizes: {sizes}.")
     return tensors

@@ -1,0 +1,56 @@
+"""SpecSchemaGen's rules: declared types override inference so that ExampleValidator can object."""
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.anomaly_gate import Anomaly, format_anomalies
+from components.schema import apply_declared_types
+
+
+def _schema(**features):
+    schema = schema_pb2.Schema()
+    for name, ftype in features.items():
+        schema.feature.add(name=name, type=ftype)
+    return schema
+
+
+def test_numeric_declared_over_bytes_becomes_float():
+    inferred = _schema(bill=schema_pb2.BYTES, island=schema_pb2.BYTES, species=schema_pb2.BYTES)
+    inferred.feature[0].string_domain.value.extend(["1.0", "oops"])
+    out = apply_declared_types(inferred, {"bill": "numeric", "island": "categorical"}, "species", "classification")
+    types = {f.name: f.type for f in out.feature}
+    assert types == {"bill": schema_pb2.FLOAT, "island": schema_pb2.BYTES, "species": schema_pb2.BYTES}
+    assert not out.feature[0].HasField("string_domain")
+    assert inferred.feature[0].type == schema_pb2.BYTES  # the input is left alone
+
+
+def test_int_stays_int_when_declared_numeric():
+    out = apply_declared_types(_schema(mass=schema_pb2.INT, species=schema_pb2.BYTES), {"mass": "numeric"},
+                               "species", "classification")
+    assert out.feature[0].type == schema_pb2.INT
+
+
+def test_declared_but_absent_feature_is_required():
+    out = apply_declared_types(_schema(species=schema_pb2.BYTES), {"mass": "numeric", "island": None},
+                               "species", "classification")
+    added = {f.name: f for f in out.feature}
+    assert added["mass"].type == schema_pb2.FLOAT and added["mass"].presence.min_count == 1
+    assert added["island"].type == schema_pb2.BYTES and added["island"].presence.min_count == 1
+    assert added["species"].presence.min_fraction == 1.0
+
+
+def test_regression_label_must_be_numeric():
+    out = apply_declared_types(_schema(price=schema_pb2.BYTES), {}, "price", "regression")
+    assert out.feature[0].type == schema_pb2.FLOAT
+
+
+def test_anomaly_table_is_aligned_and_names_features():
+    text = format_anomalies([Anomaly("train", "bill_length_mm", "Unexpected data type", "Expected FLOAT"),
+                             Anomaly("eval", "sex", "Column dropped", "The feature was present in fewer examples")],
+                            "/runs/anomalies/5")
+    assert text.splitlines() == [
+        "Data validation found 2 anomalies; the run stopped before Transform and training.",
+        "  split  feature         anomaly               description",
+        "  train  bill_length_mm  Unexpected data type  Expected FLOAT",
+        "  eval   sex             Column dropped        The feature was present in fewer examples",
+        "Anomaly report: /runs/anomalies/5",
+    ]

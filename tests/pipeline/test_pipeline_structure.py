@@ -1,0 +1,61 @@
+"""create_pipeline(spec): the components, their order and their wiring, without running anything."""
+
+import pytest
+
+from pipeline.pipeline import create_pipeline, eval_config
+from tests.conftest import make_spec
+
+
+def _upstream(component):
+    return sorted(c.id for c in component.upstream_nodes)
+
+
+def test_components_and_dependencies(tmp_path):
+    p = create_pipeline(make_spec(tmp_path))
+    by_id = {c.id: c for c in p.components}
+    assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
+                                    "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher"])
+    assert _upstream(by_id["StatisticsGen"]) == ["CsvExampleGen"]
+    assert _upstream(by_id["ExampleValidator"]) == ["SchemaGen", "StatisticsGen"]
+    assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
+    # Transform depends on the gate, so anomalies stop the run before it.
+    assert _upstream(by_id["Transform"]) == ["AnomalyGate", "CsvExampleGen"]
+    assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
+    assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
+    assert _upstream(by_id["Pusher"]) == ["Evaluator", "Trainer"]
+    assert p.pipeline_info.pipeline_name == "penguins"
+    assert p.pipeline_info.pipeline_root == str(tmp_path / "lamina_runs" / "penguins" / "pipeline")
+    assert p.enable_cache is True
+
+
+def test_curated_schema_uses_import_schema_gen(tmp_path):
+    (tmp_path / "schema.pbtxt").write_text("")
+    p = create_pipeline(make_spec(tmp_path, data={"schema_path": "schema.pbtxt"}))
+    by_id = {c.id: c for c in p.components}
+    assert "ImportSchemaGen" in by_id and "SchemaGen" not in by_id
+    assert by_id["ImportSchemaGen"].exec_properties["schema_file"] == str(tmp_path / "schema.pbtxt")
+
+
+def test_bulk_inferrer_is_optional(tmp_path):
+    p = create_pipeline(make_spec(tmp_path, inference={"enabled": True}))
+    by_id = {c.id: c for c in p.components}
+    assert _upstream(by_id["BulkInferrer"]) == ["CsvExampleGen", "Evaluator", "Trainer"]
+
+
+def test_eval_config_carries_thresholds_and_slices(tmp_path):
+    config = eval_config(make_spec(tmp_path))
+    spec = config.model_specs[0]
+    assert (spec.signature_name, spec.label_key, spec.prediction_key) == ("serving_default", "species_xf", "scores")
+    assert list(spec.preprocessing_function_names) == ["transform_features"]
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
+    metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+    assert sorted(metrics) == ["ExampleCount", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy"]
+    threshold = metrics["SparseCategoricalAccuracy"].threshold
+    assert threshold.value_threshold.lower_bound.value == pytest.approx(0.9)
+    assert threshold.change_threshold.absolute.value == pytest.approx(-0.05)
+
+
+def test_create_pipeline_is_pure(tmp_path):
+    spec = make_spec(tmp_path)
+    create_pipeline(spec)
+    assert list(tmp_path.iterdir()) == []  # no folders made, nothing read
