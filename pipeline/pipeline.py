@@ -12,6 +12,7 @@ import os
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
@@ -53,7 +54,9 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
                     direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_better
                     else tfma.MetricDirection.HIGHER_IS_BETTER,
                     absolute={"value": gate.max_regression if lower_better else -gate.max_regression}))
-            config.threshold.CopyFrom(threshold)
+            # The gate is on the whole eval split; slices are reported, not gated (small slices are noisy).
+            config.per_slice_thresholds.append(
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(config)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
@@ -65,6 +68,14 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=keys) for keys in spec.evaluation.slices],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
+
+
+def sqlite_metadata_config(path: str) -> metadata_store_pb2.ConnectionConfig:
+    """ML Metadata in SQLite at `path`. (TFX's helper also creates the folder; this stays pure.)"""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return config
 
 
 def create_pipeline(spec: Spec, metadata_connection_config=None,
@@ -149,7 +160,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         ))
 
     if metadata_connection_config is None:
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(spec.metadata_path)
+        metadata_connection_config = sqlite_metadata_config(spec.metadata_path)
     return tfx.dsl.Pipeline(
         pipeline_name=spec.name,
         pipeline_root=spec.pipeline_root,

@@ -50,7 +50,9 @@ def test_eval_config_carries_thresholds_and_slices(tmp_path):
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
     metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
     assert sorted(metrics) == ["ExampleCount", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy"]
-    threshold = metrics["SparseCategoricalAccuracy"].threshold
+    (gate,) = metrics["SparseCategoricalAccuracy"].per_slice_thresholds
+    assert [list(s.feature_keys) for s in gate.slicing_specs] == [[]]  # overall only
+    threshold = gate.threshold
     assert threshold.value_threshold.lower_bound.value == pytest.approx(0.9)
     assert threshold.change_threshold.absolute.value == pytest.approx(-0.05)
 
