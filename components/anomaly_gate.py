@@ -33,6 +33,7 @@ class DataAnomaliesError(RuntimeError):
     def __init__(self, anomalies: List[Anomaly], report_dir: str = ""):
         self.anomalies = anomalies
         self.report_dir = report_dir
+        self.report: str = ""  # the HTML run report, once the runner has written it
         super().__init__(format_anomalies(anomalies, report_dir))
 
 

@@ -42,10 +42,10 @@ def _run(spec, verbose: bool) -> int:
     try:
         result = run_pipeline(spec, verbose=verbose)
     except DataAnomaliesError as e:
-        _err(str(e))
+        _err(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
         return 1
     except ModelNotBlessedError as e:
-        _err(str(e))
+        _err(str(e) + (f"\nRun report: {e.result.report}" if e.result.report else ""))
         return 1
     print(format_result(result), flush=True)
     return 0

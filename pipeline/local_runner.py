@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Dict, List, Optional, TextIO
 
+from pipeline.report import write_report
 from pipeline.spec import Spec
 
 log = logging.getLogger("lamina")
@@ -39,6 +40,8 @@ class RunResult:
     metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
     failed_thresholds: List[str] = dataclasses.field(default_factory=list)
     inference_dir: Optional[str] = None
+    tensorboard_dir: Optional[str] = None
+    report: Optional[str] = None
 
     @property
     def seconds(self) -> float:
@@ -162,12 +165,22 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     except DataAnomaliesError as e:
         print(f"[{len(progress.runs) + 1:>2}/{progress.total}] {progress.current}: stopped the run",
               file=stream, flush=True)
+        e.report = write_report(spec.report_path, f"Lamina run: {spec.name}", progress.runs,
+                                "stopped: data validation found anomalies", ok=False, anomalies=e.anomalies,
+                                artifacts={"anomaly report": e.report_dir})
         raise e from None
     except Exception as e:
         if progress.current:
             raise RuntimeError(f"Component {progress.current} failed: {type(e).__name__}: {e}") from e
         raise
     result = summarize_run(spec, progress.runs)
+    result.report = write_report(
+        spec.report_path, f"Lamina run: {spec.name}", result.components,
+        "model pushed" if result.pushed else "model not pushed: it failed evaluation", ok=result.pushed,
+        evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
+        artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
+                   "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,
+                   "TensorBoard logs": result.tensorboard_dir, "bulk inference": result.inference_dir})
     if not result.pushed:
         raise ModelNotBlessedError(result)
     return result
@@ -181,6 +194,8 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     result.anomalies_dir = anomalies.uri if anomalies else None
     model = outputs.get(("Trainer", "model"))
     result.model_dir = os.path.join(model.uri, "Format-Serving") if model else None
+    model_run = outputs.get(("Trainer", "model_run"))
+    result.tensorboard_dir = model_run.uri if model_run else None
     evaluation = outputs.get(("Evaluator", "evaluation"))
     if evaluation:
         result.evaluation_dir = evaluation.uri
@@ -308,4 +323,6 @@ def format_result(result: RunResult) -> str:
     lines.append(f"  anomaly report: {result.anomalies_dir}")
     if result.inference_dir:
         lines.append(f"  inference:      {result.inference_dir}")
+    lines.append(f"  TensorBoard:    tensorboard --logdir {result.tensorboard_dir}")
+    lines.append(f"  report:         {result.report}")
     return "\n".join(lines)

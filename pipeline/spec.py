@@ -387,6 +387,10 @@ class Spec(_Strict):
         return os.path.join(self.run_dir, "metadata.sqlite")
 
     @property
+    def report_path(self) -> str:
+        return os.path.join(self.run_dir, "report.html")
+
+    @property
     def push_dir(self) -> str:
         return self.resolve(self.serving.push_dir)
 

@@ -65,6 +65,11 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
     assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
     assert ran.index("Evaluator") < ran.index("Pusher")
     assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []
+    assert os.path.isdir(result.tensorboard_dir) and os.listdir(result.tensorboard_dir)
+    report = open(result.report).read()
+    assert "model pushed" in report and result.pushed_model_dir in report
+    for slice_name in ("all examples", "island=Biscoe", "island=Dream", "island=Torgersen", "sex=female"):
+        assert f"<td>{slice_name}<td class=num>" in report
 
 
 def test_exported_signatures(in_process, penguins_run):
@@ -258,6 +263,27 @@ def test_cli_predict_prints_classes(server, penguins_dir, rows, capsys):
     assert [o["class"] for o in out] == ["Adelie", "Adelie", "Adelie"]
     assert main(["predict", str(path), "--target", server.target, "--model", "walrus"]) == 1
     assert capsys.readouterr().err.strip() == f"{server.target}: NOT_FOUND: Model 'walrus' not found; serving: penguins."
+
+
+def test_a_broken_push_is_skipped_and_the_previous_version_keeps_serving(server, rows):
+    current = server.registry.get("penguins")
+    broken = os.path.join(os.path.dirname(current.path), str(current.version + 1))
+    os.makedirs(os.path.join(broken, "variables"))
+    with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+        f.write(b"\x00 not a SavedModel")
+    with open(os.path.join(broken, "variables", "variables.index"), "wb") as f:
+        f.write(b"")
+    try:
+        server.registry.refresh()
+        assert server.registry.get("penguins").version == current.version
+        assert any(e.startswith(f"skipped penguins version {current.version + 1} at {broken}:")
+                   for e in server.registry.events)
+        with PredictionClient(server.target) as client:
+            out = client.predict("penguins", rows[:1])
+        assert out["scores"].shape == (1, 3)
+    finally:
+        import shutil
+        shutil.rmtree(broken)
 
 
 def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows):

@@ -36,6 +36,7 @@ def test_strings_in_a_numeric_column_stop_the_run(tmp_path, penguins_dir):
     message = str(info.value)
     assert message.startswith("Data validation found 2 anomalies; the run stopped before Transform and training.")
     assert "train  bill_length_mm" in message
+    assert "<td>bill_length_mm<td>Unexpected data type" in open(info.value.report).read()
     _assert_stopped_before_transform(spec)
 
 

@@ -132,3 +132,19 @@ def test_data_path_must_match_a_file(tmp_path):
     spec = make_spec(tmp_path, data={"path": "nowhere/*.csv"})
     with pytest.raises(SpecError, match=r"data.path: no file matches '.*nowhere/\*.csv'"):
         spec.check_data_exists()
+
+
+def test_cli_rejects_a_bad_spec_before_anything_runs(tmp_path, capsys):
+    from pipeline.cli import main
+
+    bad = tmp_path / "spec.yaml"
+    bad.write_text("name: x\ndata: {path: a.csv, label: y}\ntraining: {epochs: 0}\n")
+    for verb in ("validate", "run"):
+        assert main([verb, str(bad)]) == 2
+        assert capsys.readouterr().err == (f"Invalid spec in {bad}:\n"
+                                           "  - training.epochs: Received 0; expected an integer >= 1.\n")
+    assert not (tmp_path / "lamina_runs").exists()
+    good = tmp_path / "good.yaml"
+    good.write_text("name: x\ndata: {path: a.csv, label: y}\n")
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out.startswith(f"{good}: valid. Pipeline 'x', label 'y'")
