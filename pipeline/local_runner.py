@@ -147,7 +147,7 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
       DataAnomaliesError: validation found anomalies; nothing was transformed, trained or pushed.
       ModelNotBlessedError: the model missed a threshold; it was not pushed.
     """
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from components.anomaly_gate import DataAnomaliesError
     from pipeline.pipeline import create_pipeline
@@ -161,7 +161,7 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
           file=stream, flush=True)
     try:
         with progress.attached():
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            LocalDagRunner().run(pipeline)
     except DataAnomaliesError as e:
         print(f"[{len(progress.runs) + 1:>2}/{progress.total}] {progress.current}: stopped the run",
               file=stream, flush=True)
