@@ -1,7 +1,8 @@
 # Two targets do the whole set-up: `make demo` and `make test`.
 # Both create .venv with Python 3.10 when it is missing and install the locked stack.
 SHELL := /bin/bash
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
+# python3.10 on the PATH if it runs (a pyenv shim may not), else pyenv's newest 3.10.
+PYTHON310 ?= $(shell python3.10 -c 'import sys; print(sys.executable)' 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -n 1)
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
