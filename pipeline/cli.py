@@ -62,6 +62,7 @@ def cmd_serve(args) -> int:
     print(f"Serving {os.path.abspath(args.model_dir)} on {server.target} "
           f"(models: {', '.join(server.registry.names()) or 'none yet'}). Ctrl-C to stop.", flush=True)
     server.wait()
+    print("Server stopped.", flush=True)
     return 0
 
 
@@ -185,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    # google-api-core warns on every start that Python 3.10 is old; TFX 1.16 needs 3.10.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     if args.command in ("run", "demo"):
         from pipeline.local_runner import quiet_logs
 

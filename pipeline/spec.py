@@ -455,8 +455,7 @@ def _check_metrics(spec: Spec) -> List[str]:
     for i, m in enumerate(spec.evaluation.metrics):
         if m not in allowed:
             problems.append(
-                f"evaluation.metrics.{i}: Received {m!r}; for a {spec.task} head expected one of: "
-                f"{', '.join(repr(a) for a in allowed)}.{_did_you_mean(m, list(allowed))}"
+                f"evaluation.metrics.{i}: Received {m!r}; for a {spec.task} head {_one_of(m, list(allowed))}"
             )
     return problems
 
@@ -466,8 +465,8 @@ def _check_thresholds(spec: Spec) -> List[str]:
     for m in spec.evaluation.thresholds:
         if m not in spec.evaluation.metrics:
             problems.append(
-                f"evaluation.thresholds.{m}: no such metric in evaluation.metrics; expected one of: "
-                f"{', '.join(repr(a) for a in spec.evaluation.metrics)}.{_did_you_mean(m, spec.evaluation.metrics)}"
+                f"evaluation.thresholds.{m}: no such metric in evaluation.metrics; "
+                f"{_one_of(m, spec.evaluation.metrics)}"
             )
     return problems
 
@@ -481,8 +480,7 @@ def _check_slices(spec: Spec) -> List[str]:
         for k in keys:
             if k not in known:
                 problems.append(
-                    f"evaluation.slices.{i}: unknown feature {k!r}; expected one of: "
-                    f"{', '.join(repr(a) for a in known)}.{_did_you_mean(k, known)}"
+                    f"evaluation.slices.{i}: unknown feature {k!r}; {_one_of(k, known)}"
                 )
     return problems
 
@@ -509,6 +507,11 @@ def _check_encoders(spec: Spec) -> List[str]:
 
 
 # -- error formatting --------------------------------------------------------------------------
+
+
+def _one_of(word: str, choices: List[str]) -> str:
+    """"expected one of: 'a', 'b'." plus a suggestion for a near miss."""
+    return f"expected one of: {', '.join(repr(c) for c in choices)}.{_did_you_mean(word, list(choices))}"
 
 
 def _did_you_mean(word: str, choices: List[str]) -> str:
@@ -590,7 +593,7 @@ def _format_validation_error(err: ValidationError, root: type) -> List[str]:
                 problems.append(f"{path}.type: required key is missing; expected one of: {', '.join(repr(a) for a in allowed)}.")
             else:
                 problems.append(
-                    f"{path}.type: Received {t!r}; expected one of: {', '.join(repr(a) for a in allowed)}.{_did_you_mean(str(t), allowed)}"
+                    f"{path}.type: Received {t!r}; {_one_of(str(t), allowed)}"
                 )
         elif kind == "missing":
             problems.append(f"{path}: required key is missing.")

@@ -1,0 +1,57 @@
+"""A regression head end to end: penguin body mass, served through TF Serving's Regress API."""
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
+
+from models.export import REGRESS_METHOD
+from pipeline.local_runner import run_pipeline
+from pipeline.spec import Spec
+from serving.client import PredictionClient, row_to_example
+from serving.registry import read_signature_defs
+from serving.server import LaminaServer
+from tests.conftest import read_csv
+
+pytestmark = pytest.mark.e2e
+
+
+def test_regression_pipeline_and_regress_api(penguins_dir):
+    spec = Spec.from_dict({
+        "name": "penguin_mass",
+        "data": {"path": "data/penguins.csv", "label": "body_mass_g",
+                 "features": {"species": "categorical", "island": "categorical", "bill_length_mm": "numeric",
+                              "bill_depth_mm": "numeric", "flipper_length_mm": "numeric", "sex": "categorical"}},
+        "model": {"head": {"type": "regression"}},
+        "training": {"epochs": 30, "batch_size": 16, "learning_rate": 0.01},
+        "evaluation": {"metrics": ["mae", "rmse"], "thresholds": {"mae": {"upper_bound": 600}}},
+        "serving": {"model_name": "mass", "push_dir": "regression_models"},
+        "runner": {"root": "regression_runs"},
+    }, base_dir=str(penguins_dir))
+    result = run_pipeline(spec)
+    # Body mass has a standard deviation of about 800 g; the model must do far better than the mean.
+    assert result.pushed and result.metrics["mean_absolute_error"] < 600
+    assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == REGRESS_METHOD
+
+    rows = [{k: v for k, v in r.items() if k != "body_mass_g"}
+            for r in read_csv(penguins_dir / "data" / "penguins.csv")[:6]]
+    model = tf.saved_model.load(result.pushed_model_dir)
+    dtypes = {k: v.dtype.as_datatype_enum
+              for k, v in model.signatures["serving_raw"].structured_input_signature[1].items()}
+    examples = [row_to_example(r, dtypes) for r in rows]
+    expected = model.signatures["serving_default"](
+        inputs=tf.constant([e.SerializeToString() for e in examples]))["outputs"].numpy()
+
+    server = LaminaServer(spec.push_dir, port=0).start()
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            request = regression_pb2.RegressionRequest()
+            request.model_spec.name = "mass"
+            request.input.example_list.examples.extend(examples)
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Regress(request, 10.0)
+        np.testing.assert_allclose([r.value for r in response.result.regressions], expected, rtol=1e-6)
+        with PredictionClient(server.target) as client:
+            np.testing.assert_array_equal(client.predict("mass", rows)["outputs"], expected)
+    finally:
+        server.stop()
