@@ -11,7 +11,6 @@ Usage:
 """
 
 import argparse
-import csv
 import io
 import json
 import os

@@ -59,7 +59,6 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     """Writes the SavedModel to `export_dir` and returns it."""
     tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
-    label = spec.data.label
     feature_names = [f.name for f in features]
     serving_spec = {k: v for k, v in raw_spec.items() if k in feature_names}
     classes: Optional[List[str]] = label_vocabulary(tf_transform_output) if spec.task == "classification" else None

@@ -8,7 +8,7 @@ indices with a vocabulary file named after the feature. The label comes out unde
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Union
+from typing import List, Optional, Union
 
 from pipeline.spec import CategoricalEncoder, NumericEncoder, Spec
 

@@ -534,7 +534,6 @@ def _strip_tags(loc: tuple) -> tuple:
 def _model_at(root: type, loc: tuple) -> Optional[type]:
     """The pydantic model class that owns the location `loc` (used to list allowed keys)."""
     current: Any = root
-    pending_tag = None
     for i, part in enumerate(loc):
         if part in _TAGS and i >= 2 and loc[i - 2] == "encoders":
             current = _TAGS[part]

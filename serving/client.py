@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import math
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import grpc
 import numpy as np

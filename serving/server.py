@@ -148,7 +148,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         with _status(context):
             model = self.registry.get(request.model_spec.name, _version(request.model_spec))
             signature = _signature_key(request.model_spec)
-            fn = _example_signature(model, signature, CLASSIFY_METHOD, "Classify")
+            _example_signature(model, signature, CLASSIFY_METHOD, "Classify")
             serialized = examples_from_input(request.input)
             outputs = run_signature(model, signature, {"inputs": tf.constant(serialized, tf.string)})
             scores, classes = outputs.get("scores"), outputs.get("classes")

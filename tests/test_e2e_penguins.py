@@ -12,7 +12,6 @@ from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, m
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from models.export import CLASSIFY_METHOD
-from pipeline.datasets import PENGUIN_COLUMNS
 from pipeline.local_runner import latest_run_states, run_pipeline
 from serving.client import PredictionClient, row_to_example, rows_to_tensors
 from tests.conftest import make_spec, read_csv

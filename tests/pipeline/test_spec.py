@@ -1,7 +1,5 @@
 """Spec validation: every message names the key path, the bad value and what is allowed."""
 
-import textwrap
-
 import pytest
 
 from pipeline.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
