@@ -236,6 +236,24 @@ def test_bad_requests_get_clear_errors_and_server_stays_up(server, change, code,
         assert tf.make_ndarray(ok.outputs["scores"]).shape == (1, 3)
 
 
+def test_oversize_requests_are_refused_and_the_server_stays_up(penguins_run):
+    from serving.server import LaminaServer
+
+    spec, _ = penguins_run
+    small = LaminaServer(spec.push_dir, port=0, max_request_bytes=4096).start()
+    try:
+        with grpc.insecure_channel(small.target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            huge = dict(GOOD, island=tf.make_tensor_proto(["x" * 10_000]))
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Predict(_predict_request(**huge), 10.0)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "Received message larger than max" in info.value.details()
+            assert tf.make_ndarray(stub.Predict(_predict_request(**GOOD), 10.0).outputs["scores"]).shape == (1, 3)
+    finally:
+        small.stop()
+
+
 def test_classify_rejects_a_signature_that_is_not_for_classification(server):
     with grpc.insecure_channel(server.target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
