@@ -86,6 +86,7 @@ class ModelRegistry:
         self._models: Dict[str, LoadedModel] = {}
         self._failed: Dict[str, float] = {}  # version path -> mtime of saved_model.pb when it failed
         self._lock = threading.Lock()
+        self._loaded = threading.Condition(self._lock)  # notified whenever a version starts serving
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.events: List[str] = []  # load/skip events, newest last (also logged)
@@ -105,6 +106,15 @@ class ModelRegistry:
         if version is not None and version != model.version:
             raise not_found(f"Model {name!r} has no version {version}; serving version {model.version}.")
         return model
+
+    def wait_for_version(self, name: str, version: int, timeout: float) -> bool:
+        """Blocks until `name` serves `version` or newer; False if `timeout` seconds pass first."""
+        def ready():
+            model = self._models.get(name)
+            return model is not None and model.version >= version
+
+        with self._loaded:
+            return self._loaded.wait_for(ready, timeout=timeout)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -144,6 +154,7 @@ class ModelRegistry:
         with self._lock:
             previous = self._models.get(name)
             self._models[name] = model
+            self._loaded.notify_all()
         self._event(f"serving {name} version {version}" + (f" (was {previous.version})" if previous else ""))
         return True
 

@@ -319,10 +319,8 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows)
     assert latest_run_states(changed)["Trainer"] == "COMPLETE"
     new_version = int(os.path.basename(second.pushed_model_dir))
     assert new_version > int(os.path.basename(first.pushed_model_dir))
-    import time
-    deadline = time.monotonic() + 30
-    while server.registry.get("penguins").version != new_version and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # The server's poller (every 0.2 s here) loads it; nobody calls refresh() by hand.
+    assert server.registry.wait_for_version("penguins", new_version, timeout=30)
     assert server.registry.get("penguins").version == new_version
     model = tf.saved_model.load(second.pushed_model_dir)
     expected = model.signatures["serving_raw"](**rows_to_tensors(rows, raw_dtypes(model)))["scores"].numpy()
