@@ -85,9 +85,18 @@ def run_signature(model: LoadedModel, signature: str, tensors: Dict[str, tf.Tens
     try:
         outputs = fn(**tensors)
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-        message = getattr(e, "message", None) or str(e)
-        raise invalid_argument(f"Model {model.name!r} rejected the input: {message.splitlines()[0][:500]}") from None
+        raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
     return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _tf_error_summary(error: Exception) -> str:
+    """The line of a TF runtime error that says what was wrong, without graph and stack noise."""
+    message = getattr(error, "message", None) or str(error)
+    lines = [l.strip() for l in message.splitlines()]
+    noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
+    useful = [l for l in lines if l and not l.startswith(noise)]
+    summary = useful[0] if useful else lines[0]
+    return summary.replace("Name: <unknown>, ", "")[:500]
 
 
 def examples_from_input(request_input) -> list:

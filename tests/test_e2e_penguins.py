@@ -236,6 +236,30 @@ def test_bad_requests_get_clear_errors_and_server_stays_up(server, change, code,
         assert tf.make_ndarray(ok.outputs["scores"]).shape == (1, 3)
 
 
+def test_a_bad_example_gets_invalid_argument_naming_the_feature(server):
+    with grpc.insecure_channel(server.target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = "penguins"
+        example = request.input.example_list.examples.add()
+        example.features.feature["bill_length_mm"].bytes_list.value.append(b"long")
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Classify(request, 10.0)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == ("Model 'penguins' rejected the input: Key: bill_length_mm, Index: 0.  "
+                                        "Data types don't match. Expected type: float, Actual type: string")
+        fixed = request.input.example_list.examples[0].features.feature["bill_length_mm"]
+        fixed.Clear()
+        fixed.float_list.value.append(40.0)
+        with pytest.raises(grpc.RpcError) as info:  # island is never missing in training: required
+            stub.Classify(request, 10.0)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == ("Model 'penguins' rejected the input: Feature: island (data type: string) "
+                                        "is required but could not be found.")
+        request.input.example_list.examples[0].features.feature["island"].bytes_list.value.append(b"Dream")
+        assert len(stub.Classify(request, 10.0).result.classifications[0].classes) == 3
+
+
 def test_oversize_requests_are_refused_and_the_server_stays_up(penguins_run):
     from serving.server import LaminaServer
 
