@@ -86,17 +86,13 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     archive.track(tft_layer)
     examples_sig = [tf.TensorSpec([None], tf.string, name="inputs")]
     archive.add_endpoint(SERVING_DEFAULT, serve_examples, input_signature=examples_sig)
-    raw_sig = [{k: tf.TensorSpec([None], _raw_dtype(v), name=k) for k, v in sorted(serving_spec.items())}]
+    raw_sig = [{k: tf.TensorSpec([None], v.dtype, name=k) for k, v in sorted(serving_spec.items())}]
     archive.add_endpoint(SERVING_RAW, serve_raw, input_signature=raw_sig)
     archive.add_endpoint(TRANSFORM_FEATURES, transform_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)
     set_signature_method(export_dir, SERVING_DEFAULT, CLASSIFY_METHOD if classes is not None else REGRESS_METHOD)
     return export_dir
-
-
-def _raw_dtype(fspec) -> tf.DType:
-    return tf.float32 if fspec.dtype == tf.float32 else fspec.dtype
 
 
 def set_signature_method(export_dir: str, signature: str, method_name: str) -> None:

@@ -137,8 +137,7 @@ def cmd_demo(args) -> int:
         print("gRPC Predict and Classify answers:")
         for row, pred, cls, truth in zip(rows, predictions, classified, expected):
             best = max(cls, key=lambda c: c[1])
-            shown = {k: v for k, v in row.items()}
-            print(f"  {json.dumps(shown)}\n    -> {pred['class']} (p={pred['scores'][pred['class']]:.3f}); "
+            print(f"  {json.dumps(row)}\n    -> {pred['class']} (p={pred['scores'][pred['class']]:.3f}); "
                   f"Classify: {best[0]} (p={best[1]:.3f}); a real {truth} penguin")
     finally:
         server.stop()

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Dict, List, Optional, TextIO
 
-from pipeline.report import write_report
+from pipeline.report import slice_metrics, write_report
 from pipeline.spec import Spec
 
 log = logging.getLogger("lamina")
@@ -262,14 +262,7 @@ def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
 
 def overall_metrics(evaluation_dir: str) -> Dict[str, float]:
     """The unsliced metrics TFMA computed, by name."""
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_dir)
-    for slice_key, metrics in result.slicing_metrics:
-        if slice_key == ():
-            values = metrics.get("", {}).get("", {})
-            return {k: float(v["doubleValue"]) for k, v in values.items() if "doubleValue" in v}
-    return {}
+    return dict(slice_metrics(evaluation_dir)).get("all examples", {})
 
 
 def failed_thresholds(evaluation_dir: str) -> List[str]:
@@ -316,7 +309,7 @@ def _slice_name(slice_key) -> str:
 def format_result(result: RunResult) -> str:
     lines = [f"Pipeline finished in {result.seconds:.1f}s."]
     if result.metrics:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()) if not k.endswith("_diff"))
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
         lines.append(f"  metrics (eval split): {shown}")
     lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
     lines.append(f"  metrics:        {result.evaluation_dir}")
