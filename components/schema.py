@@ -5,6 +5,10 @@ numeric column just turns the column into BYTES and a dropped column simply vani
 This component infers the schema from the train split with TFDV, then writes the spec's
 declarations over it: a `numeric` feature must be INT or FLOAT and a declared feature
 must be present. ExampleValidator then reports any violation as an anomaly.
+
+Image features must be bytes in every example and get an `image_domain` instead of an
+inferred string domain; `identifier` columns (an image's source path) keep no domain, so
+unseen values in the eval split are not anomalies.
 """
 
 import json
@@ -30,7 +34,8 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
 
     Args:
       schema: the inferred schema.
-      declared: feature name -> 'numeric' | 'categorical' | None (None: keep the inferred type).
+      declared: feature name -> 'numeric' | 'categorical' | 'image' | 'identifier' | None
+        (None: keep the inferred type).
       label: the label column, which must be present in every example.
       task: 'classification' or 'regression'; a regression label must be numeric.
     """
@@ -46,9 +51,17 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
             feature = schema.feature.add(name=name)
             feature.type = schema_pb2.FLOAT if kind == "numeric" else schema_pb2.BYTES
             feature.presence.min_count = 1
-            feature.presence.min_fraction = 1.0 if name == label else 0.0
+            feature.presence.min_fraction = 1.0 if name == label or kind == "image" else 0.0
             by_name[name] = feature
             continue
+        if kind in ("image", "identifier"):
+            feature.ClearField("domain")
+            feature.ClearField("string_domain")
+            if kind == "image":
+                feature.type = schema_pb2.BYTES
+                feature.image_domain.SetInParent()
+                feature.presence.min_fraction = 1.0
+                feature.presence.min_count = 1
         if kind == "numeric" and feature.type not in NUMERIC_TYPES:
             feature.type = schema_pb2.FLOAT
             feature.ClearField("domain")

@@ -1,4 +1,4 @@
-"""The tabular backbone: per-feature encoders fused by a combiner, with no head.
+"""The backbone: per-feature encoders fused by a combiner, with no head.
 
 A headless functional model from a dict of transformed features to one vector,
 so heads and future multimodal encoders plug in without a new code path.
@@ -14,8 +14,8 @@ from pipeline.spec import CombinerSpec, Spec
 
 
 def feature_inputs(features: List[FeatureInfo]) -> dict:
-    """One Keras input of shape [batch, 1] per transformed feature."""
-    return {f.name: keras.Input(shape=(1,), name=f.name, dtype=f.dtype) for f in features}
+    """One Keras input per transformed feature: [batch, 1], or [batch, H, W, 3] for images."""
+    return {f.name: keras.Input(shape=f.shape, name=f.name, dtype=f.dtype) for f in features}
 
 
 def build_combiner(config: CombinerSpec, name: str = "combiner") -> keras.Sequential:
@@ -32,7 +32,8 @@ def build_tabular_backbone(spec: Spec, features: List[FeatureInfo]) -> keras.Mod
     if not features:
         raise ValueError("the backbone needs at least one input feature. Received: features=[]")
     inputs = feature_inputs(features)
-    encoded = [build_encoder(f, encoder_config(spec, f.name, f.kind))(inputs[f.name]) for f in features]
+    encoded = [build_encoder(f, encoder_config(spec, f.name, f.kind), base_dir=spec.base_dir,
+                             seed=spec.training.seed)(inputs[f.name]) for f in features]
     x = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="concat")(encoded)
     x = build_combiner(spec.model.combiner)(x) if spec.model.combiner.hidden_units else x
     return keras.Model(inputs, x, name="backbone")

@@ -4,14 +4,20 @@ New modalities (images, text, sequences) add an encoder here and a branch in
 `build_encoder`; the combiner and heads stay as they are.
 """
 
+from typing import Optional
+
 import keras
 
-from models.features import CATEGORICAL, NUMERIC, FeatureInfo
-from pipeline.spec import CategoricalEncoder, NumericEncoder
+from models.features import CATEGORICAL, IMAGE, NUMERIC, FeatureInfo
+from pipeline.spec import CategoricalEncoder, ImageEncoder, NumericEncoder
 
 
-def build_encoder(feature: FeatureInfo, config) -> keras.layers.Layer:
-    """The encoder layer for `feature`: input [batch, 1], output [batch, width]."""
+def build_encoder(feature: FeatureInfo, config, base_dir: Optional[str] = None,
+                  seed: Optional[int] = None) -> keras.layers.Layer:
+    """The encoder layer for `feature`: input [batch, *feature.shape], output [batch, width].
+
+    `base_dir` resolves relative weight paths; `seed` seeds random augmentation.
+    """
     if feature.kind == NUMERIC:
         if not isinstance(config, NumericEncoder):
             raise ValueError(f"feature {feature.name!r} is numeric; its encoder must be 'normalized' or 'dense'. "
@@ -30,5 +36,12 @@ def build_encoder(feature: FeatureInfo, config) -> keras.layers.Layer:
             [keras.layers.Embedding(feature.vocab_size, config.dim), keras.layers.Flatten()],
             name=f"{feature.name}_embedding",
         )
+    if feature.kind == IMAGE:
+        if not isinstance(config, ImageEncoder):
+            raise ValueError(f"feature {feature.name!r} is an image; its encoder must be 'resnet'. "
+                             f"Received: type={config.type!r}")
+        from models.images import build_image_encoder
+
+        return build_image_encoder(feature.name, feature.shape, config, base_dir=base_dir, seed=seed)
     raise ValueError(f"feature {feature.name!r}: no encoder for kind {feature.kind!r}; "
-                     f"expected one of: {NUMERIC!r}, {CATEGORICAL!r}.")
+                     f"expected one of: {NUMERIC!r}, {CATEGORICAL!r}, {IMAGE!r}.")

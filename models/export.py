@@ -5,7 +5,8 @@ Signatures:
                       tensorflow/serving/classify (or /regress), so TF Serving's Classify
                       (Regress) API, TFMA and BulkInferrer all accept it.
   serving_raw         one [batch] tensor per raw feature, by name -> the same predictions.
-                      Missing values: NaN for floats, '' for strings.
+                      Missing values: NaN for floats, '' for strings. An image feature takes
+                      the encoded JPEG/PNG/GIF/BMP bytes; decoding and resizing happen here.
   transform_features  serialized tf.Example -> transformed features, label included (for TFMA).
 
 Outputs: classification {'classes': [batch, C] string, 'scores': [batch, C] float32};
@@ -23,7 +24,8 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from models.features import FeatureInfo, label_vocabulary, transformed_name
+from models.features import IMAGE, FeatureInfo, label_vocabulary, transformed_name
+from models.images import BACKBONE_DIR, decode_image, decode_images, image_backbones, save_backbone
 from pipeline.spec import Spec
 
 SERVING_DEFAULT = "serving_default"
@@ -34,8 +36,31 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo]) -> Dict[str, tf.Tensor]:
-    """Transformed features ([batch]) -> the model's inputs ([batch, 1] of the right dtype), by raw name."""
-    return {f.name: tf.reshape(tf.cast(transformed[transformed_name(f.name)], f.dtype), [-1, 1]) for f in features}
+    """A batch of transformed features ([batch]) -> the model's inputs, by raw name.
+
+    Tabular features become [batch, 1] of the model's dtype; encoded images are decoded and
+    resized to [batch, H, W, 3] float32 pixels.
+    """
+    out = {}
+    for f in features:
+        value = transformed[transformed_name(f.name)]
+        if f.kind == IMAGE:
+            out[f.name] = decode_images(value, f.image_size)
+        else:
+            out[f.name] = tf.reshape(tf.cast(value, f.dtype), [-1, 1])
+    return out
+
+
+def example_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo]) -> Dict[str, tf.Tensor]:
+    """The same for one example (scalars), as tf.data maps it: [1] per tabular feature, [H, W, 3] per image."""
+    out = {}
+    for f in features:
+        value = transformed[transformed_name(f.name)]
+        if f.kind == IMAGE:
+            out[f.name] = decode_image(value, f.image_size)
+        else:
+            out[f.name] = tf.reshape(tf.cast(value, f.dtype), [1])
+    return out
 
 
 def _raw_to_tft_format(name: str, value: tf.Tensor, fspec) -> tf.Tensor:
@@ -92,6 +117,11 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
                          input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)
     set_signature_method(export_dir, SERVING_DEFAULT, CLASSIFY_METHOD if classes is not None else REGRESS_METHOD)
+    # The image backbone's weights ride along (TF Serving ignores assets.extra/lamina), so a
+    # later run can start from this model: `weights: <push dir>/<model name>`.
+    for backbone in image_backbones(model):
+        save_backbone(backbone, os.path.join(export_dir, BACKBONE_DIR),
+                      spec.image_encoder(backbone.name[: -len("_resnet")]))
     return export_dir
 
 

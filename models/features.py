@@ -3,17 +3,19 @@
 Transform writes each input feature under `transformed_name(name)` (`<name>_xf`), so the
 raw and the transformed value never shadow each other (TFMA slices on the raw one).
 Numeric features come out as z-scored float32, categorical ones as int64 vocabulary
-indices with a vocabulary file named after the feature. The label comes out under
+indices with a vocabulary file named after the feature, image features as the encoded
+bytes (decoding and resizing happen in tf.data and in the serving graph, not in Transform). The label comes out under
 `transformed_label_key(label)`.
 """
 
 import dataclasses
 from typing import List, Optional, Union
 
-from pipeline.spec import CategoricalEncoder, NumericEncoder, Spec
+from pipeline.spec import CategoricalEncoder, ImageEncoder, NumericEncoder, Spec
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+IMAGE = "image"
 LABEL_VOCABULARY = "__label__"
 
 
@@ -32,14 +34,22 @@ class FeatureInfo:
     name: str  # the raw feature name, which is also the model input's name
     kind: str
     vocab_size: int = 0  # categorical only: vocabulary size plus OOV buckets
+    image_size: tuple = ()  # image only: (height, width) the model takes
 
     @property
     def dtype(self) -> str:
-        return "float32" if self.kind == NUMERIC else "int64"
+        return "int64" if self.kind == CATEGORICAL else "float32"
+
+    @property
+    def shape(self) -> tuple:
+        """The model input's shape without the batch axis."""
+        return (*self.image_size, 3) if self.kind == IMAGE else (1,)
 
 
-def encoder_config(spec: Spec, name: str, kind: str) -> Union[NumericEncoder, CategoricalEncoder]:
+def encoder_config(spec: Spec, name: str, kind: str) -> Union[NumericEncoder, CategoricalEncoder, ImageEncoder]:
     """The encoder for a feature: by its name, else by its kind, else the kind's default."""
+    if kind == IMAGE:
+        return spec.image_encoder(name)
     encoders = spec.model.encoders
     cfg = encoders.get(name) or encoders.get(kind)
     if cfg is None:
@@ -66,12 +76,15 @@ def describe_transformed_features(spec: Spec, tf_transform_output) -> List[Featu
     import tensorflow as tf
 
     label_key = transformed_label_key(spec.data.label)
+    declared = spec.data.feature_types
     infos = []
     for key, fspec in sorted(tf_transform_output.transformed_feature_spec().items()):
         if key == label_key or not key.endswith("_xf"):
             continue
         name = key[: -len("_xf")]
-        if fspec.dtype == tf.int64:
+        if declared.get(name) == IMAGE:
+            infos.append(FeatureInfo(name, IMAGE, image_size=tuple(spec.image_encoder(name).image_size)))
+        elif fspec.dtype == tf.int64:
             cfg = encoder_config(spec, name, CATEGORICAL)
             size = tf_transform_output.vocabulary_size_by_name(name) + cfg.num_oov_buckets
             infos.append(FeatureInfo(name, CATEGORICAL, size))

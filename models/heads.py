@@ -15,6 +15,13 @@ class Head:
     metrics: List[keras.metrics.Metric]
 
 
+def task_loss_and_metrics(config: HeadSpec):
+    """Fresh (loss, metrics) for the head's task: used at every (re)compile."""
+    if config.type == "classification":
+        return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
 def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> Head:
     """A classification head (softmax over `num_classes`) or a regression head (one unit).
 
@@ -30,12 +37,8 @@ def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> Head:
             raise ValueError(
                 f"a classification head needs at least 2 classes in the label. Received: num_classes={num_classes}")
         layers.append(keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities"))
-        return Head(keras.Sequential(layers, name="head"),
-                    keras.losses.SparseCategoricalCrossentropy(),
-                    [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        return Head(keras.Sequential(layers, name="head"), *task_loss_and_metrics(config))
     if config.type == "regression":
         layers.append(keras.layers.Dense(1, dtype="float32", name="prediction"))
-        return Head(keras.Sequential(layers, name="head"),
-                    keras.losses.MeanSquaredError(),
-                    [keras.metrics.MeanAbsoluteError(name="mae")])
+        return Head(keras.Sequential(layers, name="head"), *task_loss_and_metrics(config))
     raise ValueError(f"unknown head type; expected 'classification' or 'regression'. Received: type={config.type!r}")

@@ -1,10 +1,13 @@
 """The Trainer's entry point: `run_fn`, as TFX's generic Trainer calls it.
 
-Reads the transformed examples, builds the model from the spec, fits it with one progress
-line per epoch and TensorBoard logs, and exports the SavedModel with the Transform graph.
+Reads the transformed examples, builds the model from the spec, fits it in one phase (or two
+for a pretrained image backbone: head first, then the top blocks) with one progress line per
+epoch and TensorBoard logs, and exports the SavedModel with the Transform graph.
 """
 
 import logging
+import math
+import os
 import sys
 import time
 from typing import List, Optional
@@ -13,37 +16,66 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models.builder import build_model
+from models.builder import build_model, compile_model
 from models.device import configure_devices
-from models.export import export_serving_model, model_inputs
+from models.export import example_inputs, export_serving_model
 from models.features import FeatureInfo, describe_transformed_features, label_vocabulary, transformed_label_key
+from models.finetune import apply_phase, training_phases
 from pipeline.spec import Spec
 
 log = logging.getLogger("lamina.train")
 
+# Decoded examples are cached in memory when they take at most this much (LAMINA_CACHE_MB overrides).
+CACHE_BUDGET_MB = 2048
+
+
+def _decoded_bytes(features: List[FeatureInfo]) -> int:
+    return sum(4 * math.prod(f.shape) for f in features) + 16
+
+
+def fits_in_memory(files: List[str], features: List[FeatureInfo], budget_mb: Optional[float] = None) -> bool:
+    """Whether the decoded examples of `files` fit the cache budget (counts records only if it might)."""
+    budget = 1024 * 1024 * (budget_mb if budget_mb is not None
+                            else float(os.environ.get("LAMINA_CACHE_MB", CACHE_BUDGET_MB)))
+    if sum(tf.io.gfile.stat(f).length for f in files) > budget:
+        return False
+    count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    return count * _decoded_bytes(features) <= budget
+
 
 def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, features: List[FeatureInfo],
-                 batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
-    """(features, label) batches from Transform's gzipped TFRecords, parsed in parallel and cached."""
+                 batch_size: int, shuffle: bool, seed: int = 0, cache: Optional[bool] = None) -> tf.data.Dataset:
+    """(features, label) batches from Transform's gzipped TFRecords.
+
+    Records are read and parsed in parallel, images decoded and resized in parallel, the
+    decoded examples cached in memory when they fit (`cache=None` decides by size), shuffled
+    after the cache, batched and prefetched. When they do not fit, the serialized records are
+    shuffled before decoding instead, so the shuffle buffer holds small strings, not pixels.
+    """
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no transformed examples match {file_patterns}")
     feature_spec = tf_transform_output.transformed_feature_spec()
     label_key = transformed_label_key(spec.data.label)
+    if cache is None:
+        cache = fits_in_memory(files, features)
 
     def parse(serialized):
-        parsed = tf.io.parse_example(serialized, feature_spec)
-        return model_inputs(parsed, features), parsed[label_key]
+        parsed = tf.io.parse_single_example(serialized, feature_spec)
+        return example_inputs(parsed, features), parsed[label_key]
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle and not cache:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if spec.task == "classification":
         # Labels unseen in training map to -1 in Transform; they cannot be learned from.
-        ds = ds.unbatch().filter(lambda x, y: y >= 0).batch(batch_size)
-    ds = ds.cache()
-    if shuffle:
-        ds = ds.unbatch().shuffle(10_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.filter(lambda x, y: y >= 0)
+    if cache:
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -52,7 +84,7 @@ class EpochProgress(keras.callbacks.Callback):
     def __init__(self, epochs: int, stream=None):
         super().__init__()
         self.epochs = epochs
-        self.stream = stream or sys.stdout
+        self.stream = stream  # None: sys.stdout at print time (TFX and pytest swap it)
         self._start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -61,12 +93,39 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if isinstance(v, (int, float)))
         print(f"    epoch {epoch + 1:>3}/{self.epochs}  {time.perf_counter() - self._start:5.2f}s  {metrics}",
-              file=self.stream, flush=True)
+              file=self.stream or sys.stdout, flush=True)
+
+
+def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
+        callbacks: Optional[list] = None, stream=None) -> List[keras.callbacks.History]:
+    """Fits `model` phase by phase (see models.finetune); returns one History per phase."""
+    phases = training_phases(model, spec)
+    total = sum(p.epochs for p in phases)
+    progress = EpochProgress(total, stream)
+    histories, epoch = [], 0
+    for i, phase in enumerate(phases, start=1):
+        unfrozen = apply_phase(model, spec, phase)
+        compile_model(model, spec, phase.learning_rate)
+        trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+        if len(phases) > 1:
+            print(f"    phase {i}/{len(phases)}: {phase.name}; {phase.epochs} epochs at learning rate "
+                  f"{phase.learning_rate:g}, {trainable} trainable parameters"
+                  + (f" ({', '.join(unfrozen)})" if unfrozen else ""), file=stream or sys.stdout, flush=True)
+        phase_callbacks = [progress] + list(callbacks or [])
+        if spec.training.early_stopping:
+            es = spec.training.early_stopping
+            phase_callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
+                                                                 min_delta=es.min_delta, restore_best_weights=True))
+        histories.append(model.fit(train_ds, validation_data=eval_ds, initial_epoch=epoch,
+                                   epochs=epoch + phase.epochs, steps_per_epoch=steps_per_epoch,
+                                   callbacks=phase_callbacks, verbose=0))
+        epoch += phase.epochs
+    return histories
 
 
 def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: List[str],
           serving_model_dir: str, log_dir: Optional[str] = None, steps_per_epoch: Optional[int] = None):
-    """Builds, fits and exports the model. Returns (model, history)."""
+    """Builds, fits and exports the model. Returns (model, one History per phase)."""
     keras.utils.set_random_seed(spec.training.seed)
     strategy = configure_devices(spec.training)
     features = describe_transformed_features(spec, tf_transform_output)
@@ -76,26 +135,21 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                             seed=spec.training.seed)
     eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False)
     with strategy.scope():
-        model = build_model(spec, features, num_classes=len(classes) if classes else None)
+        model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
 
-    epochs = spec.training.epochs or 1
     steps = steps_per_epoch or spec.training.steps_per_epoch
-    callbacks = [EpochProgress(epochs)]
+    callbacks = []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    if spec.training.early_stopping:
-        es = spec.training.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
-                                                       min_delta=es.min_delta, restore_best_weights=True))
     if steps:
         train_ds = train_ds.repeat()
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    print(f"    training {model.name}: {len(features)} features, up to {epochs} epochs, batch {batch}, "
+    print(f"    training {model.name}: {len(features)} features, batch {batch}, "
           f"{model.count_params()} parameters, on {device}", flush=True)
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, steps_per_epoch=steps,
-                        callbacks=callbacks, verbose=0)
+    with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
+        histories = fit(model, spec, train_ds, eval_ds, steps, callbacks)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
-    return model, history
+    return model, histories
 
 
 def run_fn(fn_args):

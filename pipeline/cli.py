@@ -37,11 +37,12 @@ def cmd_run(args) -> int:
 
 def _run(spec, verbose: bool) -> int:
     from components.anomaly_gate import DataAnomaliesError
+    from components.image_example_gen import BadInputFilesError
     from pipeline.local_runner import ModelNotBlessedError, format_result, run_pipeline
 
     try:
         result = run_pipeline(spec, verbose=verbose)
-    except DataAnomaliesError as e:
+    except (DataAnomaliesError, BadInputFilesError) as e:
         _err(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
         return 1
     except ModelNotBlessedError as e:
@@ -69,17 +70,34 @@ def cmd_serve(args) -> int:
 def cmd_predict(args) -> int:
     import grpc
 
-    from serving.client import PredictionClient, RowError, format_predictions, read_rows
+    from serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
+                                read_rows)
 
-    try:
-        rows = read_rows(args.input, sys.stdin.read() if args.input == "-" else None)
-    except (OSError, RowError, json.JSONDecodeError) as e:
-        _err(f"cannot read rows from {args.input}: {e}")
+    images = [p for p in args.input if is_image_path(p)]
+    if images and len(images) != len(args.input):
+        _err(f"send either image files or one rows file, not both. Received: {' '.join(args.input)}")
         return 2
-    if not rows:
-        _err(f"{args.input}: no rows to send.")
+    if not images and len(args.input) != 1:
+        _err(f"expected one CSV/JSON/JSONL file (or -), or image files. Received: {' '.join(args.input)}")
         return 2
+    source = args.input[0] if not images else f"{len(images)} image file(s)"
     with PredictionClient(args.target, timeout=args.timeout) as client:
+        try:
+            if images:
+                # Image files go to the serving_raw signature as their encoded bytes.
+                rows = read_image_rows(images, client.raw_inputs(args.model, args.version))
+                args.raw = args.raw or not args.classify
+            else:
+                rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
+        except (OSError, RowError, json.JSONDecodeError) as e:
+            _err(f"cannot read rows from {source}: {e}")
+            return 2
+        except grpc.RpcError as e:
+            _err(f"{args.target}: {e.code().name}: {e.details()}")
+            return 1
+        if not rows:
+            _err(f"{source}: no rows to send.")
+            return 2
         try:
             if args.classify:
                 results = client.classify(args.model, rows, version=args.version)
@@ -90,12 +108,14 @@ def cmd_predict(args) -> int:
             else:
                 out = format_predictions(client.predict(args.model, rows, version=args.version))
         except RowError as e:
-            _err(f"{args.input}: {e}")
+            _err(f"{source}: {e}")
             return 2
         except grpc.RpcError as e:
             _err(f"{args.target}: {e.code().name}: {e.details()}")
             return 1
-    for row in out:
+    for i, row in enumerate(out):
+        if images:
+            row = {"file": images[i], **row}
         print(json.dumps(row))
     return 0
 
@@ -166,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024)
     p.set_defaults(fn=cmd_serve)
 
-    p = sub.add_parser("predict", help="send CSV or JSON rows to a TF Serving-protocol server")
-    p.add_argument("input", help="CSV with a header, JSON array, JSON Lines, or - for stdin")
+    p = sub.add_parser("predict", help="send rows or image files to a TF Serving-protocol server")
+    p.add_argument("input", nargs="+",
+                   help="CSV with a header, JSON array, JSON Lines, - for stdin; or image files (.png, .jpg, ...)")
     p.add_argument("--target", default="127.0.0.1:8500")
     p.add_argument("--model", required=True)
     p.add_argument("--version", type=int)

@@ -42,6 +42,7 @@ class RunResult:
     inference_dir: Optional[str] = None
     tensorboard_dir: Optional[str] = None
     report: Optional[str] = None
+    ingest: Optional[dict] = None  # image runs: ImageExampleGen's report (files, examples, bad files)
 
     @property
     def seconds(self) -> float:
@@ -150,6 +151,7 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from components.anomaly_gate import DataAnomaliesError
+    from components.image_example_gen import BadInputFilesError
     from pipeline.pipeline import create_pipeline
 
     spec.check_data_exists()
@@ -169,6 +171,13 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
                                 "stopped: data validation found anomalies", ok=False, anomalies=e.anomalies,
                                 artifacts={"anomaly report": e.report_dir})
         raise e from None
+    except BadInputFilesError as e:
+        print(f"[{len(progress.runs) + 1:>2}/{progress.total}] {progress.current}: stopped the run",
+              file=stream, flush=True)
+        e.report = write_report(spec.report_path, f"Lamina run: {spec.name}", progress.runs,
+                                "stopped: " + str(e).splitlines()[0], ok=False, bad_files=e.bad,
+                                artifacts={"ingestion report": e.report_path})
+        raise e from None
     except Exception as e:
         if progress.current:
             raise RuntimeError(f"Component {progress.current} failed: {type(e).__name__}: {e}") from e
@@ -178,6 +187,7 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
         spec.report_path, f"Lamina run: {spec.name}", result.components,
         "model pushed" if result.pushed else "model not pushed: it failed evaluation", ok=result.pushed,
         evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
+        bad_files=_bad_files(result.ingest), ingest=result.ingest,
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,
                    "TensorBoard logs": result.tensorboard_dir, "bulk inference": result.inference_dir})
@@ -186,10 +196,21 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     return result
 
 
+def _bad_files(ingest: Optional[dict]) -> list:
+    from components.image_example_gen import BadFile
+
+    return [BadFile(**b) for b in (ingest or {}).get("bad_files", [])]
+
+
 def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     """Reads the latest run's outputs from ML Metadata."""
     outputs = latest_run_outputs(spec)
     result = RunResult(spec=spec, components=components)
+    images = outputs.get(("ImageExampleGen", "examples"))
+    if images:
+        from components.image_example_gen import read_report
+
+        result.ingest = read_report(images.uri)
     anomalies = outputs.get(("ExampleValidator", "anomalies"))
     result.anomalies_dir = anomalies.uri if anomalies else None
     model = outputs.get(("Trainer", "model"))
@@ -311,6 +332,10 @@ def format_result(result: RunResult) -> str:
     if result.metrics:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
         lines.append(f"  metrics (eval split): {shown}")
+    if result.ingest:
+        i = result.ingest
+        lines.append(f"  images:         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
+                     f"classes; {i['bad']} bad file(s) skipped" + (" (listed in the report)" if i["bad"] else ""))
     lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
     lines.append(f"  metrics:        {result.evaluation_dir}")
     lines.append(f"  anomaly report: {result.anomalies_dir}")

@@ -1,6 +1,6 @@
 """`create_pipeline(spec)`: the one place the TFX pipeline is assembled.
 
-CsvExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
+CsvExampleGen (or ImageExampleGen) -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
 -> AnomalyGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
 -> Pusher, plus BulkInferrer when the spec asks for it.
 
@@ -24,10 +24,11 @@ from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb
 from tfx.types import Channel, standard_artifacts
 
 from components.anomaly_gate import AnomalyGate
+from components.image_example_gen import ImageExampleGen
 from components.schema import SpecSchemaGen
 from models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
 from models.features import transformed_label_key
-from pipeline.spec import LOWER_IS_BETTER, Spec
+from pipeline.spec import LOWER_IS_BETTER, SOURCE_PATH_KEY, Spec
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
@@ -85,6 +86,33 @@ def sqlite_metadata_config(path: str) -> metadata_store_pb2.ConnectionConfig:
     return config
 
 
+def split_config(spec: Spec, partition_feature_name: str = "") -> example_gen_pb2.Output:
+    return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+        splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=spec.split.train),
+                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=spec.split.eval)],
+        partition_feature_name=partition_feature_name))
+
+
+def example_gen(spec: Spec):
+    """CsvExampleGen for tabular data; ImageExampleGen (split by file path) for images."""
+    path = spec.resolve(spec.data.path)
+    if spec.data.is_images:
+        images = spec.data.images
+        image_key = next(f.name for f in spec.data.features if f.type.value == "image")
+        folder = spec.data.format == "image_folder"
+        return ImageExampleGen(
+            root=path if folder else os.path.dirname(path), format=spec.data.format, image_key=image_key,
+            label_key=spec.data.label, csv_file="" if folder else os.path.basename(path),
+            output_config=split_config(spec, SOURCE_PATH_KEY), bad_files=images.bad_files,
+            max_bad_fraction=images.max_bad_fraction, extensions=images.extensions)
+    input_base, pattern = input_config(spec)
+    return CsvExampleGen(
+        input_base=input_base,
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),
+        output_config=split_config(spec),
+    )
+
+
 def create_pipeline(spec: Spec, metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None) -> Pipeline:
     """Builds the TFX pipeline for `spec`.
@@ -94,22 +122,17 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
       metadata_connection_config: ML Metadata connection; default SQLite under the run directory.
       beam_pipeline_args: override of the spec's Beam arguments (runners for other platforms).
     """
-    input_base, pattern = input_config(spec)
-    example_gen = CsvExampleGen(
-        input_base=input_base,
-        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),
-        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=spec.split.train),
-            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=spec.split.eval),
-        ])),
-    )
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    examples = example_gen(spec)
+    statistics_gen = StatisticsGen(examples=examples.outputs["examples"])
     if spec.data.schema_path:
         schema_gen = ImportSchemaGen(schema_file=spec.resolve(spec.data.schema_path))
     else:
+        declared = dict(spec.data.feature_types)
+        if spec.data.is_images:
+            declared[SOURCE_PATH_KEY] = "identifier"
         schema_gen = SpecSchemaGen(
             statistics=statistics_gen.outputs["statistics"],
-            declared_types=json.dumps(spec.data.feature_types, sort_keys=True),
+            declared_types=json.dumps(declared, sort_keys=True),
             label=spec.data.label,
             task=spec.task,
         ).with_id("SchemaGen")
@@ -121,7 +144,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
 
     custom_config = {"spec": spec.to_json()}
     transform = Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples.outputs["examples"],
         schema=validated_schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=custom_config,
@@ -143,7 +166,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")
     evaluator = Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(spec),
@@ -155,11 +178,11 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
             base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
     )
-    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
+    components = [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
                   trainer, model_resolver, evaluator, pusher]
     if spec.inference.enabled:
         components.append(BulkInferrer(
-            examples=example_gen.outputs["examples"],
+            examples=examples.outputs["examples"],
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
             data_spec=bulk_inferrer_pb2.DataSpec(example_splits=["eval"]),

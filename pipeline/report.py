@@ -1,4 +1,4 @@
-"""A one-page HTML report of a run: component timings, metrics per slice, anomalies, artifacts.
+"""A one-page HTML report of a run: timings, metrics per slice, anomalies, bad input files, artifacts.
 
 Written to `<run dir>/report.html` after every run, including runs stopped by a gate.
 """
@@ -31,7 +31,8 @@ def slice_metrics(evaluation_dir: str) -> List[Tuple[str, Dict[str, float]]]:
 
 def write_report(path: str, title: str, components: Sequence, outcome: str, ok: bool,
                  evaluation_dir: Optional[str] = None, anomalies: Sequence = (),
-                 failed_thresholds: Sequence[str] = (), artifacts: Optional[Dict[str, str]] = None) -> str:
+                 failed_thresholds: Sequence[str] = (), artifacts: Optional[Dict[str, str]] = None,
+                 bad_files: Sequence = (), ingest: Optional[dict] = None) -> str:
     e = html.escape
     longest = max([c.seconds for c in components] + [1e-9])
     parts = [f"<!doctype html><meta charset=utf-8><title>{e(title)}</title><style>{_STYLE}</style>",
@@ -44,6 +45,14 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         parts.append("<h2>Anomalies</h2><table><tr><th>split<th>feature<th>anomaly<th>description</tr>")
         parts += [f"<tr><td>{e(a.split)}<td>{e(a.feature)}<td>{e(a.anomaly)}<td>{e(a.description)}</tr>"
                   for a in anomalies]
+        parts.append("</table>")
+    if ingest:
+        classes = ", ".join(f"{e(str(k))}: {v}" for k, v in ingest.get("classes", {}).items())
+        parts.append(f"<h2>Images</h2><p>{ingest['examples']} examples from {ingest['files']} files; "
+                     f"{ingest['bad']} bad. Per class: {classes}</p>")
+    if bad_files:
+        parts.append(f"<h2>Bad input files ({len(bad_files)})</h2><table><tr><th>file<th>problem<th>detail</tr>")
+        parts += [f"<tr><td><code>{e(b.path)}</code><td>{e(b.problem)}<td>{e(b.detail)}</tr>" for b in bad_files]
         parts.append("</table>")
     parts.append("<h2>Components</h2><table><tr><th>component<th>seconds<th><th></tr>")
     for c in components:

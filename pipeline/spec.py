@@ -35,7 +35,11 @@ __all__ = [
     "DataSpec",
     "EvaluationSpec",
     "EarlyStoppingSpec",
+    "AugmentationSpec",
     "FeatureSpec",
+    "FineTuneSpec",
+    "ImageEncoder",
+    "ImageIngestSpec",
     "FeatureType",
     "HeadSpec",
     "InferenceSpec",
@@ -95,7 +99,11 @@ class FeatureType(str, enum.Enum):
 
 
 # Feature types whose encoders this release implements end to end.
-SUPPORTED_FEATURE_TYPES = (FeatureType.NUMERIC, FeatureType.CATEGORICAL)
+SUPPORTED_FEATURE_TYPES = (FeatureType.NUMERIC, FeatureType.CATEGORICAL, FeatureType.IMAGE)
+IMAGE_FORMATS = ("image_folder", "image_csv")
+# The column ImageExampleGen adds to every example: the image's path relative to the data root.
+SOURCE_PATH_KEY = "source_path"
+IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".gif", ".bmp"]
 
 
 class FeatureSpec(_Strict):
@@ -115,11 +123,39 @@ class FeatureSpec(_Strict):
         return v
 
 
-class DataSpec(_Strict):
-    """Where the examples come from and what is predicted."""
+class ImageIngestSpec(_Strict):
+    """How ImageExampleGen treats files it cannot use (corrupt, empty, not an image).
 
-    path: str = Field(description="A CSV file or a glob of CSV files with the same header.")
+    Bad files are skipped and listed in the run report. `bad_files: fail` stops the run at
+    the first one; with `skip`, the run stops when more than `max_bad_fraction` of all files
+    are bad. Paths outside the data root and empty class folders always stop the run.
+    """
+
+    bad_files: Literal["skip", "fail"] = "skip"
+    max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    extensions: List[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+
+    @field_validator("extensions")
+    @classmethod
+    def _check_extensions(cls, v: List[str]) -> List[str]:
+        bad = [e for e in v if e.lower() not in IMAGE_EXTENSIONS]
+        if bad or not v:
+            raise ValueError(f"expected a non-empty list from {IMAGE_EXTENSIONS}. Received: {v}")
+        return [e.lower() for e in v]
+
+
+class DataSpec(_Strict):
+    """Where the examples come from and what is predicted.
+
+    `format: csv` reads a CSV file (or a glob). `format: image_folder` reads a folder with one
+    subfolder per class; `format: image_csv` reads a CSV whose image column holds file paths
+    relative to the CSV's folder. Both image formats default to one image feature, `image`.
+    """
+
+    path: str = Field(description="A CSV file or glob; an image folder; or a CSV of image paths and labels.")
     label: str
+    format: Literal["csv", "image_folder", "image_csv"] = "csv"
+    images: ImageIngestSpec = Field(default_factory=ImageIngestSpec)
     features: Optional[List[FeatureSpec]] = Field(
         default=None,
         description="Input features. Omitted: every column but the label, types from the schema.",
@@ -128,6 +164,17 @@ class DataSpec(_Strict):
         default=None,
         description="A curated schema.pbtxt; when set, ImportSchemaGen replaces schema inference.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_image_feature(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") in IMAGE_FORMATS and data.get("features") is None:
+            data = dict(data, features={"image": "image"})
+        return data
+
+    @property
+    def is_images(self) -> bool:
+        return self.format in IMAGE_FORMATS
 
     @field_validator("features", mode="before")
     @classmethod
@@ -177,7 +224,53 @@ class CategoricalEncoder(_Strict):
     top_k: Optional[int] = Field(default=None, ge=1, description="Keep only the k most frequent values.")
 
 
-_ENCODER_TYPES = {"normalized": "numeric", "dense": "numeric", "embedding": "categorical", "one_hot": "categorical"}
+class AugmentationSpec(_Strict):
+    """Random image augmentation, applied in training only (Keras preprocessing layers)."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: float = Field(default=0.0, ge=0.0, le=0.5, description="Fraction of a full turn, either way.")
+    zoom: float = Field(default=0.0, ge=0.0, lt=1.0)
+    contrast: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.flip != "none" or bool(self.rotation or self.zoom or self.contrast)
+
+
+RESNET_ARCHITECTURES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
+                        "resnet_small")
+
+
+class ImageEncoder(_Strict):
+    """A ResNet backbone on decoded, resized RGB images, global-average pooled.
+
+    `weights`: 'imagenet' (through the Keras cache, KERAS_HOME), 'random', a Keras weights
+    file (.weights.h5 or .h5), or the pushed model of an earlier Lamina run (its model
+    directory or one version directory), whose backbone is loaded.
+    """
+
+    type: Literal["resnet"] = "resnet"
+    architecture: Literal[RESNET_ARCHITECTURES] = "resnet50"
+    weights: str = "imagenet"
+    image_size: List[int] = Field(default_factory=lambda: [224, 224], description="[height, width] after resizing.")
+    width: int = Field(default=16, ge=4, le=512, description="resnet_small only: filters of the first stage.")
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("image_size")
+    @classmethod
+    def _check_size(cls, v: List[int]) -> List[int]:
+        if len(v) != 2 or any(s < 8 or s > 4096 for s in v):
+            raise ValueError(f"expected [height, width], each between 8 and 4096. Received: {v}")
+        return v
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "random"
+
+
+_ENCODER_TYPES = {"normalized": "numeric", "dense": "numeric", "embedding": "categorical", "one_hot": "categorical",
+                  "resnet": "image"}
 
 
 def _encoder_kind(v: Any) -> Optional[str]:
@@ -186,14 +279,15 @@ def _encoder_kind(v: Any) -> Optional[str]:
 
 
 EncoderSpec = Annotated[
-    Union[Annotated[NumericEncoder, Tag("numeric")], Annotated[CategoricalEncoder, Tag("categorical")]],
+    Union[Annotated[NumericEncoder, Tag("numeric")], Annotated[CategoricalEncoder, Tag("categorical")],
+          Annotated[ImageEncoder, Tag("image")]],
     Discriminator(
         _encoder_kind,
         custom_error_type="encoder_type",
         custom_error_message="unknown encoder type",
     ),
 ]
-_TAGS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder}
+_TAGS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder, "image": ImageEncoder}
 
 
 class CombinerSpec(_Strict):
@@ -238,6 +332,19 @@ class EarlyStoppingSpec(_Strict):
     min_delta: float = Field(default=0.0, ge=0.0)
 
 
+class FineTuneSpec(_Strict):
+    """Phase 2 of transfer learning: unfreeze the top blocks of a pretrained backbone.
+
+    Phase 1 (training.epochs at training.learning_rate) trains the head with the backbone
+    frozen. Phase 2 unfreezes the top `unfreeze_blocks` residual blocks (BatchNorm stays in
+    inference mode and frozen) and continues at the lower `learning_rate`.
+    """
+
+    epochs: int = Field(default=0, ge=0, le=100000)
+    learning_rate: float = Field(default=1e-4, gt=0.0, le=10.0)
+    unfreeze_blocks: int = Field(default=2, ge=1, le=1000)
+
+
 class TrainingSpec(_Strict):
     epochs: Optional[int] = Field(default=20, ge=1, le=100000)
     steps_per_epoch: Optional[int] = Field(default=None, ge=1, description="Default: one pass over the train split.")
@@ -248,6 +355,7 @@ class TrainingSpec(_Strict):
     seed: int = 42
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     jit_compile: bool = False
+    fine_tune: Optional[FineTuneSpec] = None
 
 
 # Metric names the spec accepts, per head type, and the TFMA metric class each maps to.
@@ -342,8 +450,8 @@ class Spec(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> "Spec":
         problems = []
-        for check in (_check_label_not_feature, _check_supported_types, _check_metrics,
-                      _check_thresholds, _check_slices, _check_encoders):
+        for check in (_check_label_not_feature, _check_supported_types, _check_data_format, _check_metrics,
+                      _check_thresholds, _check_slices, _check_encoders, _check_fine_tune):
             problems.extend(check(self))
         if problems:
             raise _CrossFieldError(problems)
@@ -413,9 +521,22 @@ class Spec(_Strict):
         base_dir = d.pop("base_dir", None)
         return cls.from_dict(d, base_dir=base_dir)
 
+    def image_encoder(self, name: str) -> "ImageEncoder":
+        """The encoder of image feature `name` (by name, else the `image` default)."""
+        cfg = self.model.encoders.get(name) or self.model.encoders.get("image")
+        return cfg if isinstance(cfg, ImageEncoder) else ImageEncoder()
+
     def check_data_exists(self) -> List[str]:
         """Files the data path matches; raises SpecError naming the path when none do."""
         pattern = self.resolve(self.data.path)
+        if self.data.format == "image_folder":
+            if not os.path.isdir(pattern):
+                raise SpecError([f"data.path: {pattern!r} is not a folder; format image_folder expects a folder "
+                                 f"with one subfolder of images per class."])
+            return [pattern]
+        if self.data.format == "image_csv" and not os.path.isfile(pattern):
+            raise SpecError([f"data.path: no file {pattern!r}; format image_csv expects a CSV with an image path "
+                             f"column and a label column."])
         files = sorted(glob.glob(pattern))
         if not files:
             raise SpecError([f"data.path: no file matches {pattern!r}."])
@@ -446,6 +567,42 @@ def _check_supported_types(spec: Spec) -> List[str]:
                 f"data.features.{i}.type: feature {f.name!r} has type {f.type.value!r}, which this release "
                 f"cannot train on yet; expected one of: {allowed}."
             )
+    return problems
+
+
+def _check_data_format(spec: Spec) -> List[str]:
+    data = spec.data
+    images = [f.name for f in data.features or [] if f.type == FeatureType.IMAGE]
+    if not data.is_images:
+        return [f"data.features: image feature {n!r} needs data.format 'image_folder' or 'image_csv'; "
+                f"format 'csv' reads tabular columns only." for n in images]
+    problems = []
+    others = [f.name for f in data.features or [] if f.type != FeatureType.IMAGE]
+    if len(images) != 1 or others:
+        problems.append(f"data.features: format {data.format!r} expects exactly one feature, of type 'image'. "
+                        f"Received: {data.feature_types}")
+    if SOURCE_PATH_KEY in (data.label, *data.feature_types):
+        problems.append(f"data: {SOURCE_PATH_KEY!r} is the column that holds each image's path; "
+                        f"name the label and features otherwise.")
+    return problems
+
+
+def _check_fine_tune(spec: Spec) -> List[str]:
+    problems = []
+    for key, enc in spec.model.encoders.items():
+        if not isinstance(enc, ImageEncoder):
+            continue
+        if enc.architecture == "resnet_small" and enc.weights == "imagenet":
+            problems.append(f"model.encoders.{key}.weights: 'resnet_small' has no ImageNet weights; expected "
+                            f"'random', a weights file or a Lamina model directory.")
+        if enc.architecture != "resnet_small" and min(enc.image_size) < 32:
+            problems.append(f"model.encoders.{key}.image_size: {enc.architecture} expects images of at least "
+                            f"32x32. Received: {enc.image_size}")
+    image_features = [f.name for f in spec.data.features or [] if f.type == FeatureType.IMAGE]
+    if spec.training.fine_tune and spec.training.fine_tune.epochs:
+        if not any(spec.image_encoder(n).pretrained for n in image_features):
+            problems.append("training.fine_tune: needs an image encoder with pretrained weights; with "
+                            "weights: random the whole backbone trains from the start.")
     return problems
 
 
@@ -488,12 +645,13 @@ def _check_slices(spec: Spec) -> List[str]:
 def _check_encoders(spec: Spec) -> List[str]:
     types = spec.data.feature_types
     problems = []
+    kinds = ("numeric", "categorical", "image")
     for key, enc in spec.model.encoders.items():
-        wanted = types.get(key) or (key if key in ("numeric", "categorical") else None)
-        if key not in types and key not in ("numeric", "categorical"):
+        wanted = types.get(key) or (key if key in kinds else None)
+        if key not in types and key not in kinds:
             if spec.data.features is None:
                 continue  # features come from the data; checked when the pipeline runs.
-            choices = list(types) + ["numeric", "categorical"]
+            choices = list(types) + list(kinds)
             problems.append(
                 f"model.encoders.{key}: not a feature name or feature type; expected one of: "
                 f"{', '.join(repr(c) for c in choices)}.{_did_you_mean(key, choices)}"
@@ -503,6 +661,11 @@ def _check_encoders(spec: Spec) -> List[str]:
             problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; a numeric feature expects one of: 'normalized', 'dense'.")
         if wanted == "categorical" and not isinstance(enc, CategoricalEncoder):
             problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; a categorical feature expects one of: 'embedding', 'one_hot'.")
+        if wanted == "image" and not isinstance(enc, ImageEncoder):
+            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; an image feature expects 'resnet'.")
+        if wanted in ("numeric", "categorical") and isinstance(enc, ImageEncoder):
+            problems.append(f"model.encoders.{key}.type: Received 'resnet'; a {wanted} feature expects one of: "
+                            + ("'normalized', 'dense'." if wanted == "numeric" else "'embedding', 'one_hot'."))
     return problems
 
 

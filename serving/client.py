@@ -53,6 +53,30 @@ def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
     return [dict(r) for r in csv.DictReader(io.StringIO(text))]
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+
+
+def _to_bytes(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def is_image_path(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_image_rows(paths: Sequence[str], inputs: Dict[str, int]) -> List[Dict[str, object]]:
+    """One row per image file: its bytes under the model's one string input (an image model's)."""
+    strings = [k for k, v in inputs.items() if v == tf.string.as_datatype_enum]
+    if len(strings) != 1 or len(inputs) != 1:
+        raise RowError(f"image files need a model with one image input; this one takes "
+                       f"{', '.join(f'{k} ({tf.dtypes.as_dtype(v).name})' for k, v in inputs.items())}.")
+    rows = []
+    for path in paths:
+        with open(path, "rb") as f:
+            rows.append({strings[0]: f.read()})
+    return rows
+
+
 def _missing(value) -> bool:
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
@@ -72,7 +96,7 @@ def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -
                                        "integers (send the row as a tf.Example instead: predict or classify).")
                     columns[name].append(int(float(value)))
                 else:
-                    columns[name].append(b"" if _missing(value) else str(value).encode("utf-8"))
+                    columns[name].append(b"" if _missing(value) else _to_bytes(value))
             except (TypeError, ValueError) as e:
                 if isinstance(e, RowError):
                     raise
@@ -95,7 +119,7 @@ def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -
             elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
                 feature.int64_list.value.append(int(float(value)))
             else:
-                feature.bytes_list.value.append(str(value).encode("utf-8"))
+                feature.bytes_list.value.append(_to_bytes(value))
         except (TypeError, ValueError):
             raise RowError(f"row {n}: feature {name!r} has value {value!r}, which is not a "
                            f"{tf.dtypes.as_dtype(dtype).name}.") from None

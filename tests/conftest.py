@@ -73,3 +73,39 @@ def server(penguins_run):
     srv = LaminaServer(spec.push_dir, port=0, poll_seconds=0.2).start()
     yield srv
     srv.stop()
+
+
+DIGITS_SPEC = REPO / "examples" / "digits" / "spec.yaml"
+
+
+def digits_spec(base_dir, **overrides) -> Spec:
+    """The digits example spec rooted at `base_dir`, made small enough for a CPU test
+    (16x16 inputs, width 8); top-level sections are updated by `overrides`."""
+    d = yaml.safe_load(DIGITS_SPEC.read_text())
+    d["model"]["encoders"]["image"].update(image_size=[16, 16], width=8)
+    d["training"].update(epochs=6)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key].update(value)
+        else:
+            d[key] = value
+    return Spec.from_dict(d, base_dir=str(base_dir))
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """scikit-learn's digits as 32x32 PNGs in data/digits/<digit>/."""
+    from pipeline.datasets import write_digits_folder
+
+    root = tmp_path_factory.mktemp("digits")
+    write_digits_folder(str(root / "data" / "digits"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_dir):
+    """One real run of the digits image pipeline (BulkInferrer on)."""
+    from pipeline.local_runner import run_pipeline
+
+    spec = digits_spec(digits_dir, inference={"enabled": True})
+    return spec, run_pipeline(spec)

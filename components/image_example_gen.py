@@ -1,0 +1,361 @@
+"""ImageExampleGen: images on disk -> split TFRecords of tf.Example, on Beam.
+
+Two layouts:
+  image_folder  <root>/<class>/<file>: one subfolder per class, named after it.
+  image_csv     a CSV with a header, whose image column holds paths relative to the CSV's
+                folder and whose label column holds the class.
+
+Every example holds the encoded bytes (under the image feature's name), the label, the
+path relative to the root (`source_path`, which also decides the split, so an image never
+moves between splits), and its decoded height and width (so StatisticsGen shows the sizes).
+
+Files are checked on the workers with the same decoder the model uses (tf.io.decode_image).
+Bad files (empty, not an image, corrupt, missing) are skipped and listed in
+`<examples>/ingest_report.json` (`ImageExampleGen/stopped/<id>-ingest_report.json` when the run
+stops) and in the run report; with `bad_files: fail`, or when more
+than `max_bad_fraction` of the files are bad, the run stops. Paths that leave the root
+(`..`, absolute paths, symlinks pointing out) and empty class folders always stop the run.
+
+It is a FileBasedExampleGen with its own executor, so TFX's driver fingerprints the input
+files (a changed image folder is not served from the cache) and TFX's splitting and writing
+are reused.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import apache_beam as beam
+from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+REPORT_FILE = "ingest_report.json"
+_BAD_PREFIX = "bad_files"
+# Problems that stop the run whatever the bad-file policy says.
+STRUCTURAL = ("outside_root", "empty_class", "bad_csv")
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"BM": "BMP"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    path: str  # absolute
+    relpath: str  # relative to the data root; the example's source_path
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BadFile:
+    path: str  # relative to the root when it is inside, else as written
+    problem: str  # empty | unsupported | corrupt | missing | unreadable | outside_root | empty_class | bad_csv
+    detail: str
+
+
+class BadInputFilesError(RuntimeError):
+    """The input images failed the ingestion policy; `bad` lists every problem found."""
+
+    def __init__(self, bad: List[BadFile], total: int, reason: str, report_path: str = ""):
+        self.bad = bad
+        self.total = total
+        self.report_path = report_path
+        self.report = ""  # the HTML run report, once the runner has written it
+        lines = [f"Image ingestion stopped the run: {reason}"]
+        lines += [f"  {b.path}: {b.problem}: {b.detail}" for b in bad[:20]]
+        if len(bad) > 20:
+            lines.append(f"  ... and {len(bad) - 20} more")
+        if report_path:
+            lines.append(f"Ingestion report: {report_path}")
+        super().__init__("\n".join(lines))
+
+
+# -- listing (driver side) -------------------------------------------------------------------
+
+
+def _inside(root: str, path: str) -> bool:
+    """Whether `path`, with every symlink resolved, lies under `root` (itself resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def _extension_problem(name: str, extensions: List[str]) -> Optional[str]:
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in extensions:
+        return f"unsupported file extension {ext or '(none)'!r}; expected one of: {', '.join(extensions)}"
+    return None
+
+
+def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile], List[BadFile]]:
+    """Images under `<root>/<class>/`, and the problems found while listing.
+
+    Hidden files and folders (starting with '.') are ignored.
+    """
+    files, bad = [], []
+    for entry in sorted(os.listdir(root)):
+        path = os.path.join(root, entry)
+        if entry.startswith("."):
+            continue
+        if not _inside(root, path):
+            bad.append(BadFile(entry, "outside_root", f"links to {os.path.realpath(path)}, outside the data root {root}"))
+            continue
+        if not os.path.isdir(path):
+            bad.append(BadFile(entry, "unsupported", "a file directly in the data root; images go in one folder per class"))
+            continue
+        count = 0
+        for name in sorted(os.listdir(path)):
+            if name.startswith("."):
+                continue
+            file_path = os.path.join(path, name)
+            rel = f"{entry}/{name}"
+            if not _inside(root, file_path):
+                bad.append(BadFile(rel, "outside_root",
+                                   f"links to {os.path.realpath(file_path)}, outside the data root {root}"))
+                continue
+            if os.path.isdir(file_path):
+                bad.append(BadFile(rel, "unsupported", "a folder inside a class folder; class folders hold image files"))
+                continue
+            problem = _extension_problem(name, extensions)
+            if problem:
+                bad.append(BadFile(rel, "unsupported", problem))
+                continue
+            files.append(ImageFile(file_path, rel, entry))
+            count += 1
+        if count == 0:
+            bad.append(BadFile(entry + "/", "empty_class", f"class folder {entry!r} has no images; add images or remove it"))
+    return files, bad
+
+
+def list_image_csv(csv_path: str, image_column: str, label_column: str,
+                   extensions: List[str]) -> Tuple[List[ImageFile], List[BadFile]]:
+    """Images named by a CSV (paths relative to its folder), and the problems found while listing."""
+    root = os.path.dirname(os.path.abspath(csv_path))
+    name = os.path.basename(csv_path)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in (image_column, label_column) if c not in columns]
+        if missing:
+            return [], [BadFile(name, "bad_csv", f"missing column(s) {', '.join(map(repr, missing))}; the header has "
+                                                 f"{', '.join(map(repr, columns)) or 'no columns'}")]
+        files, bad = [], []
+        for row_number, row in enumerate(reader, start=2):  # row 1 is the header
+            rel = (row.get(image_column) or "").strip()
+            label = (row.get(label_column) or "").strip()
+            where = f"{name} row {row_number}"
+            if not rel:
+                bad.append(BadFile(where, "missing", f"empty {image_column!r} column"))
+                continue
+            if not label:
+                bad.append(BadFile(where, "missing", f"{rel}: empty {label_column!r} column"))
+                continue
+            path = os.path.normpath(os.path.join(root, rel))
+            if os.path.isabs(rel) or not _inside(root, path):
+                bad.append(BadFile(rel, "outside_root",
+                                   f"{where}: resolves to {os.path.realpath(path)}, outside the data root {root}"))
+                continue
+            relpath = os.path.relpath(path, root).replace(os.sep, "/")
+            if not os.path.isfile(path):
+                bad.append(BadFile(relpath, "missing", f"{where}: no such file"))
+                continue
+            problem = _extension_problem(path, extensions)
+            if problem:
+                bad.append(BadFile(relpath, "unsupported", f"{where}: {problem}"))
+                continue
+            files.append(ImageFile(path, relpath, label))
+    return files, bad
+
+
+def check_image_bytes(data: bytes) -> Tuple[Optional[Tuple[int, int]], Optional[Tuple[str, str]]]:
+    """((height, width), None) for an image TensorFlow can decode, else (None, (problem, detail))."""
+    import tensorflow as tf
+
+    if not data:
+        return None, ("empty", "the file is empty (0 bytes)")
+    kind = next((k for magic, k in _MAGIC.items() if data.startswith(magic)), None)
+    if kind is None:
+        return None, ("unsupported", f"not a JPEG, PNG, GIF or BMP image (starts with {data[:8]!r})")
+    try:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    except tf.errors.OpError as e:
+        return None, ("corrupt", f"{kind} data cannot be decoded: {e.message.split(' [Op:')[0].split('}} ')[-1]}")
+    return (int(image.shape[0]), int(image.shape[1])), None
+
+
+# -- Beam ------------------------------------------------------------------------------------
+
+
+class _ReadImage(beam.DoFn):
+    """ImageFile -> tf.Example, or a BadFile on the 'bad' output."""
+
+    def __init__(self, image_key: str, label_key: str):
+        self.image_key = image_key
+        self.label_key = label_key
+
+    def process(self, item: ImageFile):
+        import tensorflow as tf
+
+        try:
+            with tf.io.gfile.GFile(item.path, "rb") as f:
+                data = f.read()
+        except (OSError, tf.errors.OpError) as e:
+            yield beam.pvalue.TaggedOutput("bad", BadFile(item.relpath, "unreadable", str(e)))
+            return
+        size, problem = check_image_bytes(data)
+        if problem:
+            yield beam.pvalue.TaggedOutput("bad", BadFile(item.relpath, *problem))
+            return
+        feature = {
+            self.image_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+            self.label_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.label.encode("utf-8")])),
+            "source_path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.relpath.encode("utf-8")])),
+            "image_height": tf.train.Feature(int64_list=tf.train.Int64List(value=[size[0]])),
+            "image_width": tf.train.Feature(int64_list=tf.train.Int64List(value=[size[1]])),
+        }
+        yield tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+@beam.ptransform_fn
+def _ImagesToExamples(pipeline, files: List[ImageFile], image_key: str, label_key: str, bad_prefix: str):  # pylint: disable=invalid-name
+    results = (pipeline
+               | "ListedFiles" >> beam.Create(files, reshuffle=True)
+               | "ReadAndCheck" >> beam.ParDo(_ReadImage(image_key, label_key)).with_outputs("bad", main="examples"))
+    _ = (results.bad
+         | "BadToJson" >> beam.Map(lambda b: json.dumps(dataclasses.asdict(b), sort_keys=True))
+         | "WriteBad" >> beam.io.WriteToText(bad_prefix, file_name_suffix=".jsonl"))
+    return results.examples
+
+
+# -- executor and component ------------------------------------------------------------------
+
+
+def settings_to_custom_config(settings: Dict[str, Any]) -> example_gen_pb2.CustomConfig:
+    struct = struct_pb2.Struct()
+    struct.update(settings)
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+
+def _settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], config)
+    struct = struct_pb2.Struct()
+    config.custom_config.Unpack(struct)
+    return json_format.MessageToDict(struct)
+
+
+def enforce_policy(bad: List[BadFile], total: int, bad_files: str, max_bad_fraction: float) -> Optional[str]:
+    """Why the run must stop, or None. `total` counts every file listed, good or bad."""
+    structural = [b for b in bad if b.problem in STRUCTURAL]
+    if structural:
+        kinds = sorted({b.problem for b in structural})
+        return f"{len(structural)} problem(s) that always stop the run ({', '.join(kinds)})."
+    if total == 0:
+        return "no image files found."
+    if bad and bad_files == "fail":
+        return f"{len(bad)} of {total} files are bad and data.images.bad_files is 'fail'."
+    if bad and len(bad) / total > max_bad_fraction:
+        return (f"{len(bad)} of {total} files are bad ({len(bad) / total:.1%}), more than "
+                f"data.images.max_bad_fraction {max_bad_fraction:.1%}.")
+    return None
+
+
+def read_report(examples_uri: str) -> Optional[Dict[str, Any]]:
+    path = os.path.join(examples_uri, REPORT_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Lists the images, then reads, checks and splits them on Beam."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
+            s = _settings(exec_properties)
+            return _ImagesToExamples(self._files, s["image_key"], s["label_key"], self._bad_prefix)  # pylint: disable=no-value-for-parameter
+        return to_examples
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        s = _settings(exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        report_path = os.path.join(examples.uri, REPORT_FILE)
+        self._bad_prefix = os.path.join(examples.uri, "ingest", _BAD_PREFIX)
+        if s["format"] == "image_folder":
+            self._files, bad = list_image_folder(root, s["extensions"])
+        else:
+            self._files, bad = list_image_csv(os.path.join(root, s["csv_file"]), s["image_key"], s["label_key"],
+                                              s["extensions"])
+        total = len(self._files) + len(bad)
+        reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"])
+        if reason is None and self._files:
+            super().Do(input_dict, output_dict, exec_properties)
+            bad = bad + self._read_bad_files()
+            reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"])
+        classes: Dict[str, int] = {}
+        good = {f.relpath for f in self._files} - {b.path for b in bad}
+        for f in self._files:
+            if f.relpath in good:
+                classes[f.label] = classes.get(f.label, 0) + 1
+        report = {"root": root, "files": total, "examples": len(good), "bad": len(bad),
+                  "classes": dict(sorted(classes.items())), "stopped": reason,
+                  "bad_files": [dataclasses.asdict(b) for b in sorted(bad, key=lambda b: b.path)]}
+        if reason:
+            # TFX removes a failed execution's outputs; the report goes next to them instead.
+            report_path = os.path.join(os.path.dirname(os.path.dirname(examples.uri)), "stopped",
+                                       f"{os.path.basename(examples.uri)}-{REPORT_FILE}")
+        os.makedirs(os.path.dirname(report_path), exist_ok=True)
+        with open(report_path, "w") as f:
+            json.dump(report, f, indent=2)
+        if reason:
+            raise BadInputFilesError(sorted(bad, key=lambda b: b.path), total, reason, report_path)
+
+    def _read_bad_files(self) -> List[BadFile]:
+        import tensorflow as tf
+
+        bad = []
+        for path in tf.io.gfile.glob(self._bad_prefix + "*"):
+            with tf.io.gfile.GFile(path) as f:
+                bad += [BadFile(**json.loads(line)) for line in f if line.strip()]
+        return bad
+
+
+class ImageExampleGen(FileBasedExampleGen):
+    """Images in class folders, or listed in a CSV, to split tf.Example TFRecords.
+
+    Args:
+      root: the data root (the class folders' parent, or the CSV's folder).
+      format: 'image_folder' or 'image_csv'.
+      image_key / label_key: feature names for the encoded bytes and the label (and the CSV's columns).
+      csv_file: the CSV's file name in `root` (image_csv only).
+      bad_files, max_bad_fraction, extensions: the ingestion policy (see the module docstring).
+      output_config: the split, which should partition by `source_path`.
+    """
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, root: str, format: str, image_key: str, label_key: str,  # pylint: disable=redefined-builtin
+                 output_config: example_gen_pb2.Output, csv_file: str = "", bad_files: str = "skip",
+                 max_bad_fraction: float = 0.05, extensions: Optional[List[str]] = None):
+        if format not in ("image_folder", "image_csv"):
+            raise ValueError(f"format must be 'image_folder' or 'image_csv'. Received: {format!r}")
+        # The driver fingerprints what this pattern matches: every file one folder down, or the CSV.
+        pattern = "*/*" if format == "image_folder" else csv_file
+        settings = {"format": format, "image_key": image_key, "label_key": label_key, "csv_file": csv_file,
+                    "bad_files": bad_files, "max_bad_fraction": max_bad_fraction,
+                    "extensions": list(extensions or [".png", ".jpg", ".jpeg", ".gif", ".bmp"])}
+        super().__init__(
+            input_base=root,
+            input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="images", pattern=pattern)]),
+            output_config=output_config,
+            custom_config=settings_to_custom_config(settings),
+        )

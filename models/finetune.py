@@ -1,0 +1,51 @@
+"""Training phases: one for models trained from scratch, two for transfer learning.
+
+As in the Keras transfer-learning guide:
+  1. train the new head with the pretrained backbone frozen (training.epochs, training.learning_rate);
+  2. unfreeze the backbone's top `fine_tune.unfreeze_blocks` residual blocks and continue at
+     the lower `fine_tune.learning_rate`. BatchNorm stays frozen and in inference mode.
+The model is recompiled at each phase, since Keras fixes the trainable weights at compile time.
+"""
+
+import dataclasses
+from typing import List, Optional
+
+import keras
+
+from models.images import image_backbones, set_trainable_blocks
+from pipeline.spec import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+    learning_rate: float
+    unfreeze_blocks: Optional[int]  # None: the whole model trains; 0: backbones frozen; N: their top N blocks
+
+
+def pretrained_backbones(model: keras.Model, spec: Spec) -> List[keras.Model]:
+    """The model's image backbones whose spec loads pretrained weights."""
+    return [b for b in image_backbones(model) if spec.image_encoder(b.name[: -len("_resnet")]).pretrained]
+
+
+def training_phases(model: keras.Model, spec: Spec) -> List[Phase]:
+    epochs, lr = spec.training.epochs or 1, spec.training.learning_rate
+    if not pretrained_backbones(model, spec):
+        return [Phase("train", epochs, lr, None)]
+    phases = [Phase("head, backbone frozen", epochs, lr, 0)]
+    ft = spec.training.fine_tune
+    if ft and ft.epochs:
+        phases.append(Phase(f"fine-tune, top {ft.unfreeze_blocks} blocks unfrozen", ft.epochs, ft.learning_rate,
+                            ft.unfreeze_blocks))
+    return phases
+
+
+def apply_phase(model: keras.Model, spec: Spec, phase: Phase) -> List[str]:
+    """Sets what trains in `phase`; returns the unfrozen block names of the pretrained backbones."""
+    unfrozen = []
+    if phase.unfreeze_blocks is None:
+        return unfrozen
+    for backbone in pretrained_backbones(model, spec):
+        unfrozen += [f"{backbone.name}/{b}" for b in set_trainable_blocks(backbone, phase.unfreeze_blocks)]
+    return unfrozen
