@@ -54,3 +54,15 @@ def test_anomaly_table_is_aligned_and_names_features():
         "  eval   sex             Column dropped        The feature was present in fewer examples",
         "Anomaly report: /runs/anomalies/5",
     ]
+
+
+def test_image_and_identifier_columns_lose_inferred_domains():
+    inferred = _schema(image=schema_pb2.BYTES, source_path=schema_pb2.BYTES, label=schema_pb2.BYTES)
+    inferred.feature[0].string_domain.value.extend(["\x89PNG..."])
+    inferred.feature[1].string_domain.value.extend(["0/0001.png", "1/0002.png"])
+    out = apply_declared_types(inferred, {"image": "image", "source_path": "identifier"}, "label", "classification")
+    image, path, label = out.feature
+    assert image.HasField("image_domain") and not image.HasField("string_domain")
+    assert image.presence.min_fraction == 1.0
+    assert not path.HasField("string_domain") and path.presence.min_fraction == 0.0
+    assert label.presence.min_fraction == 1.0

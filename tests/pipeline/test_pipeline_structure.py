@@ -61,3 +61,22 @@ def test_create_pipeline_is_pure(tmp_path):
     spec = make_spec(tmp_path)
     create_pipeline(spec)
     assert list(tmp_path.iterdir()) == []  # no folders made, nothing read
+
+
+def test_image_spec_ingests_with_image_example_gen(tmp_path):
+    import json
+
+    from tests.conftest import digits_spec
+
+    spec = digits_spec(tmp_path)
+    p = create_pipeline(spec)
+    by_id = {c.id: c for c in p.components}
+    assert "ImageExampleGen" in by_id and "CsvExampleGen" not in by_id
+    assert _upstream(by_id["StatisticsGen"]) == ["ImageExampleGen"]
+    gen = by_id["ImageExampleGen"]
+    assert gen.exec_properties["input_base"] == str(tmp_path / "data" / "digits")
+    output = json.loads(gen.exec_properties["output_config"])
+    assert output["split_config"]["partition_feature_name"] == "source_path"
+    assert json.loads(gen.exec_properties["input_config"])["splits"][0]["pattern"] == "*/*"
+    declared = json.loads(by_id["SchemaGen"].exec_properties["declared_types"])
+    assert declared == {"image": "image", "source_path": "identifier"}

@@ -1,6 +1,10 @@
 """Spec validation: every message names the key path, the bad value and what is allowed."""
 
+import copy
+import os
+
 import pytest
+import yaml
 
 from pipeline.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
 from tests.conftest import example_spec_dict, make_spec
@@ -38,7 +42,7 @@ def test_example_spec_is_valid(tmp_path):
      "Did you mean 'classification'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
      "model.encoders.island.type: Received 'embeding'; expected one of: 'dense', 'embedding', 'normalized', "
-     "'one_hot'. Did you mean 'embedding'?"),
+     "'one_hot', 'resnet'. Did you mean 'embedding'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embedding", "dimm": 3}),
      "model.encoders.island.dimm: unknown key. Did you mean 'dim'? Allowed keys: dim, num_oov_buckets, top_k, type."),
     (lambda d: d["model"]["encoders"].update(island={"type": "normalized"}),
@@ -55,9 +59,12 @@ def test_example_spec_is_valid(tmp_path):
      "split.train: Received 0; expected an integer >= 1."),
     (lambda d: d["data"].pop("label"),
      "data.label: required key is missing."),
+    (lambda d: d["data"]["features"].update(notes="text"),
+     "data.features.6.type: feature 'notes' has type 'text', which this release cannot train on yet; "
+     "expected one of: 'numeric', 'categorical', 'image'."),
     (lambda d: d["data"]["features"].update(photo="image"),
-     "data.features.6.type: feature 'photo' has type 'image', which this release cannot train on yet; "
-     "expected one of: 'numeric', 'categorical'."),
+     "data.features: image feature 'photo' needs data.format 'image_folder' or 'image_csv'; format 'csv' reads "
+     "tabular columns only."),
     (lambda d: d["data"]["features"].update(island="categorial"),
      "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image' "
      "or 'sequence'. Did you mean 'categorical'?"),
@@ -75,7 +82,7 @@ def test_example_spec_is_valid(tmp_path):
      "serving.model_name: expected letters, digits, '_', '.' or '-'. Received: '../evil'"),
 ], ids=["negative_units", "typo_section", "typo_top_level", "bad_literal", "encoder_type_typo",
         "encoder_key_typo", "encoder_wrong_kind", "not_an_int", "zero_learning_rate", "optimizer_typo",
-        "zero_split", "missing_label", "unsupported_type", "feature_type_typo", "label_as_feature",
+        "zero_split", "missing_label", "unsupported_type", "image_in_csv", "feature_type_typo", "label_as_feature",
         "unknown_metric", "empty_threshold", "unknown_slice", "unsafe_model_name"])
 def test_spec_error_messages(tmp_path, mutate, expected):
     assert problems_for(tmp_path, mutate) == [expected]
@@ -112,7 +119,7 @@ def test_python_api_validates_like_yaml():
     with pytest.raises(SpecError) as info:
         TrainingSpec(epocs=3)
     assert info.value.problems == ["epocs: unknown key. Did you mean 'epochs'? Allowed keys: batch_size, "
-                                   "early_stopping, epochs, jit_compile, learning_rate, mixed_precision, "
+                                   "early_stopping, epochs, fine_tune, jit_compile, learning_rate, mixed_precision, "
                                    "optimizer, seed, steps_per_epoch."]
     spec = Spec(name="p", data=DataSpec(path="p.csv", label="species", features={"island": "categorical"}),
                 model=ModelSpec(head=HeadSpec(type="classification")))
@@ -146,3 +153,48 @@ def test_cli_rejects_a_bad_spec_before_anything_runs(tmp_path, capsys):
     good.write_text("name: x\ndata: {path: a.csv, label: y}\n")
     assert main(["validate", str(good)]) == 0
     assert capsys.readouterr().out.startswith(f"{good}: valid. Pipeline 'x', label 'y'")
+
+
+DIGITS = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "digits", "spec.yaml")))
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["model"]["encoders"]["image"].update(architecture="resnet50", image_size=[16, 16], weights="random"),
+     "model.encoders.image.image_size: resnet50 expects images of at least 32x32. Received: [16, 16]"),
+    (lambda d: d["model"]["encoders"]["image"].update(weights="imagenet"),
+     "model.encoders.image.weights: 'resnet_small' has no ImageNet weights; expected 'random', a weights file or "
+     "a Lamina model directory."),
+    (lambda d: d["training"].update(fine_tune={"epochs": 3}),
+     "training.fine_tune: needs an image encoder with pretrained weights; with weights: random the whole backbone "
+     "trains from the start."),
+    (lambda d: d["data"].update(features={"image": "image", "size": "numeric"}),
+     "data.features: format 'image_folder' expects exactly one feature, of type 'image'. Received: "
+     "{'image': 'image', 'size': 'numeric'}"),
+    (lambda d: d["data"]["images"].update(extensions=[".tiff"]),
+     "data.images.extensions: expected a non-empty list from ['.png', '.jpg', '.jpeg', '.gif', '.bmp']. "
+     "Received: ['.tiff']"),
+    (lambda d: d["model"]["encoders"]["image"].update(architecture="resnet51"),
+     "model.encoders.image.architecture: Received 'resnet51'; expected one of: 'resnet50', 'resnet101', "
+     "'resnet152', 'resnet50v2', 'resnet101v2', 'resnet152v2' or 'resnet_small'. Did you mean 'resnet50'?"),
+    (lambda d: d["data"].update(label="source_path"),
+     "data: 'source_path' is the column that holds each image's path; name the label and features otherwise."),
+    (lambda d: d["model"]["encoders"].update(image={"type": "embedding"}),
+     "model.encoders.image.type: Received 'embedding'; an image feature expects 'resnet'."),
+], ids=["small_for_resnet50", "small_has_no_imagenet", "fine_tune_random", "image_plus_tabular", "extension",
+        "architecture_typo", "reserved_column", "wrong_encoder"])
+def test_image_spec_error_messages(tmp_path, mutate, expected):
+    d = copy.deepcopy(DIGITS)
+    mutate(d)
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir=str(tmp_path))
+    assert info.value.problems == [expected]
+
+
+def test_image_spec_defaults(tmp_path):
+    d = copy.deepcopy(DIGITS)
+    d["data"].pop("features")
+    spec = Spec.from_dict(d, base_dir=str(tmp_path))
+    assert spec.data.feature_types == {"image": "image"} and spec.data.is_images
+    assert spec.image_encoder("image").architecture == "resnet_small"
+    with pytest.raises(SpecError, match="is not a folder; format image_folder expects a folder"):
+        spec.check_data_exists()
