@@ -17,6 +17,7 @@ from pipeline.spec import SpecError, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO_ROOT / "examples" / "penguins" / "spec.yaml"
+IMAGES_DEMO_SPEC = REPO_ROOT / "examples" / "digits" / "spec.yaml"
 
 
 def _err(message: str) -> None:
@@ -120,13 +121,49 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _images_demo(args) -> int:
+    """Digits as PNG folders -> the image pipeline -> PNG bytes over gRPC."""
+    from pipeline.datasets import write_digits_folder
+    from serving.client import PredictionClient, format_predictions, read_image_rows
+    from serving.server import LaminaServer
+
+    work = Path(args.dir or IMAGES_DEMO_SPEC.parent).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    spec_path = work / "spec.yaml"
+    if not spec_path.exists():
+        shutil.copy(IMAGES_DEMO_SPEC, spec_path)
+    folder = work / "data" / "digits"
+    if not folder.is_dir():
+        write_digits_folder(str(folder))
+    print(f"Demo data: {folder} (scikit-learn's digits as 32x32 PNGs, one folder per class)", flush=True)
+    spec = load_spec(spec_path)
+    code = _run(spec, args.verbose)
+    if code:
+        return code
+    files = [str(folder / str(d) / sorted(os.listdir(folder / str(d)))[-1]) for d in range(10)]
+    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
+    try:
+        print(f"\nServer up on {server.target}; sending PNG bytes to {spec.serving.model_name!r} over gRPC.")
+        with PredictionClient(server.target) as client:
+            rows = read_image_rows(files, client.raw_inputs(spec.serving.model_name))
+            predictions = format_predictions(client.predict_raw(spec.serving.model_name, rows))
+        for path, pred in zip(files, predictions):
+            print(f"  {os.path.relpath(path, work)} -> {pred['class']} (p={pred['scores'][pred['class']]:.3f})")
+    finally:
+        server.stop()
+    print("Server stopped.")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The bundled demo: penguins pipeline, then a gRPC server on a free loopback port and a few queries."""
     from pipeline.datasets import write_penguins_csv
     from serving.client import PredictionClient, format_predictions
     from serving.server import LaminaServer
 
-    work = Path(args.dir).resolve()
+    if args.images:
+        return _images_demo(args)
+    work = Path(args.dir or DEMO_SPEC.parent).resolve()
     work.mkdir(parents=True, exist_ok=True)
     spec_path = work / "spec.yaml"
     if not spec_path.exists():
@@ -198,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser("demo", help="run the bundled penguins demo through to gRPC predictions")
-    p.add_argument("--dir", default=str(REPO_ROOT / "examples" / "penguins"))
+    p.add_argument("--dir", help="work folder (default: examples/penguins, or examples/digits with --images)")
+    p.add_argument("--images", action="store_true", help="the digits image demo instead: PNG folders to a ResNet")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(fn=cmd_demo)
     return parser

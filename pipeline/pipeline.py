@@ -87,10 +87,13 @@ def sqlite_metadata_config(path: str) -> metadata_store_pb2.ConnectionConfig:
 
 
 def split_config(spec: Spec, partition_feature_name: str = "") -> example_gen_pb2.Output:
-    return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-        splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=spec.split.train),
-                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=spec.split.eval)],
-        partition_feature_name=partition_feature_name))
+    """Hash-bucket train/eval split, of the whole example or of one feature's value."""
+    config = example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=spec.split.train),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=spec.split.eval)])
+    if partition_feature_name:  # a oneof: even '' would count as set
+        config.partition_feature_name = partition_feature_name
+    return example_gen_pb2.Output(split_config=config)
 
 
 def example_gen(spec: Spec):
