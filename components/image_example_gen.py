@@ -23,7 +23,6 @@ are reused.
 
 import csv
 import dataclasses
-import io
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple

@@ -35,31 +35,21 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
 
-def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo]) -> Dict[str, tf.Tensor]:
-    """A batch of transformed features ([batch]) -> the model's inputs, by raw name.
+def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],
+                 batched: bool = True) -> Dict[str, tf.Tensor]:
+    """Transformed features -> the model's inputs, by raw name.
 
-    Tabular features become [batch, 1] of the model's dtype; encoded images are decoded and
-    resized to [batch, H, W, 3] float32 pixels.
+    Batched ([batch] each, as in the serving graph): tabular features become [batch, 1] of the
+    model's dtype, encoded images [batch, H, W, 3] float32 pixels. Unbatched (one example, as
+    tf.data maps it): [1] per tabular feature, [H, W, 3] per image.
     """
     out = {}
     for f in features:
         value = transformed[transformed_name(f.name)]
         if f.kind == IMAGE:
-            out[f.name] = decode_images(value, f.image_size)
+            out[f.name] = (decode_images if batched else decode_image)(value, f.image_size)
         else:
-            out[f.name] = tf.reshape(tf.cast(value, f.dtype), [-1, 1])
-    return out
-
-
-def example_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo]) -> Dict[str, tf.Tensor]:
-    """The same for one example (scalars), as tf.data maps it: [1] per tabular feature, [H, W, 3] per image."""
-    out = {}
-    for f in features:
-        value = transformed[transformed_name(f.name)]
-        if f.kind == IMAGE:
-            out[f.name] = decode_image(value, f.image_size)
-        else:
-            out[f.name] = tf.reshape(tf.cast(value, f.dtype), [1])
+            out[f.name] = tf.reshape(tf.cast(value, f.dtype), [-1, 1] if batched else [1])
     return out
 
 

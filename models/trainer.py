@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 
 from models.builder import build_model, compile_model
 from models.device import configure_devices
-from models.export import example_inputs, export_serving_model
+from models.export import export_serving_model, model_inputs
 from models.features import FeatureInfo, describe_transformed_features, label_vocabulary, transformed_label_key
 from models.finetune import apply_phase, training_phases
 from pipeline.spec import Spec
@@ -62,7 +62,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
 
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, feature_spec)
-        return example_inputs(parsed, features), parsed[label_key]
+        return model_inputs(parsed, features, batched=False), parsed[label_key]
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle and not cache:

@@ -21,15 +21,31 @@ def example_spec_dict() -> dict:
     return yaml.safe_load(EXAMPLE_SPEC.read_text())
 
 
-def make_spec(base_dir, **overrides) -> Spec:
-    """The penguins example spec rooted at `base_dir`, with top-level sections updated."""
-    d = copy.deepcopy(example_spec_dict())
+def _with_overrides(d: dict, base_dir, overrides: dict) -> Spec:
+    """`d` with its top-level sections updated by `overrides`, as a Spec rooted at `base_dir`."""
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(d.get(key), dict):
             d[key].update(value)
         else:
             d[key] = value
     return Spec.from_dict(d, base_dir=str(base_dir))
+
+
+def make_spec(base_dir, **overrides) -> Spec:
+    """The penguins example spec rooted at `base_dir`, with top-level sections updated."""
+    return _with_overrides(copy.deepcopy(example_spec_dict()), base_dir, overrides)
+
+
+def read_prediction_logs(inference_dir):
+    """BulkInferrer's PredictionLog records."""
+    import glob
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    files = glob.glob(os.path.join(inference_dir, "*.gz"))
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
 
 
 def read_csv(path):
@@ -84,12 +100,7 @@ def digits_spec(base_dir, **overrides) -> Spec:
     d = yaml.safe_load(DIGITS_SPEC.read_text())
     d["model"]["encoders"]["image"].update(image_size=[16, 16], width=8)
     d["training"].update(epochs=6)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(d.get(key), dict):
-            d[key].update(value)
-        else:
-            d[key] = value
-    return Spec.from_dict(d, base_dir=str(base_dir))
+    return _with_overrides(d, base_dir, overrides)
 
 
 @pytest.fixture(scope="session")

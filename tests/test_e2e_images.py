@@ -15,6 +15,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from models.images import BACKBONE_CONFIG, BACKBONE_DIR, BACKBONE_WEIGHTS
 from pipeline import cli
 from serving.client import PredictionClient, read_image_rows
+from tests.conftest import read_prediction_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -106,12 +107,8 @@ def test_png_and_jpeg_over_grpc_match_in_process(digits_run, in_process, image_s
 
 
 def test_bulk_inferrer_scored_the_eval_split(digits_run, in_process):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     _, result = digits_run
-    files = glob.glob(os.path.join(result.inference_dir, "*.gz"))
-    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    logs = read_prediction_logs(result.inference_dir)
     assert len(logs) == int(result.metrics["example_count"])
     for log in logs[:40]:
         example = log.classify_log.request.input.example_list.examples[0]

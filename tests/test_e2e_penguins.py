@@ -1,7 +1,6 @@
 """End to end on the penguins data: the real pipeline, the pushed SavedModel, BulkInferrer,
 and the gRPC server on a loopback port answering exactly as the in-process model does."""
 
-import glob
 import os
 
 import grpc
@@ -14,7 +13,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, m
 from models.export import CLASSIFY_METHOD
 from pipeline.local_runner import latest_run_states, run_pipeline
 from serving.client import PredictionClient, row_to_example, rows_to_tensors
-from tests.conftest import make_spec, read_csv
+from tests.conftest import make_spec, read_csv, read_prediction_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -115,12 +114,8 @@ def test_model_runs_in_a_tf1_session(penguins_run, rows, in_process):
 
 
 def test_bulk_inferrer_scored_the_eval_split(penguins_run, in_process):
-    from tensorflow_serving.apis import prediction_log_pb2
-
     _, result = penguins_run
-    files = glob.glob(os.path.join(result.inference_dir, "*.gz"))
-    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    logs = read_prediction_logs(result.inference_dir)
     assert len(logs) == int(result.metrics["example_count"])
     correct = 0
     for log in logs:

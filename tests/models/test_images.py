@@ -120,3 +120,21 @@ def test_local_weight_file_errors_name_the_file(tmp_path):
                                       "resnet_small (image size [16, 16]): ")
     with pytest.raises(WeightsError, match="not a Lamina image model. Expected assets.extra/lamina/backbone.json"):
         build_backbone(ImageEncoder(architecture="resnet_small", weights=str(tmp_path), image_size=[16, 16]))
+
+
+def test_augmentation_and_dropout_act_only_in_training():
+    from models.builder import build_model
+    from models.features import IMAGE, FeatureInfo
+    from tests.conftest import digits_spec
+
+    spec = digits_spec("/tmp", model={"encoders": {"image": {
+        "type": "resnet", "architecture": "resnet_small", "weights": "random", "image_size": [16, 16], "width": 8,
+        "dropout": 0.5, "augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2, "contrast": 0.3}}},
+        "combiner": {"hidden_units": []}})
+    model = build_model(spec, [FeatureInfo("image", IMAGE, image_size=(16, 16))], num_classes=3)
+    encoder = model.get_layer("backbone").get_layer("image_encoder")
+    assert [l.__class__.__name__ for l in encoder.get_layer("augmentation").layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast"]
+    x = {"image": np.random.RandomState(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")}
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=True))
