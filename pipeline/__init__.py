@@ -8,9 +8,10 @@ Python API, mirroring the YAML spec:
     result = run_pipeline(spec)
 """
 
-from pipeline.spec import (CategoricalEncoder, CombinerSpec, DataSpec, EarlyStoppingSpec, EvaluationSpec,
-                           FeatureSpec, HeadSpec, InferenceSpec, ModelSpec, NumericEncoder, RunnerSpec,
-                           ServingSpec, Spec, SpecError, SplitSpec, ThresholdSpec, TrainingSpec, load_spec)
+from pipeline.spec import (AugmentationSpec, CategoricalEncoder, CombinerSpec, DataSpec, EarlyStoppingSpec,
+                           EvaluationSpec, FeatureSpec, FineTuneSpec, HeadSpec, ImageEncoder, ImageIngestSpec,
+                           InferenceSpec, ModelSpec, NumericEncoder, RunnerSpec, ServingSpec, Spec, SpecError,
+                           SplitSpec, ThresholdSpec, TrainingSpec, load_spec)
 
 
 def create_pipeline(spec):
@@ -28,6 +29,7 @@ def run_pipeline(spec, **kwargs):
 
 
 __all__ = [
+    "AugmentationSpec", "FineTuneSpec", "ImageEncoder", "ImageIngestSpec",
     "CategoricalEncoder", "CombinerSpec", "DataSpec", "EarlyStoppingSpec", "EvaluationSpec", "FeatureSpec",
     "HeadSpec", "InferenceSpec", "ModelSpec", "NumericEncoder", "RunnerSpec", "ServingSpec", "Spec", "SpecError",
     "SplitSpec", "ThresholdSpec", "TrainingSpec", "create_pipeline", "load_spec", "run_pipeline",
