@@ -171,3 +171,21 @@ def test_an_empty_class_or_an_escaping_path_stops_the_whole_run_before_training(
     assert latest_run_states(spec) == {"ImageExampleGen": "FAILED"}
     html = open(info.value.report).read()
     assert "Bad input files (1)" in html and "<code>7/</code>" in html
+
+
+@pytest.mark.e2e
+def test_csv_layout_reads_the_listed_files_with_their_labels(folder, tmp_path):
+    rows = [(f"{d}/{name}", ["zero", "one", "two"][d]) for d in range(3)
+            for name in sorted(os.listdir(os.path.join(folder, str(d))))[:5]]
+    with open(os.path.join(folder, "labels.csv"), "w") as f:
+        f.write("image,label\n" + "".join(f"{p},{label}\n" for p, label in rows) + "../outside.png,zero\n")
+    (tmp_path / "outside.png").write_bytes(png_bytes(folder))
+    with pytest.raises(BadInputFilesError, match="1 problem\\(s\\) that always stop the run \\(outside_root\\)"):
+        run_ingestion(folder, tmp_path, format="image_csv", csv_file="labels.csv")
+    with open(os.path.join(folder, "labels.csv"), "w") as f:
+        f.write("image,label\n" + "".join(f"{p},{label}\n" for p, label in rows))
+    report, splits = run_ingestion(folder, tmp_path, format="image_csv", csv_file="labels.csv")
+    assert report["classes"] == {"one": 5, "two": 5, "zero": 5} and report["bad"] == 0
+    got = {(e.features.feature["source_path"].bytes_list.value[0].decode(),
+            e.features.feature["label"].bytes_list.value[0].decode()) for e in splits["train"] + splits["eval"]}
+    assert got == set(rows)
