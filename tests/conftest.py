@@ -83,10 +83,15 @@ def penguins_run(penguins_dir):
 @pytest.fixture(scope="session")
 def server(penguins_run):
     """`lamina serve` in-process on a free loopback port, serving the pushed penguins model."""
+    spec, _ = penguins_run
+    yield from serving(spec.push_dir)
+
+
+def serving(push_dir):
+    """A LaminaServer on a free loopback port over `push_dir`, stopped when the fixture ends."""
     from serving.server import LaminaServer
 
-    spec, _ = penguins_run
-    srv = LaminaServer(spec.push_dir, port=0, poll_seconds=0.2).start()
+    srv = LaminaServer(push_dir, port=0, poll_seconds=0.2).start()
     yield srv
     srv.stop()
 

@@ -15,7 +15,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from models.images import BACKBONE_CONFIG, BACKBONE_DIR, BACKBONE_WEIGHTS
 from pipeline import cli
 from serving.client import PredictionClient, read_image_rows
-from tests.conftest import read_prediction_logs
+from tests.conftest import read_prediction_logs, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -28,12 +28,8 @@ def in_process(digits_run):
 
 @pytest.fixture(scope="module")
 def image_server(digits_run):
-    from serving.server import LaminaServer
-
     spec, _ = digits_run
-    srv = LaminaServer(spec.push_dir, port=0, poll_seconds=0.2).start()
-    yield srv
-    srv.stop()
+    yield from serving(spec.push_dir)
 
 
 def eval_files(digits_run):
