@@ -43,7 +43,7 @@ def build_model(spec: Spec, features: List[FeatureInfo], num_classes: Optional[i
     inputs = feature_inputs(features)
     backbone = build_tabular_backbone(spec, features)
     head = build_head(spec.model.head, num_classes)
-    outputs = head.layers(backbone(inputs))
+    outputs = head(backbone(inputs))
     model = keras.Model(inputs, outputs, name=f"{spec.name}_{spec.task}")
     if compile:
         compile_model(model, spec)

@@ -25,7 +25,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models.features import IMAGE, FeatureInfo, label_vocabulary, transformed_name
-from models.images import BACKBONE_DIR, decode_image, decode_images, image_backbones, save_backbone
+from models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
+                           save_backbone)
 from pipeline.spec import Spec
 
 SERVING_DEFAULT = "serving_default"
@@ -111,7 +112,7 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     # later run can start from this model: `weights: <push dir>/<model name>`.
     for backbone in image_backbones(model):
         save_backbone(backbone, os.path.join(export_dir, BACKBONE_DIR),
-                      spec.image_encoder(backbone.name[: -len("_resnet")]))
+                      spec.image_encoder(backbone_feature(backbone)))
     return export_dir
 
 

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import keras
 
-from models.images import image_backbones, set_trainable_blocks
+from models.images import backbone_feature, image_backbones, set_trainable_blocks
 from pipeline.spec import Spec
 
 
@@ -26,7 +26,7 @@ class Phase:
 
 def pretrained_backbones(model: keras.Model, spec: Spec) -> List[keras.Model]:
     """The model's image backbones whose spec loads pretrained weights."""
-    return [b for b in image_backbones(model) if spec.image_encoder(b.name[: -len("_resnet")]).pretrained]
+    return [b for b in image_backbones(model) if spec.image_encoder(backbone_feature(b)).pretrained]
 
 
 def training_phases(model: keras.Model, spec: Spec) -> List[Phase]:

@@ -1,18 +1,10 @@
 """Task heads: the last layers, the loss and the training metrics for each task type."""
 
-import dataclasses
-from typing import List, Optional
+from typing import Optional
 
 import keras
 
 from pipeline.spec import HeadSpec
-
-
-@dataclasses.dataclass
-class Head:
-    layers: keras.Sequential
-    loss: keras.losses.Loss
-    metrics: List[keras.metrics.Metric]
 
 
 def task_loss_and_metrics(config: HeadSpec):
@@ -22,7 +14,7 @@ def task_loss_and_metrics(config: HeadSpec):
     return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
 
 
-def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> Head:
+def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> keras.Sequential:
     """A classification head (softmax over `num_classes`) or a regression head (one unit).
 
     The output layer stays float32 under a mixed-precision policy, for stable losses.
@@ -37,8 +29,8 @@ def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> Head:
             raise ValueError(
                 f"a classification head needs at least 2 classes in the label. Received: num_classes={num_classes}")
         layers.append(keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities"))
-        return Head(keras.Sequential(layers, name="head"), *task_loss_and_metrics(config))
+        return keras.Sequential(layers, name="head")
     if config.type == "regression":
         layers.append(keras.layers.Dense(1, dtype="float32", name="prediction"))
-        return Head(keras.Sequential(layers, name="head"), *task_loss_and_metrics(config))
+        return keras.Sequential(layers, name="head")
     raise ValueError(f"unknown head type; expected 'classification' or 'regression'. Received: type={config.type!r}")

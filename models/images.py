@@ -195,12 +195,20 @@ def set_trainable_blocks(backbone: keras.Model, blocks: int) -> List[str]:
     return top
 
 
+_BACKBONE_SUFFIX = "_resnet"
+
+
+def backbone_feature(backbone: keras.Model) -> str:
+    """The image feature a backbone encodes (backbones are named `<feature>_resnet`)."""
+    return backbone.name[: -len(_BACKBONE_SUFFIX)]
+
+
 def image_backbones(model: keras.Model) -> List[keras.Model]:
     """Every image backbone inside `model` (they are named `<feature>_resnet`)."""
     found = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            if layer.name.endswith("_resnet"):
+            if layer.name.endswith(_BACKBONE_SUFFIX):
                 found.append(layer)
             else:
                 found.extend(image_backbones(layer))
@@ -221,7 +229,7 @@ def build_image_encoder(name: str, input_shape, config: ImageEncoder, base_dir: 
     if augment is not None:
         x = augment(x)
     x = ImageScaling(scaling_mode(config.architecture), name=f"{name}_scaling")(x)
-    backbone = build_backbone(config, name=f"{name}_resnet", base_dir=base_dir)
+    backbone = build_backbone(config, name=name + _BACKBONE_SUFFIX, base_dir=base_dir)
     x = backbone(x, training=False) if config.pretrained else backbone(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name=f"{name}_dropout")(x)
