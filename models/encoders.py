@@ -8,8 +8,8 @@ from typing import Optional
 
 import keras
 
-from models.features import CATEGORICAL, IMAGE, NUMERIC, FeatureInfo
-from pipeline.spec import CategoricalEncoder, ImageEncoder, NumericEncoder
+from models.features import CATEGORICAL, IMAGE, NUMERIC, TEXT, FeatureInfo
+from pipeline.spec import TEXT_ENCODERS, CategoricalEncoder, ImageEncoder, NumericEncoder
 
 
 def build_encoder(feature: FeatureInfo, config, base_dir: Optional[str] = None,
@@ -43,5 +43,14 @@ def build_encoder(feature: FeatureInfo, config, base_dir: Optional[str] = None,
         from models.images import build_image_encoder
 
         return build_image_encoder(feature.name, feature.shape, config, base_dir=base_dir, seed=seed)
+    if feature.kind == TEXT:
+        if not isinstance(config, TEXT_ENCODERS):
+            raise ValueError(f"feature {feature.name!r} is text; its encoder must be 'bert' or 'transformer'. "
+                             f"Received: type={config.type!r}")
+        from models.text import build_text_encoder
+
+        tokenizer = feature.tokenizer()
+        return build_text_encoder(feature.name, config, tokenizer.vocabulary_size, tokenizer.pad_id,
+                                  base_dir=base_dir)
     raise ValueError(f"feature {feature.name!r}: no encoder for kind {feature.kind!r}; "
-                     f"expected one of: {NUMERIC!r}, {CATEGORICAL!r}, {IMAGE!r}.")
+                     f"expected one of: {NUMERIC!r}, {CATEGORICAL!r}, {IMAGE!r}, {TEXT!r}.")

@@ -7,6 +7,7 @@ Signatures:
   serving_raw         one [batch] tensor per raw feature, by name -> the same predictions.
                       Missing values: NaN for floats, '' for strings. An image feature takes
                       the encoded JPEG/PNG/GIF/BMP bytes; decoding and resizing happen here.
+                      A text feature takes UTF-8 strings; WordPiece tokenization happens here.
   transform_features  serialized tf.Example -> transformed features, label included (for TFMA).
 
 Outputs: classification {'classes': [batch, C] string, 'scores': [batch, C] float32};
@@ -24,7 +25,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from models.features import IMAGE, FeatureInfo, label_vocabulary, transformed_name
+from models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, transformed_name
 from models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                            save_backbone)
 from pipeline.spec import Spec
@@ -41,14 +42,17 @@ def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],
     """Transformed features -> the model's inputs, by raw name.
 
     Batched ([batch] each, as in the serving graph): tabular features become [batch, 1] of the
-    model's dtype, encoded images [batch, H, W, 3] float32 pixels. Unbatched (one example, as
-    tf.data maps it): [1] per tabular feature, [H, W, 3] per image.
+    model's dtype, encoded images [batch, H, W, 3] float32 pixels, texts [batch, max_length] int32
+    token ids. Unbatched (one example, as
+    tf.data maps it): [1] per tabular feature, [H, W, 3] per image, [max_length] per text.
     """
     out = {}
     for f in features:
         value = transformed[transformed_name(f.name)]
         if f.kind == IMAGE:
             out[f.name] = (decode_images if batched else decode_image)(value, f.image_size)
+        elif f.kind == TEXT:
+            out[f.name] = f.tokenizer()(value)
         else:
             out[f.name] = tf.reshape(tf.cast(value, f.dtype), [-1, 1] if batched else [1])
     return out
@@ -113,6 +117,12 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     for backbone in image_backbones(model):
         save_backbone(backbone, os.path.join(export_dir, BACKBONE_DIR),
                       spec.image_encoder(backbone_feature(backbone)))
+    # The vocabulary is inside the graph already; this copy is for people and tools to read.
+    for f in features:
+        if f.kind == TEXT:
+            tf.io.gfile.makedirs(os.path.join(export_dir, BACKBONE_DIR))
+            tf.io.gfile.copy(f.vocabulary, os.path.join(export_dir, BACKBONE_DIR, f"{f.name}_vocab.txt"),
+                             overwrite=True)
     return export_dir
 
 

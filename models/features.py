@@ -4,18 +4,20 @@ Transform writes each input feature under `transformed_name(name)` (`<name>_xf`)
 raw and the transformed value never shadow each other (TFMA slices on the raw one).
 Numeric features come out as z-scored float32, categorical ones as int64 vocabulary
 indices with a vocabulary file named after the feature, image features as the encoded
-bytes (decoding and resizing happen in tf.data and in the serving graph, not in Transform). The label comes out under
-`transformed_label_key(label)`.
+bytes (decoding and resizing happen in tf.data and in the serving graph, not in Transform), text features as
+the raw UTF-8 string (tokenized by the model's WordPiece tokenizer, in tf.data and in the serving graph
+alike). The label comes out under `transformed_label_key(label)`.
 """
 
 import dataclasses
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from pipeline.spec import CategoricalEncoder, ImageEncoder, NumericEncoder, Spec
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 IMAGE = "image"
+TEXT = "text"
 LABEL_VOCABULARY = "__label__"
 
 
@@ -35,21 +37,34 @@ class FeatureInfo:
     kind: str
     vocab_size: int = 0  # categorical only: vocabulary size plus OOV buckets
     image_size: tuple = ()  # image only: (height, width) the model takes
+    vocabulary: str = ""  # text only: the WordPiece vocab file
+    lowercase: bool = True  # text only
+    max_length: int = 0  # text only: token ids per text
 
     @property
     def dtype(self) -> str:
-        return "int64" if self.kind == CATEGORICAL else "float32"
+        return {CATEGORICAL: "int64", TEXT: "int32"}.get(self.kind, "float32")
 
     @property
     def shape(self) -> tuple:
         """The model input's shape without the batch axis."""
-        return (*self.image_size, 3) if self.kind == IMAGE else (1,)
+        if self.kind == IMAGE:
+            return (*self.image_size, 3)
+        return (self.max_length,) if self.kind == TEXT else (1,)
+
+    def tokenizer(self):
+        """Text only: the WordPiece tokenizer, shared by tf.data and the serving graph."""
+        from models.text import tokenizer_for
+
+        return tokenizer_for(self.vocabulary, self.lowercase, self.max_length)
 
 
 def encoder_config(spec: Spec, name: str, kind: str) -> Union[NumericEncoder, CategoricalEncoder, ImageEncoder]:
     """The encoder for a feature: by its name, else by its kind, else the kind's default."""
     if kind == IMAGE:
         return spec.image_encoder(name)
+    if kind == TEXT:
+        return spec.text_encoder(name)
     encoders = spec.model.encoders
     cfg = encoders.get(name) or encoders.get(kind)
     if cfg is None:
@@ -71,7 +86,27 @@ def input_feature_names(spec: Spec, raw_columns: List[str]) -> List[str]:
     return sorted(c for c in raw_columns if c != spec.data.label)
 
 
-def describe_transformed_features(spec: Spec, tf_transform_output) -> List[FeatureInfo]:
+def text_feature(spec: Spec, name: str, learned_vocabularies: Optional[Dict[str, str]] = None) -> FeatureInfo:
+    """A text feature's FeatureInfo: the pretrained model's vocabulary, the spec's, or a learned one."""
+    from models.text import inspect_pretrained, resolve_path
+
+    cfg = spec.text_encoder(name)
+    if cfg.type == "bert":
+        info = inspect_pretrained(resolve_path(cfg.path, spec.base_dir))
+        return FeatureInfo(name, TEXT, vocabulary=info.vocabulary, lowercase=info.lowercase,
+                           max_length=cfg.max_length)
+    if cfg.vocabulary:
+        vocab = resolve_path(cfg.vocabulary, spec.base_dir)
+    elif learned_vocabularies and name in learned_vocabularies:
+        vocab = learned_vocabularies[name]
+    else:
+        raise ValueError(f"text feature {name!r}: no vocabulary; set model.encoders.{name}.vocabulary or learn "
+                         f"one from the train split first.")
+    return FeatureInfo(name, TEXT, vocabulary=vocab, lowercase=cfg.lowercase, max_length=cfg.max_length)
+
+
+def describe_transformed_features(spec: Spec, tf_transform_output,
+                                  learned_vocabularies: Optional[Dict[str, str]] = None) -> List[FeatureInfo]:
     """Reads the transformed feature spec back into FeatureInfo, in a stable order."""
     import tensorflow as tf
 
@@ -84,6 +119,8 @@ def describe_transformed_features(spec: Spec, tf_transform_output) -> List[Featu
         name = key[: -len("_xf")]
         if declared.get(name) == IMAGE:
             infos.append(FeatureInfo(name, IMAGE, image_size=tuple(spec.image_encoder(name).image_size)))
+        elif declared.get(name) == TEXT:
+            infos.append(text_feature(spec, name, learned_vocabularies))
         elif fspec.dtype == tf.int64:
             cfg = encoder_config(spec, name, CATEGORICAL)
             size = tf_transform_output.vocabulary_size_by_name(name) + cfg.num_oov_buckets

@@ -4,6 +4,8 @@ As in the Keras transfer-learning guide:
   1. train the new head with the pretrained backbone frozen (training.epochs, training.learning_rate);
   2. unfreeze the backbone's top `fine_tune.unfreeze_blocks` residual blocks and continue at
      the lower `fine_tune.learning_rate`. BatchNorm stays frozen and in inference mode.
+For a pretrained text encoder with `freeze_epochs: N`: the head trains alone for N epochs, then
+the whole model for the rest of training.epochs, at the same learning rate.
 The model is recompiled at each phase, since Keras fixes the trainable weights at compile time.
 """
 
@@ -13,7 +15,8 @@ from typing import List, Optional
 import keras
 
 from models.images import backbone_feature, image_backbones, set_trainable_blocks
-from pipeline.spec import Spec
+from models.text import set_encoder_trainable, text_encoders
+from pipeline.spec import BertEncoder, Spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +32,17 @@ def pretrained_backbones(model: keras.Model, spec: Spec) -> List[keras.Model]:
     return [b for b in image_backbones(model) if spec.image_encoder(backbone_feature(b)).pretrained]
 
 
+def _text_freeze_epochs(model: keras.Model, spec: Spec) -> int:
+    configs = [spec.text_encoder(e.name.rsplit("_", 1)[0]) for e in text_encoders(model)]
+    return max([c.freeze_epochs for c in configs if isinstance(c, BertEncoder)], default=0)
+
+
 def training_phases(model: keras.Model, spec: Spec) -> List[Phase]:
     epochs, lr = spec.training.epochs or 1, spec.training.learning_rate
     if not pretrained_backbones(model, spec):
+        freeze = _text_freeze_epochs(model, spec)
+        if freeze and freeze < epochs:
+            return [Phase("head, text encoder frozen", freeze, lr, 0), Phase("all layers", epochs - freeze, lr, None)]
         return [Phase("train", epochs, lr, None)]
     phases = [Phase("head, backbone frozen", epochs, lr, 0)]
     ft = spec.training.fine_tune
@@ -44,6 +55,8 @@ def training_phases(model: keras.Model, spec: Spec) -> List[Phase]:
 def apply_phase(model: keras.Model, spec: Spec, phase: Phase) -> List[str]:
     """Sets what trains in `phase`; returns the unfrozen block names of the pretrained backbones."""
     unfrozen = []
+    for encoder in text_encoders(model):
+        set_encoder_trainable(encoder, phase.unfreeze_blocks is None)
     if phase.unfreeze_blocks is None:
         return unfrozen
     for backbone in pretrained_backbones(model, spec):

@@ -3,6 +3,8 @@
 Numeric features: missing values are filled with the mean, then z-scored.
 Categorical features: missing values become '', then a vocabulary maps them to ids.
 Image features: the encoded bytes pass through; tf.data and the serving graph decode them.
+Text features: the UTF-8 string passes through ('' when missing); the model's tokenizer runs in
+tf.data and in the serving graph.
 The label becomes a class index (classification) or a float (regression).
 The same graph runs inside the exported SavedModel, so serving cannot drift from training.
 """
@@ -10,7 +12,7 @@ The same graph runs inside the exported SavedModel, so serving cannot drift from
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, encoder_config, input_feature_names,
+from models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, TEXT, encoder_config, input_feature_names,
                              kind_from_dtype, transformed_label_key, transformed_name)
 from pipeline.spec import Spec
 
@@ -66,11 +68,11 @@ def preprocessing_fn(inputs, custom_config):
             outputs[transformed_name(name)] = _numeric(x)
         elif kind == CATEGORICAL:
             outputs[transformed_name(name)] = _categorical(x, name, encoder_config(spec, name, CATEGORICAL))
-        elif kind == IMAGE:
+        elif kind in (IMAGE, TEXT):
             outputs[transformed_name(name)] = tf.identity(_to_dense(x, ""))
         else:  # rejected by the spec already; kept as a guard for new feature types
             raise ValueError(f"feature {name!r}: type {kind!r} has no preprocessing; expected 'numeric', "
-                             f"'categorical' or 'image'.")
+                             f"'categorical', 'image' or 'text'.")
 
     raw_label = inputs[spec.data.label]
     label = _to_dense(raw_label, "" if raw_label.dtype == tf.string else tf.cast(0, raw_label.dtype))

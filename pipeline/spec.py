@@ -99,7 +99,7 @@ class FeatureType(str, enum.Enum):
 
 
 # Feature types whose encoders this release implements end to end.
-SUPPORTED_FEATURE_TYPES = (FeatureType.NUMERIC, FeatureType.CATEGORICAL, FeatureType.IMAGE)
+SUPPORTED_FEATURE_TYPES = (FeatureType.NUMERIC, FeatureType.CATEGORICAL, FeatureType.IMAGE, FeatureType.TEXT)
 IMAGE_FORMATS = ("image_folder", "image_csv")
 # The column ImageExampleGen adds to every example: the image's path relative to the data root.
 SOURCE_PATH_KEY = "source_path"
@@ -269,8 +269,53 @@ class ImageEncoder(_Strict):
         return self.weights != "random"
 
 
+class _TextEncoderBase(_Strict):
+    max_length: int = Field(default=128, ge=4, le=8192, description="Tokens per text, [CLS] and [SEP] included; "
+                            "longer texts are truncated.")
+    pooling: Literal["cls", "mean"] = Field(default="mean", description="[CLS] token or mean of the tokens.")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="On the pooled vector, in training only.")
+
+
+class BertEncoder(_TextEncoderBase):
+    """A pretrained BERT-family encoder from a local directory, fine-tuned with the head.
+
+    `path`: a Hugging Face directory (config.json, model.safetensors, vocab.txt; keys with or
+    without the `bert.` prefix) or a KerasHub preset directory of a BertBackbone. Relative paths
+    are resolved against the spec's folder; `~` is expanded. `freeze_epochs`: train only the head
+    for the first N epochs, then everything.
+    """
+
+    type: Literal["bert"] = "bert"
+    path: str
+    freeze_epochs: int = Field(default=0, ge=0, le=100000)
+
+
+class TransformerEncoder(_TextEncoderBase):
+    """A Transformer encoder trained from scratch: token and position embeddings, then
+    `num_layers` blocks of multi-head self-attention and feed-forward (residuals, layer norm).
+
+    `vocabulary`: a WordPiece vocab.txt; omitted, one of `vocabulary_size` tokens is learned
+    from the train split.
+    """
+
+    type: Literal["transformer"] = "transformer"
+    num_layers: int = Field(default=2, ge=1, le=48)
+    num_heads: int = Field(default=4, ge=1, le=64)
+    hidden_dim: int = Field(default=128, ge=8, le=8192)
+    intermediate_dim: int = Field(default=512, ge=8, le=32768)
+    vocabulary: Optional[str] = None
+    vocabulary_size: int = Field(default=8000, ge=100, le=1_000_000)
+    lowercase: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "TransformerEncoder":
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads}).")
+        return self
+
+
 _ENCODER_TYPES = {"normalized": "numeric", "dense": "numeric", "embedding": "categorical", "one_hot": "categorical",
-                  "resnet": "image"}
+                  "resnet": "image", "bert": "bert", "transformer": "transformer"}
 
 
 def _encoder_kind(v: Any) -> Optional[str]:
@@ -280,14 +325,17 @@ def _encoder_kind(v: Any) -> Optional[str]:
 
 EncoderSpec = Annotated[
     Union[Annotated[NumericEncoder, Tag("numeric")], Annotated[CategoricalEncoder, Tag("categorical")],
-          Annotated[ImageEncoder, Tag("image")]],
+          Annotated[ImageEncoder, Tag("image")], Annotated[BertEncoder, Tag("bert")],
+          Annotated[TransformerEncoder, Tag("transformer")]],
     Discriminator(
         _encoder_kind,
         custom_error_type="encoder_type",
         custom_error_message="unknown encoder type",
     ),
 ]
-_TAGS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder, "image": ImageEncoder}
+_TAGS = {"numeric": NumericEncoder, "categorical": CategoricalEncoder, "image": ImageEncoder, "bert": BertEncoder,
+         "transformer": TransformerEncoder}
+TEXT_ENCODERS = (BertEncoder, TransformerEncoder)
 
 
 class CombinerSpec(_Strict):
@@ -356,6 +404,10 @@ class TrainingSpec(_Strict):
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     jit_compile: bool = False
     fine_tune: Optional[FineTuneSpec] = None
+    lr_schedule: Optional[Literal["constant", "linear_warmup_decay"]] = Field(
+        default=None, description="Default: linear_warmup_decay for text encoders, constant otherwise.")
+    warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
+    weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="adamw only; not on biases and norms.")
 
 
 # Metric names the spec accepts, per head type, and the TFMA metric class each maps to.
@@ -526,6 +578,21 @@ class Spec(_Strict):
         cfg = self.model.encoders.get(name) or self.model.encoders.get("image")
         return cfg if isinstance(cfg, ImageEncoder) else ImageEncoder()
 
+    def text_encoder(self, name: str) -> Union["BertEncoder", "TransformerEncoder"]:
+        """The encoder of text feature `name` (by name, else the `text` default, else a small Transformer)."""
+        cfg = self.model.encoders.get(name) or self.model.encoders.get("text")
+        return cfg if isinstance(cfg, TEXT_ENCODERS) else TransformerEncoder()
+
+    @property
+    def has_text(self) -> bool:
+        return any(f.type == FeatureType.TEXT for f in self.data.features or [])
+
+    @property
+    def lr_schedule(self) -> str:
+        if self.training.lr_schedule:
+            return self.training.lr_schedule
+        return "linear_warmup_decay" if self.has_text else "constant"
+
     def check_data_exists(self) -> List[str]:
         """Files the data path matches; raises SpecError naming the path when none do."""
         pattern = self.resolve(self.data.path)
@@ -642,10 +709,19 @@ def _check_slices(spec: Spec) -> List[str]:
     return problems
 
 
+# The encoder types each feature kind accepts, as the spec names them.
+ENCODERS_BY_KIND = {
+    "numeric": ((NumericEncoder,), "one of: 'normalized', 'dense'"),
+    "categorical": ((CategoricalEncoder,), "one of: 'embedding', 'one_hot'"),
+    "image": ((ImageEncoder,), "'resnet'"),
+    "text": (TEXT_ENCODERS, "one of: 'bert', 'transformer'"),
+}
+
+
 def _check_encoders(spec: Spec) -> List[str]:
     types = spec.data.feature_types
     problems = []
-    kinds = ("numeric", "categorical", "image")
+    kinds = tuple(ENCODERS_BY_KIND)
     for key, enc in spec.model.encoders.items():
         wanted = types.get(key) or (key if key in kinds else None)
         if key not in types and key not in kinds:
@@ -657,15 +733,15 @@ def _check_encoders(spec: Spec) -> List[str]:
                 f"{', '.join(repr(c) for c in choices)}.{_did_you_mean(key, choices)}"
             )
             continue
-        if wanted == "numeric" and not isinstance(enc, NumericEncoder):
-            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; a numeric feature expects one of: 'normalized', 'dense'.")
-        if wanted == "categorical" and not isinstance(enc, CategoricalEncoder):
-            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; a categorical feature expects one of: 'embedding', 'one_hot'.")
-        if wanted == "image" and not isinstance(enc, ImageEncoder):
-            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; an image feature expects 'resnet'.")
-        if wanted in ("numeric", "categorical") and isinstance(enc, ImageEncoder):
-            problems.append(f"model.encoders.{key}.type: Received 'resnet'; a {wanted} feature expects one of: "
-                            + ("'normalized', 'dense'." if wanted == "numeric" else "'embedding', 'one_hot'."))
+        if wanted in ENCODERS_BY_KIND:
+            classes, names = ENCODERS_BY_KIND[wanted]
+            if not isinstance(enc, classes):
+                article = "an" if wanted == "image" else "a"
+                problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; {article} {wanted} feature "
+                                f"expects {names}.")
+        if isinstance(enc, BertEncoder) and enc.freeze_epochs and enc.freeze_epochs >= (spec.training.epochs or 1):
+            problems.append(f"model.encoders.{key}.freeze_epochs: {enc.freeze_epochs} leaves no epoch to fine-tune "
+                            f"the encoder; training.epochs is {spec.training.epochs}.")
     return problems
 
 

@@ -77,6 +77,21 @@ def read_image_rows(paths: Sequence[str], inputs: Dict[str, int]) -> List[Dict[s
     return rows
 
 
+def read_text_rows(texts: Sequence[str], inputs: Dict[str, int], feature: Optional[str] = None
+                   ) -> List[Dict[str, object]]:
+    """One row per string, under `feature` or else the model's one string input (a text model's)."""
+    strings = [k for k, v in inputs.items() if v == tf.string.as_datatype_enum]
+    if feature is None:
+        if len(strings) != 1:
+            raise RowError(f"texts need a model with one string input, or --feature NAME; this one takes "
+                           f"{', '.join(f'{k} ({tf.dtypes.as_dtype(v).name})' for k, v in inputs.items())}.")
+        feature = strings[0]
+    elif feature not in strings:
+        raise RowError(f"--feature {feature!r} is not a string input of the model; its string inputs: "
+                       f"{', '.join(strings) or 'none'}.")
+    return [{feature: t} for t in texts]
+
+
 def _missing(value) -> bool:
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 

@@ -16,6 +16,11 @@ from typing import Dict, List, Optional, Tuple
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+try:  # registers the tokenizer ops text models call (WordPiece); TF Serving's own build links them in
+    import tensorflow_text  # noqa: F401
+except ImportError:  # pragma: no cover - a locked install always has it
+    tensorflow_text = None
+
 log = logging.getLogger("lamina.serving")
 
 

