@@ -153,3 +153,45 @@ def test_cli_predict_sends_strings_and_prints_classes(text_server, capsys):
                      "--feature", "body"]) == 2
     assert "--feature 'body' is not a string input of the model; its string inputs: text." in \
         capsys.readouterr().err
+
+
+def test_a_scratch_transformer_learns_its_vocabulary_and_serves_strings(text_run, tmp_path, capsys):
+    """No pretrained model and no vocabulary: the Trainer learns a WordPiece vocabulary from the train
+    split, trains the from-scratch encoder and exports it with that vocabulary in the graph."""
+    import tensorflow_transform as tft
+
+    from models.images import BACKBONE_DIR
+    from models.text import TextTokenizer, read_vocabulary
+    from models.trainer import train
+    from pipeline.local_runner import latest_run_outputs
+    from pipeline.spec import Spec
+
+    spec, _ = text_run
+    d = json.loads(spec.to_json())
+    d["model"]["encoders"]["text"] = {"type": "transformer", "num_layers": 1, "num_heads": 2, "hidden_dim": 32,
+                                      "intermediate_dim": 64, "max_length": 24, "vocabulary_size": 300}
+    d["training"].update(epochs=20, learning_rate=3e-3)
+    scratch = Spec.from_json(json.dumps(d))
+    outputs = latest_run_outputs(spec)
+    examples = outputs[("Transform", "transformed_examples")].uri
+    model, histories = train(scratch, tft.TFTransformOutput(outputs[("Transform", "transform_graph")].uri),
+                             [f"{examples}/Split-train/*"], [f"{examples}/Split-eval/*"], str(tmp_path / "export"))
+    printed = capsys.readouterr().out
+    assert "learned a WordPiece vocabulary for 'text': " in printed
+    vocab = read_vocabulary(str(tmp_path / "export" / BACKBONE_DIR / "text_vocab.txt"))
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(vocab) <= 300
+    assert {"the", "about", "liked"} <= set(vocab)
+    # Words rarer than the learner's threshold (10) are spelt in pieces, never [UNK].
+    pieces = TextTokenizer(str(tmp_path / "export" / BACKBONE_DIR / "text_vocab.txt"), True, 24)(
+        tf.constant("hockey sushi storm laptop")).numpy().tolist()
+    assert vocab.index("[UNK]") not in pieces and len([p for p in pieces if p]) > 6
+    print("scratch val_accuracy per epoch:", histories[-1].history["val_accuracy"])
+    assert histories[-1].history["val_accuracy"][-1] >= 0.6  # chance: 0.25
+    served = tf.saved_model.load(str(tmp_path / "export"))
+    raw = served.signatures["serving_raw"](text=tf.constant(TEXTS))["scores"].numpy()
+    ids = tf.constant([t.encode() for t in TEXTS])
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t]))})).SerializeToString() for t in ids.numpy()]
+    np.testing.assert_allclose(served.signatures["serving_default"](inputs=tf.constant(examples))["scores"].numpy(),
+                               raw, atol=1e-6)
+    assert tuple(model.input["text"].shape) == (None, 24)

@@ -66,3 +66,17 @@ def test_image_and_identifier_columns_lose_inferred_domains():
     assert image.presence.min_fraction == 1.0
     assert not path.HasField("string_domain") and path.presence.min_fraction == 0.0
     assert label.presence.min_fraction == 1.0
+
+
+def test_text_keeps_no_vocabulary_and_may_be_absent():
+    inferred = _schema(review=schema_pb2.BYTES, stars=schema_pb2.BYTES)
+    review = inferred.feature[0]
+    review.domain = "review"  # an inferred vocabulary of the few sentences seen
+    review.shape.dim.add(size=1)
+    review.presence.min_fraction = 1.0
+    out = apply_declared_types(inferred, {"review": "text"}, "stars", "classification")
+    text = out.feature[0]
+    assert text.type == schema_pb2.BYTES and text.HasField("natural_language_domain")
+    assert not text.domain and not text.HasField("shape")
+    assert text.presence.min_fraction == 0.0  # a blank cell is the empty string, not an anomaly
+    assert (text.value_count.min, text.value_count.max) == (1, 1)

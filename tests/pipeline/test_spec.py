@@ -208,3 +208,39 @@ def test_image_spec_defaults(tmp_path):
     assert spec.image_encoder("image").architecture == "resnet_small"
     with pytest.raises(SpecError, match="is not a folder; format image_folder expects a folder"):
         spec.check_data_exists()
+
+
+TEXT = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "text", "spec.yaml")))
+
+
+def test_text_example_spec_and_text_defaults(tmp_path):
+    spec = Spec.from_dict(copy.deepcopy(TEXT), base_dir=str(tmp_path))
+    enc = spec.text_encoder("text")
+    assert (enc.type, enc.max_length, enc.pooling, enc.freeze_epochs) == ("bert", 32, "mean", 0)
+    assert enc.path == "~/.cache/lamina/models/all-MiniLM-L6-v2"
+    assert spec.resolve(enc.path) == os.path.expanduser("~/.cache/lamina/models/all-MiniLM-L6-v2")
+    assert spec.lr_schedule == "linear_warmup_decay" and spec.training.optimizer == "adamw"
+    # A text feature with no encoder gets a small Transformer trained from scratch.
+    d = copy.deepcopy(TEXT)
+    d["model"]["encoders"] = {}
+    scratch = Spec.from_dict(d, base_dir=str(tmp_path)).text_encoder("text")
+    assert (scratch.type, scratch.num_layers, scratch.hidden_dim, scratch.vocabulary) == ("transformer", 2, 128, None)
+    assert make_spec(tmp_path).lr_schedule == "constant"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["model"]["encoders"]["text"].pop("path"),
+     "model.encoders.text.path: required key is missing."),
+    (lambda d: d["model"]["encoders"]["text"].update(pooling="max"),
+     "model.encoders.text.pooling: Received 'max'; expected one of: 'cls' or 'mean'."),
+    (lambda d: d["model"]["encoders"]["text"].update(max_length=2),
+     "model.encoders.text.max_length: Received 2; expected an integer >= 4."),
+    (lambda d: d["training"].update(lr_schedule="cosine"),
+     "training.lr_schedule: Received 'cosine'; expected one of: 'constant' or 'linear_warmup_decay'."),
+], ids=["no_path", "pooling", "max_length", "schedule"])
+def test_text_spec_error_messages(tmp_path, mutate, expected):
+    d = copy.deepcopy(TEXT)
+    mutate(d)
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir=str(tmp_path))
+    assert info.value.problems == [expected]
