@@ -35,6 +35,7 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/pipeline_overhead.py
 	$(PY) benchmarks/image_training.py
+	$(PY) benchmarks/text_training.py
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(PY)

@@ -80,9 +80,10 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     """(features, label) batches from Transform's gzipped TFRecords.
 
     Records are read and parsed in parallel, images decoded and resized in parallel, the
-    decoded examples cached in memory when they fit (`cache=None` decides by size), shuffled
-    after the cache, batched and prefetched. When they do not fit, the serialized records are
-    shuffled before decoding instead, so the shuffle buffer holds small strings, not pixels.
+    decoded examples (texts still as strings) cached in memory when they fit (`cache=None`
+    decides by size), shuffled after the cache, batched, texts tokenized a batch at a time, and
+    prefetched. When they do not fit, the serialized records are shuffled before decoding
+    instead, so the shuffle buffer holds small strings, not pixels.
     """
     files = _expand(file_patterns)
     if not files:
@@ -92,9 +93,18 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     if cache is None:
         cache = fits_in_memory(files, features)
 
+    texts = [f for f in features if f.kind == TEXT]
+
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, feature_spec)
-        return model_inputs(parsed, features, batched=False), parsed[label_key]
+        inputs = model_inputs(parsed, [f for f in features if f.kind != TEXT], batched=False)
+        for f in texts:  # the raw string; tokenized a batch at a time below
+            inputs[f.name] = parsed[transformed_name(f.name)]
+        return inputs, parsed[label_key]
+
+    def tokenize(inputs, label):
+        # A batch of strings at once: ~10x the throughput of tokenizing string by string.
+        return {**inputs, **{f.name: f.tokenizer()(inputs[f.name]) for f in texts}}, label
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle and not cache:
@@ -107,7 +117,10 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if texts:
+        ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 class EpochProgress(keras.callbacks.Callback):

@@ -13,7 +13,7 @@ import time
 from typing import Dict, List, Optional, TextIO
 
 from pipeline.report import slice_metrics, write_report
-from pipeline.spec import Spec
+from pipeline.spec import Spec, SpecError
 
 log = logging.getLogger("lamina")
 
@@ -140,11 +140,30 @@ def quiet_logs(verbose: bool = False) -> None:
             pass
 
 
+def check_pretrained_models(spec: Spec) -> None:
+    """Reads each pretrained text model's config and vocabulary before anything runs.
+
+    Raises SpecError naming the encoder's key, the file and the key inside it, so a wrong path
+    fails in a second, not after ingestion and Transform.
+    """
+    from models.text import TextModelError, inspect_pretrained, resolve_path
+
+    problems = []
+    for key, enc in spec.model.encoders.items():
+        if getattr(enc, "type", None) == "bert":
+            try:
+                inspect_pretrained(resolve_path(enc.path, spec.base_dir))
+            except TextModelError as e:
+                problems.append(f"model.encoders.{key}.path: {e}")
+    if problems:
+        raise SpecError(problems)
+
+
 def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False) -> RunResult:
     """Runs `spec` end to end and returns what it produced.
 
     Raises:
-      SpecError: the data path matches no file.
+      SpecError: the data path matches no file, or a pretrained model directory is unusable.
       DataAnomaliesError: validation found anomalies; nothing was transformed, trained or pushed.
       ModelNotBlessedError: the model missed a threshold; it was not pushed.
     """
@@ -155,6 +174,7 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     from pipeline.pipeline import create_pipeline
 
     spec.check_data_exists()
+    check_pretrained_models(spec)
     quiet_logs(verbose)
     os.makedirs(spec.run_dir, exist_ok=True)
     pipeline = create_pipeline(spec)

@@ -3,6 +3,7 @@ fine-tuned with the WordPiece tokenizer in the graph, TFMA, BulkInferrer and the
 strings over gRPC."""
 
 import json
+import os
 
 import grpc
 import numpy as np
@@ -195,3 +196,21 @@ def test_a_scratch_transformer_learns_its_vocabulary_and_serves_strings(text_run
     np.testing.assert_allclose(served.signatures["serving_default"](inputs=tf.constant(examples))["scores"].numpy(),
                                raw, atol=1e-6)
     assert tuple(model.input["text"].shape) == (None, 24)
+
+
+def test_a_missing_model_directory_stops_the_run_before_it_starts(tmp_path, minilm_dir, capsys):
+    """`lamina run` checks the pretrained directory first: exit 2, the key, the path, nothing run."""
+    import yaml
+
+    from tests.conftest import text_spec
+
+    spec = text_spec(tmp_path, minilm_dir)
+    d = yaml.safe_load(open(cli.TEXT_DEMO_SPEC))
+    d["model"]["encoders"]["text"]["path"] = "models/none"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    assert cli.main(["run", str(tmp_path / "spec.yaml")]) == 2
+    missing = tmp_path / "models" / "none"
+    assert capsys.readouterr().err.strip() == (
+        f"Invalid spec:\n  - model.encoders.text.path: {missing}: no such directory; expected a Hugging Face "
+        f"BERT directory (config.json, model.safetensors, vocab.txt) or a KerasHub preset directory.")
+    assert not os.path.exists(spec.run_dir)
