@@ -1,1 +1,3 @@
 """Lamina components."""
+
+import pipeline  # noqa: F401,E402  (sets TensorFlow defaults before TensorFlow loads)

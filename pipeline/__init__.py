@@ -8,10 +8,18 @@ Python API, mirroring the YAML spec:
     result = run_pipeline(spec)
 """
 
-from pipeline.spec import (AugmentationSpec, CategoricalEncoder, CombinerSpec, DataSpec, EarlyStoppingSpec,
+import os
+
+# TensorFlow 2.16's oneDNN CPU kernels corrupt memory ("double free or corruption", then SIGABRT)
+# while training a small ResNet on some AVX-512 CPUs (seen on AMD EPYC with AVX512_BF16); TF's
+# default Eigen kernels do not. It has to be set before TensorFlow loads, so every Lamina package
+# imports this one first. `export TF_ENABLE_ONEDNN_OPTS=1` opts back in.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from pipeline.spec import (AugmentationSpec, BertEncoder, CategoricalEncoder, CombinerSpec, DataSpec, EarlyStoppingSpec,
                            EvaluationSpec, FeatureSpec, FineTuneSpec, HeadSpec, ImageEncoder, ImageIngestSpec,
                            InferenceSpec, ModelSpec, NumericEncoder, RunnerSpec, ServingSpec, Spec, SpecError,
-                           SplitSpec, ThresholdSpec, TrainingSpec, load_spec)
+                           SplitSpec, ThresholdSpec, TrainingSpec, TransformerEncoder, load_spec)  # noqa: E402
 
 
 def create_pipeline(spec):
@@ -29,7 +37,7 @@ def run_pipeline(spec, **kwargs):
 
 
 __all__ = [
-    "AugmentationSpec", "FineTuneSpec", "ImageEncoder", "ImageIngestSpec",
+    "AugmentationSpec", "BertEncoder", "TransformerEncoder", "FineTuneSpec", "ImageEncoder", "ImageIngestSpec",
     "CategoricalEncoder", "CombinerSpec", "DataSpec", "EarlyStoppingSpec", "EvaluationSpec", "FeatureSpec",
     "HeadSpec", "InferenceSpec", "ModelSpec", "NumericEncoder", "RunnerSpec", "ServingSpec", "Spec", "SpecError",
     "SplitSpec", "ThresholdSpec", "TrainingSpec", "create_pipeline", "load_spec", "run_pipeline",
