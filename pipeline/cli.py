@@ -1,4 +1,4 @@
-"""The `lamina` command: validate, run, serve, predict, demo.
+"""The `lamina` command: validate, run, compile, serve, predict, demo.
 
 Every verb that takes a spec validates it before anything runs. Exit codes: 0 success,
 1 the run stopped (anomalies, a model below its thresholds, a failed component or request),
@@ -60,6 +60,19 @@ def _run(spec, verbose: bool) -> int:
         _err(str(e) + (f"\nRun report: {e.result.report}" if e.result.report else ""))
         return 1
     print(format_result(result), flush=True)
+    return 0
+
+
+def cmd_compile(args) -> int:
+    """The spec's pipeline as a KFP v2 pipeline spec, for Kubeflow Pipelines 2.x or Vertex AI."""
+    from pipeline.kubeflow_runner import compile_pipeline
+
+    spec = load_spec(args.spec)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = compile_pipeline(spec, args.output)
+    kf = spec.kubeflow
+    print(f"{out}: KFP v2 pipeline spec for {spec.name!r}; image {kf.image}, pipeline root {kf.pipeline_root}, "
+          f"Beam {kf.beam.runner}" + (f", schedule {kf.schedule!r}" if kf.schedule else "") + ".")
     return 0
 
 
@@ -277,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("-v", "--verbose", action="store_true", help="show TFX and Beam logs")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines 2.x / Vertex AI")
+    p.add_argument("spec")
+    p.add_argument("--target", choices=["kubeflow"], default="kubeflow")
+    p.add_argument("-o", "--output", default="pipeline.json", help="the KFP v2 pipeline spec to write (JSON)")
+    p.set_defaults(fn=cmd_compile)
 
     p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC protocol")
     p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from models.builder import LinearWarmupDecay, build_model
 from models.features import TEXT, FeatureInfo
-from models.finetune import apply_phase, training_phases
+from models.finetune import training_phases
 from models.text import (INVALID_UTF8_MESSAGE, TextModelError, TextTokenizer, inspect_pretrained,
                          learn_vocabulary, load_bert_backbone, read_vocabulary, text_encoders)
 from models.trainer import fit

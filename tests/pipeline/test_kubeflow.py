@@ -1,0 +1,148 @@
+"""`lamina compile --target kubeflow`: the same create_pipeline(spec), compiled by TFX's
+KubeflowV2DagRunner into a KFP v2 pipeline spec that the kfp SDK's own loader reads back."""
+
+import json
+import os
+import re
+
+import pytest
+
+from pipeline import cli
+from pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline, memory_gb
+from pipeline.spec import SpecError
+from tests.conftest import REPO, digits_spec, make_spec
+
+IMAGE = "gcr.io/acme/lamina:0.1.0"
+KUBEFLOW = {
+    "image": IMAGE,
+    "pipeline_root": "gs://acme-ml/lamina",
+    "resources": {"Trainer": {"cpu": 8, "memory": "32G", "gpu": 2, "accelerator": "NVIDIA_TESLA_T4"},
+                  "default": {"cpu": 2, "memory": "8Gi"}},
+    "beam": {"runner": "DataflowRunner",
+             "options": {"project": "acme", "region": "us-central1", "temp_location": "gs://acme-ml/tmp"}},
+}
+BEAM_ARGS = ["--runner=DataflowRunner", "--project=acme", "--region=us-central1", "--temp_location=gs://acme-ml/tmp"]
+
+
+def load(path):
+    """The compiled file through kfp's loader for v2 pipeline specs."""
+    import kfp.components
+
+    return kfp.components.load_component_from_file(path).pipeline_spec
+
+
+def task_node(name: str) -> str:
+    """A DAG task's local node id: TFX splits the Resolver into one task per resolved channel."""
+    return re.sub(r"-model(-blessing)?-resolver$", "", name)
+
+
+def executor(ps, task: str) -> dict:
+    from google.protobuf import json_format
+
+    label = ps.root.dag.tasks[task].component_ref.name
+    comp = ps.components[label]
+    return json_format.MessageToDict(ps.deployment_spec)["executors"][comp.executor_label]
+
+
+@pytest.fixture(scope="module")
+def penguins_compiled(tmp_path_factory):
+    base = tmp_path_factory.mktemp("kfp")
+    spec = make_spec(base, data={"path": "gs://acme-ml/data/penguins.csv"}, kubeflow=KUBEFLOW)
+    return spec, compile_pipeline(spec, str(base / "out" / "pipeline.json"))
+
+
+def test_every_local_component_is_there_with_the_same_dependencies(penguins_compiled):
+    from pipeline.pipeline import create_pipeline
+
+    spec, path = penguins_compiled
+    ps = load(path)
+    local = create_pipeline(spec)
+    expected = {c.id: sorted(u.id for u in c.upstream_nodes) for c in local.components}
+    compiled = {}
+    for name, task in ps.root.dag.tasks.items():
+        deps = sorted({task_node(d) for d in task.dependent_tasks})
+        compiled.setdefault(task_node(name), set()).update(deps)
+    assert {k: sorted(v) for k, v in compiled.items()} == expected
+    assert ps.pipeline_info.name == "penguins"
+    assert json.load(open(path))["defaultPipelineRoot"] == "gs://acme-ml/lamina/penguins/pipeline"
+
+
+def test_image_entrypoint_resources_and_beam_args(penguins_compiled):
+    _, path = penguins_compiled
+    ps = load(path)
+    containers = {t: executor(ps, t).get("container") for t in ps.root.dag.tasks}
+    containers = {t: c for t, c in containers.items() if c}  # resolvers run in the backend
+    assert set(containers) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
+                               "Transform", "Trainer", "Evaluator", "Pusher"}
+    for task, c in containers.items():
+        assert c["image"] == IMAGE, task
+        assert c["command"] == ENTRYPOINT, task
+    assert containers["Trainer"]["resources"] == {"cpuLimit": 8.0, "memoryLimit": 32.0,
+                                                  "accelerator": {"type": "NVIDIA_TESLA_T4", "count": "2"}}
+    assert containers["Transform"]["resources"] == {"cpuLimit": 2.0, "memoryLimit": memory_gb("8Gi")}
+    assert "accelerator" not in containers["Transform"]["resources"]
+    for task in ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+        args = containers[task]["args"]
+        assert args[-len(BEAM_ARGS):] == BEAM_ARGS, task
+    # The Trainer runs Keras, not Beam; the spec travels as the Trainer's custom config.
+    trainer_params = ps.components[ps.root.dag.tasks["Trainer"].component_ref.name].input_definitions.parameters
+    assert "custom_config" in trainer_params
+
+
+def test_the_image_spec_compiles_with_its_image_example_gen(tmp_path):
+    spec = digits_spec(tmp_path, data={"format": "image_folder", "path": "gs://acme-ml/digits", "label": "label",
+                                       "features": {"image": "image"}},
+                       kubeflow={**KUBEFLOW, "beam": {"runner": "DirectRunner", "direct_num_workers": 2}})
+    ps = load(compile_pipeline(spec, str(tmp_path / "digits.json")))
+    assert "ImageExampleGen" in ps.root.dag.tasks
+    args = executor(ps, "ImageExampleGen")["container"]["args"]
+    assert args[-3:] == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert executor(ps, "Trainer")["container"]["resources"]["accelerator"]["count"] == "2"
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(kubeflow={**KUBEFLOW, "pipeline_root": "/home/me/runs"}),
+     "kubeflow.pipeline_root: '/home/me/runs' is a local path; on Kubeflow each component runs in its own pod, "
+     "which cannot see this machine's disk. Use gs://, s3://, minio://, hdfs:// storage, or set "
+     "kubeflow.volume_mount to a shared volume's mount path."),
+    (dict(kubeflow={**KUBEFLOW, "resources": {"Transform": {"gpu": 1}}}),
+     "kubeflow.resources.Transform.gpu: only Trainer and Tuner use GPUs; the data components run on Beam workers."),
+    (dict(kubeflow={**KUBEFLOW, "image": "lamina"}),
+     "kubeflow.image: expected an image reference with a tag or digest, e.g. 'gcr.io/project/lamina:0.1.0'. "
+     "Received: 'lamina'"),
+], ids=["local_root", "gpu_on_transform", "untagged_image"])
+def test_spec_rejects_what_kubeflow_cannot_run(tmp_path, overrides, expected):
+    with pytest.raises(SpecError) as info:
+        make_spec(tmp_path, data={"path": "gs://acme-ml/data/penguins.csv"}, **overrides)
+    assert info.value.problems == [expected]
+
+
+def test_compile_errors_name_the_key(tmp_path, capsys):
+    local_data = make_spec(tmp_path, kubeflow=KUBEFLOW)
+    with pytest.raises(SpecError) as info:
+        compile_pipeline(local_data, str(tmp_path / "p.json"))
+    csv = os.path.join(str(tmp_path), "data", "penguins.csv")
+    assert info.value.problems == [
+        f"data.path: {csv!r} is on this machine's disk, which Kubeflow's pods cannot see; copy the data to the "
+        f"pipeline's storage (e.g. gsutil cp) and point data.path there."]
+    typo = make_spec(tmp_path, data={"path": "gs://a/p.csv"}, kubeflow={**KUBEFLOW, "resources": {"Trainr": {}}})
+    with pytest.raises(SpecError, match=r"kubeflow.resources.Trainr: no such component; expected 'default' or "
+                                        r"one of: CsvExampleGen, StatisticsGen, SchemaGen,"):
+        compile_pipeline(typo, str(tmp_path / "p.json"))
+    (tmp_path / "spec.yaml").write_text("name: x\ndata: {path: gs://a/x.csv, label: y}\n")
+    assert cli.main(["compile", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "x.json")]) == 2
+    assert "kubeflow: required to compile for Kubeflow; set at least kubeflow.image and kubeflow.pipeline_root" \
+        in capsys.readouterr().err
+
+
+def test_cli_compile_writes_the_file(tmp_path, capsys):
+    import yaml
+
+    d = yaml.safe_load(open(REPO / "examples" / "penguins" / "spec.yaml"))
+    d["data"]["path"] = "gs://acme-ml/data/penguins.csv"
+    d["kubeflow"] = KUBEFLOW
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    out = tmp_path / "pipeline.json"
+    assert cli.main(["compile", str(tmp_path / "spec.yaml"), "--target", "kubeflow", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"{out}: KFP v2 pipeline spec for 'penguins'; image {IMAGE}")
+    assert load(str(out)).pipeline_info.name == "penguins"
