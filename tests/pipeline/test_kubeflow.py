@@ -146,3 +146,66 @@ def test_cli_compile_writes_the_file(tmp_path, capsys):
     assert cli.main(["compile", str(tmp_path / "spec.yaml"), "--target", "kubeflow", "-o", str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"{out}: KFP v2 pipeline spec for 'penguins'; image {IMAGE}")
     assert load(str(out)).pipeline_info.name == "penguins"
+
+
+def dockerfile_instructions():
+    """(instruction, argument) pairs of the Dockerfile, continuation lines joined."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+def locked_versions():
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\[\]-]+)==([^\s;]+)", line)
+        if m:
+            pins[m.group(1).split("[")[0].lower()] = m.group(2)
+    return pins
+
+
+def test_dockerfile_installs_the_lock_and_runs_tfx_kfp_v2_entrypoint():
+    from tfx.orchestration.kubeflow.v2.kubeflow_v2_dag_runner import KUBEFLOW_TFX_CMD
+
+    steps = dockerfile_instructions()
+    pins = locked_versions()
+    base = steps[0]
+    assert base == ("FROM", f"gcr.io/tfx-oss-public/tfx:{pins['tfx']}")  # TFX's image, at the locked TFX
+    copies = [arg for word, arg in steps if word == "COPY"]
+    assert "requirements.lock ./" in copies
+    runs = [arg for word, arg in steps if word == "RUN"]
+    # The lock, with --no-deps so nothing outside it is resolved; then Lamina itself, also --no-deps.
+    assert any("uv pip install --system --no-cache --no-deps -r requirements.lock" in r for r in runs)
+    assert any(r.endswith("--no-deps .") for r in runs)
+    uv = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert f"uv=={uv}" in runs[0]  # the uv `make install` uses
+    installs = [r for r in runs if "install" in r]
+    for r in installs:  # no package enters the image unpinned
+        named = re.findall(r"install (?:--\S+ )*([^-\s][^\s]*)", r)
+        assert all(n in (".", "requirements.lock") or "==" in n for n in named), r
+    env = " ".join(arg for word, arg in steps if word == "ENV")
+    assert "TF_USE_LEGACY_KERAS=0" in env and "TF_ENABLE_ONEDNN_OPTS=0" in env
+    entrypoint = [arg for word, arg in steps if word == "ENTRYPOINT"]
+    assert len(entrypoint) == 1 and json.loads(entrypoint[0]) == list(KUBEFLOW_TFX_CMD) == ENTRYPOINT
+    for package in ("pipeline", "components", "models", "serving"):
+        assert f"{package} ./{package}" in copies
+
+
+def test_make_image_tags_the_image_the_spec_names(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    d = yaml.safe_load(open(REPO / "examples" / "penguins" / "spec.yaml"))
+    d["kubeflow"] = {**KUBEFLOW, "image": "registry.example.com/team/lamina:2026.11.23"}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    dry = subprocess.run(["make", "-n", "image", f"SPEC={tmp_path / 'spec.yaml'}", f"PY={sys.executable}"], cwd=REPO,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert dry.returncode == 0, dry.stderr
+    assert "docker build -t registry.example.com/team/lamina:2026.11.23 ." in dry.stdout.splitlines()

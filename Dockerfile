@@ -1,0 +1,26 @@
+# The pipeline image for Kubeflow Pipelines 2.x and Vertex AI: every component runs in it.
+#   make image SPEC=examples/penguins/spec.yaml   # tags it with the spec's kubeflow.image
+# TFX's own image is the base: Python 3.10, TFX 1.16.0 and CUDA for the Trainer's GPU.
+FROM gcr.io/tfx-oss-public/tfx:1.16.0
+
+WORKDIR /lamina
+# Exactly the locked stack (the versions `make test` runs), then Lamina without dependencies.
+COPY requirements.lock ./
+RUN python -m pip install --no-cache-dir uv==0.13.9 \
+ && uv pip install --system --no-cache --no-deps -r requirements.lock
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY components ./components
+COPY models ./models
+COPY serving ./serving
+COPY examples ./examples
+RUN uv pip install --system --no-cache --no-deps .
+
+# Keras 3 (not tf.keras 2): the export path Lamina settled on (docs/stack.md). oneDNN off: TFX's
+# executor imports TensorFlow before Lamina can set it (docs/stack.md).
+ENV TF_USE_LEGACY_KERAS=0 \
+    TF_ENABLE_ONEDNN_OPTS=0 \
+    PYTHONUNBUFFERED=1
+
+# TFX's KFP v2 executor entrypoint; the compiled pipeline passes each component's executor args.
+ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
