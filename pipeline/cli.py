@@ -1,4 +1,4 @@
-"""The `lamina` command: validate, run, compile, serve, predict, demo.
+"""The `lamina` command: validate, run, compile, submit, serve, predict, demo.
 
 Every verb that takes a spec validates it before anything runs. Exit codes: 0 success,
 1 the run stopped (anomalies, a model below its thresholds, a failed component or request),
@@ -73,6 +73,31 @@ def cmd_compile(args) -> int:
     kf = spec.kubeflow
     print(f"{out}: KFP v2 pipeline spec for {spec.name!r}; image {kf.image}, pipeline root {kf.pipeline_root}, "
           f"Beam {kf.beam.runner}" + (f", schedule {kf.schedule!r}" if kf.schedule else "") + ".")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    """Uploads a compiled pipeline to Kubeflow Pipelines and runs it, or schedules it."""
+    from pipeline.kubeflow_submit import SubmitError, submit
+
+    schedule = args.schedule
+    if schedule is None and args.spec:
+        spec = load_spec(args.spec)
+        schedule = spec.kubeflow.schedule if spec.kubeflow else None
+    if not os.path.isfile(args.package):
+        _err(f"{args.package}: no such file; write it with `lamina compile SPEC -o {args.package}`.")
+        return 2
+    try:
+        result = submit(args.package, args.host, schedule=schedule, experiment=args.experiment)
+    except SubmitError as e:
+        _err(str(e))
+        return 1
+    what = "new pipeline" if result.new_pipeline else f"new version {result.version_id}"
+    if result.recurring_run_id:
+        print(f"Uploaded {args.package} ({what} of pipeline {result.pipeline_id}); recurring run "
+              f"{result.recurring_run_id} on {schedule!r}: {result.url}")
+    else:
+        print(f"Uploaded {args.package} ({what} of pipeline {result.pipeline_id}); run {result.run_id}: {result.url}")
     return 0
 
 
@@ -296,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["kubeflow"], default="kubeflow")
     p.add_argument("-o", "--output", default="pipeline.json", help="the KFP v2 pipeline spec to write (JSON)")
     p.set_defaults(fn=cmd_compile)
+
+    p = sub.add_parser("submit", help="upload a compiled pipeline to Kubeflow Pipelines and run or schedule it")
+    p.add_argument("package", help="the file `lamina compile` wrote")
+    p.add_argument("--host", required=True, help="the KFP API, e.g. http://localhost:8080 (port-forwarded)")
+    p.add_argument("--spec", help="take the schedule (kubeflow.schedule) from this spec")
+    p.add_argument("--schedule", help="a cron expression: create a recurring run instead of one run")
+    p.add_argument("--experiment", default="lamina")
+    p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC protocol")
     p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")
