@@ -6,12 +6,13 @@ Every verb that takes a spec validates it before anything runs. Exit codes: 0 su
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from pipeline.spec import SpecError, load_spec
 
@@ -181,17 +182,35 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _demo_folder(args, demo_spec: Path) -> Tuple[Path, Path]:
+    """The demo's work folder (--dir, else the example's), with the example spec copied in if missing."""
+    work = Path(args.dir or demo_spec.parent).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    spec_path = work / "spec.yaml"
+    if not spec_path.exists():
+        shutil.copy(demo_spec, spec_path)
+    return work, spec_path
+
+
+@contextlib.contextmanager
+def _demo_server(spec):
+    """A LaminaServer on a free loopback port over the spec's push directory, for the demo's queries."""
+    from serving.server import LaminaServer
+
+    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        print("Server stopped.")
+
+
 def _images_demo(args) -> int:
     """Digits as PNG folders -> the image pipeline -> PNG bytes over gRPC."""
     from pipeline.datasets import write_digits_folder
     from serving.client import PredictionClient, format_predictions, read_image_rows
-    from serving.server import LaminaServer
 
-    work = Path(args.dir or IMAGES_DEMO_SPEC.parent).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path = work / "spec.yaml"
-    if not spec_path.exists():
-        shutil.copy(IMAGES_DEMO_SPEC, spec_path)
+    work, spec_path = _demo_folder(args, IMAGES_DEMO_SPEC)
     folder = work / "data" / "digits"
     if not folder.is_dir():
         write_digits_folder(str(folder))
@@ -201,17 +220,13 @@ def _images_demo(args) -> int:
     if code:
         return code
     files = [str(folder / str(d) / sorted(os.listdir(folder / str(d)))[-1]) for d in range(10)]
-    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
-    try:
+    with _demo_server(spec) as server:
         print(f"\nServer up on {server.target}; sending PNG bytes to {spec.serving.model_name!r} over gRPC.")
         with PredictionClient(server.target) as client:
             rows = read_image_rows(files, client.raw_inputs(spec.serving.model_name))
             predictions = format_predictions(client.predict_raw(spec.serving.model_name, rows))
         for path, pred in zip(files, predictions):
             print(f"  {os.path.relpath(path, work)} -> {pred['class']} (p={pred['scores'][pred['class']]:.3f})")
-    finally:
-        server.stop()
-    print("Server stopped.")
     return 0
 
 
@@ -221,13 +236,8 @@ def _text_demo(args) -> int:
 
     from pipeline.datasets import fetch_minilm
     from serving.client import PredictionClient, format_predictions, read_text_rows
-    from serving.server import LaminaServer
 
-    work = Path(args.dir or TEXT_DEMO_SPEC.parent).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path = work / "spec.yaml"
-    if not spec_path.exists():
-        shutil.copy(TEXT_DEMO_SPEC, spec_path)
+    work, spec_path = _demo_folder(args, TEXT_DEMO_SPEC)
     if not (work / "topics.csv").exists():
         shutil.copy(TEXT_DEMO_SPEC.parent / "topics.csv", work / "topics.csv")
     encoder = (yaml.safe_load(spec_path.read_text()).get("model") or {}).get("encoders", {}).get("text", {})
@@ -238,8 +248,7 @@ def _text_demo(args) -> int:
     code = _run(spec, args.verbose)
     if code:
         return code
-    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
-    try:
+    with _demo_server(spec) as server:
         print(f"\nServer up on {server.target}; sending raw strings to {spec.serving.model_name!r} over gRPC.")
         with PredictionClient(server.target) as client:
             texts = [t for t, _ in TEXT_DEMO_QUERIES]
@@ -248,9 +257,6 @@ def _text_demo(args) -> int:
         for (text, topic), pred in zip(TEXT_DEMO_QUERIES, predictions):
             print(f"  {text!r} -> {pred['class']} (p={pred['scores'][pred['class']]:.3f})"
                   + (f"; written as {topic}" if topic else "; the empty string"))
-    finally:
-        server.stop()
-    print("Server stopped.")
     return 0
 
 
@@ -258,25 +264,19 @@ def cmd_demo(args) -> int:
     """The bundled demo: penguins pipeline, then a gRPC server on a free loopback port and a few queries."""
     from pipeline.datasets import write_penguins_csv
     from serving.client import PredictionClient, format_predictions
-    from serving.server import LaminaServer
 
     if args.images:
         return _images_demo(args)
     if args.text:
         return _text_demo(args)
-    work = Path(args.dir or DEMO_SPEC.parent).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path = work / "spec.yaml"
-    if not spec_path.exists():
-        shutil.copy(DEMO_SPEC, spec_path)
+    work, spec_path = _demo_folder(args, DEMO_SPEC)
     csv_path = write_penguins_csv(str(work / "data" / "penguins.csv"))
     print(f"Demo data: {csv_path} (Palmer penguins, from the palmerpenguins package)", flush=True)
     spec = load_spec(spec_path)
     code = _run(spec, args.verbose)
     if code:
         return code
-    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
-    try:
+    with _demo_server(spec) as server:
         print(f"\nServer up on {server.target}; querying {spec.serving.model_name!r} over gRPC.", flush=True)
         rows = [
             {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
@@ -297,9 +297,6 @@ def cmd_demo(args) -> int:
             best = max(cls, key=lambda c: c[1])
             print(f"  {json.dumps(row)}\n    -> {pred['class']} (p={pred['scores'][pred['class']]:.3f}); "
                   f"Classify: {best[0]} (p={best[1]:.3f}); a real {truth} penguin")
-    finally:
-        server.stop()
-    print("Server stopped.")
     return 0
 
 
