@@ -102,6 +102,23 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_deploy_files(args) -> int:
+    """TF Serving's deployment files (models.config, batching, monitoring, compose, Kubernetes)."""
+    from serving.deploy import DeploySettings, write_deploy_files
+
+    settings = DeploySettings(serving_version=args.serving_version, gpu=args.gpu, max_batch_size=args.max_batch_size,
+                              batch_timeout_micros=args.batch_timeout_micros,
+                              num_batch_threads=args.num_batch_threads)
+    try:
+        written = write_deploy_files(args.model_dir, args.output, settings)
+    except (OSError, ValueError) as e:
+        _err(str(e))
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_serve(args) -> int:
     import logging
 
@@ -326,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", help="a cron expression: create a recurring run instead of one run")
     p.add_argument("--experiment", default="lamina")
     p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("deploy-files", help="write TF Serving deployment files for a pushed model directory")
+    p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")
+    p.add_argument("-o", "--output", default="deploy", help="folder to write the files to")
+    p.add_argument("--gpu", action="store_true", help="tensorflow/serving:<version>-gpu and a GPU request")
+    p.add_argument("--serving-version", default="2.16.1")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-timeout-micros", type=int, default=2000)
+    p.add_argument("--num-batch-threads", type=int, default=4)
+    p.set_defaults(fn=cmd_deploy_files)
 
     p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC protocol")
     p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")
