@@ -122,15 +122,35 @@ def cmd_deploy_files(args) -> int:
 def cmd_serve(args) -> int:
     import logging
 
+    from serving.batching import BatchingParameters, read_batching_config
+    from serving.registry import ConfigError
     from serving.server import LaminaServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = LaminaServer(args.model_dir, port=args.port, host=args.host, poll_seconds=args.poll_seconds,
-                          max_request_bytes=args.max_request_bytes).start()
-    print(f"Serving {os.path.abspath(args.model_dir)} on {server.target} "
-          f"(models: {', '.join(server.registry.names()) or 'none yet'}). Ctrl-C to stop.", flush=True)
+    source = args.model_config_file or args.model_dir
+    if bool(args.model_config_file) == bool(args.model_dir):
+        _err("give either --model-dir (a folder of pushed models) or --model-config-file (TF Serving's "
+             "models.config).")
+        return 2
+    try:
+        batching = None
+        if args.batching_parameters_file:
+            batching = read_batching_config(args.batching_parameters_file)
+        elif args.enable_batching:
+            batching = BatchingParameters(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads)
+        server = LaminaServer(source, port=args.port, host=args.host,
+                              rest_port=None if args.rest_port < 0 else args.rest_port,
+                              poll_seconds=args.poll_seconds, max_request_bytes=args.max_request_bytes,
+                              batching=batching, tls_cert=args.tls_cert, tls_key=args.tls_key).start()
+    except (ConfigError, ValueError, OSError) as e:
+        _err(str(e))
+        return 2
+    rest = f", REST on {server.rest_url}" if server.rest else ""
+    print(f"Serving {os.path.abspath(source)}: gRPC on {server.target}{rest} "
+          f"(models: {', '.join(server.registry.names()) or 'none yet'}"
+          f"{'; batching on' if batching else ''}). Ctrl-C or SIGTERM to stop.", flush=True)
     server.wait()
-    print("Server stopped.", flush=True)
+    print(f"Server stopped after {server.answered} requests; none left in flight.", flush=True)
     return 0
 
 
@@ -155,7 +175,15 @@ def cmd_predict(args) -> int:
         return 2
     source = (f"{len(args.text)} text(s)" if args.text is not None
               else args.input[0] if not images else f"{len(images)} image file(s)")
-    with PredictionClient(args.target, timeout=args.timeout) as client:
+    if args.rest:
+        from serving.client import RestCallError, RestClient
+
+        client_cm, where, call_errors = RestClient(args.rest, timeout=args.timeout,
+                                                   verify=args.tls_ca or True), args.rest, (RestCallError,)
+    else:
+        client_cm = PredictionClient(args.target, timeout=args.timeout, tls_ca=args.tls_ca)
+        where, call_errors = args.target, (grpc.RpcError,)
+    with client_cm as client:
         try:
             if args.text is not None:
                 # Raw strings: the model tokenizes them in its own graph.
@@ -169,8 +197,8 @@ def cmd_predict(args) -> int:
         except (OSError, RowError, json.JSONDecodeError) as e:
             _err(f"cannot read rows from {source}: {e}")
             return 2
-        except grpc.RpcError as e:
-            _err(f"{args.target}: {e.code().name}: {e.details()}")
+        except call_errors as e:
+            _err(_call_error(where, e))
             return 1
         if not rows:
             _err(f"{source}: no rows to send.")
@@ -187,8 +215,8 @@ def cmd_predict(args) -> int:
         except RowError as e:
             _err(f"{source}: {e}")
             return 2
-        except grpc.RpcError as e:
-            _err(f"{args.target}: {e.code().name}: {e.details()}")
+        except call_errors as e:
+            _err(_call_error(where, e))
             return 1
     for i, row in enumerate(out):
         if images:
@@ -197,6 +225,12 @@ def cmd_predict(args) -> int:
             row = {"text": args.text[i], **row}
         print(json.dumps(row, ensure_ascii=False))
     return 0
+
+
+def _call_error(where: str, error: Exception) -> str:
+    if hasattr(error, "details"):  # grpc.RpcError
+        return f"{where}: {error.code().name}: {error.details()}"
+    return f"{where}: {error.code}: {error}"
 
 
 def _demo_folder(args, demo_spec: Path) -> Tuple[Path, Path]:
@@ -354,12 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-batch-threads", type=int, default=4)
     p.set_defaults(fn=cmd_deploy_files)
 
-    p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC protocol")
-    p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")
-    p.add_argument("--port", type=int, default=8500)
+    p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC and REST protocols")
+    p.add_argument("--model-dir", help="folder of <model name>/<version>/ SavedModels (newest version of each)")
+    p.add_argument("--model-config-file", help="TF Serving's models.config (model_config_list) instead")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST and metrics port (0: any free; -1: no REST)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024)
+    p.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into one model call")
+    p.add_argument("--batching-parameters-file", help="TF Serving's batching.config (implies batching)")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-timeout-micros", type=int, default=2000)
+    p.add_argument("--num-batch-threads", type=int, default=4)
+    p.add_argument("--tls-cert", help="PEM certificate: serve gRPC and REST over TLS")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("predict", help="send rows or image files to a TF Serving-protocol server")
@@ -373,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.add_argument("--classify", action="store_true", help="use the Classify API instead of Predict")
     p.add_argument("--raw", action="store_true", help="Predict on the serving_raw signature (one tensor per feature)")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--rest", metavar="URL", help="use the REST API at URL (http://127.0.0.1:8501) instead of gRPC")
+    p.add_argument("--tls-ca", help="PEM CA certificate to trust: talk TLS to a server started with --tls-cert")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (the deadline)")
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser("demo", help="run the bundled penguins demo through to gRPC predictions")

@@ -14,7 +14,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 # Direct imports, not `tfx.v1`: that one also imports the cloud extensions (~18 s on 2 cores).
-from tfx.components import (BulkInferrer, CsvExampleGen, Evaluator, ExampleValidator, Pusher, StatisticsGen,
+from tfx.components import (BulkInferrer, CsvExampleGen, Evaluator, ExampleValidator, StatisticsGen,
                             Trainer, Transform)
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
@@ -26,6 +26,7 @@ from tfx.types import Channel, standard_artifacts
 from components.anomaly_gate import AnomalyGate
 from components.image_example_gen import ImageExampleGen
 from components.schema import SpecSchemaGen
+from components.warmup_pusher import WarmupPusher
 from models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
 from models.features import transformed_label_key
 from pipeline.spec import LOWER_IS_BETTER, SOURCE_PATH_KEY, Spec
@@ -175,12 +176,13 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         eval_config=eval_config(spec),
         example_splits=["eval"],
     )
-    pusher = Pusher(
+    pusher = WarmupPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
             base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
-    )
+        examples=examples.outputs["examples"],  # a few eval examples become TF Serving warmup requests
+    ).with_id("Pusher")
     components = [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
                   trainer, model_resolver, evaluator, pusher]
     if spec.inference.enabled:

@@ -9,6 +9,7 @@ Example:
     >>> client.classify("penguins", [{"island": "Biscoe", "bill_length_mm": 45.1, ...}])
 """
 
+import base64
 import csv
 import io
 import json
@@ -144,12 +145,18 @@ def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -
 class PredictionClient:
     """Predict / Classify / GetModelMetadata against any TF Serving-protocol server."""
 
-    def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 16 * 1024 * 1024):
+    def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 16 * 1024 * 1024,
+                 tls_ca: Optional[str] = None):
         self.target = target
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self.channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
     def close(self) -> None:
@@ -235,3 +242,116 @@ def format_predictions(outputs: Dict[str, np.ndarray]) -> List[Dict[str, object]
     else:
         rows = [{k: v[i].tolist() for k, v in outputs.items()} for i in range(len(next(iter(outputs.values()))))]
     return rows
+
+
+class RestCallError(Exception):
+    """A REST call answered with an error: `code` is the gRPC status name TF Serving's status maps to."""
+
+    HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 411: "INVALID_ARGUMENT",
+                  413: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.code = self.HTTP_CODES.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
+        super().__init__(message)
+
+
+def _json_bytes(value):
+    return {"b64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
+
+
+class RestClient:
+    """The same calls as PredictionClient over TF Serving's REST API (`lamina serve` or tensorflow/serving).
+
+    `url`: http(s)://host:8501. Rows are dicts of raw feature values, as for PredictionClient.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0, verify=True):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.verify = verify  # True, or a CA bundle path for a self-signed server (beats REQUESTS_CA_BUNDLE)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _model_path(self, model: str, version: Optional[int]) -> str:
+        return f"{self.url}/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
+
+    def _call(self, method: str, url: str, body: Optional[dict] = None) -> dict:
+        import requests
+
+        try:
+            response = self.session.request(method, url, json=body, timeout=self.timeout, verify=self.verify)
+        except requests.Timeout:
+            raise RestCallError(504, f"no answer within {self.timeout} s") from None
+        except requests.ConnectionError as e:
+            raise RestCallError(503, f"cannot reach {self.url}: {type(e).__name__}") from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"error": response.text[:300]}
+        if response.status_code != 200:
+            raise RestCallError(response.status_code, payload.get("error", response.reason))
+        return payload
+
+    def status(self, model: str, version: Optional[int] = None) -> dict:
+        return self._call("GET", self._model_path(model, version))
+
+    def signature_defs(self, model: str, version: Optional[int] = None) -> Dict[str, dict]:
+        answer = self._call("GET", self._model_path(model, version) + "/metadata")
+        return answer["metadata"]["signature_def"]["signature_def"]
+
+    def raw_inputs(self, model: str, version: Optional[int] = None) -> Dict[str, int]:
+        from tensorflow.core.framework import types_pb2
+
+        sigs = self.signature_defs(model, version)
+        if SERVING_RAW not in sigs:
+            raise ValueError(f"model {model!r} has no {SERVING_RAW!r} signature; signatures: {sorted(sigs)}")
+        return {k: types_pb2.DataType.Value(v["dtype"]) for k, v in sigs[SERVING_RAW]["inputs"].items()}
+
+    def predict_instances(self, model: str, instances: list, signature: str = SERVING_DEFAULT,
+                          version: Optional[int] = None) -> list:
+        body = {"signature_name": signature, "instances": instances}
+        return self._call("POST", self._model_path(model, version) + ":predict", body)["predictions"]
+
+    def _columns(self, predictions: list) -> Dict[str, np.ndarray]:
+        if predictions and isinstance(predictions[0], dict):
+            return {k: np.array([p[k] for p in predictions]) for k in predictions[0]}
+        return {"outputs": np.array(predictions)}
+
+    def predict(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
+                inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> Dict[str, np.ndarray]:
+        """Rows sent as serialized tf.Examples ({"b64": ...}) to serving_default."""
+        inputs = inputs or self.raw_inputs(model, version)
+        instances = [_json_bytes(row_to_example(r, inputs, n).SerializeToString()) for n, r in enumerate(rows, 1)]
+        return self._columns(self.predict_instances(model, instances, signature, version))
+
+    def predict_raw(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
+                    inputs: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
+        """Rows sent as one JSON object per row to serving_raw (bytes as {"b64": ...})."""
+        inputs = inputs or self.raw_inputs(model, version)
+        columns = {k: v.numpy().tolist() for k, v in rows_to_tensors(rows, inputs).items()}
+        # A missing float goes as NaN, which TF Serving's JSON parser and Lamina's both read.
+        instances = [{k: _json_bytes(columns[k][i]) for k in columns} for i in range(len(rows))]
+        return self._columns(self.predict_instances(model, instances, SERVING_RAW, version))
+
+    def classify(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
+                 inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> List[List[tuple]]:
+        inputs = inputs or self.raw_inputs(model, version)
+        examples = []
+        for n, row in enumerate(rows, 1):
+            row_to_example(row, inputs, n)  # the same checks and messages as over gRPC
+            examples.append({k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in row.items()
+                             if k in inputs and not _missing(v)})
+        body = {"signature_name": signature, "examples": examples}
+        results = self._call("POST", self._model_path(model, version) + ":classify", body)["results"]
+        return [[(label, score) for label, score in row] for row in results]

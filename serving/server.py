@@ -1,19 +1,27 @@
-"""A gRPC server that speaks TensorFlow Serving's protocol, on tensorflow-serving-api's servicers.
+"""A server that speaks TensorFlow Serving's protocol, on tensorflow-serving-api's servicers.
 
-PredictionService: Predict, Classify, Regress, GetModelMetadata. ModelService: GetModelStatus.
-Bad requests get INVALID_ARGUMENT or NOT_FOUND with a message naming what was wrong, and
-the server stays up. Binds to 127.0.0.1 unless told otherwise; requests are size-bounded.
+gRPC: PredictionService (Predict, Classify, Regress, MultiInference, GetModelMetadata) and
+ModelService (GetModelStatus, HandleReloadConfigRequest). REST on a second port with TF
+Serving's paths and JSON (serving/rest.py), and the Prometheus metrics there. A request's
+ModelSpec names a model by name, version or version label. Bad requests get
+INVALID_ARGUMENT or NOT_FOUND with a message naming what was wrong, and the server stays up.
+
+Secure defaults: binds 127.0.0.1 unless told otherwise, requests are size-bounded, TLS
+from a certificate and key when given. SIGTERM stops accepting, finishes what is in flight
+and returns.
 
 Example:
-    >>> server = LaminaServer("serving_models", port=0).start()
-    >>> server.port  # the port actually bound
+    >>> server = LaminaServer("serving_models", port=0, rest_port=0).start()
+    >>> server.target, server.rest_url  # the ports actually bound
 """
 
 import logging
+import os
 import signal
 import threading
+import time
 from concurrent import futures
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import grpc
 import numpy as np
@@ -21,11 +29,14 @@ import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
-                                     regression_pb2)
+                                     inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_log_pb2, prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.apis import status_pb2
 
-from serving.registry import LoadedModel, ModelRegistry, ServingError, invalid_argument
+from serving.batching import Batcher, BatchingParameters
+from serving.metrics import ServingMetrics
+from serving.registry import (MAX_WARMUP_RECORDS, WARMUP_FILE, ConfigError, LoadedModel, ModelRegistry,
+                              ServingError, configs_from_proto, invalid_argument)
 
 log = logging.getLogger("lamina.serving")
 
@@ -33,10 +44,6 @@ DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
-
-
-def _version(model_spec) -> Optional[int]:
-    return model_spec.version.value if model_spec.HasField("version") else None
 
 
 def _signature_key(model_spec) -> str:
@@ -48,28 +55,28 @@ def _dtype_name(dtype: tf.DType) -> str:
     return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
-def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:
-    """Checks a request's TensorProtos against the signature and converts them."""
-    expected = fn.structured_input_signature[1]
-    missing = sorted(set(expected) - set(inputs))
-    extra = sorted(set(inputs) - set(expected))
+def expected_inputs(fn) -> Dict[str, tf.TensorSpec]:
+    return fn.structured_input_signature[1]
+
+
+def check_input_names(expected, given, signature: str) -> None:
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(set(given) - set(expected))
     if missing:
         raise invalid_argument(f"Missing input {', '.join(repr(m) for m in missing)} for signature {signature!r}; "
                                f"expected inputs: {', '.join(sorted(expected))}.")
     if extra:
         raise invalid_argument(f"Unknown input {', '.join(repr(m) for m in extra)} for signature {signature!r}; "
                                f"expected inputs: {', '.join(sorted(expected))}.")
+
+
+def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str) -> Dict[str, tf.Tensor]:
+    """Shapes and batch sizes of already-typed arrays against the signature; returns tensors."""
+    expected = expected_inputs(fn)
+    check_input_names(expected, arrays, signature)
     tensors = {}
     for key, spec in expected.items():
-        proto = inputs[key]
-        if proto.dtype != spec.dtype.as_datatype_enum:
-            got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
-            raise invalid_argument(f"Input {key!r} has dtype {_dtype_name(got) if got else 'DT_INVALID'}; "
-                                   f"signature {signature!r} expects {_dtype_name(spec.dtype)}.")
-        try:
-            value = tf.make_ndarray(proto)
-        except Exception as e:
-            raise invalid_argument(f"Input {key!r} is not a valid tensor: {e}") from None
+        value = arrays[key]
         if not spec.shape.is_compatible_with(value.shape):
             raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
                                    f"{spec.shape.as_list()} (None: any size).")
@@ -80,13 +87,22 @@ def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:
     return tensors
 
 
-def run_signature(model: LoadedModel, signature: str, tensors: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
-    fn = model.signature(signature)
-    try:
-        outputs = fn(**tensors)
-    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-        raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
-    return {k: v.numpy() for k, v in outputs.items()}
+def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:
+    """Checks a request's TensorProtos against the signature and converts them."""
+    expected = expected_inputs(fn)
+    check_input_names(expected, inputs, signature)
+    arrays = {}
+    for key, spec in expected.items():
+        proto = inputs[key]
+        if proto.dtype != spec.dtype.as_datatype_enum:
+            got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
+            raise invalid_argument(f"Input {key!r} has dtype {_dtype_name(got) if got else 'DT_INVALID'}; "
+                                   f"signature {signature!r} expects {_dtype_name(spec.dtype)}.")
+        try:
+            arrays[key] = tf.make_ndarray(proto)
+        except Exception as e:
+            raise invalid_argument(f"Input {key!r} is not a valid tensor: {e}") from None
+    return check_arrays(fn, arrays, signature)
 
 
 def _tf_error_summary(error: Exception) -> str:
@@ -97,6 +113,10 @@ def _tf_error_summary(error: Exception) -> str:
     useful = [l for l in lines if l and not l.startswith(noise)]
     summary = useful[0] if useful else lines[0]
     return summary.replace("Name: <unknown>, ", "")[:500]
+
+
+def call_signature(fn, tensors: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in fn(**tensors).items()}
 
 
 def examples_from_input(request_input) -> list:
@@ -125,124 +145,273 @@ def _example_signature(model: LoadedModel, signature: str, method: str, api: str
     if sig_def is not None and sig_def.method_name != method:
         raise invalid_argument(f"Signature {signature!r} of model {model.name!r} has method "
                                f"{sig_def.method_name!r}; {api} needs {method!r}.")
-    inputs = fn.structured_input_signature[1]
+    inputs = expected_inputs(fn)
     if list(inputs) != ["inputs"] or inputs["inputs"].dtype != tf.string:
         raise invalid_argument(f"Signature {signature!r} does not take serialized tf.Examples under 'inputs'.")
     return fn
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, registry: ModelRegistry):
+def _set_spec(target, model: LoadedModel, signature: Optional[str] = None) -> None:
+    target.name = model.name
+    target.version.value = model.version
+    if signature is not None:
+        target.signature_name = signature
+
+
+def classification_result(outputs: Dict[str, np.ndarray], rows: int) -> classification_pb2.ClassificationResult:
+    scores, classes = outputs.get("scores"), outputs.get("classes")
+    if scores is None and classes is None:
+        raise invalid_argument(f"The signature has no 'scores' or 'classes' output; outputs: {sorted(outputs)}.")
+    result = classification_pb2.ClassificationResult()
+    for i in range(rows):
+        row = result.classifications.add()
+        width = (scores if scores is not None else classes).shape[1]
+        for j in range(width):
+            c = row.classes.add()
+            if classes is not None:
+                c.label = classes[i][j].decode("utf-8")
+            if scores is not None:
+                c.score = float(scores[i][j])
+    return result
+
+
+def regression_result(outputs: Dict[str, np.ndarray]) -> regression_pb2.RegressionResult:
+    if "outputs" not in outputs:
+        raise invalid_argument(f"The signature has no 'outputs' output; outputs: {sorted(outputs)}.")
+    result = regression_pb2.RegressionResult()
+    for v in np.reshape(outputs["outputs"], [-1]):
+        result.regressions.add(value=float(v))
+    return result
+
+
+class Inference:
+    """What every API does once the model version is resolved: shared by gRPC, REST and warmup."""
+
+    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics, batcher: Optional[Batcher] = None):
         self.registry = registry
+        self.metrics = metrics
+        self.batcher = batcher
+
+    def resolve(self, model_spec) -> LoadedModel:
+        """The version a ModelSpec names (by number or label), counted in flight until released."""
+        choice = model_spec.WhichOneof("version_choice")
+        return self.registry.acquire(model_spec.name,
+                                     version=model_spec.version.value if choice == "version" else None,
+                                     label=model_spec.version_label if choice == "version_label" else None)
+
+    def run(self, model: LoadedModel, signature: str, tensors: Dict[str, tf.Tensor],
+            deadline: Optional[float] = None, batch: bool = True) -> Dict[str, np.ndarray]:
+        fn = model.signature(signature)
+        if deadline is not None and time.monotonic() > deadline:
+            raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed before it ran.")
+        try:
+            if self.batcher is not None and batch:
+                return self.batcher.run(fn, tensors, key=(model, signature), deadline=deadline)
+            outputs = call_signature(fn, tensors)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
+        rows = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
+        self.observe_batch((model, signature), rows.pop() if len(rows) == 1 else 1)
+        return outputs
+
+    def observe_batch(self, key, rows: int) -> None:
+        model, signature = key
+        self.metrics.observe_batch(model.name, model.version, signature, rows)
+
+    def predict(self, model, request, deadline=None, batch=True) -> predict_pb2.PredictResponse:
+        signature = _signature_key(request.model_spec)
+        fn = model.signature(signature)
+        outputs = self.run(model, signature, tensor_inputs(fn, request.inputs, signature), deadline, batch)
+        wanted = list(request.output_filter) or sorted(outputs)
+        unknown = [k for k in wanted if k not in outputs]
+        if unknown:
+            raise invalid_argument(f"output_filter names unknown output {unknown}; outputs: {sorted(outputs)}.")
+        response = predict_pb2.PredictResponse()
+        _set_spec(response.model_spec, model, signature)
+        for key in wanted:
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+        return response
+
+    def _examples(self, model, signature, method, api, request_input, deadline, batch):
+        _example_signature(model, signature, method, api)
+        serialized = examples_from_input(request_input)
+        outputs = self.run(model, signature, {"inputs": tf.constant(serialized, tf.string)}, deadline, batch)
+        return serialized, outputs
+
+    def classify(self, model, request, deadline=None, batch=True) -> classification_pb2.ClassificationResponse:
+        signature = _signature_key(request.model_spec)
+        serialized, outputs = self._examples(model, signature, CLASSIFY_METHOD, "Classify", request.input,
+                                             deadline, batch)
+        response = classification_pb2.ClassificationResponse()
+        _set_spec(response.model_spec, model, signature)
+        response.result.CopyFrom(classification_result(outputs, len(serialized)))
+        return response
+
+    def regress(self, model, request, deadline=None, batch=True) -> regression_pb2.RegressionResponse:
+        signature = _signature_key(request.model_spec)
+        _, outputs = self._examples(model, signature, REGRESS_METHOD, "Regress", request.input, deadline, batch)
+        response = regression_pb2.RegressionResponse()
+        _set_spec(response.model_spec, model, signature)
+        response.result.CopyFrom(regression_result(outputs))
+        return response
+
+    def multi_inference(self, model, request, deadline=None, batch=True) -> inference_pb2.MultiInferenceResponse:
+        check_multi_inference(request)
+        response = inference_pb2.MultiInferenceResponse()
+        for task in request.tasks:
+            signature = _signature_key(task.model_spec)
+            api = {CLASSIFY_METHOD: "Classify", REGRESS_METHOD: "Regress"}[task.method_name]
+            serialized, outputs = self._examples(model, signature, task.method_name, api, request.input,
+                                                 deadline, batch)
+            result = response.results.add()
+            _set_spec(result.model_spec, model, signature)
+            if task.method_name == CLASSIFY_METHOD:
+                result.classification_result.CopyFrom(classification_result(outputs, len(serialized)))
+            else:
+                result.regression_result.CopyFrom(regression_result(outputs))
+        return response
+
+    def metadata(self, model, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        fields = list(request.metadata_field)
+        if fields != ["signature_def"]:
+            raise invalid_argument(f"Metadata field {fields!r} is not supported; the only field is 'signature_def'.")
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        _set_spec(response.model_spec, model)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in model.signature_defs.items():
+            sig_map.signature_def[key].CopyFrom(sig)
+        packed = any_pb2.Any()
+        packed.Pack(sig_map)
+        response.metadata["signature_def"].CopyFrom(packed)
+        return response
+
+    def model_status(self, request) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = request.model_spec
+        choice = spec.WhichOneof("version_choice")
+        statuses = self.registry.status(spec.name, version=spec.version.value if choice == "version" else None,
+                                        label=spec.version_label if choice == "version_label" else None)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version, status in statuses:
+            entry = response.model_version_status.add()
+            entry.version = version
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+            entry.status.CopyFrom(status_pb2.StatusProto(error_code=2 if status.error else 0,
+                                                         error_message=status.error))
+        return response
+
+    def warmup(self, model: LoadedModel) -> int:
+        """Replays `assets.extra/tf_serving_warmup_requests` against `model`; any failure fails the load."""
+        path = os.path.join(model.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
+            return 0
+        count = 0
+        for n, record in enumerate(tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS).as_numpy_iterator(), 1):
+            entry = prediction_log_pb2.PredictionLog()
+            try:
+                entry.ParseFromString(record)
+                kind = entry.WhichOneof("log_type")
+                handler = {"predict_log": self.predict, "classify_log": self.classify,
+                           "regress_log": self.regress, "multi_inference_log": self.multi_inference}.get(kind)
+                if handler is None:
+                    raise ValueError(f"log type {kind!r} is not replayed (predict, classify, regress, "
+                                     "multi_inference are)")
+                handler(model, getattr(entry, kind).request, batch=False)
+            except Exception as e:
+                raise ValueError(f"warmup request {n} in {WARMUP_FILE} failed: {e}") from None
+            count += 1
+        return count
+
+
+def check_multi_inference(request) -> None:
+    if not request.tasks:
+        raise invalid_argument("MultiInference request has no tasks.")
+    names = sorted({t.model_spec.name for t in request.tasks})
+    if len(names) > 1:
+        raise invalid_argument(f"All MultiInference tasks must name the same model; got {', '.join(names)}.")
+    versions = {(t.model_spec.WhichOneof("version_choice"), t.model_spec.version.value, t.model_spec.version_label)
+                for t in request.tasks}
+    if len(versions) > 1:
+        raise invalid_argument("All MultiInference tasks must ask for the same version.")
+    signatures = [_signature_key(t.model_spec) for t in request.tasks]
+    if len(set(signatures)) != len(signatures):
+        raise invalid_argument(f"MultiInference tasks repeat a signature: {signatures}.")
+    for task in request.tasks:
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise invalid_argument(f"MultiInference task method {task.method_name!r} is not supported; allowed: "
+                                   f"{CLASSIFY_METHOD!r}, {REGRESS_METHOD!r}.")
+
+
+class Observed:
+    """Times one request and records it in the metrics with the status it ended with."""
+
+    def __init__(self, metrics: ServingMetrics, method: str, api: str, model_name: str = ""):
+        self.metrics, self.method, self.api = metrics, method, api
+        self.model_name, self.version, self.status = model_name, None, "OK"
+        self.start = time.perf_counter()
+
+    def finish(self) -> None:
+        self.metrics.observe_request(self.model_name, self.version, self.method, self.api, self.status,
+                                     time.perf_counter() - self.start)
+
+
+class _Servicers(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
+    """Both gRPC services; every call is timed, counted, and mapped to a gRPC status."""
+
+    def __init__(self, server: "LaminaServer"):
+        self.server = server
+        self.inference = server.inference
+
+    def _call(self, method: str, request, context, handler: Callable, model_spec=None):
+        observed = Observed(self.server.metrics, method, "grpc", model_spec.name if model_spec is not None else "")
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None and remaining < 1e6 else None
+        self.server.request_started()
+        try:
+            if model_spec is None:
+                return handler(request)
+            with self.inference.resolve(model_spec) as model:
+                observed.version = model.version
+                return handler(model, request, deadline)
+        except ServingError as e:
+            observed.status = e.code
+            context.abort(getattr(grpc.StatusCode, e.code), str(e))
+        except Exception as e:
+            if _is_abort(e):
+                raise
+            observed.status = "INTERNAL"
+            log.exception("internal error in %s", method)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        finally:
+            observed.finish()
+            self.server.request_finished()
 
     def Predict(self, request, context):
-        with _status(context):
-            model = self.registry.get(request.model_spec.name, _version(request.model_spec))
-            signature = _signature_key(request.model_spec)
-            fn = model.signature(signature)
-            outputs = run_signature(model, signature, tensor_inputs(fn, request.inputs, signature))
-            wanted = list(request.output_filter) or sorted(outputs)
-            unknown = [k for k in wanted if k not in outputs]
-            if unknown:
-                raise invalid_argument(f"output_filter names unknown output {unknown}; outputs: {sorted(outputs)}.")
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = model.name
-            response.model_spec.version.value = model.version
-            response.model_spec.signature_name = signature
-            for key in wanted:
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
-            return response
+        return self._call("Predict", request, context, self.inference.predict, request.model_spec)
 
     def Classify(self, request, context):
-        with _status(context):
-            model = self.registry.get(request.model_spec.name, _version(request.model_spec))
-            signature = _signature_key(request.model_spec)
-            _example_signature(model, signature, CLASSIFY_METHOD, "Classify")
-            serialized = examples_from_input(request.input)
-            outputs = run_signature(model, signature, {"inputs": tf.constant(serialized, tf.string)})
-            scores, classes = outputs.get("scores"), outputs.get("classes")
-            response = classification_pb2.ClassificationResponse()
-            response.model_spec.name = model.name
-            response.model_spec.version.value = model.version
-            response.model_spec.signature_name = signature
-            for i in range(len(serialized)):
-                row = response.result.classifications.add()
-                width = (scores if scores is not None else classes).shape[1]
-                for j in range(width):
-                    c = row.classes.add()
-                    if classes is not None:
-                        c.label = classes[i][j].decode("utf-8")
-                    if scores is not None:
-                        c.score = float(scores[i][j])
-            return response
+        return self._call("Classify", request, context, self.inference.classify, request.model_spec)
 
     def Regress(self, request, context):
-        with _status(context):
-            model = self.registry.get(request.model_spec.name, _version(request.model_spec))
-            signature = _signature_key(request.model_spec)
-            _example_signature(model, signature, REGRESS_METHOD, "Regress")
-            serialized = examples_from_input(request.input)
-            outputs = run_signature(model, signature, {"inputs": tf.constant(serialized, tf.string)})
-            values = np.reshape(outputs["outputs"], [-1])
-            response = regression_pb2.RegressionResponse()
-            response.model_spec.name = model.name
-            response.model_spec.version.value = model.version
-            response.model_spec.signature_name = signature
-            for v in values:
-                response.result.regressions.add(value=float(v))
-            return response
+        return self._call("Regress", request, context, self.inference.regress, request.model_spec)
+
+    def MultiInference(self, request, context):
+        def no_tasks(_):
+            raise invalid_argument("MultiInference request has no tasks.")
+
+        if not request.tasks:
+            return self._call("MultiInference", request, context, no_tasks)
+        return self._call("MultiInference", request, context, self.inference.multi_inference,
+                          request.tasks[0].model_spec)
 
     def GetModelMetadata(self, request, context):
-        with _status(context):
-            model = self.registry.get(request.model_spec.name, _version(request.model_spec))
-            fields = list(request.metadata_field)
-            if fields != ["signature_def"]:
-                raise invalid_argument(f"Metadata field {fields!r} is not supported; the only field is 'signature_def'.")
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = model.name
-            response.model_spec.version.value = model.version
-            sig_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, sig in model.signature_defs.items():
-                sig_map.signature_def[key].CopyFrom(sig)
-            packed = any_pb2.Any()
-            packed.Pack(sig_map)
-            response.metadata["signature_def"].CopyFrom(packed)
-            return response
-
-
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, registry: ModelRegistry):
-        self.registry = registry
+        return self._call("GetModelMetadata", request, context,
+                          lambda model, req, _deadline: self.inference.metadata(model, req), request.model_spec)
 
     def GetModelStatus(self, request, context):
-        with _status(context):
-            model = self.registry.get(request.model_spec.name, _version(request.model_spec))
-            response = get_model_status_pb2.GetModelStatusResponse()
-            status = response.model_version_status.add()
-            status.version = model.version
-            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-            status.status.CopyFrom(status_pb2.StatusProto(error_code=0, error_message=""))
-            return response
+        return self._call("GetModelStatus", request, context, self.inference.model_status)
 
-
-class _status:
-    """Maps ServingError to its gRPC status; any other error becomes INTERNAL, logged."""
-
-    def __init__(self, context):
-        self.context = context
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is None:
-            return False
-        if isinstance(exc, ServingError):
-            self.context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        if isinstance(exc, Exception) and not _is_abort(exc):
-            log.exception("internal error")
-            self.context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-        return False
+    def HandleReloadConfigRequest(self, request, context):
+        return self._call("HandleReloadConfigRequest", request, context, self.server.reload_config)
 
 
 def _is_abort(exc: BaseException) -> bool:
@@ -250,42 +419,130 @@ def _is_abort(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("grpc")
 
 
-class LaminaServer:
-    """The gRPC server plus the model registry that feeds it."""
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"{what} {path}: {e.strerror}") from None
 
-    def __init__(self, model_dir: str, port: int = 8500, host: str = "127.0.0.1", poll_seconds: float = 1.0,
-                 max_workers: int = 8, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
-        self.registry = ModelRegistry(model_dir, poll_seconds=poll_seconds)
+
+class LaminaServer:
+    """The gRPC server, the optional REST server, the model registry that feeds them, and metrics.
+
+    `source`: a folder of pushed models (`<name>/<version>/`) or a TF Serving models.config.
+    `rest_port`: None for no REST; 0 for any free port. `batching`: None for no batching.
+    """
+
+    def __init__(self, source: str, port: int = 8500, host: str = "127.0.0.1", rest_port: Optional[int] = None,
+                 poll_seconds: float = 1.0, max_workers: int = 16,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, batching: Optional[BatchingParameters] = None,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("TLS needs both a certificate (--tls-cert) and its private key (--tls-key).")
+        self.metrics = ServingMetrics()
+        self.batcher = Batcher(batching, on_batch=self._on_batch) if batching else None
+        self.registry = ModelRegistry(source, poll_seconds=poll_seconds, warmup=self._warmup,
+                                      on_event=self._on_load_event)
+        self.inference = Inference(self.registry, self.metrics, self.batcher)
         self.host = host
         self.requested_port = port
+        self.requested_rest_port = rest_port
+        self.max_request_bytes = max_request_bytes
+        self.tls = (_read(tls_cert, "TLS certificate"), _read(tls_key, "TLS key")) if tls_cert else None
+        self.tls_files = (tls_cert, tls_key) if tls_cert else None
         self.port: Optional[int] = None
-        options = [
-            ("grpc.max_receive_message_length", max_request_bytes),
-            ("grpc.max_send_message_length", max_request_bytes),
-        ]
+        self.rest = None
+        self.answered = 0
+        self.in_flight = 0
+        self._count_lock = threading.Lock()
+        options = [("grpc.max_receive_message_length", max_request_bytes),
+                   ("grpc.max_send_message_length", max_request_bytes)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.registry),
-                                                                             self._server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.registry), self._server)
+        servicers = _Servicers(self)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicers, self._server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicers, self._server)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _warmup(self, model: LoadedModel) -> int:
+        return self.inference.warmup(model)
+
+    def _on_batch(self, key, rows: int) -> None:
+        self.inference.observe_batch(key, rows)
+
+    def _on_load_event(self, event: str, name: str, version: int) -> None:
+        self.metrics.load_event(event, name, version)
+        self.metrics.available.labels(name).set(len(self.registry.versions(name)))
+
+    def request_started(self) -> None:
+        with self._count_lock:
+            self.in_flight += 1
+
+    def request_finished(self) -> None:
+        with self._count_lock:
+            self.in_flight -= 1
+            self.answered += 1
+
+    def reload_config(self, request) -> model_management_pb2.ReloadConfigResponse:
+        try:
+            configs = configs_from_proto(request.config, "ReloadConfigRequest", self.registry.root)
+        except ConfigError as e:
+            raise invalid_argument(str(e)) from None
+        self.registry.reload_config(configs)
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.error_code = 0
+        return response
+
+    # -- life cycle ------------------------------------------------------------------------
 
     @property
     def target(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def rest_url(self) -> Optional[str]:
+        if self.rest is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.rest.port}"
+
     def start(self) -> "LaminaServer":
+        if self.batcher:
+            self.batcher.start()
         self.registry.start()
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.port = self._server.add_insecure_port(f"{host}:{self.requested_port}")
+        address = f"{host}:{self.requested_port}"
+        try:
+            if self.tls:
+                key_cert = [(self.tls[1], self.tls[0])]
+                self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials(key_cert))
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"could not bind {address}: {e}") from None
         if not self.port:
-            raise OSError(f"could not bind {host}:{self.requested_port}")
+            raise OSError(f"could not bind {address}")
         self._server.start()
-        log.info("serving %s on %s", self.registry.root, self.target)
+        if self.requested_rest_port is not None:
+            from serving.rest import RestServer
+
+            self.rest = RestServer(self, self.host, self.requested_rest_port).start()
+        log.info("serving %s on %s%s", self.registry.source, self.target,
+                 f" and {self.rest_url}" if self.rest else "")
         return self
 
-    def stop(self, grace: float = 5.0) -> None:
-        self._server.stop(grace).wait()
+    def stop(self, grace: float = 30.0) -> None:
+        """Stops accepting, lets in-flight requests finish (up to `grace` seconds), then stops."""
+        stopped = self._server.stop(grace)
+        if self.rest:
+            self.rest.stop()
+        stopped.wait()
+        if self.batcher:
+            self.batcher.stop()
         self.registry.stop()
+        log.info("stopped after %d requests (%d in flight)", self.answered, self.in_flight)
 
     def wait(self) -> None:
         """Blocks until SIGINT or SIGTERM, then stops gracefully."""
@@ -294,3 +551,13 @@ class LaminaServer:
             signal.signal(sig, lambda *_: done.set())
         done.wait()
         self.stop()
+
+
+def read_warmup_requests(path: str) -> List[prediction_log_pb2.PredictionLog]:
+    """The PredictionLogs in a tf_serving_warmup_requests file."""
+    logs = []
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        entry = prediction_log_pb2.PredictionLog()
+        entry.ParseFromString(record)
+        logs.append(entry)
+    return logs

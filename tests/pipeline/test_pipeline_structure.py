@@ -22,7 +22,7 @@ def test_components_and_dependencies(tmp_path):
     assert _upstream(by_id["Transform"]) == ["AnomalyGate", "CsvExampleGen"]
     assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
-    assert _upstream(by_id["Pusher"]) == ["Evaluator", "Trainer"]
+    assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "Evaluator", "Trainer"]
     assert p.pipeline_info.pipeline_name == "penguins"
     assert p.pipeline_info.pipeline_root == str(tmp_path / "lamina_runs" / "penguins" / "pipeline")
     assert p.enable_cache is True

@@ -1,0 +1,82 @@
+"""Pusher that adds TF Serving warmup requests to the model it pushes.
+
+TFX's Pusher, with one more (optional) input: the raw `examples`. Before the copy to the
+serving directory, the blessed model is staged in the executor's temporary folder and
+`assets.extra/tf_serving_warmup_requests` is written into it from the first
+`warmup_examples` examples of the eval split (a Predict request and a Classify or Regress
+request on `serving_default`; serving/warmup.py). The trained model artifact itself is left
+as it is. TFX's Pusher then copies saved_model.pb last, as before, and an unblessed model is
+still never pushed.
+"""
+
+import glob
+import os
+from typing import Any, Dict, List, Optional
+
+import tensorflow as tf
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.components.pusher.component import Pusher
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import io_utils, json_utils
+
+EXAMPLES_KEY = "examples"
+WARMUP_EXAMPLES_KEY = "warmup_examples"
+DEFAULT_WARMUP_EXAMPLES = 8
+
+
+class WarmupPusherSpec(standard_component_specs.PusherSpec):
+    PARAMETERS = {**standard_component_specs.PusherSpec.PARAMETERS,
+                  WARMUP_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True)}
+    INPUTS = {**standard_component_specs.PusherSpec.INPUTS,
+              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True)}
+
+
+def first_examples(examples: types.Artifact, split: str, count: int) -> List[bytes]:
+    """The first `count` serialized tf.Examples of `split` (GZIP TFRecords, as ExampleGen writes)."""
+    uri = artifact_utils.get_split_uri([examples], split)
+    files = sorted(glob.glob(os.path.join(uri, "*")))
+    if not files:
+        return []
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    return [bytes(r) for r in dataset.as_numpy_iterator()]
+
+
+class Executor(pusher_executor.Executor):
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._warmup_source = (input_dict.get(EXAMPLES_KEY) or [None])[0]
+        self._warmup_count = exec_properties.get(WARMUP_EXAMPLES_KEY) or DEFAULT_WARMUP_EXAMPLES
+        super().Do(input_dict, output_dict, exec_properties)
+
+    def GetModelPath(self, input_dict: Dict[str, List[types.Artifact]]) -> str:
+        model_path = super().GetModelPath(input_dict)
+        if self._warmup_source is None:
+            return model_path
+        from serving.warmup import write_warmup_requests
+
+        staged = os.path.join(self._get_tmp_dir(), "model_with_warmup")
+        io_utils.copy_dir(model_path, staged)
+        examples = first_examples(self._warmup_source, "eval", self._warmup_count)
+        if examples:
+            write_warmup_requests(staged, examples)
+        return staged
+
+
+class WarmupPusher(Pusher):
+    """`Pusher(model, model_blessing, push_destination, examples=..., warmup_examples=8)`."""
+
+    SPEC_CLASS = WarmupPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model: types.BaseChannel, model_blessing: Optional[types.BaseChannel] = None,
+                 push_destination: Optional[pusher_pb2.PushDestination] = None,
+                 examples: Optional[types.BaseChannel] = None, warmup_examples: int = DEFAULT_WARMUP_EXAMPLES):
+        spec = WarmupPusherSpec(
+            model=model, model_blessing=model_blessing, push_destination=push_destination,
+            custom_config=json_utils.dumps({}), examples=examples, warmup_examples=warmup_examples,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel))
+        base_component.BaseComponent.__init__(self, spec=spec)
