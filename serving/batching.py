@@ -41,26 +41,41 @@ class BatchingParameters:
             raise ValueError(f"batching: batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}.")
 
 
-def read_batching_config(path: str) -> BatchingParameters:
-    """TF Serving's batching.config (BatchingParameters in text format)."""
-    from google.protobuf import text_format
-    from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
+USED_FIELDS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
+# Other BatchingParameters fields TF Serving knows; accepted here and not acted on.
+KNOWN_FIELDS = USED_FIELDS + ("thread_pool_name", "allowed_batch_sizes", "pad_variable_length_inputs",
+                              "enable_large_batch_splitting", "max_execution_batch_size")
 
-    proto = session_bundle_config_pb2.BatchingParameters()
+
+def read_batching_config(path: str) -> BatchingParameters:
+    """TF Serving's batching.config: BatchingParameters in text format (`max_batch_size { value: 32 }`).
+
+    tensorflow-serving-api does not ship that proto, so the file is read field by field; an
+    unknown field is an error naming the known ones.
+    """
+    import re
+
     try:
         with open(path, encoding="utf-8") as f:
-            text_format.Parse(f.read(), proto)
-    except (OSError, text_format.ParseError) as e:
-        raise ValueError(f"{path}: not a readable BatchingParameters text proto: {e}") from None
-    defaults = BatchingParameters()
-    return BatchingParameters(
-        max_batch_size=proto.max_batch_size.value if proto.HasField("max_batch_size") else defaults.max_batch_size,
-        batch_timeout_micros=(proto.batch_timeout_micros.value if proto.HasField("batch_timeout_micros")
-                              else defaults.batch_timeout_micros),
-        num_batch_threads=(proto.num_batch_threads.value if proto.HasField("num_batch_threads")
-                           else defaults.num_batch_threads),
-        max_enqueued_batches=(proto.max_enqueued_batches.value if proto.HasField("max_enqueued_batches")
-                              else defaults.max_enqueued_batches))
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the batching config: {e.strerror}.") from None
+    values = {}
+    body = re.sub(r"#[^\n]*", "", text)
+    for match in re.finditer(r"(\w+)\s*:?\s*\{\s*value\s*:\s*([^}\s]+)\s*\}|(\w+)\s*:\s*(\S+)|(\S+)", body):
+        name = match.group(1) or match.group(3)
+        value = match.group(2) or match.group(4)
+        if name is None:
+            raise ValueError(f"{path}: cannot read {match.group(5)!r}; fields look like 'max_batch_size "
+                             "{ value: 32 }'.")
+        if name not in KNOWN_FIELDS:
+            raise ValueError(f"{path}: unknown field {name!r}; known: {', '.join(KNOWN_FIELDS)}.")
+        if name in USED_FIELDS:
+            try:
+                values[name] = int(value)
+            except ValueError:
+                raise ValueError(f"{path}: {name} must be an integer, got {value!r}.") from None
+    return BatchingParameters(**values)
 
 
 class _Task:
@@ -187,7 +202,13 @@ class Batcher:
                 else:
                     live.append(task)
             if live:
-                self._run_batch(live)
+                try:
+                    self._run_batch(live)
+                except BaseException as e:  # never leave a caller waiting on a dead worker
+                    for task in live:
+                        if not task.done.is_set():
+                            task.error = e
+                            task.done.set()
 
     def _run_batch(self, batch: List[_Task]) -> None:
         key = batch[0].key

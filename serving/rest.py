@@ -234,7 +234,19 @@ def model_status_json(response) -> dict:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "Lamina"
     protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive connection is closed after this many seconds
     lamina = None  # the LaminaServer, set on a subclass per server
+    busy = False  # answering a request (not waiting for the next one on a keep-alive connection)
+
+    def setup(self):
+        super().setup()
+        self.server.handlers.add(self)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.handlers.discard(self)
 
     def log_message(self, fmt, *args):  # access log at debug level, not on stderr
         log.debug("rest %s - %s", self.address_string(), fmt % args)
@@ -250,13 +262,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode("utf-8"))
 
     def do_GET(self):
-        if self.path == METRICS_PATH:
-            self._send(200, self.lamina.metrics.render(), self.lamina.metrics.content_type)
-            return
-        self._route("GET")
+        self.busy = True
+        try:
+            if self.path == METRICS_PATH:
+                self._send(200, self.lamina.metrics.render(), self.lamina.metrics.content_type)
+            else:
+                self._route("GET")
+        finally:
+            self._done()
 
     def do_POST(self):
-        self._route("POST")
+        self.busy = True
+        try:
+            self._route("POST")
+        finally:
+            self._done()
+
+    def _done(self):
+        self.busy = False
+        if self.server.stopping:
+            self.close_connection = True
 
     def _route(self, http_method: str) -> None:
         match = MODEL_PATH.match(self.path.split("?", 1)[0])
@@ -373,6 +398,11 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 128
 
+    def __init__(self, *args, **kwargs):
+        self.handlers = set()
+        self.stopping = False
+        super().__init__(*args, **kwargs)
+
 
 class RestServer:
     """Runs the REST API for a LaminaServer on its own thread."""
@@ -397,8 +427,15 @@ class RestServer:
         return self
 
     def stop(self) -> None:
-        """Stops accepting, then waits for the requests being answered."""
+        """Stops accepting, closes idle keep-alive connections, waits for the requests being answered."""
+        self.httpd.stopping = True
         self.httpd.shutdown()
+        for handler in list(self.httpd.handlers):
+            if not handler.busy:
+                try:
+                    handler.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self.httpd.server_close()
         if self._thread:
             self._thread.join(timeout=30)

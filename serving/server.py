@@ -210,8 +210,9 @@ class Inference:
             outputs = call_signature(fn, tensors)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
-        rows = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
-        self.observe_batch((model, signature), rows.pop() if len(rows) == 1 else 1)
+        if batch:  # warmup calls (batch=False) are not traffic
+            rows = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
+            self.observe_batch((model, signature), rows.pop() if len(rows) == 1 else 1)
         return outputs
 
     def observe_batch(self, key, rows: int) -> None:

@@ -79,3 +79,34 @@ def test_deploy_files_need_pushed_models(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"{tmp_path / 'empty'}: no pushed models; expected <model>/<version>/saved_model.pb folders, as Lamina's "
         f"Pusher writes them (serving.push_dir).")
+
+
+def test_lamina_serve_reads_the_written_models_and_batching_config(penguins_run, tmp_path):
+    """The same files, with the host's model folder as the models root, drive `lamina serve`."""
+    import grpc
+
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    from serving.batching import read_batching_config
+    from serving.deploy import DeploySettings, write_deploy_files
+    from serving.server import LaminaServer
+
+    spec, result = penguins_run
+    settings = DeploySettings(models_root=os.path.abspath(spec.push_dir), max_batch_size=48,
+                              batch_timeout_micros=1500, num_batch_threads=3)
+    write_deploy_files(spec.push_dir, str(tmp_path), settings)
+    batching = read_batching_config(str(tmp_path / "batching.config"))
+    assert (batching.max_batch_size, batching.batch_timeout_micros, batching.num_batch_threads) == (48, 1500, 3)
+    server = LaminaServer(str(tmp_path / "models.config"), port=0, batching=batching).start()
+    try:
+        stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(server.target))
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "penguins"
+        status = stub.GetModelStatus(request, 10.0).model_version_status
+        newest = max(int(v) for v in os.listdir(os.path.join(spec.push_dir, "penguins")) if v.isdigit())
+        assert newest >= int(os.path.basename(result.pushed_model_dir))
+        assert [(s.version, s.state) for s in status] == [
+            (newest, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+    finally:
+        server.stop()
+

@@ -2,7 +2,6 @@
 status, reload, warmup, REST, metrics, TLS. A real server on loopback ports, real gRPC stubs."""
 
 import base64
-import json
 import os
 import shutil
 import subprocess

@@ -1,0 +1,237 @@
+"""Serving latency and throughput: gRPC and REST, batching off and on, 1/8/32 clients, side by side
+with the in-process model call on the same inputs (the floor).
+
+    .venv/bin/python benchmarks/serving.py --penguins PUSH_DIR [--image PUSH_DIR] [--seconds 3]
+
+PUSH_DIR is a pushed model folder (`<push_dir>/<model name>`), e.g. after `make demo`:
+examples/penguins/serving_models/penguins; after `lamina demo --images`:
+examples/digits/serving_models/digits. Without --penguins the penguins pipeline is run first
+in a temporary folder. The servers are `lamina serve` subprocesses (one with batching, one
+without) over one models.config naming both models; clients are threads here, each with
+its own channel or HTTP session, sending one row per request. Penguins requests are one
+serialized tf.Example to serving_default; image requests are one PNG to serving_raw.
+"""
+
+import argparse
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pipeline  # noqa: F401,E402 - sets the TF environment before TensorFlow loads
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values) * 1000.0, q))
+
+
+def penguin_inputs(model_dir):
+    import csv
+
+    from pipeline.datasets import write_penguins_csv
+    from serving.client import row_to_example
+
+    path = os.path.join(tempfile.mkdtemp(), "penguins.csv")
+    write_penguins_csv(path)
+    model = tf.saved_model.load(model_dir)
+    raw = model.signatures["serving_raw"].structured_input_signature[1]
+    dtypes = {k: v.dtype.as_datatype_enum for k, v in raw.items()}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))[:64]
+    return [{"inputs": np.array([row_to_example(r, dtypes, n).SerializeToString()], dtype=object)}
+            for n, r in enumerate(rows, 1)], "serving_default"
+
+
+def image_inputs(model_dir):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    model = tf.saved_model.load(model_dir)
+    key = next(iter(model.signatures["serving_raw"].structured_input_signature[1]))
+    images = load_digits().images[:64]
+    out = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray((image * 16).clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
+        out.append({key: np.array([buffer.getvalue()], dtype=object)})
+    return out, "serving_raw"
+
+
+def run_clients(clients, seconds, make_sender):
+    """Each client thread sends requests back to back for `seconds`; returns latencies and throughput."""
+    latencies, lock = [], threading.Lock()
+    stop = time.perf_counter() + seconds
+    errors = []
+
+    def worker(k):
+        send = make_sender(k)
+        local = []
+        i = k
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            try:
+                send(i)
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(repr(e)[:200])
+            local.append(time.perf_counter() - t0)
+            i += clients
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "rps": len(latencies) / elapsed, "requests": len(latencies), "errors": len(errors)}
+
+
+def grpc_sender(target, model, signature, inputs):
+    def make(_k):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
+        protos = []
+        for x in inputs:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name, request.model_spec.signature_name = model, signature
+            for key, value in x.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            protos.append(request)
+        return lambda i: stub.Predict(protos[i % len(protos)], 60.0)
+    return make
+
+
+def rest_sender(url, model, signature, inputs):
+    def make(_k):
+        session = requests.Session()
+        bodies = [json.dumps({"signature_name": signature, "instances": [
+            {k: {"b64": base64.b64encode(v[0]).decode()} for k, v in x.items()}]}) for x in inputs]
+        endpoint = f"{url}/v1/models/{model}:predict"
+
+        def send(i):
+            response = session.post(endpoint, data=bodies[i % len(bodies)], timeout=60)
+            response.raise_for_status()
+        return send
+    return make
+
+
+def in_process_sender(model_dir, signature, inputs):
+    fn = tf.saved_model.load(model_dir).signatures[signature]
+    tensors = [{k: tf.constant(v) for k, v in x.items()} for x in inputs]
+    fn(**tensors[0])  # traced before timing
+
+    def make(_k):
+        return lambda i: {k: v.numpy() for k, v in fn(**tensors[i % len(tensors)]).items()}
+    return make
+
+
+def start_server(config, batching):
+    args = [sys.executable, "-m", "pipeline.cli", "serve", "--model-config-file", config, "--port", "0",
+            "--rest-port", "0"]
+    if batching:
+        args += ["--enable-batching", "--max-batch-size", "32", "--batch-timeout-micros", "2000",
+                 "--num-batch-threads", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    line = ""
+    while "gRPC on" not in line:
+        line = proc.stdout.readline()
+        if proc.poll() is not None:
+            raise RuntimeError("lamina serve did not start")
+    target = line.split("gRPC on ")[1].split(",")[0].strip()
+    url = line.split("REST on ")[1].split(" ")[0].strip()
+    return proc, target, url
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--penguins", help="pushed penguins model folder (<push_dir>/penguins)")
+    parser.add_argument("--image", help="pushed image model folder (<push_dir>/digits)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per configuration")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    if not args.penguins:
+        import shutil
+
+        from pipeline.datasets import write_penguins_csv
+        from pipeline.local_runner import run_pipeline
+        from pipeline.spec import load_spec
+
+        work = tempfile.mkdtemp()
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "penguins",
+                                 "spec.yaml"), os.path.join(work, "spec.yaml"))
+        write_penguins_csv(os.path.join(work, "data", "penguins.csv"))
+        spec = load_spec(os.path.join(work, "spec.yaml"))
+        run_pipeline(spec)
+        args.penguins = os.path.join(spec.push_dir, spec.serving.model_name)
+
+    models = {"penguins": (args.penguins, penguin_inputs)}
+    if args.image and os.path.isdir(args.image):
+        models[os.path.basename(os.path.normpath(args.image))] = (args.image, image_inputs)
+    config = os.path.join(tempfile.mkdtemp(), "models.config")
+    with open(config, "w") as f:
+        f.write("model_config_list {\n" + "".join(
+            f'  config {{ name: "{name}" base_path: "{os.path.abspath(path)}" }}\n'
+            for name, (path, _) in models.items()) + "}\n")
+    clients = [int(c) for c in args.clients.split(",")]
+    results = []
+    servers = {False: start_server(config, False), True: start_server(config, True)}
+    try:
+        for name, (path, make_inputs) in models.items():
+            version = max(int(v) for v in os.listdir(path) if v.isdigit())
+            inputs, signature = make_inputs(os.path.join(path, str(version)))
+            senders = {("in-process", "-"): in_process_sender(os.path.join(path, str(version)), signature, inputs)}
+            for batching, (_, target, url) in servers.items():
+                label = "on" if batching else "off"
+                senders[("grpc", label)] = grpc_sender(target, name, signature, inputs)
+                senders[("rest", label)] = rest_sender(url, name, signature, inputs)
+            for n in clients:  # every configuration at one client count runs back to back
+                for (api, batching), sender in senders.items():
+                    run_clients(1, 0.3, sender)  # warm the path
+                    r = run_clients(n, args.seconds, sender)
+                    r.update(model=name, api=api, batching=batching, clients=n)
+                    results.append(r)
+                    print(f"{name:9s} {api:10s} batching={batching:3s} clients={n:2d}  p50 {r['p50_ms']:7.2f} ms  "
+                          f"p99 {r['p99_ms']:7.2f} ms  {r['rps']:8.1f} req/s  errors {r['errors']}", flush=True)
+    finally:
+        for proc, _, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+
+    print("\nSummary")
+    for name in models:
+        def get(api, batching, n):
+            return next(r for r in results if r["model"] == name and r["api"] == api and r["batching"] == batching
+                        and r["clients"] == n)
+        floor = get("in-process", "-", 1)["p50_ms"]
+        grpc_p50 = get("grpc", "off", 1)["p50_ms"]
+        rest_p50 = get("rest", "off", 1)["p50_ms"]
+        print(f"  {name}: in-process p50 {floor:.2f} ms; gRPC p50 {grpc_p50:.2f} ms (overhead {grpc_p50 - floor:.2f} ms);"
+              f" REST p50 {rest_p50:.2f} ms (overhead {rest_p50 - floor:.2f} ms)")
+        top = max(clients)
+        on, off = get("grpc", "on", top)["rps"], get("grpc", "off", top)["rps"]
+        print(f"  {name}: gRPC throughput at {top} clients: batching {on:.0f} req/s vs {off:.0f} without "
+              f"({on / off:.2f}x)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

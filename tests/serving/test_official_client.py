@@ -1,0 +1,116 @@
+"""TF Serving's own client code, unchanged in shape, against `lamina serve`.
+
+The request building follows tensorflow-serving-api's examples (tensorflow_serving/example/
+mnist_client.py, resnet_client_grpc.py, resnet_client.py): stubs from
+prediction_service_pb2_grpc, `tf.make_tensor_proto`, `stub.Predict(request, timeout)` and
+`stub.Predict.future`, and for REST a hand-written JSON string posted with `requests`.
+"""
+
+import base64
+import io
+import json
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from serving.server import LaminaServer
+
+pytestmark = pytest.mark.e2e
+
+PENGUIN = {"island": b"Biscoe", "sex": b"female", "bill_length_mm": 46.1, "bill_depth_mm": 13.2,
+           "flipper_length_mm": 211, "body_mass_g": 4500}
+
+
+def _penguin_example():
+    feature = {}
+    for key, value in PENGUIN.items():
+        if isinstance(value, bytes):
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        elif isinstance(value, int):
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+@pytest.fixture(scope="module")
+def served(penguins_run):
+    spec, result = penguins_run
+    server = LaminaServer(spec.push_dir, port=0, rest_port=0).start()
+    yield server, tf.saved_model.load(result.pushed_model_dir)
+    server.stop()
+
+
+def test_grpc_client_as_in_tf_serving_examples(served):
+    server, model = served
+    # --- as resnet_client_grpc.py / mnist_client.py do it ---
+    channel = grpc.insecure_channel(server.target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "penguins"
+    request.model_spec.signature_name = "serving_default"
+    data = _penguin_example().SerializeToString()
+    request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(data, shape=[1]))
+    result = stub.Predict(request, 10.0)  # 10 secs timeout
+    future = stub.Predict.future(request, 5.0)
+    # ---
+    expected = model.signatures["serving_default"](inputs=tf.constant([data]))["scores"].numpy()
+    np.testing.assert_array_equal(tf.make_ndarray(result.outputs["scores"]), expected)
+    np.testing.assert_array_equal(tf.make_ndarray(future.result().outputs["scores"]), expected)
+    classes = [c.decode() for c in tf.make_ndarray(result.outputs["classes"])[0]]
+    assert sorted(classes) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert classes[int(np.argmax(expected[0]))] == "Gentoo"  # a real Gentoo's measurements
+
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = "penguins"
+    classify.input.example_list.examples.append(_penguin_example())
+    answer = stub.Classify(classify, 10.0)
+    np.testing.assert_allclose([c.score for c in answer.result.classifications[0].classes], expected[0], rtol=1e-6)
+    channel.close()
+
+
+def test_rest_client_as_in_tf_serving_examples(served):
+    server, model = served
+    # --- as resnet_client.py does it: a JSON string with {"b64": ...} instances, posted with requests ---
+    server_url = f"{server.rest_url}/v1/models/penguins:predict"
+    encoded = base64.b64encode(_penguin_example().SerializeToString())
+    predict_request = '{"instances" : [{"b64": "%s"}]}' % encoded.decode()
+    response = requests.post(server_url, data=predict_request)
+    response.raise_for_status()
+    prediction = response.json()["predictions"][0]
+    # ---
+    expected = model.signatures["serving_default"](inputs=tf.constant([_penguin_example().SerializeToString()]))
+    np.testing.assert_allclose(prediction["scores"], expected["scores"].numpy()[0], rtol=1e-6)
+    assert prediction["classes"][int(np.argmax(prediction["scores"]))] == "Gentoo"
+    # The REST classify API, with a JSON example as TF Serving's REST docs write it.
+    body = json.dumps({"examples": [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in PENGUIN.items()}]})
+    results = requests.post(f"{server.rest_url}/v1/models/penguins:classify", data=body).json()["results"]
+    np.testing.assert_allclose([s for _, s in results[0]], expected["scores"].numpy()[0], rtol=1e-6)
+
+
+def test_rest_image_bytes_as_in_resnet_client(digits_run):
+    spec, result = digits_run
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    server = LaminaServer(spec.push_dir, port=0, rest_port=0).start()
+    try:
+        model = tf.saved_model.load(result.pushed_model_dir)
+        for index in (0, 1, 2):
+            buffer = io.BytesIO()
+            Image.fromarray((digits.images[index] * 16).astype(np.uint8)).save(buffer, format="PNG")
+            jpeg_bytes = base64.b64encode(buffer.getvalue()).decode("utf-8")
+            predict_request = '{"signature_name": "serving_raw", "instances" : [{"b64": "%s"}]}' % jpeg_bytes
+            response = requests.post(f"{server.rest_url}/v1/models/{spec.serving.model_name}:predict",
+                                     data=predict_request)
+            response.raise_for_status()
+            prediction = response.json()["predictions"][0]
+            expected = model.signatures["serving_raw"](image=tf.constant([buffer.getvalue()]))["scores"].numpy()[0]
+            np.testing.assert_allclose(prediction["scores"], expected, rtol=1e-5, atol=1e-7)
+    finally:
+        server.stop()
