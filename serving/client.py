@@ -324,9 +324,16 @@ class RestClient:
         return self._call("POST", self._model_path(model, version) + ":predict", body)["predictions"]
 
     def _columns(self, predictions: list) -> Dict[str, np.ndarray]:
+        """Arrays as the gRPC client returns them: strings as bytes, so format_predictions reads both."""
+        def array(values):
+            a = np.array(values)
+            if a.dtype.kind == "U":
+                a = np.array([v.encode("utf-8") for v in a.reshape(-1)], dtype=object).reshape(a.shape)
+            return a
+
         if predictions and isinstance(predictions[0], dict):
-            return {k: np.array([p[k] for p in predictions]) for k in predictions[0]}
-        return {"outputs": np.array(predictions)}
+            return {k: array([p[k] for p in predictions]) for k in predictions[0]}
+        return {"outputs": array(predictions)}
 
     def predict(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
                 inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> Dict[str, np.ndarray]:

@@ -114,3 +114,46 @@ def test_rest_image_bytes_as_in_resnet_client(digits_run):
             np.testing.assert_allclose(prediction["scores"], expected, rtol=1e-5, atol=1e-7)
     finally:
         server.stop()
+
+
+def test_pusher_writes_warmup_requests_that_the_server_replays(served, penguins_run):
+    from serving.registry import WARMUP_FILE
+    from serving.server import read_warmup_requests
+
+    server, _ = served
+    _, result = penguins_run
+    logs = read_warmup_requests(f"{result.pushed_model_dir}/{WARMUP_FILE}")
+    assert [entry.WhichOneof("log_type") for entry in logs] == ["predict_log", "classify_log"]
+    examples = logs[1].classify_log.request.input.example_list.examples
+    assert len(examples) == 8 and all("island" in ex.features.feature for ex in examples)
+    predicted = [tf.train.Example.FromString(b) for b in tf.make_ndarray(logs[0].predict_log.request.inputs["inputs"])]
+    assert predicted == list(examples)
+    version = int(result.pushed_model_dir.rstrip("/").split("/")[-1])
+    assert f"serving penguins version {version} after 2 warmup request(s)" in server.registry.events
+
+
+def test_lamina_predict_over_rest_matches_grpc(served, tmp_path, capsys):
+    from pipeline.cli import main
+
+    server, _ = served
+    rows = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in PENGUIN.items()},
+            {"island": "Torgersen", "sex": "", "bill_length_mm": 39.1, "bill_depth_mm": 18.7,
+             "flipper_length_mm": 181, "body_mass_g": 3750}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    outputs = {}
+    for name, flags in (("grpc", ["--target", server.target]), ("rest", ["--rest", server.rest_url]),
+                        ("rest_raw", ["--rest", server.rest_url, "--raw"]), ("grpc_raw", ["--target", server.target,
+                                                                                           "--raw"]),
+                        ("rest_classify", ["--rest", server.rest_url, "--classify"])):
+        assert main(["predict", str(path), "--model", "penguins", "--timeout", "5"] + flags) == 0
+        outputs[name] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["class"] for o in outputs["grpc"]] == ["Gentoo", "Adelie"]
+    for name in ("rest", "rest_raw", "grpc_raw", "rest_classify"):
+        assert [o["class"] for o in outputs[name]] == ["Gentoo", "Adelie"], name
+        for got, want in zip(outputs[name], outputs["grpc"]):
+            for label, score in want["scores"].items():
+                assert abs(got["scores"][label] - score) <= 1e-5, (name, label)
+    assert main(["predict", str(path), "--model", "walrus", "--rest", server.rest_url]) == 1
+    assert capsys.readouterr().err.strip() == (f"{server.rest_url}: NOT_FOUND: Model 'walrus' not found; "
+                                               "serving: penguins.")
