@@ -235,6 +235,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "Lamina"
     protocol_version = "HTTP/1.1"
     timeout = 30  # an idle keep-alive connection is closed after this many seconds
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
     lamina = None  # the LaminaServer, set on a subclass per server
     busy = False  # answering a request (not waiting for the next one on a keep-alive connection)
 

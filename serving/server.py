@@ -436,7 +436,7 @@ class LaminaServer:
     """
 
     def __init__(self, source: str, port: int = 8500, host: str = "127.0.0.1", rest_port: Optional[int] = None,
-                 poll_seconds: float = 1.0, max_workers: int = 16,
+                 poll_seconds: float = 1.0, max_workers: int = 64,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, batching: Optional[BatchingParameters] = None,
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
         if bool(tls_cert) != bool(tls_key):
