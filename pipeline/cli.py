@@ -145,6 +145,7 @@ def cmd_serve(args) -> int:
     except (ConfigError, ValueError, OSError) as e:
         _err(str(e))
         return 2
+    server.catch_signals()  # before the line below: whoever reads it may signal at once
     rest = f", REST on {server.rest_url}" if server.rest else ""
     print(f"Serving {os.path.abspath(source)}: gRPC on {server.target}{rest} "
           f"(models: {', '.join(server.registry.names()) or 'none yet'}"

@@ -456,6 +456,7 @@ class LaminaServer:
         self.rest = None
         self.answered = 0
         self.in_flight = 0
+        self._signalled: Optional[threading.Event] = None
         self._count_lock = threading.Lock()
         options = [("grpc.max_receive_message_length", max_request_bytes),
                    ("grpc.max_send_message_length", max_request_bytes)]
@@ -545,12 +546,17 @@ class LaminaServer:
         self.registry.stop()
         log.info("stopped after %d requests (%d in flight)", self.answered, self.in_flight)
 
+    def catch_signals(self) -> threading.Event:
+        """From now on SIGINT and SIGTERM set the returned event instead of killing the process."""
+        if self._signalled is None:
+            self._signalled = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._signalled.set())
+        return self._signalled
+
     def wait(self) -> None:
         """Blocks until SIGINT or SIGTERM, then stops gracefully."""
-        done = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: done.set())
-        done.wait()
+        self.catch_signals().wait()
         self.stop()
 
 
