@@ -341,7 +341,7 @@ def test_a_version_is_loaded_before_traffic_and_the_old_one_released(tmp_path):
         srv.stop()
 
 
-def test_half_written_and_corrupt_versions_are_skipped_then_retried_when_fixed(tmp_path):
+def test_half_written_and_corrupt_versions_are_skipped_then_retried_when_fixed(tmp_path, caplog):
     write_toy_model(str(tmp_path / "models" / "toy"), 1)
     srv = LaminaServer(str(tmp_path / "models"), port=0, poll_seconds=3600).start()
     try:
@@ -356,6 +356,8 @@ def test_half_written_and_corrupt_versions_are_skipped_then_retried_when_fixed(t
         srv.registry.refresh()
         assert srv.registry.versions("toy") == [1]
         assert srv.registry.events[-1].startswith(f"skipped toy version 2 at {half}: ")
+        logged = [r for r in caplog.records if r.name == "lamina.serving" and r.levelname == "WARNING"]
+        assert [r.getMessage() for r in logged] == [srv.registry.events[-1]]
         srv.registry.refresh()  # unchanged: not retried, not reported again
         assert len(srv.registry.events) == 2
         assert _stub(srv).Predict(_predict(), 10.0).model_spec.version.value == 1
