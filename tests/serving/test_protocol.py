@@ -329,7 +329,9 @@ def test_a_version_is_loaded_before_traffic_and_the_old_one_released(tmp_path):
         write_toy_model(str(tmp_path / "staging"), 2, scale=2.0)
         os.rename(tmp_path / "staging" / "2", tmp_path / "models" / "toy" / "2")
         assert srv.registry.wait_for_version("toy", 2, timeout=20)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20  # version 1 is retired right after version 2 is in
+        while not srv.registry.events[-1].startswith("retiring") and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert srv.registry.versions("toy") == [2]
         assert srv.registry.events[-1] == ("retiring toy version 1; released when its 1 in-flight request(s) "
                                            "finish")
