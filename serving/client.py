@@ -142,7 +142,20 @@ def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -
     return example
 
 
-class PredictionClient:
+class _Closing:
+    """`with Client(...) as client:` closes the channel or session on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PredictionClient(_Closing):
     """Predict / Classify / GetModelMetadata against any TF Serving-protocol server."""
 
     def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 16 * 1024 * 1024,
@@ -161,12 +174,6 @@ class PredictionClient:
 
     def close(self) -> None:
         self.channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def signature_defs(self, model: str, version: Optional[int] = None) -> Dict[str, object]:
         request = get_model_metadata_pb2.GetModelMetadataRequest()
@@ -260,7 +267,7 @@ def _json_bytes(value):
     return {"b64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
 
 
-class RestClient:
+class RestClient(_Closing):
     """The same calls as PredictionClient over TF Serving's REST API (`lamina serve` or tensorflow/serving).
 
     `url`: http(s)://host:8501. Rows are dicts of raw feature values, as for PredictionClient.
@@ -276,12 +283,6 @@ class RestClient:
 
     def close(self) -> None:
         self.session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _model_path(self, model: str, version: Optional[int]) -> str:
         return f"{self.url}/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")

@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - a locked install always has it
 log = logging.getLogger("lamina.serving")
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's cap
 
 

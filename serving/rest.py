@@ -27,7 +27,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
+from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, regression_pb2
 
 from serving.metrics import METRICS_PATH
 from serving.registry import ServingError, invalid_argument
@@ -263,26 +263,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode("utf-8"))
 
     def do_GET(self):
-        self.busy = True
-        try:
-            if self.path == METRICS_PATH:
-                self._send(200, self.lamina.metrics.render(), self.lamina.metrics.content_type)
-            else:
-                self._route("GET")
-        finally:
-            self._done()
+        self._handle("GET")
 
     def do_POST(self):
+        self._handle("POST")
+
+    def _handle(self, http_method: str) -> None:
         self.busy = True
         try:
-            self._route("POST")
+            if http_method == "GET" and self.path == METRICS_PATH:
+                self._send(200, self.lamina.metrics.render(), self.lamina.metrics.content_type)
+            else:
+                self._route(http_method)
         finally:
-            self._done()
-
-    def _done(self):
-        self.busy = False
-        if self.server.stopping:
-            self.close_connection = True
+            self.busy = False
+            if self.server.stopping:
+                self.close_connection = True
 
     def _route(self, http_method: str) -> None:
         match = MODEL_PATH.match(self.path.split("?", 1)[0])
@@ -350,8 +346,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise invalid_argument(f"Version {version!r} is not a number.")
         version = int(version) if version is not None else None
         if suffix == "":
-            from tensorflow_serving.apis import get_model_status_pb2
-
             request = get_model_status_pb2.GetModelStatusRequest()
             request.model_spec.name = name
             if version is not None:

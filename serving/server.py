@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from concurrent import futures
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import grpc
 import numpy as np
@@ -30,19 +30,18 @@ from google.protobuf import any_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_log_pb2, prediction_service_pb2_grpc, regression_pb2)
+                                     prediction_service_pb2_grpc, regression_pb2)
 from tensorflow_serving.apis import status_pb2
 
 from serving.batching import Batcher, BatchingParameters
 from serving.metrics import ServingMetrics
-from serving.registry import (MAX_WARMUP_RECORDS, WARMUP_FILE, ConfigError, LoadedModel, ModelRegistry,
-                              ServingError, configs_from_proto, invalid_argument)
+from serving.registry import (CLASSIFY_METHOD, MAX_WARMUP_RECORDS, REGRESS_METHOD, WARMUP_FILE, ConfigError,
+                              LoadedModel, ModelRegistry, ServingError, configs_from_proto, invalid_argument)
+from serving.warmup import iter_warmup_requests
 
 log = logging.getLogger("lamina.serving")
 
 DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
@@ -151,6 +150,13 @@ def _example_signature(model: LoadedModel, signature: str, method: str, api: str
     return fn
 
 
+def version_choice(model_spec) -> dict:
+    """{'version': N or None, 'label': L or None} from a ModelSpec's version_choice."""
+    choice = model_spec.WhichOneof("version_choice")
+    return {"version": model_spec.version.value if choice == "version" else None,
+            "label": model_spec.version_label if choice == "version_label" else None}
+
+
 def _set_spec(target, model: LoadedModel, signature: Optional[str] = None) -> None:
     target.name = model.name
     target.version.value = model.version
@@ -194,10 +200,7 @@ class Inference:
 
     def resolve(self, model_spec) -> LoadedModel:
         """The version a ModelSpec names (by number or label), counted in flight until released."""
-        choice = model_spec.WhichOneof("version_choice")
-        return self.registry.acquire(model_spec.name,
-                                     version=model_spec.version.value if choice == "version" else None,
-                                     label=model_spec.version_label if choice == "version_label" else None)
+        return self.registry.acquire(model_spec.name, **version_choice(model_spec))
 
     def run(self, model: LoadedModel, signature: str, tensors: Dict[str, tf.Tensor],
             deadline: Optional[float] = None, batch: bool = True) -> Dict[str, np.ndarray]:
@@ -287,10 +290,7 @@ class Inference:
         return response
 
     def model_status(self, request) -> get_model_status_pb2.GetModelStatusResponse:
-        spec = request.model_spec
-        choice = spec.WhichOneof("version_choice")
-        statuses = self.registry.status(spec.name, version=spec.version.value if choice == "version" else None,
-                                        label=spec.version_label if choice == "version_label" else None)
+        statuses = self.registry.status(request.model_spec.name, **version_choice(request.model_spec))
         response = get_model_status_pb2.GetModelStatusResponse()
         for version, status in statuses:
             entry = response.model_version_status.add()
@@ -306,10 +306,8 @@ class Inference:
         if not tf.io.gfile.exists(path):
             return 0
         count = 0
-        for n, record in enumerate(tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS).as_numpy_iterator(), 1):
-            entry = prediction_log_pb2.PredictionLog()
+        for n, entry in enumerate(iter_warmup_requests(path, MAX_WARMUP_RECORDS), 1):
             try:
-                entry.ParseFromString(record)
                 kind = entry.WhichOneof("log_type")
                 handler = {"predict_log": self.predict, "classify_log": self.classify,
                            "regress_log": self.regress, "multi_inference_log": self.multi_inference}.get(kind)
@@ -396,11 +394,8 @@ class _Servicers(prediction_service_pb2_grpc.PredictionServiceServicer, model_se
         return self._call("Regress", request, context, self.inference.regress, request.model_spec)
 
     def MultiInference(self, request, context):
-        def no_tasks(_):
-            raise invalid_argument("MultiInference request has no tasks.")
-
         if not request.tasks:
-            return self._call("MultiInference", request, context, no_tasks)
+            return self._call("MultiInference", request, context, check_multi_inference)
         return self._call("MultiInference", request, context, self.inference.multi_inference,
                           request.tasks[0].model_spec)
 
@@ -559,12 +554,3 @@ class LaminaServer:
         self.catch_signals().wait()
         self.stop()
 
-
-def read_warmup_requests(path: str) -> List[prediction_log_pb2.PredictionLog]:
-    """The PredictionLogs in a tf_serving_warmup_requests file."""
-    logs = []
-    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-        entry = prediction_log_pb2.PredictionLog()
-        entry.ParseFromString(record)
-        logs.append(entry)
-    return logs

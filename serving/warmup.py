@@ -8,16 +8,24 @@ examples (components/warmup_pusher.py): a Predict and a Classify or Regress requ
 """
 
 import os
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.registry import WARMUP_FILE, read_signature_defs
+from serving.registry import CLASSIFY_METHOD, REGRESS_METHOD, WARMUP_FILE, read_signature_defs
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
+
+def iter_warmup_requests(path: str, limit: Optional[int] = None) -> Iterator[prediction_log_pb2.PredictionLog]:
+    """The PredictionLogs in a tf_serving_warmup_requests file, the first `limit` of them."""
+    dataset = tf.data.TFRecordDataset(path)
+    for record in (dataset.take(limit) if limit else dataset).as_numpy_iterator():
+        yield prediction_log_pb2.PredictionLog.FromString(record)
+
+
+def read_warmup_requests(path: str) -> List[prediction_log_pb2.PredictionLog]:
+    return list(iter_warmup_requests(path))
 
 
 def predict_log(inputs: Dict[str, np.ndarray], signature: str = "serving_default") -> prediction_log_pb2.PredictionLog:

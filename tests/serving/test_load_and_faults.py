@@ -277,7 +277,9 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(tmp_path):
         threads = [threading.Thread(target=client) for _ in range(16)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60  # signal once the load is on: 100 requests answered
+        while len(outcomes) < 100 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         stop_sending.set()

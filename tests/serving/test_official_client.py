@@ -118,7 +118,7 @@ def test_rest_image_bytes_as_in_resnet_client(digits_run):
 
 def test_pusher_writes_warmup_requests_that_the_server_replays(served, penguins_run):
     from serving.registry import WARMUP_FILE
-    from serving.server import read_warmup_requests
+    from serving.warmup import read_warmup_requests
 
     server, _ = served
     _, result = penguins_run
