@@ -3,18 +3,22 @@
 # TFX's own image is the base: Python 3.10, TFX 1.16.0 and CUDA for the Trainer's GPU.
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 
-WORKDIR /lamina
+WORKDIR /opt/lamina-src
 # Exactly the locked stack (the versions `make test` runs), then Lamina without dependencies.
 COPY requirements.lock ./
 RUN python -m pip install --no-cache-dir uv==0.13.9 \
  && uv pip install --system --no-cache --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
+COPY lamina ./lamina
 COPY pipeline ./pipeline
 COPY components ./components
 COPY models ./models
 COPY serving ./serving
 COPY examples ./examples
 RUN uv pip install --system --no-cache --no-deps .
+# Run from a folder without the sources: `python -m` puts the working directory first on sys.path,
+# and the checkout's lamina/ folder would shadow the installed package.
+WORKDIR /workspace
 
 # Keras 3 (not tf.keras 2): the export path Lamina settled on (docs/stack.md). oneDNN off: TFX's
 # executor imports TensorFlow before Lamina can set it (docs/stack.md).

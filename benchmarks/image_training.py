@@ -1,7 +1,7 @@
 """What the image input pipeline costs: training steps per second for one model, fed three ways.
 
   in-memory      one batch of decoded pixels held in memory, repeated (the ceiling)
-  tf.data        Lamina's real input pipeline (models.trainer.make_dataset) over gzipped
+  tf.data        Lamina's real input pipeline (lamina.models.trainer.make_dataset) over gzipped
                  TFRecords of PNG bytes, as Transform writes them: parallel parse and decode,
                  decoded examples cached in memory, shuffled, batched, prefetched
   tf.data, no cache
@@ -19,11 +19,8 @@ import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -40,7 +37,7 @@ def write_records(directory: str, size: int, copies: int = 1) -> list:
     """Digits as PNG bytes (at `size` x `size`) in gzipped TFRecords, like Transform's output."""
     from PIL import Image
 
-    from pipeline.datasets import digits_arrays
+    from lamina.pipeline.datasets import digits_arrays
 
     images, labels = digits_arrays(size=max(size, 8))
     path = os.path.join(directory, "part-00000.gz")
@@ -57,7 +54,7 @@ def write_records(directory: str, size: int, copies: int = 1) -> list:
 
 
 def make_spec(architecture: str, size: int, batch: int, mixed: str = "off", xla: bool = False):
-    from pipeline.spec import Spec
+    from lamina.pipeline.spec import Spec
 
     return Spec.from_dict({
         "name": "bench", "data": {"format": "image_folder", "path": "unused", "label": "label"},
@@ -76,10 +73,10 @@ def steps_per_second(model, dataset, steps: int) -> float:
 
 
 def input_pipeline_overhead(architecture: str, size: int, batch: int, steps: int, rounds: int) -> dict:
-    from models.builder import build_model, compile_model
-    from models.device import configure_devices
-    from models.features import IMAGE, FeatureInfo
-    from models.trainer import make_dataset
+    from lamina.models.builder import build_model, compile_model
+    from lamina.models.device import configure_devices
+    from lamina.models.features import IMAGE, FeatureInfo
+    from lamina.models.trainer import make_dataset
 
     spec = make_spec(architecture, size, batch)
     configure_devices(spec.training)
@@ -109,9 +106,9 @@ def resnet50_throughput(batch: int, steps: int) -> dict:
     """ResNet-50 fine-tuning at 224x224, images/s: float32, mixed precision, mixed precision + XLA."""
     import keras
 
-    from models.builder import build_model, compile_model
-    from models.device import configure_devices
-    from models.features import IMAGE, FeatureInfo
+    from lamina.models.builder import build_model, compile_model
+    from lamina.models.device import configure_devices
+    from lamina.models.features import IMAGE, FeatureInfo
 
     features = [FeatureInfo("image", IMAGE, image_size=(224, 224))]
     rng = np.random.RandomState(0)

@@ -15,13 +15,11 @@ import io
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def plain_keras(spec, csv_path):
@@ -30,8 +28,8 @@ def plain_keras(spec, csv_path):
     import numpy as np
     import pandas as pd
 
-    from models.builder import build_model
-    from models.features import CATEGORICAL, NUMERIC, FeatureInfo
+    from lamina.models.builder import build_model
+    from lamina.models.features import CATEGORICAL, NUMERIC, FeatureInfo
 
     t0 = time.perf_counter()
     df = pd.read_csv(csv_path)
@@ -75,9 +73,9 @@ def main():
     parser.add_argument("--out", help="write a Markdown section with the results to this file")
     args = parser.parse_args()
 
-    from pipeline.datasets import write_penguins_csv
-    from pipeline.local_runner import quiet_logs, run_pipeline
-    from pipeline.spec import load_spec
+    from lamina.pipeline.datasets import write_penguins_csv
+    from lamina.pipeline.local_runner import quiet_logs, run_pipeline
+    from lamina.pipeline.spec import load_spec
 
     quiet_logs()
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))

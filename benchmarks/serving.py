@@ -4,8 +4,8 @@ with the in-process model call on the same inputs (the floor).
     .venv/bin/python benchmarks/serving.py --penguins PUSH_DIR [--image PUSH_DIR] [--seconds 3]
 
 PUSH_DIR is a pushed model folder (`<push_dir>/<model name>`), e.g. after `make demo`:
-examples/penguins/serving_models/penguins; after `lamina demo --images`:
-examples/digits/serving_models/digits. Without --penguins the penguins pipeline is run first
+lamina_demo/penguins/serving_models/penguins; after `lamina demo --images`:
+lamina_demo/digits/serving_models/digits. Without --penguins the penguins pipeline is run first
 in a temporary folder. The servers are `lamina serve` subprocesses (one with batching, one
 without) over one models.config naming both models; clients are threads here, each with
 its own channel or HTTP session, sending one row per request. Penguins requests are one
@@ -23,15 +23,11 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import pipeline  # noqa: F401,E402 - sets the TF environment before TensorFlow loads
-
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+import grpc
+import numpy as np
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 
 def percentile(values, q):
@@ -41,8 +37,8 @@ def percentile(values, q):
 def penguin_inputs(model_dir):
     import csv
 
-    from pipeline.datasets import write_penguins_csv
-    from serving.client import row_to_example
+    from lamina.pipeline.datasets import write_penguins_csv
+    from lamina.serving.client import row_to_example
 
     path = os.path.join(tempfile.mkdtemp(), "penguins.csv")
     write_penguins_csv(path)
@@ -141,7 +137,7 @@ def in_process_sender(model_dir, signature, inputs):
 
 
 def start_server(config, batching):
-    args = [sys.executable, "-m", "pipeline.cli", "serve", "--model-config-file", config, "--port", "0",
+    args = [sys.executable, "-m", "lamina.pipeline.cli", "serve", "--model-config-file", config, "--port", "0",
             "--rest-port", "0"]
     if batching:
         args += ["--enable-batching", "--max-batch-size", "32", "--batch-timeout-micros", "2000",
@@ -169,9 +165,9 @@ def main():
     if not args.penguins:
         import shutil
 
-        from pipeline.datasets import write_penguins_csv
-        from pipeline.local_runner import run_pipeline
-        from pipeline.spec import load_spec
+        from lamina.pipeline.datasets import write_penguins_csv
+        from lamina.pipeline.local_runner import run_pipeline
+        from lamina.pipeline.spec import load_spec
 
         work = tempfile.mkdtemp()
         shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "penguins",

@@ -8,7 +8,7 @@ side by side in one run.
   fine-tune, in-memory     all-MiniLM-L6-v2 training steps at length 128 on one batch of token ids
                            held in memory (the ceiling): sequences/s
   fine-tune, tf.data       the same steps fed by Lamina's real input pipeline
-                           (models.trainer.make_dataset) over gzipped TFRecords of raw strings,
+                           (lamina.models.trainer.make_dataset) over gzipped TFRecords of raw strings,
                            tokenizing every string at every step (no cache): sequences/s
 
 The measurements alternate for several rounds in one process (these machines are shared and
@@ -24,11 +24,8 @@ import csv
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -69,7 +66,7 @@ def write_records(directory: str, texts, labels) -> list:
 
 
 def make_spec(encoder: dict, batch: int, mixed: str = "off", xla: bool = False):
-    from pipeline.spec import Spec
+    from lamina.pipeline.spec import Spec
 
     return Spec.from_dict({
         "name": "bench", "data": {"path": "unused.csv", "label": "label", "features": {"text": "text"}},
@@ -106,11 +103,11 @@ def sequences_per_second(model, dataset, steps: int, batch: int) -> float:
 
 
 def side_by_side(minilm: str, batch: int, steps: int, rounds: int, n_texts: int) -> dict:
-    from models.builder import build_model, compile_model
-    from models.device import configure_devices
-    from models.features import TEXT, FeatureInfo
-    from models.text import inspect_pretrained
-    from models.trainer import make_dataset
+    from lamina.models.builder import build_model, compile_model
+    from lamina.models.device import configure_devices
+    from lamina.models.features import TEXT, FeatureInfo
+    from lamina.models.text import inspect_pretrained
+    from lamina.models.trainer import make_dataset
 
     spec = make_spec({"type": "bert", "path": minilm}, batch)
     configure_devices(spec.training)
@@ -150,10 +147,10 @@ def gpu_throughput(minilm: str, batch: int, steps: int) -> dict:
     """Fine-tuning sequences/s at length 128: MiniLM and BERT-base size, mixed precision +/- XLA."""
     import keras
 
-    from models.builder import build_model, compile_model
-    from models.device import configure_devices
-    from models.features import TEXT, FeatureInfo
-    from models.text import inspect_pretrained
+    from lamina.models.builder import build_model, compile_model
+    from lamina.models.device import configure_devices
+    from lamina.models.features import TEXT, FeatureInfo
+    from lamina.models.text import inspect_pretrained
 
     info = inspect_pretrained(minilm)
     feature = FeatureInfo("text", TEXT, vocabulary=info.vocabulary, lowercase=True, max_length=LENGTH)
@@ -187,7 +184,7 @@ def main() -> None:
     parser.add_argument("--model-dir", help="a BERT directory (default: all-MiniLM-L6-v2, fetched into the cache)")
     parser.add_argument("--gpu", action="store_true", help="also MiniLM and BERT-base with mixed precision +/- XLA")
     args = parser.parse_args()
-    from pipeline.datasets import fetch_minilm
+    from lamina.pipeline.datasets import fetch_minilm
 
     minilm = args.model_dir or fetch_minilm()
     result = {"devices": [d.device_type for d in tf.config.list_physical_devices()],

@@ -4,13 +4,14 @@ TFX's Pusher, with one more (optional) input: the raw `examples`. Before the cop
 serving directory, the blessed model is staged in the executor's temporary folder and
 `assets.extra/tf_serving_warmup_requests` is written into it from the first
 `warmup_examples` examples of the eval split (a Predict request and a Classify or Regress
-request on `serving_default`; serving/warmup.py). The trained model artifact itself is left
-as it is. TFX's Pusher then copies saved_model.pb last, as before, and an unblessed model is
+request on `serving_default`; lamina.serving.warmup). The trained model artifact itself is
+left as it is. TFX's Pusher then copies saved_model.pb last, as before, and an unblessed model is
 still never pushed.
 """
 
-import glob
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
@@ -22,6 +23,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils
+
+from lamina.serving.warmup import write_warmup_requests
 
 EXAMPLES_KEY = "examples"
 WARMUP_EXAMPLES_KEY = "warmup_examples"
@@ -38,7 +41,7 @@ class WarmupPusherSpec(standard_component_specs.PusherSpec):
 def first_examples(examples: types.Artifact, split: str, count: int) -> List[bytes]:
     """The first `count` serialized tf.Examples of `split` (GZIP TFRecords, as ExampleGen writes)."""
     uri = artifact_utils.get_split_uri([examples], split)
-    files = sorted(glob.glob(os.path.join(uri, "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
     if not files:
         return []
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
@@ -50,15 +53,18 @@ class Executor(pusher_executor.Executor):
            exec_properties: Dict[str, Any]) -> None:
         self._warmup_source = (input_dict.get(EXAMPLES_KEY) or [None])[0]
         self._warmup_count = exec_properties.get(WARMUP_EXAMPLES_KEY) or DEFAULT_WARMUP_EXAMPLES
-        super().Do(input_dict, output_dict, exec_properties)
+        # The staged copy lives on this worker's local disk for the length of the push only.
+        self._staging = tempfile.mkdtemp(prefix="lamina-warmup-")
+        try:
+            super().Do(input_dict, output_dict, exec_properties)
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
 
     def GetModelPath(self, input_dict: Dict[str, List[types.Artifact]]) -> str:
         model_path = super().GetModelPath(input_dict)
         if self._warmup_source is None:
             return model_path
-        from serving.warmup import write_warmup_requests
-
-        staged = os.path.join(self._get_tmp_dir(), "model_with_warmup")
+        staged = os.path.join(self._staging, "model_with_warmup")
         io_utils.copy_dir(model_path, staged)
         examples = first_examples(self._warmup_source, "eval", self._warmup_count)
         if examples:

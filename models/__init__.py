@@ -1,3 +1,1 @@
 """Lamina models."""
-
-import pipeline  # noqa: F401,E402  (sets TensorFlow defaults before TensorFlow loads)

@@ -8,9 +8,9 @@ from typing import List
 
 import keras
 
-from models.encoders import build_encoder
-from models.features import FeatureInfo, encoder_config
-from pipeline.spec import CombinerSpec, Spec
+from lamina.models.encoders import build_encoder
+from lamina.models.features import FeatureInfo, encoder_config
+from lamina.pipeline.spec import CombinerSpec, Spec
 
 
 def feature_inputs(features: List[FeatureInfo]) -> dict:

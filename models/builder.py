@@ -4,10 +4,10 @@ from typing import List, Optional
 
 import keras
 
-from models.backbone import build_tabular_backbone, feature_inputs
-from models.features import FeatureInfo
-from models.heads import build_head, task_loss_and_metrics
-from pipeline.spec import Spec, TrainingSpec
+from lamina.models.backbone import build_tabular_backbone, feature_inputs
+from lamina.models.features import FeatureInfo
+from lamina.models.heads import build_head, task_loss_and_metrics
+from lamina.pipeline.spec import Spec, TrainingSpec
 
 
 @keras.saving.register_keras_serializable(package="lamina")

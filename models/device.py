@@ -5,7 +5,7 @@ import logging
 import keras
 import tensorflow as tf
 
-from pipeline.spec import TrainingSpec
+from lamina.pipeline.spec import TrainingSpec
 
 log = logging.getLogger("lamina.train")
 

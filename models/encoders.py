@@ -1,56 +1,66 @@
 """Per-feature encoders: each turns one transformed feature into a dense vector.
 
-New modalities (images, text, sequences) add an encoder here and a branch in
-`build_encoder`; the combiner and heads stay as they are.
+`ENCODER_BUILDERS` maps each encoder spec class (`lamina.pipeline.spec.ENCODERS`) to the function
+that builds its Keras layer; `build_encoder` looks it up. A new encoder is its spec class, its
+entry in `ENCODERS`, and its builder here; the combiner and heads stay as they are.
 """
 
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import keras
 
-from models.features import CATEGORICAL, IMAGE, NUMERIC, TEXT, FeatureInfo
-from pipeline.spec import TEXT_ENCODERS, CategoricalEncoder, ImageEncoder, NumericEncoder
+from lamina.models.features import FeatureInfo
+from lamina.pipeline.spec import (ENCODERS, BertEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
+                                  NumericEncoder, TransformerEncoder, encoder_names)
 
 
-def build_encoder(feature: FeatureInfo, config, base_dir: Optional[str] = None,
+def _numeric(feature: FeatureInfo, config: NumericEncoder, base_dir, seed) -> keras.layers.Layer:
+    if config.type == "dense":
+        return keras.layers.Dense(config.units, activation="relu", name=f"{feature.name}_dense")
+    return keras.layers.Identity(name=f"{feature.name}_normalized")
+
+
+def _categorical(feature: FeatureInfo, config: CategoricalEncoder, base_dir, seed) -> keras.layers.Layer:
+    if config.type == "one_hot":
+        return keras.layers.CategoryEncoding(feature.vocab_size, output_mode="one_hot", name=f"{feature.name}_one_hot")
+    return keras.Sequential([keras.layers.Embedding(feature.vocab_size, config.dim), keras.layers.Flatten()],
+                            name=f"{feature.name}_embedding")
+
+
+def _image(feature: FeatureInfo, config: ImageEncoder, base_dir, seed) -> keras.layers.Layer:
+    from lamina.models.images import build_image_encoder
+
+    return build_image_encoder(feature.name, feature.shape, config, base_dir=base_dir, seed=seed)
+
+
+def _text(feature: FeatureInfo, config, base_dir, seed) -> keras.layers.Layer:
+    from lamina.models.text import build_text_encoder
+
+    tokenizer = feature.tokenizer()
+    return build_text_encoder(feature.name, config, tokenizer.vocabulary_size, tokenizer.pad_id, base_dir=base_dir)
+
+
+# Encoder spec class -> builder(feature, config, base_dir, seed) -> Keras layer.
+ENCODER_BUILDERS: Dict[type, Callable] = {
+    NumericEncoder: _numeric,
+    CategoricalEncoder: _categorical,
+    ImageEncoder: _image,
+    BertEncoder: _text,
+    TransformerEncoder: _text,
+}
+_unbuilt = [cls.__name__ for cls in ENCODERS if cls not in ENCODER_BUILDERS]
+if _unbuilt:  # fails at import, not halfway through a training run
+    raise TypeError(f"encoder specs without a builder in ENCODER_BUILDERS: {', '.join(_unbuilt)}")
+
+
+def build_encoder(feature: FeatureInfo, config: EncoderConfig, base_dir: Optional[str] = None,
                   seed: Optional[int] = None) -> keras.layers.Layer:
     """The encoder layer for `feature`: input [batch, *feature.shape], output [batch, width].
 
     `base_dir` resolves relative weight paths; `seed` seeds random augmentation.
     """
-    if feature.kind == NUMERIC:
-        if not isinstance(config, NumericEncoder):
-            raise ValueError(f"feature {feature.name!r} is numeric; its encoder must be 'normalized' or 'dense'. "
-                             f"Received: type={config.type!r}")
-        if config.type == "dense":
-            return keras.layers.Dense(config.units, activation="relu", name=f"{feature.name}_dense")
-        return keras.layers.Identity(name=f"{feature.name}_normalized")
-    if feature.kind == CATEGORICAL:
-        if not isinstance(config, CategoricalEncoder):
-            raise ValueError(f"feature {feature.name!r} is categorical; its encoder must be 'embedding' or "
-                             f"'one_hot'. Received: type={config.type!r}")
-        if config.type == "one_hot":
-            return keras.layers.CategoryEncoding(feature.vocab_size, output_mode="one_hot",
-                                                 name=f"{feature.name}_one_hot")
-        return keras.Sequential(
-            [keras.layers.Embedding(feature.vocab_size, config.dim), keras.layers.Flatten()],
-            name=f"{feature.name}_embedding",
-        )
-    if feature.kind == IMAGE:
-        if not isinstance(config, ImageEncoder):
-            raise ValueError(f"feature {feature.name!r} is an image; its encoder must be 'resnet'. "
-                             f"Received: type={config.type!r}")
-        from models.images import build_image_encoder
-
-        return build_image_encoder(feature.name, feature.shape, config, base_dir=base_dir, seed=seed)
-    if feature.kind == TEXT:
-        if not isinstance(config, TEXT_ENCODERS):
-            raise ValueError(f"feature {feature.name!r} is text; its encoder must be 'bert' or 'transformer'. "
-                             f"Received: type={config.type!r}")
-        from models.text import build_text_encoder
-
-        tokenizer = feature.tokenizer()
-        return build_text_encoder(feature.name, config, tokenizer.vocabulary_size, tokenizer.pad_id,
-                                  base_dir=base_dir)
-    raise ValueError(f"feature {feature.name!r}: no encoder for kind {feature.kind!r}; "
-                     f"expected one of: {NUMERIC!r}, {CATEGORICAL!r}, {IMAGE!r}, {TEXT!r}.")
+    if config.feature_type != feature.kind:
+        allowed = ", ".join(repr(n) for n in encoder_names(feature.kind))
+        raise ValueError(f"feature {feature.name!r} is {feature.kind}; its encoder must be one of: {allowed}. "
+                         f"Received: type={config.type!r}")
+    return ENCODER_BUILDERS[type(config)](feature, config, base_dir, seed)

@@ -25,16 +25,15 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, transformed_name
-from models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
+from lamina.models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, transformed_name
+from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                            save_backbone)
-from pipeline.spec import Spec
+from lamina.pipeline.spec import Spec
+from lamina.serving.protocol import CLASSIFY_METHOD, DEFAULT_SIGNATURE, RAW_SIGNATURE, REGRESS_METHOD
 
-SERVING_DEFAULT = "serving_default"
-SERVING_RAW = "serving_raw"
+SERVING_DEFAULT = DEFAULT_SIGNATURE
+SERVING_RAW = RAW_SIGNATURE
 TRANSFORM_FEATURES = "transform_features"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],

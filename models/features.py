@@ -10,14 +10,15 @@ alike). The label comes out under `transformed_label_key(label)`.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
-from pipeline.spec import CategoricalEncoder, ImageEncoder, NumericEncoder, Spec
+from lamina.pipeline.spec import BertEncoder, EncoderConfig, FeatureType, Spec
 
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-IMAGE = "image"
-TEXT = "text"
+# The feature kinds, as the spec names them.
+NUMERIC = FeatureType.NUMERIC.value
+CATEGORICAL = FeatureType.CATEGORICAL.value
+IMAGE = FeatureType.IMAGE.value
+TEXT = FeatureType.TEXT.value
 LABEL_VOCABULARY = "__label__"
 
 
@@ -54,22 +55,14 @@ class FeatureInfo:
 
     def tokenizer(self):
         """Text only: the WordPiece tokenizer, shared by tf.data and the serving graph."""
-        from models.text import tokenizer_for
+        from lamina.models.text import tokenizer_for
 
         return tokenizer_for(self.vocabulary, self.lowercase, self.max_length)
 
 
-def encoder_config(spec: Spec, name: str, kind: str) -> Union[NumericEncoder, CategoricalEncoder, ImageEncoder]:
+def encoder_config(spec: Spec, name: str, kind: str) -> EncoderConfig:
     """The encoder for a feature: by its name, else by its kind, else the kind's default."""
-    if kind == IMAGE:
-        return spec.image_encoder(name)
-    if kind == TEXT:
-        return spec.text_encoder(name)
-    encoders = spec.model.encoders
-    cfg = encoders.get(name) or encoders.get(kind)
-    if cfg is None:
-        cfg = NumericEncoder() if kind == NUMERIC else CategoricalEncoder()
-    return cfg
+    return spec.encoder_for(name, kind)
 
 
 def kind_from_dtype(dtype) -> str:
@@ -88,10 +81,10 @@ def input_feature_names(spec: Spec, raw_columns: List[str]) -> List[str]:
 
 def text_feature(spec: Spec, name: str, learned_vocabularies: Optional[Dict[str, str]] = None) -> FeatureInfo:
     """A text feature's FeatureInfo: the pretrained model's vocabulary, the spec's, or a learned one."""
-    from models.text import inspect_pretrained, resolve_path
+    from lamina.models.text import inspect_pretrained, resolve_path
 
     cfg = spec.text_encoder(name)
-    if cfg.type == "bert":
+    if isinstance(cfg, BertEncoder):
         info = inspect_pretrained(resolve_path(cfg.path, spec.base_dir))
         return FeatureInfo(name, TEXT, vocabulary=info.vocabulary, lowercase=info.lowercase,
                            max_length=cfg.max_length)

@@ -14,9 +14,9 @@ from typing import List, Optional
 
 import keras
 
-from models.images import backbone_feature, image_backbones, set_trainable_blocks
-from models.text import set_encoder_trainable, text_encoders
-from pipeline.spec import BertEncoder, Spec
+from lamina.models.images import backbone_feature, image_backbones, set_trainable_blocks
+from lamina.models.text import set_encoder_trainable, text_encoders
+from lamina.pipeline.spec import BertEncoder, Spec
 
 
 @dataclasses.dataclass(frozen=True)

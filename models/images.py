@@ -24,10 +24,20 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-from pipeline.spec import AugmentationSpec, ImageEncoder
+from lamina.pipeline.spec import AugmentationSpec, ImageEncoder
 
 # keras.applications' weights location; a module constant so a test can point it elsewhere.
 IMAGENET_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# MD5 of each published no-top weights file, as keras.applications publishes them (the test
+# test_imagenet_hashes_match_keras compares them with the installed Keras).
+IMAGENET_NOTOP_MD5 = {
+    "resnet50": "4d473c1dd8becc155b73f8504c6f6626",
+    "resnet101": "88cf7a10940856eca736dc7b7e228a21",
+    "resnet152": "ee4c566cf9a93f14d82f913c2dc6dd0c",
+    "resnet50v2": "fac2f116257151a9d068a22e544a4917",
+    "resnet101v2": "c0ed64b8031c3730f411d2eb4eea35b5",
+    "resnet152v2": "ed17cf2e0169df9d443503ef94b23b33",
+}
 BACKBONE_DIR = os.path.join("assets.extra", "lamina")
 BACKBONE_WEIGHTS = "backbone.weights.h5"
 BACKBONE_CONFIG = "backbone.json"
@@ -240,19 +250,17 @@ def build_image_encoder(name: str, input_shape, config: ImageEncoder, base_dir: 
 
 
 def keras_home() -> str:
-    """Keras's cache root: $KERAS_HOME, else ~/.keras (as Keras itself resolves it)."""
-    from keras.src.backend import config
-
-    return os.path.expanduser(os.environ.get("KERAS_HOME") or config.keras_home())
+    """Keras's cache root as its documentation states it: $KERAS_HOME, else ~/.keras."""
+    return os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
 
 
 def imagenet_weights_file(architecture: str) -> str:
     """The cached ImageNet weights of `architecture` (no top), downloaded into the cache if missing.
 
+    A file already in the cache is used as it is (a user may have copied it there); a download
+    goes through `keras.utils.get_file`, which checks it against the published MD5.
     Set LAMINA_OFFLINE=1 to never try the network.
     """
-    from keras.src.applications.resnet import WEIGHTS_HASHES
-
     file_name = f"{architecture}_weights_tf_dim_ordering_tf_kernels_notop.h5"
     cached = os.path.join(keras_home(), "models", file_name)
     if os.path.isfile(cached):
@@ -263,7 +271,7 @@ def imagenet_weights_file(architecture: str) -> str:
     else:
         try:
             return keras.utils.get_file(file_name, url, cache_subdir="models", cache_dir=keras_home(),
-                                        file_hash=WEIGHTS_HASHES.get(architecture, (None, None))[1])
+                                        file_hash=IMAGENET_NOTOP_MD5[architecture])
         except Exception as e:  # urllib, socket and hash errors all end the same way
             reason = f"{type(e).__name__}: {e}".strip()
     raise WeightsError(

@@ -12,9 +12,9 @@ The same graph runs inside the exported SavedModel, so serving cannot drift from
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, TEXT, encoder_config, input_feature_names,
+from lamina.models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, TEXT, encoder_config, input_feature_names,
                              kind_from_dtype, transformed_label_key, transformed_name)
-from pipeline.spec import Spec
+from lamina.pipeline.spec import Spec
 
 
 def _to_dense(x, default):

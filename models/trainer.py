@@ -18,13 +18,13 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models.builder import build_model, compile_model
-from models.device import configure_devices
-from models.export import export_serving_model, model_inputs
-from models.features import (TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
+from lamina.models.builder import build_model, compile_model
+from lamina.models.device import configure_devices
+from lamina.models.export import export_serving_model, model_inputs
+from lamina.models.features import (TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
                              transformed_label_key, transformed_name)
-from models.finetune import apply_phase, training_phases
-from pipeline.spec import Spec
+from lamina.models.finetune import apply_phase, training_phases
+from lamina.pipeline.spec import Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
 
@@ -55,13 +55,15 @@ def _expand(file_patterns: List[str]) -> List[str]:
 
 def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[str], out_dir: str) -> Dict[str, str]:
     """WordPiece vocabularies, learned from the train split, for scratch Transformers given none."""
-    from models.text import learn_vocabulary
+    from lamina.models.text import learn_vocabulary
 
     learned = {}
     feature_spec = tf_transform_output.transformed_feature_spec()
     for name, kind in spec.data.feature_types.items():
+        if kind != TEXT:
+            continue
         cfg = spec.text_encoder(name)
-        if kind != TEXT or cfg.type != "transformer" or cfg.vocabulary:
+        if not isinstance(cfg, TransformerEncoder) or cfg.vocabulary:
             continue
         key = transformed_name(name)
         texts = tf.data.TFRecordDataset(_expand(train_files), compression_type="GZIP").map(

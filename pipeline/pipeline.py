@@ -23,16 +23,16 @@ from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
-from components.anomaly_gate import AnomalyGate
-from components.image_example_gen import ImageExampleGen
-from components.schema import SpecSchemaGen
-from components.warmup_pusher import WarmupPusher
-from models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
-from models.features import transformed_label_key
-from pipeline.spec import LOWER_IS_BETTER, SOURCE_PATH_KEY, Spec
+from lamina.components.anomaly_gate import AnomalyGate
+from lamina.components.image_example_gen import ImageExampleGen
+from lamina.components.schema import SpecSchemaGen
+from lamina.components.warmup_pusher import WarmupPusher
+from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
+from lamina.models.features import transformed_label_key
+from lamina.pipeline.spec import LOWER_IS_BETTER, SOURCE_PATH_KEY, Spec
 
-PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
-RUN_FN = "models.trainer.run_fn"
+PREPROCESSING_FN = "lamina.models.preprocessing.preprocessing_fn"
+RUN_FN = "lamina.models.trainer.run_fn"
 
 
 def input_config(spec: Spec) -> tuple:
@@ -176,9 +176,12 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         eval_config=eval_config(spec),
         example_splits=["eval"],
     )
+    # No thresholds, no gate: the Evaluator then blesses nothing (TFX leaves the blessing unset),
+    # so the Pusher and BulkInferrer take the model as it is and the run summary says so.
+    blessing = evaluator.outputs["blessing"] if spec.evaluation.thresholds else None
     pusher = WarmupPusher(
         model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
+        model_blessing=blessing,
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
             base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
         examples=examples.outputs["examples"],  # a few eval examples become TF Serving warmup requests
@@ -189,7 +192,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         components.append(BulkInferrer(
             examples=examples.outputs["examples"],
             model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
+            model_blessing=blessing,
             data_spec=bulk_inferrer_pb2.DataSpec(example_splits=["eval"]),
             model_spec=bulk_inferrer_pb2.ModelSpec(model_signature_name=[SERVING_DEFAULT]),
         ))

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from serving.registry import ServingError
+from lamina.serving.protocol import ServingError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,14 +97,17 @@ class Batcher:
     """Queues per (version, signature, input shapes); `num_batch_threads` workers run merged calls.
 
     `call(fn, tensors)` runs the model and returns numpy outputs; `on_batch(key, rows)`
-    hears every model call's size (for the metrics).
+    hears every model call's size, and `on_expire(key)` every request dropped because its
+    deadline passed in the queue (both for the metrics).
     """
 
     def __init__(self, params: BatchingParameters, call: Callable = None,
-                 on_batch: Optional[Callable[[object, int], None]] = None):
+                 on_batch: Optional[Callable[[object, int], None]] = None,
+                 on_expire: Optional[Callable[[object], None]] = None):
         self.params = params
         self.call = call or (lambda fn, tensors: {k: v.numpy() for k, v in fn(**tensors).items()})
         self.on_batch = on_batch
+        self.on_expire = on_expire
         self._queues: Dict[object, collections.deque] = {}
         self._cv = threading.Condition()
         self._stopping = False
@@ -199,6 +202,8 @@ class Batcher:
                     task.error = ServingError("DEADLINE_EXCEEDED", "The request's deadline passed while it waited "
                                                                    "for a batch; it was not run.")
                     task.done.set()
+                    if self.on_expire:
+                        self.on_expire(task.key)
                 else:
                     live.append(task)
             if live:

@@ -22,8 +22,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-SERVING_RAW = "serving_raw"
-SERVING_DEFAULT = "serving_default"
+from lamina.pipeline.spec import IMAGE_EXTENSIONS
+from lamina.serving.protocol import DEFAULT_SIGNATURE, RAW_SIGNATURE
+
 
 
 class RowError(ValueError):
@@ -54,7 +55,6 @@ def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
     return [dict(r) for r in csv.DictReader(io.StringIO(text))]
 
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 
 
 def _to_bytes(value) -> bytes:
@@ -62,7 +62,7 @@ def _to_bytes(value) -> bytes:
 
 
 def is_image_path(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
+    return path.lower().endswith(tuple(IMAGE_EXTENSIONS))
 
 
 def read_image_rows(paths: Sequence[str], inputs: Dict[str, int]) -> List[Dict[str, object]]:
@@ -189,11 +189,11 @@ class PredictionClient(_Closing):
     def raw_inputs(self, model: str, version: Optional[int] = None) -> Dict[str, int]:
         """Feature name -> DataType enum, from the model's serving_raw signature."""
         sigs = self.signature_defs(model, version)
-        if SERVING_RAW not in sigs:
-            raise ValueError(f"model {model!r} has no {SERVING_RAW!r} signature; signatures: {sorted(sigs)}")
-        return {k: v.dtype for k, v in sigs[SERVING_RAW].inputs.items()}
+        if RAW_SIGNATURE not in sigs:
+            raise ValueError(f"model {model!r} has no {RAW_SIGNATURE!r} signature; signatures: {sorted(sigs)}")
+        return {k: v.dtype for k, v in sigs[RAW_SIGNATURE].inputs.items()}
 
-    def predict_tensors(self, model: str, tensors: Dict[str, object], signature: str = SERVING_DEFAULT,
+    def predict_tensors(self, model: str, tensors: Dict[str, object], signature: str = DEFAULT_SIGNATURE,
                         version: Optional[int] = None) -> Dict[str, np.ndarray]:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
@@ -206,7 +206,7 @@ class PredictionClient(_Closing):
         return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
     def predict(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
-                inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> Dict[str, np.ndarray]:
+                inputs: Optional[Dict[str, int]] = None, signature: str = DEFAULT_SIGNATURE) -> Dict[str, np.ndarray]:
         """Predict on rows sent as serialized tf.Examples; missing values (None, '') are left out."""
         inputs = inputs or self.raw_inputs(model, version)
         examples = [row_to_example(r, inputs, n).SerializeToString() for n, r in enumerate(rows, 1)]
@@ -217,10 +217,10 @@ class PredictionClient(_Closing):
         """Predict on rows sent as one tensor per feature, through the serving_raw signature."""
         inputs = inputs or self.raw_inputs(model, version)
         tensors = {k: v.numpy() for k, v in rows_to_tensors(rows, inputs).items()}
-        return self.predict_tensors(model, tensors, SERVING_RAW, version)
+        return self.predict_tensors(model, tensors, RAW_SIGNATURE, version)
 
     def classify(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
-                 inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT
+                 inputs: Optional[Dict[str, int]] = None, signature: str = DEFAULT_SIGNATURE
                  ) -> List[List[tuple]]:
         """Classify rows (sent as tf.Examples); per row, (label, score) pairs in the model's class order."""
         inputs = inputs or self.raw_inputs(model, version)
@@ -315,11 +315,11 @@ class RestClient(_Closing):
         from tensorflow.core.framework import types_pb2
 
         sigs = self.signature_defs(model, version)
-        if SERVING_RAW not in sigs:
-            raise ValueError(f"model {model!r} has no {SERVING_RAW!r} signature; signatures: {sorted(sigs)}")
-        return {k: types_pb2.DataType.Value(v["dtype"]) for k, v in sigs[SERVING_RAW]["inputs"].items()}
+        if RAW_SIGNATURE not in sigs:
+            raise ValueError(f"model {model!r} has no {RAW_SIGNATURE!r} signature; signatures: {sorted(sigs)}")
+        return {k: types_pb2.DataType.Value(v["dtype"]) for k, v in sigs[RAW_SIGNATURE]["inputs"].items()}
 
-    def predict_instances(self, model: str, instances: list, signature: str = SERVING_DEFAULT,
+    def predict_instances(self, model: str, instances: list, signature: str = DEFAULT_SIGNATURE,
                           version: Optional[int] = None) -> list:
         body = {"signature_name": signature, "instances": instances}
         return self._call("POST", self._model_path(model, version) + ":predict", body)["predictions"]
@@ -337,7 +337,7 @@ class RestClient(_Closing):
         return {"outputs": array(predictions)}
 
     def predict(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
-                inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> Dict[str, np.ndarray]:
+                inputs: Optional[Dict[str, int]] = None, signature: str = DEFAULT_SIGNATURE) -> Dict[str, np.ndarray]:
         """Rows sent as serialized tf.Examples ({"b64": ...}) to serving_default."""
         inputs = inputs or self.raw_inputs(model, version)
         instances = [_json_bytes(row_to_example(r, inputs, n).SerializeToString()) for n, r in enumerate(rows, 1)]
@@ -350,10 +350,10 @@ class RestClient(_Closing):
         columns = {k: v.numpy().tolist() for k, v in rows_to_tensors(rows, inputs).items()}
         # A missing float goes as NaN, which TF Serving's JSON parser and Lamina's both read.
         instances = [{k: _json_bytes(columns[k][i]) for k in columns} for i in range(len(rows))]
-        return self._columns(self.predict_instances(model, instances, SERVING_RAW, version))
+        return self._columns(self.predict_instances(model, instances, RAW_SIGNATURE, version))
 
     def classify(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
-                 inputs: Optional[Dict[str, int]] = None, signature: str = SERVING_DEFAULT) -> List[List[tuple]]:
+                 inputs: Optional[Dict[str, int]] = None, signature: str = DEFAULT_SIGNATURE) -> List[List[tuple]]:
         inputs = inputs or self.raw_inputs(model, version)
         examples = []
         for n, row in enumerate(rows, 1):

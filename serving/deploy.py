@@ -21,8 +21,9 @@ from typing import Dict, List
 
 import yaml
 
+from lamina.serving.protocol import METRICS_PATH
+
 CONFIG_FILES = ("models.config", "batching.config", "monitoring.config")
-METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 disable_created_metrics()  # no *_created series: they double the output and nobody graphs them
 
-METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's default path
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -34,6 +33,9 @@ class ServingMetrics:
         self.batch_size = Histogram("lamina_batch_size", "Rows per model call (merged requests count once).",
                                     ["model", "version", "signature"], buckets=BATCH_BUCKETS,
                                     registry=self.registry)
+        self.expired = Counter("lamina_batch_expired", "Requests whose deadline passed while they waited for a "
+                               "batch (dropped, never run).", ["model", "version", "signature"],
+                               registry=self.registry)
         self.load_events = Counter("lamina_model_load_events", "Model version load events.",
                                    ["model", "version", "event"], registry=self.registry)
         self.available = Gauge("lamina_model_versions_available", "Versions serving, per model.", ["model"],
@@ -46,6 +48,9 @@ class ServingMetrics:
 
     def observe_batch(self, model: str, version: int, signature: str, rows: int) -> None:
         self.batch_size.labels(model, str(version), signature).observe(rows)
+
+    def observe_expired(self, model: str, version: int, signature: str) -> None:
+        self.expired.labels(model, str(version), signature).inc()
 
     def load_event(self, event: str, model: str, version: int) -> None:
         self.load_events.labels(model, str(version), event).inc()

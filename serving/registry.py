@@ -30,29 +30,10 @@ try:  # registers the tokenizer ops text models call (WordPiece); TF Serving's o
 except ImportError:  # pragma: no cover - a locked install always has it
     tensorflow_text = None
 
+from lamina.serving.protocol import ServingError, invalid_argument, not_found
+from lamina.serving.saved_model import read_signature_defs
+
 log = logging.getLogger("lamina.serving")
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-MAX_WARMUP_RECORDS = 1000  # TF Serving's cap
-
-
-class ServingError(Exception):
-    """An error for the client; `code` is a grpc.StatusCode name."""
-
-    def __init__(self, code: str, message: str):
-        self.code = code
-        super().__init__(message)
-
-
-def not_found(message: str) -> ServingError:
-    return ServingError("NOT_FOUND", message)
-
-
-def invalid_argument(message: str) -> ServingError:
-    return ServingError("INVALID_ARGUMENT", message)
-
 
 class ConfigError(ValueError):
     """A models.config that cannot be served; names the file and the entry."""
@@ -189,17 +170,6 @@ class LoadedModel:
 
     def __exit__(self, *exc):
         self.release()
-
-
-def read_signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
-    """Signature defs of the 'serve' meta graph, method names included."""
-    proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    for meta_graph in proto.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
-    return {}
 
 
 def version_dirs(model_root: str) -> List[Tuple[int, str]]:

@@ -29,9 +29,8 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2, regression_pb2
 
-from serving.metrics import METRICS_PATH
-from serving.registry import ServingError, invalid_argument
-from serving.server import DEFAULT_SIGNATURE, Observed, check_arrays, check_input_names, expected_inputs
+from lamina.serving.inference import Observed, check_arrays, check_input_names, expected_inputs
+from lamina.serving.protocol import DEFAULT_SIGNATURE, METRICS_PATH, RAW_SIGNATURE, ServingError, invalid_argument
 
 log = logging.getLogger("lamina.serving")
 
@@ -372,7 +371,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 arrays, rows = predict_arrays(body, fn, signature)
                 tensors = check_arrays(fn, arrays, signature)
                 return predict_answer(lamina.inference.run(model, signature, tensors), rows)
-            raw = model.signature_defs.get("serving_raw")
+            raw = model.signature_defs.get(RAW_SIGNATURE)
             raw_dtypes = {k: v.dtype for k, v in raw.inputs.items()} if raw is not None else {}
             examples = examples_from_json(body, raw_dtypes)
             if suffix == ":classify":

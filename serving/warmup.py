@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.registry import CLASSIFY_METHOD, REGRESS_METHOD, WARMUP_FILE, read_signature_defs
+from lamina.serving.protocol import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, WARMUP_FILE
+from lamina.serving.saved_model import read_signature_defs
 
 
 def iter_warmup_requests(path: str, limit: Optional[int] = None) -> Iterator[prediction_log_pb2.PredictionLog]:
@@ -28,7 +29,7 @@ def read_warmup_requests(path: str) -> List[prediction_log_pb2.PredictionLog]:
     return list(iter_warmup_requests(path))
 
 
-def predict_log(inputs: Dict[str, np.ndarray], signature: str = "serving_default") -> prediction_log_pb2.PredictionLog:
+def predict_log(inputs: Dict[str, np.ndarray], signature: str = DEFAULT_SIGNATURE) -> prediction_log_pb2.PredictionLog:
     entry = prediction_log_pb2.PredictionLog()
     entry.predict_log.request.model_spec.signature_name = signature
     for key, value in inputs.items():
@@ -36,7 +37,7 @@ def predict_log(inputs: Dict[str, np.ndarray], signature: str = "serving_default
     return entry
 
 
-def examples_log(serialized: List[bytes], method: str, signature: str = "serving_default"
+def examples_log(serialized: List[bytes], method: str, signature: str = DEFAULT_SIGNATURE
                  ) -> prediction_log_pb2.PredictionLog:
     entry = prediction_log_pb2.PredictionLog()
     request = entry.classify_log.request if method == CLASSIFY_METHOD else entry.regress_log.request
@@ -56,7 +57,7 @@ def write_warmup_requests(export_dir: str, serialized_examples: List[bytes],
     signature's method says; `predict_inputs` adds a Predict request with those tensors.
     """
     signatures = read_signature_defs(export_dir)
-    default = signatures.get("serving_default")
+    default = signatures.get(DEFAULT_SIGNATURE)
     logs = []
     if serialized_examples and default is not None and list(default.inputs) == ["inputs"]:
         logs.append(predict_log({"inputs": np.array(serialized_examples, dtype=object)}))

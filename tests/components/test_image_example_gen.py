@@ -6,9 +6,9 @@ import os
 import pytest
 import tensorflow as tf
 
-from components.image_example_gen import (BadFile, BadInputFilesError, ImageExampleGen, check_image_bytes,
+from lamina.components.image_example_gen import (BadFile, BadInputFilesError, ImageExampleGen, check_image_bytes,
                                           enforce_policy, list_image_csv, list_image_folder, read_report)
-from pipeline.datasets import write_digits_folder
+from lamina.pipeline.datasets import write_digits_folder
 
 EXT = [".png", ".jpg", ".jpeg"]
 
@@ -29,15 +29,15 @@ def run_ingestion(root, tmp_path, **kwargs):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.pipeline import Pipeline
 
-    from pipeline.local_runner import latest_run_outputs
-    from pipeline.pipeline import sqlite_metadata_config
-    from pipeline.spec import SOURCE_PATH_KEY
-    from tests.conftest import digits_spec
+    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.pipeline import sqlite_metadata_config
+    from lamina.pipeline.spec import SOURCE_PATH_KEY
+    from tests.helpers import digits_spec
 
     spec = digits_spec(tmp_path)
     kwargs.setdefault("format", "image_folder")
     gen = ImageExampleGen(root=root, image_key="image", label_key="label",
-                          output_config=__import__("pipeline.pipeline", fromlist=["x"]).split_config(spec, SOURCE_PATH_KEY),
+                          output_config=__import__("lamina.pipeline.pipeline", fromlist=["x"]).split_config(spec, SOURCE_PATH_KEY),
                           **kwargs)
     pipeline = Pipeline(pipeline_name=spec.name, pipeline_root=spec.pipeline_root, components=[gen],
                         enable_cache=False, metadata_connection_config=sqlite_metadata_config(spec.metadata_path),
@@ -157,8 +157,9 @@ def test_too_many_bad_files_stop_the_run_with_the_list(folder, tmp_path):
 
 @pytest.mark.e2e
 def test_an_empty_class_or_an_escaping_path_stops_the_whole_run_before_training(folder, tmp_path):
-    from pipeline.local_runner import latest_run_states, run_pipeline
-    from tests.conftest import digits_spec
+    from lamina.pipeline.local_runner import run_pipeline
+    from lamina.pipeline.results import latest_run_states
+    from tests.helpers import digits_spec
 
     os.makedirs(os.path.join(folder, "7"))
     spec = digits_spec(tmp_path, data={"format": "image_folder", "path": folder, "label": "label",

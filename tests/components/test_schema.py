@@ -2,8 +2,8 @@
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.anomaly_gate import Anomaly, format_anomalies
-from components.schema import apply_declared_types
+from lamina.components.anomaly_gate import Anomaly, format_anomalies
+from lamina.components.schema import apply_declared_types
 
 
 def _schema(**features):

@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from models.backbone import build_tabular_backbone
-from models.builder import build_model
-from models.features import CATEGORICAL, NUMERIC, FeatureInfo
-from models.heads import build_head
-from pipeline.spec import HeadSpec
-from tests.conftest import make_spec
+from lamina.models.backbone import build_tabular_backbone
+from lamina.models.builder import build_model
+from lamina.models.features import CATEGORICAL, NUMERIC, FeatureInfo
+from lamina.models.heads import build_head
+from lamina.pipeline.spec import HeadSpec
+from tests.helpers import make_spec
 
 FEATURES = [FeatureInfo("bill_length_mm", NUMERIC), FeatureInfo("body_mass_g", NUMERIC),
             FeatureInfo("island", CATEGORICAL, vocab_size=4), FeatureInfo("sex", CATEGORICAL, vocab_size=3)]

@@ -3,17 +3,18 @@
 import io
 import os
 import socket
+import subprocess
+import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models import images
-from models.images import (ImageScaling, WeightsError, build_backbone, decode_image, decode_images, residual_blocks,
+from lamina.models import images
+from lamina.models.images import (ImageScaling, WeightsError, build_backbone, decode_image, decode_images, residual_blocks,
                            set_trainable_blocks)
-from pipeline.spec import ImageEncoder
+from lamina.pipeline.spec import ImageEncoder
 
 
 @pytest.mark.parametrize("architecture, blocks, top", [
@@ -88,6 +89,27 @@ def test_imagenet_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     assert str(tmp_path / "keras" / "models" / "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5") in message
 
 
+def test_imagenet_hashes_match_keras():
+    """Lamina's copy of the published weight hashes equals the installed Keras's (private) table."""
+    from keras.src.applications.resnet import WEIGHTS_HASHES
+
+    assert images.IMAGENET_NOTOP_MD5 == {a: WEIGHTS_HASHES[a][1] for a in images.IMAGENET_NOTOP_MD5}
+
+
+def test_keras_home_is_where_keras_caches(tmp_path):
+    """Our reading of $KERAS_HOME is where Keras itself (which reads it at import) finds a cached file."""
+    (tmp_path / "kh" / "models").mkdir(parents=True)
+    (tmp_path / "kh" / "models" / "x.bin").write_bytes(b"cached")
+    code = ("import keras; from lamina.models import images; "
+            # An unreachable origin: only a cache hit can answer.
+            "print(images.keras_home()); print(keras.utils.get_file('x.bin', 'http://127.0.0.1:9/x.bin', "
+            "cache_subdir='models'))")
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "kh"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(tmp_path / "kh"), str(tmp_path / "kh" / "models" / "x.bin")]
+
+
 def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
     """A file in $KERAS_HOME/models is what 'imagenet' loads (here: weights we saved there)."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -123,9 +145,9 @@ def test_local_weight_file_errors_name_the_file(tmp_path):
 
 
 def test_augmentation_and_dropout_act_only_in_training():
-    from models.builder import build_model
-    from models.features import IMAGE, FeatureInfo
-    from tests.conftest import digits_spec
+    from lamina.models.builder import build_model
+    from lamina.models.features import IMAGE, FeatureInfo
+    from tests.helpers import digits_spec
 
     spec = digits_spec("/tmp", model={"encoders": {"image": {
         "type": "resnet", "architecture": "resnet_small", "weights": "random", "image_size": [16, 16], "width": 8,

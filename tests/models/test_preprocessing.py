@@ -7,8 +7,8 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from models.preprocessing import preprocessing_fn
-from pipeline.spec import Spec
+from lamina.models.preprocessing import preprocessing_fn
+from lamina.pipeline.spec import Spec
 
 RAW = [
     {"length": [1.0], "count": [10], "colour": [b"red"], "label": [b"a"]},

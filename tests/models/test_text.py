@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.builder import LinearWarmupDecay, build_model
-from models.features import TEXT, FeatureInfo
-from models.finetune import training_phases
-from models.text import (INVALID_UTF8_MESSAGE, TextModelError, TextTokenizer, inspect_pretrained,
+from lamina.models.builder import LinearWarmupDecay, build_model
+from lamina.models.features import TEXT, FeatureInfo
+from lamina.models.finetune import training_phases
+from lamina.models.text import (INVALID_UTF8_MESSAGE, TextModelError, TextTokenizer, inspect_pretrained,
                          learn_vocabulary, load_bert_backbone, read_vocabulary, text_encoders)
-from models.trainer import fit
-from pipeline.spec import Spec
+from lamina.models.trainer import fit
+from lamina.pipeline.spec import Spec
 
 GOLDEN = json.load(open(os.path.join(os.path.dirname(__file__), "..", "golden", "minilm_golden.json"),
                         encoding="utf-8"))
@@ -282,3 +282,33 @@ def test_scratch_transformer_has_the_spec_size(tmp_path, minilm):
     assert backbone.get_layer("token_embedding").input_dim == 30522
     assert training_phases(model, spec)[0].name == "train"
     assert model.output_shape == (None, 3)
+
+
+def test_text_encoder_config_round_trip():
+    """config -> layer -> config is the identity, and the rebuilt layer computes the same vectors."""
+    from lamina.models.text import TextEncoder, build_scratch_backbone
+    from lamina.pipeline.spec import TransformerEncoder
+
+    spec = TransformerEncoder(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_length=8,
+                              dropout=0.0)
+    encoder = TextEncoder(build_scratch_backbone(spec, vocabulary_size=50), pooling="cls", dropout=0.25, pad_id=3,
+                          name="notes_transformer")
+    config = encoder.get_config()
+    assert {k: config[k] for k in ("pooling", "dropout", "pad_id", "name")} == {
+        "pooling": "cls", "dropout": 0.25, "pad_id": 3, "name": "notes_transformer"}
+    rebuilt = TextEncoder.from_config(config)
+    assert rebuilt.get_config() == config
+    rebuilt.set_weights(encoder.get_weights())
+    ids = np.array([[2, 7, 9, 4, 3, 3, 3, 3]], dtype="int32")
+    np.testing.assert_allclose(rebuilt(ids).numpy(), encoder(ids).numpy(), atol=1e-6)
+
+
+def test_text_encoder_rejects_an_unknown_pooling():
+    from lamina.models.text import TextEncoder, build_scratch_backbone
+    from lamina.pipeline.spec import TransformerEncoder
+
+    backbone = build_scratch_backbone(TransformerEncoder(num_layers=1, num_heads=2, hidden_dim=16,
+                                                         intermediate_dim=32, max_length=8), vocabulary_size=50)
+    with pytest.raises(ValueError, match=r"^Received an invalid value for `pooling`, expected 'cls' or 'mean'. "
+                                         r"Received: pooling='max'$"):
+        TextEncoder(backbone, pooling="max")

@@ -9,12 +9,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from models.builder import build_model
-from models.features import TEXT, FeatureInfo
-from models.text import inspect_pretrained
-from models.trainer import fit
-from pipeline.spec import Spec
-from tests.conftest import TOPICS_CSV
+from lamina.models.builder import build_model
+from lamina.models.features import TEXT, FeatureInfo
+from lamina.models.text import inspect_pretrained
+from lamina.models.trainer import fit
+from lamina.pipeline.spec import Spec
+from tests.helpers import TOPICS_CSV
 
 LENGTH = 24
 STEPS = 40

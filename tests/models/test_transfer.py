@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.builder import build_model, compile_model
-from models.features import IMAGE, FeatureInfo
-from models.finetune import apply_phase, training_phases
-from models.images import image_backbones, residual_blocks, save_backbone
-from models.trainer import fit
-from pipeline.datasets import digits_arrays
-from pipeline.spec import Spec
+from lamina.models.builder import build_model, compile_model
+from lamina.models.features import IMAGE, FeatureInfo
+from lamina.models.finetune import apply_phase, training_phases
+from lamina.models.images import image_backbones, residual_blocks, save_backbone
+from lamina.models.trainer import fit
+from lamina.pipeline.datasets import digits_arrays
+from lamina.pipeline.spec import Spec
 
 SIZE = 16
 FEATURES = [FeatureInfo("image", IMAGE, image_size=(SIZE, SIZE))]

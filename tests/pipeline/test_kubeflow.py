@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from pipeline import cli
-from pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline, memory_gb
-from pipeline.spec import SpecError
-from tests.conftest import REPO, digits_spec, make_spec
+from lamina.pipeline import cli
+from lamina.pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline, memory_gb
+from lamina.pipeline.spec import SpecError
+from tests.helpers import REPO, digits_spec, make_spec
 
 IMAGE = "gcr.io/acme/lamina:0.1.0"
 KUBEFLOW = {
@@ -52,7 +52,7 @@ def penguins_compiled(tmp_path_factory):
 
 
 def test_every_local_component_is_there_with_the_same_dependencies(penguins_compiled):
-    from pipeline.pipeline import create_pipeline
+    from lamina.pipeline.pipeline import create_pipeline
 
     spec, path = penguins_compiled
     ps = load(path)

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline import cli
-from pipeline.kubeflow_submit import SubmitError, submit
+from lamina.pipeline import cli
+from lamina.pipeline.kubeflow_submit import SubmitError, submit
 
 API = "/apis/v2beta1"
 
@@ -117,8 +117,8 @@ def kfp_server():
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
-    from pipeline.kubeflow_runner import compile_pipeline
-    from tests.conftest import make_spec
+    from lamina.pipeline.kubeflow_runner import compile_pipeline
+    from tests.helpers import make_spec
     from tests.pipeline.test_kubeflow import KUBEFLOW
 
     base = tmp_path_factory.mktemp("submit")
@@ -162,7 +162,7 @@ def test_a_second_submit_uploads_a_new_version_and_schedules_it(kfp_server, pack
 def test_the_schedule_can_come_from_the_spec(kfp_server, package, tmp_path, capsys):
     import yaml
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     from tests.pipeline.test_kubeflow import KUBEFLOW
 
     d = yaml.safe_load(open(REPO / "examples" / "penguins" / "spec.yaml"))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.pipeline import create_pipeline, eval_config
-from tests.conftest import make_spec
+from lamina.pipeline.pipeline import create_pipeline, eval_config
+from tests.helpers import make_spec
 
 
 def _upstream(component):
@@ -66,7 +66,7 @@ def test_create_pipeline_is_pure(tmp_path):
 def test_image_spec_ingests_with_image_example_gen(tmp_path):
     import json
 
-    from tests.conftest import digits_spec
+    from tests.helpers import digits_spec
 
     spec = digits_spec(tmp_path)
     p = create_pipeline(spec)

@@ -6,8 +6,8 @@ import os
 import pytest
 import yaml
 
-from pipeline.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
-from tests.conftest import example_spec_dict, make_spec
+from lamina.pipeline.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
+from tests.helpers import example_spec_dict, make_spec
 
 
 def problems_for(tmp_path, mutate):
@@ -60,8 +60,7 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["data"].pop("label"),
      "data.label: required key is missing."),
     (lambda d: d["data"]["features"].update(notes="sequence"),
-     "data.features.6.type: feature 'notes' has type 'sequence', which this release cannot train on yet; "
-     "expected one of: 'numeric', 'categorical', 'image', 'text'."),
+     "data.features.6.type: Received 'sequence'; expected one of: 'numeric', 'categorical', 'text' or 'image'."),
     (lambda d: (d["data"]["features"].update(notes="text"), d["model"]["encoders"].update(notes={"type": "resnet"})),
      "model.encoders.notes.type: Received 'resnet'; a text feature expects one of: 'bert', 'transformer'."),
     (lambda d: (d["data"]["features"].update(notes="text"),
@@ -74,8 +73,8 @@ def test_example_spec_is_valid(tmp_path):
      "data.features: image feature 'photo' needs data.format 'image_folder' or 'image_csv'; format 'csv' reads "
      "tabular columns only."),
     (lambda d: d["data"]["features"].update(island="categorial"),
-     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image' "
-     "or 'sequence'. Did you mean 'categorical'?"),
+     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text' or "
+     "'image'. Did you mean 'categorical'?"),
     (lambda d: d["data"]["features"].update(species="categorical"),
      "data.features: the label 'species' must not also be an input feature."),
     (lambda d: d["evaluation"].update(metrics=["acuracy"], thresholds={}),
@@ -150,7 +149,7 @@ def test_data_path_must_match_a_file(tmp_path):
 
 
 def test_cli_rejects_a_bad_spec_before_anything_runs(tmp_path, capsys):
-    from pipeline.cli import main
+    from lamina.pipeline.cli import main
 
     bad = tmp_path / "spec.yaml"
     bad.write_text("name: x\ndata: {path: a.csv, label: y}\ntraining: {epochs: 0}\n")
@@ -244,3 +243,30 @@ def test_text_spec_error_messages(tmp_path, mutate, expected):
     with pytest.raises(SpecError) as info:
         Spec.from_dict(d, base_dir=str(tmp_path))
     assert info.value.problems == [expected]
+
+
+def test_encoders_are_registered_once():
+    """Every encoder spec is in ENCODERS, has a builder, and each feature type has one default."""
+    from lamina.models.encoders import ENCODER_BUILDERS
+    from lamina.pipeline.spec import ENCODERS, FeatureType, default_encoder, encoder_names
+
+    assert set(ENCODER_BUILDERS) == set(ENCODERS)
+    assert {t.value: encoder_names(t) for t in FeatureType} == {
+        "numeric": ["normalized", "dense"], "categorical": ["embedding", "one_hot"], "text": ["bert", "transformer"],
+        "image": ["resnet"]}
+    assert [type(default_encoder(t)).__name__ for t in FeatureType] == [
+        "NumericEncoder", "CategoricalEncoder", "TransformerEncoder", "ImageEncoder"]
+
+
+def test_a_named_encoder_of_the_wrong_type_for_an_inferred_feature(tmp_path):
+    """Without declared features the type is only known from the data; the lookup then names it."""
+    d = example_spec_dict()
+    d["data"].pop("features")
+    d["evaluation"]["slices"] = []
+    d["model"]["encoders"]["bill_depth_mm"] = {"type": "embedding"}
+    spec = Spec.from_dict(d, base_dir=str(tmp_path))
+    assert spec.encoder_for("island", "categorical").dim == 3  # the `categorical` default of the spec
+    with pytest.raises(ValueError) as info:
+        spec.encoder_for("bill_depth_mm", "numeric")
+    assert str(info.value) == ("model.encoders.bill_depth_mm.type: Received 'embedding'; feature 'bill_depth_mm' "
+                               "is numeric in the data, and a numeric feature expects one of: 'normalized', 'dense'.")

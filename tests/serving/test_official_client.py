@@ -17,7 +17,7 @@ import requests
 import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from serving.server import LaminaServer
+from lamina.serving.server import LaminaServer
 
 pytestmark = pytest.mark.e2e
 
@@ -117,8 +117,8 @@ def test_rest_image_bytes_as_in_resnet_client(digits_run):
 
 
 def test_pusher_writes_warmup_requests_that_the_server_replays(served, penguins_run):
-    from serving.registry import WARMUP_FILE
-    from serving.warmup import read_warmup_requests
+    from lamina.serving.protocol import WARMUP_FILE
+    from lamina.serving.warmup import read_warmup_requests
 
     server, _ = served
     _, result = penguins_run
@@ -133,7 +133,7 @@ def test_pusher_writes_warmup_requests_that_the_server_replays(served, penguins_
 
 
 def test_lamina_predict_over_rest_matches_grpc(served, tmp_path, capsys):
-    from pipeline.cli import main
+    from lamina.pipeline.cli import main
 
     server, _ = served
     rows = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in PENGUIN.items()},

@@ -20,9 +20,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, i
                                      regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.batching import BatchingParameters
-from serving.registry import ConfigError, read_models_config
-from serving.server import LaminaServer
+from lamina.serving.batching import BatchingParameters
+from lamina.serving.registry import ConfigError, read_models_config
+from lamina.serving.server import LaminaServer
 from tests.serving.toy import example, expected_y, write_toy_model
 
 X = [[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]]
@@ -298,7 +298,7 @@ def test_reload_config_changes_policy_and_models(toy_root):
 
 
 def test_warmup_runs_before_serving_and_a_failing_warmup_keeps_the_old_version(tmp_path):
-    from serving.warmup import predict_log, write_warmup_requests
+    from lamina.serving.warmup import predict_log, write_warmup_requests
 
     write_toy_model(str(tmp_path / "models" / "toy"), 1, warmup=True)
     srv = LaminaServer(str(tmp_path / "models"), port=0, poll_seconds=0.1).start()
@@ -409,13 +409,18 @@ def test_a_deadline_that_passes_in_the_batch_queue_is_not_run(tmp_path):
     write_toy_model(str(tmp_path / "toy"), 1)
     params = BatchingParameters(max_batch_size=64, batch_timeout_micros=1_500_000, num_batch_threads=1)
     srv = LaminaServer(str(tmp_path), port=0, batching=params).start()
+    dropped = threading.Event()
+    count_it = srv.batcher.on_expire  # the server's own hook (the metric), then ours
+    srv.batcher.on_expire = lambda key: (count_it(key), dropped.set())
     try:
         with pytest.raises(grpc.RpcError) as info:
             _stub(srv).Predict(_predict(), 0.2)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        time.sleep(1.6)  # the batch closes: the expired request is dropped, not run
+        assert dropped.wait(30)  # the batch closed and dropped the expired request
         calls = sum(b.get() for b in srv.metrics.batch_size.labels("toy", "1", "serving_default")._buckets)
         assert calls == 0
+        assert srv.metrics.registry.get_sample_value(
+            "lamina_batch_expired_total", {"model": "toy", "version": "1", "signature": "serving_default"}) == 1
         ok = _stub(srv).Predict(_predict(), 5.0)
         assert ok.model_spec.version.value == 1
     finally:
@@ -449,7 +454,7 @@ def _self_signed(tmp_path):
 
 
 def test_tls_on_grpc_and_rest(tmp_path):
-    from serving.client import PredictionClient, RestClient
+    from lamina.serving.client import PredictionClient, RestClient
 
     write_toy_model(str(tmp_path / "models" / "toy"), 1)
     cert, key = _self_signed(tmp_path)
@@ -474,7 +479,7 @@ def test_tls_on_grpc_and_rest(tmp_path):
 
 def test_lamina_serve_binds_loopback_and_exits_0_on_sigterm(tmp_path):
     write_toy_model(str(tmp_path / "toy"), 1)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model-dir", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli", "serve", "--model-dir", str(tmp_path),
                              "--port", "0", "--rest-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:

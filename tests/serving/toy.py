@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from models.export import CLASSIFY_METHOD, REGRESS_METHOD, set_signature_method
+from lamina.models.export import CLASSIFY_METHOD, REGRESS_METHOD, set_signature_method
 
 FEATURES = {"x": tf.io.FixedLenFeature([3], tf.float32)}
 
@@ -61,7 +61,7 @@ def write_toy_model(base: str, version: int, scale: float = 1.0, warmup: bool = 
     set_signature_method(path, "classify", CLASSIFY_METHOD)
     set_signature_method(path, "regress", REGRESS_METHOD)
     if warmup:
-        from serving.warmup import write_warmup_requests
+        from lamina.serving.warmup import write_warmup_requests
         write_warmup_requests(path, [example([1.0, 2.0, 3.0]).SerializeToString()],
                               predict_inputs={"x": np.ones([2, 3], np.float32)})
     return path

@@ -1,0 +1,224 @@
+"""Reading a finished run: what each component produced, the metrics, the gates, the push, the report.
+
+Everything here reads ML Metadata (SQLite under the run directory) and the artifacts it points
+to; nothing runs the pipeline. `lamina run` uses it after a run; a `lamina runs` command can
+use it on any earlier one.
+"""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from lamina.pipeline.report import slice_metrics, write_report
+from lamina.pipeline.spec import Spec
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    name: str
+    seconds: float
+    cached: bool = False
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run produced. `pushed` is False when the model failed its thresholds."""
+
+    spec: Spec
+    components: List[ComponentRun]
+    pushed: bool = False
+    pushed_model_dir: Optional[str] = None
+    blessed: Optional[bool] = None
+    evaluation_dir: Optional[str] = None
+    anomalies_dir: Optional[str] = None
+    model_dir: Optional[str] = None
+    metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    failed_thresholds: List[str] = dataclasses.field(default_factory=list)
+    inference_dir: Optional[str] = None
+    tensorboard_dir: Optional[str] = None
+    report: Optional[str] = None
+    ingest: Optional[dict] = None  # image runs: ImageExampleGen's report (files, examples, bad files)
+
+    @property
+    def seconds(self) -> float:
+        return sum(c.seconds for c in self.components)
+
+
+class ModelNotBlessedError(RuntimeError):
+    """The trained model failed its evaluation thresholds and was not pushed."""
+
+    def __init__(self, result: RunResult):
+        self.result = result
+        lines = ["The model failed evaluation and was not pushed:"]
+        lines += [f"  - {f}" for f in result.failed_thresholds] or ["  - (see the evaluation report)"]
+        if result.evaluation_dir:
+            lines.append(f"Evaluation: {result.evaluation_dir}")
+        super().__init__("\n".join(lines))
+
+
+def bad_files(ingest: Optional[dict]) -> list:
+    """The bad input files an image ingestion report lists."""
+    from lamina.components.image_example_gen import BadFile
+
+    return [BadFile(**b) for b in (ingest or {}).get("bad_files", [])]
+
+
+def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
+    """Reads the latest run's outputs from ML Metadata."""
+    outputs = latest_run_outputs(spec)
+    result = RunResult(spec=spec, components=components)
+    images = outputs.get(("ImageExampleGen", "examples"))
+    if images:
+        from lamina.components.image_example_gen import read_report
+
+        result.ingest = read_report(images.uri)
+    anomalies = outputs.get(("ExampleValidator", "anomalies"))
+    result.anomalies_dir = anomalies.uri if anomalies else None
+    model = outputs.get(("Trainer", "model"))
+    result.model_dir = os.path.join(model.uri, "Format-Serving") if model else None
+    model_run = outputs.get(("Trainer", "model_run"))
+    result.tensorboard_dir = model_run.uri if model_run else None
+    evaluation = outputs.get(("Evaluator", "evaluation"))
+    if evaluation:
+        result.evaluation_dir = evaluation.uri
+        result.metrics = overall_metrics(evaluation.uri)
+        result.failed_thresholds = failed_thresholds(evaluation.uri)
+    blessing = outputs.get(("Evaluator", "blessing"))
+    if blessing and "blessed" in blessing.custom_properties:  # absent when no gate was set
+        result.blessed = bool(blessing.custom_properties["blessed"].int_value)
+    pushed = outputs.get(("Pusher", "pushed_model"))
+    if pushed and pushed.custom_properties["pushed"].int_value == 1:
+        result.pushed = True
+        result.pushed_model_dir = pushed.custom_properties["pushed_destination"].string_value
+    inference = outputs.get(("BulkInferrer", "inference_result"))
+    result.inference_dir = inference.uri if inference else None
+    return result
+
+
+def _latest_run(spec: Spec):
+    """(store, executions of the newest pipeline run, execution id -> component id)."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(spec.metadata_path))
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return store, [], {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = store.get_executions_by_context(run.id)
+    node_type = store.get_context_type("node").id
+    node_of = {}
+    for ex in executions:
+        for ctx in store.get_contexts_by_execution(ex.id):
+            if ctx.type_id == node_type and ctx.name.startswith(f"{spec.name}."):
+                node_of[ex.id] = ctx.name[len(spec.name) + 1:]
+    return store, executions, node_of
+
+
+def latest_run_states(spec: Spec) -> Dict[str, str]:
+    """Component id -> execution state (COMPLETE, CACHED, FAILED...) in the newest run."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    _, executions, node_of = _latest_run(spec)
+    return {node_of[ex.id]: metadata_store_pb2.Execution.State.Name(ex.last_known_state)
+            for ex in executions if ex.id in node_of}
+
+
+def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
+    """(component id, output key) -> artifact, for the newest pipeline run in ML Metadata."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store, _, node_of = _latest_run(spec)
+    if not node_of:
+        return {}
+    events = store.get_events_by_execution_ids(list(node_of))
+    outputs = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    wanted = [e for e in events if e.type in outputs]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
+    out = {}
+    for e in wanted:
+        key = e.path.steps[0].key if e.path.steps else ""
+        out[(node_of[e.execution_id], key)] = artifacts[e.artifact_id]
+    return out
+
+
+def overall_metrics(evaluation_dir: str) -> Dict[str, float]:
+    """The unsliced metrics TFMA computed, by name."""
+    return dict(slice_metrics(evaluation_dir)).get("all examples", {})
+
+
+def failed_thresholds(evaluation_dir: str) -> List[str]:
+    """One readable line per failed threshold: metric, slice, value, bound and the gap."""
+    import tensorflow_model_analysis as tfma
+
+    validation = tfma.load_validation_result(evaluation_dir)
+    lines = []
+    for per_slice in validation.metric_validations_per_slice:
+        where = _slice_name(per_slice.slice_key)
+        for failure in per_slice.failures:
+            name = failure.metric_key.name
+            value = failure.metric_value.double_value.value
+            threshold = failure.metric_threshold
+            if threshold.HasField("value_threshold"):
+                vt = threshold.value_threshold
+                if vt.HasField("lower_bound") and value < vt.lower_bound.value:
+                    lines.append(f"{name} = {value:.4f} on {where}, below the lower bound "
+                                 f"{vt.lower_bound.value:g} by {vt.lower_bound.value - value:.4f}")
+                    continue
+                if vt.HasField("upper_bound") and value > vt.upper_bound.value:
+                    lines.append(f"{name} = {value:.4f} on {where}, above the upper bound "
+                                 f"{vt.upper_bound.value:g} by {value - vt.upper_bound.value:.4f}")
+                    continue
+            if failure.metric_key.is_diff:
+                lines.append(f"{name} changed by {value:+.4f} against the last blessed model on {where}, "
+                             f"more than the allowed {threshold.change_threshold.absolute.value:+g}")
+                continue
+            lines.append(f"{name} = {value:.4f} on {where}: {failure.message}")
+    if not lines and not validation.validation_ok and not validation.missing_thresholds:
+        # `missing_thresholds` (a flag) means no gate was configured: nothing failed.
+        for ms in validation.missing_slices:
+            lines.append(f"a gated slice had no examples: {' '.join(str(ms).split())}")
+    return lines
+
+
+def _slice_name(slice_key) -> str:
+    parts = [f"{c.column}={c.bytes_value.decode() if c.bytes_value else (c.int64_value or c.float_value)}"
+             for c in slice_key.single_slice_keys]
+    return ", ".join(parts) if parts else "all examples"
+
+
+def format_result(result: RunResult) -> str:
+    lines = [f"Pipeline finished in {result.seconds:.1f}s."]
+    if result.metrics:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        lines.append(f"  metrics (eval split): {shown}")
+    if result.ingest:
+        i = result.ingest
+        lines.append(f"  images:         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
+                     f"classes; {i['bad']} bad file(s) skipped" + (" (listed in the report)" if i["bad"] else ""))
+    if not result.spec.evaluation.thresholds:
+        lines.append("  evaluation gate: none set (evaluation.thresholds is empty); the model was pushed ungated")
+    lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
+    lines.append(f"  metrics:        {result.evaluation_dir}")
+    lines.append(f"  anomaly report: {result.anomalies_dir}")
+    if result.inference_dir:
+        lines.append(f"  inference:      {result.inference_dir}")
+    lines.append(f"  TensorBoard:    tensorboard --logdir {result.tensorboard_dir}")
+    lines.append(f"  report:         {result.report}")
+    return "\n".join(lines)
+
+
+def write_run_report(result: RunResult) -> str:
+    """The run's one-page HTML report (components, metrics per slice, gates, bad files, artifacts)."""
+    spec = result.spec
+    if result.pushed:
+        outcome = "model pushed" + ("" if spec.evaluation.thresholds else " (no evaluation gate set)")
+    else:
+        outcome = "model not pushed: it failed evaluation"
+    return write_report(
+        spec.report_path, f"Lamina run: {spec.name}", result.components, outcome, ok=result.pushed,
+        evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
+        bad_files=bad_files(result.ingest), ingest=result.ingest,
+        artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
+                   "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,
+                   "TensorBoard logs": result.tensorboard_dir, "bulk inference": result.inference_dir})

@@ -1,0 +1,44 @@
+"""The one typed spec through which all configuration enters Lamina.
+
+A spec is YAML (or the same structure built in Python) validated by pydantic with unknown keys
+forbidden. Errors are one line per problem naming the key path, the bad value and what is
+allowed, e.g.::
+
+    model.head.units: Received -3; expected an integer >= 1.
+    model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head.
+
+A leaf package: it imports nothing else of Lamina's, so `lamina.models`, `lamina.components`
+and `lamina.serving` depend on it and on nothing above them. One module per section
+(`data`, `encoders`, `model`, `training`, `evaluation`, `serving`, `runner`, `kubeflow`), the
+cross-field rules in `checks`, the error lines in `errors`, YAML in `loading`.
+
+Example:
+    >>> spec = load_spec("examples/penguins/spec.yaml")
+    >>> spec.data.label
+    'species'
+"""
+
+from lamina.pipeline.spec.errors import SpecError
+from lamina.pipeline.spec.data import (IMAGE_EXTENSIONS, IMAGE_FORMATS, SOURCE_PATH_KEY, DataSpec, FeatureSpec,
+                                       FeatureType, ImageIngestSpec, SplitSpec)
+from lamina.pipeline.spec.encoders import (ENCODERS, AugmentationSpec, BertEncoder, CategoricalEncoder,
+                                           EncoderConfig, ImageEncoder, NumericEncoder, TextEncoderConfig,
+                                           TransformerEncoder, default_encoder, encoder_names, encoders_for)
+from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS,
+                                             EvaluationSpec, ThresholdSpec)
+from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec
+from lamina.pipeline.spec.model import CombinerSpec, HeadSpec, ModelSpec
+from lamina.pipeline.spec.root import Spec, load_spec
+from lamina.pipeline.spec.runner import RunnerSpec
+from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
+from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
+
+__all__ = [
+    "AugmentationSpec", "BeamSpec", "BertEncoder", "CLASSIFICATION_METRICS", "CategoricalEncoder", "CombinerSpec",
+    "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "FeatureSpec", "FeatureType",
+    "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
+    "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
+    "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SOURCE_PATH_KEY", "ServingSpec", "Spec", "SpecError",
+    "SplitSpec", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "default_encoder",
+    "encoder_names", "encoders_for", "load_spec",
+]

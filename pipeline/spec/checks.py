@@ -1,0 +1,153 @@
+"""The rules that involve several fields: small named checks, each with a readable message.
+
+`cross_field_problems(spec)` runs them all and returns every problem, so a user sees all of
+them at once. Each message starts with the key path it is about.
+"""
+
+from typing import TYPE_CHECKING, List
+
+from lamina.pipeline.spec.data import SOURCE_PATH_KEY, FeatureType
+from lamina.pipeline.spec.encoders import BertEncoder, ImageEncoder, encoder_names
+from lamina.pipeline.spec.errors import did_you_mean, one_of
+from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES
+
+if TYPE_CHECKING:
+    from lamina.pipeline.spec.root import Spec
+
+
+def _check_label_not_feature(spec: "Spec") -> List[str]:
+    if spec.data.features and spec.data.label in spec.data.feature_types:
+        return [f"data.features: the label {spec.data.label!r} must not also be an input feature."]
+    return []
+
+
+def _check_data_format(spec: "Spec") -> List[str]:
+    data = spec.data
+    images = [f.name for f in data.features or [] if f.type == FeatureType.IMAGE]
+    if not data.is_images:
+        return [f"data.features: image feature {n!r} needs data.format 'image_folder' or 'image_csv'; "
+                f"format 'csv' reads tabular columns only." for n in images]
+    problems = []
+    others = [f.name for f in data.features or [] if f.type != FeatureType.IMAGE]
+    if len(images) != 1 or others:
+        problems.append(f"data.features: format {data.format!r} expects exactly one feature, of type 'image'. "
+                        f"Received: {data.feature_types}")
+    if SOURCE_PATH_KEY in (data.label, *data.feature_types):
+        problems.append(f"data: {SOURCE_PATH_KEY!r} is the column that holds each image's path; "
+                        f"name the label and features otherwise.")
+    return problems
+
+
+def _check_fine_tune(spec: "Spec") -> List[str]:
+    problems = []
+    for key, enc in spec.model.encoders.items():
+        if not isinstance(enc, ImageEncoder):
+            continue
+        if enc.architecture == "resnet_small" and enc.weights == "imagenet":
+            problems.append(f"model.encoders.{key}.weights: 'resnet_small' has no ImageNet weights; expected "
+                            f"'random', a weights file or a Lamina model directory.")
+        if enc.architecture != "resnet_small" and min(enc.image_size) < 32:
+            problems.append(f"model.encoders.{key}.image_size: {enc.architecture} expects images of at least "
+                            f"32x32. Received: {enc.image_size}")
+    image_features = [f.name for f in spec.data.features or [] if f.type == FeatureType.IMAGE]
+    if spec.training.fine_tune and spec.training.fine_tune.epochs:
+        if not any(spec.image_encoder(n).pretrained for n in image_features):
+            problems.append("training.fine_tune: needs an image encoder with pretrained weights; with "
+                            "weights: random the whole backbone trains from the start.")
+    return problems
+
+
+GPU_COMPONENTS = ("Trainer", "Tuner")
+
+
+def _check_kubeflow(spec: "Spec") -> List[str]:
+    kf = spec.kubeflow
+    if kf is None:
+        return []
+    problems = []
+    for key in ("pipeline_root", "push_dir"):
+        path = getattr(kf, key)
+        if path is not None and not kf.shared(path):
+            problems.append(
+                f"kubeflow.{key}: {path!r} is a local path; on Kubeflow each component runs in its own pod, "
+                f"which cannot see this machine's disk. Use {', '.join(REMOTE_SCHEMES)} storage"
+                + (f" or a path under kubeflow.volume_mount ({kf.volume_mount!r})." if kf.volume_mount
+                   else ", or set kubeflow.volume_mount to a shared volume's mount path."))
+    for name, res in kf.resources.items():
+        if res.gpu and name not in GPU_COMPONENTS:
+            problems.append(f"kubeflow.resources.{name}.gpu: only {' and '.join(GPU_COMPONENTS)} use GPUs; "
+                            f"the data components run on Beam workers.")
+    return problems
+
+
+def _check_metrics(spec: "Spec") -> List[str]:
+    allowed = spec.metric_names()
+    problems = []
+    for i, m in enumerate(spec.evaluation.metrics):
+        if m not in allowed:
+            problems.append(
+                f"evaluation.metrics.{i}: Received {m!r}; for a {spec.task} head {one_of(m, list(allowed))}"
+            )
+    return problems
+
+
+def _check_thresholds(spec: "Spec") -> List[str]:
+    problems = []
+    for m in spec.evaluation.thresholds:
+        if m not in spec.evaluation.metrics:
+            problems.append(
+                f"evaluation.thresholds.{m}: no such metric in evaluation.metrics; "
+                f"{one_of(m, spec.evaluation.metrics)}"
+            )
+    return problems
+
+
+def _check_slices(spec: "Spec") -> List[str]:
+    if not spec.data.features:
+        return []  # feature names are only known from the data; checked when the pipeline runs.
+    known = list(spec.data.feature_types) + [spec.data.label]
+    problems = []
+    for i, keys in enumerate(spec.evaluation.slices):
+        for k in keys:
+            if k not in known:
+                problems.append(
+                    f"evaluation.slices.{i}: unknown feature {k!r}; {one_of(k, known)}"
+                )
+    return problems
+
+
+def _check_encoders(spec: "Spec") -> List[str]:
+    types = spec.data.feature_types
+    kinds = [t.value for t in FeatureType]
+    problems = []
+    for key, enc in spec.model.encoders.items():
+        wanted = types.get(key) or (key if key in kinds else None)
+        if key not in types and key not in kinds:
+            if spec.data.features is None:
+                continue  # features come from the data; checked when the pipeline runs.
+            choices = list(types) + kinds
+            problems.append(
+                f"model.encoders.{key}: not a feature name or feature type; expected one of: "
+                f"{', '.join(repr(c) for c in choices)}.{did_you_mean(key, choices)}"
+            )
+            continue
+        if wanted is not None and enc.feature_type != wanted:
+            names = encoder_names(wanted)
+            allowed = f"one of: {', '.join(repr(n) for n in names)}" if len(names) > 1 else repr(names[0])
+            article = "an" if wanted[0] in "aeiou" else "a"
+            problems.append(f"model.encoders.{key}.type: Received {enc.type!r}; {article} {wanted} feature "
+                            f"expects {allowed}.")
+        if isinstance(enc, BertEncoder) and enc.freeze_epochs and enc.freeze_epochs >= spec.training.epochs:
+            problems.append(f"model.encoders.{key}.freeze_epochs: {enc.freeze_epochs} leaves no epoch to fine-tune "
+                            f"the encoder; training.epochs is {spec.training.epochs}.")
+    return problems
+
+
+# Every cross-field rule, in the order their problems are reported.
+CHECKS = (_check_label_not_feature, _check_data_format, _check_metrics, _check_thresholds, _check_slices,
+          _check_encoders, _check_fine_tune, _check_kubeflow)
+
+
+def cross_field_problems(spec: "Spec") -> List[str]:
+    """Every problem the rules find, collected before any is reported."""
+    return [problem for check in CHECKS for problem in check(spec)]

@@ -1,0 +1,187 @@
+"""Encoder specs, and the one table that registers them.
+
+An encoder spec is a section class with a `type` literal (the names it answers to in YAML) and
+a `feature_type` (the kind of feature it encodes). `ENCODERS` lists them; everything else is
+derived from that table: the discriminated union `model.encoders` validates against, the
+allowed names in error messages, the checks that match encoders to features, and the default
+encoder of each feature type. The Keras side looks the builder up by class
+(`lamina.models.encoders.ENCODER_BUILDERS`). Adding an encoder is one class here, one entry in
+`ENCODERS`, and its builder.
+"""
+
+import typing
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional, Tuple, Union
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from lamina.pipeline.spec.base import StrictModel
+from lamina.pipeline.spec.data import FeatureType
+from lamina.pipeline.spec.errors import UNKNOWN_TYPE_ERROR
+
+
+class EncoderConfig(StrictModel):
+    """Base of the encoder specs. `feature_type`: what it encodes; `is_default`: used when the spec
+    names no encoder for a feature of that type."""
+
+    feature_type: ClassVar[FeatureType]
+    is_default: ClassVar[bool] = False
+
+    @classmethod
+    def type_names(cls) -> Tuple[str, ...]:
+        """The `type` values this class answers to."""
+        return typing.get_args(cls.model_fields["type"].annotation)
+
+
+class NumericEncoder(EncoderConfig):
+    """Numeric features arrive z-scored by Transform; `dense` adds a projection."""
+
+    feature_type: ClassVar[FeatureType] = FeatureType.NUMERIC
+    is_default: ClassVar[bool] = True
+    type: Literal["normalized", "dense"] = "normalized"
+    units: int = Field(default=8, ge=1, le=4096)
+
+
+class CategoricalEncoder(EncoderConfig):
+    """Categorical features arrive as vocabulary indices from Transform."""
+
+    feature_type: ClassVar[FeatureType] = FeatureType.CATEGORICAL
+    is_default: ClassVar[bool] = True
+    type: Literal["embedding", "one_hot"] = "embedding"
+    dim: int = Field(default=4, ge=1, le=1024)
+    num_oov_buckets: int = Field(default=1, ge=0, le=1000)
+    top_k: Optional[int] = Field(default=None, ge=1, description="Keep only the k most frequent values.")
+
+
+class AugmentationSpec(StrictModel):
+    """Random image augmentation, applied in training only (Keras preprocessing layers)."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: float = Field(default=0.0, ge=0.0, le=0.5, description="Fraction of a full turn, either way.")
+    zoom: float = Field(default=0.0, ge=0.0, lt=1.0)
+    contrast: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.flip != "none" or bool(self.rotation or self.zoom or self.contrast)
+
+
+RESNET_ARCHITECTURES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
+                        "resnet_small")
+
+
+class ImageEncoder(EncoderConfig):
+    """A ResNet backbone on decoded, resized RGB images, global-average pooled.
+
+    `weights`: 'imagenet' (through the Keras cache, KERAS_HOME), 'random', a Keras weights
+    file (.weights.h5 or .h5), or the pushed model of an earlier Lamina run (its model
+    directory or one version directory), whose backbone is loaded.
+    """
+
+    feature_type: ClassVar[FeatureType] = FeatureType.IMAGE
+    is_default: ClassVar[bool] = True
+    type: Literal["resnet"] = "resnet"
+    architecture: Literal[RESNET_ARCHITECTURES] = "resnet50"
+    weights: str = "imagenet"
+    image_size: List[int] = Field(default_factory=lambda: [224, 224], description="[height, width] after resizing.")
+    width: int = Field(default=16, ge=4, le=512, description="resnet_small only: filters of the first stage.")
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("image_size")
+    @classmethod
+    def _check_size(cls, v: List[int]) -> List[int]:
+        if len(v) != 2 or any(s < 8 or s > 4096 for s in v):
+            raise ValueError(f"expected [height, width], each between 8 and 4096. Received: {v}")
+        return v
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "random"
+
+
+class TextEncoderConfig(EncoderConfig):
+    """What every text encoder takes: its token budget, its pooling and dropout on the pooled vector."""
+
+    feature_type: ClassVar[FeatureType] = FeatureType.TEXT
+    max_length: int = Field(default=128, ge=4, le=8192, description="Tokens per text, [CLS] and [SEP] included; "
+                            "longer texts are truncated.")
+    pooling: Literal["cls", "mean"] = Field(default="mean", description="[CLS] token or mean of the tokens.")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="On the pooled vector, in training only.")
+
+
+class BertEncoder(TextEncoderConfig):
+    """A pretrained BERT-family encoder from a local directory, fine-tuned with the head.
+
+    `path`: a Hugging Face directory (config.json, model.safetensors, vocab.txt; keys with or
+    without the `bert.` prefix) or a KerasHub preset directory of a BertBackbone. Relative paths
+    are resolved against the spec's folder; `~` is expanded. `freeze_epochs`: train only the head
+    for the first N epochs, then everything.
+    """
+
+    type: Literal["bert"] = "bert"
+    path: str
+    freeze_epochs: int = Field(default=0, ge=0, le=100000)
+
+
+class TransformerEncoder(TextEncoderConfig):
+    """A Transformer encoder trained from scratch: token and position embeddings, then
+    `num_layers` blocks of multi-head self-attention and feed-forward (residuals, layer norm).
+
+    `vocabulary`: a WordPiece vocab.txt; omitted, one of `vocabulary_size` tokens is learned
+    from the train split.
+    """
+
+    is_default: ClassVar[bool] = True
+    type: Literal["transformer"] = "transformer"
+    num_layers: int = Field(default=2, ge=1, le=48)
+    num_heads: int = Field(default=4, ge=1, le=64)
+    hidden_dim: int = Field(default=128, ge=8, le=8192)
+    intermediate_dim: int = Field(default=512, ge=8, le=32768)
+    vocabulary: Optional[str] = None
+    vocabulary_size: int = Field(default=8000, ge=100, le=1_000_000)
+    lowercase: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "TransformerEncoder":
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads}).")
+        return self
+
+
+# The registry: every encoder spec, once.
+ENCODERS: Tuple[type, ...] = (NumericEncoder, CategoricalEncoder, ImageEncoder, BertEncoder, TransformerEncoder)
+
+# -- derived from ENCODERS ----------------------------------------------------------------------
+
+ENCODER_TYPES: Dict[str, type] = {name: cls for cls in ENCODERS for name in cls.type_names()}
+
+
+def encoders_for(feature_type: Union[FeatureType, str]) -> Tuple[type, ...]:
+    """The encoder classes that encode features of `feature_type`."""
+    return tuple(c for c in ENCODERS if c.feature_type == FeatureType(feature_type))
+
+
+def encoder_names(feature_type: Union[FeatureType, str]) -> List[str]:
+    """The `type` names a feature of `feature_type` accepts, in registry order."""
+    return [name for cls in encoders_for(feature_type) for name in cls.type_names()]
+
+
+def default_encoder(feature_type: Union[FeatureType, str]) -> EncoderConfig:
+    """The encoder a feature of `feature_type` gets when the spec names none."""
+    return next(c for c in encoders_for(feature_type) if c.is_default)()
+
+
+def _encoder_tag(v: Any) -> Optional[str]:
+    t = v.get("type") if isinstance(v, dict) else getattr(v, "type", None)
+    cls = ENCODER_TYPES.get(t) if isinstance(t, str) else None
+    return cls.__name__ if cls else None
+
+
+EncoderSpec = Annotated[
+    Union[tuple(Annotated[cls, Tag(cls.__name__)] for cls in ENCODERS)],
+    Discriminator(_encoder_tag, custom_error_type=UNKNOWN_TYPE_ERROR, custom_error_message="unknown encoder type"),
+]
+
+for _type in FeatureType:  # a new feature type or encoder must keep this true
+    if len([c for c in encoders_for(_type) if c.is_default]) != 1:
+        raise TypeError(f"feature type {_type.value!r} needs exactly one default encoder in ENCODERS")

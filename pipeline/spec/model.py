@@ -1,0 +1,45 @@
+"""The model section: per-feature encoders, a combiner that fuses them, and a head."""
+
+from typing import Dict, List, Literal, Optional
+
+from pydantic import Field, field_validator
+
+from lamina.pipeline.spec.base import StrictModel
+from lamina.pipeline.spec.encoders import EncoderSpec
+
+
+class CombinerSpec(StrictModel):
+    """Fuses the encoded features: concatenation followed by dense layers."""
+
+    type: Literal["concat"] = "concat"
+    hidden_units: List[int] = Field(default_factory=lambda: [32, 16])
+    activation: Literal["relu", "gelu", "tanh", "selu", "swish"] = "relu"
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, v: List[int]) -> List[int]:
+        bad = [u for u in v if u < 1]
+        if bad:
+            raise ValueError(f"expected positive integers. Received: {bad}")
+        return v
+
+
+class HeadSpec(StrictModel):
+    """The task head: what is predicted and how."""
+
+    type: Literal["classification", "regression"] = "classification"
+    units: Optional[int] = Field(default=None, ge=1, le=65536, description="Width of an extra hidden layer.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class ModelSpec(StrictModel):
+    """Per-feature encoders, a combiner that fuses them, and a head."""
+
+    encoders: Dict[str, EncoderSpec] = Field(
+        default_factory=dict,
+        description="Encoder per feature name, or per feature type (`numeric`, `categorical`) as a default.",
+    )
+    combiner: CombinerSpec = Field(default_factory=CombinerSpec)
+    head: HeadSpec = Field(default_factory=HeadSpec)
+

@@ -1,0 +1,184 @@
+"""The whole job: the `Spec` that every section hangs from, and the paths it resolves."""
+
+import glob
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from lamina.pipeline.spec.base import StrictModel
+from lamina.pipeline.spec.errors import CrossFieldError, SpecError
+from lamina.pipeline.spec.checks import cross_field_problems
+from lamina.pipeline.spec.data import DataSpec, FeatureType, SplitSpec
+from lamina.pipeline.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
+                                           encoder_names)
+from lamina.pipeline.spec.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluationSpec
+from lamina.pipeline.spec.kubeflow import KubeflowSpec
+from lamina.pipeline.spec.loading import read_spec_file
+from lamina.pipeline.spec.model import ModelSpec
+from lamina.pipeline.spec.runner import RunnerSpec
+from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
+from lamina.pipeline.spec.training import TrainingSpec
+
+
+class Spec(StrictModel):
+    """A whole Lamina job: data, split, model, training, evaluation, serving and runner."""
+
+    name: str = "lamina"
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    inference: InferenceSpec = Field(default_factory=InferenceSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    kubeflow: Optional[KubeflowSpec] = None
+    # Directory that relative paths are resolved against (the spec file's folder).
+    base_dir: Optional[str] = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _check_pipeline_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", v):
+            raise ValueError(f"expected letters, digits, '_' or '-'. Received: {v!r}")
+        return v
+
+    # -- cross-field rules: small named checks, each with a readable message --------------
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Spec":
+        problems = cross_field_problems(self)
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, os.PathLike]) -> "Spec":
+        """Reads and validates a YAML spec; relative paths in it resolve against its folder."""
+        data, base_dir = read_spec_file(path)
+        return cls.from_dict(data, base_dir=base_dir, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], base_dir: Optional[str] = None, source: Optional[str] = None) -> "Spec":
+        if not isinstance(data, dict):
+            raise SpecError([f"<root>: expected a mapping of keys to values. Received: {type(data).__name__}"], source)
+        try:
+            spec = cls(**data)
+        except SpecError as e:
+            raise SpecError(e.problems, source) from None
+        spec.base_dir = os.path.abspath(base_dir or os.getcwd())
+        return spec
+
+    # -- resolved paths --------------------------------------------------------------------
+
+    def resolve(self, path: str) -> str:
+        path = os.path.expanduser(path)
+        if os.path.isabs(path) or "://" in path:
+            return path
+        return os.path.abspath(os.path.join(self.base_dir or os.getcwd(), path))
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.resolve(self.runner.root), self.name)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.run_dir, "pipeline")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.run_dir, "metadata.sqlite")
+
+    @property
+    def report_path(self) -> str:
+        return os.path.join(self.run_dir, "report.html")
+
+    @property
+    def push_dir(self) -> str:
+        return self.resolve(self.serving.push_dir)
+
+    @property
+    def task(self) -> str:
+        return self.model.head.type
+
+    def metric_names(self) -> Dict[str, str]:
+        return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+
+    def to_json(self) -> str:
+        """Serialized form handed to Transform and Trainer through `custom_config`."""
+        d = self.model_dump(mode="json")
+        d["base_dir"] = self.base_dir
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Spec":
+        d = json.loads(text)
+        base_dir = d.pop("base_dir", None)
+        return cls.from_dict(d, base_dir=base_dir)
+
+    def encoder_for(self, name: str, feature_type: Union[FeatureType, str]) -> EncoderConfig:
+        """The encoder of feature `name`: by its name, else by its type, else the type's default.
+
+        Raises ValueError when the encoder named for `name` encodes another feature type (the
+        checks catch that at validation when the feature's type is declared; an inferred type is
+        only known here).
+        """
+        feature_type = FeatureType(feature_type)
+        cfg = self.model.encoders.get(name)
+        if cfg is not None and cfg.feature_type != feature_type:
+            allowed = ", ".join(repr(n) for n in encoder_names(feature_type))
+            raise ValueError(f"model.encoders.{name}.type: Received {cfg.type!r}; feature {name!r} is "
+                             f"{feature_type.value} in the data, and a {feature_type.value} feature expects "
+                             f"one of: {allowed}.")
+        return cfg or self.model.encoders.get(feature_type.value) or default_encoder(feature_type)
+
+    def image_encoder(self, name: str) -> ImageEncoder:
+        """The encoder of image feature `name`."""
+        return self.encoder_for(name, FeatureType.IMAGE)
+
+    def text_encoder(self, name: str) -> TextEncoderConfig:
+        """The encoder of text feature `name` (a small Transformer unless the spec names one)."""
+        return self.encoder_for(name, FeatureType.TEXT)
+
+    @property
+    def has_text(self) -> bool:
+        return any(f.type == FeatureType.TEXT for f in self.data.features or [])
+
+    @property
+    def lr_schedule(self) -> str:
+        if self.training.lr_schedule:
+            return self.training.lr_schedule
+        return "linear_warmup_decay" if self.has_text else "constant"
+
+    def check_data_exists(self) -> List[str]:
+        """Files the data path matches; raises SpecError naming the path when none do."""
+        pattern = self.resolve(self.data.path)
+        if self.data.format == "image_folder":
+            if not os.path.isdir(pattern):
+                raise SpecError([f"data.path: {pattern!r} is not a folder; format image_folder expects a folder "
+                                 f"with one subfolder of images per class."])
+            return [pattern]
+        if self.data.format == "image_csv" and not os.path.isfile(pattern):
+            raise SpecError([f"data.path: no file {pattern!r}; format image_csv expects a CSV with an image path "
+                             f"column and a label column."])
+        files = sorted(glob.glob(pattern))
+        if not files:
+            raise SpecError([f"data.path: no file matches {pattern!r}."])
+        dirs = {os.path.dirname(f) for f in files}
+        if len(dirs) > 1:
+            raise SpecError([f"data.path: the matched files must sit in one folder. Received folders: {sorted(dirs)}"])
+        return files
+
+
+def load_spec(path: Union[str, os.PathLike]) -> Spec:
+    """Reads and validates a YAML spec; relative paths in it resolve against its folder.
+
+    Example:
+        >>> spec = load_spec("examples/penguins/spec.yaml")
+    """
+    return Spec.from_yaml(path)

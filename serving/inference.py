@@ -1,0 +1,333 @@
+"""What every front end does with a request once it has one: check it, run the model, build the answer.
+
+The gRPC servicers (serving/server.py), the REST handler (serving/rest.py) and warmup replay
+all call `Inference`; neither front end imports the other. Inputs are checked against the
+signature (names, dtypes, shapes, one batch size) before the model runs; what the model itself
+rejects comes back as INVALID_ARGUMENT with TensorFlow's one useful line.
+"""
+
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     inference_pb2, predict_pb2, regression_pb2, status_pb2)
+
+from lamina.serving.batching import Batcher
+from lamina.serving.metrics import ServingMetrics
+from lamina.serving.protocol import (API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS,
+                                     REGRESS_METHOD, WARMUP_FILE, ServingError, invalid_argument)
+from lamina.serving.registry import LoadedModel, ModelRegistry
+from lamina.serving.warmup import iter_warmup_requests
+
+
+def _signature_key(model_spec) -> str:
+    return model_spec.signature_name or DEFAULT_SIGNATURE
+
+
+def _dtype_name(dtype: tf.DType) -> str:
+    """TF Serving's spelling of a dtype: DT_FLOAT, DT_INT64, DT_STRING."""
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)
+
+
+def expected_inputs(fn) -> Dict[str, tf.TensorSpec]:
+    return fn.structured_input_signature[1]
+
+
+def check_input_names(expected, given, signature: str) -> None:
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(set(given) - set(expected))
+    if missing:
+        raise invalid_argument(f"Missing input {', '.join(repr(m) for m in missing)} for signature {signature!r}; "
+                               f"expected inputs: {', '.join(sorted(expected))}.")
+    if extra:
+        raise invalid_argument(f"Unknown input {', '.join(repr(m) for m in extra)} for signature {signature!r}; "
+                               f"expected inputs: {', '.join(sorted(expected))}.")
+
+
+def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str) -> Dict[str, tf.Tensor]:
+    """Shapes and batch sizes of already-typed arrays against the signature; returns tensors."""
+    expected = expected_inputs(fn)
+    check_input_names(expected, arrays, signature)
+    tensors = {}
+    for key, spec in expected.items():
+        value = arrays[key]
+        if not spec.shape.is_compatible_with(value.shape):
+            raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
+                                   f"{spec.shape.as_list()} (None: any size).")
+        tensors[key] = tf.constant(value, dtype=spec.dtype)
+    sizes = {k: int(t.shape[0]) for k, t in sorted(tensors.items()) if t.shape.rank}
+    if len(set(sizes.values())) > 1:
+        raise invalid_argument(f"Inputs have different batch sizes: {sizes}.")
+    return tensors
+
+
+def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:
+    """Checks a request's TensorProtos against the signature and converts them."""
+    expected = expected_inputs(fn)
+    check_input_names(expected, inputs, signature)
+    arrays = {}
+    for key, spec in expected.items():
+        proto = inputs[key]
+        if proto.dtype != spec.dtype.as_datatype_enum:
+            got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
+            raise invalid_argument(f"Input {key!r} has dtype {_dtype_name(got) if got else 'DT_INVALID'}; "
+                                   f"signature {signature!r} expects {_dtype_name(spec.dtype)}.")
+        try:
+            arrays[key] = tf.make_ndarray(proto)
+        except Exception as e:
+            raise invalid_argument(f"Input {key!r} is not a valid tensor: {e}") from None
+    return check_arrays(fn, arrays, signature)
+
+
+def _tf_error_summary(error: Exception) -> str:
+    """The line of a TF runtime error that says what was wrong, without graph and stack noise."""
+    message = getattr(error, "message", None) or str(error)
+    lines = [l.strip() for l in message.splitlines()]
+    noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
+    useful = [l for l in lines if l and not l.startswith(noise)]
+    summary = useful[0] if useful else lines[0]
+    return summary.replace("Name: <unknown>, ", "")[:500]
+
+
+def call_signature(fn, tensors: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in fn(**tensors).items()}
+
+
+def examples_from_input(request_input) -> list:
+    """Serialized tf.Examples from a Classify/Regress `Input`, context merged into each example."""
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples = list(request_input.example_list.examples)
+    elif kind == "example_list_with_context":
+        ctx = request_input.example_list_with_context.context
+        examples = []
+        for ex in request_input.example_list_with_context.examples:
+            merged = type(ex)()
+            merged.CopyFrom(ctx)
+            merged.MergeFrom(ex)
+            examples.append(merged)
+    else:
+        raise invalid_argument("Input is empty: set example_list or example_list_with_context.")
+    if not examples:
+        raise invalid_argument("Input has no examples.")
+    return [ex.SerializeToString() for ex in examples]
+
+
+def _example_signature(model: LoadedModel, signature: str, method: str, api: str):
+    sig_def = model.signature_defs.get(signature)
+    fn = model.signature(signature)
+    if sig_def is not None and sig_def.method_name != method:
+        raise invalid_argument(f"Signature {signature!r} of model {model.name!r} has method "
+                               f"{sig_def.method_name!r}; {api} needs {method!r}.")
+    inputs = expected_inputs(fn)
+    if list(inputs) != ["inputs"] or inputs["inputs"].dtype != tf.string:
+        raise invalid_argument(f"Signature {signature!r} does not take serialized tf.Examples under 'inputs'.")
+    return fn
+
+
+def version_choice(model_spec) -> dict:
+    """{'version': N or None, 'label': L or None} from a ModelSpec's version_choice."""
+    choice = model_spec.WhichOneof("version_choice")
+    return {"version": model_spec.version.value if choice == "version" else None,
+            "label": model_spec.version_label if choice == "version_label" else None}
+
+
+def _set_spec(target, model: LoadedModel, signature: Optional[str] = None) -> None:
+    target.name = model.name
+    target.version.value = model.version
+    if signature is not None:
+        target.signature_name = signature
+
+
+def classification_result(outputs: Dict[str, np.ndarray], rows: int) -> classification_pb2.ClassificationResult:
+    scores, classes = outputs.get("scores"), outputs.get("classes")
+    if scores is None and classes is None:
+        raise invalid_argument(f"The signature has no 'scores' or 'classes' output; outputs: {sorted(outputs)}.")
+    result = classification_pb2.ClassificationResult()
+    for i in range(rows):
+        row = result.classifications.add()
+        width = (scores if scores is not None else classes).shape[1]
+        for j in range(width):
+            c = row.classes.add()
+            if classes is not None:
+                c.label = classes[i][j].decode("utf-8")
+            if scores is not None:
+                c.score = float(scores[i][j])
+    return result
+
+
+def regression_result(outputs: Dict[str, np.ndarray]) -> regression_pb2.RegressionResult:
+    if "outputs" not in outputs:
+        raise invalid_argument(f"The signature has no 'outputs' output; outputs: {sorted(outputs)}.")
+    result = regression_pb2.RegressionResult()
+    for v in np.reshape(outputs["outputs"], [-1]):
+        result.regressions.add(value=float(v))
+    return result
+
+
+class Inference:
+    """What every API does once the model version is resolved: shared by gRPC, REST and warmup."""
+
+    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics, batcher: Optional[Batcher] = None):
+        self.registry = registry
+        self.metrics = metrics
+        self.batcher = batcher
+
+    def resolve(self, model_spec) -> LoadedModel:
+        """The version a ModelSpec names (by number or label), counted in flight until released."""
+        return self.registry.acquire(model_spec.name, **version_choice(model_spec))
+
+    def run(self, model: LoadedModel, signature: str, tensors: Dict[str, tf.Tensor],
+            deadline: Optional[float] = None, batch: bool = True) -> Dict[str, np.ndarray]:
+        fn = model.signature(signature)
+        if deadline is not None and time.monotonic() > deadline:
+            raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed before it ran.")
+        try:
+            if self.batcher is not None and batch:
+                return self.batcher.run(fn, tensors, key=(model, signature), deadline=deadline)
+            outputs = call_signature(fn, tensors)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
+        if batch:  # warmup calls (batch=False) are not traffic
+            rows = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
+            self.observe_batch((model, signature), rows.pop() if len(rows) == 1 else 1)
+        return outputs
+
+    def observe_batch(self, key, rows: int) -> None:
+        model, signature = key
+        self.metrics.observe_batch(model.name, model.version, signature, rows)
+
+    def predict(self, model, request, deadline=None, batch=True) -> predict_pb2.PredictResponse:
+        signature = _signature_key(request.model_spec)
+        fn = model.signature(signature)
+        outputs = self.run(model, signature, tensor_inputs(fn, request.inputs, signature), deadline, batch)
+        wanted = list(request.output_filter) or sorted(outputs)
+        unknown = [k for k in wanted if k not in outputs]
+        if unknown:
+            raise invalid_argument(f"output_filter names unknown output {unknown}; outputs: {sorted(outputs)}.")
+        response = predict_pb2.PredictResponse()
+        _set_spec(response.model_spec, model, signature)
+        for key in wanted:
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+        return response
+
+    def _examples(self, model, signature, method, api, request_input, deadline, batch):
+        _example_signature(model, signature, method, api)
+        serialized = examples_from_input(request_input)
+        outputs = self.run(model, signature, {"inputs": tf.constant(serialized, tf.string)}, deadline, batch)
+        return serialized, outputs
+
+    def classify(self, model, request, deadline=None, batch=True) -> classification_pb2.ClassificationResponse:
+        signature = _signature_key(request.model_spec)
+        serialized, outputs = self._examples(model, signature, CLASSIFY_METHOD, "Classify", request.input,
+                                             deadline, batch)
+        response = classification_pb2.ClassificationResponse()
+        _set_spec(response.model_spec, model, signature)
+        response.result.CopyFrom(classification_result(outputs, len(serialized)))
+        return response
+
+    def regress(self, model, request, deadline=None, batch=True) -> regression_pb2.RegressionResponse:
+        signature = _signature_key(request.model_spec)
+        _, outputs = self._examples(model, signature, REGRESS_METHOD, "Regress", request.input, deadline, batch)
+        response = regression_pb2.RegressionResponse()
+        _set_spec(response.model_spec, model, signature)
+        response.result.CopyFrom(regression_result(outputs))
+        return response
+
+    def multi_inference(self, model, request, deadline=None, batch=True) -> inference_pb2.MultiInferenceResponse:
+        check_multi_inference(request)
+        response = inference_pb2.MultiInferenceResponse()
+        for task in request.tasks:
+            signature = _signature_key(task.model_spec)
+            api = API_OF_METHOD[task.method_name]
+            serialized, outputs = self._examples(model, signature, task.method_name, api, request.input,
+                                                 deadline, batch)
+            result = response.results.add()
+            _set_spec(result.model_spec, model, signature)
+            if task.method_name == CLASSIFY_METHOD:
+                result.classification_result.CopyFrom(classification_result(outputs, len(serialized)))
+            else:
+                result.regression_result.CopyFrom(regression_result(outputs))
+        return response
+
+    def metadata(self, model, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        fields = list(request.metadata_field)
+        if fields != ["signature_def"]:
+            raise invalid_argument(f"Metadata field {fields!r} is not supported; the only field is 'signature_def'.")
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        _set_spec(response.model_spec, model)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in model.signature_defs.items():
+            sig_map.signature_def[key].CopyFrom(sig)
+        packed = any_pb2.Any()
+        packed.Pack(sig_map)
+        response.metadata["signature_def"].CopyFrom(packed)
+        return response
+
+    def model_status(self, request) -> get_model_status_pb2.GetModelStatusResponse:
+        statuses = self.registry.status(request.model_spec.name, **version_choice(request.model_spec))
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version, status in statuses:
+            entry = response.model_version_status.add()
+            entry.version = version
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+            entry.status.CopyFrom(status_pb2.StatusProto(error_code=2 if status.error else 0,
+                                                         error_message=status.error))
+        return response
+
+    def warmup(self, model: LoadedModel) -> int:
+        """Replays `assets.extra/tf_serving_warmup_requests` against `model`; any failure fails the load."""
+        path = os.path.join(model.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
+            return 0
+        count = 0
+        for n, entry in enumerate(iter_warmup_requests(path, MAX_WARMUP_RECORDS), 1):
+            try:
+                kind = entry.WhichOneof("log_type")
+                handler = {"predict_log": self.predict, "classify_log": self.classify,
+                           "regress_log": self.regress, "multi_inference_log": self.multi_inference}.get(kind)
+                if handler is None:
+                    raise ValueError(f"log type {kind!r} is not replayed (predict, classify, regress, "
+                                     "multi_inference are)")
+                handler(model, getattr(entry, kind).request, batch=False)
+            except Exception as e:
+                raise ValueError(f"warmup request {n} in {WARMUP_FILE} failed: {e}") from None
+            count += 1
+        return count
+
+
+def check_multi_inference(request) -> None:
+    if not request.tasks:
+        raise invalid_argument("MultiInference request has no tasks.")
+    names = sorted({t.model_spec.name for t in request.tasks})
+    if len(names) > 1:
+        raise invalid_argument(f"All MultiInference tasks must name the same model; got {', '.join(names)}.")
+    versions = {(t.model_spec.WhichOneof("version_choice"), t.model_spec.version.value, t.model_spec.version_label)
+                for t in request.tasks}
+    if len(versions) > 1:
+        raise invalid_argument("All MultiInference tasks must ask for the same version.")
+    signatures = [_signature_key(t.model_spec) for t in request.tasks]
+    if len(set(signatures)) != len(signatures):
+        raise invalid_argument(f"MultiInference tasks repeat a signature: {signatures}.")
+    for task in request.tasks:
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise invalid_argument(f"MultiInference task method {task.method_name!r} is not supported; allowed: "
+                                   f"{CLASSIFY_METHOD!r}, {REGRESS_METHOD!r}.")
+
+
+class Observed:
+    """Times one request and records it in the metrics with the status it ended with."""
+
+    def __init__(self, metrics: ServingMetrics, method: str, api: str, model_name: str = ""):
+        self.metrics, self.method, self.api = metrics, method, api
+        self.model_name, self.version, self.status = model_name, None, "OK"
+        self.start = time.perf_counter()
+
+    def finish(self) -> None:
+        self.metrics.observe_request(self.model_name, self.version, self.method, self.api, self.status,
+                                     time.perf_counter() - self.start)

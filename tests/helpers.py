@@ -1,0 +1,95 @@
+"""Helpers the tests share: the example specs (made small for a CPU), data writers, readers of run outputs.
+
+Fixtures live in conftest.py; plain functions and constants live here, imported by name.
+"""
+
+import copy
+import csv
+import os
+from pathlib import Path
+
+import yaml
+
+from lamina.pipeline.spec import Spec
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_SPEC = REPO / "examples" / "penguins" / "spec.yaml"
+
+def example_spec_dict() -> dict:
+    return yaml.safe_load(EXAMPLE_SPEC.read_text())
+
+
+def _with_overrides(d: dict, base_dir, overrides: dict) -> Spec:
+    """`d` with its top-level sections updated by `overrides`, as a Spec rooted at `base_dir`."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key].update(value)
+        else:
+            d[key] = value
+    return Spec.from_dict(d, base_dir=str(base_dir))
+
+
+def make_spec(base_dir, **overrides) -> Spec:
+    """The penguins example spec rooted at `base_dir`, with top-level sections updated."""
+    return _with_overrides(copy.deepcopy(example_spec_dict()), base_dir, overrides)
+
+
+def read_prediction_logs(inference_dir):
+    """BulkInferrer's PredictionLog records."""
+    import glob
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    files = glob.glob(os.path.join(inference_dir, "*.gz"))
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path, rows, columns):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in columns})
+
+
+def serving(push_dir):
+    """A LaminaServer on a free loopback port over `push_dir`, stopped when the fixture ends."""
+    from lamina.serving.server import LaminaServer
+
+    srv = LaminaServer(push_dir, port=0, poll_seconds=0.2).start()
+    yield srv
+    srv.stop()
+
+
+DIGITS_SPEC = REPO / "examples" / "digits" / "spec.yaml"
+
+
+def digits_spec(base_dir, **overrides) -> Spec:
+    """The digits example spec rooted at `base_dir`, made small enough for a CPU test
+    (16x16 inputs, width 8); top-level sections are updated by `overrides`."""
+    d = yaml.safe_load(DIGITS_SPEC.read_text())
+    d["model"]["encoders"]["image"].update(image_size=[16, 16], width=8)
+    d["training"].update(epochs=6)
+    return _with_overrides(d, base_dir, overrides)
+
+
+TEXT_SPEC = REPO / "examples" / "text" / "spec.yaml"
+TOPICS_CSV = REPO / "examples" / "text" / "topics.csv"
+
+
+def text_spec(base_dir, minilm: str, **overrides) -> Spec:
+    """The text example spec rooted at `base_dir` (topics.csv copied there), MiniLM from `minilm`."""
+    import shutil
+
+    shutil.copy(TOPICS_CSV, os.path.join(base_dir, "topics.csv"))
+    d = yaml.safe_load(TEXT_SPEC.read_text())
+    d["model"]["encoders"]["text"]["path"] = minilm
+    return _with_overrides(d, base_dir, overrides)
