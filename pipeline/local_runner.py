@@ -1,60 +1,97 @@
 """Runs the pipeline locally: LocalDagRunner on Beam's DirectRunner, ML Metadata in SQLite.
 
 It works out nothing but the run directory, calls `create_pipeline`, and shows progress: one
-line per component with its duration, taken from the start and end records TFX's
-LocalDagRunner logs (and its launcher's record of a cached execution). What the run produced is
-read back from ML Metadata by `lamina.pipeline.results`.
+line per component with its duration and whether it came from the cache, as ML Metadata
+records each execution (read-only, from a thread that polls the store while TFX writes it).
+What the run produced is read back by `lamina.pipeline.results`.
 """
 
 import logging
 import os
 import sys
+import threading
+import time
 from typing import List, Optional, TextIO
 
-from lamina.pipeline.results import ComponentRun, ModelNotBlessedError, RunResult, summarize_run, write_run_report
 from lamina.pipeline.report import write_report
+from lamina.pipeline.results import (ComponentRun, ExecutionRecord, ModelNotBlessedError, RunResult,
+                                     latest_run_executions, open_store, summarize_run, write_run_report)
 from lamina.pipeline.spec import Spec, SpecError
 
 __all__ = ["ComponentProgress", "ModelNotBlessedError", "RunResult", "check_pretrained_models", "quiet_logs",
            "run_pipeline"]
 
-# What TFX logs (absl, INFO) around each component, and when a cached result stands in for a run.
-_STARTED = "Component %s is running."
-_FINISHED = "Component %s is finished."
-_CACHED_PREFIX = "A cached execution"
 
+class ComponentProgress:
+    """Prints one line per component when ML Metadata records it finished: its duration, and
+    '(cached)' when TFX reused an earlier execution.
 
-class ComponentProgress(logging.Handler):
-    """Prints one line per component with its duration, and whether it came from the cache.
-
-    Listens to TFX's own log records: LocalDagRunner's 'Component X is running.' and 'Component
-    X is finished.', and the launcher's 'A cached execution N is used.'.
+    `poll()` reads the store once; `watching()` polls it from a thread for the length of a run.
     """
 
-    def __init__(self, total: int, stream: TextIO):
-        super().__init__(level=logging.INFO)
+    def __init__(self, spec: Spec, total: int, stream: TextIO, poll_seconds: float = 0.5):
+        self.spec = spec
         self.total = total
         self.stream = stream
+        self.poll_seconds = poll_seconds
         self.runs: List[ComponentRun] = []
-        self.current: Optional[str] = None
-        self._start = 0.0
-        self._cached = False
+        self.running: Optional[str] = None  # the component ML Metadata last saw start
+        self.failed: Optional[str] = None
+        self._since_ms = int(time.time() * 1000) - 1000
+        self._store = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == _STARTED and record.args:
-            self.current, self._start, self._cached = str(record.args[0]), record.created, False
-        elif record.msg == _FINISHED and record.args and self.current == str(record.args[0]):
-            self._finish(record.created)
-        elif isinstance(record.msg, str) and record.msg.startswith(_CACHED_PREFIX):
-            self._cached = True
+    def poll(self) -> None:
+        with self._lock:
+            records = self._read()
+            done = {r.name for r in self.runs}
+            for record in records:
+                if record.state == "FAILED":
+                    self.failed = record.component
+                elif record.finished and record.component not in done:
+                    self._print(record)
+                elif not record.finished:
+                    self.running = record.component
 
-    def _finish(self, when: float) -> None:
-        run = ComponentRun(self.current, max(0.0, when - self._start), self._cached)
+    def _read(self) -> List[ExecutionRecord]:
+        if not os.path.exists(self.spec.metadata_path):
+            return []
+        try:
+            self._store = self._store or open_store(self.spec, readonly=True)
+            return latest_run_executions(self.spec, self._store, self._since_ms)
+        except Exception:  # noqa: BLE001 - the store is being created or written: read it next time
+            self._store = None
+            return []
+
+    def _print(self, record: ExecutionRecord) -> None:
+        run = ComponentRun(record.component, max(0.0, record.updated - record.started), record.state == "CACHED")
         self.runs.append(run)
         note = "  (cached)" if run.cached else ""
         print(f"[{len(self.runs):>2}/{self.total}] {run.name:<28} {run.seconds:6.1f}s{note}",
               file=self.stream, flush=True)
-        self.current = None
+
+    def watching(self) -> "ComponentProgress":
+        def loop():
+            while not self._stop.wait(self.poll_seconds):
+                self.poll()
+
+        self._thread = threading.Thread(target=loop, name="lamina-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __enter__(self):
+        return self.watching()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.poll()  # what finished since the last look
+
+    @property
+    def current(self) -> Optional[str]:
+        """The component that failed, else the one running."""
+        return self.failed or self.running
 
     def stopped(self) -> str:
         """The progress line for the component that stopped the run."""
@@ -68,8 +105,10 @@ def quiet_logs(verbose: bool = False) -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
     absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)  # the progress handler reads TFX's INFO records
+    absl_logger.setLevel(logging.INFO if verbose else logging.WARNING)
     absl_logger.propagate = verbose
+    if not verbose and not any(isinstance(h, logging.NullHandler) for h in absl_logger.handlers):
+        absl_logger.addHandler(logging.NullHandler())  # else Python's last-resort handler prints TFX's warnings
     if not verbose:
         import warnings
 
@@ -124,15 +163,13 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     quiet_logs(verbose)
     os.makedirs(spec.run_dir, exist_ok=True)
     pipeline = create_pipeline(spec)
-    progress = ComponentProgress(len(pipeline.components), stream)
+    progress = ComponentProgress(spec, len(pipeline.components), stream)
     print(f"Running pipeline {spec.name!r} ({len(pipeline.components)} components); run directory {spec.run_dir}",
           file=stream, flush=True)
-    absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
-    absl_logger.addHandler(progress)
     title = f"Lamina run: {spec.name}"
     try:
-        LocalDagRunner().run(pipeline)
+        with progress:
+            LocalDagRunner().run(pipeline)
     except DataAnomaliesError as e:
         print(progress.stopped(), file=stream, flush=True)
         e.report = write_report(spec.report_path, title, progress.runs, "stopped: data validation found anomalies",
@@ -147,8 +184,6 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
         if progress.current:
             raise RuntimeError(f"Component {progress.current} failed: {type(e).__name__}: {e}") from e
         raise
-    finally:
-        absl_logger.removeHandler(progress)
     result = summarize_run(spec, progress.runs)
     result.report = write_run_report(result)
     if not result.pushed:

@@ -95,13 +95,25 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     return result
 
 
-def _latest_run(spec: Spec):
-    """(store, executions of the newest pipeline run, execution id -> component id)."""
+def open_store(spec: Spec, readonly: bool = False):
+    """The run directory's ML Metadata store (SQLite); `readonly` for reading while a run writes."""
     from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import metadata
 
-    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(spec.metadata_path))
-    runs = store.get_contexts_by_type("pipeline_run")
+    config = metadata.sqlite_metadata_connection_config(spec.metadata_path)
+    if readonly:
+        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _latest_run(spec: Spec, store=None, since_ms: int = 0):
+    """(store, executions of the newest pipeline run, execution id -> component id).
+
+    `since_ms`: only a run created at or after this time (ms since the epoch) counts.
+    """
+    store = store or open_store(spec)
+    runs = [c for c in store.get_contexts_by_type("pipeline_run") if c.create_time_since_epoch >= since_ms]
     if not runs:
         return store, [], {}
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
@@ -115,13 +127,34 @@ def _latest_run(spec: Spec):
     return store, executions, node_of
 
 
-def latest_run_states(spec: Spec) -> Dict[str, str]:
-    """Component id -> execution state (COMPLETE, CACHED, FAILED...) in the newest run."""
+@dataclasses.dataclass(frozen=True)
+class ExecutionRecord:
+    """One component's execution as ML Metadata records it."""
+
+    component: str
+    state: str  # NEW, RUNNING, COMPLETE, CACHED, FAILED, CANCELED
+    started: float  # seconds since the epoch
+    updated: float
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETE", "CACHED", "FAILED", "CANCELED")
+
+
+def latest_run_executions(spec: Spec, store=None, since_ms: int = 0) -> List[ExecutionRecord]:
+    """The newest run's executions, in the order they last changed."""
     from ml_metadata.proto import metadata_store_pb2
 
-    _, executions, node_of = _latest_run(spec)
-    return {node_of[ex.id]: metadata_store_pb2.Execution.State.Name(ex.last_known_state)
-            for ex in executions if ex.id in node_of}
+    _, executions, node_of = _latest_run(spec, store, since_ms)
+    records = [ExecutionRecord(node_of[ex.id], metadata_store_pb2.Execution.State.Name(ex.last_known_state),
+                               ex.create_time_since_epoch / 1000.0, ex.last_update_time_since_epoch / 1000.0)
+               for ex in executions if ex.id in node_of]
+    return sorted(records, key=lambda r: (r.updated, r.started))
+
+
+def latest_run_states(spec: Spec) -> Dict[str, str]:
+    """Component id -> execution state (COMPLETE, CACHED, FAILED...) in the newest run."""
+    return {r.component: r.state for r in latest_run_executions(spec)}
 
 
 def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:

@@ -304,6 +304,11 @@ class ModelRegistry:
         with self._loaded:
             return self._loaded.wait_for(ready, timeout=timeout)
 
+    def wait_for_event(self, ready: Callable[[List[str]], bool], timeout: float) -> bool:
+        """Blocks until `ready(events)` holds (checked at each new event); False after `timeout` seconds."""
+        with self._loaded:
+            return self._loaded.wait_for(lambda: ready(self.events), timeout=timeout)
+
     # -- configuration ---------------------------------------------------------------------
 
     def reload_config(self, configs: List[ModelConfig]) -> None:
@@ -400,7 +405,9 @@ class ModelRegistry:
         return True
 
     def _event(self, kind: str, name: str, version: int, message: str, level: int = logging.INFO) -> None:
-        self.events.append(message)
+        with self._loaded:
+            self.events.append(message)
+            self._loaded.notify_all()
         log.log(level, message)
         if self.on_event:
             self.on_event(kind, name, version)

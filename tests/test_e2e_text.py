@@ -202,10 +202,10 @@ def test_a_missing_model_directory_stops_the_run_before_it_starts(tmp_path, mini
     """`lamina run` checks the pretrained directory first: exit 2, the key, the path, nothing run."""
     import yaml
 
-    from tests.helpers import text_spec
+    from tests.helpers import TEXT_SPEC, text_spec
 
     spec = text_spec(tmp_path, minilm_dir)
-    d = yaml.safe_load(open(cli.TEXT_DEMO_SPEC))
+    d = yaml.safe_load(TEXT_SPEC.read_text())
     d["model"]["encoders"]["text"]["path"] = "models/none"
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
     assert cli.main(["run", str(tmp_path / "spec.yaml")]) == 2

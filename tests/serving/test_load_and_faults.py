@@ -260,6 +260,7 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(tmp_path):
         target = line.split("gRPC on ")[1].split(" ")[0].rstrip(",")
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
         stop_sending = threading.Event()
+        loaded = threading.Event()  # set once 100 requests have been answered
         outcomes = []
 
         def client():
@@ -270,6 +271,8 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(tmp_path):
                 try:
                     response = stub.Predict(request, 30.0)
                     outcomes.append(("OK", float(tf.make_ndarray(response.outputs["y"])[0])))
+                    if len(outcomes) >= 100:
+                        loaded.set()
                 except grpc.RpcError as e:
                     outcomes.append((e.code().name, e.details()))
                     stop_sending.set()
@@ -277,9 +280,7 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(tmp_path):
         threads = [threading.Thread(target=client) for _ in range(16)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 60  # signal once the load is on: 100 requests answered
-        while len(outcomes) < 100 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        assert loaded.wait(60), f"100 answers did not come: {outcomes[-3:]}"  # signal once the load is on
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         stop_sending.set()

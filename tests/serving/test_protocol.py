@@ -310,9 +310,7 @@ def test_warmup_runs_before_serving_and_a_failing_warmup_keeps_the_old_version(t
         write_warmup_requests(str(staging / "2"), [], extra=[predict_log({"x": np.ones([1, 3], np.float32)},
                                                                           signature="missing")])
         shutil.move(str(staging / "2"), str(tmp_path / "models" / "toy" / "2"))
-        deadline = time.time() + 20
-        while time.time() < deadline and len(srv.registry.events) < 2:
-            time.sleep(0.1)
+        assert srv.registry.wait_for_event(lambda events: len(events) >= 2, timeout=20)
         assert srv.registry.events[1].startswith(f"skipped toy version 2 at {tmp_path / 'models' / 'toy' / '2'}: ValueError: "
                                                  "warmup request 1 in assets.extra/tf_serving_warmup_requests "
                                                  "failed: Serving signature key 'missing' not found")
@@ -329,9 +327,8 @@ def test_a_version_is_loaded_before_traffic_and_the_old_one_released(tmp_path):
         write_toy_model(str(tmp_path / "staging"), 2, scale=2.0)
         os.rename(tmp_path / "staging" / "2", tmp_path / "models" / "toy" / "2")
         assert srv.registry.wait_for_version("toy", 2, timeout=20)
-        deadline = time.monotonic() + 20  # version 1 is retired right after version 2 is in
-        while not srv.registry.events[-1].startswith("retiring") and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # version 1 is retired right after version 2 is in
+        assert srv.registry.wait_for_event(lambda events: events[-1].startswith("retiring"), timeout=20)
         assert srv.registry.versions("toy") == [2]
         assert srv.registry.events[-1] == ("retiring toy version 1; released when its 1 in-flight request(s) "
                                            "finish")

@@ -75,3 +75,22 @@ def example(x) -> tf.train.Example:
     ex = tf.train.Example()
     ex.features.feature["x"].float_list.value.extend(float(v) for v in x)
     return ex
+
+
+class _ImageToy(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image")])
+    def mean_pixel(self, image):
+        """Decodes each encoded image for real (as an image model's serving_raw does): the mean pixel."""
+        def one(encoded):
+            return tf.reduce_mean(tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False),
+                                          tf.float32))
+
+        return {"mean": tf.map_fn(one, image, fn_output_signature=tf.float32)}
+
+
+def write_image_model(base: str, version: int = 1) -> str:
+    """`<base>/<version>/`: serving_default takes encoded images (`image`: string [None]) -> `mean` pixel."""
+    path = os.path.join(base, str(version))
+    toy = _ImageToy()
+    tf.saved_model.save(toy, path, signatures={"serving_default": toy.mean_pixel})
+    return path
