@@ -36,11 +36,13 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.serving.image_limits import ImageTooLarge, check_image, image_format
+
 REPORT_FILE = "ingest_report.json"
 _BAD_PREFIX = "bad_files"
 # Problems that stop the run whatever the bad-file policy says.
 STRUCTURAL = ("outside_root", "empty_class", "bad_csv")
-_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"BM": "BMP"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +55,7 @@ class ImageFile:
 @dataclasses.dataclass(frozen=True)
 class BadFile:
     path: str  # relative to the root when it is inside, else as written
-    problem: str  # empty | unsupported | corrupt | missing | unreadable | outside_root | empty_class | bad_csv
+    problem: str  # empty | unsupported | corrupt | too_large | missing | unreadable | outside_root | empty_class | bad_csv
     detail: str
 
 
@@ -171,15 +173,25 @@ def list_image_csv(csv_path: str, image_column: str, label_column: str,
     return files, bad
 
 
-def check_image_bytes(data: bytes) -> Tuple[Optional[Tuple[int, int]], Optional[Tuple[str, str]]]:
-    """((height, width), None) for an image TensorFlow can decode, else (None, (problem, detail))."""
+def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+                      ) -> Tuple[Optional[Tuple[int, int]], Optional[Tuple[str, str]]]:
+    """((height, width), None) for an image TensorFlow can decode, else (None, (problem, detail)).
+
+    An image whose header declares more than `max_pixels` is 'too_large' and never decoded.
+    """
     import tensorflow as tf
 
     if not data:
         return None, ("empty", "the file is empty (0 bytes)")
-    kind = next((k for magic, k in _MAGIC.items() if data.startswith(magic)), None)
+    kind = image_format(data)
     if kind is None:
         return None, ("unsupported", f"not a JPEG, PNG, GIF or BMP image (starts with {data[:8]!r})")
+    try:
+        check_image(data, max_pixels, "the file")
+    except ImageTooLarge as e:
+        return None, ("too_large", str(e).replace(" (lamina serve --max-image-pixels)", " (data.images.max_pixels)"))
+    except ValueError as e:
+        return None, ("corrupt", str(e))
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except tf.errors.OpError as e:
@@ -193,9 +205,10 @@ def check_image_bytes(data: bytes) -> Tuple[Optional[Tuple[int, int]], Optional[
 class _ReadImage(beam.DoFn):
     """ImageFile -> tf.Example, or a BadFile on the 'bad' output."""
 
-    def __init__(self, image_key: str, label_key: str):
+    def __init__(self, image_key: str, label_key: str, max_pixels: int):
         self.image_key = image_key
         self.label_key = label_key
+        self.max_pixels = max_pixels
 
     def process(self, item: ImageFile):
         import tensorflow as tf
@@ -206,7 +219,7 @@ class _ReadImage(beam.DoFn):
         except (OSError, tf.errors.OpError) as e:
             yield beam.pvalue.TaggedOutput("bad", BadFile(item.relpath, "unreadable", str(e)))
             return
-        size, problem = check_image_bytes(data)
+        size, problem = check_image_bytes(data, self.max_pixels)
         if problem:
             yield beam.pvalue.TaggedOutput("bad", BadFile(item.relpath, *problem))
             return
@@ -221,10 +234,11 @@ class _ReadImage(beam.DoFn):
 
 
 @beam.ptransform_fn
-def _ImagesToExamples(pipeline, files: List[ImageFile], image_key: str, label_key: str, bad_prefix: str):  # pylint: disable=invalid-name
+def _ImagesToExamples(pipeline, files: List[ImageFile], image_key: str, label_key: str, bad_prefix: str,  # pylint: disable=invalid-name
+                      max_pixels: int):
     results = (pipeline
                | "ListedFiles" >> beam.Create(files, reshuffle=True)
-               | "ReadAndCheck" >> beam.ParDo(_ReadImage(image_key, label_key)).with_outputs("bad", main="examples"))
+               | "ReadAndCheck" >> beam.ParDo(_ReadImage(image_key, label_key, max_pixels)).with_outputs("bad", main="examples"))
     _ = (results.bad
          | "BadToJson" >> beam.Map(lambda b: json.dumps(dataclasses.asdict(b), sort_keys=True))
          | "WriteBad" >> beam.io.WriteToText(bad_prefix, file_name_suffix=".jsonl"))
@@ -280,7 +294,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
             s = _settings(exec_properties)
-            return _ImagesToExamples(self._files, s["image_key"], s["label_key"], self._bad_prefix)  # pylint: disable=no-value-for-parameter
+            return _ImagesToExamples(self._files, s["image_key"], s["label_key"], self._bad_prefix,  # pylint: disable=no-value-for-parameter
+                                     s.get("max_pixels", DEFAULT_MAX_IMAGE_PIXELS))
         return to_examples
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
@@ -336,7 +351,7 @@ class ImageExampleGen(FileBasedExampleGen):
       format: 'image_folder' or 'image_csv'.
       image_key / label_key: feature names for the encoded bytes and the label (and the CSV's columns).
       csv_file: the CSV's file name in `root` (image_csv only).
-      bad_files, max_bad_fraction, extensions: the ingestion policy (see the module docstring).
+      bad_files, max_bad_fraction, extensions, max_pixels: the ingestion policy (see the module docstring).
       output_config: the split, which should partition by `source_path`.
     """
 
@@ -344,13 +359,14 @@ class ImageExampleGen(FileBasedExampleGen):
 
     def __init__(self, root: str, format: str, image_key: str, label_key: str,  # pylint: disable=redefined-builtin
                  output_config: example_gen_pb2.Output, csv_file: str = "", bad_files: str = "skip",
-                 max_bad_fraction: float = 0.05, extensions: Optional[List[str]] = None):
+                 max_bad_fraction: float = 0.05, extensions: Optional[List[str]] = None,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         if format not in ("image_folder", "image_csv"):
             raise ValueError(f"format must be 'image_folder' or 'image_csv'. Received: {format!r}")
         # The driver fingerprints what this pattern matches: every file one folder down, or the CSV.
         pattern = "*/*" if format == "image_folder" else csv_file
         settings = {"format": format, "image_key": image_key, "label_key": label_key, "csv_file": csv_file,
-                    "bad_files": bad_files, "max_bad_fraction": max_bad_fraction,
+                    "bad_files": bad_files, "max_bad_fraction": max_bad_fraction, "max_pixels": max_pixels,
                     "extensions": list(extensions or [".png", ".jpg", ".jpeg", ".gif", ".bmp"])}
         super().__init__(
             input_base=root,

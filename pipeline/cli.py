@@ -11,7 +11,7 @@ import os
 import sys
 from typing import List, Optional
 
-from lamina.pipeline.spec import SpecError, load_spec
+from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS, SpecError, load_spec
 
 
 def _err(message: str) -> None:
@@ -107,6 +107,8 @@ def cmd_serve(args) -> int:
     import logging
 
     from lamina.serving.batching import BatchingParameters, read_batching_config
+    from lamina.serving.http_server import HttpLimits
+    from lamina.serving.inference import InputLimits
     from lamina.serving.registry import ConfigError
     from lamina.serving.server import LaminaServer
 
@@ -122,10 +124,22 @@ def cmd_serve(args) -> int:
             batching = read_batching_config(args.batching_parameters_file)
         elif args.enable_batching:
             batching = BatchingParameters(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads)
+        admin_token = None
+        if args.admin_token_file:
+            with open(args.admin_token_file, encoding="utf-8") as f:
+                admin_token = f.read().strip()
+            if not admin_token:
+                raise ValueError(f"{args.admin_token_file}: the admin token file is empty.")
+        rest_limits = HttpLimits(max_connections=args.rest_max_connections, worker_threads=args.rest_threads,
+                                 max_body_bytes=args.max_request_bytes)
         server = LaminaServer(source, port=args.port, host=args.host,
                               rest_port=None if args.rest_port < 0 else args.rest_port,
                               poll_seconds=args.poll_seconds, max_request_bytes=args.max_request_bytes,
-                              batching=batching, tls_cert=args.tls_cert, tls_key=args.tls_key).start()
+                              batching=batching, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                              tls_client_ca=args.tls_client_ca,
+                              input_limits=InputLimits(args.max_request_elements, args.max_image_pixels),
+                              rest_limits=rest_limits, allow_config_reload=args.allow_config_reload,
+                              admin_token=admin_token).start()
     except (ConfigError, ValueError, OSError) as e:
         _err(str(e))
         return 2
@@ -275,7 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest-port", type=int, default=8501, help="REST and metrics port (0: any free; -1: no REST)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
-    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024)
+    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
+                   help="largest request body (gRPC message or REST body)")
+    p.add_argument("--max-request-elements", type=int, default=16 * 1024 * 1024,
+                   help="tensor elements one request's inputs may declare, together")
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                   help="pixels per encoded image, read from its header before it is decoded")
+    p.add_argument("--rest-max-connections", type=int, default=512,
+                   help="open REST connections; past it a new one gets 503")
+    p.add_argument("--rest-threads", type=int, default=16, help="threads answering REST requests")
+    p.add_argument("--allow-config-reload", action="store_true",
+                   help="accept HandleReloadConfigRequest: from loopback, or with --admin-token-file under mTLS")
+    p.add_argument("--admin-token-file", help="with --tls-client-ca: the token admin calls must send")
     p.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into one model call")
     p.add_argument("--batching-parameters-file", help="TF Serving's batching.config (implies batching)")
     p.add_argument("--max-batch-size", type=int, default=32)
@@ -283,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-batch-threads", type=int, default=4)
     p.add_argument("--tls-cert", help="PEM certificate: serve gRPC and REST over TLS")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS, both ports)")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("predict", help="send rows or image files to a TF Serving-protocol server")

@@ -108,7 +108,7 @@ def example_gen(spec: Spec):
             root=path if folder else os.path.dirname(path), format=spec.data.format, image_key=image_key,
             label_key=spec.data.label, csv_file="" if folder else os.path.basename(path),
             output_config=split_config(spec, SOURCE_PATH_KEY), bad_files=images.bad_files,
-            max_bad_fraction=images.max_bad_fraction, extensions=images.extensions)
+            max_bad_fraction=images.max_bad_fraction, extensions=images.extensions, max_pixels=images.max_pixels)
     input_base, pattern = input_config(spec)
     return CsvExampleGen(
         input_base=input_base,

@@ -94,6 +94,7 @@ class HttpServer:
         self.rejected = 0  # connections answered 503 because the server was full
         self.in_flight = 0
         self._idle: Dict[asyncio.StreamWriter, bool] = {}  # open connections -> waiting for a request
+        self._tasks: set = set()  # the coroutines serving open connections
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=limits.worker_threads,
                                                            thread_name_prefix="rest")
         self._loop = asyncio.new_event_loop()
@@ -162,10 +163,25 @@ class HttpServer:
                 pass
         for writer in list(self._idle):
             writer.close()
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     # -- one connection --------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            writer.close()
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open_connections >= self.limits.max_connections or self._stopping:
             self.rejected += 1
             await self._refuse(reader, writer)
@@ -277,8 +293,8 @@ class HttpServer:
                                                                    f"its limit; retry later."}), close=True)
             if writer.can_write_eof():
                 writer.write_eof()
-            for _ in range(16):
-                if not await asyncio.wait_for(reader.read(65536), 1.0):
+            for _ in range(4):  # at most ~2 s and 256 KB per refused connection
+                if not await asyncio.wait_for(reader.read(65536), 0.5):
                     break
         except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
             pass

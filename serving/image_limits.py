@@ -4,14 +4,18 @@ A 400 KB PNG can declare 20000x20000 pixels and take gigabytes to decode. `image
 width and height from the first bytes of a PNG, JPEG, GIF or BMP (the formats TensorFlow's
 `decode_image` takes); `check_image` refuses an image above a pixel bound. The server runs it
 on every string input that is an image, and on the bytes features of tf.Examples, before the
-model is called. A leaf module: the standard library only.
+model is called; ImageExampleGen runs it on every file before decoding (the same default bound,
+`data.images.max_pixels` in the spec).
 """
 
 import struct
 from typing import Optional, Tuple
 
-# 4096 x 4096: far above what the image encoders resize to, far below a decompression bomb.
-DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+from lamina.pipeline.spec.data import DEFAULT_MAX_IMAGE_PIXELS  # noqa: F401 - the bound's one home
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than the bound."""
+
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (SOF0-SOF15 but DHT C4, JPG C8 and DAC CC), which carry the size.
@@ -80,7 +84,8 @@ def _jpeg_size(data: bytes) -> Tuple[int, int]:
 
 
 def check_image(data: bytes, max_pixels: int, where: str) -> None:
-    """Raises ValueError naming `where` when `data` is an image above `max_pixels`, or a broken header."""
+    """Raises ImageTooLarge naming `where` when `data` is an image above `max_pixels`, ValueError for a
+    broken header."""
     try:
         size = image_size(data)
     except ValueError as e:
@@ -89,5 +94,5 @@ def check_image(data: bytes, max_pixels: int, where: str) -> None:
         return
     kind, width, height = size
     if width * height > max_pixels:
-        raise ValueError(f"{where} is a {width}x{height} {kind} ({width * height:,} pixels); the limit is "
+        raise ImageTooLarge(f"{where} is a {width}x{height} {kind} ({width * height:,} pixels); the limit is "
                          f"{max_pixels:,} pixels (lamina serve --max-image-pixels).")

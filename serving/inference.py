@@ -6,9 +6,11 @@ signature (names, dtypes, shapes, one batch size) before the model runs; what th
 rejects comes back as INVALID_ARGUMENT with TensorFlow's one useful line.
 """
 
+import dataclasses
+import math
 import os
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -18,11 +20,31 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, predict_pb2, regression_pb2, status_pb2)
 
 from lamina.serving.batching import Batcher
+from lamina.serving.image_limits import DEFAULT_MAX_IMAGE_PIXELS, check_image, image_format
 from lamina.serving.metrics import ServingMetrics
-from lamina.serving.protocol import (API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS,
-                                     REGRESS_METHOD, WARMUP_FILE, ServingError, invalid_argument)
+from lamina.serving.protocol import (API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_SIGNATURE,
+                                     MAX_WARMUP_RECORDS, REGRESS_METHOD, WARMUP_FILE, ServingError,
+                                     invalid_argument)
 from lamina.serving.registry import LoadedModel, ModelRegistry
 from lamina.serving.warmup import iter_warmup_requests
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLimits:
+    """What one request may make the server allocate: tensor elements, and pixels per image."""
+
+    max_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS  # over all input tensors of a request
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # per encoded image, read from its header
+
+
+# The TensorProto field that carries each dtype's values when tensor_content is empty.
+_VALUE_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val",
+}
 
 
 def _signature_key(model_spec) -> str:
@@ -49,8 +71,9 @@ def check_input_names(expected, given, signature: str) -> None:
                                f"expected inputs: {', '.join(sorted(expected))}.")
 
 
-def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str) -> Dict[str, tf.Tensor]:
-    """Shapes and batch sizes of already-typed arrays against the signature; returns tensors."""
+def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str,
+                 limits: InputLimits = InputLimits()) -> Dict[str, tf.Tensor]:
+    """Shapes, batch sizes and images of already-typed arrays against the signature; returns tensors."""
     expected = expected_inputs(fn)
     check_input_names(expected, arrays, signature)
     tensors = {}
@@ -59,6 +82,8 @@ def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str) -> Dict[str,
         if not spec.shape.is_compatible_with(value.shape):
             raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
                                    f"{spec.shape.as_list()} (None: any size).")
+        if spec.dtype == tf.string:
+            check_images(key, value, limits.max_image_pixels, examples=list(expected) == ["inputs"])
         tensors[key] = tf.constant(value, dtype=spec.dtype)
     sizes = {k: int(t.shape[0]) for k, t in sorted(tensors.items()) if t.shape.rank}
     if len(set(sizes.values())) > 1:
@@ -66,22 +91,81 @@ def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str) -> Dict[str,
     return tensors
 
 
-def tensor_inputs(fn, inputs, signature: str) -> Dict[str, tf.Tensor]:
-    """Checks a request's TensorProtos against the signature and converts them."""
+def check_images(key: str, values: np.ndarray, max_pixels: int, examples: bool = False) -> None:
+    """Every encoded image in a string input (or, with `examples`, in the bytes features of serialized
+    tf.Examples) within `max_pixels`, read from its header before anything decodes it."""
+    for i, item in enumerate(np.reshape(values, [-1])):
+        if not isinstance(item, bytes):
+            continue
+        try:
+            if image_format(item):
+                check_image(item, max_pixels, f"Input {key!r} element {i}")
+            elif examples:
+                check_example_images(tf.train.Example.FromString(item), max_pixels, f"Input {key!r} example {i}")
+        except ValueError as e:
+            raise invalid_argument(str(e)) from None
+        except Exception:  # noqa: BLE001 - not an Example: the model's own parsing reports it
+            continue
+
+
+def check_example_images(example, max_pixels: int, where: str) -> None:
+    for name, feature in example.features.feature.items():
+        for value in feature.bytes_list.value:
+            if image_format(value):
+                check_image(value, max_pixels, f"{where} feature {name!r}")
+
+
+def _declared_size(key: str, proto, spec: tf.TensorSpec, signature: str) -> int:
+    """The element count a TensorProto declares, checked against the signature and the values it carries."""
+    if proto.tensor_shape.unknown_rank:
+        raise invalid_argument(f"Input {key!r} has no shape; signature {signature!r} expects "
+                               f"{spec.shape.as_list()}.")
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid_argument(f"Input {key!r} declares shape {dims}, with a negative dimension.")
+    if not spec.shape.is_compatible_with(dims):
+        raise invalid_argument(f"Input {key!r} has shape {dims}; signature {signature!r} expects "
+                               f"{spec.shape.as_list()} (None: any size).")
+    count = math.prod(dims)
+    if proto.tensor_content:
+        itemsize = spec.dtype.size
+        if len(proto.tensor_content) != count * itemsize:
+            raise invalid_argument(f"Input {key!r} declares shape {dims} ({count} values of {itemsize} bytes) but "
+                                   f"carries {len(proto.tensor_content)} bytes of tensor_content.")
+        return count
+    sent = len(getattr(proto, _VALUE_FIELDS.get(proto.dtype, "float_val")))
+    # TF fills a whole tensor from one value; anything else must carry every value.
+    if sent != count and not (sent == 1 and count > 0):
+        raise invalid_argument(f"Input {key!r} declares shape {dims} ({count} values) but carries {sent}.")
+    return count
+
+
+def tensor_inputs(fn, inputs, signature: str, limits: InputLimits = InputLimits()) -> Dict[str, tf.Tensor]:
+    """Checks a request's TensorProtos against the signature and the limits, then converts them.
+
+    Declared shapes are checked against the signature, the values actually sent and the element
+    bound before any array is made: a few bytes cannot make the server allocate gigabytes.
+    """
     expected = expected_inputs(fn)
     check_input_names(expected, inputs, signature)
-    arrays = {}
+    total = 0
     for key, spec in expected.items():
         proto = inputs[key]
         if proto.dtype != spec.dtype.as_datatype_enum:
             got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
             raise invalid_argument(f"Input {key!r} has dtype {_dtype_name(got) if got else 'DT_INVALID'}; "
                                    f"signature {signature!r} expects {_dtype_name(spec.dtype)}.")
+        total += _declared_size(key, proto, spec, signature)
+        if total > limits.max_elements:
+            raise invalid_argument(f"The request's inputs declare {total:,} elements; the limit is "
+                                   f"{limits.max_elements:,} (lamina serve --max-request-elements).")
+    arrays = {}
+    for key in expected:
         try:
-            arrays[key] = tf.make_ndarray(proto)
+            arrays[key] = tf.make_ndarray(inputs[key])
         except Exception as e:
             raise invalid_argument(f"Input {key!r} is not a valid tensor: {e}") from None
-    return check_arrays(fn, arrays, signature)
+    return check_arrays(fn, arrays, signature, limits)
 
 
 def _tf_error_summary(error: Exception) -> str:
@@ -98,8 +182,9 @@ def call_signature(fn, tensors: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in fn(**tensors).items()}
 
 
-def examples_from_input(request_input) -> list:
-    """Serialized tf.Examples from a Classify/Regress `Input`, context merged into each example."""
+def examples_from_input(request_input, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list:
+    """Serialized tf.Examples from a Classify/Regress `Input`, context merged into each example,
+    every image in them within `max_image_pixels`."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
         examples = list(request_input.example_list.examples)
@@ -115,6 +200,11 @@ def examples_from_input(request_input) -> list:
         raise invalid_argument("Input is empty: set example_list or example_list_with_context.")
     if not examples:
         raise invalid_argument("Input has no examples.")
+    for n, example in enumerate(examples):
+        try:
+            check_example_images(example, max_image_pixels, f"Example {n}")
+        except ValueError as e:
+            raise invalid_argument(str(e)) from None
     return [ex.SerializeToString() for ex in examples]
 
 
@@ -173,10 +263,12 @@ def regression_result(outputs: Dict[str, np.ndarray]) -> regression_pb2.Regressi
 class Inference:
     """What every API does once the model version is resolved: shared by gRPC, REST and warmup."""
 
-    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics, batcher: Optional[Batcher] = None):
+    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics, batcher: Optional[Batcher] = None,
+                 limits: InputLimits = InputLimits()):
         self.registry = registry
         self.metrics = metrics
         self.batcher = batcher
+        self.limits = limits
 
     def resolve(self, model_spec) -> LoadedModel:
         """The version a ModelSpec names (by number or label), counted in flight until released."""
@@ -205,7 +297,8 @@ class Inference:
     def predict(self, model, request, deadline=None, batch=True) -> predict_pb2.PredictResponse:
         signature = _signature_key(request.model_spec)
         fn = model.signature(signature)
-        outputs = self.run(model, signature, tensor_inputs(fn, request.inputs, signature), deadline, batch)
+        outputs = self.run(model, signature, tensor_inputs(fn, request.inputs, signature, self.limits), deadline,
+                           batch)
         wanted = list(request.output_filter) or sorted(outputs)
         unknown = [k for k in wanted if k not in outputs]
         if unknown:
@@ -218,7 +311,7 @@ class Inference:
 
     def _examples(self, model, signature, method, api, request_input, deadline, batch):
         _example_signature(model, signature, method, api)
-        serialized = examples_from_input(request_input)
+        serialized = examples_from_input(request_input, self.limits.max_image_pixels)
         outputs = self.run(model, signature, {"inputs": tf.constant(serialized, tf.string)}, deadline, batch)
         return serialized, outputs
 
@@ -323,11 +416,16 @@ def check_multi_inference(request) -> None:
 class Observed:
     """Times one request and records it in the metrics with the status it ended with."""
 
-    def __init__(self, metrics: ServingMetrics, method: str, api: str, model_name: str = ""):
+    def __init__(self, metrics: ServingMetrics, method: str, api: str, model_name: str = "",
+                 known: Callable[[str], bool] = lambda name: False):
         self.metrics, self.method, self.api = metrics, method, api
         self.model_name, self.version, self.status = model_name, None, "OK"
+        self.known = known
         self.start = time.perf_counter()
 
     def finish(self) -> None:
-        self.metrics.observe_request(self.model_name, self.version, self.method, self.api, self.status,
+        # Only models the server knows become label values: a client naming random models cannot
+        # grow the metrics without bound. The rest count under model="".
+        name = self.model_name if self.model_name and self.known(self.model_name) else ""
+        self.metrics.observe_request(name, self.version, self.method, self.api, self.status,
                                      time.perf_counter() - self.start)

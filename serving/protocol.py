@@ -26,6 +26,8 @@ MAX_WARMUP_RECORDS = 1000
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# Elements the input tensors of one request may declare, together (64 MB as float32).
+DEFAULT_MAX_REQUEST_ELEMENTS = 16 * 1024 * 1024
 
 
 class ServingError(Exception):
@@ -42,3 +44,7 @@ def not_found(message: str) -> ServingError:
 
 def invalid_argument(message: str) -> ServingError:
     return ServingError("INVALID_ARGUMENT", message)
+
+
+def permission_denied(message: str) -> ServingError:
+    return ServingError("PERMISSION_DENIED", message)

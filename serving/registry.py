@@ -245,6 +245,10 @@ class ModelRegistry:
         with self._lock:
             return sorted(n for n, versions in self._models.items() if versions)
 
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a model of the config (served now or not)."""
+        return name in self._configs or name in self._models
+
     def versions(self, name: str) -> List[int]:
         with self._lock:
             return sorted(self._models.get(name, {}), reverse=True)

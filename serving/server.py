@@ -15,6 +15,8 @@ Example:
     >>> server.target, server.rest_url  # the ports actually bound
 """
 
+import hmac
+import ipaddress
 import logging
 import signal
 import threading
@@ -26,9 +28,10 @@ import grpc
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from lamina.serving.batching import Batcher, BatchingParameters
-from lamina.serving.inference import Inference, Observed, check_multi_inference
+from lamina.serving.http_server import HttpLimits
+from lamina.serving.inference import Inference, InputLimits, Observed, check_multi_inference
 from lamina.serving.metrics import ServingMetrics
-from lamina.serving.protocol import DEFAULT_MAX_REQUEST_BYTES, ServingError, invalid_argument
+from lamina.serving.protocol import DEFAULT_MAX_REQUEST_BYTES, ServingError, invalid_argument, permission_denied
 from lamina.serving.registry import ConfigError, LoadedModel, ModelRegistry, configs_from_proto
 from lamina.serving.rest import RestServer
 
@@ -43,7 +46,8 @@ class _Servicers(prediction_service_pb2_grpc.PredictionServiceServicer, model_se
         self.inference = server.inference
 
     def _call(self, method: str, request, context, handler: Callable, model_spec=None):
-        observed = Observed(self.server.metrics, method, "grpc", model_spec.name if model_spec is not None else "")
+        observed = Observed(self.server.metrics, method, "grpc", model_spec.name if model_spec is not None else "",
+                            known=self.server.registry.knows)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None and remaining < 1e6 else None
         self.server.request_started()
@@ -89,12 +93,32 @@ class _Servicers(prediction_service_pb2_grpc.PredictionServiceServicer, model_se
         return self._call("GetModelStatus", request, context, self.inference.model_status)
 
     def HandleReloadConfigRequest(self, request, context):
-        return self._call("HandleReloadConfigRequest", request, context, self.server.reload_config)
+        return self._call("HandleReloadConfigRequest", request, context,
+                          lambda req: self.server.reload_config(req, context))
 
 
 def _is_abort(exc: BaseException) -> bool:
     # context.abort raises a plain Exception subclass inside grpc; let it through untouched.
     return type(exc).__module__.startswith("grpc")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address to bind, or a gRPC peer's address) is this machine only."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _peer_host(peer: str) -> str:
+    """'ipv4:127.0.0.1:5000' / 'ipv6:[::1]:5000' / 'unix:...' -> the address part."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit("]", 1)[0].lstrip("[")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return "localhost" if kind == "unix" else rest
 
 
 def _read(path: str, what: str) -> bytes:
@@ -110,19 +134,34 @@ class LaminaServer:
 
     `source`: a folder of pushed models (`<name>/<version>/`) or a TF Serving models.config.
     `rest_port`: None for no REST; 0 for any free port. `batching`: None for no batching.
+    `tls_client_ca`: with TLS, clients must show a certificate this CA signed (both ports).
+    `allow_config_reload`: HandleReloadConfigRequest is refused unless set; then it is taken from
+    loopback peers only, or, with client certificates on, from callers with `admin_token`.
     """
 
     def __init__(self, source: str, port: int = 8500, host: str = "127.0.0.1", rest_port: Optional[int] = None,
                  poll_seconds: float = 1.0, max_workers: int = 64,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, batching: Optional[BatchingParameters] = None,
-                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, tls_client_ca: Optional[str] = None,
+                 input_limits: InputLimits = InputLimits(), rest_limits: Optional[HttpLimits] = None,
+                 allow_config_reload: bool = False, admin_token: Optional[str] = None):
         if bool(tls_cert) != bool(tls_key):
             raise ValueError("TLS needs both a certificate (--tls-cert) and its private key (--tls-key).")
+        if tls_client_ca and not tls_cert:
+            raise ValueError("Client certificates (--tls-client-ca) need TLS: give --tls-cert and --tls-key too.")
+        if admin_token is not None and not tls_client_ca:
+            raise ValueError("An admin token is only sent safely over TLS with client certificates; give "
+                             "--tls-client-ca (and --tls-cert/--tls-key), or leave the token out and reload from "
+                             "loopback.")
         self.metrics = ServingMetrics()
         self.batcher = Batcher(batching, on_batch=self._on_batch, on_expire=self._on_expire) if batching else None
         self.registry = ModelRegistry(source, poll_seconds=poll_seconds, warmup=self._warmup,
                                       on_event=self._on_load_event)
-        self.inference = Inference(self.registry, self.metrics, self.batcher)
+        self.inference = Inference(self.registry, self.metrics, self.batcher, input_limits)
+        self.tls_client_ca = tls_client_ca
+        self.rest_limits = rest_limits or HttpLimits(max_body_bytes=max_request_bytes)
+        self.allow_config_reload = allow_config_reload
+        self.admin_token = admin_token
         self.host = host
         self.requested_port = port
         self.requested_rest_port = rest_port
@@ -167,7 +206,23 @@ class LaminaServer:
             self.in_flight -= 1
             self.answered += 1
 
-    def reload_config(self, request) -> model_management_pb2.ReloadConfigResponse:
+    def authorize_admin(self, context) -> None:
+        """Raises PERMISSION_DENIED unless this caller may change what the server serves."""
+        if not self.allow_config_reload:
+            raise permission_denied("Reloading the model config is off; start lamina serve with "
+                                    "--allow-config-reload to allow it.")
+        peer = _peer_host(context.peer())
+        if self.tls_client_ca:
+            sent = dict(context.invocation_metadata()).get("authorization", "")
+            if not self.admin_token or not hmac.compare_digest(sent.encode(), f"Bearer {self.admin_token}".encode()):
+                raise permission_denied(f"Reloading the model config needs the admin token (metadata "
+                                        f"'authorization: Bearer <token>'); {peer} sent none that matches.")
+        elif not is_loopback(peer):
+            raise permission_denied(f"Reloading the model config is accepted from loopback only; the call came "
+                                    f"from {peer}.")
+
+    def reload_config(self, request, context) -> model_management_pb2.ReloadConfigResponse:
+        self.authorize_admin(context)
         try:
             configs = configs_from_proto(request.config, "ReloadConfigRequest", self.registry.root)
         except ConfigError as e:
@@ -192,6 +247,11 @@ class LaminaServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.rest.port}"
 
     def start(self) -> "LaminaServer":
+        if not self.tls and not is_loopback(self.host):
+            log.warning("binding %s without TLS: anyone who can reach this address can query the models, read "
+                        "their signatures and see every request and answer in clear text. Give --tls-cert and "
+                        "--tls-key (and --tls-client-ca to require client certificates), or bind 127.0.0.1.",
+                        self.host)
         if self.batcher:
             self.batcher.start()
         self.registry.start()
@@ -200,7 +260,10 @@ class LaminaServer:
         try:
             if self.tls:
                 key_cert = [(self.tls[1], self.tls[0])]
-                self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials(key_cert))
+                client_ca = _read(self.tls_client_ca, "TLS client CA") if self.tls_client_ca else None
+                credentials = grpc.ssl_server_credentials(key_cert, root_certificates=client_ca,
+                                                          require_client_auth=client_ca is not None)
+                self.port = self._server.add_secure_port(address, credentials)
             else:
                 self.port = self._server.add_insecure_port(address)
         except RuntimeError as e:
@@ -209,7 +272,7 @@ class LaminaServer:
             raise OSError(f"could not bind {address}")
         self._server.start()
         if self.requested_rest_port is not None:
-            self.rest = RestServer(self, self.host, self.requested_rest_port).start()
+            self.rest = RestServer(self, self.host, self.requested_rest_port, self.rest_limits).start()
         log.info("serving %s on %s%s", self.registry.source, self.target,
                  f" and {self.rest_url}" if self.rest else "")
         return self

@@ -19,7 +19,7 @@ Example:
 """
 
 from lamina.pipeline.spec.errors import SpecError
-from lamina.pipeline.spec.data import (IMAGE_EXTENSIONS, IMAGE_FORMATS, SOURCE_PATH_KEY, DataSpec, FeatureSpec,
+from lamina.pipeline.spec.data import (DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, SOURCE_PATH_KEY, DataSpec, FeatureSpec,
                                        FeatureType, ImageIngestSpec, SplitSpec)
 from lamina.pipeline.spec.encoders import (ENCODERS, AugmentationSpec, BertEncoder, CategoricalEncoder,
                                            EncoderConfig, ImageEncoder, NumericEncoder, TextEncoderConfig,
@@ -35,7 +35,7 @@ from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, Train
 
 __all__ = [
     "AugmentationSpec", "BeamSpec", "BertEncoder", "CLASSIFICATION_METRICS", "CategoricalEncoder", "CombinerSpec",
-    "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "FeatureSpec", "FeatureType",
+    "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "FeatureSpec", "FeatureType",
     "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
     "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SOURCE_PATH_KEY", "ServingSpec", "Spec", "SpecError",

@@ -24,6 +24,9 @@ IMAGE_FORMATS = ("image_folder", "image_csv")
 # The column ImageExampleGen adds to every example: the image's path relative to the data root.
 SOURCE_PATH_KEY = "source_path"
 IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".gif", ".bmp"]
+# Pixels an encoded image may declare in its header, at ingest and in `lamina serve`: far above what
+# the image encoders resize to, far below a decompression bomb.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 class FeatureSpec(StrictModel):
     """One input feature. `type: null` means: infer it from the schema."""
@@ -53,6 +56,8 @@ class ImageIngestSpec(StrictModel):
     bad_files: Literal["skip", "fail"] = "skip"
     max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     extensions: List[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+    max_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1, description="An image declaring more pixels "
+                            "in its header is a bad file ('too_large'), never decoded.")
 
     @field_validator("extensions")
     @classmethod

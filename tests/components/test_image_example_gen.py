@@ -104,6 +104,22 @@ def test_image_bytes_are_checked_with_the_models_decoder(folder):
     assert detail == f"PNG data cannot be decoded: Invalid PNG data, size {len(good) - 20}"
 
 
+def test_an_image_bomb_is_a_bad_file_read_from_its_header(folder):
+    """A PNG header declaring 20000x20000 pixels (the IDAT is a few bytes): 'too_large', never decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    assert check_image_bytes(bomb) == (None, ("too_large", "the file is a 20000x20000 PNG (400,000,000 pixels); the "
+                                                           "limit is 16,777,216 pixels (data.images.max_pixels)."))
+    assert check_image_bytes(png_bytes(folder), max_pixels=255) == (
+        None, ("too_large", "the file is a 16x16 PNG (256 pixels); the limit is 255 pixels (data.images.max_pixels)."))
+
+
 @pytest.mark.parametrize("bad, total, policy, fraction, expected", [
     ([], 10, "skip", 0.05, None),
     ([BadFile("a", "corrupt", "")], 100, "skip", 0.05, None),

@@ -291,8 +291,15 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(tmp_path):
     assert proc.returncode == 0, out
     ok = [o for o in outcomes if o[0] == "OK"]
     assert ok and all(v == 4.0 for _, v in ok)
-    # The only failures are requests sent after the server stopped accepting: never accepted, never lost.
-    assert {o[0] for o in outcomes if o[0] != "OK"} <= {"UNAVAILABLE"}, outcomes
+    # Every request the server accepted (counted on its side, in the handler) was answered OK ...
     answered = int(out.split("Server stopped after ")[1].split(" ")[0])
-    assert answered == len(ok), out
+    failures = sorted({o for o in outcomes if o[0] != "OK"})
+    if os.environ.get("LAMINA_SIGTERM_LOG"):
+        with open(os.environ["LAMINA_SIGTERM_LOG"], "a") as log:
+            log.write(f"answered={answered} ok={len(ok)} failures={failures}\n")
+    assert answered == len(ok), (answered, len(ok), failures)
     assert "none left in flight" in out
+    # ... so a failure is a request the server never accepted: refused once it stopped accepting
+    # (UNAVAILABLE), or cancelled by the gRPC transport as the server shut down before any
+    # handler saw it (CANCELLED).
+    assert {code for code, _ in failures} <= {"UNAVAILABLE", "CANCELLED"}, failures

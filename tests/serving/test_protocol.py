@@ -23,6 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from lamina.serving.batching import BatchingParameters
 from lamina.serving.registry import ConfigError, read_models_config
 from lamina.serving.server import LaminaServer
+from tests.serving.certs import self_signed
 from tests.serving.toy import example, expected_y, write_toy_model
 
 X = [[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]]
@@ -273,7 +274,7 @@ def test_models_config_errors_name_the_file_and_entry(tmp_path):
 
 
 def test_reload_config_changes_policy_and_models(toy_root):
-    srv = LaminaServer(_config(toy_root), port=0).start()
+    srv = LaminaServer(_config(toy_root), port=0, allow_config_reload=True).start()
     try:
         assert srv.registry.versions("toy") == [3, 2, 1]
         config = model_server_config_pb2.ModelServerConfig()
@@ -424,37 +425,11 @@ def test_a_deadline_that_passes_in_the_batch_queue_is_not_run(tmp_path):
         srv.stop()
 
 
-def _self_signed(tmp_path):
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
 def test_tls_on_grpc_and_rest(tmp_path):
     from lamina.serving.client import PredictionClient, RestClient
 
     write_toy_model(str(tmp_path / "models" / "toy"), 1)
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     srv = LaminaServer(str(tmp_path / "models"), port=0, rest_port=0, tls_cert=cert, tls_key=key).start()
     try:
         assert srv.rest_url.startswith("https://127.0.0.1:")
