@@ -21,7 +21,7 @@ import yaml
 from lamina.pipeline.datasets import write_penguins_csv
 from tests.helpers import REPO, example_spec_dict
 
-DECOY = "raise ImportError('the user\\'s own {name!r} package was imported in place of Lamina\\'s')\n"
+DECOY = 'raise ImportError("the user\'s own {name!r} package was imported in place of Lamina\'s")\n'
 PACKAGE_FILES = ["pyproject.toml", "README.md", "lamina", "pipeline", "components", "models", "serving", "examples"]
 
 
