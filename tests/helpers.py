@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from lamina.pipeline.datasets import write_penguins_csv
 from lamina.pipeline.spec import Spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,3 +94,20 @@ def text_spec(base_dir, minilm: str, **overrides) -> Spec:
     d = yaml.safe_load(TEXT_SPEC.read_text())
     d["model"]["encoders"]["text"]["path"] = minilm
     return _with_overrides(d, base_dir, overrides)
+
+
+DECOY = 'raise ImportError("the user\'s own {name!r} package was imported in place of Lamina\'s")\n'
+
+
+def user_project(root: Path, **spec_changes) -> Path:
+    """A user's folder: decoy models/, pipeline/, serving/, components/ packages, penguins data and a spec."""
+    for name in ("models", "pipeline", "serving", "components"):
+        (root / name).mkdir(parents=True)
+        (root / name / "__init__.py").write_text(DECOY.format(name=name))
+    write_penguins_csv(str(root / "data" / "penguins.csv"))
+    spec = example_spec_dict()
+    spec["training"].update(epochs=8)
+    for key, value in spec_changes.items():
+        spec[key].update(value)
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return root

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import make_spec
+from tests.helpers import make_spec, user_project
 
 pytestmark = pytest.mark.e2e
 
@@ -76,10 +76,12 @@ def transformed(outputs):
     return out
 
 
-def test_multi_processing_matches_in_memory(tmp_path, penguins_dir):
+def test_multi_processing_matches_in_memory(tmp_path, penguins_dir, monkeypatch):
     csv = os.path.join(str(penguins_dir), "data", "penguins.csv")
     in_memory = run_data_components(str(tmp_path / "in_memory"), csv,
                                     ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    # The worker processes start with a user's decoy models/, pipeline/... packages on their path.
+    monkeypatch.setenv("PYTHONPATH", str(user_project(tmp_path / "user")))
     scaled = run_data_components(str(tmp_path / "multi"), csv,
                                  ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     a, b = statistics(in_memory), statistics(scaled)

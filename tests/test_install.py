@@ -16,27 +16,10 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-import yaml
 
-from lamina.pipeline.datasets import write_penguins_csv
-from tests.helpers import REPO, example_spec_dict
+from tests.helpers import REPO, user_project
 
-DECOY = 'raise ImportError("the user\'s own {name!r} package was imported in place of Lamina\'s")\n'
 PACKAGE_FILES = ["pyproject.toml", "README.md", "lamina", "pipeline", "components", "models", "serving", "examples"]
-
-
-def user_project(root: Path, **spec_changes) -> Path:
-    """A user's folder: decoy models/, pipeline/, serving/, components/ packages, penguins data and a spec."""
-    for name in ("models", "pipeline", "serving", "components"):
-        (root / name).mkdir(parents=True)
-        (root / name / "__init__.py").write_text(DECOY.format(name=name))
-    write_penguins_csv(str(root / "data" / "penguins.csv"))
-    spec = example_spec_dict()
-    spec["training"].update(epochs=8)
-    for key, value in spec_changes.items():
-        spec[key].update(value)
-    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
-    return root
 
 
 def _run(cmd, cwd: Path, env=None, timeout=900) -> subprocess.CompletedProcess:
@@ -76,11 +59,11 @@ def test_python_api_from_a_folder_with_the_users_own_packages(tmp_path):
 
 
 @pytest.mark.e2e
-def test_lamina_run_with_the_users_packages_on_pythonpath_and_beam_workers(tmp_path):
-    """`lamina run` with the user's folder on PYTHONPATH (inherited by Beam's worker processes):
-    every component runs, the model passes its gate and is pushed."""
-    user_project(tmp_path, runner={"beam_args": ["--direct_running_mode=multi_processing",
-                                                 "--direct_num_workers=2"]})
+def test_lamina_run_with_the_users_packages_on_pythonpath(tmp_path):
+    """`lamina run` (the console script) with the user's folder on PYTHONPATH: every component
+    runs, the model passes its gate and is pushed. (tests/test_beam_scale_out.py runs Beam's
+    worker processes with the same decoys on their PYTHONPATH.)"""
+    user_project(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     lamina = str(Path(sys.executable).parent / "lamina")
     out = _run([lamina, "run", "spec.yaml"], tmp_path, env=env).stdout
