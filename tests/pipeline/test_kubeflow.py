@@ -192,8 +192,14 @@ def test_dockerfile_installs_the_lock_and_runs_tfx_kfp_v2_entrypoint():
     assert "TF_USE_LEGACY_KERAS=0" in env and "TF_ENABLE_ONEDNN_OPTS=0" in env
     entrypoint = [arg for word, arg in steps if word == "ENTRYPOINT"]
     assert len(entrypoint) == 1 and json.loads(entrypoint[0]) == list(KUBEFLOW_TFX_CMD) == ENTRYPOINT
-    for package in ("pipeline", "components", "models", "serving"):
+    for package in ("lamina", "pipeline", "components", "models", "serving", "examples"):
         assert f"{package} ./{package}" in copies
+    # The executor runs `python -m ...`, which puts the working directory first on sys.path: it must
+    # not be the source folder, whose lamina/ (only __init__.py) would shadow the installed package.
+    workdirs = [arg for word, arg in steps if word == "WORKDIR"]
+    install = next(i for i, (word, arg) in enumerate(steps) if word == "RUN" and arg.endswith("--no-deps ."))
+    source_dir = [arg for word, arg in steps[:install] if word == "WORKDIR"][-1]
+    assert workdirs[-1] != source_dir and not workdirs[-1].startswith(source_dir + "/")
 
 
 def test_make_image_tags_the_image_the_spec_names(tmp_path):
