@@ -6,9 +6,9 @@ re-emits, so no transform or training runs on data that failed validation.
 
 import dataclasses
 import os
-import shutil
 from typing import List
 
+import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
 from tfx.dsl.component.experimental.decorators import component
@@ -42,10 +42,10 @@ def read_anomalies(anomalies_artifact) -> List[Anomaly]:
     rows = []
     for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies_artifact], split), ANOMALIES_FILE)
-        if not os.path.exists(path):
+        if not tf.io.gfile.exists(path):
             continue
         proto = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
+        with tf.io.gfile.GFile(path, "rb") as f:
             proto.ParseFromString(f.read())
         for feature, info in sorted(proto.anomaly_info.items()):
             rows.append(Anomaly(split, feature, info.short_description, _describe(info)))
@@ -85,4 +85,5 @@ def AnomalyGate(  # pylint: disable=invalid-name
     found = read_anomalies(anomalies)
     if found:
         raise DataAnomaliesError(found, anomalies.uri)
-    shutil.copy(os.path.join(schema.uri, SCHEMA_FILE), os.path.join(validated_schema.uri, SCHEMA_FILE))
+    tf.io.gfile.copy(os.path.join(schema.uri, SCHEMA_FILE), os.path.join(validated_schema.uri, SCHEMA_FILE),
+                     overwrite=True)

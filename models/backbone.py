@@ -9,7 +9,7 @@ from typing import List
 import keras
 
 from lamina.models.encoders import build_encoder
-from lamina.models.features import FeatureInfo, encoder_config
+from lamina.models.features import FeatureInfo
 from lamina.pipeline.spec import CombinerSpec, Spec
 
 
@@ -32,7 +32,7 @@ def build_tabular_backbone(spec: Spec, features: List[FeatureInfo]) -> keras.Mod
     if not features:
         raise ValueError("the backbone needs at least one input feature. Received: features=[]")
     inputs = feature_inputs(features)
-    encoded = [build_encoder(f, encoder_config(spec, f.name, f.kind), base_dir=spec.base_dir,
+    encoded = [build_encoder(f, spec.encoder_for(f.name, f.kind), base_dir=spec.base_dir,
                              seed=spec.training.seed)(inputs[f.name]) for f in features]
     x = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="concat")(encoded)
     x = build_combiner(spec.model.combiner)(x) if spec.model.combiner.hidden_units else x

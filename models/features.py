@@ -12,7 +12,7 @@ alike). The label comes out under `transformed_label_key(label)`.
 import dataclasses
 from typing import Dict, List, Optional
 
-from lamina.pipeline.spec import BertEncoder, EncoderConfig, FeatureType, Spec
+from lamina.pipeline.spec import BertEncoder, FeatureType, Spec
 
 # The feature kinds, as the spec names them.
 NUMERIC = FeatureType.NUMERIC.value
@@ -58,11 +58,6 @@ class FeatureInfo:
         from lamina.models.text import tokenizer_for
 
         return tokenizer_for(self.vocabulary, self.lowercase, self.max_length)
-
-
-def encoder_config(spec: Spec, name: str, kind: str) -> EncoderConfig:
-    """The encoder for a feature: by its name, else by its kind, else the kind's default."""
-    return spec.encoder_for(name, kind)
 
 
 def kind_from_dtype(dtype) -> str:
@@ -115,7 +110,7 @@ def describe_transformed_features(spec: Spec, tf_transform_output,
         elif declared.get(name) == TEXT:
             infos.append(text_feature(spec, name, learned_vocabularies))
         elif fspec.dtype == tf.int64:
-            cfg = encoder_config(spec, name, CATEGORICAL)
+            cfg = spec.encoder_for(name, CATEGORICAL)
             size = tf_transform_output.vocabulary_size_by_name(name) + cfg.num_oov_buckets
             infos.append(FeatureInfo(name, CATEGORICAL, size))
         else:

@@ -12,7 +12,7 @@ The same graph runs inside the exported SavedModel, so serving cannot drift from
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from lamina.models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, TEXT, encoder_config, input_feature_names,
+from lamina.models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, TEXT, input_feature_names,
                              kind_from_dtype, transformed_label_key, transformed_name)
 from lamina.pipeline.spec import Spec
 
@@ -67,7 +67,7 @@ def preprocessing_fn(inputs, custom_config):
         if kind == NUMERIC:
             outputs[transformed_name(name)] = _numeric(x)
         elif kind == CATEGORICAL:
-            outputs[transformed_name(name)] = _categorical(x, name, encoder_config(spec, name, CATEGORICAL))
+            outputs[transformed_name(name)] = _categorical(x, name, spec.encoder_for(name, CATEGORICAL))
         elif kind in (IMAGE, TEXT):
             outputs[transformed_name(name)] = tf.identity(_to_dense(x, ""))
         else:  # rejected by the spec already; kept as a guard for new feature types

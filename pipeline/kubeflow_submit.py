@@ -60,9 +60,10 @@ def _read_package(package: str) -> bytes:
         return f.read()
 
 
-def pipeline_name(package: str) -> str:
+def pipeline_name(package: str, content: Optional[bytes] = None) -> str:
+    """The pipeline's name in a compiled package (`content`: its bytes, when already read)."""
     try:
-        spec = json.loads(_read_package(package))
+        spec = json.loads(_read_package(package) if content is None else content)
     except ValueError:
         raise SubmitError(f"{package}: not JSON; write a KFP v2 pipeline spec with `lamina compile`.") from None
     try:
@@ -77,8 +78,9 @@ def submit(package: str, host: str, schedule: Optional[str] = None, experiment: 
     """Uploads `package` (or a new version of it), then starts a run or a recurring run."""
     import kfp
 
-    name = pipeline_name(package)
-    digest = hashlib.sha256(_read_package(package)).hexdigest()[:12]
+    content = _read_package(package)
+    name = pipeline_name(package, content)
+    digest = hashlib.sha256(content).hexdigest()[:12]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     quiet = io.StringIO()  # kfp prints its own "... details: <link>" lines; Lamina prints one summary
     try:

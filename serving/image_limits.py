@@ -11,7 +11,6 @@ model is called; ImageExampleGen runs it on every file before decoding (the same
 import struct
 from typing import Optional, Tuple
 
-from lamina.pipeline.spec.data import DEFAULT_MAX_IMAGE_PIXELS  # noqa: F401 - the bound's one home
 
 class ImageTooLarge(ValueError):
     """An image whose header declares more pixels than the bound."""

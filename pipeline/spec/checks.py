@@ -1,27 +1,26 @@
 """The rules that involve several fields: small named checks, each with a readable message.
 
 `cross_field_problems(spec)` runs them all and returns every problem, so a user sees all of
-them at once. Each message starts with the key path it is about.
+them at once. Each message starts with the key path it is about. Each check takes the `Spec`
+being validated (not imported here: `root` imports this module).
 """
 
-from typing import TYPE_CHECKING, List
+from typing import List
 
 from lamina.pipeline.spec.data import SOURCE_PATH_KEY, FeatureType
 from lamina.pipeline.spec.encoders import BertEncoder, ImageEncoder, encoder_names
 from lamina.pipeline.spec.errors import did_you_mean, one_of
 from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES
 
-if TYPE_CHECKING:
-    from lamina.pipeline.spec.root import Spec
 
 
-def _check_label_not_feature(spec: "Spec") -> List[str]:
+def _check_label_not_feature(spec) -> List[str]:
     if spec.data.features and spec.data.label in spec.data.feature_types:
         return [f"data.features: the label {spec.data.label!r} must not also be an input feature."]
     return []
 
 
-def _check_data_format(spec: "Spec") -> List[str]:
+def _check_data_format(spec) -> List[str]:
     data = spec.data
     images = [f.name for f in data.features or [] if f.type == FeatureType.IMAGE]
     if not data.is_images:
@@ -38,7 +37,7 @@ def _check_data_format(spec: "Spec") -> List[str]:
     return problems
 
 
-def _check_fine_tune(spec: "Spec") -> List[str]:
+def _check_fine_tune(spec) -> List[str]:
     problems = []
     for key, enc in spec.model.encoders.items():
         if not isinstance(enc, ImageEncoder):
@@ -60,7 +59,7 @@ def _check_fine_tune(spec: "Spec") -> List[str]:
 GPU_COMPONENTS = ("Trainer", "Tuner")
 
 
-def _check_kubeflow(spec: "Spec") -> List[str]:
+def _check_kubeflow(spec) -> List[str]:
     kf = spec.kubeflow
     if kf is None:
         return []
@@ -80,7 +79,7 @@ def _check_kubeflow(spec: "Spec") -> List[str]:
     return problems
 
 
-def _check_metrics(spec: "Spec") -> List[str]:
+def _check_metrics(spec) -> List[str]:
     allowed = spec.metric_names()
     problems = []
     for i, m in enumerate(spec.evaluation.metrics):
@@ -91,7 +90,7 @@ def _check_metrics(spec: "Spec") -> List[str]:
     return problems
 
 
-def _check_thresholds(spec: "Spec") -> List[str]:
+def _check_thresholds(spec) -> List[str]:
     problems = []
     for m in spec.evaluation.thresholds:
         if m not in spec.evaluation.metrics:
@@ -102,7 +101,7 @@ def _check_thresholds(spec: "Spec") -> List[str]:
     return problems
 
 
-def _check_slices(spec: "Spec") -> List[str]:
+def _check_slices(spec) -> List[str]:
     if not spec.data.features:
         return []  # feature names are only known from the data; checked when the pipeline runs.
     known = list(spec.data.feature_types) + [spec.data.label]
@@ -116,7 +115,7 @@ def _check_slices(spec: "Spec") -> List[str]:
     return problems
 
 
-def _check_encoders(spec: "Spec") -> List[str]:
+def _check_encoders(spec) -> List[str]:
     types = spec.data.feature_types
     kinds = [t.value for t in FeatureType]
     problems = []
@@ -148,6 +147,6 @@ CHECKS = (_check_label_not_feature, _check_data_format, _check_metrics, _check_t
           _check_encoders, _check_fine_tune, _check_kubeflow)
 
 
-def cross_field_problems(spec: "Spec") -> List[str]:
+def cross_field_problems(spec) -> List[str]:
     """Every problem the rules find, collected before any is reported."""
     return [problem for check in CHECKS for problem in check(spec)]
