@@ -55,7 +55,7 @@ class ImageFile:
 @dataclasses.dataclass(frozen=True)
 class BadFile:
     path: str  # relative to the root when it is inside, else as written
-    problem: str  # empty | unsupported | corrupt | too_large | missing | unreadable | outside_root | empty_class | bad_csv
+    problem: str  # empty | unsupported | corrupt | too_large | missing | unreadable | bad_name | outside_root | empty_class | bad_csv
     detail: str
 
 
@@ -86,6 +86,20 @@ def _inside(root: str, path: str) -> bool:
     return real == real_root or real.startswith(real_root + os.sep)
 
 
+def _utf8(name: str) -> bool:
+    """Whether a name from os.listdir is valid UTF-8 (Python keeps other bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _escaped(name: str) -> str:
+    """A file name with its undecodable bytes shown as \\xNN, printable and JSON-safe."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _extension_problem(name: str, extensions: List[str]) -> Optional[str]:
     ext = os.path.splitext(name)[1].lower()
     if ext not in extensions:
@@ -103,6 +117,9 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
         path = os.path.join(root, entry)
         if entry.startswith("."):
             continue
+        if not _utf8(entry):
+            bad.append(BadFile(_escaped(entry), "bad_name", "the folder name is not valid UTF-8; rename the folder"))
+            continue
         if not _inside(root, path):
             bad.append(BadFile(entry, "outside_root", f"links to {os.path.realpath(path)}, outside the data root {root}"))
             continue
@@ -115,6 +132,9 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
                 continue
             file_path = os.path.join(path, name)
             rel = f"{entry}/{name}"
+            if not _utf8(rel):
+                bad.append(BadFile(_escaped(rel), "bad_name", "the file name is not valid UTF-8; rename the file"))
+                continue
             if not _inside(root, file_path):
                 bad.append(BadFile(rel, "outside_root",
                                    f"links to {os.path.realpath(file_path)}, outside the data root {root}"))

@@ -15,7 +15,7 @@ from lamina.pipeline.spec import CombinerSpec, Spec
 
 def feature_inputs(features: List[FeatureInfo]) -> dict:
     """One Keras input per transformed feature: [batch, 1], or [batch, H, W, 3] for images."""
-    return {f.name: keras.Input(shape=f.shape, name=f.name, dtype=f.dtype) for f in features}
+    return {f.key: keras.Input(shape=f.shape, name=f.key, dtype=f.dtype) for f in features}
 
 
 def build_combiner(config: CombinerSpec, name: str = "combiner") -> keras.Sequential:
@@ -33,7 +33,7 @@ def build_tabular_backbone(spec: Spec, features: List[FeatureInfo]) -> keras.Mod
         raise ValueError("the backbone needs at least one input feature. Received: features=[]")
     inputs = feature_inputs(features)
     encoded = [build_encoder(f, spec.encoder_for(f.name, f.kind), base_dir=spec.base_dir,
-                             seed=spec.training.seed)(inputs[f.name]) for f in features]
+                             seed=spec.training.seed)(inputs[f.key]) for f in features]
     x = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="concat")(encoded)
     x = build_combiner(spec.model.combiner)(x) if spec.model.combiner.hidden_units else x
     return keras.Model(inputs, x, name="backbone")

@@ -10,21 +10,21 @@ from typing import Callable, Dict, Optional
 import keras
 
 from lamina.models.features import FeatureInfo
-from lamina.pipeline.spec import (ENCODERS, BertEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
+from lamina.pipeline.spec import (ENCODERS, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
                                   NumericEncoder, TransformerEncoder, encoder_names)
 
 
 def _numeric(feature: FeatureInfo, config: NumericEncoder, base_dir, seed) -> keras.layers.Layer:
     if config.type == "dense":
-        return keras.layers.Dense(config.units, activation="relu", name=f"{feature.name}_dense")
-    return keras.layers.Identity(name=f"{feature.name}_normalized")
+        return keras.layers.Dense(config.units, activation="relu", name=f"{feature.key}_dense")
+    return keras.layers.Identity(name=f"{feature.key}_normalized")
 
 
 def _categorical(feature: FeatureInfo, config: CategoricalEncoder, base_dir, seed) -> keras.layers.Layer:
     if config.type == "one_hot":
-        return keras.layers.CategoryEncoding(feature.vocab_size, output_mode="one_hot", name=f"{feature.name}_one_hot")
+        return keras.layers.CategoryEncoding(feature.vocab_size, output_mode="one_hot", name=f"{feature.key}_one_hot")
     return keras.Sequential([keras.layers.Embedding(feature.vocab_size, config.dim), keras.layers.Flatten()],
-                            name=f"{feature.name}_embedding")
+                            name=f"{feature.key}_embedding")
 
 
 def _image(feature: FeatureInfo, config: ImageEncoder, base_dir, seed) -> keras.layers.Layer:
@@ -37,7 +37,12 @@ def _text(feature: FeatureInfo, config, base_dir, seed) -> keras.layers.Layer:
     from lamina.models.text import build_text_encoder
 
     tokenizer = feature.tokenizer()
-    return build_text_encoder(feature.name, config, tokenizer.vocabulary_size, tokenizer.pad_id, base_dir=base_dir)
+    return build_text_encoder(feature.key, config, tokenizer.vocabulary_size, tokenizer.pad_id, base_dir=base_dir)
+
+
+def _calendar(feature: FeatureInfo, config: CalendarEncoder, base_dir, seed) -> keras.layers.Layer:
+    # Transform already made the parts model-ready (z-scores, sine and cosine).
+    return keras.layers.Identity(name=f"{feature.key}_calendar")
 
 
 # Encoder spec class -> builder(feature, config, base_dir, seed) -> Keras layer.
@@ -47,6 +52,7 @@ ENCODER_BUILDERS: Dict[type, Callable] = {
     ImageEncoder: _image,
     BertEncoder: _text,
     TransformerEncoder: _text,
+    CalendarEncoder: _calendar,
 }
 _unbuilt = [cls.__name__ for cls in ENCODERS if cls not in ENCODER_BUILDERS]
 if _unbuilt:  # fails at import, not halfway through a training run

@@ -4,11 +4,15 @@ Signatures:
   serving_default     serialized tf.Example under `inputs` -> predictions. Its method is
                       tensorflow/serving/classify (or /regress), so TF Serving's Classify
                       (Regress) API, TFMA and BulkInferrer all accept it.
-  serving_raw         one [batch] tensor per raw feature, by name -> the same predictions.
+  serving_raw         one [batch] tensor per raw feature, by the column's own name (spaces,
+                      symbols and any script included) -> the same predictions.
                       Missing values: NaN for floats, '' for strings. An image feature takes
                       the encoded JPEG/PNG/GIF/BMP bytes; decoding and resizing happen here.
                       A text feature takes UTF-8 strings; WordPiece tokenization happens here.
   transform_features  serialized tf.Example -> transformed features, label included (for TFMA).
+
+Numeric features are float32 in both signatures. A tf.Example may leave out any numeric,
+categorical, text or date feature: it then takes the value Transform imputes for a missing one.
 
 Outputs: classification {'classes': [batch, C] string, 'scores': [batch, C] float32};
 regression {'outputs': [batch] float32}.
@@ -25,7 +29,9 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from lamina.models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, transformed_name
+import json
+
+from lamina.models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, safe_name
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                            save_backbone)
 from lamina.pipeline.spec import Spec
@@ -34,6 +40,8 @@ from lamina.serving.protocol import CLASSIFY_METHOD, DEFAULT_SIGNATURE, RAW_SIGN
 SERVING_DEFAULT = DEFAULT_SIGNATURE
 SERVING_RAW = RAW_SIGNATURE
 TRANSFORM_FEATURES = "transform_features"
+# Beside the model (assets.extra/lamina/, which TF Serving ignores): each column's safe name and dtype.
+COLUMNS_FILE = "columns.json"
 
 
 def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],
@@ -47,13 +55,13 @@ def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],
     """
     out = {}
     for f in features:
-        value = transformed[transformed_name(f.name)]
+        value = transformed[f.transformed_key]
         if f.kind == IMAGE:
-            out[f.name] = (decode_images if batched else decode_image)(value, f.image_size)
+            out[f.key] = (decode_images if batched else decode_image)(value, f.image_size)
         elif f.kind == TEXT:
-            out[f.name] = f.tokenizer()(value)
+            out[f.key] = f.tokenizer()(value)
         else:
-            out[f.name] = tf.reshape(tf.cast(value, f.dtype), [-1, 1] if batched else [1])
+            out[f.key] = tf.reshape(tf.cast(value, f.dtype), [-1, *f.shape] if batched else list(f.shape))
     return out
 
 
@@ -79,6 +87,7 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     feature_names = [f.name for f in features]
+    image_names = {f.name for f in features if f.kind == IMAGE}
     serving_spec = {k: v for k, v in raw_spec.items() if k in feature_names}
     classes: Optional[List[str]] = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
 
@@ -91,8 +100,21 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
         names = tf.tile(tf.constant([classes]), tf.stack([batch, 1]))
         return {"classes": names, "scores": tf.cast(y, tf.float32)}
 
+    # Every feature but an image may be absent from a tf.Example: parsed as VarLen, it is filled
+    # with the missing-value marker (NaN, '') that Transform imputes, whatever the schema required.
+    optional = {k for k, v in serving_spec.items()
+                if isinstance(v, tf.io.FixedLenFeature) and v.shape in ([], ()) and k not in image_names
+                and v.dtype in (tf.float32, tf.string)}
+    example_spec = {k: tf.io.VarLenFeature(v.dtype) if k in optional else v for k, v in serving_spec.items()}
+
     def serve_examples(inputs):
-        return predict(tf.io.parse_example(inputs, serving_spec))
+        parsed = tf.io.parse_example(inputs, example_spec)
+        for k in optional:
+            missing = "" if serving_spec[k].dtype == tf.string else float("nan")
+            sparse = parsed[k]
+            parsed[k] = tf.sparse.to_dense(tf.SparseTensor(sparse.indices, sparse.values,
+                                                           [tf.shape(inputs)[0], 1]), default_value=missing)[:, 0]
+        return predict(parsed)
 
     def serve_raw(raw):
         return predict({k: _raw_to_tft_format(k, v, serving_spec[k]) for k, v in raw.items()})
@@ -105,12 +127,22 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     archive.track(tft_layer)
     examples_sig = [tf.TensorSpec([None], tf.string, name="inputs")]
     archive.add_endpoint(SERVING_DEFAULT, serve_examples, input_signature=examples_sig)
-    raw_sig = [{k: tf.TensorSpec([None], v.dtype, name=k) for k, v in sorted(serving_spec.items())}]
+    # TensorFlow names a signature's inputs after its placeholders, which must be identifiers:
+    # the placeholders get the safe names, and the SignatureDef is then keyed by the columns' own.
+    raw_sig = [{k: tf.TensorSpec([None], v.dtype, name=safe_name(k)) for k, v in sorted(serving_spec.items())}]
     archive.add_endpoint(SERVING_RAW, serve_raw, input_signature=raw_sig)
     archive.add_endpoint(TRANSFORM_FEATURES, transform_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)
     set_signature_method(export_dir, SERVING_DEFAULT, CLASSIFY_METHOD if classes is not None else REGRESS_METHOD)
+    renamed = {safe_name(k): k for k in serving_spec if safe_name(k) != k}
+    if renamed:
+        rename_signature_inputs(export_dir, SERVING_RAW, renamed)
+    tf.io.gfile.makedirs(os.path.join(export_dir, BACKBONE_DIR))
+    with tf.io.gfile.GFile(os.path.join(export_dir, BACKBONE_DIR, COLUMNS_FILE), "w") as f:
+        json.dump({"columns": {k: safe_name(k) for k in sorted(serving_spec)},
+                   "dtypes": {k: v.dtype.name for k, v in sorted(serving_spec.items())}}, f, indent=2,
+                  ensure_ascii=False)
     # The image backbone's weights ride along (TF Serving ignores assets.extra/lamina), so a
     # later run can start from this model: `weights: <push dir>/<model name>`.
     for backbone in image_backbones(model):
@@ -125,18 +157,42 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     return export_dir
 
 
+def _edit_saved_model(export_dir: str, edit) -> None:
+    path = os.path.join(export_dir, "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    for meta_graph in proto.meta_graphs:
+        edit(meta_graph)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def rename_signature_inputs(export_dir: str, signature: str, renames: Dict[str, str]) -> None:
+    """Keys `signature`'s inputs by new names ({old: new}); the tensors they point to stay.
+
+    TF Serving feeds a SignatureDef's inputs by key, so its clients may use the columns' own
+    names; `lamina serve` maps the keys back to the function's arguments through the same def.
+    """
+    def edit(meta_graph):
+        if signature in meta_graph.signature_def:
+            inputs = meta_graph.signature_def[signature].inputs
+            for old, new in renames.items():
+                if old in inputs:
+                    inputs[new].CopyFrom(inputs[old])
+                    del inputs[old]
+
+    _edit_saved_model(export_dir, edit)
+
+
 def set_signature_method(export_dir: str, signature: str, method_name: str) -> None:
     """Marks a signature as classify/regress, which TF Serving's Classify/Regress APIs require.
 
     TF2 writes every signature as tensorflow/serving/predict; loaders that go by the method
     name (TF Serving, tfx-bsl's RunInference) need the real one. Predict still accepts it.
     """
-    path = os.path.join(export_dir, "saved_model.pb")
-    proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        proto.ParseFromString(f.read())
-    for meta_graph in proto.meta_graphs:
+    def edit(meta_graph):
         if signature in meta_graph.signature_def:
             meta_graph.signature_def[signature].method_name = method_name
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(proto.SerializeToString())
+
+    _edit_saved_model(export_dir, edit)

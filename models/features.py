@@ -1,6 +1,10 @@
 """What the model sees of each feature, shared by Transform, the builder and the export.
 
-Transform writes each input feature under `transformed_name(name)` (`<name>_xf`), so the
+Columns keep the names users gave them (`monthly spend`, `Preis (€)`, `2nd_choice`) in the
+examples, in TFMA's slices and in the served signatures. Inside the graph each one has a safe
+name (`safe_name`): the name itself when it is already a plain identifier, else an ASCII
+rendering plus a short hash of the original, so two names that clean to the same text stay
+apart. Transform writes each input feature under `transformed_name(name)` (`<safe name>_xf`), so the
 raw and the transformed value never shadow each other (TFMA slices on the raw one).
 Numeric features come out as z-scored float32, categorical ones as int64 vocabulary
 indices with a vocabulary file named after the feature, image features as the encoded
@@ -10,20 +14,49 @@ alike). The label comes out under `transformed_label_key(label)`.
 """
 
 import dataclasses
+import hashlib
+import re
+import unicodedata
 from typing import Dict, List, Optional
 
-from lamina.pipeline.spec import BertEncoder, FeatureType, Spec
+from lamina.pipeline.spec import CALENDAR_PARTS, BertEncoder, FeatureType, Spec
 
 # The feature kinds, as the spec names them.
 NUMERIC = FeatureType.NUMERIC.value
 CATEGORICAL = FeatureType.CATEGORICAL.value
 IMAGE = FeatureType.IMAGE.value
 TEXT = FeatureType.TEXT.value
+DATE = FeatureType.DATE.value
 LABEL_VOCABULARY = "__label__"
+# Calendar parts that wrap around get a sine and a cosine beside their z-score.
+CYCLIC_PERIODS = {"month": 12, "day": 31, "day_of_week": 7, "hour": 24}
+MISSING_PART = "missing"
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
-def transformed_name(name: str) -> str:
-    return f"{name}_xf"
+def safe_name(name: str) -> str:
+    """A name Keras, TensorFlow and file systems accept for column `name`.
+
+    >>> safe_name("bill_length_mm"), safe_name("monthly spend"), safe_name("Größe")
+    ('bill_length_mm', 'monthly_spend_40f087', 'Grosse_d9130a')
+    """
+    if _IDENTIFIER.match(name):
+        return name
+    ascii_name = unicodedata.normalize("NFKD", name.replace("ß", "ss")).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_")[:40]
+    if not ascii_name or not ascii_name[0].isalpha():
+        ascii_name = "f_" + ascii_name
+    return f"{ascii_name}_{hashlib.sha1(name.encode('utf-8')).hexdigest()[:6]}"
+
+
+def transformed_name(name: str, part: str = "") -> str:
+    """Transform's output key for column `name` (or one `part` of it, such as its missing indicator)."""
+    return f"{safe_name(name)}{'_' + part if part else ''}_xf"
+
+
+def calendar_width(parts: List[str]) -> int:
+    """Values per example a date feature becomes: a z-score per part, plus sin and cos for cyclic ones."""
+    return sum(3 if p in CYCLIC_PERIODS else 1 for p in parts)
 
 
 def transformed_label_key(label: str) -> str:
@@ -34,13 +67,24 @@ def transformed_label_key(label: str) -> str:
 class FeatureInfo:
     """A transformed input feature: its name, kind and, if categorical, how many ids it takes."""
 
-    name: str  # the raw feature name, which is also the model input's name
+    name: str  # the column's name as the data has it
     kind: str
     vocab_size: int = 0  # categorical only: vocabulary size plus OOV buckets
     image_size: tuple = ()  # image only: (height, width) the model takes
     vocabulary: str = ""  # text only: the WordPiece vocab file
     lowercase: bool = True  # text only
     max_length: int = 0  # text only: token ids per text
+    width: int = 1  # date only: calendar values per example
+    part: str = ""  # a derived input of the column, such as 'missing' (its 0/1 missing indicator)
+
+    @property
+    def key(self) -> str:
+        """The model input's name: safe for Keras and TensorFlow whatever the column is called."""
+        return safe_name(self.name) + (f"_{self.part}" if self.part else "")
+
+    @property
+    def transformed_key(self) -> str:
+        return transformed_name(self.name, self.part)
 
     @property
     def dtype(self) -> str:
@@ -51,6 +95,8 @@ class FeatureInfo:
         """The model input's shape without the batch axis."""
         if self.kind == IMAGE:
             return (*self.image_size, 3)
+        if self.kind == DATE:
+            return (self.width,)
         return (self.max_length,) if self.kind == TEXT else (1,)
 
     def tokenizer(self):
@@ -68,10 +114,10 @@ def kind_from_dtype(dtype) -> str:
 
 
 def input_feature_names(spec: Spec, raw_columns: List[str]) -> List[str]:
-    """The spec's features, or every column but the label when the spec lists none."""
+    """The spec's features, or every column but the label and the excluded ones when the spec lists none."""
     if spec.data.features:
         return [f.name for f in spec.data.features]
-    return sorted(c for c in raw_columns if c != spec.data.label)
+    return sorted(c for c in raw_columns if c != spec.data.label and c not in spec.data.exclude)
 
 
 def text_feature(spec: Spec, name: str, learned_vocabularies: Optional[Dict[str, str]] = None) -> FeatureInfo:
@@ -95,27 +141,37 @@ def text_feature(spec: Spec, name: str, learned_vocabularies: Optional[Dict[str,
 
 def describe_transformed_features(spec: Spec, tf_transform_output,
                                   learned_vocabularies: Optional[Dict[str, str]] = None) -> List[FeatureInfo]:
-    """Reads the transformed feature spec back into FeatureInfo, in a stable order."""
+    """The model's inputs, read from the spec and the transformed feature spec, in a stable order."""
     import tensorflow as tf
 
-    label_key = transformed_label_key(spec.data.label)
+    transformed = tf_transform_output.transformed_feature_spec()
     declared = spec.data.feature_types
     infos = []
-    for key, fspec in sorted(tf_transform_output.transformed_feature_spec().items()):
-        if key == label_key or not key.endswith("_xf"):
+    for name in sorted(input_feature_names(spec, list(tf_transform_output.raw_feature_spec()))):
+        key = transformed_name(name)
+        if key not in transformed:
             continue
-        name = key[: -len("_xf")]
-        if declared.get(name) == IMAGE:
+        kind = declared.get(name)
+        if kind == IMAGE:
             infos.append(FeatureInfo(name, IMAGE, image_size=tuple(spec.image_encoder(name).image_size)))
-        elif declared.get(name) == TEXT:
+        elif kind == TEXT:
             infos.append(text_feature(spec, name, learned_vocabularies))
-        elif fspec.dtype == tf.int64:
+        elif kind == DATE:
+            infos.append(FeatureInfo(name, DATE, width=calendar_width(spec.encoder_for(name, DATE).parts)))
+        elif transformed[key].dtype == tf.int64:
             cfg = spec.encoder_for(name, CATEGORICAL)
-            size = tf_transform_output.vocabulary_size_by_name(name) + cfg.num_oov_buckets
+            size = tf_transform_output.vocabulary_size_by_name(vocabulary_name(name)) + cfg.num_oov_buckets
             infos.append(FeatureInfo(name, CATEGORICAL, size))
         else:
             infos.append(FeatureInfo(name, NUMERIC))
+        if transformed_name(name, MISSING_PART) in transformed:
+            infos.append(FeatureInfo(name, NUMERIC, part=MISSING_PART))
     return infos
+
+
+def vocabulary_name(name: str) -> str:
+    """The file name of a categorical column's vocabulary in the Transform graph."""
+    return safe_name(name)
 
 
 def label_vocabulary(tf_transform_output) -> Optional[List[str]]:

@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import keras
 
+from lamina.models.features import safe_name
 from lamina.models.images import backbone_feature, image_backbones, set_trainable_blocks
 from lamina.models.text import set_encoder_trainable, text_encoders
 from lamina.pipeline.spec import BertEncoder, Spec
@@ -33,7 +34,10 @@ def pretrained_backbones(model: keras.Model, spec: Spec) -> List[keras.Model]:
 
 
 def _text_freeze_epochs(model: keras.Model, spec: Spec) -> int:
-    configs = [spec.text_encoder(e.name.rsplit("_", 1)[0]) for e in text_encoders(model)]
+    # Encoder layers are named after the feature's safe name; map it back to the column.
+    columns = {safe_name(f.name): f.name for f in spec.data.features or []}
+    keys = [e.name.rsplit("_", 1)[0] for e in text_encoders(model)]
+    configs = [spec.text_encoder(columns.get(k, k)) for k in keys]
     return max([c.freeze_epochs for c in configs if isinstance(c, BertEncoder)], default=0)
 
 

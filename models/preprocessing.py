@@ -1,7 +1,11 @@
 """Transform's preprocessing_fn: the one place raw features become model inputs.
 
-Numeric features: missing values are filled with the mean, then z-scored.
+Numeric features: missing values are filled with the mean, then z-scored; with
+`missing_indicator`, a 0/1 feature says which values were missing.
 Categorical features: missing values become '', then a vocabulary maps them to ids.
+Date features: the string is parsed in the graph by its layout (`FeatureSpec.format`) into
+calendar parts (year, month, day of week, hour, ...), each z-scored, the cyclic ones also as sine and
+cosine; a missing or unparseable date takes the training mean of each part.
 Image features: the encoded bytes pass through; tf.data and the serving graph decode them.
 Text features: the UTF-8 string passes through ('' when missing); the model's tokenizer runs in
 tf.data and in the serving graph.
@@ -12,9 +16,16 @@ The same graph runs inside the exported SavedModel, so serving cannot drift from
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from lamina.models.features import (CATEGORICAL, IMAGE, LABEL_VOCABULARY, NUMERIC, TEXT, input_feature_names,
-                             kind_from_dtype, transformed_label_key, transformed_name)
+import math
+
+from lamina.models.features import (CATEGORICAL, CYCLIC_PERIODS, DATE, IMAGE, LABEL_VOCABULARY, MISSING_PART, NUMERIC,
+                                    TEXT, input_feature_names, kind_from_dtype, transformed_label_key,
+                                    transformed_name, vocabulary_name)
 from lamina.pipeline.spec import Spec
+
+# Where year, month and day sit among a date's digit groups, per layout (the time follows them).
+_DATE_ORDER = {"%Y-%m-%d": (0, 1, 2), "%Y/%m/%d": (0, 1, 2), "%m/%d/%Y": (2, 0, 1), "%d/%m/%Y": (2, 1, 0),
+               "%d.%m.%Y": (2, 1, 0)}
 
 
 def _to_dense(x, default):
@@ -33,16 +44,73 @@ def _values(x):
     return x.values if isinstance(x, (tf.SparseTensor, tf.RaggedTensor)) else tf.reshape(x, [-1])
 
 
-def _numeric(x):
-    mean = tft.mean(tf.cast(_values(x), tf.float32))
+def _dense_float(x):
+    """[batch] float32 with NaN where the value is missing."""
     if isinstance(x, tf.SparseTensor):
         x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
     elif isinstance(x, tf.RaggedTensor):
         x = tf.cast(x, tf.float32)
-    dense = tf.cast(_to_dense(x, float("nan")), tf.float32)
-    # Missing (and NaN) values take the training mean, so they land on 0 after scaling.
-    dense = tf.where(tf.math.is_nan(dense), mean, dense)
-    return tft.scale_to_z_score(dense)
+    return tf.cast(_to_dense(x, float("nan")), tf.float32)
+
+
+def _impute_and_scale(dense):
+    """NaNs take the training mean (so they land on 0), then a z-score."""
+    present = tf.logical_not(tf.math.is_nan(dense))
+    total = tft.sum(tf.where(present, dense, tf.zeros_like(dense)))
+    count = tft.sum(tf.cast(present, tf.float32))
+    mean = tf.math.divide_no_nan(total, count)
+    return tft.scale_to_z_score(tf.where(present, dense, mean))
+
+
+def _numeric(x):
+    return _impute_and_scale(_dense_float(x))
+
+
+def _missing(x):
+    return tf.cast(tf.math.is_nan(_dense_float(x)), tf.float32)
+
+
+def days_from_civil(year, month, day):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), in float ops."""
+    y = year - tf.cast(month <= 2, tf.float32)
+    era = tf.math.floor(y / 400.0)
+    yoe = y - era * 400.0
+    mp = tf.math.floormod(month + 9.0, 12.0)
+    doy = tf.math.floor((153.0 * mp + 2.0) / 5.0) + day - 1.0
+    doe = yoe * 365.0 + tf.math.floor(yoe / 4.0) - tf.math.floor(yoe / 100.0) + doy
+    return era * 146097.0 + doe - 719468.0
+
+
+def calendar_parts(x, layout: str):
+    """{part: [batch] float32} from date strings written in `layout`; NaN where a date is missing."""
+    text = _to_dense(x, "")
+    digits = tf.strings.strip(tf.strings.regex_replace(text, "[^0-9]+", " "))
+    groups = tf.strings.to_number(tf.strings.split(digits), tf.float32)
+    groups = groups.to_tensor(default_value=float("nan"), shape=[None, 6])
+    yi, mi, di = _DATE_ORDER[layout]
+    year, month, day = groups[:, yi], groups[:, mi], groups[:, di]
+    valid = tf.logical_and(tf.logical_and(month >= 1, month <= 12), tf.logical_and(day >= 1, day <= 31))
+    nan = tf.fill(tf.shape(year), float("nan"))
+    year, month, day = (tf.where(valid, v, nan) for v in (year, month, day))
+    hour = tf.where(tf.logical_and(valid, tf.math.is_nan(groups[:, 3])), tf.zeros_like(year), groups[:, 3])
+    # 1970-01-01 was a Thursday; Monday is 0.
+    day_of_week = tf.math.floormod(days_from_civil(year, month, day) + 3.0, 7.0)
+    return {"year": year, "month": month, "day": day, "day_of_week": day_of_week, "hour": hour}
+
+
+def _date(x, layout: str, parts):
+    values = calendar_parts(x, layout)
+    columns = []
+    for part in parts:
+        v = values[part]
+        columns.append(_impute_and_scale(v))
+        if part in CYCLIC_PERIODS:
+            start = 0.0 if part in ("day_of_week", "hour") else 1.0
+            angle = 2.0 * math.pi * (v - start) / CYCLIC_PERIODS[part]
+            for wave in (tf.sin, tf.cos):
+                w = wave(angle)
+                columns.append(tf.where(tf.math.is_nan(w), tf.zeros_like(w), w))  # missing: the circle's centre
+    return tf.stack(columns, axis=1)
 
 
 def _categorical(x, name, cfg):
@@ -53,26 +121,31 @@ def _categorical(x, name, cfg):
             x = tf.strings.as_string(x)
     dense = _to_dense(x, "")
     return tft.compute_and_apply_vocabulary(
-        dense, top_k=cfg.top_k, num_oov_buckets=cfg.num_oov_buckets, vocab_filename=name)
+        dense, top_k=cfg.top_k, num_oov_buckets=cfg.num_oov_buckets, vocab_filename=vocabulary_name(name))
 
 
 def preprocessing_fn(inputs, custom_config):
     """tf.Transform callback. `custom_config['spec']` holds the spec as JSON."""
     spec = Spec.from_json(custom_config["spec"])
     declared = spec.data.feature_types
+    by_name = {f.name: f for f in spec.data.features or []}
     outputs = {}
     for name in input_feature_names(spec, list(inputs)):
         x = inputs[name]
         kind = declared.get(name) or kind_from_dtype(x.dtype)
         if kind == NUMERIC:
             outputs[transformed_name(name)] = _numeric(x)
+            if name in by_name and by_name[name].missing_indicator:
+                outputs[transformed_name(name, MISSING_PART)] = _missing(x)
         elif kind == CATEGORICAL:
             outputs[transformed_name(name)] = _categorical(x, name, spec.encoder_for(name, CATEGORICAL))
         elif kind in (IMAGE, TEXT):
             outputs[transformed_name(name)] = tf.identity(_to_dense(x, ""))
+        elif kind == DATE:
+            outputs[transformed_name(name)] = _date(x, by_name[name].format, spec.encoder_for(name, DATE).parts)
         else:  # rejected by the spec already; kept as a guard for new feature types
             raise ValueError(f"feature {name!r}: type {kind!r} has no preprocessing; expected 'numeric', "
-                             f"'categorical', 'image' or 'text'.")
+                             f"'categorical', 'image', 'text' or 'date'.")
 
     raw_label = inputs[spec.data.label]
     label = _to_dense(raw_label, "" if raw_label.dtype == tf.string else tf.cast(0, raw_label.dtype))

@@ -21,8 +21,8 @@ import tensorflow_transform as tft
 from lamina.models.builder import build_model, compile_model
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model, model_inputs
-from lamina.models.features import (TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
-                             transformed_label_key, transformed_name)
+from lamina.models.features import (TEXT, FeatureInfo, describe_transformed_features, label_vocabulary, safe_name,
+                                    transformed_label_key, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
 from lamina.pipeline.spec import Spec, TransformerEncoder
 
@@ -70,7 +70,7 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
             lambda r: tf.io.parse_single_example(r, {key: feature_spec[key]})[key])
         started = time.perf_counter()
         learned[name] = learn_vocabulary(texts, cfg.vocabulary_size, cfg.lowercase,
-                                         os.path.join(out_dir, f"{name}_vocab.txt"))
+                                         os.path.join(out_dir, f"{safe_name(name)}_vocab.txt"))
         size = sum(1 for _ in open(learned[name], encoding="utf-8"))
         print(f"    learned a WordPiece vocabulary for {name!r}: {size} tokens in "
               f"{time.perf_counter() - started:.1f}s", flush=True)
@@ -101,12 +101,12 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         parsed = tf.io.parse_single_example(serialized, feature_spec)
         inputs = model_inputs(parsed, [f for f in features if f.kind != TEXT], batched=False)
         for f in texts:  # the raw string; tokenized a batch at a time below
-            inputs[f.name] = parsed[transformed_name(f.name)]
+            inputs[f.key] = parsed[f.transformed_key]
         return inputs, parsed[label_key]
 
     def tokenize(inputs, label):
         # A batch of strings at once: ~10x the throughput of tokenizing string by string.
-        return {**inputs, **{f.name: f.tokenizer()(inputs[f.name]) for f in texts}}, label
+        return {**inputs, **{f.key: f.tokenizer()(inputs[f.key]) for f in texts}}, label
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle and not cache:
@@ -123,6 +123,46 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     if texts:
         ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+IMBALANCE_SHARE = 0.2  # `class_weights: auto` weighs classes when the rarest is under this share
+
+
+def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes: int) -> List[int]:
+    """Examples per class index in `files` (Transform's output), in one pass over the labels."""
+    import numpy as np
+
+    key = transformed_label_key(spec.data.label)
+    label_spec = {key: tf_transform_output.transformed_feature_spec()[key]}
+    ds = tf.data.TFRecordDataset(_expand(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    ds = ds.batch(4096).map(lambda r: tf.reshape(tf.io.parse_example(r, label_spec)[key], [-1]))
+    counts = np.zeros(num_classes, np.int64)
+    for labels in ds.as_numpy_iterator():
+        labels = labels[(labels >= 0) & (labels < num_classes)]
+        counts += np.bincount(labels, minlength=num_classes)
+    return counts.tolist()
+
+
+def class_weights(spec: Spec, classes: List[str], counts: List[int]) -> Optional[Dict[int, float]]:
+    """Keras' class_weight from `training.class_weights`, or None for unweighted training.
+
+    'balanced' (and 'auto' when the rarest class is under IMBALANCE_SHARE of the train split)
+    gives class c the weight n / (k * n_c); a mapping gives the named classes their weight and the
+    others 1.
+    """
+    setting = spec.training.class_weights
+    if setting == "none":
+        return None
+    if isinstance(setting, dict):
+        unknown = sorted(set(setting) - set(classes))
+        if unknown:
+            raise ValueError(f"training.class_weights: no class {', '.join(repr(u) for u in unknown)} in the "
+                             f"label; the classes are {', '.join(repr(c) for c in classes)}.")
+        return {i: float(setting.get(c, 1.0)) for i, c in enumerate(classes)}
+    total = sum(counts)
+    if not total or (setting == "auto" and min(counts) / total >= IMBALANCE_SHARE):
+        return None
+    return {i: total / (len(classes) * max(n, 1)) for i, n in enumerate(counts)}
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -145,7 +185,8 @@ class EpochProgress(keras.callbacks.Callback):
 
 def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
         callbacks: Optional[list] = None, stream=None,
-        batches_per_epoch: Optional[int] = None) -> List[keras.callbacks.History]:
+        batches_per_epoch: Optional[int] = None,
+        class_weight: Optional[Dict[int, float]] = None) -> List[keras.callbacks.History]:
     """Fits `model` phase by phase (see models.finetune); returns one History per phase.
 
     `batches_per_epoch` (when `steps_per_epoch` is None) sizes a warmup/decay schedule.
@@ -170,7 +211,7 @@ def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Opti
                                                                  min_delta=es.min_delta, restore_best_weights=True))
         histories.append(model.fit(train_ds, validation_data=eval_ds, initial_epoch=epoch,
                                    epochs=epoch + phase.epochs, steps_per_epoch=steps_per_epoch,
-                                   callbacks=phase_callbacks, verbose=0))
+                                   callbacks=phase_callbacks, class_weight=class_weight, verbose=0))
         epoch += phase.epochs
     return histories
 
@@ -200,11 +241,20 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     if steps:
         train_ds = train_ds.repeat()
+    weights = None
+    if classes and spec.training.class_weights != "none":
+        counts = label_counts(train_files, tf_transform_output, spec, len(classes))
+        weights = class_weights(spec, classes, counts)
+        if weights:
+            shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
+                               for i, (c, n) in enumerate(zip(classes, counts)))
+            print(f"    class weights (training.class_weights: {spec.training.class_weights if isinstance(spec.training.class_weights, str) else 'set'}): {shares}", flush=True)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     print(f"    training {model.name}: {len(features)} features, batch {batch}, "
           f"{model.count_params()} parameters, on {device}", flush=True)
     with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
-        histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches)
+        histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
+                        class_weight=weights)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
     shutil.rmtree(vocab_dir, ignore_errors=True)
     return model, histories

@@ -19,9 +19,36 @@ def _err(message: str) -> None:
 
 
 def cmd_validate(args) -> int:
+    from lamina.components.table_source import CsvInputError
+    from lamina.pipeline.local_runner import prepare_spec
+
     spec = load_spec(args.spec)
+    declared = len(spec.data.features or [])
+    try:
+        resolved = prepare_spec(spec, sys.stdout)
+    except CsvInputError as e:
+        _err(f"{args.spec}: the spec is valid, but its data is not: {e}")
+        return 1
+    inferred = "" if spec.data.features is not None else f" ({len(resolved.data.features or [])} inferred)"
     print(f"{args.spec}: valid. Pipeline {spec.name!r}, label {spec.data.label!r}, "
-          f"{len(spec.data.features or [])} declared feature(s), {spec.task} head.")
+          f"{declared} declared feature(s){inferred}, {resolved.task} head.")
+    return 0
+
+
+def cmd_init(args) -> int:
+    """A commented starter spec for a CSV or an image folder."""
+    from lamina.components.table_source import CsvInputError
+    from lamina.pipeline.starter import InitError, write_starter_spec
+
+    try:
+        text_model = None if args.text_model == "none" else args.text_model
+        text = write_starter_spec(args.data, args.output, label=args.label, name=args.name, force=args.force,
+                                  text_model=text_model)
+    except (InitError, CsvInputError) as e:
+        _err(str(e))
+        return 2 if isinstance(e, InitError) else 1
+    del text
+    print(f"Wrote {args.output}. Check the roles in it, then: lamina run {args.output}")
     return 0
 
 
@@ -36,8 +63,13 @@ def _run(spec, verbose: bool) -> int:
     from lamina.pipeline.local_runner import run_pipeline
     from lamina.pipeline.results import ModelNotBlessedError, format_result
 
+    from lamina.components.table_source import CsvInputError
+
     try:
         result = run_pipeline(spec, verbose=verbose)
+    except CsvInputError as e:
+        _err(f"The run stopped before it started: {e}")
+        return 1
     except (DataAnomaliesError, BadInputFilesError) as e:
         _err(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
         return 1
@@ -252,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a spec and exit")
     p.add_argument("spec")
     p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("init", help="write a commented starter spec.yaml for a CSV or an image folder")
+    p.add_argument("data", help="a CSV file, or a folder with one subfolder of images per class")
+    p.add_argument("--label", help="the CSV column to predict")
+    p.add_argument("-o", "--output", default="spec.yaml")
+    p.add_argument("--name", help="the pipeline and serving name (default: from the file name)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--text-model", default="auto",
+                   help="free-text columns: a BERT-family model folder (Hugging Face format) to fine-tune; 'auto' "
+                        "(default): the one in Lamina's model cache (`make minilm`), if any; 'none': a small "
+                        "Transformer from scratch")
+    p.set_defaults(fn=cmd_init)
 
     p = sub.add_parser("run", help="run the pipeline locally (Beam DirectRunner, SQLite metadata)")
     p.add_argument("spec")

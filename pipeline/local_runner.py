@@ -6,6 +6,7 @@ records each execution (read-only, from a thread that polls the store while TFX 
 What the run produced is read back by `lamina.pipeline.results`.
 """
 
+import json
 import logging
 import os
 import sys
@@ -143,11 +144,53 @@ def check_pretrained_models(spec: Spec) -> None:
         raise SpecError(problems)
 
 
+def prepare_spec(spec: Spec, stream: Optional[TextIO] = None) -> Spec:
+    """Checks the data before anything runs and returns the spec the pipeline is built from.
+
+    A CSV is scanned (encoding, header, rows, labels: CsvInputError names the file and line) and
+    its columns' roles are inferred where the spec names no features; the roles table goes to
+    `stream`. Other formats are returned as they are, once their path exists.
+    """
+    from lamina.pipeline.profile import format_roles, profile_data, resolve_spec
+
+    files = spec.check_data_exists()
+    if spec.data.is_images:
+        return spec
+    profile = profile_data(spec, files)
+    if stream is not None:
+        what = "inferred from the data" if spec.data.features is None else "as the spec declares them"
+        print(f"Columns of {spec.data.path} ({what}):\n{format_roles(profile)}", file=stream, flush=True)
+    return resolve_spec(spec, profile)
+
+
+def record_spec(spec: Spec) -> str:
+    """Writes the spec the run was built from (roles and all) to `<run dir>/resolved_spec.yaml`."""
+    import yaml
+
+    from lamina.models.features import safe_name
+
+    path = os.path.join(spec.run_dir, "resolved_spec.yaml")
+    renamed = {f.name: safe_name(f.name) for f in spec.data.features or [] if safe_name(f.name) != f.name}
+    header = ["# The spec this run was built from: the features and roles Lamina inferred are written in.",
+              "# Edit and pass it to `lamina run` to override any of them."]
+    if renamed:
+        header.append("# Names inside the model graph (the served model takes the columns' own names):")
+        header += [f"#   {name!r} -> {inner}" for name, inner in renamed.items()]
+    d = json.loads(spec.to_json())
+    d.pop("base_dir", None)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(header) + "\n")
+        yaml.safe_dump(d, f, sort_keys=False, allow_unicode=True)
+    return path
+
+
 def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False) -> RunResult:
     """Runs `spec` end to end and returns what it produced.
 
     Raises:
       SpecError: the data path matches no file, or a pretrained model directory is unusable.
+      CsvInputError: a CSV cannot be read as it is (the file, line and problem are named);
+        nothing ran.
       DataAnomaliesError: validation found anomalies; nothing was transformed, trained or pushed.
       BadInputFilesError: too many unusable image files; nothing was trained or pushed.
       ModelNotBlessedError: the model missed a threshold; it was not pushed.
@@ -158,10 +201,11 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     from lamina.components.image_example_gen import BadInputFilesError
     from lamina.pipeline.pipeline import create_pipeline
 
-    spec.check_data_exists()
+    spec = prepare_spec(spec, stream)
     check_pretrained_models(spec)
     quiet_logs(verbose)
     os.makedirs(spec.run_dir, exist_ok=True)
+    record_spec(spec)
     pipeline = create_pipeline(spec)
     progress = ComponentProgress(spec, len(pipeline.components), stream)
     print(f"Running pipeline {spec.name!r} ({len(pipeline.components)} components); run directory {spec.run_dir}",

@@ -1,6 +1,6 @@
 """`create_pipeline(spec)`: the one place the TFX pipeline is assembled.
 
-CsvExampleGen (or ImageExampleGen) -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
+TableExampleGen (CSV, JSON Lines, Parquet, TFRecord) or ImageExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
 -> AnomalyGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
 -> Pusher, plus BulkInferrer when the spec asks for it.
 
@@ -14,7 +14,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 # Direct imports, not `tfx.v1`: that one also imports the cloud extensions (~18 s on 2 cores).
-from tfx.components import (BulkInferrer, CsvExampleGen, Evaluator, ExampleValidator, StatisticsGen,
+from tfx.components import (BulkInferrer, Evaluator, ExampleValidator, StatisticsGen,
                             Trainer, Transform)
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
@@ -24,6 +24,7 @@ from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb
 from tfx.types import Channel, standard_artifacts
 
 from lamina.components.anomaly_gate import AnomalyGate
+from lamina.components.table_example_gen import TableExampleGen
 from lamina.components.image_example_gen import ImageExampleGen
 from lamina.components.schema import SpecSchemaGen
 from lamina.components.warmup_pusher import WarmupPusher
@@ -36,7 +37,7 @@ RUN_FN = "lamina.models.trainer.run_fn"
 
 
 def input_config(spec: Spec) -> tuple:
-    """(input_base, split pattern) for CsvExampleGen from the spec's path or glob."""
+    """(input_base, split pattern) for TableExampleGen from the spec's path or glob."""
     path = spec.resolve(spec.data.path)
     return os.path.dirname(path), os.path.basename(path)
 
@@ -98,7 +99,8 @@ def split_config(spec: Spec, partition_feature_name: str = "") -> example_gen_pb
 
 
 def example_gen(spec: Spec):
-    """CsvExampleGen for tabular data; ImageExampleGen (split by file path) for images."""
+    """TableExampleGen for tables (its id names the format: CsvExampleGen, ...); ImageExampleGen (split by
+    file path) for images."""
     path = spec.resolve(spec.data.path)
     if spec.data.is_images:
         images = spec.data.images
@@ -110,11 +112,13 @@ def example_gen(spec: Spec):
             output_config=split_config(spec, SOURCE_PATH_KEY), bad_files=images.bad_files,
             max_bad_fraction=images.max_bad_fraction, extensions=images.extensions, max_pixels=images.max_pixels)
     input_base, pattern = input_config(spec)
-    return CsvExampleGen(
-        input_base=input_base,
-        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),
-        output_config=split_config(spec),
-    )
+    data = spec.data
+    return TableExampleGen(
+        input_base=input_base, pattern=pattern, label=data.label, task=spec.task, output_config=split_config(spec),
+        format=data.format,
+        features=data.feature_types if data.features else None, exclude=data.exclude, delimiter=data.delimiter,
+        encoding=data.encoding, bad_rows=data.bad_rows, max_bad_rows=data.max_bad_rows,
+        max_missing_labels=data.max_missing_labels)
 
 
 def create_pipeline(spec: Spec, metadata_connection_config=None,

@@ -32,7 +32,9 @@ def slice_metrics(evaluation_dir: str) -> List[Tuple[str, Dict[str, float]]]:
 def write_report(path: str, title: str, components: Sequence, outcome: str, ok: bool,
                  evaluation_dir: Optional[str] = None, anomalies: Sequence = (),
                  failed_thresholds: Sequence[str] = (), artifacts: Optional[Dict[str, str]] = None,
-                 bad_files: Sequence = (), ingest: Optional[dict] = None) -> str:
+                 bad_files: Sequence = (), ingest: Optional[dict] = None, rows: Optional[dict] = None,
+                 columns: Sequence[Tuple[str, str, str]] = ()) -> str:
+    """Writes the page; `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns."""
     e = html.escape
     longest = max([c.seconds for c in components] + [1e-9])
     parts = [f"<!doctype html><meta charset=utf-8><title>{e(title)}</title><style>{_STYLE}</style>",
@@ -46,6 +48,17 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         parts += [f"<tr><td>{e(a.split)}<td>{e(a.feature)}<td>{e(a.anomaly)}<td>{e(a.description)}</tr>"
                   for a in anomalies]
         parts.append("</table>")
+    if rows:
+        left_out = rows["rows"] - rows["examples"]
+        parts.append(f"<h2>Rows and columns</h2><p>{rows['examples']} examples from {rows['rows']} rows "
+                     f"({rows.get('format', 'csv')}"
+                     + (f", delimiter <code>{e(rows['delimiter'])}</code>" if rows.get("delimiter") else "")
+                     + f", {e(rows['encoding'])}); {left_out} left out: {rows['bad_rows']} unreadable, "
+                     f"{rows['missing_label']} without a label.</p>")
+        if columns:
+            parts.append("<table><tr><th>column<th>used as<th>on the wire</tr>")
+            parts += [f"<tr><td><code>{e(n)}</code><td>{e(use)}<td>{e(wire)}</tr>" for n, use, wire in columns]
+            parts.append("</table>")
     if ingest:
         classes = ", ".join(f"{e(str(k))}: {v}" for k, v in ingest.get("classes", {}).items())
         parts.append(f"<h2>Images</h2><p>{ingest['examples']} examples from {ingest['files']} files; "

@@ -38,6 +38,7 @@ class RunResult:
     tensorboard_dir: Optional[str] = None
     report: Optional[str] = None
     ingest: Optional[dict] = None  # image runs: ImageExampleGen's report (files, examples, bad files)
+    rows: Optional[dict] = None  # table runs: TableExampleGen's report (rows read, skipped, left out; column types)
 
     @property
     def seconds(self) -> float:
@@ -67,6 +68,13 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     """Reads the latest run's outputs from ML Metadata."""
     outputs = latest_run_outputs(spec)
     result = RunResult(spec=spec, components=components)
+    from lamina.components.table_example_gen import COMPONENT_IDS
+
+    rows = next((outputs[(i, "examples")] for i in COMPONENT_IDS.values() if (i, "examples") in outputs), None)
+    if rows:
+        from lamina.components.table_example_gen import read_report as read_table_report
+
+        result.rows = read_table_report(rows.uri)
     images = outputs.get(("ImageExampleGen", "examples"))
     if images:
         from lamina.components.image_example_gen import read_report
@@ -225,6 +233,15 @@ def format_result(result: RunResult) -> str:
     if result.metrics:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
         lines.append(f"  metrics (eval split): {shown}")
+    if result.rows:
+        r = result.rows
+        left_out = []
+        if r["bad_rows"]:
+            left_out.append(f"{r['bad_rows']} with the wrong number of fields skipped")
+        if r["missing_label"]:
+            left_out.append(f"{r['missing_label']} without a label left out")
+        lines.append(f"  rows:           {r['examples']} examples from {r['rows']} rows"
+                     + (f" ({'; '.join(left_out)})" if left_out else ""))
     if result.ingest:
         i = result.ingest
         lines.append(f"  images:         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
@@ -241,6 +258,20 @@ def format_result(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def column_uses(result: RunResult) -> List[tuple]:
+    """(column, what the spec makes of it, its type in the examples) for a table run's columns."""
+    if not result.rows:
+        return []
+    data = result.spec.data
+    types = data.feature_types
+    uses = []
+    for name, wire in result.rows.get("columns", {}).items():
+        use = ("label" if name == data.label else f"{types[name]} feature" if name in types
+               else "excluded" if name in data.exclude else "not a feature")
+        uses.append((name, use, {"float": "float32", "int": "int64", "bytes": "string"}.get(wire, wire)))
+    return uses
+
+
 def write_run_report(result: RunResult) -> str:
     """The run's one-page HTML report (components, metrics per slice, gates, bad files, artifacts)."""
     spec = result.spec
@@ -251,7 +282,7 @@ def write_run_report(result: RunResult) -> str:
     return write_report(
         spec.report_path, f"Lamina run: {spec.name}", result.components, outcome, ok=result.pushed,
         evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
-        bad_files=bad_files(result.ingest), ingest=result.ingest,
+        bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,
                    "TensorBoard logs": result.tensorboard_dir, "bulk inference": result.inference_dir})

@@ -22,6 +22,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from lamina.components.table_source import SNIFF_BYTES, clean_header, is_missing_number, parse_number, sniff_delimiter
 from lamina.pipeline.spec import IMAGE_EXTENSIONS
 from lamina.serving.protocol import DEFAULT_SIGNATURE, RAW_SIGNATURE
 
@@ -34,8 +35,9 @@ class RowError(ValueError):
 def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
     """Rows from a CSV file (header row), a JSON array of objects, or JSON Lines; '-' means stdin text."""
     if text is None:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark is not a column name
             text = f.read()
+    text = text.lstrip("\ufeff")
     stripped = text.lstrip()
     if path.endswith((".json", ".jsonl")) or stripped.startswith(("{", "[")):
         if stripped.startswith("["):
@@ -52,7 +54,11 @@ def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
             if not isinstance(row, dict):
                 raise RowError(f"{path}: row {n} is not an object of feature names to values.")
         return rows
-    return [dict(r) for r in csv.DictReader(io.StringIO(text))]
+    # The same dialect and header rules as ingestion: a sniffed delimiter, names stripped.
+    delimiter = sniff_delimiter(text[:SNIFF_BYTES])
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = clean_header(path, next(reader, []))
+    return [dict(zip(header, r)) for r in reader if r]
 
 
 
@@ -94,7 +100,34 @@ def read_text_rows(texts: Sequence[str], inputs: Dict[str, int], feature: Option
 
 
 def _missing(value) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _missing_number(value) -> bool:
+    """Missing, or a cell such as 'NA', 'n/a' or '-' in a number column (as ingestion reads it)."""
+    return _missing(value) or (isinstance(value, str) and is_missing_number(value))
+
+
+def _number(value) -> float:
+    """A cell as ingestion reads it (`$1,234.50`, `12%`); ValueError when it is not a number."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    number = parse_number(str(value))
+    if number is None:
+        raise ValueError(value)
+    return number
+
+
+def _integer(value) -> int:
+    """An integer, never a truncated float: 2.9 is an error, not 2."""
+    number = _number(value)
+    if not float(number).is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -> Dict[str, tf.Tensor]:
@@ -105,12 +138,12 @@ def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -
             value = row.get(name)
             try:
                 if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
-                    columns[name].append(float("nan") if _missing(value) else float(value))
+                    columns[name].append(float("nan") if _missing_number(value) else _number(value))
                 elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
                     if _missing(value):
                         raise RowError(f"row {n}: feature {name!r} is missing; serving_raw takes no missing "
                                        "integers (send the row as a tf.Example instead: predict or classify).")
-                    columns[name].append(int(float(value)))
+                    columns[name].append(_integer(value))
                 else:
                     columns[name].append(b"" if _missing(value) else _to_bytes(value))
             except (TypeError, ValueError) as e:
@@ -126,14 +159,15 @@ def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -
     example = tf.train.Example()
     for name, dtype in inputs.items():
         value = row.get(name)
-        if _missing(value):
+        numeric = dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum)
+        if _missing_number(value) if numeric else _missing(value):
             continue
         feature = example.features.feature[name]
         try:
             if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
-                feature.float_list.value.append(float(value))
+                feature.float_list.value.append(_number(value))
             elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
-                feature.int64_list.value.append(int(float(value)))
+                feature.int64_list.value.append(_integer(value))
             else:
                 feature.bytes_list.value.append(_to_bytes(value))
         except (TypeError, ValueError):

@@ -48,6 +48,10 @@ _VALUE_FIELDS = {
 }
 
 
+_INTEGER_TYPES = frozenset({types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_INT64,
+                            types_pb2.DT_UINT8, types_pb2.DT_UINT16, types_pb2.DT_UINT32})
+
+
 def _signature_key(model_spec) -> str:
     return model_spec.signature_name or DEFAULT_SIGNATURE
 
@@ -129,7 +133,7 @@ def _declared_size(key: str, proto, spec: tf.TensorSpec, signature: str) -> int:
                                f"{spec.shape.as_list()} (None: any size).")
     count = math.prod(dims)
     if proto.tensor_content:
-        itemsize = spec.dtype.size
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size
         if len(proto.tensor_content) != count * itemsize:
             raise invalid_argument(f"Input {key!r} declares shape {dims} ({count} values of {itemsize} bytes) but "
                                    f"carries {len(proto.tensor_content)} bytes of tensor_content.")
@@ -152,7 +156,9 @@ def tensor_inputs(fn, inputs, signature: str, limits: InputLimits = InputLimits(
     total = 0
     for key, spec in expected.items():
         proto = inputs[key]
-        if proto.dtype != spec.dtype.as_datatype_enum:
+        # Integers for a float input are converted (a numeric column is float32 on the wire).
+        widened = spec.dtype.is_floating and proto.dtype in _INTEGER_TYPES
+        if proto.dtype != spec.dtype.as_datatype_enum and not widened:
             got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
             raise invalid_argument(f"Input {key!r} has dtype {_dtype_name(got) if got else 'DT_INVALID'}; "
                                    f"signature {signature!r} expects {_dtype_name(spec.dtype)}.")

@@ -124,6 +124,37 @@ def configs_from_dir(root: str) -> List[ModelConfig]:
 # -- loaded models ------------------------------------------------------------------------
 
 
+class KeyedSignature:
+    """A loaded signature that takes its inputs by the SignatureDef's keys, as TF Serving does.
+
+    TensorFlow's loader names a signature's arguments after its placeholders, which must be
+    identifiers; a SavedModel may key its SignatureDef otherwise (Lamina's exports key
+    `serving_raw` by the columns' own names, such as 'monthly spend'). Each key maps to the
+    argument whose placeholder its tensor names (`<signature>_<argument>:0`).
+    """
+
+    def __init__(self, fn, aliases: Dict[str, str]):
+        self._fn = fn
+        self._aliases = aliases  # SignatureDef key -> argument
+        args, kwargs = fn.structured_input_signature
+        inverse = {arg: key for key, arg in aliases.items()}
+        self.structured_input_signature = (args, {inverse.get(k, k): v for k, v in kwargs.items()})
+        self.structured_outputs = fn.structured_outputs
+
+    @classmethod
+    def wrap(cls, fn, signature: str, sig_def):
+        arguments = set(fn.structured_input_signature[1])
+        if set(sig_def.inputs) == arguments:
+            return fn
+        by_tensor = {f"{signature}_{arg}:0": arg for arg in arguments}
+        aliases = {key: by_tensor[info.name] for key, info in sig_def.inputs.items()
+                   if key not in arguments and info.name in by_tensor}
+        return cls(fn, aliases) if aliases else fn
+
+    def __call__(self, **inputs):
+        return self._fn(**{self._aliases.get(k, k): v for k, v in inputs.items()})
+
+
 @dataclasses.dataclass(eq=False)
 class LoadedModel:
     """One loaded version of one model, with its signatures and its in-flight count."""
@@ -144,7 +175,8 @@ class LoadedModel:
         if fn is None:
             raise not_found(f"Serving signature key {key!r} not found in model {self.name!r} version "
                             f"{self.version}; available signatures: {', '.join(sorted(self.module.signatures))}.")
-        return fn
+        sig_def = self.signature_defs.get(key)
+        return KeyedSignature.wrap(fn, key, sig_def) if sig_def is not None else fn
 
     def acquire(self) -> "LoadedModel":
         with self._lock:

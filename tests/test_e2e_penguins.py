@@ -78,8 +78,8 @@ def test_exported_signatures(in_process, penguins_run):
     default_inputs = sigs["serving_default"].structured_input_signature[1]
     assert list(default_inputs) == ["inputs"] and default_inputs["inputs"].dtype == tf.string
     assert {k: v.dtype for k, v in sigs["serving_raw"].structured_input_signature[1].items()} == {
-        "bill_length_mm": tf.float32, "bill_depth_mm": tf.float32, "flipper_length_mm": tf.int64,
-        "body_mass_g": tf.int64, "island": tf.string, "sex": tf.string}
+        "bill_length_mm": tf.float32, "bill_depth_mm": tf.float32, "flipper_length_mm": tf.float32,
+        "body_mass_g": tf.float32, "island": tf.string, "sex": tf.string}  # numbers are float32 on the wire
     assert set(sigs["serving_default"].structured_outputs) == {"classes", "scores"}
     from lamina.serving.saved_model import read_signature_defs
     assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == CLASSIFY_METHOD

@@ -19,9 +19,11 @@ Example:
 """
 
 from lamina.pipeline.spec.errors import SpecError
-from lamina.pipeline.spec.data import (DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, SOURCE_PATH_KEY, DataSpec, FeatureSpec,
-                                       FeatureType, ImageIngestSpec, SplitSpec)
-from lamina.pipeline.spec.encoders import (ENCODERS, AugmentationSpec, BertEncoder, CategoricalEncoder,
+from lamina.pipeline.spec.data import (CSV_DELIMITERS, DATE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS,
+                                       IMAGE_FORMATS, SOURCE_PATH_KEY, DataSpec, FeatureSpec, FeatureType,
+                                       ImageIngestSpec, SplitSpec)
+from lamina.pipeline.spec.encoders import (CALENDAR_PARTS, ENCODERS, AugmentationSpec, BertEncoder, CalendarEncoder,
+                                           CategoricalEncoder,
                                            EncoderConfig, ImageEncoder, NumericEncoder, TextEncoderConfig,
                                            TransformerEncoder, default_encoder, encoder_names, encoders_for)
 from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS,
@@ -34,8 +36,8 @@ from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
 from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
 
 __all__ = [
-    "AugmentationSpec", "BeamSpec", "BertEncoder", "CLASSIFICATION_METRICS", "CategoricalEncoder", "CombinerSpec",
-    "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "FeatureSpec", "FeatureType",
+    "AugmentationSpec", "BeamSpec", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",
+    "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "FeatureSpec", "FeatureType",
     "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
     "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SOURCE_PATH_KEY", "ServingSpec", "Spec", "SpecError",

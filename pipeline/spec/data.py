@@ -1,14 +1,12 @@
 """The data section: where the examples come from, what is predicted, and how it is split."""
 
+import codecs
 import enum
-import re
 from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
 from lamina.pipeline.spec.base import StrictModel
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class FeatureType(str, enum.Enum):
@@ -18,9 +16,22 @@ class FeatureType(str, enum.Enum):
     CATEGORICAL = "categorical"
     TEXT = "text"
     IMAGE = "image"
+    DATE = "date"
+
+
+# The date and timestamp layouts a `date` feature may have; each may be followed by a time,
+# `[ T]HH:MM[:SS]`. Transform parses them in the graph, so the served model takes the same strings.
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y")
+# The delimiters a CSV's dialect is sniffed among when the spec sets none.
+CSV_DELIMITERS = (",", ";", "\t", "|")
 
 
 IMAGE_FORMATS = ("image_folder", "image_csv")
+TABLE_FORMATS = ("csv", "jsonl", "parquet", "tfrecord")
+# File endings that say a table's format when the spec does not.
+FORMAT_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+                     ".tfrecord": "tfrecord", ".tfrecords": "tfrecord", ".tfrecord.gz": "tfrecord",
+                     ".tfrecords.gz": "tfrecord"}
 # The column ImageExampleGen adds to every example: the image's path relative to the data root.
 SOURCE_PATH_KEY = "source_path"
 IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".gif", ".bmp"]
@@ -29,20 +40,36 @@ IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".gif", ".bmp"]
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 class FeatureSpec(StrictModel):
-    """One input feature. `type: null` means: infer it from the schema."""
+    """One input feature, by its column name as the file has it (any header works).
+
+    `type: null` means: infer it from the schema. `missing_indicator` adds a 0/1 feature saying
+    the value was missing (numeric features; the value itself takes the training mean).
+    `format` is a date feature's layout, one of DATE_FORMATS.
+    """
 
     name: str
     type: Optional[FeatureType] = None
+    missing_indicator: bool = False
+    format: Optional[str] = None
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(
-                f"expected a column name made of letters, digits and underscores, "
-                f"not starting with a digit. Received: {v!r}"
-            )
+        if not v.strip() or any(ord(c) < 32 for c in v):
+            raise ValueError(f"expected a column name with no control characters, not blank. Received: {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _check_format(self) -> "FeatureSpec":
+        if self.format is not None and self.type != FeatureType.DATE:
+            raise ValueError(f"`format` is for date features only. Received: type={self.type and self.type.value!r}")
+        if self.type == FeatureType.DATE:
+            if self.format is None:
+                self.format = DATE_FORMATS[0]
+            if self.format not in DATE_FORMATS:
+                raise ValueError(f"Received format={self.format!r}; expected one of: "
+                                 f"{', '.join(repr(f) for f in DATE_FORMATS)}, optionally followed by a time.")
+        return self
 
 
 class ImageIngestSpec(StrictModel):
@@ -71,23 +98,48 @@ class ImageIngestSpec(StrictModel):
 class DataSpec(StrictModel):
     """Where the examples come from and what is predicted.
 
-    `format: csv` reads a CSV file (or a glob). `format: image_folder` reads a folder with one
+    `format: csv` reads a CSV file (or a glob); `jsonl`, `parquet` and `tfrecord` read those
+    formats alike (one column per key, column or feature). `format: image_folder` reads a folder with one
     subfolder per class; `format: image_csv` reads a CSV whose image column holds file paths
     relative to the CSV's folder. Both image formats default to one image feature, `image`.
     """
 
     path: str = Field(description="A CSV file or glob; an image folder; or a CSV of image paths and labels.")
     label: str
-    format: Literal["csv", "image_folder", "image_csv"] = "csv"
+    format: Literal[TABLE_FORMATS + IMAGE_FORMATS] = Field(
+        default="csv", description="Default: from the file extension (.jsonl/.ndjson, .parquet/.pq, .tfrecord/"
+        ".tfrecord.gz), else csv.")
     images: ImageIngestSpec = Field(default_factory=ImageIngestSpec)
     features: Optional[List[FeatureSpec]] = Field(
         default=None,
-        description="Input features. Omitted: every column but the label, types from the schema.",
+        description="Input features. Omitted: Lamina infers each column's role from the data and prints them.",
     )
+    exclude: List[str] = Field(default_factory=list, description="Columns that are never features (IDs, "
+                               "constants); kept in the examples for slicing.")
+    delimiter: Optional[str] = Field(default=None, description="CSV only: one character. Default: sniffed "
+                                     "among , ; tab |")
+    encoding: str = Field(default="utf-8", description="CSV only; a byte-order mark is dropped.")
+    bad_rows: Literal["fail", "skip"] = Field(default="fail", description="CSV rows with more or fewer fields "
+                                              "than the header: stop the run, or skip and count them.")
+    max_bad_rows: float = Field(default=0.01, ge=0.0, le=1.0, description="With bad_rows: skip, the largest "
+                                "fraction of rows that may be skipped.")
+    max_missing_labels: float = Field(default=0.5, ge=0.0, le=1.0, description="Rows without a label are left "
+                                      "out of training and evaluation; more than this fraction stops the run.")
     schema_path: Optional[str] = Field(
         default=None,
         description="A curated schema.pbtxt; when set, ImportSchemaGen replaces schema inference.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_from_extension(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") is None and isinstance(data.get("path"), str):
+            path = data["path"].lower()
+            fmt = next((f for ext, f in sorted(FORMAT_EXTENSIONS.items(), key=lambda kv: -len(kv[0]))
+                        if path.endswith(ext)), None)
+            if fmt:
+                data = dict(data, format=fmt)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -103,9 +155,27 @@ class DataSpec(StrictModel):
     @field_validator("features", mode="before")
     @classmethod
     def _features_from_mapping(cls, v: Any) -> Any:
-        # Accept the compact YAML form `{bill_length_mm: numeric, island: categorical}`.
+        # Accept the compact YAML form `{bill_length_mm: numeric, signup: {type: date, format: ...}}`.
         if isinstance(v, dict):
-            return [{"name": k, "type": t} for k, t in v.items()]
+            return [{"name": k, **t} if isinstance(t, dict) else {"name": k, "type": t} for k, t in v.items()]
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _check_delimiter(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (len(v) != 1 or v in "\"\r\n"):
+            raise ValueError(f"expected one character, not a quote or a line break; the usual ones are "
+                             f"{', '.join(repr(d) for d in CSV_DELIMITERS)}. Received: {v!r}")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _check_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding; expected a Python codec name such as 'utf-8', 'latin-1' "
+                             f"or 'cp1252'. Received: {v!r}") from None
         return v
 
     @field_validator("features")

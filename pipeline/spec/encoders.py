@@ -52,6 +52,26 @@ class CategoricalEncoder(EncoderConfig):
     top_k: Optional[int] = Field(default=None, ge=1, description="Keep only the k most frequent values.")
 
 
+CALENDAR_PARTS = ("year", "month", "day", "day_of_week", "hour")
+
+
+class CalendarEncoder(EncoderConfig):
+    """A date or timestamp as calendar features: each part z-scored, the cyclic ones also as
+    sine and cosine (December sits next to January)."""
+
+    feature_type: ClassVar[FeatureType] = FeatureType.DATE
+    is_default: ClassVar[bool] = True
+    type: Literal["calendar"] = "calendar"
+    parts: List[Literal[CALENDAR_PARTS]] = Field(default_factory=lambda: ["year", "month", "day_of_week", "hour"])
+
+    @field_validator("parts")
+    @classmethod
+    def _check_parts(cls, v: List[str]) -> List[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"expected a non-empty list of distinct parts from {list(CALENDAR_PARTS)}. Received: {v}")
+        return v
+
+
 class AugmentationSpec(StrictModel):
     """Random image augmentation, applied in training only (Keras preprocessing layers)."""
 
@@ -149,7 +169,8 @@ class TransformerEncoder(TextEncoderConfig):
 
 
 # The registry: every encoder spec, once.
-ENCODERS: Tuple[type, ...] = (NumericEncoder, CategoricalEncoder, ImageEncoder, BertEncoder, TransformerEncoder)
+ENCODERS: Tuple[type, ...] = (NumericEncoder, CategoricalEncoder, ImageEncoder, BertEncoder, TransformerEncoder,
+                               CalendarEncoder)
 
 # -- derived from ENCODERS ----------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The training section: epochs, batches, the optimizer and its schedule, fine-tuning."""
 
-from typing import Literal, Optional
+from typing import Dict, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lamina.pipeline.spec.base import StrictModel
 
@@ -41,4 +41,16 @@ class TrainingSpec(StrictModel):
         default=None, description="Default: linear_warmup_decay for text encoders, constant otherwise.")
     warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
     weight_decay: float = Field(default=0.01, ge=0.0, le=1.0, description="adamw only; not on biases and norms.")
+    class_weights: Union[Literal["auto", "balanced", "none"], Dict[str, float]] = Field(
+        default="auto", description="Classification: 'auto' weighs classes as 'balanced' does (n / (k * count)) when "
+        "the rarest class is under 20% of the train split, else not at all; or one weight per class name.")
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, v):
+        if isinstance(v, dict):
+            bad = {k: w for k, w in v.items() if not w > 0}
+            if bad or not v:
+                raise ValueError(f"expected a positive weight per class name. Received: {v}")
+        return v
 

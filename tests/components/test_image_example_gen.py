@@ -206,3 +206,15 @@ def test_csv_layout_reads_the_listed_files_with_their_labels(folder, tmp_path):
     got = {(e.features.feature["source_path"].bytes_list.value[0].decode(),
             e.features.feature["label"].bytes_list.value[0].decode()) for e in splits["train"] + splits["eval"]}
     assert got == set(rows)
+
+
+def test_a_file_name_that_is_not_utf8_is_a_bad_file_shown_escaped(folder):
+    with open(os.path.join(folder.encode(), b"1", b"caf\xe9.png"), "wb") as f:
+        f.write(png_bytes(folder))
+    os.makedirs(os.path.join(folder.encode(), b"\xffclass"))
+    files, bad = list_image_folder(folder, EXT)
+    assert len(files) == 24
+    assert bad == [BadFile("1/caf\\xe9.png", "bad_name", "the file name is not valid UTF-8; rename the file"),
+                   BadFile("\\xffclass", "bad_name", "the folder name is not valid UTF-8; rename the folder")]
+    json.dumps([b.path for b in bad])  # the report can hold them
+    assert enforce_policy(bad, 26, "skip", 0.1) is None

@@ -63,3 +63,67 @@ def test_declared_categorical_overrides_a_numeric_column():
                                "features": {"count": "categorical", "length": "numeric"}}})
     assert sorted(out) == ["count_xf", "label_xf", "length_xf"]  # colour is not a declared feature
     assert out["count_xf"].dtype == np.int64 and len(set(out["count_xf"].tolist())) == 4
+
+
+def test_calendar_parts_of_each_layout_in_the_graph():
+    from lamina.models.preprocessing import calendar_parts
+
+    cases = {  # text -> (year, month, day, day_of_week (Monday 0), hour)
+        "%Y-%m-%d": {"2024-01-01": (2024, 1, 1, 0, 0), "1970-01-01T13:45:00Z": (1970, 1, 1, 3, 13),
+                     "2000-02-29 23:59": (2000, 2, 29, 1, 23)},
+        "%d/%m/%Y": {"31/12/2023": (2023, 12, 31, 6, 0)},
+        "%m/%d/%Y": {"12/31/2023": (2023, 12, 31, 6, 0)},
+        "%d.%m.%Y": {"04.07.1976 09:30": (1976, 7, 4, 6, 9)},
+    }
+    for layout, values in cases.items():
+        parts = calendar_parts(tf.constant(list(values) + ["", "not a date"]), layout)
+        got = np.stack([parts[k].numpy() for k in ("year", "month", "day", "day_of_week", "hour")], axis=1)
+        np.testing.assert_array_equal(got[: len(values)], np.array(list(values.values()), np.float32), layout)
+        assert np.isnan(got[len(values):]).all(), layout  # missing or unreadable: imputed later
+
+
+def test_missing_indicator_and_dates_in_transform():
+    import tensorflow_transform.beam as tft_beam
+
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "label", "features": {
+        "monthly spend": {"type": "numeric", "missing_indicator": True},
+        "Signup Date": {"type": "date", "format": "%d/%m/%Y"}}},
+        "model": {"encoders": {"Signup Date": {"type": "calendar", "parts": ["year", "month"]}}}})
+    rows = [{"monthly spend": np.array([10.0], np.float32), "Signup Date": np.array([b"01/01/2020"], object),
+             "label": b"a"},
+            {"monthly spend": np.array([], np.float32), "Signup Date": np.array([b"01/07/2022"], object),
+             "label": b"b"},
+            {"monthly spend": np.array([30.0], np.float32), "Signup Date": np.array([], object), "label": b"a"}]
+    feature_spec = {"monthly spend": tf.io.VarLenFeature(tf.float32), "Signup Date": tf.io.VarLenFeature(tf.string),
+                    "label": tf.io.FixedLenFeature([], tf.string)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (data, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, {"spec": spec.to_json()}), output_record_batches=False)
+    from lamina.models.features import transformed_name
+
+    spend, missing = transformed_name("monthly spend"), transformed_name("monthly spend", "missing")
+    date = transformed_name("Signup Date")
+    assert sorted(data[0]) == sorted([spend, missing, date, "label_xf"])
+    assert [r[missing] for r in data] == [0.0, 1.0, 0.0]
+    z = np.sqrt(1.5)  # the z-scores of 10, 20, 30
+    np.testing.assert_allclose([r[spend] for r in data], [-z, 0.0, z], atol=1e-6)  # 20 imputed, z-scored
+    # year z-score, then month: z-score, sine, cosine; the missing date sits at the means and the circle's centre.
+    dates = np.array([r[date] for r in data])
+    assert dates.shape == (3, 4)
+    np.testing.assert_allclose(dates[:, 0], [-z, z, 0.0], atol=1e-5)  # 2020, 2022 and 2021 imputed
+    np.testing.assert_allclose(dates[1, 2:], [np.sin(np.pi), np.cos(np.pi)], atol=1e-6)  # July: half a turn
+    np.testing.assert_allclose(dates[2, 2:], [0.0, 0.0], atol=1e-6)
+
+
+def test_safe_names_are_stable_and_keep_cleaned_collisions_apart():
+    from lamina.models.features import safe_name
+
+    assert safe_name("bill_length_mm") == "bill_length_mm"
+    assert safe_name("monthly spend") == "monthly_spend_40f087" != safe_name("monthly_spend") == "monthly_spend"
+    assert safe_name("Größe") == "Grosse_d9130a" and safe_name("2nd_choice") == "f_2nd_choice_a2b264"
+    assert safe_name("Preis (€)") != safe_name("Preis ($)")
+    import re
+
+    for name in ("", " ", "日本語", "a/b", "x" * 200, "_x"):
+        assert re.match(r"^[A-Za-z][A-Za-z0-9_]*$", safe_name(name)) and len(safe_name(name)) <= 50, name

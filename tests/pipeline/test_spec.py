@@ -41,7 +41,7 @@ def test_example_spec_is_valid(tmp_path):
      "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
      "Did you mean 'classification'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
-     "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'dense', 'embedding', "
+     "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'calendar', 'dense', 'embedding', "
      "'normalized', 'one_hot', 'resnet', 'transformer'. Did you mean 'embedding'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embedding", "dimm": 3}),
      "model.encoders.island.dimm: unknown key. Did you mean 'dim'? Allowed keys: dim, num_oov_buckets, top_k, type."),
@@ -60,7 +60,8 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["data"].pop("label"),
      "data.label: required key is missing."),
     (lambda d: d["data"]["features"].update(notes="sequence"),
-     "data.features.6.type: Received 'sequence'; expected one of: 'numeric', 'categorical', 'text' or 'image'."),
+     "data.features.6.type: Received 'sequence'; expected one of: 'numeric', 'categorical', 'text', 'image' or "
+     "'date'."),
     (lambda d: (d["data"]["features"].update(notes="text"), d["model"]["encoders"].update(notes={"type": "resnet"})),
      "model.encoders.notes.type: Received 'resnet'; a text feature expects one of: 'bert', 'transformer'."),
     (lambda d: (d["data"]["features"].update(notes="text"),
@@ -73,8 +74,8 @@ def test_example_spec_is_valid(tmp_path):
      "data.features: image feature 'photo' needs data.format 'image_folder' or 'image_csv'; format 'csv' reads "
      "tabular columns only."),
     (lambda d: d["data"]["features"].update(island="categorial"),
-     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text' or "
-     "'image'. Did you mean 'categorical'?"),
+     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image' "
+     "or 'date'. Did you mean 'categorical'?"),
     (lambda d: d["data"]["features"].update(species="categorical"),
      "data.features: the label 'species' must not also be an input feature."),
     (lambda d: d["evaluation"].update(metrics=["acuracy"], thresholds={}),
@@ -127,7 +128,7 @@ def test_python_api_validates_like_yaml():
     with pytest.raises(SpecError) as info:
         TrainingSpec(epocs=3)
     assert info.value.problems == ["epocs: unknown key. Did you mean 'epochs'? Allowed keys: batch_size, "
-                                   "early_stopping, epochs, fine_tune, jit_compile, learning_rate, lr_schedule, "
+                                   "class_weights, early_stopping, epochs, fine_tune, jit_compile, learning_rate, lr_schedule, "
                                    "mixed_precision, optimizer, seed, steps_per_epoch, warmup_fraction, "
                                    "weight_decay."]
     spec = Spec(name="p", data=DataSpec(path="p.csv", label="species", features={"island": "categorical"}),
@@ -160,8 +161,14 @@ def test_cli_rejects_a_bad_spec_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "lamina_runs").exists()
     good = tmp_path / "good.yaml"
     good.write_text("name: x\ndata: {path: a.csv, label: y}\n")
+    assert main(["validate", str(good)]) == 2  # the spec is fine; its data file is not there
+    assert capsys.readouterr().err == f"Invalid spec:\n  - data.path: no file matches '{tmp_path / 'a.csv'}'.\n"
+    (tmp_path / "a.csv").write_text("x,y\n1,a\n2,b\n")
     assert main(["validate", str(good)]) == 0
-    assert capsys.readouterr().out.startswith(f"{good}: valid. Pipeline 'x', label 'y'")
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"{good}: valid. Pipeline 'x', label 'y', 0 declared feature(s) (1 inferred), " \
+                                   f"classification head."
+    assert "  x       numeric      numeric      numbers" in out
 
 
 DIGITS = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "digits", "spec.yaml")))
@@ -253,9 +260,9 @@ def test_encoders_are_registered_once():
     assert set(ENCODER_BUILDERS) == set(ENCODERS)
     assert {t.value: encoder_names(t) for t in FeatureType} == {
         "numeric": ["normalized", "dense"], "categorical": ["embedding", "one_hot"], "text": ["bert", "transformer"],
-        "image": ["resnet"]}
+        "image": ["resnet"], "date": ["calendar"]}
     assert [type(default_encoder(t)).__name__ for t in FeatureType] == [
-        "NumericEncoder", "CategoricalEncoder", "TransformerEncoder", "ImageEncoder"]
+        "NumericEncoder", "CategoricalEncoder", "TransformerEncoder", "ImageEncoder", "CalendarEncoder"]
 
 
 def test_a_named_encoder_of_the_wrong_type_for_an_inferred_feature(tmp_path):

@@ -26,14 +26,13 @@ PENGUIN = {"island": b"Biscoe", "sex": b"female", "bill_length_mm": 46.1, "bill_
 
 
 def _penguin_example():
+    """As TF Serving's example clients build one: every number a float feature, 211 included."""
     feature = {}
     for key, value in PENGUIN.items():
         if isinstance(value, bytes):
             feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-        elif isinstance(value, int):
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
         else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
@@ -90,6 +89,26 @@ def test_rest_client_as_in_tf_serving_examples(served):
     body = json.dumps({"examples": [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in PENGUIN.items()}]})
     results = requests.post(f"{server.rest_url}/v1/models/penguins:classify", data=body).json()["results"]
     np.testing.assert_allclose([s for _, s in results[0]], expected["scores"].numpy()[0], rtol=1e-6)
+
+
+def test_rest_rows_with_integers_or_floats_answer_alike(served):
+    server, model = served
+    example = model.signatures["serving_default"](inputs=tf.constant([_penguin_example().SerializeToString()]))
+    as_json = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in PENGUIN.items()}
+    answers = []
+    for instance in (as_json, {k: float(v) if isinstance(v, int) else v for k, v in as_json.items()}):
+        body = json.dumps({"signature_name": "serving_raw", "instances": [instance]})
+        response = requests.post(f"{server.rest_url}/v1/models/penguins:predict", data=body)
+        response.raise_for_status()
+        answers.append(response.json()["predictions"][0]["scores"])
+    assert isinstance(as_json["flipper_length_mm"], int)
+    np.testing.assert_allclose(answers[0], example["scores"].numpy()[0], rtol=1e-6)
+    np.testing.assert_allclose(answers[1], answers[0], rtol=0, atol=0)
+    # A string where a number goes names the feature.
+    body = json.dumps({"signature_name": "serving_raw", "instances": [dict(as_json, body_mass_g="heavy")]})
+    response = requests.post(f"{server.rest_url}/v1/models/penguins:predict", data=body)
+    assert response.status_code == 400
+    assert "'body_mass_g'" in response.json()["error"] and "not a number" in response.json()["error"]
 
 
 def test_rest_image_bytes_as_in_resnet_client(digits_run):

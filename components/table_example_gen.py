@@ -1,0 +1,205 @@
+"""TableExampleGen: a user's table files (CSV, JSON Lines, Parquet, TFRecord) -> split TFRecords of
+tf.Example, on Beam.
+
+TFX's own CsvExampleGen reads line by line (a quoted cell with a line break breaks it), keeps a
+byte-order mark in the first column's name, reads a repeated column name as another column's
+values, and stops with a traceback on a row with a field too many or on Latin-1 bytes; its
+Parquet and Import ExampleGens keep integer columns int64. This one reads every format with
+`lamina.components.table_source` and types every format alike:
+
+- Before Beam starts, `scan_table` checks every file (encoding, header, field counts, labels) and
+  the run stops with a message naming the file and line, or skips bad rows by the spec's policy.
+- Each column gets one type on the wire: numbers (declared or inferred `numeric`, and any
+  column whose cells are all numbers) are float32, written from `parse_number` (`$1,234.50`,
+  `12%`); integer columns the spec declares categorical, or excludes (IDs), stay int64; the
+  rest, and a classification label, are strings. A declared numeric column with a cell that is
+  not a number is written as strings, so schema validation reports it instead of training on it.
+- Examples keep the header's names as they are (spaces, symbols, any script); the model's
+  internal names are derived later (`lamina.models.features.safe_name`).
+- Rows without a label are left out and counted; `ingest_report.json` beside the examples says
+  how many rows were read, skipped and kept, and each column's type.
+
+It is a FileBasedExampleGen with its own executor, so TFX's driver fingerprints the input files
+and TFX's splitting and writing are reused.
+"""
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import apache_beam as beam
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+
+from lamina.components.table_source import (CsvInputError, TablePolicy, TableScan, is_missing_number, iter_records,
+                                            parse_number, scan_table)
+from lamina.components.image_example_gen import _settings, settings_to_custom_config
+
+REPORT_FILE = "ingest_report.json"
+FLOAT, INT, BYTES = "float", "int", "bytes"
+# The component's id in the pipeline, per format (what the run summary and the tests look up).
+COMPONENT_IDS = {"csv": "CsvExampleGen", "jsonl": "JsonExampleGen", "parquet": "ParquetExampleGen",
+                 "tfrecord": "TFRecordExampleGen"}
+
+
+def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy:
+    return TablePolicy(format=s.get("format", "csv"), delimiter=s.get("delimiter") or None,
+                       encoding=s.get("encoding", "utf-8"),
+                     bad_rows=s.get("bad_rows", "fail"), max_bad_rows=float(s.get("max_bad_rows", 0.01)),
+                     label=s["label"], max_missing_labels=float(s.get("max_missing_labels", 0.5)), profile=profile)
+
+
+def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str]]], label: str, task: str,
+               exclude: List[str]) -> Dict[str, str]:
+    """Each column's type in the examples: 'float', 'int' or 'bytes' (see the module docstring).
+
+    Raises CsvInputError when the files' headers differ.
+    """
+    first = scans[0]
+    for scan in scans[1:]:
+        if scan.names != first.names:
+            raise CsvInputError(f"{scan.path}: its header differs from {first.path}'s; every file matched by "
+                                f"data.path must have the same columns. {first.path}: {first.names}; "
+                                f"{scan.path}: {scan.names}")
+    declared = features or {}
+    types = {}
+    for name in first.names:
+        stats = [s.column(name) for s in scans]
+        numbers = all(c.all_numbers or c.present == 0 for c in stats) and any(c.all_numbers for c in stats)
+        integers = numbers and all(c.all_integers or c.present == 0 for c in stats)
+        kind = declared.get(name)
+        if name == label:
+            types[name] = FLOAT if task == "regression" and numbers else BYTES
+        elif kind in ("categorical",) or name in exclude:
+            types[name] = INT if integers else FLOAT if numbers and name in exclude else BYTES
+        elif kind in ("text", "date", "image"):
+            types[name] = BYTES
+        else:  # numeric, or undeclared
+            types[name] = FLOAT if numbers else BYTES
+    return types
+
+
+def record_to_example(record: Dict[str, str], types: Dict[str, str]):
+    """One row's cells -> tf.Example; a blank (or, in a number column, 'NA'-like) cell is left out."""
+    import tensorflow as tf
+
+    feature = {}
+    for name, cell in record.items():
+        kind = types[name]
+        text = cell.strip()
+        if not text or (kind != BYTES and is_missing_number(text)):
+            continue
+        if kind == FLOAT:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[parse_number(text)]))
+        elif kind == INT:
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(text)]))
+        else:
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+class _ReadTable(beam.DoFn):
+    """A file path -> its accepted rows as tf.Examples."""
+
+    def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str]):
+        self.fmt, self.names, self.dialect, self.encoding = fmt, names, dialect, encoding
+        self.label, self.types = label, types
+
+    def process(self, path: str):
+        for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding):
+            yield record_to_example(record, self.types)
+
+
+@beam.ptransform_fn
+def _TableToExamples(pipeline, files: List[str], read: _ReadTable):  # pylint: disable=invalid-name
+    return (pipeline
+            | "Files" >> beam.Create(files)
+            | "ReadRows" >> beam.ParDo(read))
+
+
+def read_report(examples_uri: str) -> Optional[Dict[str, Any]]:
+    import tensorflow as tf
+
+    path = os.path.join(examples_uri, REPORT_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Scans the files (the run stops here on bad input), then converts and splits them on Beam."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
+            return _TableToExamples(self._files, self._read)  # pylint: disable=no-value-for-parameter
+        return to_examples
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        import tensorflow as tf
+
+        s = _settings(exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        pattern = s["pattern"]
+        self._files = sorted(tf.io.gfile.glob(os.path.join(root, pattern)))
+        if not self._files:
+            raise CsvInputError(f"data.path: no file matches {os.path.join(root, pattern)!r}.")
+        policy = policy_from_settings(s)
+        scans = [scan_table(f, policy) for f in self._files]
+        self._delimiter, self._encoding = scans[0].delimiter, policy.encoding
+        if any(sc.delimiter != self._delimiter for sc in scans):
+            raise CsvInputError(f"the files of data.path use different delimiters "
+                                f"({', '.join(f'{sc.path}: {sc.delimiter!r}' for sc in scans)}); set data.delimiter.")
+        self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
+        self._read = _ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
+                                self._types)
+        super().Do(input_dict, output_dict, exec_properties)
+        report = {
+            "files": [sc.path for sc in scans], "format": policy.format, "delimiter": self._delimiter,
+            "encoding": self._encoding,
+            "rows": sum(sc.rows for sc in scans), "examples": sum(sc.kept_rows for sc in scans),
+            "bad_rows": sum(sc.bad_row_count for sc in scans),
+            "bad_row_lines": [{"file": sc.path, "line": line, "problem": p} for sc in scans for line, p in sc.bad_rows],
+            "missing_label": sum(sc.missing_label for sc in scans), "label": s["label"], "columns": self._types,
+        }
+        with tf.io.gfile.GFile(os.path.join(examples.uri, REPORT_FILE), "w") as f:
+            json.dump(report, f, indent=2, ensure_ascii=False)
+
+
+class TableExampleGen(FileBasedExampleGen):
+    """A user's table files (a file or a glob in one folder) to split tf.Example TFRecords.
+
+    Args:
+      input_base: the folder of the files.
+      pattern: the file name or glob inside it.
+      format: 'csv', 'jsonl', 'parquet' or 'tfrecord' (lamina.components.table_source.TABLE_FORMATS).
+      label / task: the label column and 'classification' or 'regression'.
+      features: declared feature types by column name (None: none declared).
+      exclude: columns that are not features (IDs stay integers).
+      delimiter, encoding, bad_rows, max_bad_rows, max_missing_labels: the spec's data section.
+      output_config: the split.
+    """
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, input_base: str, pattern: str, label: str, task: str,
+                 output_config: example_gen_pb2.Output, format: str = "csv",  # pylint: disable=redefined-builtin
+                 features: Optional[Dict[str, Optional[str]]] = None,
+                 exclude: Optional[List[str]] = None, delimiter: Optional[str] = None, encoding: str = "utf-8",
+                 bad_rows: str = "fail", max_bad_rows: float = 0.01, max_missing_labels: float = 0.5):
+        if format not in COMPONENT_IDS:
+            raise ValueError(f"format must be one of {sorted(COMPONENT_IDS)}. Received: {format!r}")
+        settings = {"pattern": pattern, "format": format, "label": label, "task": task, "features": features,
+                    "exclude": list(exclude or []), "delimiter": delimiter or "", "encoding": encoding,
+                    "bad_rows": bad_rows, "max_bad_rows": max_bad_rows, "max_missing_labels": max_missing_labels}
+        super().__init__(
+            input_base=input_base,
+            input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),
+            output_config=output_config,
+            custom_config=settings_to_custom_config(settings),
+        )
+        self._id = COMPONENT_IDS[format]

@@ -1,0 +1,657 @@
+"""Reading a user's table as it is: CSV, JSON Lines, Parquet or TFRecord, cell by cell.
+
+Spreadsheet exports carry byte-order marks, `;` or tab delimiters, quoted cells with line
+breaks inside, headers with spaces and symbols, blank or repeated column names, rows with a
+field too many, numbers written as `$1,234.50` or `12%`, and bytes of another encoding. This
+module reads such files with Python's `csv` module (which handles the quoting and embedded
+newlines that TFX's line-based CsvExampleGen cannot) and turns each problem into a
+`CsvInputError` naming the file, the line and, for encodings, the byte offset.
+
+The other formats are read into the same cells (strings, as a CSV has them), so one set of rules
+types, checks and profiles every format: `TABLE_FORMATS` registers a row source per format.
+JSON Lines: one object per line (keys may differ between lines; a missing key is a blank cell;
+nested values are bad rows). Parquet: its columns (list and struct columns are refused), read in
+batches with pyarrow. TFRecord: tf.Examples (gzipped or not) with at most one value per feature.
+
+`scan_table` is one streaming pass that checks a file and counts what the ingestion policy and
+the column-role inference need, in memory bounded by `MAX_DISTINCT` values per column; the
+pipeline's preflight (`lamina validate`, `lamina run`) and the TableExampleGen executor both call
+it, so the same message stops the run before Beam starts, locally and on Kubeflow.
+`iter_records` yields the rows the scan accepted. `parse_number` is the one home of what a
+number may look like in a cell; the served model's clients use it too.
+"""
+
+import codecs
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+from typing import Dict, Iterator, List, Optional, Tuple
+
+# Cells that mean "no value" in a numeric column (compared stripped and lower-cased).
+MISSING_NUMBER_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"})
+BOOLEAN_SPELLINGS = {"true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
+                     "t": True, "f": False, "1": True, "0": False, "on": True, "off": False}
+# Distinct values remembered per column; past it a column only counts as "many distinct".
+MAX_DISTINCT = 20_000
+SNIFF_BYTES = 64 * 1024
+_CURRENCY = "$€£¥₹"
+_THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+(\.\d*)?$")
+_PLAIN_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_INTEGER = re.compile(r"^[-+]?\d+$")
+_DATE = re.compile(r"^(\d{4})([-/])(\d{1,2})\2(\d{1,2})|^(\d{1,2})([/.])(\d{1,2})\6(\d{4})")
+_TIME = re.compile(r"^([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+class CsvInputError(ValueError):
+    """A CSV that cannot be read as it is; the message names the file and the place."""
+
+
+def parse_number(text: str) -> Optional[float]:
+    """A cell's number, or None when the cell is not one (missing cells are None too).
+
+    Accepts plain numbers, thousands separators (`1,234.5`), a currency symbol before or after
+    (`$12`, `12 €`), a trailing percent sign (`12%` is 0.12) and surrounding spaces. Infinities,
+    `1_000` and European decimal commas (`3,5`) are not numbers.
+
+    >>> parse_number("$1,234.50"), parse_number("12%"), parse_number("n/a")
+    (1234.5, 0.12, None)
+    """
+    s = text.strip()
+    if _PLAIN_NUMBER.match(s):
+        return float(s)
+    if s.lower() in MISSING_NUMBER_TOKENS:
+        return None
+    sign = 1.0
+    if s[:1] in "+-":
+        sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:].strip()
+    s = s.strip(_CURRENCY).strip()
+    if s[:1] in "+-" and sign == 1.0:
+        sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:].strip()
+    scale = 1.0
+    if s.endswith("%"):
+        scale, s = 0.01, s[:-1].strip()
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    if not _PLAIN_NUMBER.match(s):
+        return None
+    value = sign * float(s) * scale
+    return value if math.isfinite(value) else None
+
+
+def is_missing_number(text: str) -> bool:
+    return text.strip().lower() in MISSING_NUMBER_TOKENS
+
+
+def date_layout(text: str) -> Optional[str]:
+    """The DATE_FORMATS layout a cell is written in ('%Y-%m-%d', '%d/%m/%Y', ...), or None.
+
+    Day-first and month-first are told apart by values above 12; '%m/%d/%Y' when undecided.
+    """
+    s = text.strip()
+    m = _DATE.match(s)
+    if not m or not _TIME.match(s[m.end():]):
+        return None
+    if m.group(1):
+        month, day = int(m.group(3)), int(m.group(4))
+        return f"%Y{m.group(2)}%m{m.group(2)}%d" if 1 <= month <= 12 and 1 <= day <= 31 else None
+    a, b, sep = int(m.group(5)), int(m.group(7)), m.group(6)
+    if sep == ".":
+        return "%d.%m.%Y" if 1 <= a <= 31 and 1 <= b <= 12 else None
+    if a > 12 and b <= 12:
+        return "%d/%m/%Y"
+    return "%m/%d/%Y" if a <= 12 and 1 <= b <= 31 else None
+
+
+# -- opening files -----------------------------------------------------------------------------
+
+
+def open_binary(path: str):
+    """A binary reader for a local path or a filesystem URI (gs://, s3://, ram://).
+
+    Local paths use the builtin `open`, which keeps `lamina validate` free of TensorFlow's
+    import time; every URI goes through tf.io.gfile.
+    """
+    if "://" not in path:
+        return open(path, "rb")
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(path, "rb")
+
+
+class _RawReader(io.RawIOBase):
+    """tf.io.gfile's file object as a raw stream, so io.TextIOWrapper can decode it."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._f.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _python_encoding(encoding: str) -> str:
+    # utf-8-sig drops a byte-order mark (a spreadsheet's "CSV UTF-8") and reads plain UTF-8 alike.
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def open_text(path: str, encoding: str = "utf-8") -> io.TextIOWrapper:
+    raw = open_binary(path)
+    stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(_RawReader(raw), 1 << 20)
+    return io.TextIOWrapper(stream, encoding=_python_encoding(encoding), newline="")
+
+
+def check_encoding(path: str, encoding: str = "utf-8") -> None:
+    """Raises CsvInputError naming the line and byte offset of the first byte `encoding` cannot decode."""
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    decoder = codecs.getincrementaldecoder("utf-8" if utf8 else encoding)()
+    offset, line = 0, 1
+    with open_binary(path) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if offset == 0 and utf8 and chunk.startswith(codecs.BOM_UTF8):
+                chunk, offset = chunk[3:], 3
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                # The error's offsets count from the bytes the decoder held back (an unfinished
+                # character from the last chunk, never a line break) plus this chunk.
+                held = len(e.object) - len(chunk)
+                line += chunk[: max(0, e.start - held)].count(b"\n")
+                raise CsvInputError(
+                    f"{path}: not valid {encoding} at line {line}, byte offset {offset - held + e.start} "
+                    f"(bytes {e.object[e.start:e.start + 4]!r}). Set data.encoding to the file's encoding "
+                    f"(for example 'latin-1' or 'cp1252'), or save the file as UTF-8.") from None
+            if not chunk:
+                return
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+
+
+def sniff_delimiter(sample: str, candidates=(",", ";", "\t", "|")) -> str:
+    """The candidate that splits the sample's first rows into the same number (> 1) of fields.
+
+    Ties go to the one giving more fields; a single-column file reads as ','.
+    """
+    lines = sample.splitlines(keepends=True)
+    if len(sample) >= SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut off
+    text = "".join(lines[:200])
+    best, best_score = ",", (0, 0)
+    for d in candidates:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=d) if r][:50]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        widths = {len(r) for r in rows}
+        width = len(rows[0])
+        score = (1 if len(widths) == 1 and width > 1 else 0, width if width > 1 else 0)
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+# -- the header ----------------------------------------------------------------------------------
+
+
+def clean_header(path: str, names: List[str]) -> List[str]:
+    """Header names stripped of spaces around them; a blank one becomes `column_<position>`.
+
+    Raises CsvInputError when a name repeats, naming both positions (1-based).
+    """
+    cleaned = [n.strip() or f"column_{i}" for i, n in enumerate(names, start=1)]
+    seen: Dict[str, int] = {}
+    for i, name in enumerate(cleaned, start=1):
+        if name in seen:
+            raise CsvInputError(
+                f"{path}: column name {name!r} appears twice in the header, at columns {seen[name]} and {i}; "
+                f"rename one of them (each column must have its own name).")
+        seen[name] = i
+    return cleaned
+
+
+# -- the scan --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ColumnStats:
+    """What one pass learns about a column (bounded memory: at most MAX_DISTINCT values kept)."""
+
+    name: str
+    position: int  # 1-based
+    present: int = 0  # non-blank cells
+    blank: int = 0
+    numbers: int = 0  # cells parse_number reads (missing tokens excluded)
+    plain_numbers: int = 0  # of those, written as plain numbers (no symbols)
+    integers: int = 0  # plain integers
+    number_tokens: int = 0  # missing-value tokens such as 'NA', 'n/a', '-'
+    booleans: int = 0
+    dates: Dict[str, int] = dataclasses.field(default_factory=dict)  # layout -> cells
+    not_numbers: List[Tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, cell), first few
+    distinct: Dict[str, int] = dataclasses.field(default_factory=dict)
+    distinct_overflow: bool = False
+    total_length: int = 0
+    max_length: int = 0
+    words: int = 0
+    total: float = 0.0  # of the numbers: their sum, sum of squares and count
+    total_sq: float = 0.0
+    sum_count: int = 0
+
+    @property
+    def missing(self) -> int:
+        """Blank cells and missing-value tokens."""
+        return self.blank + self.number_tokens if self.numbers else self.blank
+
+    @property
+    def all_numbers(self) -> bool:
+        """Every cell a number or missing, and at least one number."""
+        return self.numbers > 0 and self.numbers + self.number_tokens == self.present
+
+    @property
+    def all_integers(self) -> bool:
+        return self.all_numbers and self.integers == self.numbers
+
+    @property
+    def n_distinct(self) -> int:
+        return len(self.distinct)
+
+    def add(self, cell: str, line: int) -> None:
+        s = cell.strip()
+        if not s:
+            self.blank += 1
+            return
+        self.present += 1
+        self.total_length += len(s)
+        self.max_length = max(self.max_length, len(s))
+        self.words += s.count(" ") + 1
+        if not self.distinct_overflow:
+            self.distinct[s] = self.distinct.get(s, 0) + 1
+            if len(self.distinct) > MAX_DISTINCT:
+                self.distinct_overflow = True
+                self.distinct = {}
+        value = None
+        if _PLAIN_NUMBER.match(s):
+            self.numbers += 1
+            self.plain_numbers += 1
+            self.integers += bool(_INTEGER.match(s))
+            value = float(s)
+        elif s.lower() in MISSING_NUMBER_TOKENS:
+            self.number_tokens += 1
+        else:
+            value = parse_number(s)
+            if value is not None:
+                self.numbers += 1
+            elif len(self.not_numbers) < 5:
+                self.not_numbers.append((line, s))
+        if value is not None and math.isfinite(value):
+            self.total += value
+            self.total_sq += value * value
+            self.sum_count += 1
+        if s.lower() in BOOLEAN_SPELLINGS:
+            self.booleans += 1
+        if s[:1].isdigit() and len(s) >= 8:
+            layout = date_layout(s)
+            if layout:
+                self.dates[layout] = self.dates.get(layout, 0) + 1
+
+
+@dataclasses.dataclass
+class TableScan:
+    """A file's dialect, header and counts, from one pass."""
+
+    path: str
+    delimiter: str  # CSV only ('' for the other formats)
+    encoding: str
+    columns: List[ColumnStats]
+    rows: int = 0  # data rows read, bad ones included
+    bad_rows: List[Tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, problem), first 20
+    format: str = "csv"
+    bad_row_count: int = 0
+    missing_label: int = 0
+    blank_lines: int = 0
+
+    @property
+    def names(self) -> List[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def kept_rows(self) -> int:
+        return self.rows - self.bad_row_count - self.missing_label
+
+    def column(self, name: str) -> ColumnStats:
+        return self.columns[self.names.index(name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class TablePolicy:
+    """What a scan accepts (the spec's data section, as the executor receives it)."""
+
+    format: str = "csv"
+    delimiter: Optional[str] = None
+    encoding: str = "utf-8"
+    bad_rows: str = "fail"
+    max_bad_rows: float = 0.01
+    label: str = ""
+    max_missing_labels: float = 0.5
+    profile: bool = True  # count the per-column statistics (off: only check and count rows)
+
+
+def _reader(f, delimiter: str):
+    return csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=False, strict=False)
+
+
+def read_dialect(path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
+    """(the delimiter, the cleaned header) of a CSV whose encoding is already checked."""
+    with open_text(path, policy.encoding) as f:
+        sample = f.read(SNIFF_BYTES)
+    if not sample.strip():
+        raise CsvInputError(f"no data rows in {path}: the file is empty.")
+    delimiter = policy.delimiter or sniff_delimiter(sample)
+    with open_text(path, policy.encoding) as f:
+        header = next(_reader(f, delimiter), [])
+    return delimiter, clean_header(path, header)
+
+
+# -- row sources: one per format ----------------------------------------------------------------
+
+# (line, row or record number; the row's cells, or None for a bad row; what is wrong with a bad one)
+Row = Tuple[int, Optional[List[str]], str]
+
+
+class _BadRow(Exception):
+    pass
+
+
+class CsvRows:
+    """A CSV with a header row, in the dialect `read_dialect` finds."""
+
+    unit = "line"
+    text = True
+
+    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
+        return read_dialect(path, policy)
+
+    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
+        width = len(names)
+        with open_text(path, encoding) as f:
+            reader = _reader(f, dialect)
+            next(reader, None)
+            line = reader.line_num + 1
+            try:
+                for row in reader:
+                    start, line = line, reader.line_num + 1
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue  # a blank line
+                    if len(row) != width:
+                        yield start, None, f"{len(row)} fields, the header has {width}"
+                    else:
+                        yield start, row, ""
+            except csv.Error as e:  # a NUL byte, a cell past csv.field_size_limit()
+                raise CsvInputError(f"{path}, line {line}: cannot be read as CSV: {e}.") from None
+
+
+def _value_cell(value, key: str) -> str:
+    """A JSON, Parquet or tf.Example value as the cell text a CSV would hold."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadRow(f"{key!r} holds bytes that are not UTF-8 text") from None
+    if hasattr(value, "isoformat"):  # dates and timestamps
+        return value.isoformat()
+    if type(value).__name__ == "Decimal":
+        return str(value)
+    kind = "a list" if isinstance(value, (list, tuple)) else "an object" if isinstance(value, dict) else type(value).__name__
+    raise _BadRow(f"{key!r} holds {kind}; expected a number, a string, true/false or null")
+
+
+class JsonLinesRows:
+    """One JSON object per line; the columns are every key seen, in the order first seen."""
+
+    unit = "line"
+    text = True
+
+    @staticmethod
+    def _objects(path: str, encoding: str):
+        def no_repeats(pairs):
+            keys = [k for k, _ in pairs]
+            repeated = sorted({k for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise _BadRow(f"key {repeated[0]!r} appears twice in the object")
+            return dict(pairs)
+
+        with open_text(path, encoding) as f:
+            for line, text in enumerate(f, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    value = json.loads(text.rstrip("\r\n"), object_pairs_hook=no_repeats)
+                except json.JSONDecodeError as e:
+                    yield line, None, f"not valid JSON: {e.msg} at column {e.colno}"
+                    continue
+                except _BadRow as e:
+                    yield line, None, str(e)
+                    continue
+                if not isinstance(value, dict):
+                    yield line, None, f"a JSON {type(value).__name__}, not an object of column names to values"
+                    continue
+                yield line, value, ""
+
+    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
+        names: Dict[str, None] = {}
+        for _, value, _ in self._objects(path, policy.encoding):
+            if value is not None:
+                names.update(dict.fromkeys(value))
+        if not names:
+            raise CsvInputError(f"no data rows in {path}: no line holds a JSON object.")
+        return "", clean_header(path, list(names))
+
+    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
+        for line, value, problem in self._objects(path, encoding):
+            if value is None:
+                yield line, None, problem
+                continue
+            try:
+                yield line, [_value_cell(value.get(n), n) for n in names], ""
+            except _BadRow as e:
+                yield line, None, str(e)
+
+
+class ParquetRows:
+    """A Parquet file's columns, read a batch at a time with pyarrow."""
+
+    unit = "row"
+    text = False
+
+    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with open_binary(path) as f:
+                schema = pq.ParquetFile(f).schema_arrow
+        except (pa.ArrowException, OSError) as e:
+            raise CsvInputError(f"{path}: not a Parquet file: {e}") from None
+        nested = [f"{field.name!r} ({field.type})" for field in schema
+                  if pa.types.is_nested(field.type)]
+        if nested:
+            raise CsvInputError(f"{path}: column {nested[0]} holds lists or structs; expected numbers, strings, "
+                                f"booleans or dates in every column.")
+        names = clean_header(path, [field.name for field in schema])
+        return "", names
+
+    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
+        import pyarrow.parquet as pq
+
+        with open_binary(path) as f:
+            number = 0
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
+                columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+                for values in zip(*columns):
+                    number += 1
+                    try:
+                        yield number, [_value_cell(v, n) for v, n in zip(values, names)], ""
+                    except _BadRow as e:
+                        yield number, None, str(e)
+
+
+class TfRecordRows:
+    """TFRecord files of tf.Example, gzipped or not; at most one value per feature."""
+
+    unit = "record"
+    text = False
+
+    @staticmethod
+    def _examples(path: str):
+        import tensorflow as tf
+
+        with open_binary(path) as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        records = tf.data.TFRecordDataset(path, compression_type="GZIP" if gzipped else "")
+        number = 0
+        iterator = iter(records.as_numpy_iterator())
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                return
+            except tf.errors.DataLossError as e:
+                raise CsvInputError(f"{path}: record {number + 1} is corrupt or cut off: "
+                                    f"{e.message.splitlines()[0]}") from None
+            number += 1
+            try:
+                yield number, tf.train.Example.FromString(record), ""
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError
+                yield number, None, "not a serialized tf.Example"
+
+    @staticmethod
+    def _cell(feature, key: str) -> str:
+        kind = feature.WhichOneof("kind")
+        values = list(getattr(feature, kind).value) if kind else []
+        if len(values) > 1:
+            raise _BadRow(f"feature {key!r} has {len(values)} values; expected one")
+        return _value_cell(values[0], key) if values else ""
+
+    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
+        names: Dict[str, None] = {}
+        for _, example, _ in self._examples(path):
+            if example is not None:
+                names.update(dict.fromkeys(sorted(example.features.feature)))
+        if not names:
+            raise CsvInputError(f"no data rows in {path}: the file holds no tf.Example.")
+        return "", clean_header(path, list(names))
+
+    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
+        for number, example, problem in self._examples(path):
+            if example is None:
+                yield number, None, problem
+                continue
+            features = example.features.feature
+            try:
+                yield number, [self._cell(features[n], n) if n in features else "" for n in names], ""
+            except _BadRow as e:
+                yield number, None, str(e)
+
+
+# Every format a table can come in, once: the spec's `data.format`, the file extensions that imply
+# it, and its row source.
+TABLE_FORMATS = {"csv": CsvRows(), "jsonl": JsonLinesRows(), "parquet": ParquetRows(), "tfrecord": TfRecordRows()}
+
+
+def scan_table(path: str, policy: TablePolicy) -> TableScan:
+    """Checks `path` and counts its rows and columns in one streaming pass.
+
+    Raises CsvInputError for: bytes the encoding cannot decode (line and byte offset), an empty
+    or header-only file, a repeated column name, a label column the header lacks, rows that cannot
+    be read (with `bad_rows: fail`, or more than `max_bad_rows` of them: a CSV row whose field count
+    differs from the header's, a line that is not a JSON object ...), and more than
+    `max_missing_labels` of the rows without a label.
+    """
+    source = TABLE_FORMATS[policy.format]
+    if source.text:
+        check_encoding(path, policy.encoding)
+    dialect, names = source.header(path, policy)
+    if policy.label and policy.label not in names:
+        from difflib import get_close_matches
+
+        close = get_close_matches(policy.label, names, n=1, cutoff=0.6)
+        raise CsvInputError(f"{path}: no column {policy.label!r} (data.label) in the header; the columns are "
+                            f"{', '.join(repr(n) for n in names)}." + (f" Did you mean {close[0]!r}?" if close else ""))
+    scan = TableScan(path, dialect, policy.encoding, [ColumnStats(n, i) for i, n in enumerate(names, start=1)],
+                     format=policy.format)
+    label_at = names.index(policy.label) if policy.label else -1
+    for line, cells, problem in source.rows(path, dialect, names, policy.encoding):
+        scan.rows += 1
+        if cells is None:
+            scan.bad_row_count += 1
+            if len(scan.bad_rows) < 20:
+                scan.bad_rows.append((line, problem))
+            continue
+        if label_at >= 0 and not cells[label_at].strip():
+            scan.missing_label += 1
+        if policy.profile:
+            for stats, cell in zip(scan.columns, cells):
+                stats.add(cell, line)
+    _enforce(scan, policy, source.unit)
+    return scan
+
+
+def _enforce(scan: TableScan, policy: TablePolicy, unit: str) -> None:
+    path = scan.path
+    if scan.rows == 0:
+        raise CsvInputError(f"no data rows in {path}: the file has only a header "
+                            f"({len(scan.columns)} column(s): {', '.join(repr(n) for n in scan.names[:8])}"
+                            f"{', ...' if len(scan.columns) > 8 else ''}).")
+    if scan.bad_row_count:
+        where = "; ".join(f"{unit} {line}: {problem}" for line, problem in scan.bad_rows[:5])
+        more = f" (and {scan.bad_row_count - 5} more)" if scan.bad_row_count > 5 else ""
+        csv_rows = policy.format == "csv"
+        what = f"do not match the header's {len(scan.columns)} columns" if csv_rows else "cannot be read"
+        if policy.bad_rows == "fail":
+            raise CsvInputError(f"{path}: {scan.bad_row_count} row(s) {what}: {where}{more}. Fix them, or set "
+                                f"data.bad_rows: skip to leave such rows out.")
+        if scan.bad_row_count / scan.rows > policy.max_bad_rows:
+            raise CsvInputError(f"{path}: {scan.bad_row_count} of {scan.rows} rows "
+                                f"({scan.bad_row_count / scan.rows:.1%}) {'do not match the header' if csv_rows else what}, more "
+                                f"than data.max_bad_rows {policy.max_bad_rows:.1%}: {where}{more}.")
+    usable = scan.rows - scan.bad_row_count
+    if policy.label and scan.missing_label:
+        if usable == scan.missing_label:
+            raise CsvInputError(f"no data rows in {path}: every row's label {policy.label!r} is blank.")
+        if scan.missing_label / usable > policy.max_missing_labels:
+            raise CsvInputError(f"{path}: {scan.missing_label} of {usable} rows ({scan.missing_label / usable:.1%}) "
+                                f"have no label in column {policy.label!r}, more than data.max_missing_labels "
+                                f"{policy.max_missing_labels:.1%}.")
+
+
+def iter_records(path: str, names: List[str], label: str = "", fmt: str = "csv", dialect: str = ",",
+                 encoding: str = "utf-8") -> Iterator[Tuple[int, Dict[str, str]]]:
+    """(line, {column: cell}) for every row `scan_table` accepts: readable rows whose label is not
+    blank. `names` and `dialect` are the scan's."""
+    label_at = names.index(label) if label in names else -1
+    for line, cells, _ in TABLE_FORMATS[fmt].rows(path, dialect, names, encoding):
+        if cells is None or (label_at >= 0 and not cells[label_at].strip()):
+            continue
+        yield line, dict(zip(names, cells))

@@ -1,0 +1,271 @@
+"""`lamina init DATA`: a commented starter spec.yaml that a person can read, edit and run.
+
+For a CSV it checks the file as a run would (`lamina.pipeline.profile`), infers each column's
+role, and writes the features with the reason for each as a comment, the split, the task's
+metrics and a gate suited to the class balance, and the serving name. For a folder with one
+subfolder of images per class it writes an image spec (a small ResNet trained from scratch for
+small images; ImageNet weights for larger ones). `lamina run` on what it writes works unchanged.
+"""
+
+import json
+import os
+import re
+from typing import List, Optional
+
+from lamina.pipeline.spec import IMAGE_EXTENSIONS, Spec
+
+# Images at most this many pixels on their longer side get a small ResNet trained from scratch.
+SMALL_IMAGE_SIDE = 64
+_PRETRAINED_FILES = ("config.json", "model.safetensors", "vocab.txt")
+
+
+def cached_text_model() -> Optional[str]:
+    """A BERT-family model in Hugging Face format in Lamina's model cache (`make minilm` puts
+    all-MiniLM-L6-v2 there), or None. Nothing is downloaded."""
+    from lamina.pipeline.datasets import MINILM_NAME, model_cache_dir
+
+    root = model_cache_dir()
+    if not os.path.isdir(root):
+        return None
+    names = sorted(os.listdir(root), key=lambda n: (n != MINILM_NAME, n))
+    for name in names:
+        folder = os.path.join(root, name)
+        if all(os.path.isfile(os.path.join(folder, f)) for f in _PRETRAINED_FILES):
+            return folder
+    return None
+
+
+class InitError(ValueError):
+    """The data cannot be made into a starter spec; the message says why and what to pass."""
+
+
+def _scalar(value) -> str:
+    """A YAML scalar: bare when it is a plain name, else double-quoted (JSON's quoting is YAML's)."""
+    text = str(value)
+    if re.match(r"^[A-Za-z_][A-Za-z0-9_.\-]*$", text) and text.lower() not in ("yes", "no", "true", "false", "null",
+                                                                              "on", "off", "y", "n", "~"):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def spec_name(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-") or "lamina"
+    return name if name[0].isalnum() else f"m{name}"
+
+
+# Past this share of the most common class, accuracy is no gate: answering that class always scores it.
+DOMINANT_CLASS_SHARE = 0.8
+
+
+def _classification_gate(shares: List[float]) -> List[str]:
+    if shares and max(shares) >= DOMINANT_CLASS_SHARE:
+        import math
+
+        prior = -sum(p * math.log(p) for p in shares if p > 0)
+        return [f"  # One class is {max(shares):.0%} of the rows, so accuracy says little (always answering it scores",
+                f"  # that much). The gate asks for a lower log loss than knowing only the class shares ({prior:.3f}).",
+                "  thresholds:",
+                f"    crossentropy: {{upper_bound: {math.floor(prior * 1000) / 1000}, max_regression: 0.05}}"]
+    majority = max(shares) if shares else 0.0
+    bound = round(majority + 0.5 * (1.0 - majority), 2)
+    return [f"  # Always answering the most common class scores {majority:.2f}; the gate asks for clearly more.",
+            "  thresholds:",
+            f"    accuracy: {{lower_bound: {bound}, max_regression: 0.05}}"]
+
+
+def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] = None,
+                text_model: Optional[str] = "auto") -> str:
+    """The starter spec for a table (CSV, JSON Lines, Parquet, TFRecord), as YAML text with comments.
+
+    Free-text columns get the pretrained BERT-family model `text_model` ('auto': the one in
+    Lamina's model cache, if any; None: none), else a small Transformer trained from scratch.
+    """
+    from lamina.pipeline.profile import profile_data, profile_notes, resolve_spec
+
+    rel = os.path.relpath(os.path.abspath(data_path), os.path.abspath(spec_dir))
+    name = name or spec_name(data_path)
+    spec = Spec.from_dict({"name": name, "data": {"path": rel, "label": label}}, base_dir=spec_dir)
+    profile = profile_data(spec)
+    resolved = resolve_spec(spec, profile)
+    delimiter = profile.scans[0].delimiter
+    lines = [f"# Starter spec written by `lamina init` for {rel} ({profile.rows} labelled rows).",
+             "# Every role below was inferred from the data; change a feature's type, delete a line to",
+             "# drop a feature, or move a column to `exclude`. `lamina validate` prints the roles again.",
+             f"name: {_scalar(name)}",
+             "data:",
+             f"  path: {_scalar(rel)}",
+             f"  label: {_scalar(label)}                # {profile.task}: {profile.task_reason}"]
+    if spec.data.format != "csv":
+        lines.append(f"  format: {spec.data.format}")
+    elif delimiter != ",":
+        lines.append(f"  delimiter: {json.dumps(delimiter)}")
+    lines.append("  features:")
+    for role in profile.roles:
+        if role.type is None:
+            continue
+        entry = role.type
+        extras = []
+        if role.missing_indicator:
+            extras.append("missing_indicator: true")
+        if role.format:
+            extras.append(f"format: {json.dumps(role.format)}")
+        if extras:
+            entry = "{" + ", ".join([f"type: {role.type}"] + extras) + "}"
+        lines.append(f"    {_scalar(role.name)}: {entry}    # {role.role}: {role.reason}")
+    excluded = [r for r in profile.roles if r.excluded]
+    if excluded:
+        lines.append("  exclude:                      # kept in the examples (for slicing), never a feature")
+        lines += [f"    - {_scalar(r.name)}    # {r.role}: {r.reason}" for r in excluded]
+    lines.append("split: {train: 4, eval: 1}     # hash buckets: 80% train, 20% eval")
+    lines.append("model:")
+    encoders = resolved.model.encoders
+    pretrained = cached_text_model() if text_model == "auto" else text_model
+    if encoders:
+        lines.append("  encoders:")
+        for key, enc in encoders.items():
+            if pretrained:
+                words = max(c.words / max(c.present, 1) for c in (s.column(key) for s in profile.scans))
+                length = min(128, max(16, 8 * round(2 * words / 8 + 1)))
+                lines.append(f"    {_scalar(key)}: {{type: bert, path: {_scalar(pretrained)}, max_length: {length}, "
+                             f"pooling: mean}}   # a pretrained encoder, fine-tuned")
+                continue
+            values = enc.model_dump()
+            fields = ", ".join(f"{k}: {values[k]}" for k in ("type", "num_layers", "num_heads", "hidden_dim",
+                                                             "intermediate_dim", "max_length", "vocabulary_size")
+                               if k in values)
+            lines.append(f"    {_scalar(key)}: {{{fields}}}   # or {{type: bert, path: <a Hugging Face model dir>}}")
+    lines.append("  combiner: {hidden_units: [32, 16], dropout: 0.1}")
+    lines.append(f"  head: {{type: {profile.task}}}")
+    lines.append("training:")
+    if pretrained and encoders:
+        lines.append("  epochs: 3                      # fine-tuning a pretrained text encoder needs few")
+        lines.append("  batch_size: 16")
+        lines.append("  optimizer: adamw               # with linear warmup and decay, the text default")
+        lines.append("  learning_rate: 1.0e-4")
+    else:
+        lines.append("  epochs: 30")
+        lines.append("  batch_size: 32")
+        lines.append("  learning_rate: 0.003")
+        lines.append("  early_stopping: {monitor: val_loss, patience: 5}")
+    if profile.task == "classification":
+        if profile.imbalanced:
+            lines.append("  class_weights: auto            # the rare class counts as much as the common one")
+        total = sum(profile.classes.values()) or 1
+        shares = [v / total for v in profile.classes.values()]
+        lines.append("evaluation:")
+        lines.append("  metrics: [accuracy, crossentropy]")
+        lines += _classification_gate(shares)
+    else:
+        lines.append("evaluation:")
+        lines.append("  metrics: [mae, rmse]")
+        lines.append("  # The gate stops a model that is worse than the last one pushed by more than 5%.")
+        lines.append("  thresholds:")
+        lines.append("    mae: {max_regression: " + f"{_regression_slack(profile, label)}" + "}")
+    slices = [r.name for r in profile.roles if r.type == "categorical" and r.role in ("categorical", "boolean")][:2]
+    if slices:
+        lines.append("  slices: [" + ", ".join(f"[{_scalar(s)}]" for s in slices) + "]   # metrics per value too")
+    lines.append("serving:")
+    lines.append(f"  model_name: {_scalar(name)}")
+    lines.append("  push_dir: serving_models")
+    lines.append("runner:")
+    lines.append("  root: lamina_runs")
+    text = "\n".join(lines) + "\n"
+    comment = "\n".join("#   " + note for note in profile_notes(profile))
+    return text + "# What the data looked like:\n" + comment + "\n"
+
+
+def _regression_slack(profile, label: str) -> float:
+    stats = [s.column(label) for s in profile.scans]
+    n = sum(c.sum_count for c in stats)
+    if not n:
+        return 1.0
+    mean = sum(c.total for c in stats) / n
+    var = max(sum(c.total_sq for c in stats) / n - mean * mean, 0.0)
+    return round(max(0.05 * var ** 0.5, 1e-6), 6)
+
+
+def image_folder_starter(folder: str, spec_dir: str, name: Optional[str] = None) -> str:
+    """The starter spec for `<folder>/<class>/<image>`, as YAML text with comments."""
+    from PIL import Image
+
+    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)) and not d.startswith("."))
+    if len(classes) < 2:
+        raise InitError(f"{folder}: expected one subfolder of images per class (at least 2); found "
+                        f"{len(classes)}: {classes}")
+    counts, side = {}, 0
+    for c in classes:
+        files = [f for f in os.listdir(os.path.join(folder, c)) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        counts[c] = len(files)
+        for f in files[:5]:
+            try:
+                with Image.open(os.path.join(folder, c, f)) as im:  # the header only
+                    side = max(side, *im.size)
+            except OSError:
+                continue
+    rel = os.path.relpath(os.path.abspath(folder), os.path.abspath(spec_dir))
+    name = name or spec_name(folder)
+    small = side <= SMALL_IMAGE_SIDE
+    size = max(8, side) if small else 224
+    encoder = ([f"      architecture: resnet_small   # images are at most {side}px: a small ResNet from scratch",
+                "      weights: random"] if small else
+               [f"      architecture: resnet50       # images up to {side}px: transfer from ImageNet",
+                "      weights: imagenet            # offline: put the Keras weights file in ~/.keras/models"])
+    total = sum(counts.values())
+    lines = [f"# Starter spec written by `lamina init` for {rel}: {total} images in {len(classes)} classes",
+             f"# ({', '.join(f'{c}: {n}' for c, n in list(counts.items())[:10])}{', ...' if len(counts) > 10 else ''}).",
+             f"name: {_scalar(name)}",
+             "data:",
+             "  format: image_folder",
+             f"  path: {_scalar(rel)}",
+             "  label: label",
+             "  features: {image: image}",
+             "  images: {bad_files: skip, max_bad_fraction: 0.01}   # corrupt files are skipped and listed",
+             "split: {train: 4, eval: 1}",
+             "model:",
+             "  encoders:",
+             "    image:",
+             "      type: resnet",
+             *encoder,
+             f"      image_size: [{size}, {size}]",
+             "      augmentation: {rotation: 0.03, zoom: 0.1}",
+             "  combiner: {hidden_units: []}",
+             "  head: {type: classification, dropout: 0.1}",
+             "training:",
+             "  epochs: 8",
+             "  batch_size: 32",
+             "  learning_rate: 0.003",
+             "evaluation:",
+             "  metrics: [accuracy, crossentropy]"]
+    shares = [n / total for n in counts.values()] if total else []
+    lines += _classification_gate(shares)
+    lines += ["serving:", f"  model_name: {_scalar(name)}", "  push_dir: serving_models",
+              "runner:", "  root: lamina_runs"]
+    return "\n".join(lines) + "\n"
+
+
+def write_starter_spec(data: str, output: str, label: Optional[str] = None, name: Optional[str] = None,
+                       force: bool = False, text_model: Optional[str] = "auto") -> str:
+    """Writes the starter spec for `data` (a CSV, or an image folder) to `output`; returns its text."""
+    if os.path.exists(output) and not force:
+        raise InitError(f"{output} exists; pass --force to replace it, or -o to write elsewhere.")
+    spec_dir = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(data):
+        text = image_folder_starter(data, spec_dir, name)
+    elif os.path.isfile(data):
+        if not label:
+            from lamina.components.table_source import TABLE_FORMATS, TablePolicy
+            from lamina.pipeline.spec import DataSpec
+
+            fmt = DataSpec(path=data, label="?").format
+            _, header = TABLE_FORMATS[fmt].header(data, TablePolicy(format=fmt))
+            raise InitError(f"name the column to predict: lamina init {data} --label COLUMN; the columns are "
+                            f"{', '.join(repr(h) for h in header)}.")
+        text = csv_starter(data, label, spec_dir, name, text_model)
+    else:
+        raise InitError(f"{data}: no such file or folder; expected a CSV file or a folder of class subfolders.")
+    os.makedirs(spec_dir, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    Spec.from_yaml(output)  # what was written is a valid spec
+    return text

@@ -1,0 +1,65 @@
+"""`lamina init` then `lamina run`, unchanged, on the digits images, the text example and the messy
+spreadsheet export (the penguins in three formats: tests/test_e2e_formats.py)."""
+
+import shutil
+
+import pytest
+import yaml
+
+from lamina.pipeline.cli import main
+from lamina.pipeline.spec import load_spec
+from tests.helpers import TOPICS_CSV
+from tests.messy import LABEL, write_messy_csv
+
+pytestmark = pytest.mark.e2e
+
+
+def _init_and_run(capsys, *init_args):
+    spec_path = init_args[init_args.index("-o") + 1]
+    assert main(["init", *init_args]) == 0
+    capsys.readouterr()
+    code = main(["run", spec_path])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return load_spec(spec_path), out
+
+
+def _pushed(out: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("  pushed model:"))
+
+
+def test_digits_folder(tmp_path, capsys):
+    from lamina.pipeline.datasets import write_digits_folder
+
+    write_digits_folder(str(tmp_path / "digits"), size=16, per_class=60)
+    spec, out = _init_and_run(capsys, str(tmp_path / "digits"), "-o", str(tmp_path / "project" / "spec.yaml"))
+    encoder = spec.image_encoder("image")
+    assert (spec.data.format, encoder.architecture, encoder.weights, encoder.image_size) == (
+        "image_folder", "resnet_small", "random", [16, 16])
+    assert spec.evaluation.thresholds["accuracy"].lower_bound == 0.55  # halfway from one class in ten to all
+    assert "  images:         600 examples from 600 files in 10 classes; 0 bad file(s) skipped" in out
+    assert _pushed(out).startswith(str(tmp_path / "project" / "serving_models" / "digits"))
+
+
+def test_text_example_with_the_cached_pretrained_encoder(tmp_path, capsys, minilm_dir):
+    shutil.copy(TOPICS_CSV, tmp_path / "topics.csv")
+    spec, out = _init_and_run(capsys, str(tmp_path / "topics.csv"), "--label", "topic", "--text-model", minilm_dir,
+                              "-o", str(tmp_path / "spec.yaml"))
+    text = spec.text_encoder("text")
+    assert (text.type, text.path, spec.training.optimizer) == ("bert", minilm_dir, "adamw")
+    metrics = next(line for line in out.splitlines() if line.startswith("  metrics (eval split):"))
+    accuracy = float(metrics.split("sparse_categorical_accuracy=")[1].split(",")[0])
+    assert accuracy >= spec.evaluation.thresholds["accuracy"].lower_bound == 0.62
+    assert accuracy >= 0.9
+
+
+def test_the_messy_export(tmp_path, capsys):
+    write_messy_csv(str(tmp_path / "exports" / "churn.csv"), n=600)
+    spec, out = _init_and_run(capsys, str(tmp_path / "exports" / "churn.csv"), "--label", LABEL,
+                              "--text-model", "none", "-o", str(tmp_path / "spec.yaml"))
+    written = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    assert written["data"]["exclude"] == ["customer_id", "country"]
+    assert spec.data.feature_types["Signup Date"] == "date" and spec.text_encoder("notes").type == "transformer"
+    assert "  rows:           585 examples from 600 rows (15 without a label left out)" in out
+    assert "    class weights (training.class_weights: auto): 'no' " in out
+    assert _pushed(out).startswith(str(tmp_path / "serving_models" / "churn"))
