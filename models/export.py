@@ -22,14 +22,13 @@ find Keras 3 variables when loaded into a TF1 session, which is how BulkInferrer
 ("Could not find variable dense/bias"). ExportArchive tracks them explicitly.
 """
 
+import json
 import os
 from typing import Dict, List, Optional
 
 import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-
-import json
 
 from lamina.models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, safe_name
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
@@ -103,7 +102,7 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     # Every feature but an image may be absent from a tf.Example: parsed as VarLen, it is filled
     # with the missing-value marker (NaN, '') that Transform imputes, whatever the schema required.
     optional = {k for k, v in serving_spec.items()
-                if isinstance(v, tf.io.FixedLenFeature) and v.shape in ([], ()) and k not in image_names
+                if isinstance(v, tf.io.FixedLenFeature) and list(v.shape) in ([], [1]) and k not in image_names
                 and v.dtype in (tf.float32, tf.string)}
     example_spec = {k: tf.io.VarLenFeature(v.dtype) if k in optional else v for k, v in serving_spec.items()}
 
@@ -112,8 +111,9 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
         for k in optional:
             missing = "" if serving_spec[k].dtype == tf.string else float("nan")
             sparse = parsed[k]
-            parsed[k] = tf.sparse.to_dense(tf.SparseTensor(sparse.indices, sparse.values,
-                                                           [tf.shape(inputs)[0], 1]), default_value=missing)[:, 0]
+            dense = tf.sparse.to_dense(tf.SparseTensor(sparse.indices, sparse.values, [tf.shape(inputs)[0], 1]),
+                                       default_value=missing)[:, 0]
+            parsed[k] = _raw_to_tft_format(k, dense, serving_spec[k])
         return predict(parsed)
 
     def serve_raw(raw):

@@ -157,7 +157,9 @@ def describe_transformed_features(spec: Spec, tf_transform_output,
         elif kind == TEXT:
             infos.append(text_feature(spec, name, learned_vocabularies))
         elif kind == DATE:
-            infos.append(FeatureInfo(name, DATE, width=calendar_width(spec.encoder_for(name, DATE).parts)))
+            reference = next(f.reference for f in spec.data.features if f.name == name)
+            width = calendar_width(spec.encoder_for(name, DATE).parts) + (1 if reference else 0)
+            infos.append(FeatureInfo(name, DATE, width=width))
         elif transformed[key].dtype == tf.int64:
             cfg = spec.encoder_for(name, CATEGORICAL)
             size = tf_transform_output.vocabulary_size_by_name(vocabulary_name(name)) + cfg.num_oov_buckets

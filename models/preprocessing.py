@@ -54,12 +54,16 @@ def _dense_float(x):
 
 
 def _impute_and_scale(dense):
-    """NaNs take the training mean (so they land on 0), then a z-score."""
+    """NaNs take the training mean (so they land on 0), then a z-score.
+
+    `dense` is [batch], or [batch, k] for k values scaled each on its own (one set of analyzers
+    for all k: Transform's cost grows with the number of analyzers).
+    """
     present = tf.logical_not(tf.math.is_nan(dense))
-    total = tft.sum(tf.where(present, dense, tf.zeros_like(dense)))
-    count = tft.sum(tf.cast(present, tf.float32))
+    total = tft.sum(tf.where(present, dense, tf.zeros_like(dense)), reduce_instance_dims=False)
+    count = tft.sum(tf.cast(present, tf.float32), reduce_instance_dims=False)
     mean = tf.math.divide_no_nan(total, count)
-    return tft.scale_to_z_score(tf.where(present, dense, mean))
+    return tft.scale_to_z_score(tf.where(present, dense, mean + tf.zeros_like(dense)), elementwise=True)
 
 
 def _numeric(x):
@@ -98,19 +102,26 @@ def calendar_parts(x, layout: str):
     return {"year": year, "month": month, "day": day, "day_of_week": day_of_week, "hour": hour}
 
 
-def _date(x, layout: str, parts):
+def _days(values):
+    """Days since 1970-01-01, with the hour as a fraction; NaN where the date is missing."""
+    return days_from_civil(values["year"], values["month"], values["day"]) + values["hour"] / 24.0
+
+
+def _date(x, layout: str, parts, reference=None):
+    """[batch, width] calendar inputs: each part's z-score (then, with `reference` ((tensor, layout)
+    of another date), the days from it to this date, z-scored), then sine and cosine of the cyclic parts."""
     values = calendar_parts(x, layout)
-    columns = []
+    scaled = [values[p] for p in parts]
+    if reference is not None:
+        scaled.append(_days(values) - _days(calendar_parts(*reference)))
+    columns = [_impute_and_scale(tf.stack(scaled, axis=1))]
     for part in parts:
-        v = values[part]
-        columns.append(_impute_and_scale(v))
         if part in CYCLIC_PERIODS:
             start = 0.0 if part in ("day_of_week", "hour") else 1.0
-            angle = 2.0 * math.pi * (v - start) / CYCLIC_PERIODS[part]
-            for wave in (tf.sin, tf.cos):
-                w = wave(angle)
-                columns.append(tf.where(tf.math.is_nan(w), tf.zeros_like(w), w))  # missing: the circle's centre
-    return tf.stack(columns, axis=1)
+            angle = 2.0 * math.pi * (values[part] - start) / CYCLIC_PERIODS[part]
+            waves = tf.stack([tf.sin(angle), tf.cos(angle)], axis=1)
+            columns.append(tf.where(tf.math.is_nan(waves), tf.zeros_like(waves), waves))  # missing: the centre
+    return tf.concat(columns, axis=1)
 
 
 def _categorical(x, name, cfg):
@@ -142,7 +153,9 @@ def preprocessing_fn(inputs, custom_config):
         elif kind in (IMAGE, TEXT):
             outputs[transformed_name(name)] = tf.identity(_to_dense(x, ""))
         elif kind == DATE:
-            outputs[transformed_name(name)] = _date(x, by_name[name].format, spec.encoder_for(name, DATE).parts)
+            f = by_name[name]
+            reference = (inputs[f.reference], by_name[f.reference].format) if f.reference else None
+            outputs[transformed_name(name)] = _date(x, f.format, spec.encoder_for(name, DATE).parts, reference)
         else:  # rejected by the spec already; kept as a guard for new feature types
             raise ValueError(f"feature {name!r}: type {kind!r} has no preprocessing; expected 'numeric', "
                              f"'categorical', 'image', 'text' or 'date'.")

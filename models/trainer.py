@@ -246,9 +246,11 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         counts = label_counts(train_files, tf_transform_output, spec, len(classes))
         weights = class_weights(spec, classes, counts)
         if weights:
+            setting = spec.training.class_weights
             shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
                                for i, (c, n) in enumerate(zip(classes, counts)))
-            print(f"    class weights (training.class_weights: {spec.training.class_weights if isinstance(spec.training.class_weights, str) else 'set'}): {shares}", flush=True)
+            print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
+                  f"{shares}", flush=True)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     print(f"    training {model.name}: {len(features)} features, batch {batch}, "
           f"{model.count_params()} parameters, on {device}", flush=True)

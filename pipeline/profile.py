@@ -250,7 +250,7 @@ def profile_notes(profile: DataProfile) -> List[str]:
         notes.append(f"{unlabelled} row(s) without a label left out of training and evaluation")
     if profile.classes:
         total = sum(profile.classes.values())
-        shares = ", ".join(f"{k!r} {v / total:.0%}" for k, v in list(profile.classes.items())[:6])
+        shares = ", ".join(f"{k!r} {v / total:.1%}" for k, v in list(profile.classes.items())[:6])
         notes.append(f"classes: {shares}" + ("; imbalanced: class weights set (training.class_weights: auto)"
                                              if profile.imbalanced else ""))
     return notes

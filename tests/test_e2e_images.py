@@ -3,6 +3,7 @@ ResNet, TFMA, BulkInferrer and the Pusher, then PNG bytes over gRPC."""
 
 import glob
 import io
+import json
 import os
 
 import grpc
@@ -12,6 +13,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from lamina.models.export import COLUMNS_FILE
 from lamina.models.images import BACKBONE_CONFIG, BACKBONE_DIR, BACKBONE_WEIGHTS
 from lamina.pipeline import cli
 from lamina.serving.client import PredictionClient, read_image_rows
@@ -59,7 +61,9 @@ def test_pipeline_ingests_trains_and_pushes_an_accurate_model(digits_run):
     assert 250 <= result.metrics["example_count"] <= 450
     # The pushed model carries its backbone for a later run's transfer.
     backbone = os.path.join(result.pushed_model_dir, BACKBONE_DIR)
-    assert sorted(os.listdir(backbone)) == sorted([BACKBONE_CONFIG, BACKBONE_WEIGHTS])
+    assert sorted(os.listdir(backbone)) == sorted([BACKBONE_CONFIG, BACKBONE_WEIGHTS, COLUMNS_FILE])
+    with open(os.path.join(backbone, COLUMNS_FILE)) as f:
+        assert json.load(f) == {"columns": {"image": "image"}, "dtypes": {"image": "string"}}
     assert "1797 examples from 1797 files" in open(result.report).read()
 
 

@@ -95,8 +95,8 @@ def test_the_run_trains_on_every_column_and_counts_the_rows_it_left_out(messy_ru
             "label left out)") in format_result(result)
     assert result.rows["columns"] == WIRE
     assert "  monthly spend  declared     numeric      data.features" in out
-    # 'yes' is 11% of the rows; the rule (no auto-renewal and under $90) is learnable.
-    assert result.metrics["sparse_categorical_accuracy"] >= 0.9
+    # 'yes' is 11% of the rows, and class weights trade some accuracy for finding them (below).
+    assert result.metrics["sparse_categorical_accuracy"] >= 0.85
     with open(result.report, encoding="utf-8") as f:
         report = f.read()
     assert "<p>584 examples from 600 rows (csv, delimiter <code>;</code>, utf-8); 16 left out: 1 unreadable, 15 " \
@@ -107,6 +107,23 @@ def test_the_run_trains_on_every_column_and_counts_the_rows_it_left_out(messy_ru
     with open(f"{spec.run_dir}/resolved_spec.yaml", encoding="utf-8") as f:
         text = f.read()
     assert "#   'monthly spend' -> monthly_spend_40f087" in text and "#   'Größe' -> Grosse_d9130a" in text
+
+
+def test_the_model_learned_the_rule_behind_the_label(served, messy_run):
+    """'yes' means no auto-renewal and under $90 a month (2% of labels flipped): the weighted model
+    finds most churners, which always answering 'no' (89% accurate) never does."""
+    _, model = served
+    _, _, rows, _ = messy_run
+    labelled = [r for i, r in enumerate(rows) if r[LABEL] and i != BROKEN]
+    scores = _in_process(model, labelled)
+    classes = [c.decode() for c in model.signatures["serving_default"](inputs=tf.constant(
+        [record_to_example(_as_read(labelled[:1])[0], WIRE).SerializeToString()]))["classes"][0].numpy()]
+    predicted = [classes[i] for i in np.argmax(scores, axis=1)]
+    truth = [r[LABEL] for r in labelled]
+    churners = [p for p, t in zip(predicted, truth) if t == "yes"]
+    assert len(churners) >= 50
+    assert churners.count("yes") / len(churners) >= 0.7  # recall of 'yes'
+    assert np.mean([p == t for p, t in zip(predicted, truth)]) >= 0.85
 
 
 def test_the_served_raw_signature_is_keyed_by_the_columns_own_names(served):

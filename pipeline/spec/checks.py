@@ -142,8 +142,20 @@ def _check_encoders(spec) -> List[str]:
     return problems
 
 
+def _check_date_references(spec) -> List[str]:
+    features = spec.data.features or []
+    dates = [f.name for f in features if f.type == FeatureType.DATE]
+    problems = []
+    for i, f in enumerate(features):
+        if f.reference is not None and (f.reference not in dates or f.reference == f.name):
+            others = [d for d in dates if d != f.name]
+            problems.append(f"data.features.{i}.reference: Received {f.reference!r}; expected another date feature"
+                            + (f": {', '.join(repr(d) for d in others)}." if others else ", and there is none."))
+    return problems
+
+
 # Every cross-field rule, in the order their problems are reported.
-CHECKS = (_check_label_not_feature, _check_data_format, _check_metrics, _check_thresholds, _check_slices,
+CHECKS = (_check_label_not_feature, _check_date_references, _check_data_format, _check_metrics, _check_thresholds, _check_slices,
           _check_encoders, _check_fine_tune, _check_kubeflow)
 
 

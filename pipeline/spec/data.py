@@ -44,13 +44,15 @@ class FeatureSpec(StrictModel):
 
     `type: null` means: infer it from the schema. `missing_indicator` adds a 0/1 feature saying
     the value was missing (numeric features; the value itself takes the training mean).
-    `format` is a date feature's layout, one of DATE_FORMATS.
+    `format` is a date feature's layout, one of DATE_FORMATS; `reference` names another date
+    feature, and the days from it to this one become one more input (a time delta).
     """
 
     name: str
     type: Optional[FeatureType] = None
     missing_indicator: bool = False
     format: Optional[str] = None
+    reference: Optional[str] = None
 
     @field_validator("name")
     @classmethod
@@ -61,8 +63,9 @@ class FeatureSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_format(self) -> "FeatureSpec":
-        if self.format is not None and self.type != FeatureType.DATE:
-            raise ValueError(f"`format` is for date features only. Received: type={self.type and self.type.value!r}")
+        for key in ("format", "reference"):
+            if getattr(self, key) is not None and self.type != FeatureType.DATE:
+                raise ValueError(f"`{key}` is for date features only. Received: type={self.type and self.type.value!r}")
         if self.type == FeatureType.DATE:
             if self.format is None:
                 self.format = DATE_FORMATS[0]

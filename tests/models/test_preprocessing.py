@@ -3,6 +3,7 @@
 import tempfile
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
@@ -108,7 +109,8 @@ def test_missing_indicator_and_dates_in_transform():
     assert [r[missing] for r in data] == [0.0, 1.0, 0.0]
     z = np.sqrt(1.5)  # the z-scores of 10, 20, 30
     np.testing.assert_allclose([r[spend] for r in data], [-z, 0.0, z], atol=1e-6)  # 20 imputed, z-scored
-    # year z-score, then month: z-score, sine, cosine; the missing date sits at the means and the circle's centre.
+    # the z-scores of year and month, then sine and cosine of the month; a missing date sits at the means
+    # and the circle's centre.
     dates = np.array([r[date] for r in data])
     assert dates.shape == (3, 4)
     np.testing.assert_allclose(dates[:, 0], [-z, z, 0.0], atol=1e-5)  # 2020, 2022 and 2021 imputed
@@ -127,3 +129,40 @@ def test_safe_names_are_stable_and_keep_cleaned_collisions_apart():
 
     for name in ("", " ", "日本語", "a/b", "x" * 200, "_x"):
         assert re.match(r"^[A-Za-z][A-Za-z0-9_]*$", safe_name(name)) and len(safe_name(name)) <= 50, name
+
+
+def test_a_date_with_a_reference_gets_the_days_between_them():
+    import tensorflow_transform.beam as tft_beam
+
+    from lamina.models.features import transformed_name
+
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "label", "features": {
+        "signup": {"type": "date"},
+        "last login": {"type": "date", "format": "%d.%m.%Y", "reference": "signup"}}},
+        "model": {"encoders": {"date": {"type": "calendar", "parts": ["year"]}}}})
+    rows = [{"signup": np.array([b"2024-01-01"], object), "last login": np.array([b"11.01.2024"], object),
+             "label": b"a"},   # 10 days
+            {"signup": np.array([b"2024-02-28"], object), "last login": np.array([b"01.03.2024 12:00"], object),
+             "label": b"b"},   # 2.5 days (2024 is a leap year)
+            {"signup": np.array([b"2023-12-31"], object), "last login": np.array([b"31.12.2024"], object),
+             "label": b"a"}]   # 366 days
+    feature_spec = {"signup": tf.io.VarLenFeature(tf.string), "last login": tf.io.VarLenFeature(tf.string),
+                    "label": tf.io.FixedLenFeature([], tf.string)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (data, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, {"spec": spec.to_json()}), output_record_batches=False)
+    login = np.array([r[transformed_name("last login")] for r in data])
+    assert login.shape == (3, 2)  # the year's z-score, then the days since signup, z-scored
+    days = np.array([10.0, 2.5, 366.0])
+    np.testing.assert_allclose(login[:, 1], (days - days.mean()) / days.std(), atol=1e-5)
+    assert np.array([r[transformed_name("signup")] for r in data]).shape == (3, 1)
+
+
+def test_a_reference_must_be_another_date_feature():
+    from lamina.pipeline.spec import SpecError
+
+    with pytest.raises(SpecError) as e:
+        Spec.from_dict({"data": {"path": "x.csv", "label": "y", "features": {
+            "signup": "date", "plan": "categorical", "login": {"type": "date", "reference": "plan"}}}})
+    assert e.value.problems == ["data.features.2.reference: Received 'plan'; expected another date feature: 'signup'."]

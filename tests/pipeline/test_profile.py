@@ -54,7 +54,7 @@ def test_roles_table_reads_as_a_table(messy):
     assert lines[0].split() == ["column", "role", "feature", "reason"]
     assert lines[1].split()[:3] == ["customer_id", "id", "-"]
     assert "  10 row(s) without a label left out of training and evaluation" in lines
-    assert lines[-1] == "  classes: 'no' 89%, 'yes' 11%; imbalanced: class weights set (training.class_weights: auto)"
+    assert lines[-1] == "  classes: 'no' 88.7%, 'yes' 11.3%; imbalanced: class weights set (training.class_weights: auto)"
 
 
 def test_the_resolved_spec_holds_the_roles(messy):
