@@ -28,8 +28,8 @@ from typing import Dict, List, Optional
 from lamina.components.table_source import BOOLEAN_SPELLINGS, ColumnStats, TablePolicy, TableScan, scan_table
 from lamina.pipeline.spec import Spec
 
-_ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid)$|^id[^a-z0-9]|(?<=[a-z])Id$|^(row|record)_?(number|no|num)$",
-                      re.IGNORECASE)
+_ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid)$|^id[^a-z0-9]|^(row|record)_?(number|no|num)$", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z]I[dD]$")  # customerId, userID; case-sensitive, so 'paid' and 'valid' are not IDs
 # A label with more distinct numbers than this is a regression target (unless the spec says otherwise).
 REGRESSION_MIN_DISTINCT = 20
 IMBALANCE_SHARE = 0.2
@@ -119,7 +119,7 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
         return ColumnRole(c.name, "constant", None, f"one value ({value!r}) in every row"
                           + (f" but {missing} blank" if missing else ""), missing)
     unique = not c.distinct_overflow and c.n_distinct == c.present == rows
-    if _ID_NAME.search(c.name):
+    if _ID_NAME.search(c.name) or _CAMEL_ID.search(c.name):
         return ColumnRole(c.name, "id", None, "its name says it is an identifier", missing)
     date_format = _date_format(c)
     if date_format:

@@ -127,3 +127,13 @@ def test_init_on_a_balanced_label_gates_on_accuracy(penguins_dir, tmp_path):
     assert spec.data.feature_types == {"island": "categorical", "bill_length_mm": "numeric",
                                        "bill_depth_mm": "numeric", "flipper_length_mm": "numeric",
                                        "body_mass_g": "numeric", "sex": "categorical"}
+
+
+@pytest.mark.parametrize("name, is_id", [("customer_id", True), ("Customer ID", True), ("customerId", True),
+                                         ("userID", True), ("row_number", True), ("paid", False),
+                                         ("valid", False), ("Android", False), ("grid", False)])
+def test_id_like_names(tmp_path, name, is_id):
+    (tmp_path / "d.csv").write_text(f"{name},y\n" + "".join(f"{i % 4},{'ab'[i % 2]}\n" for i in range(30)))
+    spec = Spec.from_dict({"data": {"path": "d.csv", "label": "y"}}, base_dir=str(tmp_path))
+    role = profile_data(spec).roles[0]
+    assert (role.role == "id") == is_id, role
