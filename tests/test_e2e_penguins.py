@@ -247,11 +247,20 @@ def test_a_bad_example_gets_invalid_argument_naming_the_feature(server):
         fixed = request.input.example_list.examples[0].features.feature["bill_length_mm"]
         fixed.Clear()
         fixed.float_list.value.append(40.0)
-        with pytest.raises(grpc.RpcError) as info:  # island is never missing in training: required
-            stub.Classify(request, 10.0)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert info.value.details() == ("Model 'penguins' rejected the input: Feature: island (data type: string) "
-                                        "is required but could not be found.")
+        # The other features are absent: each takes Transform's imputation (island was never missing in
+        # training, and is still not required), so the answer is the one for NaN / '' on serving_raw.
+        imputed = stub.Classify(request, 10.0).result.classifications[0].classes
+        assert len(imputed) == 3 and abs(sum(c.score for c in imputed) - 1.0) < 1e-5
+        raw = predict_pb2.PredictRequest()
+        raw.model_spec.name = "penguins"
+        raw.model_spec.signature_name = "serving_raw"
+        for key in ("bill_depth_mm", "flipper_length_mm", "body_mass_g"):
+            raw.inputs[key].CopyFrom(tf.make_tensor_proto([float("nan")], dtype=tf.float32))
+        raw.inputs["bill_length_mm"].CopyFrom(tf.make_tensor_proto([40.0], dtype=tf.float32))
+        for key in ("island", "sex"):
+            raw.inputs[key].CopyFrom(tf.make_tensor_proto([""]))
+        scores = tf.make_ndarray(stub.Predict(raw, 10.0).outputs["scores"])[0]
+        np.testing.assert_allclose([c.score for c in imputed], scores, atol=1e-6)
         request.input.example_list.examples[0].features.feature["island"].bytes_list.value.append(b"Dream")
         assert len(stub.Classify(request, 10.0).result.classifications[0].classes) == 3
 
