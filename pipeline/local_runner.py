@@ -184,7 +184,7 @@ def record_spec(spec: Spec) -> str:
     return path
 
 
-def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False) -> RunResult:
+def run_pipeline(spec: Spec, stream: Optional[TextIO] = None, verbose: bool = False) -> RunResult:
     """Runs `spec` end to end and returns what it produced.
 
     Raises:
@@ -201,6 +201,7 @@ def run_pipeline(spec: Spec, stream: TextIO = sys.stdout, verbose: bool = False)
     from lamina.components.image_example_gen import BadInputFilesError
     from lamina.pipeline.pipeline import create_pipeline
 
+    stream = stream or sys.stdout  # looked up now: tests and TFX swap sys.stdout
     spec = prepare_spec(spec, stream)
     check_pretrained_models(spec)
     quiet_logs(verbose)
