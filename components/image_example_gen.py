@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import json
 import os
+import posixpath
 from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
@@ -36,6 +37,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from lamina import storage
 from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS
 from lamina.serving.image_limits import ImageTooLarge, check_image, image_format
 
@@ -79,15 +81,8 @@ class BadInputFilesError(RuntimeError):
 # -- listing (driver side) -------------------------------------------------------------------
 
 
-def _inside(root: str, path: str) -> bool:
-    """Whether `path`, with every symlink resolved, lies under `root` (itself resolved)."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    return real == real_root or real.startswith(real_root + os.sep)
-
-
 def _utf8(name: str) -> bool:
-    """Whether a name from os.listdir is valid UTF-8 (Python keeps other bytes as lone surrogates)."""
+    """Whether a listed name is valid UTF-8 (Python keeps other bytes as lone surrogates)."""
     try:
         name.encode("utf-8")
         return True
@@ -113,21 +108,21 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
     Hidden files and folders (starting with '.') are ignored.
     """
     files, bad = [], []
-    for entry in sorted(os.listdir(root)):
+    for entry in sorted(storage.listdir(root)):
         path = os.path.join(root, entry)
         if entry.startswith("."):
             continue
         if not _utf8(entry):
             bad.append(BadFile(_escaped(entry), "bad_name", "the folder name is not valid UTF-8; rename the folder"))
             continue
-        if not _inside(root, path):
-            bad.append(BadFile(entry, "outside_root", f"links to {os.path.realpath(path)}, outside the data root {root}"))
+        if not storage.inside(root, path):
+            bad.append(BadFile(entry, "outside_root", f"links to {storage.resolve(path)}, outside the data root {root}"))
             continue
-        if not os.path.isdir(path):
+        if not storage.isdir(path):
             bad.append(BadFile(entry, "unsupported", "a file directly in the data root; images go in one folder per class"))
             continue
         count = 0
-        for name in sorted(os.listdir(path)):
+        for name in sorted(storage.listdir(path)):
             if name.startswith("."):
                 continue
             file_path = os.path.join(path, name)
@@ -135,11 +130,11 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
             if not _utf8(rel):
                 bad.append(BadFile(_escaped(rel), "bad_name", "the file name is not valid UTF-8; rename the file"))
                 continue
-            if not _inside(root, file_path):
+            if not storage.inside(root, file_path):
                 bad.append(BadFile(rel, "outside_root",
-                                   f"links to {os.path.realpath(file_path)}, outside the data root {root}"))
+                                   f"links to {storage.resolve(file_path)}, outside the data root {root}"))
                 continue
-            if os.path.isdir(file_path):
+            if storage.isdir(file_path):
                 bad.append(BadFile(rel, "unsupported", "a folder inside a class folder; class folders hold image files"))
                 continue
             problem = _extension_problem(name, extensions)
@@ -156,9 +151,9 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
 def list_image_csv(csv_path: str, image_column: str, label_column: str,
                    extensions: List[str]) -> Tuple[List[ImageFile], List[BadFile]]:
     """Images named by a CSV (paths relative to its folder), and the problems found while listing."""
-    root = os.path.dirname(os.path.abspath(csv_path))
-    name = os.path.basename(csv_path)
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    root = storage.parent(storage.absolute(csv_path))
+    name = posixpath.basename(csv_path)
+    with storage.open_text(csv_path, "utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         missing = [c for c in (image_column, label_column) if c not in columns]
@@ -176,13 +171,13 @@ def list_image_csv(csv_path: str, image_column: str, label_column: str,
             if not label:
                 bad.append(BadFile(where, "missing", f"{rel}: empty {label_column!r} column"))
                 continue
-            path = os.path.normpath(os.path.join(root, rel))
-            if os.path.isabs(rel) or not _inside(root, path):
+            path = storage.normalize(os.path.join(root, rel))
+            if os.path.isabs(rel) or storage.is_uri(rel) or not storage.inside(root, path):
                 bad.append(BadFile(rel, "outside_root",
-                                   f"{where}: resolves to {os.path.realpath(path)}, outside the data root {root}"))
+                                   f"{where}: resolves to {storage.resolve(path)}, outside the data root {root}"))
                 continue
-            relpath = os.path.relpath(path, root).replace(os.sep, "/")
-            if not os.path.isfile(path):
+            relpath = storage.relative(path, root)
+            if not storage.isfile(path):
                 bad.append(BadFile(relpath, "missing", f"{where}: no such file"))
                 continue
             problem = _extension_problem(path, extensions)
@@ -302,10 +297,7 @@ def enforce_policy(bad: List[BadFile], total: int, bad_files: str, max_bad_fract
 
 def read_report(examples_uri: str) -> Optional[Dict[str, Any]]:
     path = os.path.join(examples_uri, REPORT_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    return storage.read_json(path) if storage.isfile(path) else None
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -345,11 +337,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                   "bad_files": [dataclasses.asdict(b) for b in sorted(bad, key=lambda b: b.path)]}
         if reason:
             # TFX removes a failed execution's outputs; the report goes next to them instead.
-            report_path = os.path.join(os.path.dirname(os.path.dirname(examples.uri)), "stopped",
-                                       f"{os.path.basename(examples.uri)}-{REPORT_FILE}")
-        os.makedirs(os.path.dirname(report_path), exist_ok=True)
-        with open(report_path, "w") as f:
-            json.dump(report, f, indent=2)
+            report_path = os.path.join(storage.parent(storage.parent(examples.uri)), "stopped",
+                                       f"{posixpath.basename(examples.uri)}-{REPORT_FILE}")
+        storage.write_json(report_path, report)
         if reason:
             raise BadInputFilesError(sorted(bad, key=lambda b: b.path), total, reason, report_path)
 

@@ -30,6 +30,8 @@ import math
 import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from lamina import storage
+
 # Cells that mean "no value" in a numeric column (compared stripped and lower-cased).
 MISSING_NUMBER_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"})
 BOOLEAN_SPELLINGS = {"true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
@@ -108,47 +110,13 @@ def date_layout(text: str) -> Optional[str]:
 # -- opening files -----------------------------------------------------------------------------
 
 
-def open_binary(path: str):
-    """A binary reader for a local path or a filesystem URI (gs://, s3://, ram://).
-
-    Local paths use the builtin `open`, which keeps `lamina validate` free of TensorFlow's
-    import time; every URI goes through tf.io.gfile.
-    """
-    if "://" not in path:
-        return open(path, "rb")
-    import tensorflow as tf
-
-    return tf.io.gfile.GFile(path, "rb")
-
-
-class _RawReader(io.RawIOBase):
-    """tf.io.gfile's file object as a raw stream, so io.TextIOWrapper can decode it."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self._f.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
 def _python_encoding(encoding: str) -> str:
     # utf-8-sig drops a byte-order mark (a spreadsheet's "CSV UTF-8") and reads plain UTF-8 alike.
     return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 def open_text(path: str, encoding: str = "utf-8") -> io.TextIOWrapper:
-    raw = open_binary(path)
-    stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(_RawReader(raw), 1 << 20)
-    return io.TextIOWrapper(stream, encoding=_python_encoding(encoding), newline="")
+    return storage.open_text(path, _python_encoding(encoding))
 
 
 def check_encoding(path: str, encoding: str = "utf-8") -> None:
@@ -156,7 +124,7 @@ def check_encoding(path: str, encoding: str = "utf-8") -> None:
     utf8 = codecs.lookup(encoding).name == "utf-8"
     decoder = codecs.getincrementaldecoder("utf-8" if utf8 else encoding)()
     offset, line = 0, 1
-    with open_binary(path) as f:
+    with storage.open_binary(path) as f:
         while True:
             chunk = f.read(1 << 20)
             if offset == 0 and utf8 and chunk.startswith(codecs.BOM_UTF8):
@@ -490,7 +458,7 @@ class ParquetRows:
         import pyarrow.parquet as pq
 
         try:
-            with open_binary(path) as f:
+            with storage.open_binary(path) as f:
                 schema = pq.ParquetFile(f).schema_arrow
         except (pa.ArrowException, OSError) as e:
             raise CsvInputError(f"{path}: not a Parquet file: {e}") from None
@@ -505,7 +473,7 @@ class ParquetRows:
     def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
         import pyarrow.parquet as pq
 
-        with open_binary(path) as f:
+        with storage.open_binary(path) as f:
             number = 0
             for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
                 columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
@@ -527,7 +495,7 @@ class TfRecordRows:
     def _examples(path: str):
         import tensorflow as tf
 
-        with open_binary(path) as f:
+        with storage.open_binary(path) as f:
             gzipped = f.read(2) == b"\x1f\x8b"
         records = tf.data.TFRecordDataset(path, compression_type="GZIP" if gzipped else "")
         number = 0

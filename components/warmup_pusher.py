@@ -9,6 +9,7 @@ left as it is. TFX's Pusher then copies saved_model.pb last, as before, and an u
 still never pushed.
 """
 
+import logging
 import os
 import shutil
 import tempfile
@@ -69,6 +70,12 @@ class Executor(pusher_executor.Executor):
         examples = first_examples(self._warmup_source, "eval", self._warmup_count)
         if examples:
             write_warmup_requests(staged, examples)
+        else:
+            # The server then loads the model cold; say so rather than push it silently.
+            uri = artifact_utils.get_split_uri([self._warmup_source], "eval")
+            logging.warning("No examples found in %s: the model is pushed without warmup requests.", uri)
+            print(f"    warning: no examples in the eval split ({uri}); the model is pushed without "
+                  f"warmup requests", flush=True)
         return staged
 
 

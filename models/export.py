@@ -164,8 +164,11 @@ def _edit_saved_model(export_dir: str, edit) -> None:
         proto.ParseFromString(f.read())
     for meta_graph in proto.meta_graphs:
         edit(meta_graph)
-    with tf.io.gfile.GFile(path, "wb") as f:
+    # Written beside it and renamed over it: no reader ever sees half a file, and filesystems
+    # whose writes do not truncate (TensorFlow's ram://) get a whole new one.
+    with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
         f.write(proto.SerializeToString())
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def rename_signature_inputs(export_dir: str, signature: str, renames: Dict[str, str]) -> None:

@@ -71,7 +71,8 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
         started = time.perf_counter()
         learned[name] = learn_vocabulary(texts, cfg.vocabulary_size, cfg.lowercase,
                                          os.path.join(out_dir, f"{safe_name(name)}_vocab.txt"))
-        size = sum(1 for _ in open(learned[name], encoding="utf-8"))
+        with tf.io.gfile.GFile(learned[name]) as f:
+            size = sum(1 for _ in f)
         print(f"    learned a WordPiece vocabulary for {name!r}: {size} tokens in "
               f"{time.perf_counter() - started:.1f}s", flush=True)
     return learned

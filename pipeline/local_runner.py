@@ -14,6 +14,7 @@ import threading
 import time
 from typing import List, Optional, TextIO
 
+from lamina import storage
 from lamina.pipeline.report import write_report
 from lamina.pipeline.results import (ComponentRun, ExecutionRecord, ModelNotBlessedError, RunResult,
                                      latest_run_executions, open_store, summarize_run, write_run_report)
@@ -178,10 +179,7 @@ def record_spec(spec: Spec) -> str:
         header += [f"#   {name!r} -> {inner}" for name, inner in renamed.items()]
     d = json.loads(spec.to_json())
     d.pop("base_dir", None)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(header) + "\n")
-        yaml.safe_dump(d, f, sort_keys=False, allow_unicode=True)
-    return path
+    return storage.write_text(path, "\n".join(header) + "\n" + yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
 
 
 def run_pipeline(spec: Spec, stream: Optional[TextIO] = None, verbose: bool = False) -> RunResult:

@@ -5,8 +5,9 @@ Written to `<run dir>/report.html` after every run, including runs stopped by a 
 
 import datetime
 import html
-import os
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from lamina import storage
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#222}
@@ -73,7 +74,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         parts.append(f"<tr><td>{e(c.name)}<td class=num>{c.seconds:.1f}<td><span class=bar style='width:{width}px'>"
                      f"</span><td>{'cached' if c.cached else ''}</tr>")
     parts.append("</table>")
-    if evaluation_dir and os.path.isdir(evaluation_dir):
+    if evaluation_dir and storage.isdir(evaluation_dir):
         rows = slice_metrics(evaluation_dir)
         names = sorted({k for _, m in rows for k in m})
         parts.append("<h2>Metrics on the eval split</h2><table><tr><th>slice" +
@@ -85,7 +86,4 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
     if artifacts:
         parts.append("<h2>Artifacts</h2><table>" + "".join(
             f"<tr><td>{e(k)}<td><code>{e(v)}</code></tr>" for k, v in artifacts.items() if v) + "</table>")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    return path
+    return storage.write_text(path, "\n".join(parts))

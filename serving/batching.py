@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from lamina import storage
 from lamina.serving.protocol import ServingError
 
 
@@ -56,8 +57,7 @@ def read_batching_config(path: str) -> BatchingParameters:
     import re
 
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = storage.read_text(path)
     except OSError as e:
         raise ValueError(f"{path}: cannot read the batching config: {e.strerror}.") from None
     values = {}

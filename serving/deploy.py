@@ -21,6 +21,7 @@ from typing import Dict, List
 
 import yaml
 
+from lamina import storage
 from lamina.serving.protocol import METRICS_PATH
 
 CONFIG_FILES = ("models.config", "batching.config", "monitoring.config")
@@ -57,12 +58,12 @@ class DeploySettings:
 def find_models(model_dir: str) -> Dict[str, List[int]]:
     """Model name -> its numeric version folders that hold a saved_model.pb, for each model folder."""
     models = {}
-    for name in sorted(os.listdir(model_dir)):
+    for name in sorted(storage.listdir(model_dir)):
         path = os.path.join(model_dir, name)
-        if not os.path.isdir(path):
+        if not storage.isdir(path):
             continue
-        versions = sorted(int(v) for v in os.listdir(path)
-                          if v.isdigit() and os.path.isfile(os.path.join(path, v, "saved_model.pb")))
+        versions = sorted(int(v) for v in storage.listdir(path)
+                          if v.isdigit() and storage.isfile(os.path.join(path, v, "saved_model.pb")))
         if versions:
             models[name] = versions
     if not models:
@@ -100,7 +101,7 @@ def compose_file(model_dir: str, settings: DeploySettings) -> dict:
         "image": settings.image,
         "command": settings.server_args(),
         "ports": [f"{settings.grpc_port}:{settings.grpc_port}", f"{settings.rest_port}:{settings.rest_port}"],
-        "volumes": [f"{os.path.abspath(model_dir)}:{settings.models_root}:ro", f"./:{settings.config_root}:ro"],
+        "volumes": [f"{storage.absolute(model_dir)}:{settings.models_root}:ro", f"./:{settings.config_root}:ro"],
         "restart": "unless-stopped",
     }
     if settings.gpu:
@@ -152,15 +153,8 @@ def write_deploy_files(model_dir: str, out_dir: str, settings: DeploySettings = 
     models = find_models(model_dir)
     files = {"models.config": models_config(models, settings), "batching.config": batching_config(settings),
              "monitoring.config": monitoring_config()}
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    for name, text in files.items():
-        written.append(os.path.join(out_dir, name))
-        with open(written[-1], "w") as f:
-            f.write(text)
+    written = [storage.write_text(os.path.join(out_dir, name), text) for name, text in files.items()]
     for name, doc in (("docker-compose.yml", [compose_file(model_dir, settings)]),
                       ("kubernetes.yaml", kubernetes_manifests(models, files, settings))):
-        written.append(os.path.join(out_dir, name))
-        with open(written[-1], "w") as f:
-            yaml.safe_dump_all(doc, f, sort_keys=False)
+        written.append(storage.write_text(os.path.join(out_dir, name), yaml.safe_dump_all(doc, sort_keys=False)))
     return written

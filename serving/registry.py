@@ -30,6 +30,7 @@ try:  # registers the tokenizer ops text models call (WordPiece); TF Serving's o
 except ImportError:  # pragma: no cover - a locked install always has it
     tensorflow_text = None
 
+from lamina import storage
 from lamina.serving.protocol import ServingError, invalid_argument, not_found
 from lamina.serving.saved_model import read_signature_defs
 
@@ -92,17 +93,15 @@ def configs_from_proto(config: model_server_config_pb2.ModelServerConfig, source
                 if version not in versions:
                     raise ConfigError(f"{where}: version label {label!r} points to version {version}, which the "
                                       f"specific policy does not serve; served: {list(versions)}.")
-        base = entry.base_path if "://" in entry.base_path else os.path.join(base_dir, entry.base_path)
-        configs.append(ModelConfig(entry.name, os.path.abspath(base) if "://" not in base else base, kind,
-                                   num_versions, versions, labels))
+        base = entry.base_path if storage.is_uri(entry.base_path) else os.path.join(base_dir, entry.base_path)
+        configs.append(ModelConfig(entry.name, storage.absolute(base), kind, num_versions, versions, labels))
     return configs
 
 
 def read_models_config(path: str) -> List[ModelConfig]:
     """Parses TF Serving's models.config text format; errors name the file and line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = storage.read_text(path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the model config: {e.strerror}.") from None
     config = model_server_config_pb2.ModelServerConfig()
@@ -110,15 +109,15 @@ def read_models_config(path: str) -> List[ModelConfig]:
         text_format.Parse(text, config)
     except text_format.ParseError as e:
         raise ConfigError(f"{path}: not a ModelServerConfig in text format: {e}") from None
-    return configs_from_proto(config, path, os.path.dirname(os.path.abspath(path)))
+    return configs_from_proto(config, path, storage.parent(storage.absolute(path)))
 
 
 def configs_from_dir(root: str) -> List[ModelConfig]:
     """One latest-version config per model folder under `root`."""
-    if not os.path.isdir(root):
+    if not storage.isdir(root):
         return []
-    return [ModelConfig(name, os.path.join(root, name)) for name in sorted(os.listdir(root))
-            if os.path.isdir(os.path.join(root, name))]
+    return [ModelConfig(name, os.path.join(root, name)) for name in sorted(storage.listdir(root))
+            if storage.isdir(os.path.join(root, name))]
 
 
 # -- loaded models ------------------------------------------------------------------------
@@ -224,13 +223,13 @@ def version_dirs(model_root: str) -> List[Tuple[int, str]]:
 def fingerprint(path: str) -> Tuple[int, int, float]:
     """(files, bytes, newest mtime) of a directory tree: changes when a push is rewritten or completed."""
     files, size, newest = 0, 0, 0.0
-    for folder, _, names in os.walk(path):
+    for folder, _, names in tf.io.gfile.walk(path):
         for name in names:
             try:
-                st = os.stat(os.path.join(folder, name))
-            except OSError:
+                st = tf.io.gfile.stat(os.path.join(folder, name))
+            except tf.errors.OpError:
                 continue
-            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime)
+            files, size, newest = files + 1, size + st.length, max(newest, st.mtime_nsec / 1e9)
     return files, size, newest
 
 
@@ -251,9 +250,9 @@ class ModelRegistry:
     def __init__(self, source: str, poll_seconds: float = 1.0,
                  warmup: Optional[Callable[[LoadedModel], int]] = None,
                  on_event: Optional[Callable[[str, str, int], None]] = None):
-        self.source = os.path.abspath(source)
-        self.config_file = self.source if os.path.isfile(self.source) else None
-        self.root = os.path.dirname(self.source) if self.config_file else self.source
+        self.source = storage.absolute(source)
+        self.config_file = self.source if storage.isfile(self.source) else None
+        self.root = storage.parent(self.source) if self.config_file else self.source
         self.poll_seconds = poll_seconds
         self.warmup = warmup
         self.on_event = on_event

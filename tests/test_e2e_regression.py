@@ -1,4 +1,12 @@
-"""A regression head end to end: penguin body mass, served through TF Serving's Regress API."""
+"""A regression head end to end: penguin body mass, served through TF Serving's Regress API.
+
+Everything but ML Metadata and the report lives on TensorFlow's in-memory `ram://` filesystem,
+which `open`, `os.listdir` and `glob` cannot see, as they cannot see `gs://`: the data, the
+pipeline root (every artifact, written by Beam and by TensorFlow) and the push destination,
+which the server then serves from.
+"""
+
+import os
 
 import grpc
 import numpy as np
@@ -12,24 +20,33 @@ from lamina.pipeline.spec import Spec
 from lamina.serving.client import PredictionClient, row_to_example
 from lamina.serving.saved_model import read_signature_defs
 from lamina.serving.server import LaminaServer
+from tests import ramfs
 from tests.helpers import read_csv
 
 pytestmark = pytest.mark.e2e
 
 
-def test_regression_pipeline_and_regress_api(penguins_dir):
+def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, monkeypatch):
+    ramfs.as_gcs(monkeypatch)
+    bucket = ramfs.ram_root("bucket")
+    tf.io.gfile.copy(str(penguins_dir / "data" / "penguins.csv"), f"{bucket}/data/penguins.csv")
     spec = Spec.from_dict({
         "name": "penguin_mass",
-        "data": {"path": "data/penguins.csv", "label": "body_mass_g",
+        "data": {"path": f"{bucket}/data/penguins.csv", "label": "body_mass_g",
                  "features": {"species": "categorical", "island": "categorical", "bill_length_mm": "numeric",
                               "bill_depth_mm": "numeric", "flipper_length_mm": "numeric", "sex": "categorical"}},
         "model": {"head": {"type": "regression"}},
         "training": {"epochs": 30, "batch_size": 16, "learning_rate": 0.01},
         "evaluation": {"metrics": ["mae", "rmse"], "thresholds": {"mae": {"upper_bound": 600}}},
-        "serving": {"model_name": "mass", "push_dir": "regression_models"},
-        "runner": {"root": "regression_runs"},
+        "serving": {"model_name": "mass", "push_dir": f"{bucket}/serving_models"},
+        "runner": {"root": "regression_runs", "pipeline_root": f"{bucket}/lamina"},
     }, base_dir=str(penguins_dir))
     result = run_pipeline(spec)
+    assert result.pushed_model_dir.startswith(f"{bucket}/serving_models/mass/")
+    assert result.model_dir.startswith(f"{bucket}/lamina/penguin_mass/Trainer/")
+    assert "pipeline" not in os.listdir(spec.run_dir)  # every artifact went to the bucket
+    assert tf.io.gfile.exists(f"{result.pushed_model_dir}/assets.extra/tf_serving_warmup_requests")
+    assert "mean_absolute_error" in open(spec.report_path).read()
     # Body mass has a standard deviation of about 800 g; the model must do far better than the mean.
     assert result.pushed and result.metrics["mean_absolute_error"] < 600
     assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == REGRESS_METHOD

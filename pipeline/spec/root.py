@@ -1,6 +1,5 @@
 """The whole job: the `Spec` that every section hangs from, and the paths it resolves."""
 
-import glob
 import json
 import os
 import re
@@ -8,6 +7,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from lamina import storage
 from lamina.pipeline.spec.base import StrictModel
 from lamina.pipeline.spec.errors import CrossFieldError, SpecError
 from lamina.pipeline.spec.checks import cross_field_problems
@@ -88,6 +88,8 @@ class Spec(StrictModel):
 
     @property
     def pipeline_root(self) -> str:
+        if self.runner.pipeline_root:
+            return os.path.join(self.resolve(self.runner.pipeline_root), self.name)
         return os.path.join(self.run_dir, "pipeline")
 
     @property
@@ -159,17 +161,17 @@ class Spec(StrictModel):
         """Files the data path matches; raises SpecError naming the path when none do."""
         pattern = self.resolve(self.data.path)
         if self.data.format == "image_folder":
-            if not os.path.isdir(pattern):
+            if not storage.isdir(pattern):
                 raise SpecError([f"data.path: {pattern!r} is not a folder; format image_folder expects a folder "
                                  f"with one subfolder of images per class."])
             return [pattern]
-        if self.data.format == "image_csv" and not os.path.isfile(pattern):
+        if self.data.format == "image_csv" and not storage.isfile(pattern):
             raise SpecError([f"data.path: no file {pattern!r}; format image_csv expects a CSV with an image path "
                              f"column and a label column."])
-        files = sorted(glob.glob(pattern))
+        files = storage.glob(pattern)
         if not files:
             raise SpecError([f"data.path: no file matches {pattern!r}."])
-        dirs = {os.path.dirname(f) for f in files}
+        dirs = {storage.parent(f) for f in files}
         if len(dirs) > 1:
             raise SpecError([f"data.path: the matched files must sit in one folder. Received folders: {sorted(dirs)}"])
         return files

@@ -1,0 +1,179 @@
+"""Paths that may be local or a filesystem URI: gs://, s3://, hdfs://, ram:// and the rest.
+
+An artifact URI, a data path or a push destination can live on any filesystem TensorFlow
+knows, so the components, the run summary, the report and the serving registry read and write
+through `tf.io.gfile` (or TFX's `io_utils`). This module is the one home of the few calls
+that only work on a local disk, each behind `is_uri`:
+
+- `listdir` lists a local folder with `os.listdir`, which keeps a file name that is not valid
+  UTF-8 (as lone surrogates, so it can be reported), where `tf.io.gfile.listdir` raises.
+- `resolve` follows symlinks with `os.path.realpath` on a local path. A URI has no symlinks,
+  so it is only normalized (`a/./b/../c` -> `a/c`), and `inside` confines a path to a root by
+  that normalized prefix.
+- `glob`, `isdir` and `isfile` use `glob.glob` and `os.path` on a local path, again without
+  importing TensorFlow.
+- `open_binary` opens a local file with the builtin `open`, which keeps `lamina validate` free
+  of TensorFlow's import time.
+
+tests/test_storage_calls.py fails when any other module of components/, pipeline/ or serving/
+calls `open`, `os.listdir`, `os.walk`, `glob.glob` or `os.path.realpath` on such a path.
+"""
+
+import glob as _glob
+import io
+import json
+import os
+import posixpath
+from typing import Any, List, Tuple
+
+
+def is_uri(path: str) -> bool:
+    """Whether `path` names a filesystem by scheme (gs://bucket/x, ram://x), not the local disk."""
+    return "://" in path
+
+
+def _split(path: str) -> Tuple[str, str]:
+    scheme, rest = path.split("://", 1)
+    return scheme + "://", rest
+
+
+def normalize(path: str) -> str:
+    """`path` with `.`, `..` and doubled separators folded (`gs://b/x/../y` -> `gs://b/y`)."""
+    if not is_uri(path):
+        return os.path.normpath(path)
+    prefix, rest = _split(path)
+    return prefix + posixpath.normpath(rest) if rest else prefix
+
+
+def resolve(path: str) -> str:
+    """The canonical form of `path`: symlinks resolved on the local disk; a URI, which has none, normalized."""
+    return normalize(path) if is_uri(path) else os.path.realpath(path)
+
+
+def relative(path: str, root: str) -> str:
+    """`path` relative to `root`, with '/' separators (`path` lies inside `root`)."""
+    if not is_uri(path):
+        return os.path.relpath(path, root).replace(os.sep, "/")
+    return posixpath.relpath(_split(normalize(path))[1], _split(normalize(root))[1])
+
+
+def absolute(path: str) -> str:
+    """`path` made absolute when it is local; a URI is already absolute."""
+    return path if is_uri(path) else os.path.abspath(path)
+
+
+def parent(path: str) -> str:
+    """The folder holding `path` (`gs://b/data/x.csv` -> `gs://b/data`)."""
+    if not is_uri(path):
+        return os.path.dirname(path)
+    prefix, rest = _split(path)
+    return prefix + posixpath.dirname(rest.rstrip("/"))
+
+
+def inside(root: str, path: str) -> bool:
+    """Whether `path`, resolved, lies under `root`, resolved (the root itself counts)."""
+    real_root, real = resolve(root).rstrip("/\\"), resolve(path)
+    sep = "/" if is_uri(root) else os.sep
+    return real == real_root or real.startswith(real_root + sep)
+
+
+def listdir(path: str) -> List[str]:
+    """The entry names of a folder, without the trailing '/' some filesystems give folders."""
+    if not is_uri(path):
+        return os.listdir(path)
+    import tensorflow as tf
+
+    return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+
+
+def glob(pattern: str) -> List[str]:
+    """The files `pattern` matches, sorted (`*` stays inside one folder, as on a local disk)."""
+    if not is_uri(pattern):
+        return sorted(_glob.glob(pattern))  # no TensorFlow import for `lamina validate` on local files
+    import tensorflow as tf
+
+    return sorted(tf.io.gfile.glob(pattern))
+
+
+def isdir(path: str) -> bool:
+    if not is_uri(path):
+        return os.path.isdir(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(path)
+
+
+def isfile(path: str) -> bool:
+    if not is_uri(path):
+        return os.path.isfile(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def read_text(path: str) -> str:
+    """The file's text (UTF-8); a missing or unreadable file raises OSError with its reason in `strerror`."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(2, "No such file or directory", path) from None
+    except tf.errors.OpError as e:
+        raise OSError(5, e.message, path) from None
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_text(path))
+
+
+def write_text(path: str, text: str) -> str:
+    """Writes `text` to `path` (UTF-8), creating its folder; returns the path."""
+    import tensorflow as tf
+
+    folder = parent(path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def write_json(path: str, value: Any) -> str:
+    return write_text(path, json.dumps(value, indent=2))
+
+
+def open_binary(path: str):
+    """A binary reader for a local path or a filesystem URI; every URI goes through tf.io.gfile."""
+    if not is_uri(path):
+        return open(path, "rb")
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(path, "rb")
+
+
+class _RawReader(io.RawIOBase):
+    """tf.io.gfile's file object as a raw stream, so io.TextIOWrapper can decode it."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._f.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_text(path: str, encoding: str = "utf-8") -> io.TextIOWrapper:
+    """A text reader that keeps line breaks inside quoted cells as they are (`newline=""`, for `csv`)."""
+    raw = open_binary(path)
+    stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(_RawReader(raw), 1 << 20)
+    return io.TextIOWrapper(stream, encoding=encoding, newline="")
