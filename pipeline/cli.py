@@ -135,6 +135,29 @@ def cmd_deploy_files(args) -> int:
     return 0
 
 
+def _flag_bool(value: str) -> bool:
+    """A TF Serving boolean flag's value: --enable_batching=true, =false (also 1/0)."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false. Received: {value!r}")
+
+
+def single_model_config(name: str, base_path: str) -> str:
+    """A models.config serving `base_path` as `name` (TF Serving's --model_name/--model_base_path), in a temp file."""
+    import tempfile
+
+    from lamina import storage
+
+    base = storage.absolute(base_path)
+    fd, path = tempfile.mkstemp(prefix="lamina-models-", suffix=".config")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f'model_config_list {{\n  config {{\n    name: {json.dumps(name)}\n    base_path: {json.dumps(base)}\n'
+                f'    model_platform: "tensorflow"\n  }}\n}}\n')
+    return path
+
+
 def cmd_serve(args) -> int:
     import logging
 
@@ -145,11 +168,15 @@ def cmd_serve(args) -> int:
     from lamina.serving.server import LaminaServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    source = args.model_config_file or args.model_dir
-    if bool(args.model_config_file) == bool(args.model_dir):
-        _err("give either --model-dir (a folder of pushed models) or --model-config-file (TF Serving's "
-             "models.config).")
+    sources = [s for s in (args.model_config_file, args.model_dir, args.model_base_path) if s]
+    if len(sources) != 1:
+        _err("give one of --model-dir (a folder of pushed models), --model-config-file (TF Serving's "
+             "models.config), or --model-base-path with --model-name (one model).")
         return 2
+    source = sources[0]
+    if args.model_base_path:
+        source = single_model_config(args.model_name or "default", args.model_base_path)
+    rest_port = args.rest_port if args.rest_api_port is None else (args.rest_api_port or -1)
     try:
         batching = None
         if args.batching_parameters_file:
@@ -165,7 +192,8 @@ def cmd_serve(args) -> int:
         rest_limits = HttpLimits(max_connections=args.rest_max_connections, worker_threads=args.rest_threads,
                                  max_body_bytes=args.max_request_bytes)
         server = LaminaServer(source, port=args.port, host=args.host,
-                              rest_port=None if args.rest_port < 0 else args.rest_port,
+                              rest_port=None if rest_port < 0 else rest_port,
+                              config_poll_seconds=args.model_config_file_poll_wait_seconds,
                               poll_seconds=args.poll_seconds, max_request_bytes=args.max_request_bytes,
                               batching=batching, tls_cert=args.tls_cert, tls_key=args.tls_key,
                               tls_client_ca=args.tls_client_ca,
@@ -326,11 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-batch-threads", type=int, default=4)
     p.set_defaults(fn=cmd_deploy_files)
 
-    p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC and REST protocols")
+    p = sub.add_parser("serve", help="serve pushed models over TF Serving's gRPC and REST protocols",
+                       description="TF Serving's own flags are accepted too (--model_config_file, --rest_api_port, "
+                                   "--enable_batching, --batching_parameters_file, --model_name, --model_base_path, "
+                                   "--model_config_file_poll_wait_seconds), with TF Serving's meanings, so scripts "
+                                   "written for tensorflow_model_server run unchanged.")
     p.add_argument("--model-dir", help="folder of <model name>/<version>/ SavedModels (newest version of each)")
-    p.add_argument("--model-config-file", help="TF Serving's models.config (model_config_list) instead")
+    p.add_argument("--model-config-file", "--model_config_file",
+                   help="TF Serving's models.config (model_config_list) instead")
+    p.add_argument("--model-config-file-poll-wait-seconds", "--model_config_file_poll_wait_seconds", type=float,
+                   default=0, help="re-read --model-config-file this often, adding and removing models (0: never)")
+    p.add_argument("--model-name", "--model_name", help="with --model-base-path: serve one model by this name")
+    p.add_argument("--model-base-path", "--model_base_path",
+                   help="one model's folder of <version>/ SavedModels (TF Serving's single-model flags)")
     p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     p.add_argument("--rest-port", type=int, default=8501, help="REST and metrics port (0: any free; -1: no REST)")
+    p.add_argument("--rest_api_port", type=int, help="TF Serving's spelling: the REST port, 0 for no REST")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024,
@@ -345,8 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-config-reload", action="store_true",
                    help="accept HandleReloadConfigRequest: from loopback, or with --admin-token-file under mTLS")
     p.add_argument("--admin-token-file", help="with --tls-client-ca: the token admin calls must send")
-    p.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into one model call")
-    p.add_argument("--batching-parameters-file", help="TF Serving's batching.config (implies batching)")
+    p.add_argument("--enable-batching", "--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
+                   help="merge concurrent requests into one model call (also --enable_batching=true)")
+    p.add_argument("--batching-parameters-file", "--batching_parameters_file",
+                   help="TF Serving's batching.config (implies batching)")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout-micros", type=int, default=2000)
     p.add_argument("--num-batch-threads", type=int, default=4)

@@ -85,6 +85,45 @@ def component_resources(spec: Spec, component_ids: List[str]) -> Dict[str, Resou
     return out
 
 
+def kubernetes_executor_config(res: ResourceSpec) -> dict:
+    """kfp-kubernetes' per-executor config (node selector, tolerations) for one component, or {}."""
+    config = {}
+    if res.node_selector:
+        config["nodeSelector"] = {"labels": dict(sorted(res.node_selector.items()))}
+    if res.tolerations:
+        config["tolerations"] = [
+            {k: v for k, v in (("key", t.key), ("operator", t.operator), ("value", t.value), ("effect", t.effect),
+                               ("tolerationSeconds", t.toleration_seconds)) if v is not None}
+            for t in res.tolerations]
+    return config
+
+
+def executor_label(pipeline_spec: dict, task: str) -> str:
+    """The deploymentSpec executor a DAG task runs (task -> its component -> the component's executor)."""
+    component = pipeline_spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    return pipeline_spec["components"][component]["executorLabel"]
+
+
+def kubernetes_platform_spec(pipeline_spec: dict, resources: Dict[str, ResourceSpec]) -> dict:
+    """The KFP PlatformSpec (Kubernetes) for the components whose resources name a node selector or tolerations."""
+    executors = {}
+    for cid, res in sorted(resources.items()):
+        config = kubernetes_executor_config(res)
+        if config:
+            executors[executor_label(pipeline_spec, cid)] = config
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}} if executors else {}
+
+
+def read_package(content: str):
+    """(PipelineSpec, PlatformSpec or {}) from a compiled package: JSON, or two YAML/JSON documents."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(content) if d is not None]
+    if not docs or not isinstance(docs[0], dict) or len(docs) > 2:
+        raise ValueError("expected a KFP v2 pipeline spec, optionally followed by its platform spec")
+    return docs[0], (docs[1] if len(docs) == 2 else {})
+
+
 def compile_pipeline(spec: Spec, output: str) -> str:
     """Writes the KFP v2 pipeline spec for `spec` to `output` (a .json file) and returns its path."""
     from tfx.dsl.components.base import base_component
@@ -93,10 +132,11 @@ def compile_pipeline(spec: Spec, output: str) -> str:
     from lamina.pipeline.pipeline import create_pipeline
 
     kf = kubeflow_settings(spec)
-    platform_spec = for_kubeflow(spec)
-    pipeline = create_pipeline(platform_spec, beam_pipeline_args=kf.beam.args())
+    on_cluster = for_kubeflow(spec)
+    pipeline = create_pipeline(on_cluster, beam_pipeline_args=kf.beam.args())
     components = [c for c in pipeline.components if isinstance(c, base_component.BaseComponent)]
-    for cid, res in component_resources(spec, [c.id for c in components]).items():
+    resources = component_resources(spec, [c.id for c in components])
+    for cid, res in resources.items():
         next(c for c in components if c.id == cid).with_platform_config(resource_config(res))
     config = kf_runner.KubeflowV2DagRunnerConfig(display_name=spec.name, default_image=kf.image,
                                                  default_commands=ENTRYPOINT)
@@ -105,8 +145,14 @@ def compile_pipeline(spec: Spec, output: str) -> str:
     # Kubeflow Pipelines and Vertex AI take, with the pipeline root inside it.
     pipeline_spec = dict(job["pipelineSpec"])
     pipeline_spec["defaultPipelineRoot"] = job["runtimeConfig"]["gcsOutputDirectory"]
+    # Node selectors and tolerations live in a second document, the platform spec, as kfp's own
+    # compiler writes it with kfp-kubernetes (KFP reads both from one package file).
+    platform = kubernetes_platform_spec(pipeline_spec, resources)
+    text = json.dumps(pipeline_spec, indent=2, sort_keys=True)
+    if platform:
+        text += "\n---\n" + json.dumps(platform, indent=2, sort_keys=True)
     output = os.path.abspath(output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w") as f:
-        json.dump(pipeline_spec, f, indent=2, sort_keys=True)
+        f.write(text + "\n")
     return output

@@ -62,10 +62,15 @@ def _read_package(package: str) -> bytes:
 
 def pipeline_name(package: str, content: Optional[bytes] = None) -> str:
     """The pipeline's name in a compiled package (`content`: its bytes, when already read)."""
+    import yaml
+
+    from lamina.pipeline.kubeflow_runner import read_package
+
     try:
-        spec = json.loads(_read_package(package) if content is None else content)
-    except ValueError:
-        raise SubmitError(f"{package}: not JSON; write a KFP v2 pipeline spec with `lamina compile`.") from None
+        spec, _ = read_package((_read_package(package) if content is None else content).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError):
+        raise SubmitError(f"{package}: not a KFP v2 pipeline spec (JSON or YAML); write one with "
+                          f"`lamina compile`.") from None
     try:
         return spec["pipelineInfo"]["name"]
     except (KeyError, TypeError):

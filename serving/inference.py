@@ -282,14 +282,17 @@ class Inference:
         return self.registry.acquire(model_spec.name, **version_choice(model_spec))
 
     def run(self, model: LoadedModel, signature: str, tensors: Dict[str, tf.Tensor],
-            deadline: Optional[float] = None, batch: bool = True) -> Dict[str, np.ndarray]:
+            deadline: Optional[float] = None, batch: bool = True, api: str = "Predict") -> Dict[str, np.ndarray]:
         fn = model.signature(signature)
         if deadline is not None and time.monotonic() > deadline:
             raise ServingError("DEADLINE_EXCEEDED", "The request's deadline passed before it ran.")
         try:
             if self.batcher is not None and batch:
-                return self.batcher.run(fn, tensors, key=(model, signature), deadline=deadline)
+                return self.batcher.run(fn, tensors, key=(model, signature), deadline=deadline, api=api)
+            started = time.monotonic()
             outputs = call_signature(fn, tensors)
+            if batch:
+                self.metrics.observe_runtime(model.name, api, time.monotonic() - started)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
         if batch:  # warmup calls (batch=False) are not traffic
@@ -305,7 +308,7 @@ class Inference:
         signature = _signature_key(request.model_spec)
         fn = model.signature(signature)
         outputs = self.run(model, signature, tensor_inputs(fn, request.inputs, signature, self.limits), deadline,
-                           batch)
+                           batch, "Predict")
         wanted = list(request.output_filter) or sorted(outputs)
         unknown = [k for k in wanted if k not in outputs]
         if unknown:
@@ -319,7 +322,9 @@ class Inference:
     def _examples(self, model, signature, method, api, request_input, deadline, batch):
         _example_signature(model, signature, method, api)
         serialized = examples_from_input(request_input, self.limits.max_image_pixels)
-        outputs = self.run(model, signature, {"inputs": tf.constant(serialized, tf.string)}, deadline, batch)
+        if batch:
+            self.metrics.observe_examples(model.name, len(serialized))
+        outputs = self.run(model, signature, {"inputs": tf.constant(serialized, tf.string)}, deadline, batch, api)
         return serialized, outputs
 
     def classify(self, model, request, deadline=None, batch=True) -> classification_pb2.ClassificationResponse:

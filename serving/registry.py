@@ -247,13 +247,17 @@ class ModelRegistry:
     version)` hears every load event (loaded, failed, unloaded).
     """
 
-    def __init__(self, source: str, poll_seconds: float = 1.0,
+    def __init__(self, source: str, poll_seconds: float = 1.0, config_poll_seconds: float = 0.0,
                  warmup: Optional[Callable[[LoadedModel], int]] = None,
                  on_event: Optional[Callable[[str, str, int], None]] = None):
         self.source = storage.absolute(source)
         self.config_file = self.source if storage.isfile(self.source) else None
         self.root = storage.parent(self.source) if self.config_file else self.source
         self.poll_seconds = poll_seconds
+        # TF Serving's --model_config_file_poll_wait_seconds: 0 reads models.config once.
+        self.config_poll_seconds = config_poll_seconds
+        self._config_read_at = time.monotonic()
+        self._config_text: Optional[str] = None
         self.warmup = warmup
         self.on_event = on_event
         self._configs: Dict[str, ModelConfig] = {}
@@ -269,6 +273,7 @@ class ModelRegistry:
         self.events: List[str] = []  # load/skip/release events, newest last (also logged)
         if self.config_file:
             self._configs = {c.name: c for c in read_models_config(self.config_file)}
+            self._config_text = storage.read_text(self.config_file)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -355,10 +360,30 @@ class ModelRegistry:
         if self._fixed_configs is not None:
             configs = self._fixed_configs
         elif self.config_file:
+            self._poll_config_file()
             return self._configs
         else:
             configs = configs_from_dir(self.root)
         return {c.name: c for c in configs}
+
+    def _poll_config_file(self) -> None:
+        """Re-reads models.config every `config_poll_seconds`; a bad edit keeps the config that serves."""
+        if self.config_poll_seconds <= 0 or time.monotonic() - self._config_read_at < self.config_poll_seconds:
+            return
+        self._config_read_at = time.monotonic()
+        try:
+            text = storage.read_text(self.config_file)
+            if text == self._config_text:
+                return
+            configs = {c.name: c for c in read_models_config(self.config_file)}
+        except (OSError, ConfigError, UnicodeDecodeError) as e:
+            self._event("config_error", "", 0, f"kept the model config that serves: {e}", logging.WARNING)
+            return
+        self._config_text = text
+        added, removed = sorted(set(configs) - set(self._configs)), sorted(set(self._configs) - set(configs))
+        self._configs = configs
+        self._event("config", "", 0, f"read {self.config_file} again: models {', '.join(sorted(configs)) or 'none'}"
+                    + (f"; added {', '.join(added)}" if added else "") + (f"; removed {', '.join(removed)}" if removed else ""))
 
     # -- loading ---------------------------------------------------------------------------
 

@@ -144,7 +144,8 @@ class LaminaServer:
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, batching: Optional[BatchingParameters] = None,
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None, tls_client_ca: Optional[str] = None,
                  input_limits: InputLimits = InputLimits(), rest_limits: Optional[HttpLimits] = None,
-                 allow_config_reload: bool = False, admin_token: Optional[str] = None):
+                 allow_config_reload: bool = False, admin_token: Optional[str] = None,
+                 config_poll_seconds: float = 0.0):
         if bool(tls_cert) != bool(tls_key):
             raise ValueError("TLS needs both a certificate (--tls-cert) and its private key (--tls-key).")
         if tls_client_ca and not tls_cert:
@@ -154,8 +155,10 @@ class LaminaServer:
                              "--tls-client-ca (and --tls-cert/--tls-key), or leave the token out and reload from "
                              "loopback.")
         self.metrics = ServingMetrics()
-        self.batcher = Batcher(batching, on_batch=self._on_batch, on_expire=self._on_expire) if batching else None
-        self.registry = ModelRegistry(source, poll_seconds=poll_seconds, warmup=self._warmup,
+        self.batcher = Batcher(batching, on_batch=self._on_batch, on_expire=self._on_expire,
+                               on_call=self._on_batch_call) if batching else None
+        self.registry = ModelRegistry(source, poll_seconds=poll_seconds, config_poll_seconds=config_poll_seconds,
+                                      warmup=self._warmup,
                                       on_event=self._on_load_event)
         self.inference = Inference(self.registry, self.metrics, self.batcher, input_limits)
         self.tls_client_ca = tls_client_ca
@@ -184,7 +187,13 @@ class LaminaServer:
     # -- hooks -----------------------------------------------------------------------------
 
     def _warmup(self, model: LoadedModel) -> int:
-        return self.inference.warmup(model)
+        started, ok = time.monotonic(), False
+        try:
+            count = self.inference.warmup(model)
+            ok = True
+            return count
+        finally:
+            self.metrics.observe_warmup(model.path, ok, time.monotonic() - started)
 
     def _on_batch(self, key, rows: int) -> None:
         self.inference.observe_batch(key, rows)
@@ -193,7 +202,16 @@ class LaminaServer:
         model, signature = key
         self.metrics.observe_expired(model.name, model.version, signature)
 
+    def _on_batch_call(self, call) -> None:
+        model, _ = call.key
+        self.metrics.observe_queue(self.batcher.params.thread_pool_name, call.waited, call.rows, call.processed,
+                                   call.padding)
+        for api in call.apis:
+            self.metrics.observe_runtime(model.name, api, call.seconds)
+
     def _on_load_event(self, event: str, name: str, version: int) -> None:
+        if not name:  # the model config itself was read again
+            return
         self.metrics.load_event(event, name, version)
         self.metrics.available.labels(name).set(len(self.registry.versions(name)))
 

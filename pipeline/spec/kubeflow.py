@@ -8,14 +8,27 @@ from pydantic import Field, field_validator
 from lamina.pipeline.spec.base import StrictModel
 
 
+class TolerationSpec(StrictModel):
+    """A Kubernetes toleration: lets the pod onto nodes with a matching taint (e.g. GPU nodes)."""
+
+    key: Optional[str] = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: Optional[str] = None
+    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
+    toleration_seconds: Optional[int] = Field(default=None, ge=0, description="NoExecute only: how long it stays.")
+
+
 class ResourceSpec(StrictModel):
-    """What one component's pod asks for: CPU cores, memory, and GPUs."""
+    """What one component's pod asks for: CPU cores, memory, GPUs, and where it may be scheduled."""
 
     cpu: Optional[float] = Field(default=None, gt=0, le=1024, description="vCPUs, e.g. 4 or 0.5.")
     memory: Optional[str] = Field(default=None, description="e.g. '16G' or '512M'.")
     gpu: int = Field(default=0, ge=0, le=16, description="accelerators (nvidia.com/gpu).")
     accelerator: str = Field(default="nvidia.com/gpu", description="accelerator type, e.g. 'NVIDIA_TESLA_T4' "
                              "on Vertex AI, 'nvidia.com/gpu' on Kubeflow Pipelines.")
+    node_selector: Dict[str, str] = Field(default_factory=dict, description="node labels the pod must run on, e.g. "
+                                          "{'cloud.google.com/gke-accelerator': 'nvidia-l4'}.")
+    tolerations: List[TolerationSpec] = Field(default_factory=list)
 
     @field_validator("memory")
     @classmethod
@@ -67,6 +80,8 @@ class KubeflowSpec(StrictModel):
     beam: BeamSpec = Field(default_factory=BeamSpec)
     schedule: Optional[str] = Field(default=None, description="A cron expression for a recurring run, "
                                                               "e.g. '0 0 3 * * *' (KFP cron has seconds).")
+    service_account: Optional[str] = Field(default=None, description="The Kubernetes service account the run's "
+                                           "pods use (KFP sets it per run; `lamina submit` sends it).")
 
     @field_validator("image")
     @classmethod

@@ -89,6 +89,37 @@ def test_image_entrypoint_resources_and_beam_args(penguins_compiled):
     assert "custom_config" in trainer_params
 
 
+def test_node_selectors_tolerations_go_to_the_components_they_name(tmp_path):
+    from lamina.pipeline.kubeflow_runner import executor_label, read_package
+
+    gpu_pool = {"node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "train"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                                {"key": "spot", "value": "true", "effect": "NoExecute", "toleration_seconds": 60}]}
+    kubeflow = {**KUBEFLOW, "service_account": "lamina-runner",
+                "resources": {"Trainer": {"gpu": 1, **gpu_pool}, "Transform": {"node_selector": {"pool": "beam"}},
+                              "default": {"cpu": 2}}}
+    spec = make_spec(tmp_path, data={"path": "gs://acme-ml/data/penguins.csv"}, kubeflow=kubeflow)
+    path = compile_pipeline(spec, str(tmp_path / "pipeline.yaml"))
+    pipeline_spec, platform = read_package(open(path).read())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors == {
+        executor_label(pipeline_spec, "Trainer"): {
+            "nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "train"}},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                            {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoExecute",
+                             "tolerationSeconds": 60}]},
+        executor_label(pipeline_spec, "Transform"): {"nodeSelector": {"labels": {"pool": "beam"}}}}
+    # Both documents parse as kfp's client reads a package (and the default's cpu still applies).
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
+    trainer = pipeline_spec["deploymentSpec"]["executors"][executor_label(pipeline_spec, "Trainer")]
+    assert trainer["container"]["resources"]["accelerator"] == {"type": "nvidia.com/gpu", "count": "1"}
+    assert pipeline_spec["deploymentSpec"]["executors"][executor_label(pipeline_spec, "Pusher")][
+        "container"]["resources"] == {"cpuLimit": 2.0}
+
+
 def test_the_image_spec_compiles_with_its_image_example_gen(tmp_path):
     spec = digits_spec(tmp_path, data={"format": "image_folder", "path": "gs://acme-ml/digits", "label": "label",
                                        "features": {"image": "image"}},
