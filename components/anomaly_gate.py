@@ -85,5 +85,7 @@ def AnomalyGate(  # pylint: disable=invalid-name
     found = read_anomalies(anomalies)
     if found:
         raise DataAnomaliesError(found, anomalies.uri)
+    # On Kubeflow nothing creates the output folder beforehand (a shared volume needs it; gs:// does not).
+    tf.io.gfile.makedirs(validated_schema.uri)
     tf.io.gfile.copy(os.path.join(schema.uri, SCHEMA_FILE), os.path.join(validated_schema.uri, SCHEMA_FILE),
                      overwrite=True)
