@@ -95,17 +95,30 @@ def cmd_compile(args) -> int:
 
 def cmd_submit(args) -> int:
     """Uploads a compiled pipeline to Kubeflow Pipelines and runs it, or schedules it."""
-    from lamina.pipeline.kubeflow_submit import SubmitError, submit
+    from lamina.pipeline.kubeflow_submit import SubmitError, submit, wait_for_run
 
-    schedule = args.schedule
-    if schedule is None and args.spec:
+    schedule, service_account = args.schedule, args.service_account
+    if args.spec:
         spec = load_spec(args.spec)
-        schedule = spec.kubeflow.schedule if spec.kubeflow else None
+        if spec.kubeflow:
+            schedule = schedule if schedule is not None else spec.kubeflow.schedule
+            service_account = service_account or spec.kubeflow.service_account
     if not os.path.isfile(args.package):
         _err(f"{args.package}: no such file; write it with `lamina compile SPEC -o {args.package}`.")
         return 2
+    params = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _err(f"--param expects KEY=VALUE. Received: {item!r}")
+            return 2
+        params[key] = value
+    if args.wait and schedule:
+        _err("--wait follows one run; a recurring run (--schedule) has none to wait for.")
+        return 2
     try:
-        result = submit(args.package, args.host, schedule=schedule, experiment=args.experiment)
+        result = submit(args.package, args.host, schedule=schedule, experiment=args.experiment,
+                        run_name=args.run_name, params=params, service_account=service_account)
     except SubmitError as e:
         _err(str(e))
         return 1
@@ -114,7 +127,18 @@ def cmd_submit(args) -> int:
         print(f"Uploaded {args.package} ({what} of pipeline {result.pipeline_id}); recurring run "
               f"{result.recurring_run_id} on {schedule!r}: {result.url}")
     else:
-        print(f"Uploaded {args.package} ({what} of pipeline {result.pipeline_id}); run {result.run_id}: {result.url}")
+        print(f"Uploaded {args.package} ({what} of pipeline {result.pipeline_id}); run {result.run_id}: {result.url}",
+              flush=True)
+    if args.wait:
+        try:
+            state = wait_for_run(args.host, result.run_id, poll_seconds=args.poll_seconds,
+                                 on_state=lambda s, t: print(f"  [{t:6.0f}s] run {result.run_id}: {s}", flush=True))
+        except SubmitError as e:
+            _err(str(e))
+            return 1
+        if state != "SUCCEEDED":
+            _err(f"run {result.run_id} ended {state}: {result.url}")
+            return 1
     return 0
 
 
@@ -342,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="take the schedule (kubeflow.schedule) from this spec")
     p.add_argument("--schedule", help="a cron expression: create a recurring run instead of one run")
     p.add_argument("--experiment", default="lamina")
+    p.add_argument("--run-name", help="the run's (or recurring run's) name (default: <pipeline>-<UTC time>)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a runtime parameter (repeat for more)")
+    p.add_argument("--service-account", help="the Kubernetes service account the pods run as "
+                                             "(default: the spec's kubeflow.service_account)")
+    p.add_argument("--wait", action="store_true", help="follow the run until it ends; exit 1 unless it succeeds")
+    p.add_argument("--poll-seconds", type=float, default=10.0, help="with --wait: how often to ask")
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("deploy-files", help="write TF Serving deployment files for a pushed model directory")

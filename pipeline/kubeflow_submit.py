@@ -2,7 +2,9 @@
 
 Everything goes through `kfp.Client` (the KFP v2beta1 REST API): the pipeline is uploaded the
 first time, and as a new version of the pipeline of the same name after that; then a run is
-created, or a recurring run when a cron schedule is given. Any failure of the API (host
+created, or a recurring run when a cron schedule is given, with its name, runtime parameters
+(checked against the ones the pipeline declares) and the Kubernetes service account its pods
+run as. `wait_for_run` follows a run's state until it ends. Any failure of the API (host
 unreachable, authentication, validation) becomes one `SubmitError` line naming the host.
 """
 
@@ -12,7 +14,10 @@ import hashlib
 import io
 import json
 import time
-from typing import Optional
+from typing import Callable, Dict, Optional
+
+# A KFP v2 run's states that end it, and the one that means it worked.
+FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
 
 
 class SubmitError(RuntimeError):
@@ -78,13 +83,28 @@ def pipeline_name(package: str, content: Optional[bytes] = None) -> str:
                           f"write one with `lamina compile`.") from None
 
 
+def check_parameters(package: str, content: bytes, params: Dict[str, str]) -> None:
+    """Raises SubmitError when `params` names a parameter the pipeline does not declare."""
+    from lamina.pipeline.kubeflow_runner import read_package
+
+    declared = read_package(content.decode("utf-8"))[0].get("root", {}).get("inputDefinitions", {}).get(
+        "parameters", {})
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise SubmitError(f"{package}: no runtime parameter {', '.join(map(repr, unknown))}; the pipeline takes "
+                          f"{', '.join(sorted(declared)) or 'none'}.")
+
+
 def submit(package: str, host: str, schedule: Optional[str] = None, experiment: str = "lamina",
-           run_name: Optional[str] = None) -> Submission:
+           run_name: Optional[str] = None, params: Optional[Dict[str, str]] = None,
+           service_account: Optional[str] = None) -> Submission:
     """Uploads `package` (or a new version of it), then starts a run or a recurring run."""
     import kfp
 
     content = _read_package(package)
     name = pipeline_name(package, content)
+    params = dict(params or {})
+    check_parameters(package, content, params)
     digest = hashlib.sha256(content).hexdigest()[:12]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     quiet = io.StringIO()  # kfp prints its own "... details: <link>" lines; Lamina prints one summary
@@ -108,11 +128,13 @@ def submit(package: str, host: str, schedule: Optional[str] = None, experiment: 
             prefix = ui_url(host)
             if schedule:
                 rec = client.create_recurring_run(experiment_id, job, cron_expression=schedule,
-                                                  pipeline_id=pipeline_id, version_id=version_id)
+                                                  pipeline_id=pipeline_id, version_id=version_id, params=params,
+                                                  service_account=service_account)
                 result.recurring_run_id = rec.recurring_run_id
                 result.url = f"{prefix}/#/recurringrun/details/{rec.recurring_run_id}"
             else:
-                run = client.run_pipeline(experiment_id, job, pipeline_id=pipeline_id, version_id=version_id)
+                run = client.run_pipeline(experiment_id, job, pipeline_id=pipeline_id, version_id=version_id,
+                                          params=params, service_account=service_account)
                 result.run_id = run.run_id
                 result.url = f"{prefix}/#/runs/details/{run.run_id}"
     except SubmitError:
@@ -120,3 +142,31 @@ def submit(package: str, host: str, schedule: Optional[str] = None, experiment: 
     except Exception as e:  # kfp raises ApiException, urllib3 and ValueError types: one line each
         raise _api_error(host, e) from None
     return result
+
+
+def wait_for_run(host: str, run_id: str, poll_seconds: float = 10.0, timeout: Optional[float] = None,
+                 on_state: Optional[Callable[[str, float], None]] = None) -> str:
+    """Polls the run until it ends; returns its final state. `on_state(state, seconds)` hears each change."""
+    import kfp
+
+    started = time.monotonic()
+    last = None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            client = kfp.Client(host=host)
+        while True:
+            state = str(client.get_run(run_id).state or "PENDING")
+            if state != last:
+                last = state
+                if on_state:
+                    on_state(state, time.monotonic() - started)
+            if state in FINAL_STATES:
+                return state
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise SubmitError(f"{host}: run {run_id} is still {state} after {timeout:.0f}s; it keeps running "
+                                  f"on the cluster.")
+            time.sleep(poll_seconds)
+    except SubmitError:
+        raise
+    except Exception as e:  # the same one-line errors as submit
+        raise _api_error(host, e) from None

@@ -25,6 +25,7 @@ class FakeKFP:
         self.pipelines = {}  # name -> id
         self.experiments = {}
         self.fail = None  # (status, message) to answer every POST with
+        self.run_states = ["PENDING", "RUNNING", "SUCCEEDED"]  # what GET /runs/<id> answers, one per call
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +62,9 @@ class FakeKFP:
                     return self._reply(200, {"pipeline_versions": [
                         {"pipeline_id": pid, "pipeline_version_id": "version-1", "display_name": "first"}],
                         "total_size": 1})
+                if path.startswith(f"{API}/runs/"):
+                    state = fake.run_states.pop(0) if len(fake.run_states) > 1 else fake.run_states[0]
+                    return self._reply(200, {"run_id": path.split("/")[-1], "state": state})
                 if path == f"{API}/experiments":
                     found = [{"experiment_id": fake.experiments[name], "display_name": name}] \
                         if name in fake.experiments else []
@@ -195,3 +199,42 @@ def test_an_unreachable_host_is_one_line(package, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"{host}: cannot reach the Kubeflow Pipelines API (connection refused or no route); "
                    f"is the host right and the port forwarded?")
+
+
+def test_wait_follows_the_run_and_exits_by_its_outcome(kfp_server, package, capsys):
+    args = ["submit", package, "--host", kfp_server.host, "--wait", "--poll-seconds", "0.01",
+            "--run-name", "nightly-42", "--service-account", "lamina-runner"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    states = [line.split(": ")[-1] for line in out.splitlines() if line.startswith("  [")]
+    assert states == ["PENDING", "RUNNING", "SUCCEEDED"]
+    run = [b for p, _, b in kfp_server.posts() if p == f"{API}/runs"][-1]
+    assert run["display_name"] == "nightly-42" and run["service_account"] == "lamina-runner"
+
+    kfp_server.run_states = ["RUNNING", "FAILED"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"run run-1 ended FAILED: {kfp_server.host}/#/runs/details/run-1"
+
+
+def test_the_service_account_comes_from_the_spec_and_reaches_a_recurring_run(kfp_server, package, tmp_path):
+    import yaml
+
+    from tests.helpers import REPO
+    from tests.pipeline.test_kubeflow import KUBEFLOW
+
+    d = yaml.safe_load(open(REPO / "examples" / "penguins" / "spec.yaml"))
+    d["kubeflow"] = {**KUBEFLOW, "schedule": "0 0 4 * * *", "service_account": "pipeline-sa"}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    assert cli.main(["submit", package, "--host", kfp_server.host, "--spec", str(tmp_path / "spec.yaml"),
+                     "--run-name", "nightly"]) == 0
+    rec = kfp_server.posts()[-1][2]
+    assert (rec["display_name"], rec["service_account"]) == ("nightly", "pipeline-sa")
+
+
+def test_runtime_parameters_are_checked_against_the_pipeline(kfp_server, package, capsys):
+    assert cli.main(["submit", package, "--host", kfp_server.host, "--param", "epochs=3"]) == 1
+    assert capsys.readouterr().err.strip() == (f"{package}: no runtime parameter 'epochs'; the pipeline takes none.")
+    assert cli.main(["submit", package, "--host", kfp_server.host, "--param", "epochs"]) == 2
+    assert "--param expects KEY=VALUE. Received: 'epochs'" in capsys.readouterr().err
+    assert kfp_server.posts() == []  # nothing was uploaded
