@@ -16,8 +16,12 @@ COPY models ./models
 COPY serving ./serving
 COPY examples ./examples
 RUN uv pip install --system --no-cache --no-deps .
-# Run from a folder without the sources: `python -m` puts the working directory first on sys.path,
-# and the checkout's lamina/ folder would shadow the installed package.
+# Components run as an unprivileged user (uid 1000, what Pod securityContext runAsUser usually
+# names), in a folder without the sources: `python -m` puts the working directory first on
+# sys.path, and the checkout's lamina/ folder would shadow the installed package.
+RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin lamina \
+ && mkdir -p /workspace && chown lamina:lamina /workspace
+USER lamina
 WORKDIR /workspace
 
 # Keras 3 (not tf.keras 2): the export path Lamina settled on (docs/stack.md). oneDNN off: TFX's

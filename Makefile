@@ -54,6 +54,8 @@ SPEC ?= examples/penguins/spec.yaml
 IMAGE_TAG = $(shell $(PY) -c "from lamina.pipeline.spec import load_spec; print(load_spec('$(SPEC)').kubeflow.image)")
 
 image: $(PY)
+	@command -v docker >/dev/null 2>&1 || { echo "make image: no 'docker' command on this machine. Build the image where Docker runs (or in CI), with the same command: docker build -t <kubeflow.image> ."; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: the docker command cannot reach a Docker daemon (is it running, and may this user use it?). 'docker info' says why."; exit 1; }
 	docker build -t $(IMAGE_TAG) .
 
 push-image: image

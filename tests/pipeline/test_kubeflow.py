@@ -231,6 +231,33 @@ def test_dockerfile_installs_the_lock_and_runs_tfx_kfp_v2_entrypoint():
     install = next(i for i, (word, arg) in enumerate(steps) if word == "RUN" and arg.endswith("--no-deps ."))
     source_dir = [arg for word, arg in steps[:install] if word == "WORKDIR"][-1]
     assert workdirs[-1] != source_dir and not workdirs[-1].startswith(source_dir + "/")
+    # The components run as a user without root, set after the installs that need root.
+    users = [(i, arg) for i, (word, arg) in enumerate(steps) if word == "USER"]
+    assert users and users[-1][1] not in ("root", "0", "0:0") and users[-1][0] > install
+    assert any("useradd --uid 1000" in arg for word, arg in steps if word == "RUN")
+
+
+@pytest.mark.parametrize("docker, message", [
+    (None, "make image: no 'docker' command on this machine."),
+    ("#!/bin/sh\n[ \"$1\" = info ] && exit 1\nexit 0\n",
+     "make image: the docker command cannot reach a Docker daemon (is it running, and may this user use it?)."),
+], ids=["no-docker", "no-daemon"])
+def test_make_image_says_why_it_cannot_build(tmp_path, docker, message):
+    import shutil
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("make", "sh", "bash"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    if docker:
+        (bin_dir / "docker").write_text(docker)
+        (bin_dir / "docker").chmod(0o755)
+    done = subprocess.run(["make", "image", f"PY={sys.executable}"], cwd=REPO, capture_output=True, text=True,
+                          env={"PATH": str(bin_dir), "HOME": str(tmp_path)})
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
 
 
 def test_make_image_tags_the_image_the_spec_names(tmp_path):
