@@ -27,7 +27,7 @@ demo: install
 	$(VENV)/bin/lamina demo
 
 test: install
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=25
 
 test-fast: install
 	$(PY) -m pytest -ra -m "not e2e"
