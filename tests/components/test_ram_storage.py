@@ -162,3 +162,57 @@ def test_anomaly_gate_reads_anomalies_and_passes_the_schema_on_ram():
     with pytest.raises(DataAnomaliesError, match=r"eval +island +Unexpected string values +Examples contain values "
                                                  r"missing from the schema: Atlantis\."):
         executor.Do(inputs, outputs, {})
+
+
+def _pusher_inputs(root, examples_split_files):
+    from tfx.types import standard_artifacts
+
+    from tests.serving.toy import example, write_toy_model
+
+    model, blessing, examples, pushed = (standard_artifacts.Model(), standard_artifacts.ModelBlessing(),
+                                         standard_artifacts.Examples(), standard_artifacts.PushedModel())
+    model.uri, blessing.uri, examples.uri, pushed.uri = (f"{root}/model", f"{root}/blessing", f"{root}/examples",
+                                                          f"{root}/pushed")
+    write_toy_model(f"{model.uri}/Format-Serving", 0)  # <model>/Format-Serving/0: move it up one level
+    for name in tf.io.gfile.listdir(f"{model.uri}/Format-Serving/0"):
+        tf.io.gfile.rename(f"{model.uri}/Format-Serving/0/{name.rstrip('/')}", f"{model.uri}/Format-Serving/"
+                           f"{name.rstrip('/')}")
+    blessing.set_int_custom_property("blessed", 1)
+    examples.split_names = '["train", "eval"]'
+    tf.io.gfile.makedirs(f"{examples.uri}/Split-eval")
+    if examples_split_files:
+        with tf.io.TFRecordWriter(f"{examples.uri}/Split-eval/data.gz", "GZIP") as w:
+            for i in range(examples_split_files):
+                w.write(example([i, 1.0, 2.0]).SerializeToString())
+    return {"model": [model], "model_blessing": [blessing], "examples": [examples]}, {"pushed_model": [pushed]}
+
+
+@pytest.mark.parametrize("eval_examples", [3, 0], ids=["with-examples", "empty-eval-split"])
+def test_warmup_pusher_pushes_to_ram_and_says_when_it_has_no_warmup(tmp_path, capsys, eval_examples, monkeypatch):
+    from tfx.dsl.components.base.base_executor import BaseExecutor
+    from tfx.proto import pusher_pb2
+    from tfx.utils import proto_utils
+
+    from lamina.components.warmup_pusher import Executor
+    from lamina.serving.warmup import WARMUP_FILE
+
+    ramfs.as_gcs(monkeypatch)
+    root = ramfs.ram_root("push")
+    inputs, outputs = _pusher_inputs(root, eval_examples)
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
+        base_directory=f"{root}/serving/toy"))
+    Executor(BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1")).Do(
+        inputs, outputs, {"push_destination": proto_utils.proto_to_json(destination), "custom_config": "{}",
+                          "warmup_examples": 8})
+    pushed = outputs["pushed_model"][0]
+    assert pushed.get_int_custom_property("pushed") == 1
+    version_dir = pushed.get_string_custom_property("pushed_destination")
+    assert version_dir.startswith(f"{root}/serving/toy/")
+    assert tf.io.gfile.exists(f"{version_dir}/saved_model.pb")
+    assert tf.io.gfile.exists(f"{version_dir}/{WARMUP_FILE}") == bool(eval_examples)
+    out = capsys.readouterr().out
+    if eval_examples:
+        assert "warning" not in out
+    else:
+        assert (f"warning: no examples in the eval split ({root}/examples/Split-eval); the model is pushed "
+                f"without warmup requests") in out
