@@ -170,12 +170,14 @@ def _flag_bool(value: str) -> bool:
 
 def single_model_config(name: str, base_path: str) -> str:
     """A models.config serving `base_path` as `name` (TF Serving's --model_name/--model_base_path), in a temp file."""
+    import atexit
     import tempfile
 
     from lamina import storage
 
     base = storage.absolute(base_path)
     fd, path = tempfile.mkstemp(prefix="lamina-models-", suffix=".config")
+    atexit.register(lambda: os.path.exists(path) and os.remove(path))
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(f'model_config_list {{\n  config {{\n    name: {json.dumps(name)}\n    base_path: {json.dumps(base)}\n'
                 f'    model_platform: "tensorflow"\n  }}\n}}\n')
@@ -185,6 +187,7 @@ def single_model_config(name: str, base_path: str) -> str:
 def cmd_serve(args) -> int:
     import logging
 
+    from lamina import storage
     from lamina.serving.batching import BatchingParameters, read_batching_config
     from lamina.serving.http_server import HttpLimits
     from lamina.serving.inference import InputLimits
@@ -229,7 +232,8 @@ def cmd_serve(args) -> int:
         return 2
     server.catch_signals()  # before the line below: whoever reads it may signal at once
     rest = f", REST on {server.rest_url}" if server.rest else ""
-    print(f"Serving {os.path.abspath(source)}: gRPC on {server.target}{rest} "
+    shown = f"{args.model_base_path} as {args.model_name or 'default'}" if args.model_base_path else source
+    print(f"Serving {storage.absolute(shown)}: gRPC on {server.target}{rest} "
           f"(models: {', '.join(server.registry.names()) or 'none yet'}"
           f"{'; batching on' if batching else ''}). Ctrl-C or SIGTERM to stop.", flush=True)
     server.wait()
