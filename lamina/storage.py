@@ -27,6 +27,32 @@ import posixpath
 from typing import Any, List, Tuple
 
 
+class UnsupportedFilesystem(ValueError):
+    """The path's scheme is one TensorFlow here cannot read or write (s3:// without tensorflow-io)."""
+
+
+# What a scheme TensorFlow 2.16 does not ship needs. s3:// and hdfs:// left TensorFlow's core in
+# 2.6; the tensorflow-io package registers them when imported (it is not in Lamina's lock).
+_MISSING_SCHEMES = {"s3": "install tensorflow-io (pip install tensorflow-io==0.37.1) and import tensorflow_io "
+                          "in every process, or copy the data to gs://",
+                    "hdfs": "install tensorflow-io and Hadoop's native libraries (HADOOP_HDFS_HOME), or copy "
+                            "the data to gs://"}
+
+
+def check_filesystem(path: str) -> None:
+    """Raises UnsupportedFilesystem, with the fix, when TensorFlow has no filesystem for `path`'s scheme."""
+    if not is_uri(path):
+        return
+    import tensorflow as tf
+
+    try:
+        tf.io.gfile.exists(path)
+    except tf.errors.UnimplementedError:
+        scheme = path.split("://", 1)[0]
+        fix = _MISSING_SCHEMES.get(scheme, "use gs://, a local path, or a scheme TensorFlow registers")
+        raise UnsupportedFilesystem(f"{path}: TensorFlow here has no {scheme}:// filesystem; {fix}.") from None
+
+
 def is_uri(path: str) -> bool:
     """Whether `path` names a filesystem by scheme (gs://bucket/x, ram://x), not the local disk."""
     return "://" in path
@@ -92,6 +118,7 @@ def glob(pattern: str) -> List[str]:
         return sorted(_glob.glob(pattern))  # no TensorFlow import for `lamina validate` on local files
     import tensorflow as tf
 
+    check_filesystem(pattern)
     return sorted(tf.io.gfile.glob(pattern))
 
 
@@ -100,6 +127,7 @@ def isdir(path: str) -> bool:
         return os.path.isdir(path)
     import tensorflow as tf
 
+    check_filesystem(path)
     return tf.io.gfile.isdir(path)
 
 
@@ -108,6 +136,7 @@ def isfile(path: str) -> bool:
         return os.path.isfile(path)
     import tensorflow as tf
 
+    check_filesystem(path)
     return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 

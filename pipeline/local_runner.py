@@ -154,6 +154,14 @@ def prepare_spec(spec: Spec, stream: Optional[TextIO] = None) -> Spec:
     """
     from lamina.pipeline.profile import format_roles, profile_data, resolve_spec
 
+    problems = []
+    for key, path in (("runner.pipeline_root", spec.runner.pipeline_root), ("serving.push_dir", spec.push_dir)):
+        try:
+            storage.check_filesystem(spec.resolve(path) if path else "")
+        except storage.UnsupportedFilesystem as e:
+            problems.append(f"{key}: {e}")
+    if problems:
+        raise SpecError(problems)
     files = spec.check_data_exists()
     if spec.data.is_images:
         return spec

@@ -160,6 +160,12 @@ class Spec(StrictModel):
     def check_data_exists(self) -> List[str]:
         """Files the data path matches; raises SpecError naming the path when none do."""
         pattern = self.resolve(self.data.path)
+        try:
+            return self._matched_data_files(pattern)
+        except storage.UnsupportedFilesystem as e:
+            raise SpecError([f"data.path: {e}"]) from None
+
+    def _matched_data_files(self, pattern: str) -> List[str]:
         if self.data.format == "image_folder":
             if not storage.isdir(pattern):
                 raise SpecError([f"data.path: {pattern!r} is not a folder; format image_folder expects a folder "

@@ -216,3 +216,21 @@ def test_warmup_pusher_pushes_to_ram_and_says_when_it_has_no_warmup(tmp_path, ca
     else:
         assert (f"warning: no examples in the eval split ({root}/examples/Split-eval); the model is pushed "
                 f"without warmup requests") in out
+
+
+def test_a_scheme_tensorflow_lacks_is_a_spec_error_with_the_fix(tmp_path):
+    from lamina.pipeline.local_runner import prepare_spec
+    from lamina.pipeline.spec import SpecError
+
+    spec = make_spec(tmp_path, data={"path": "s3://acme/data/penguins.csv"},
+                     runner={"pipeline_root": "hdfs://namenode/lamina"})
+    with pytest.raises(SpecError) as info:
+        prepare_spec(spec)
+    assert info.value.problems == [
+        "runner.pipeline_root: hdfs://namenode/lamina: TensorFlow here has no hdfs:// filesystem; install "
+        "tensorflow-io and Hadoop's native libraries (HADOOP_HDFS_HOME), or copy the data to gs://."]
+    with pytest.raises(SpecError) as info:
+        prepare_spec(make_spec(tmp_path, data={"path": "s3://acme/data/penguins.csv"}))
+    assert info.value.problems == [
+        "data.path: s3://acme/data/penguins.csv: TensorFlow here has no s3:// filesystem; install tensorflow-io "
+        "(pip install tensorflow-io==0.37.1) and import tensorflow_io in every process, or copy the data to gs://."]
