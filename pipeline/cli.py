@@ -184,6 +184,18 @@ def single_model_config(name: str, base_path: str) -> str:
     return path
 
 
+def cmd_runs(args) -> int:
+    """Lists the runs under a run root from ML Metadata: when, pipeline, outcome, key metric, version."""
+    from lamina.pipeline.runs import format_runs, list_runs
+
+    runs = list_runs(args.root)
+    if not runs:
+        _err(f"{args.root}: no runs found (expected <root>/<pipeline>/metadata.sqlite, as `lamina run` writes).")
+        return 1
+    print(format_runs(runs))
+    return 0
+
+
 def cmd_serve(args) -> int:
     import logging
 
@@ -377,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow the run until it ends; exit 1 unless it succeeds")
     p.add_argument("--poll-seconds", type=float, default=10.0, help="with --wait: how often to ask")
     p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("runs", help="list the runs under a run root: when, outcome, key metric, pushed version")
+    p.add_argument("root", nargs="?", default="lamina_runs", help="a run root (runner.root) or one run directory")
+    p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("deploy-files", help="write TF Serving deployment files for a pushed model directory")
     p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")

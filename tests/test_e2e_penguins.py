@@ -332,7 +332,7 @@ def test_a_broken_push_is_skipped_and_the_previous_version_keeps_serving(server,
         shutil.rmtree(broken)
 
 
-def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows):
+def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows, capsys):
     spec, first = penguins_run
     # Same spec, same data: every data and training component comes from the cache.
     rerun = run_pipeline(spec)
@@ -357,3 +357,20 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows)
         np.testing.assert_array_equal(client.predict_raw("penguins", rows)["scores"], expected)
         sigs = client.signature_defs("penguins")
     assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features"]
+
+    # `lamina runs` lists the runs, newest first, from ML Metadata: every one pushed, the newest the second push.
+    from lamina.pipeline import cli
+    from lamina.pipeline.runs import list_runs
+
+    capsys.readouterr()  # the runs' own progress lines
+    assert cli.main(["runs", os.path.dirname(spec.run_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["when", "pipeline", "outcome", "metric", "version"]
+    runs = list_runs(os.path.dirname(spec.run_dir))
+    assert len(lines) == len(runs) + 1 and len(runs) >= 3
+    assert [r.outcome for r in runs] == ["pushed"] * len(runs)
+    assert runs[0].version == os.path.basename(second.pushed_model_dir)
+    assert runs[-1].version == os.path.basename(first.pushed_model_dir)
+    assert runs[0].value == pytest.approx(second.metrics["sparse_categorical_accuracy"])
+    assert lines[1].split()[2:] == ["penguins", "pushed", "sparse_categorical_accuracy",
+                                    f"{second.metrics['sparse_categorical_accuracy']:.4f}", runs[0].version]

@@ -39,6 +39,11 @@ def test_strings_in_a_numeric_column_stop_the_run(tmp_path, penguins_dir):
     assert "train  bill_length_mm" in message
     assert "<td>bill_length_mm<td>Unexpected data type" in open(info.value.report).read()
     _assert_stopped_before_transform(spec)
+    from lamina.pipeline.runs import list_runs
+
+    [run] = list_runs(os.path.dirname(spec.run_dir))
+    assert (run.pipeline, run.outcome, run.version, run.metric) == (
+        "penguins", "blocked: data anomalies (AnomalyGate)", None, None)
 
 
 def test_a_missing_column_stops_the_run(tmp_path, penguins_dir):
@@ -71,3 +76,9 @@ def test_a_model_below_its_threshold_is_not_pushed(tmp_path, penguins_dir):
     assert result.blessed is False and result.pushed is False
     assert latest_run_states(spec)["Pusher"] == "COMPLETE"  # it ran, and declined to push
     assert not os.path.exists(os.path.join(spec.push_dir, "penguins"))
+    from lamina.pipeline.runs import list_runs
+
+    [run] = list_runs(spec.run_dir)
+    assert (run.outcome, run.version, run.metric) == ("blocked: failed evaluation", None,
+                                                      "sparse_categorical_accuracy")
+    assert run.value == pytest.approx(accuracy)

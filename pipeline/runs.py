@@ -1,0 +1,125 @@
+"""`lamina runs`: the runs under a run root, read back from ML Metadata.
+
+Each pipeline's run directory (`<runner.root>/<name>/`) holds its SQLite ML Metadata store; every
+`lamina run` is one `pipeline_run` context in it. For each run this reads when it started, how it
+ended (pushed, blocked by the data or by evaluation and why, failed and where), its key metric
+and the version it pushed. Nothing here runs a pipeline or writes to a store.
+"""
+
+import dataclasses
+import datetime
+import os
+from typing import List, Optional
+
+# The metric a run is summed up by, first one found in its evaluation.
+KEY_METRICS = ("sparse_categorical_accuracy", "accuracy", "binary_accuracy", "auc", "mean_absolute_error",
+               "root_mean_squared_error", "mean_squared_error")
+# Components whose failure means the data stopped the run, and the reason shown.
+DATA_GATES = {"AnomalyGate": "data anomalies", "CsvExampleGen": "bad input rows", "JsonExampleGen": "bad input rows",
+              "ParquetExampleGen": "bad input rows", "TFRecordExampleGen": "bad input rows",
+              "ImageExampleGen": "bad input files"}
+
+
+@dataclasses.dataclass
+class RunSummary:
+    pipeline: str
+    run_id: str  # the pipeline_run context's name, as TFX's LocalDagRunner writes it
+    started: float  # seconds since the epoch
+    outcome: str  # pushed | blocked: ... | failed at ... | running | no push step
+    metric: Optional[str] = None
+    value: Optional[float] = None
+    version: Optional[str] = None  # the pushed version folder's name
+    pushed_to: Optional[str] = None
+
+    @property
+    def when(self) -> str:
+        return datetime.datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _store(path: str):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.orchestration import metadata
+
+    config = metadata.sqlite_metadata_connection_config(path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _key_metric(evaluation_uri: str):
+    from lamina.pipeline.results import overall_metrics
+
+    try:
+        metrics = overall_metrics(evaluation_uri)
+    except Exception:  # an evaluation that did not finish writing: the run says so elsewhere
+        return None, None
+    name = next((m for m in KEY_METRICS if m in metrics), None)
+    return (name, metrics[name]) if name else (None, None)
+
+
+def runs_in_store(metadata_path: str) -> List[RunSummary]:
+    """Every run one ML Metadata store records, oldest first."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
+    node_type = store.get_context_type("node").id
+    Execution = metadata_store_pb2.Execution
+    summaries = []
+    for run in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id)):
+        executions = store.get_executions_by_context(run.id)
+        component, pipeline = {}, ""
+        for ex in executions:
+            for ctx in store.get_contexts_by_execution(ex.id):
+                if ctx.type_id == node_type and "." in ctx.name:
+                    pipeline, component[ex.id] = ctx.name.split(".", 1)
+        states = {component.get(ex.id, "?"): Execution.State.Name(ex.last_known_state) for ex in executions}
+        summary = RunSummary(pipeline, run.name, run.create_time_since_epoch / 1000.0, "running")
+        events = store.get_events_by_execution_ids([ex.id for ex in executions]) if executions else []
+        outputs = {}
+        wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT,
+                                                  metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
+        for e in wanted:
+            key = e.path.steps[0].key if e.path.steps else ""
+            outputs[(component.get(e.execution_id, "?"), key)] = artifacts[e.artifact_id]
+        evaluation = outputs.get(("Evaluator", "evaluation"))
+        if evaluation is not None and states.get("Evaluator") in ("COMPLETE", "CACHED"):
+            summary.metric, summary.value = _key_metric(evaluation.uri)
+        failed = [c for c, s in states.items() if s == "FAILED"]
+        pushed = outputs.get(("Pusher", "pushed_model"))
+        if failed:
+            gate = next((c for c in failed if c in DATA_GATES), None)
+            summary.outcome = f"blocked: {DATA_GATES[gate]} ({gate})" if gate else f"failed at {', '.join(failed)}"
+        elif pushed is not None and states.get("Pusher") in ("COMPLETE", "CACHED"):
+            if pushed.custom_properties["pushed"].int_value == 1:
+                summary.outcome = "pushed"
+                summary.pushed_to = pushed.custom_properties["pushed_destination"].string_value
+                summary.version = os.path.basename(summary.pushed_to.rstrip("/"))
+            else:
+                summary.outcome = "blocked: failed evaluation"
+        elif all(s in ("COMPLETE", "CACHED") for s in states.values()) and "Pusher" not in states:
+            summary.outcome = "no push step"
+        summaries.append(summary)
+    return summaries
+
+
+def list_runs(root: str) -> List[RunSummary]:
+    """The runs of every pipeline under a run root (`<root>/<name>/metadata.sqlite`), newest first."""
+    found = []
+    if os.path.isfile(os.path.join(root, "metadata.sqlite")):  # a single pipeline's run directory
+        found += runs_in_store(os.path.join(root, "metadata.sqlite"))
+    elif os.path.isdir(root):
+        for name in sorted(os.listdir(root)):
+            path = os.path.join(root, name, "metadata.sqlite")
+            if os.path.isfile(path):
+                found += runs_in_store(path)
+    return sorted(found, key=lambda r: r.started, reverse=True)
+
+
+def format_runs(runs: List[RunSummary]) -> str:
+    rows = [("when", "pipeline", "outcome", "metric", "version")]
+    for r in runs:
+        metric = f"{r.metric} {r.value:.4f}" if r.metric else "-"
+        rows.append((r.when, r.pipeline, r.outcome, metric, r.version or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
