@@ -185,15 +185,48 @@ def single_model_config(name: str, base_path: str) -> str:
 
 
 def cmd_runs(args) -> int:
-    """Lists the runs under a run root from ML Metadata: when, pipeline, outcome, key metric, version."""
-    from lamina.pipeline.runs import format_runs, list_runs
+    """Lists the runs under a run root from ML Metadata, or shows one run's lineage (`runs show`)."""
+    from lamina.pipeline.runs import find_version, format_lineage, format_runs, list_runs, run_lineage
 
+    words = list(args.words)
+    if words[:1] == ["show"]:
+        try:
+            if args.version is not None:
+                if len(words) != 1:
+                    _err("usage: lamina runs show --version N MODEL_DIR [--root ROOT]")
+                    return 2
+                version, model_dir = args.version
+                path, run_id = find_version(args.root, model_dir, version)
+            else:
+                if len(words) != 2:
+                    _err("usage: lamina runs show RUN [--root ROOT]  (RUN: the run column of `lamina runs`)")
+                    return 2
+                run_id = words[1]
+                found = [r for r in list_runs(args.root) if r.run_id == run_id]
+                if not found:
+                    _err(f"{args.root}: no run {run_id!r}; `lamina runs {args.root}` lists them.")
+                    return 1
+                path = _store_of(args.root, found[0].pipeline)
+            print(format_lineage(run_lineage(path, run_id)))
+        except KeyError as e:
+            _err(str(e).strip("'\""))
+            return 1
+        return 0
+    if len(words) > 1:
+        _err(f"expected one run root, or `show RUN`. Received: {' '.join(words)}")
+        return 2
+    args.root = words[0] if words else args.root
     runs = list_runs(args.root)
     if not runs:
         _err(f"{args.root}: no runs found (expected <root>/<pipeline>/metadata.sqlite, as `lamina run` writes).")
         return 1
     print(format_runs(runs))
     return 0
+
+
+def _store_of(root: str, pipeline: str) -> str:
+    single = os.path.join(root, "metadata.sqlite")
+    return single if os.path.isfile(single) else os.path.join(root, pipeline, "metadata.sqlite")
 
 
 def cmd_serve(args) -> int:
@@ -391,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("runs", help="list the runs under a run root: when, outcome, key metric, pushed version")
-    p.add_argument("root", nargs="?", default="lamina_runs", help="a run root (runner.root) or one run directory")
+    p.add_argument("words", nargs="*", metavar="ROOT | show RUN | show --version N MODEL_DIR",
+                   help="a run root (runner.root, default lamina_runs) or one run directory to list; `show RUN` "
+                        "for one run's lineage; `show --version N MODEL_DIR` for the run that pushed a version")
+    p.add_argument("--root", default="lamina_runs", help="with show: where the runs are")
+    p.add_argument("--version", nargs=2, metavar=("N", "MODEL_DIR"),
+                   help="with show: the run that pushed MODEL_DIR/N (a served version folder)")
     p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("deploy-files", help="write TF Serving deployment files for a pushed model directory")

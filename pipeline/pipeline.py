@@ -36,6 +36,16 @@ PREPROCESSING_FN = "lamina.models.preprocessing.preprocessing_fn"
 RUN_FN = "lamina.models.trainer.run_fn"
 
 
+def installed_version() -> str:
+    """The installed Lamina's version (its package metadata), or 'unknown' when run from bare sources."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("lamina")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def input_config(spec: Spec) -> tuple:
     """(input_base, split pattern) for TableExampleGen from the spec's path or glob."""
     path = spec.resolve(spec.data.path)
@@ -150,7 +160,8 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
                                schema=schema_gen.outputs["schema"]).with_id("AnomalyGate")
     validated_schema = anomaly_gate.outputs["validated_schema"]
 
-    custom_config = {"spec": spec.to_json()}
+    # The Lamina version rides along: ML Metadata then records which code made each model.
+    custom_config = {"spec": spec.to_json(), "lamina_version": installed_version()}
     transform = Transform(
         examples=examples.outputs["examples"],
         schema=validated_schema,

@@ -1,9 +1,12 @@
-"""`lamina runs`: the runs under a run root, read back from ML Metadata.
+"""`lamina runs`: the runs under a run root, read back from ML Metadata, and a model's lineage.
 
 Each pipeline's run directory (`<runner.root>/<name>/`) holds its SQLite ML Metadata store; every
 `lamina run` is one `pipeline_run` context in it. For each run this reads when it started, how it
 ended (pushed, blocked by the data or by evaluation and why, failed and where), its key metric
-and the version it pushed. Nothing here runs a pipeline or writes to a store.
+and the version it pushed. `run_lineage` traces one run's model back: the data files and their
+fingerprint, the examples, the schema, the transform graph, the hyperparameters and model spec,
+the Lamina version, the evaluation, and the pushed version; `find_version` goes from a served
+version folder to the run that pushed it. Nothing here runs a pipeline or writes to a store.
 """
 
 import dataclasses
@@ -117,9 +120,97 @@ def list_runs(root: str) -> List[RunSummary]:
 
 
 def format_runs(runs: List[RunSummary]) -> str:
-    rows = [("when", "pipeline", "outcome", "metric", "version")]
+    rows = [("when", "pipeline", "outcome", "metric", "version", "run")]
     for r in runs:
         metric = f"{r.metric} {r.value:.4f}" if r.metric else "-"
-        rows.append((r.when, r.pipeline, r.outcome, metric, r.version or "-"))
+        rows.append((r.when, r.pipeline, r.outcome, metric, r.version or "-", r.run_id))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _node_names(store, execution_id: int) -> str:
+    node_type = store.get_context_type("node").id
+    for ctx in store.get_contexts_by_execution(execution_id):
+        if ctx.type_id == node_type and "." in ctx.name:
+            return ctx.name.split(".", 1)[1]
+    return "?"
+
+
+def _property(execution, key: str):
+    value = execution.custom_properties.get(key)
+    if value is None:
+        return None
+    return value.string_value or value.int_value or value.double_value
+
+
+def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
+    """(what, value) lines tracing one run's model from the data files to the pushed version."""
+    import json
+
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(metadata_path)
+    runs = {c.name: c for c in store.get_contexts_by_type("pipeline_run")}
+    if run_id not in runs:
+        known = ", ".join(sorted(runs)[-5:]) or "none"
+        raise KeyError(f"{metadata_path}: no run {run_id!r}; the newest runs: {known}")
+    summary = next(r for r in runs_in_store(metadata_path) if r.run_id == run_id)
+    executions = {_node_names(store, ex.id): ex for ex in store.get_executions_by_context(runs[run_id].id)}
+    events = store.get_events_by_execution_ids([ex.id for ex in executions.values()])
+    by_id = {ex.id: name for name, ex in executions.items()}
+    outputs = {}
+    wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
+    for e in wanted:
+        outputs[(by_id[e.execution_id], e.path.steps[0].key if e.path.steps else "")] = artifacts[e.artifact_id]
+    lines = [("run", f"{run_id} ({summary.when}), {summary.outcome}")]
+    gen = next((n for n in executions if n.endswith("ExampleGen")), None)
+    if gen:
+        ex = executions[gen]
+        pattern = ""
+        try:
+            splits = json.loads(_property(ex, "input_config") or "{}").get("splits", [])
+            pattern = splits[0].get("pattern", "") if splits else ""
+        except ValueError:
+            pass
+        lines.append(("data", os.path.join(_property(ex, "input_base") or "", pattern)))
+        examples = outputs.get((gen, "examples"))
+        if examples is not None:
+            lines.append(("data fingerprint", examples.custom_properties["input_fingerprint"].string_value))
+            lines.append(("examples", examples.uri))
+    for what, key in (("schema", ("AnomalyGate", "validated_schema")), ("transform graph", ("Transform", "transform_graph")),
+                      ("model", ("Trainer", "model")), ("evaluation", ("Evaluator", "evaluation"))):
+        if key in outputs:
+            lines.append((what, outputs[key].uri))
+    trainer = executions.get("Trainer")
+    if trainer is not None:
+        config = json.loads(_property(trainer, "custom_config") or "{}")
+        spec = json.loads(config.get("spec", "{}"))
+        training = spec.get("training", {})
+        shown = {k: training[k] for k in ("epochs", "batch_size", "learning_rate", "optimizer", "seed")
+                 if k in training}
+        lines.append(("hyperparameters", ", ".join(f"{k}={v}" for k, v in shown.items())))
+        lines.append(("model spec", json.dumps(spec.get("model", {}), sort_keys=True)))
+        lines.append(("Lamina", config.get("lamina_version", "(not recorded: a run from before Lamina recorded it)")))
+    if summary.metric:
+        lines.append(("key metric", f"{summary.metric} {summary.value:.4f}"))
+    lines.append(("pushed", summary.pushed_to or "(not pushed)"))
+    return lines
+
+
+def find_version(root: str, model_dir: str, version: str):
+    """(metadata path, run id) of the run that pushed `<model_dir>/<version>`, searching the run root."""
+    target = os.path.abspath(os.path.join(model_dir, str(version))) if "://" not in model_dir else \
+        f"{model_dir.rstrip('/')}/{version}"
+    stores = [os.path.join(root, "metadata.sqlite")] if os.path.isfile(os.path.join(root, "metadata.sqlite")) else [
+        os.path.join(root, n, "metadata.sqlite") for n in sorted(os.listdir(root)) if os.path.isdir(root)]
+    for path in (p for p in stores if os.path.isfile(p)):
+        for run in runs_in_store(path):
+            if run.pushed_to and run.pushed_to.rstrip("/") == target:
+                return path, run.run_id
+    raise KeyError(f"no run under {root} pushed {target}")
+
+
+def format_lineage(lines: List[tuple]) -> str:
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)

@@ -365,7 +365,7 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows,
     capsys.readouterr()  # the runs' own progress lines
     assert cli.main(["runs", os.path.dirname(spec.run_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["when", "pipeline", "outcome", "metric", "version"]
+    assert lines[0].split() == ["when", "pipeline", "outcome", "metric", "version", "run"]
     runs = list_runs(os.path.dirname(spec.run_dir))
     assert len(lines) == len(runs) + 1 and len(runs) >= 3
     assert [r.outcome for r in runs] == ["pushed"] * len(runs)
@@ -373,4 +373,23 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows,
     assert runs[-1].version == os.path.basename(first.pushed_model_dir)
     assert runs[0].value == pytest.approx(second.metrics["sparse_categorical_accuracy"])
     assert lines[1].split()[2:] == ["penguins", "pushed", "sparse_categorical_accuracy",
-                                    f"{second.metrics['sparse_categorical_accuracy']:.4f}", runs[0].version]
+                                    f"{second.metrics['sparse_categorical_accuracy']:.4f}", runs[0].version,
+                                    runs[0].run_id]
+
+    # Its lineage, from the run id forwards and from the served version backwards: the same lines.
+    root = os.path.dirname(spec.run_dir)
+    assert cli.main(["runs", "show", runs[0].run_id, "--root", root]) == 0
+    forwards = capsys.readouterr().out
+    model_dir, version = os.path.split(second.pushed_model_dir)
+    assert cli.main(["runs", "show", "--version", version, model_dir, "--root", root]) == 0
+    assert capsys.readouterr().out == forwards
+    lineage = dict(line.split(None, 1) if not line.startswith(("data fingerprint", "transform graph", "key metric",
+                                                                 "model spec")) else
+                   (" ".join(line.split()[:2]), line.split(None, 2)[2]) for line in forwards.splitlines())
+    assert lineage["data"] == str(spec.resolve(spec.data.path))
+    assert lineage["data fingerprint"].startswith("split:") and "num_files:1" in lineage["data fingerprint"]
+    assert lineage["transform graph"].startswith(spec.pipeline_root) and lineage["model"] == second.model_dir.rsplit(
+        "/Format-Serving", 1)[0]
+    assert "epochs=12" in lineage["hyperparameters"] and "seed=7" in lineage["hyperparameters"]
+    assert lineage["Lamina"] == "0.1.0" and lineage["pushed"] == second.pushed_model_dir
+    assert lineage["key metric"] == f"sparse_categorical_accuracy {second.metrics['sparse_categorical_accuracy']:.4f}"
