@@ -73,7 +73,7 @@ def measure(call, inputs, clients, seconds):
     started = time.perf_counter()
     for t in threads:
         t.start()
-    time.sleep(seconds)
+    time.sleep(seconds)  # the measuring window itself: the clients run for exactly this long
     stop.set()
     for t in threads:
         t.join()

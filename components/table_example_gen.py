@@ -34,8 +34,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
-from lamina.components.table_source import (CsvInputError, TablePolicy, TableScan, is_missing_number, iter_records,
-                                            parse_number, scan_table)
+from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number
+from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
 from lamina.components.image_example_gen import _settings, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"

@@ -17,177 +17,23 @@ batches with pyarrow. TFRecord: tf.Examples (gzipped or not) with at most one va
 the column-role inference need, in memory bounded by `MAX_DISTINCT` values per column; the
 pipeline's preflight (`lamina validate`, `lamina run`) and the TableExampleGen executor both call
 it, so the same message stops the run before Beam starts, locally and on Kubeflow.
-`iter_records` yields the rows the scan accepted. `parse_number` is the one home of what a
-number may look like in a cell; the served model's clients use it too.
+`iter_records` yields the rows the scan accepted. What a cell may hold (numbers, missing
+values, dates, header names, delimiters, encodings) is in components/table_cells.py.
 """
 
-import codecs
 import csv
 import dataclasses
-import io
 import json
 import math
-import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina import storage
+from lamina.components.table_cells import (BOOLEAN_SPELLINGS, INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER,
+                                           SNIFF_BYTES, CsvInputError, check_encoding, clean_header, date_layout,
+                                           open_text, parse_number, sniff_delimiter)
 
-# Cells that mean "no value" in a numeric column (compared stripped and lower-cased).
-MISSING_NUMBER_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"})
-BOOLEAN_SPELLINGS = {"true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
-                     "t": True, "f": False, "1": True, "0": False, "on": True, "off": False}
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
-SNIFF_BYTES = 64 * 1024
-_CURRENCY = "$€£¥₹"
-_THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+(\.\d*)?$")
-_PLAIN_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-_INTEGER = re.compile(r"^[-+]?\d+$")
-_DATE = re.compile(r"^(\d{4})([-/])(\d{1,2})\2(\d{1,2})|^(\d{1,2})([/.])(\d{1,2})\6(\d{4})")
-_TIME = re.compile(r"^([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
-
-
-class CsvInputError(ValueError):
-    """A CSV that cannot be read as it is; the message names the file and the place."""
-
-
-def parse_number(text: str) -> Optional[float]:
-    """A cell's number, or None when the cell is not one (missing cells are None too).
-
-    Accepts plain numbers, thousands separators (`1,234.5`), a currency symbol before or after
-    (`$12`, `12 €`), a trailing percent sign (`12%` is 0.12) and surrounding spaces. Infinities,
-    `1_000` and European decimal commas (`3,5`) are not numbers.
-
-    >>> parse_number("$1,234.50"), parse_number("12%"), parse_number("n/a")
-    (1234.5, 0.12, None)
-    """
-    s = text.strip()
-    if _PLAIN_NUMBER.match(s):
-        return float(s)
-    if s.lower() in MISSING_NUMBER_TOKENS:
-        return None
-    sign = 1.0
-    if s[:1] in "+-":
-        sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:].strip()
-    s = s.strip(_CURRENCY).strip()
-    if s[:1] in "+-" and sign == 1.0:
-        sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:].strip()
-    scale = 1.0
-    if s.endswith("%"):
-        scale, s = 0.01, s[:-1].strip()
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
-    if not _PLAIN_NUMBER.match(s):
-        return None
-    value = sign * float(s) * scale
-    return value if math.isfinite(value) else None
-
-
-def is_missing_number(text: str) -> bool:
-    return text.strip().lower() in MISSING_NUMBER_TOKENS
-
-
-def date_layout(text: str) -> Optional[str]:
-    """The DATE_FORMATS layout a cell is written in ('%Y-%m-%d', '%d/%m/%Y', ...), or None.
-
-    Day-first and month-first are told apart by values above 12; '%m/%d/%Y' when undecided.
-    """
-    s = text.strip()
-    m = _DATE.match(s)
-    if not m or not _TIME.match(s[m.end():]):
-        return None
-    if m.group(1):
-        month, day = int(m.group(3)), int(m.group(4))
-        return f"%Y{m.group(2)}%m{m.group(2)}%d" if 1 <= month <= 12 and 1 <= day <= 31 else None
-    a, b, sep = int(m.group(5)), int(m.group(7)), m.group(6)
-    if sep == ".":
-        return "%d.%m.%Y" if 1 <= a <= 31 and 1 <= b <= 12 else None
-    if a > 12 and b <= 12:
-        return "%d/%m/%Y"
-    return "%m/%d/%Y" if a <= 12 and 1 <= b <= 31 else None
-
-
-# -- opening files -----------------------------------------------------------------------------
-
-
-def _python_encoding(encoding: str) -> str:
-    # utf-8-sig drops a byte-order mark (a spreadsheet's "CSV UTF-8") and reads plain UTF-8 alike.
-    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-
-
-def open_text(path: str, encoding: str = "utf-8") -> io.TextIOWrapper:
-    return storage.open_text(path, _python_encoding(encoding))
-
-
-def check_encoding(path: str, encoding: str = "utf-8") -> None:
-    """Raises CsvInputError naming the line and byte offset of the first byte `encoding` cannot decode."""
-    utf8 = codecs.lookup(encoding).name == "utf-8"
-    decoder = codecs.getincrementaldecoder("utf-8" if utf8 else encoding)()
-    offset, line = 0, 1
-    with storage.open_binary(path) as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if offset == 0 and utf8 and chunk.startswith(codecs.BOM_UTF8):
-                chunk, offset = chunk[3:], 3
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as e:
-                # The error's offsets count from the bytes the decoder held back (an unfinished
-                # character from the last chunk, never a line break) plus this chunk.
-                held = len(e.object) - len(chunk)
-                line += chunk[: max(0, e.start - held)].count(b"\n")
-                raise CsvInputError(
-                    f"{path}: not valid {encoding} at line {line}, byte offset {offset - held + e.start} "
-                    f"(bytes {e.object[e.start:e.start + 4]!r}). Set data.encoding to the file's encoding "
-                    f"(for example 'latin-1' or 'cp1252'), or save the file as UTF-8.") from None
-            if not chunk:
-                return
-            line += chunk.count(b"\n")
-            offset += len(chunk)
-
-
-def sniff_delimiter(sample: str, candidates=(",", ";", "\t", "|")) -> str:
-    """The candidate that splits the sample's first rows into the same number (> 1) of fields.
-
-    Ties go to the one giving more fields; a single-column file reads as ','.
-    """
-    lines = sample.splitlines(keepends=True)
-    if len(sample) >= SNIFF_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut off
-    text = "".join(lines[:200])
-    best, best_score = ",", (0, 0)
-    for d in candidates:
-        try:
-            rows = [r for r in csv.reader(io.StringIO(text), delimiter=d) if r][:50]
-        except csv.Error:
-            continue
-        if not rows:
-            continue
-        widths = {len(r) for r in rows}
-        width = len(rows[0])
-        score = (1 if len(widths) == 1 and width > 1 else 0, width if width > 1 else 0)
-        if score > best_score:
-            best, best_score = d, score
-    return best
-
-
-# -- the header ----------------------------------------------------------------------------------
-
-
-def clean_header(path: str, names: List[str]) -> List[str]:
-    """Header names stripped of spaces around them; a blank one becomes `column_<position>`.
-
-    Raises CsvInputError when a name repeats, naming both positions (1-based).
-    """
-    cleaned = [n.strip() or f"column_{i}" for i, n in enumerate(names, start=1)]
-    seen: Dict[str, int] = {}
-    for i, name in enumerate(cleaned, start=1):
-        if name in seen:
-            raise CsvInputError(
-                f"{path}: column name {name!r} appears twice in the header, at columns {seen[name]} and {i}; "
-                f"rename one of them (each column must have its own name).")
-        seen[name] = i
-    return cleaned
 
 
 # -- the scan --------------------------------------------------------------------------------------
@@ -250,10 +96,10 @@ class ColumnStats:
                 self.distinct_overflow = True
                 self.distinct = {}
         value = None
-        if _PLAIN_NUMBER.match(s):
+        if PLAIN_NUMBER.match(s):
             self.numbers += 1
             self.plain_numbers += 1
-            self.integers += bool(_INTEGER.match(s))
+            self.integers += bool(INTEGER.match(s))
             value = float(s)
         elif s.lower() in MISSING_NUMBER_TOKENS:
             self.number_tokens += 1

@@ -19,7 +19,7 @@ def _err(message: str) -> None:
 
 
 def cmd_validate(args) -> int:
-    from lamina.components.table_source import CsvInputError
+    from lamina.components.table_cells import CsvInputError
     from lamina.pipeline.local_runner import prepare_spec
 
     spec = load_spec(args.spec)
@@ -37,7 +37,7 @@ def cmd_validate(args) -> int:
 
 def cmd_init(args) -> int:
     """A commented starter spec for a CSV or an image folder."""
-    from lamina.components.table_source import CsvInputError
+    from lamina.components.table_cells import CsvInputError
     from lamina.pipeline.starter import InitError, write_starter_spec
 
     try:
@@ -63,7 +63,7 @@ def _run(spec, verbose: bool) -> int:
     from lamina.pipeline.local_runner import run_pipeline
     from lamina.pipeline.results import ModelNotBlessedError, format_result
 
-    from lamina.components.table_source import CsvInputError
+    from lamina.components.table_cells import CsvInputError
 
     try:
         result = run_pipeline(spec, verbose=verbose)
@@ -186,7 +186,7 @@ def single_model_config(name: str, base_path: str) -> str:
 
 def cmd_runs(args) -> int:
     """Lists the runs under a run root from ML Metadata, or shows one run's lineage (`runs show`)."""
-    from lamina.pipeline.runs import find_version, format_lineage, format_runs, list_runs, run_lineage
+    from lamina.pipeline.runs import find_run, find_version, format_lineage, format_runs, list_runs, run_lineage
 
     words = list(args.words)
     if words[:1] == ["show"]:
@@ -202,11 +202,7 @@ def cmd_runs(args) -> int:
                     _err("usage: lamina runs show RUN [--root ROOT]  (RUN: the run column of `lamina runs`)")
                     return 2
                 run_id = words[1]
-                found = [r for r in list_runs(args.root) if r.run_id == run_id]
-                if not found:
-                    _err(f"{args.root}: no run {run_id!r}; `lamina runs {args.root}` lists them.")
-                    return 1
-                path = _store_of(args.root, found[0].pipeline)
+                path = find_run(args.root, run_id)
             print(format_lineage(run_lineage(path, run_id)))
         except KeyError as e:
             _err(str(e).strip("'\""))
@@ -222,11 +218,6 @@ def cmd_runs(args) -> int:
         return 1
     print(format_runs(runs))
     return 0
-
-
-def _store_of(root: str, pipeline: str) -> str:
-    single = os.path.join(root, "metadata.sqlite")
-    return single if os.path.isfile(single) else os.path.join(root, pipeline, "metadata.sqlite")
 
 
 def cmd_serve(args) -> int:

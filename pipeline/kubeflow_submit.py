@@ -165,6 +165,8 @@ def wait_for_run(host: str, run_id: str, poll_seconds: float = 10.0, timeout: Op
             if timeout is not None and time.monotonic() - started > timeout:
                 raise SubmitError(f"{host}: run {run_id} is still {state} after {timeout:.0f}s; it keeps running "
                                   f"on the cluster.")
+            # The KFP v2beta1 API has no watch or long-poll for a run, only GET; kfp's own
+            # wait_for_run_completion polls the same way, but cannot report each state.
             time.sleep(poll_seconds)
     except SubmitError:
         raise

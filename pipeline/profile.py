@@ -25,7 +25,8 @@ import dataclasses
 import re
 from typing import Dict, List, Optional
 
-from lamina.components.table_source import BOOLEAN_SPELLINGS, ColumnStats, TablePolicy, TableScan, scan_table
+from lamina.components.table_cells import BOOLEAN_SPELLINGS
+from lamina.components.table_source import ColumnStats, TablePolicy, TableScan, scan_table
 from lamina.pipeline.spec import Spec
 
 _ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid)$|^id[^a-z0-9]|^(row|record)_?(number|no|num)$", re.IGNORECASE)

@@ -105,11 +105,16 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
 
 def open_store(spec: Spec, readonly: bool = False):
     """The run directory's ML Metadata store (SQLite); `readonly` for reading while a run writes."""
+    return open_metadata(spec.metadata_path, readonly)
+
+
+def open_metadata(path: str, readonly: bool = False):
+    """An ML Metadata store in a SQLite file."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import metadata
 
-    config = metadata.sqlite_metadata_connection_config(spec.metadata_path)
+    config = metadata.sqlite_metadata_connection_config(path)
     if readonly:
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return metadata_store.MetadataStore(config)

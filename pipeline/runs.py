@@ -40,13 +40,9 @@ class RunSummary:
 
 
 def _store(path: str):
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-    from tfx.orchestration import metadata
+    from lamina.pipeline.results import open_metadata
 
-    config = metadata.sqlite_metadata_connection_config(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    return open_metadata(path, readonly=True)
 
 
 def _key_metric(evaluation_uri: str):
@@ -58,6 +54,17 @@ def _key_metric(evaluation_uri: str):
         return None, None
     name = next((m for m in KEY_METRICS if m in metrics), None)
     return (name, metrics[name]) if name else (None, None)
+
+
+def _outputs(store, component_of: dict) -> dict:
+    """(component, output key) -> artifact for the executions in `component_of` (execution id -> component)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = store.get_events_by_execution_ids(list(component_of)) if component_of else []
+    wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
+    return {(component_of[e.execution_id], e.path.steps[0].key if e.path.steps else ""): artifacts[e.artifact_id]
+            for e in wanted}
 
 
 def runs_in_store(metadata_path: str) -> List[RunSummary]:
@@ -77,14 +84,7 @@ def runs_in_store(metadata_path: str) -> List[RunSummary]:
                     pipeline, component[ex.id] = ctx.name.split(".", 1)
         states = {component.get(ex.id, "?"): Execution.State.Name(ex.last_known_state) for ex in executions}
         summary = RunSummary(pipeline, run.name, run.create_time_since_epoch / 1000.0, "running")
-        events = store.get_events_by_execution_ids([ex.id for ex in executions]) if executions else []
-        outputs = {}
-        wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT,
-                                                  metadata_store_pb2.Event.DECLARED_OUTPUT)]
-        artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
-        for e in wanted:
-            key = e.path.steps[0].key if e.path.steps else ""
-            outputs[(component.get(e.execution_id, "?"), key)] = artifacts[e.artifact_id]
+        outputs = _outputs(store, {ex.id: component.get(ex.id, "?") for ex in executions})
         evaluation = outputs.get(("Evaluator", "evaluation"))
         if evaluation is not None and states.get("Evaluator") in ("COMPLETE", "CACHED"):
             summary.metric, summary.value = _key_metric(evaluation.uri)
@@ -106,17 +106,28 @@ def runs_in_store(metadata_path: str) -> List[RunSummary]:
     return summaries
 
 
+def stores(root: str) -> List[str]:
+    """The ML Metadata stores under a run root (`<root>/<name>/metadata.sqlite`), or one run directory's."""
+    single = os.path.join(root, "metadata.sqlite")
+    if os.path.isfile(single):
+        return [single]
+    if not os.path.isdir(root):
+        return []
+    return [p for p in (os.path.join(root, n, "metadata.sqlite") for n in sorted(os.listdir(root))) if os.path.isfile(p)]
+
+
 def list_runs(root: str) -> List[RunSummary]:
-    """The runs of every pipeline under a run root (`<root>/<name>/metadata.sqlite`), newest first."""
-    found = []
-    if os.path.isfile(os.path.join(root, "metadata.sqlite")):  # a single pipeline's run directory
-        found += runs_in_store(os.path.join(root, "metadata.sqlite"))
-    elif os.path.isdir(root):
-        for name in sorted(os.listdir(root)):
-            path = os.path.join(root, name, "metadata.sqlite")
-            if os.path.isfile(path):
-                found += runs_in_store(path)
+    """The runs of every pipeline under a run root, newest first."""
+    found = [run for path in stores(root) for run in runs_in_store(path)]
     return sorted(found, key=lambda r: r.started, reverse=True)
+
+
+def find_run(root: str, run_id: str) -> str:
+    """The metadata store under `root` that records run `run_id`."""
+    for path in stores(root):
+        if any(r.run_id == run_id for r in runs_in_store(path)):
+            return path
+    raise KeyError(f"{root}: no run {run_id!r}; `lamina runs {root}` lists them.")
 
 
 def format_runs(runs: List[RunSummary]) -> str:
@@ -147,7 +158,6 @@ def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
     """(what, value) lines tracing one run's model from the data files to the pushed version."""
     import json
 
-    from ml_metadata.proto import metadata_store_pb2
 
     store = _store(metadata_path)
     runs = {c.name: c for c in store.get_contexts_by_type("pipeline_run")}
@@ -156,13 +166,7 @@ def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
         raise KeyError(f"{metadata_path}: no run {run_id!r}; the newest runs: {known}")
     summary = next(r for r in runs_in_store(metadata_path) if r.run_id == run_id)
     executions = {_node_names(store, ex.id): ex for ex in store.get_executions_by_context(runs[run_id].id)}
-    events = store.get_events_by_execution_ids([ex.id for ex in executions.values()])
-    by_id = {ex.id: name for name, ex in executions.items()}
-    outputs = {}
-    wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
-    for e in wanted:
-        outputs[(by_id[e.execution_id], e.path.steps[0].key if e.path.steps else "")] = artifacts[e.artifact_id]
+    outputs = _outputs(store, {ex.id: name for name, ex in executions.items()})
     lines = [("run", f"{run_id} ({summary.when}), {summary.outcome}")]
     gen = next((n for n in executions if n.endswith("ExampleGen")), None)
     if gen:
@@ -202,9 +206,7 @@ def find_version(root: str, model_dir: str, version: str):
     """(metadata path, run id) of the run that pushed `<model_dir>/<version>`, searching the run root."""
     target = os.path.abspath(os.path.join(model_dir, str(version))) if "://" not in model_dir else \
         f"{model_dir.rstrip('/')}/{version}"
-    stores = [os.path.join(root, "metadata.sqlite")] if os.path.isfile(os.path.join(root, "metadata.sqlite")) else [
-        os.path.join(root, n, "metadata.sqlite") for n in sorted(os.listdir(root)) if os.path.isdir(root)]
-    for path in (p for p in stores if os.path.isfile(p)):
+    for path in stores(root):
         for run in runs_in_store(path):
             if run.pushed_to and run.pushed_to.rstrip("/") == target:
                 return path, run.run_id

@@ -218,6 +218,16 @@ class Batcher:
         for t in self._threads:
             t.join(timeout=30)
 
+    def queued_rows(self) -> int:
+        """Rows waiting in the queues now, over every signature (what max_enqueued_batches bounds)."""
+        with self._cv:
+            return sum(self._queued_rows.values())
+
+    def wait_for_queued(self, rows: int, timeout: float) -> bool:
+        """Blocks until at least `rows` rows wait in the queues; False when `timeout` seconds pass first."""
+        with self._cv:
+            return self._cv.wait_for(lambda: sum(self._queued_rows.values()) >= rows, timeout)
+
     def run(self, fn, tensors: Dict[str, tf.Tensor], key, deadline: Optional[float] = None,
             api: str = "Predict") -> Dict[str, np.ndarray]:
         rows = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from lamina.components.table_source import SNIFF_BYTES, clean_header, is_missing_number, parse_number, sniff_delimiter
+from lamina.components.table_cells import SNIFF_BYTES, clean_header, is_missing_number, parse_number, sniff_delimiter
 from lamina.pipeline.spec import IMAGE_EXTENSIONS
 from lamina.serving.protocol import DEFAULT_SIGNATURE, RAW_SIGNATURE
 

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from lamina.components.table_example_gen import record_to_example
-from lamina.components.table_source import parse_number
+from lamina.components.table_cells import parse_number
 from lamina.pipeline.local_runner import run_pipeline
 from lamina.pipeline.results import format_result
 from lamina.pipeline.spec import Spec

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lamina.components.table_source import (CsvInputError, TablePolicy, date_layout, iter_records, parse_number,
-                                          scan_table, sniff_delimiter)
+from lamina.components.table_cells import CsvInputError, date_layout, parse_number, sniff_delimiter
+from lamina.components.table_source import TablePolicy, iter_records, scan_table
 
 
 def _write(tmp_path, content, name="data.csv"):

@@ -33,12 +33,17 @@ def _instances():
     return out
 
 
-def _transform(spec_dict):
-    spec = Spec.from_dict(spec_dict)
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(FEATURE_SPEC))
+def _run_transform(spec, rows, feature_spec):
+    """The spec's preprocessing_fn over `rows` in TF Transform on Beam: the transformed rows."""
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
-        (data, _), _ = (_instances(), metadata) | tft_beam.AnalyzeAndTransformDataset(
+        (data, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: preprocessing_fn(inputs, {"spec": spec.to_json()}), output_record_batches=False)
+    return data
+
+
+def _transform(spec_dict):
+    data = _run_transform(Spec.from_dict(spec_dict), _instances(), FEATURE_SPEC)
     return {k: np.array([row[k] for row in data]) for k in data[0]}
 
 
@@ -97,10 +102,7 @@ def test_missing_indicator_and_dates_in_transform():
             {"monthly spend": np.array([30.0], np.float32), "Signup Date": np.array([], object), "label": b"a"}]
     feature_spec = {"monthly spend": tf.io.VarLenFeature(tf.float32), "Signup Date": tf.io.VarLenFeature(tf.string),
                     "label": tf.io.FixedLenFeature([], tf.string)}
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
-        (data, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, {"spec": spec.to_json()}), output_record_batches=False)
+    data = _run_transform(spec, rows, feature_spec)
     from lamina.models.features import transformed_name
 
     spend, missing = transformed_name("monthly spend"), transformed_name("monthly spend", "missing")
@@ -148,10 +150,7 @@ def test_a_date_with_a_reference_gets_the_days_between_them():
              "label": b"a"}]   # 366 days
     feature_spec = {"signup": tf.io.VarLenFeature(tf.string), "last login": tf.io.VarLenFeature(tf.string),
                     "label": tf.io.FixedLenFeature([], tf.string)}
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
-        (data, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, {"spec": spec.to_json()}), output_record_batches=False)
+    data = _run_transform(spec, rows, feature_spec)
     login = np.array([r[transformed_name("last login")] for r in data])
     assert login.shape == (3, 2)  # the year's z-score, then the days since signup, z-scored
     days = np.array([10.0, 2.5, 366.0])

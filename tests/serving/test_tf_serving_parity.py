@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -25,10 +24,13 @@ def double(x):
     return {"y": x * 2.0}
 
 
-def recording_batcher(params, calls, gate=None):
-    """A started Batcher whose model doubles its input and records the rows of every call."""
+def recording_batcher(params, calls, gate=None, entered=None):
+    """A started Batcher whose model doubles its input and records the rows of every call.
+
+    With `gate`, each call sets `entered` and then waits for the gate to open."""
     def call(fn, tensors):
         if gate is not None:
+            entered.set()
             gate.wait(10)
         calls.append(int(tensors["x"].shape[0]))
         return {k: v.numpy() for k, v in fn(**tensors).items()}
@@ -80,10 +82,10 @@ def test_large_batch_splitting_runs_a_big_request_in_pieces_and_joins_the_answer
 
 
 def test_max_enqueued_batches_counts_batches_not_requests():
-    gate, calls = threading.Event(), []
+    gate, entered, calls = threading.Event(), threading.Event(), []
     params = BatchingParameters(max_batch_size=4, max_enqueued_batches=2, num_batch_threads=1,
                                 batch_timeout_micros=0)
-    batcher = recording_batcher(params, calls, gate)
+    batcher = recording_batcher(params, calls, gate, entered)
     results, errors = [], []
 
     def send(n):
@@ -94,12 +96,15 @@ def test_max_enqueued_batches_counts_batches_not_requests():
 
     threads = [threading.Thread(target=send, args=(4,))]
     threads[0].start()
-    time.sleep(0.3)  # the worker holds the first batch at the gate; the queue is empty again
+    assert entered.wait(10)  # the worker holds the first batch at the gate; the queue is empty again
+    assert batcher.queued_rows() == 0
+    queued = 0
     for n in (1, 1, 1, 1, 2, 2):  # 8 rows: exactly 2 batches of 4
         threads.append(threading.Thread(target=send, args=(n,)))
         threads[-1].start()
-        time.sleep(0.05)
-    assert errors == []
+        queued += n
+        assert batcher.wait_for_queued(queued, timeout=10)
+    assert errors == [] and batcher.queued_rows() == 8
     send(1)  # a ninth row would need a third batch
     assert [(e.code, str(e)) for e in errors] == [
         ("UNAVAILABLE", "The batch queue is full (2 batches of 2 waiting); retry later.")]
