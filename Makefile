@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lock bench clean minilm image push-image
+.PHONY: install demo test test-fast lock bench clean minilm image push-image browser
 
 $(PY):
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10"; exit 1; }
@@ -26,8 +26,16 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/lamina demo
 
-test: install
+test: install browser
 	$(PY) -m pytest -ra --durations=25
+
+# Headless Chromium and its driver from Debian's packages, for the report's browser test.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver (the report's browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make browser: install Debian's chromium and chromium-driver packages (sudo apt-get install chromium chromium-driver)"; exit 1; fi
 
 test-fast: install
 	$(PY) -m pytest -ra -m "not e2e"

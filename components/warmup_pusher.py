@@ -4,7 +4,8 @@ TFX's Pusher, with one more (optional) input: the raw `examples`. Before the cop
 serving directory, the blessed model is staged in the executor's temporary folder and
 `assets.extra/tf_serving_warmup_requests` is written into it from the first
 `warmup_examples` examples of the eval split (a Predict request and a Classify or Regress
-request on `serving_default`; lamina.serving.warmup). The trained model artifact itself is
+request on `serving_default`; lamina.serving.warmup). With `tflite_models` (TFLiteExporter's
+output), the TFLite files and their input spec go into `assets.extra/lamina/tflite/`. The trained model artifact itself is
 left as it is. TFX's Pusher then copies saved_model.pb last, as before, and an unblessed model is
 still never pushed.
 """
@@ -25,9 +26,13 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils
 
+from lamina.components.tflite_export import TFLiteModels
 from lamina.serving.warmup import write_warmup_requests
 
 EXAMPLES_KEY = "examples"
+TFLITE_KEY = "tflite_models"
+# Inside the pushed version: TF Serving ignores assets.extra/, and the files travel with the version.
+TFLITE_DIR = os.path.join("assets.extra", "lamina", "tflite")
 WARMUP_EXAMPLES_KEY = "warmup_examples"
 DEFAULT_WARMUP_EXAMPLES = 8
 
@@ -36,7 +41,8 @@ class WarmupPusherSpec(standard_component_specs.PusherSpec):
     PARAMETERS = {**standard_component_specs.PusherSpec.PARAMETERS,
                   WARMUP_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True)}
     INPUTS = {**standard_component_specs.PusherSpec.INPUTS,
-              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True)}
+              EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
+              TFLITE_KEY: ChannelParameter(type=TFLiteModels, optional=True)}
 
 
 def first_examples(examples: types.Artifact, split: str, count: int) -> List[bytes]:
@@ -54,6 +60,7 @@ class Executor(pusher_executor.Executor):
            exec_properties: Dict[str, Any]) -> None:
         self._warmup_source = (input_dict.get(EXAMPLES_KEY) or [None])[0]
         self._warmup_count = exec_properties.get(WARMUP_EXAMPLES_KEY) or DEFAULT_WARMUP_EXAMPLES
+        self._tflite = (input_dict.get(TFLITE_KEY) or [None])[0]
         # The staged copy lives on this worker's local disk for the length of the push only.
         self._staging = tempfile.mkdtemp(prefix="lamina-warmup-")
         try:
@@ -63,10 +70,14 @@ class Executor(pusher_executor.Executor):
 
     def GetModelPath(self, input_dict: Dict[str, List[types.Artifact]]) -> str:
         model_path = super().GetModelPath(input_dict)
-        if self._warmup_source is None:
+        if self._warmup_source is None and self._tflite is None:
             return model_path
         staged = os.path.join(self._staging, "model_with_warmup")
         io_utils.copy_dir(model_path, staged)
+        if self._tflite is not None and tf.io.gfile.listdir(self._tflite.uri):
+            io_utils.copy_dir(self._tflite.uri, os.path.join(staged, TFLITE_DIR))
+        if self._warmup_source is None:
+            return staged
         examples = first_examples(self._warmup_source, "eval", self._warmup_count)
         if examples:
             write_warmup_requests(staged, examples)
@@ -87,9 +98,11 @@ class WarmupPusher(Pusher):
 
     def __init__(self, model: types.BaseChannel, model_blessing: Optional[types.BaseChannel] = None,
                  push_destination: Optional[pusher_pb2.PushDestination] = None,
-                 examples: Optional[types.BaseChannel] = None, warmup_examples: int = DEFAULT_WARMUP_EXAMPLES):
+                 examples: Optional[types.BaseChannel] = None, warmup_examples: int = DEFAULT_WARMUP_EXAMPLES,
+                 tflite_models: Optional[types.BaseChannel] = None):
         spec = WarmupPusherSpec(
             model=model, model_blessing=model_blessing, push_destination=push_destination,
             custom_config=json_utils.dumps({}), examples=examples, warmup_examples=warmup_examples,
+            tflite_models=tflite_models,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel))
         base_component.BaseComponent.__init__(self, spec=spec)

@@ -28,6 +28,13 @@ from lamina.pipeline.spec import Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
 
+# Beside the model artifact's Format-Serving: the Keras model itself, for the steps after the
+# Evaluator that need the model on transformed inputs (TFLite export, explanations).
+KERAS_FORMAT = "Format-Keras"
+KERAS_FILE = "model.keras"
+# In the Trainer's model_run folder: loss and metrics per epoch, train and validation, for the report.
+HISTORY_FILE = "history.json"
+
 # Decoded examples are cached in memory when they take at most this much (LAMINA_CACHE_MB overrides).
 CACHE_BUDGET_MB = 2048
 
@@ -217,9 +224,64 @@ def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Opti
     return histories
 
 
+def keras_model_path(model_uri: str) -> str:
+    """Where the Trainer keeps the Keras model inside a Model artifact."""
+    return os.path.join(model_uri, KERAS_FORMAT, KERAS_FILE)
+
+
+def load_keras_model(model_uri: str) -> keras.Model:
+    """The Keras model a Trainer saved in the Model artifact at `model_uri` (uncompiled)."""
+    import lamina.models.images  # noqa: F401 - registers the custom layers the file names
+    import lamina.models.text  # noqa: F401
+
+    path = keras_model_path(model_uri)
+    local_dir = None
+    if "://" in path:  # Keras reads .keras files from local disk only
+        local_dir = tempfile.mkdtemp(prefix="lamina_keras_")
+        tf.io.gfile.copy(path, os.path.join(local_dir, KERAS_FILE))
+        path = os.path.join(local_dir, KERAS_FILE)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    finally:
+        if local_dir:
+            shutil.rmtree(local_dir, ignore_errors=True)
+
+
+def write_history(histories: List[keras.callbacks.History], path: str) -> str:
+    """Every phase's per-epoch logs as one JSON document: {"epochs": [{"epoch": 1, "loss": ...}, ...]}."""
+    import json
+
+    epochs = []
+    for history in histories:
+        for i, epoch in enumerate(history.epoch):
+            row = {"epoch": epoch + 1}
+            row.update({k: float(v[i]) for k, v in history.history.items() if i < len(v)})
+            epochs.append(row)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump({"epochs": epochs}, f, indent=1)
+    return path
+
+
+def save_keras_model(model: keras.Model, path: str) -> str:
+    """model.keras at `path` (any filesystem TensorFlow reads): written locally, then copied."""
+    local = tempfile.mkdtemp(prefix="lamina_keras_")
+    try:
+        model.save(os.path.join(local, KERAS_FILE))
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        tf.io.gfile.copy(os.path.join(local, KERAS_FILE), path, overwrite=True)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+    return path
+
+
 def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: List[str],
           serving_model_dir: str, log_dir: Optional[str] = None, steps_per_epoch: Optional[int] = None):
-    """Builds, fits and exports the model. Returns (model, one History per phase)."""
+    """Builds, fits and exports the model. Returns (model, one History per phase).
+
+    Besides the SavedModel it writes the Keras model (`Format-Keras/model.keras` beside
+    `serving_model_dir`) and, with a `log_dir`, the per-epoch history (`history.json`).
+    """
     keras.utils.set_random_seed(spec.training.seed)
     strategy = configure_devices(spec.training)
     vocab_dir = tempfile.mkdtemp(prefix="lamina_vocab_")
@@ -259,6 +321,9 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
                         class_weight=weights)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
+    save_keras_model(model, keras_model_path(os.path.dirname(serving_model_dir.rstrip("/"))))
+    if log_dir:
+        write_history(histories, os.path.join(log_dir, HISTORY_FILE))
     shutil.rmtree(vocab_dir, ignore_errors=True)
     return model, histories
 

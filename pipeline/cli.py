@@ -277,8 +277,59 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Writes a run's report again from ML Metadata: `lamina report RUN_DIR`."""
+    from lamina.pipeline.results import rewrite_report
+
+    try:
+        path = rewrite_report(args.run_dir)
+    except FileNotFoundError as e:
+        _err(str(e))
+        return 1
+    print(path)
+    return 0
+
+
+def _predict_tflite(args) -> int:
+    from lamina.models.tflite import InputError, predict_rows, read_input_spec
+    from lamina.serving.client import RowError, is_image_path, read_rows
+
+    images = [p for p in args.input if is_image_path(p)]
+    try:
+        if args.text is not None:
+            column = args.feature or next(e["column"] for e in read_input_spec(args.tflite)["inputs"]
+                                          if "max_length" in e)
+            rows = [{column: t} for t in args.text]
+        elif images:
+            column = args.feature or next(e["column"] for e in read_input_spec(args.tflite)["inputs"]
+                                          if len(e["shape"]) == 4)
+            rows = [{column: p} for p in images]
+        elif len(args.input) == 1:
+            rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
+        else:
+            _err("expected one CSV/JSON/JSONL file (or -), image files, or --text STRING.")
+            return 2
+        out = predict_rows(args.tflite, rows)
+    except StopIteration:
+        _err(f"{args.tflite}: the model has no input of that kind (see input_spec.json beside it)")
+        return 2
+    except (OSError, RowError, InputError, json.JSONDecodeError) as e:
+        _err(f"{args.tflite}: {e}")
+        return 2
+    for i, row in enumerate(out):
+        extra = {"file": images[i]} if images else {"text": args.text[i]} if args.text is not None else {}
+        print(json.dumps({**extra, **row}, ensure_ascii=False))
+    return 0
+
+
 def cmd_predict(args) -> int:
     import grpc
+
+    if args.tflite:
+        return _predict_tflite(args)
+    if not args.model:
+        _err("--model is required (or --tflite FILE to answer with a TFLite file in this process)")
+        return 2
 
     from lamina.serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
                                 read_rows, read_text_rows)
@@ -423,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with show: the run that pushed MODEL_DIR/N (a served version folder)")
     p.set_defaults(fn=cmd_runs)
 
+    p = sub.add_parser("report", help="write a run's HTML report again (report.html in the run directory)")
+    p.add_argument("run_dir", help="the run directory: <runner.root>/<name>, holding metadata.sqlite")
+    p.set_defaults(fn=cmd_report)
+
     p = sub.add_parser("deploy-files", help="write TF Serving deployment files for a pushed model directory")
     p.add_argument("--model-dir", required=True, help="folder of <model name>/<version>/ SavedModels")
     p.add_argument("-o", "--output", default="deploy", help="folder to write the files to")
@@ -482,7 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a raw string for a text model (repeat for a batch); the model tokenizes it")
     p.add_argument("--feature", help="with --text: the text feature's name, when the model has several string inputs")
     p.add_argument("--target", default="127.0.0.1:8500")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="the served model's name (not with --tflite)")
+    p.add_argument("--tflite", metavar="FILE",
+                   help="answer with this TFLite file through the interpreter, in this process (its "
+                        "input_spec.json beside it says how rows become its inputs)")
     p.add_argument("--version", type=int)
     p.add_argument("--classify", action="store_true", help="use the Classify API instead of Predict")
     p.add_argument("--raw", action="store_true", help="Predict on the serving_raw signature (one tensor per feature)")

@@ -17,7 +17,7 @@ from typing import List, Optional, TextIO
 from lamina import storage
 from lamina.pipeline.report import write_report
 from lamina.pipeline.results import (ComponentRun, ExecutionRecord, ModelNotBlessedError, RunResult,
-                                     latest_run_executions, open_store, summarize_run, write_run_report)
+                                     latest_run_executions, latest_run_outputs, open_store, summarize_run, write_run_report)
 from lamina.pipeline.spec import Spec, SpecError
 
 __all__ = ["ComponentProgress", "ModelNotBlessedError", "RunResult", "check_pretrained_models", "quiet_logs",
@@ -223,8 +223,10 @@ def run_pipeline(spec: Spec, stream: Optional[TextIO] = None, verbose: bool = Fa
             LocalDagRunner().run(pipeline)
     except DataAnomaliesError as e:
         print(progress.stopped(), file=stream, flush=True)
+        statistics = latest_run_outputs(spec).get(("StatisticsGen", "statistics"))
         e.report = write_report(spec.report_path, title, progress.runs, "stopped: data validation found anomalies",
-                                ok=False, anomalies=e.anomalies, artifacts={"anomaly report": e.report_dir})
+                                ok=False, anomalies=e.anomalies, artifacts={"anomaly report": e.report_dir},
+                                statistics_dir=statistics.uri if statistics else None)
         raise e from None
     except BadInputFilesError as e:
         print(progress.stopped(), file=stream, flush=True)

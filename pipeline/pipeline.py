@@ -2,7 +2,7 @@
 
 TableExampleGen (CSV, JSON Lines, Parquet, TFRecord) or ImageExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
 -> AnomalyGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
--> Pusher, plus BulkInferrer when the spec asks for it.
+-> TFLiteExporter (when `export.tflite` lists forms) -> Pusher, plus BulkInferrer when the spec asks for it.
 
 Pure: it reads nothing but the spec, touches no files and no environment.
 """
@@ -27,6 +27,7 @@ from lamina.components.anomaly_gate import AnomalyGate
 from lamina.components.table_example_gen import TableExampleGen
 from lamina.components.image_example_gen import ImageExampleGen
 from lamina.components.schema import SpecSchemaGen
+from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
 from lamina.models.features import transformed_label_key
@@ -78,6 +79,8 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
             config.per_slice_thresholds.append(
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
         metrics.append(config)
+    if spec.task == "classification":  # for the report; computed over the whole split, in Beam
+        metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=SERVING_DEFAULT,
@@ -194,15 +197,21 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
     # No thresholds, no gate: the Evaluator then blesses nothing (TFX leaves the blessing unset),
     # so the Pusher and BulkInferrer take the model as it is and the run summary says so.
     blessing = evaluator.outputs["blessing"] if spec.evaluation.thresholds else None
+    tflite = None
+    if spec.export.tflite:
+        tflite = TFLiteExporter(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
+                                transformed_examples=transform.outputs["transformed_examples"],
+                                model_blessing=blessing, spec_json=spec.to_json()).with_id("TFLiteExporter")
     pusher = WarmupPusher(
         model=trainer.outputs["model"],
         model_blessing=blessing,
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
             base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
         examples=examples.outputs["examples"],  # a few eval examples become TF Serving warmup requests
+        tflite_models=tflite.outputs["tflite_models"] if tflite else None,
     ).with_id("Pusher")
     components = [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
-                  trainer, model_resolver, evaluator, pusher]
+                  trainer, model_resolver, evaluator] + ([tflite] if tflite else []) + [pusher]
     if spec.inference.enabled:
         components.append(BulkInferrer(
             examples=examples.outputs["examples"],

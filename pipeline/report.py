@@ -1,20 +1,22 @@
-"""A one-page HTML report of a run: timings, metrics per slice, anomalies, bad input files, artifacts.
+"""The run report: one self-contained HTML page per run, rendered from a jinja2 template.
 
-Written to `<run dir>/report.html` after every run, including runs stopped by a gate.
+It holds the outcome and gates, anomalies, the rows and columns (or images) read, data statistics
+with a histogram per feature, the component timings, training curves, metrics overall and per
+slice, the confusion matrix (or residuals for regression) and the TFLite sizes and metrics. Plots
+are inline SVG (matplotlib), so the page opens offline. Written to `<run dir>/report.html` after
+every run, including runs stopped by a gate; `lamina report RUN_DIR` writes it again.
 """
 
+import dataclasses
 import datetime
-import html
+import math
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from lamina import storage
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}.bar{background:#4a7bd0;height:.8em;display:inline-block}
-.ok{color:#17803d}.bad{color:#b42318}code{background:#f3f3f3;padding:0 .3em}
-"""
+TEMPLATE = "report.html.j2"
+MAX_HISTOGRAMS = 40  # features plotted; the table lists them all
 
 
 def slice_metrics(evaluation_dir: str) -> List[Tuple[str, Dict[str, float]]]:
@@ -30,60 +32,165 @@ def slice_metrics(evaluation_dir: str) -> List[Tuple[str, Dict[str, float]]]:
     return sorted(rows, key=lambda r: (r[0] != "all examples", r[0]))
 
 
+def confusion_counts(evaluation_dir: str, classes: Sequence[str]) -> Optional[List[List[float]]]:
+    """The unsliced multi-class confusion matrix TFMA computed (actual x predicted), or None."""
+    import tensorflow_model_analysis as tfma
+
+    for slice_key, plots in tfma.load_eval_result(evaluation_dir).plots:
+        if slice_key:
+            continue
+        found = plots.get("", {}).get("", {}).get("multiClassConfusionMatrixAtThresholds")
+        if not found:
+            return None
+        n = len(classes)
+        matrix = [[0.0] * n for _ in range(n)]
+        for entry in found["matrices"][0].get("entries", []):
+            actual, predicted = int(entry.get("actualClassId", 0)), int(entry.get("predictedClassId", 0))
+            if 0 <= actual < n and 0 <= predicted < n:
+                matrix[actual][predicted] += float(entry.get("numWeightedExamples", 0.0))
+        return matrix
+    return None
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}"
+
+
+def read_statistics(statistics_dir: str, split: str = "train") -> Optional[dict]:
+    """Per-feature summary and histogram from StatisticsGen's output for `split`."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from lamina.pipeline import plots
+
+    path = os.path.join(statistics_dir, f"Split-{split}", "FeatureStats.pb")
+    if not storage.isfile(path):
+        return None
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    with storage.open_binary(path) as f:
+        stats.ParseFromString(f.read())
+    if not stats.datasets:
+        return None
+    dataset = stats.datasets[0]
+    features = []
+    for i, f in enumerate(sorted(dataset.features, key=lambda f: f.path.step[-1] if f.path.step else f.name)):
+        name = ".".join(f.path.step) or f.name
+        row = {"name": name, "type": "", "missing": "", "mean": "", "std": "", "min": "", "max": "", "distinct": "",
+               "plot": ""}
+        if f.HasField("num_stats"):
+            s = f.num_stats
+            row.update(type="number", missing=s.common_stats.num_missing, mean=_fmt(s.mean), std=_fmt(s.std_dev),
+                       min=_fmt(s.min), max=_fmt(s.max))
+            standard = next((h for h in s.histograms if h.type == h.STANDARD), None)
+            if s.min == s.max:
+                row["distinct"] = 1  # constant: nothing to plot
+            elif standard and i < MAX_HISTOGRAMS and standard.buckets:
+                row["plot"] = plots.numeric_histogram(
+                    [(b.low_value, b.high_value, b.sample_count) for b in standard.buckets], name)
+        elif f.HasField("string_stats"):
+            s = f.string_stats
+            row.update(type="string", missing=s.common_stats.num_missing, distinct=s.unique)
+            top = [(v.value, v.frequency) for v in s.top_values]
+            # Not plotted: a value per example (paths, IDs) or binary blobs (TFDV's __BYTES_VALUE__).
+            unique_per_example = s.unique >= dataset.num_examples - s.common_stats.num_missing
+            if top and i < MAX_HISTOGRAMS and not unique_per_example and top[0][0] != "__BYTES_VALUE__":
+                row["plot"] = category_plot(name, top, s.unique)
+        elif f.HasField("bytes_stats"):
+            row.update(type="bytes", missing=f.bytes_stats.common_stats.num_missing, distinct=f.bytes_stats.unique)
+        features.append(row)
+    return {"split": split, "examples": dataset.num_examples, "features": features}
+
+
+def category_plot(name: str, top: List[tuple], unique: int) -> str:
+    from lamina.pipeline import plots
+
+    shown = f"{name} (top {min(len(top), 12)} of {unique})" if unique > 12 else name
+    return plots.category_bars(top, shown)
+
+
+def read_history(model_run_dir: Optional[str]) -> List[dict]:
+    """The Trainer's per-epoch history (history.json in its model_run output), or []."""
+    from lamina.models.trainer import HISTORY_FILE
+
+    if not model_run_dir:
+        return []
+    path = os.path.join(model_run_dir, HISTORY_FILE)
+    if not storage.isfile(path):
+        return []
+    return storage.read_json(path).get("epochs", [])
+
+
+def training_curves(epochs: List[dict]) -> List[Tuple[str, str]]:
+    from lamina.pipeline import plots
+
+    names = sorted({k for e in epochs for k in e if k != "epoch" and not k.startswith("val_")},
+                   key=lambda k: (k != "loss", k))
+    return [(n, plots.training_curves(epochs, n)) for n in names if n != "learning_rate"]
+
+
+@dataclasses.dataclass
+class _Component:
+    name: str
+    seconds: float
+    cached: bool
+    width: int
+
+
+def render(context: dict) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("lamina.pipeline", "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template(TEMPLATE).render(**context)
+
+
 def write_report(path: str, title: str, components: Sequence, outcome: str, ok: bool,
                  evaluation_dir: Optional[str] = None, anomalies: Sequence = (),
                  failed_thresholds: Sequence[str] = (), artifacts: Optional[Dict[str, str]] = None,
                  bad_files: Sequence = (), ingest: Optional[dict] = None, rows: Optional[dict] = None,
-                 columns: Sequence[Tuple[str, str, str]] = ()) -> str:
-    """Writes the page; `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns."""
-    e = html.escape
+                 columns: Sequence[Tuple[str, str, str]] = (), statistics_dir: Optional[str] = None,
+                 model_run_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None,
+                 residuals: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+                 tflite: Optional[dict] = None) -> str:
+    """Writes the page and returns its path.
+
+    `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns,
+    `statistics_dir` StatisticsGen's output, `model_run_dir` the Trainer's (history.json),
+    `classes` the label's classes (for the confusion matrix), `residuals` (predicted, actual) on
+    eval examples of a regression, `tflite` TFLiteExporter's report.
+    """
+    from lamina.pipeline import plots
+
     longest = max([c.seconds for c in components] + [1e-9])
-    parts = [f"<!doctype html><meta charset=utf-8><title>{e(title)}</title><style>{_STYLE}</style>",
-             f"<h1>{e(title)}</h1><p>{datetime.datetime.now():%Y-%m-%d %H:%M:%S} &middot; "
-             f"<b class={'ok' if ok else 'bad'}>{e(outcome)}</b></p>"]
-    if failed_thresholds:
-        parts.append("<h2>Failed thresholds</h2><ul>" + "".join(f"<li>{e(f)}</li>" for f in failed_thresholds)
-                     + "</ul>")
-    if anomalies:
-        parts.append("<h2>Anomalies</h2><table><tr><th>split<th>feature<th>anomaly<th>description</tr>")
-        parts += [f"<tr><td>{e(a.split)}<td>{e(a.feature)}<td>{e(a.anomaly)}<td>{e(a.description)}</tr>"
-                  for a in anomalies]
-        parts.append("</table>")
-    if rows:
-        left_out = rows["rows"] - rows["examples"]
-        parts.append(f"<h2>Rows and columns</h2><p>{rows['examples']} examples from {rows['rows']} rows "
-                     f"({rows.get('format', 'csv')}"
-                     + (f", delimiter <code>{e(rows['delimiter'])}</code>" if rows.get("delimiter") else "")
-                     + f", {e(rows['encoding'])}); {left_out} left out: {rows['bad_rows']} unreadable, "
-                     f"{rows['missing_label']} without a label.</p>")
-        if columns:
-            parts.append("<table><tr><th>column<th>used as<th>on the wire</tr>")
-            parts += [f"<tr><td><code>{e(n)}</code><td>{e(use)}<td>{e(wire)}</tr>" for n, use, wire in columns]
-            parts.append("</table>")
-    if ingest:
-        classes = ", ".join(f"{e(str(k))}: {v}" for k, v in ingest.get("classes", {}).items())
-        parts.append(f"<h2>Images</h2><p>{ingest['examples']} examples from {ingest['files']} files; "
-                     f"{ingest['bad']} bad. Per class: {classes}</p>")
-    if bad_files:
-        parts.append(f"<h2>Bad input files ({len(bad_files)})</h2><table><tr><th>file<th>problem<th>detail</tr>")
-        parts += [f"<tr><td><code>{e(b.path)}</code><td>{e(b.problem)}<td>{e(b.detail)}</tr>" for b in bad_files]
-        parts.append("</table>")
-    parts.append("<h2>Components</h2><table><tr><th>component<th>seconds<th><th></tr>")
-    for c in components:
-        width = int(300 * c.seconds / longest)
-        parts.append(f"<tr><td>{e(c.name)}<td class=num>{c.seconds:.1f}<td><span class=bar style='width:{width}px'>"
-                     f"</span><td>{'cached' if c.cached else ''}</tr>")
-    parts.append("</table>")
-    if evaluation_dir and storage.isdir(evaluation_dir):
-        rows = slice_metrics(evaluation_dir)
-        names = sorted({k for _, m in rows for k in m})
-        parts.append("<h2>Metrics on the eval split</h2><table><tr><th>slice" +
-                     "".join(f"<th>{e(n)}" for n in names) + "</tr>")
-        for slice_name, values in rows:
-            cells = "".join(f"<td class=num>{values[n]:.4f}" if n in values else "<td>" for n in names)
-            parts.append(f"<tr><td>{e(slice_name)}{cells}</tr>")
-        parts.append("</table>")
-    if artifacts:
-        parts.append("<h2>Artifacts</h2><table>" + "".join(
-            f"<tr><td>{e(k)}<td><code>{e(v)}</code></tr>" for k, v in artifacts.items() if v) + "</table>")
-    return storage.write_text(path, "\n".join(parts))
+    metrics = slice_metrics(evaluation_dir) if evaluation_dir and storage.isdir(evaluation_dir) else []
+    confusion = None
+    if metrics and classes:
+        matrix = confusion_counts(evaluation_dir, classes)
+        confusion = plots.confusion_matrix(matrix, classes) if matrix else None
+    statistics = read_statistics(statistics_dir) if statistics_dir else None
+    epochs = read_history(model_run_dir)
+    if tflite:
+        written = [f for f in tflite["forms"] if f.get("size_bytes")]
+        tflite = dict(tflite, plot=plots.sizes([f["form"] for f in written],
+                                               [f["size_bytes"] / 1024 for f in written]) if written else "")
+    context = {
+        "title": title, "when": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "outcome": outcome, "ok": ok,
+        "failed_thresholds": list(failed_thresholds), "anomalies": list(anomalies), "rows": rows,
+        "columns": list(columns), "ingest": ingest, "bad_files": list(bad_files), "statistics": statistics,
+        "components": [_Component(c.name, c.seconds, c.cached, int(300 * c.seconds / longest)) for c in components],
+        "curves": training_curves(epochs), "epochs": len(epochs),
+        "metrics": metrics, "metric_names": sorted({k for _, m in metrics for k in m}),
+        "confusion": confusion,
+        "residuals": {"svg": plots.residuals(*residuals), "count": len(residuals[0])} if residuals else None,
+        "tflite": tflite, "artifacts": artifacts or {},
+    }
+    context["sections"] = [(anchor, label) for anchor, label, present in (
+        ("gates", "gates", failed_thresholds), ("anomalies", "anomalies", anomalies),
+        ("data", "data", rows or ingest), ("statistics", "statistics", statistics),
+        ("components", "components", True), ("training", "training", context["curves"]),
+        ("metrics", "metrics", metrics), ("confusion", "confusion matrix", confusion),
+        ("residuals", "residuals", residuals), ("tflite", "TFLite", tflite),
+        ("artifacts", "artifacts", artifacts)) if present]
+    return storage.write_text(path, render(context))

@@ -9,6 +9,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional
 
+from lamina import storage
 from lamina.pipeline.report import slice_metrics, write_report
 from lamina.pipeline.spec import Spec
 
@@ -39,6 +40,11 @@ class RunResult:
     report: Optional[str] = None
     ingest: Optional[dict] = None  # image runs: ImageExampleGen's report (files, examples, bad files)
     rows: Optional[dict] = None  # table runs: TableExampleGen's report (rows read, skipped, left out; column types)
+    statistics_dir: Optional[str] = None
+    examples_dir: Optional[str] = None  # ExampleGen's output (raw tf.Examples per split)
+    transform_graph_dir: Optional[str] = None
+    tflite_dir: Optional[str] = None
+    tflite: Optional[dict] = None  # TFLiteExporter's report: the forms, their sizes and metrics
 
     @property
     def seconds(self) -> float:
@@ -80,6 +86,18 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         from lamina.components.image_example_gen import read_report
 
         result.ingest = read_report(images.uri)
+    examples = rows or images
+    result.examples_dir = examples.uri if examples else None
+    statistics = outputs.get(("StatisticsGen", "statistics"))
+    result.statistics_dir = statistics.uri if statistics else None
+    transform_graph = outputs.get(("Transform", "transform_graph"))
+    result.transform_graph_dir = transform_graph.uri if transform_graph else None
+    tflite = outputs.get(("TFLiteExporter", "tflite_models"))
+    if tflite:
+        from lamina.models.tflite import read_report as read_tflite_report
+
+        result.tflite_dir = tflite.uri
+        result.tflite = read_tflite_report(tflite.uri)
     anomalies = outputs.get(("ExampleValidator", "anomalies"))
     result.anomalies_dir = anomalies.uri if anomalies else None
     model = outputs.get(("Trainer", "model"))
@@ -277,8 +295,49 @@ def column_uses(result: RunResult) -> List[tuple]:
     return uses
 
 
+def label_classes(result: RunResult) -> Optional[List[str]]:
+    """The classes, in the model's output order, from the run's Transform graph (None for regression)."""
+    if result.spec.task != "classification" or not result.transform_graph_dir:
+        return None
+    import tensorflow_transform as tft
+
+    from lamina.models.features import label_vocabulary
+
+    return label_vocabulary(tft.TFTransformOutput(result.transform_graph_dir))
+
+
+def regression_sample(result: RunResult, limit: int = 1000) -> Optional[tuple]:
+    """(predicted, actual) for the first `limit` eval examples with a label, from the trained model."""
+    if result.spec.task != "regression" or not result.model_dir or not result.examples_dir:
+        return None
+    import numpy as np
+    import tensorflow as tf
+
+    from lamina.components.warmup_pusher import first_examples
+    from tfx.types import standard_artifacts
+
+    examples = standard_artifacts.Examples()
+    examples.uri = result.examples_dir
+    examples.split_names = '["train", "eval"]'
+    serialized = first_examples(examples, "eval", limit)
+    label = result.spec.data.label
+    kept, actual = [], []
+    for record in serialized:
+        feature = tf.train.Example.FromString(record).features.feature.get(label)
+        values = list(feature.float_list.value or feature.int64_list.value) if feature else []
+        if values:
+            kept.append(record)
+            actual.append(float(values[0]))
+    if not kept:
+        return None
+    model = tf.saved_model.load(result.model_dir)
+    predicted = model.signatures["serving_default"](inputs=tf.constant(kept))["outputs"].numpy().reshape(-1)
+    return [float(p) for p in np.asarray(predicted)], actual
+
+
 def write_run_report(result: RunResult) -> str:
-    """The run's one-page HTML report (components, metrics per slice, gates, bad files, artifacts)."""
+    """The run's one-page HTML report: gates, data statistics, timings, training curves, metrics per
+    slice, the confusion matrix or residuals, TFLite sizes and metrics, bad files and artifacts."""
     spec = result.spec
     if result.pushed:
         outcome = "model pushed" + ("" if spec.evaluation.thresholds else " (no evaluation gate set)")
@@ -288,6 +347,28 @@ def write_run_report(result: RunResult) -> str:
         spec.report_path, f"Lamina run: {spec.name}", result.components, outcome, ok=result.pushed,
         evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
         bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
+        statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),
+        residuals=regression_sample(result), tflite=result.tflite,
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
+                   "TFLite files": result.tflite_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,
                    "TensorBoard logs": result.tensorboard_dir, "bulk inference": result.inference_dir})
+
+
+def rewrite_report(run_dir: str) -> str:
+    """Writes `<run_dir>/report.html` again from the run directory's ML Metadata and its resolved spec."""
+    import yaml
+
+    from lamina.pipeline.spec import Spec
+
+    run_dir = os.path.abspath(run_dir)
+    spec_path = os.path.join(run_dir, "resolved_spec.yaml")
+    if not storage.isfile(os.path.join(run_dir, "metadata.sqlite")) or not storage.isfile(spec_path):
+        raise FileNotFoundError(f"{run_dir}: not a run directory (expected metadata.sqlite and resolved_spec.yaml, "
+                                f"as `lamina run` writes them)")
+    data = yaml.safe_load(storage.read_text(spec_path))
+    data.setdefault("runner", {})["root"] = os.path.dirname(run_dir)
+    spec = Spec.from_dict(data, base_dir=run_dir)
+    components = [ComponentRun(r.component, max(0.0, r.updated - r.started), r.state == "CACHED")
+                  for r in latest_run_executions(spec) if r.finished]
+    return write_run_report(summarize_run(spec, components))

@@ -23,10 +23,11 @@ def penguins_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def penguins_run(penguins_dir):
-    """One real run of the penguins pipeline (BulkInferrer on), shared by the e2e tests."""
+    """One real run of the penguins pipeline (BulkInferrer and every TFLite form on), shared by the e2e tests."""
     from lamina.pipeline.local_runner import run_pipeline
 
-    spec = make_spec(penguins_dir, inference={"enabled": True})
+    spec = make_spec(penguins_dir, inference={"enabled": True},
+                     export={"tflite": ["float", "dynamic_range", "int8"]})
     result = run_pipeline(spec)
     return spec, result
 
@@ -50,10 +51,11 @@ def digits_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits_run(digits_dir):
-    """One real run of the digits image pipeline (BulkInferrer on)."""
+    """One real run of the digits image pipeline (BulkInferrer and every TFLite form on)."""
     from lamina.pipeline.local_runner import run_pipeline
 
-    spec = digits_spec(digits_dir, inference={"enabled": True})
+    spec = digits_spec(digits_dir, inference={"enabled": True},
+                       export={"tflite": ["float", "dynamic_range", "int8"]})
     return spec, run_pipeline(spec)
 
 

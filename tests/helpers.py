@@ -75,9 +75,9 @@ DIGITS_SPEC = REPO / "examples" / "digits" / "spec.yaml"
 
 def digits_spec(base_dir, **overrides) -> Spec:
     """The digits example spec rooted at `base_dir`, made small enough for a CPU test
-    (16x16 inputs, width 8); top-level sections are updated by `overrides`."""
+    (16x16 inputs, the example's width 16); top-level sections are updated by `overrides`."""
     d = yaml.safe_load(DIGITS_SPEC.read_text())
-    d["model"]["encoders"]["image"].update(image_size=[16, 16], width=8)
+    d["model"]["encoders"]["image"].update(image_size=[16, 16])
     d["training"].update(epochs=6)
     return _with_overrides(d, base_dir, overrides)
 

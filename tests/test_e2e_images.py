@@ -167,3 +167,40 @@ def test_pushed_model_transfers_its_backbone_to_a_new_run(digits_run, tmp_path):
     for a, b in zip(transferred.weights, from_file.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert not np.array_equal(transferred.weights[0].numpy(), fresh.weights[0].numpy())
+
+
+def test_tflite_int8_is_three_times_smaller_within_the_bound_and_answers_like_the_model(digits_run, in_process,
+                                                                                        capsys):
+    spec, result = digits_run
+    forms = {f["form"]: f for f in result.tflite["forms"]}
+    assert [f for f in forms.values() if not f["exported"]] == []
+    assert forms["float"]["size_bytes"] >= 3 * forms["int8"]["size_bytes"]
+    assert forms["float"]["size_bytes"] > 2.5 * forms["dynamic_range"]["size_bytes"]
+    # Measured through the interpreter on the whole eval split, beside the SavedModel's own figure.
+    assert result.tflite["examples"] == int(result.metrics["example_count"])
+    assert result.tflite["reference"] == pytest.approx(result.metrics["sparse_categorical_accuracy"], abs=1e-6)
+    assert forms["float"]["metric"] == pytest.approx(result.tflite["reference"], abs=1e-6)
+    assert 0 <= forms["int8"]["drop"] <= spec.export.max_metric_drop or forms["int8"]["drop"] < 0
+    assert forms["int8"]["metric"] >= 0.9
+
+    # Pushed beside the SavedModel, with the input spec a caller needs.
+    folder = os.path.join(result.pushed_model_dir, "assets.extra", "lamina", "tflite")
+    assert sorted(os.listdir(folder)) == ["input_spec.json", "model_dynamic_range.tflite", "model_float.tflite",
+                                          "model_int8.tflite", "tflite_report.json"]
+    inputs = json.load(open(os.path.join(folder, "input_spec.json")))
+    assert [(i["name"], i["dtype"], i["shape"]) for i in inputs["inputs"]] == [("image", "float32", [-1, 16, 16, 3])]
+    assert "resized to 16x16" in inputs["inputs"][0]["how"]
+    assert inputs["output"]["classes"] == [c.decode() for c in in_process.signatures["serving_raw"](
+        image=tf.constant([open(eval_files(digits_run)[0][0], "rb").read()]))["classes"].numpy()[0]]
+
+    # `lamina predict --tflite`: the float file answers as the SavedModel does on the same PNG files.
+    files = eval_files(digits_run)[:6]
+    expected = in_process.signatures["serving_raw"](image=tf.constant([open(p, "rb").read() for p, _ in files]))
+    assert cli.main(["predict", *[p for p, _ in files], "--tflite", os.path.join(folder, "model_float.tflite")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    classes = [c.decode() for c in expected["classes"].numpy()[0]]
+    got = np.array([[row["scores"][c] for c in classes] for row in rows])
+    np.testing.assert_allclose(got, expected["scores"].numpy(), atol=1e-5)
+    assert cli.main(["predict", *[p for p, _ in files], "--tflite", os.path.join(folder, "model_int8.tflite")]) == 0
+    int8 = [json.loads(line)["class"] for line in capsys.readouterr().out.splitlines()]
+    assert sum(a == b["class"] for a, b in zip(int8, rows)) >= 5

@@ -60,7 +60,7 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
     ran = [c.name for c in result.components]
     assert sorted(ran) == sorted([
         "CsvExampleGen", "LatestBlessedModelResolver", "StatisticsGen", "SchemaGen", "ExampleValidator",
-        "AnomalyGate", "Transform", "Trainer", "Evaluator", "Pusher", "BulkInferrer"])
+        "AnomalyGate", "Transform", "Trainer", "Evaluator", "TFLiteExporter", "Pusher", "BulkInferrer"])
     assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
     assert ran.index("Evaluator") < ran.index("Pusher")
     assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []
@@ -330,6 +330,57 @@ def test_a_broken_push_is_skipped_and_the_previous_version_keeps_serving(server,
     finally:
         import shutil
         shutil.rmtree(broken)
+
+
+def test_tflite_files_take_transformed_inputs_the_input_spec_describes(penguins_run, in_process, rows_with_missing,
+                                                                       capsys, tmp_path):
+    import json
+
+    from lamina.models.tflite import predict_rows
+    from lamina.pipeline.cli import main
+
+    spec, result = penguins_run
+    folder = os.path.join(result.pushed_model_dir, "assets.extra", "lamina", "tflite")
+    inputs = {i["name"]: i for i in json.load(open(os.path.join(folder, "input_spec.json")))["inputs"]}
+    # The z-score's constants, read off the Transform graph: the training split's mean and spread.
+    assert 40 < inputs["bill_length_mm"]["mean"] < 48 and 4 < inputs["bill_length_mm"]["std"] < 7
+    assert 3900 < inputs["body_mass_g"]["mean"] < 4500
+    assert sorted(open(os.path.join(folder, inputs["island"]["vocabulary"])).read().split()) == [
+        "Biscoe", "Dream", "Torgersen"]
+    # The float file answers as the SavedModel does, missing values included.
+    dtypes = raw_dtypes(in_process)
+    expected = in_process.signatures["serving_raw"](**rows_to_tensors(rows_with_missing, dtypes))["scores"].numpy()
+    got = predict_rows(os.path.join(folder, "model_float.tflite"), rows_with_missing)
+    classes = [c.decode() for c in in_process.signatures["serving_raw"](
+        **rows_to_tensors(rows_with_missing[:1], dtypes))["classes"].numpy()[0]]
+    np.testing.assert_allclose([[g["scores"][c] for c in classes] for g in got], expected, atol=1e-5)
+    # From the command line, on a CSV of rows; a number that is not one names the row and the column.
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows_with_missing))
+    assert main(["predict", str(path), "--tflite", os.path.join(folder, "model_int8.tflite")]) == 0
+    answers = [json.loads(line)["class"] for line in capsys.readouterr().out.splitlines()]
+    assert answers[:7] == [classes[i] for i in expected[:7].argmax(axis=1)]
+    path.write_text(json.dumps(dict(rows_with_missing[0], bill_length_mm="long")))
+    assert main(["predict", str(path), "--tflite", os.path.join(folder, "model_float.tflite")]) == 2
+    assert capsys.readouterr().err.strip().endswith("row 1: column 'bill_length_mm' is numeric; received 'long'")
+
+
+def test_lamina_report_writes_the_page_again_from_ml_metadata(penguins_run, capsys, tmp_path):
+    from lamina.pipeline.cli import main
+
+    spec, result = penguins_run
+    before = open(result.report).read()
+    os.remove(result.report)
+    assert main(["report", spec.run_dir]) == 0
+    assert capsys.readouterr().out.strip() == result.report
+    after = open(result.report).read()
+    # The same sections from the same run: only the time it was written differs.
+    strip = lambda page: page.split("</nav>", 1)[1]  # noqa: E731
+    assert strip(after).count('data-plot="histogram"') == strip(before).count('data-plot="histogram"') == 7
+    assert 'data-plot="confusion"' in after and "<tr><td>int8<td class=num>" in after
+    assert main(["report", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == (f"{tmp_path}: not a run directory (expected metadata.sqlite and "
+                                               f"resolved_spec.yaml, as `lamina run` writes them)")
 
 
 def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows, capsys):

@@ -38,6 +38,7 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, mon
         "model": {"head": {"type": "regression"}},
         "training": {"epochs": 30, "batch_size": 16, "learning_rate": 0.01},
         "evaluation": {"metrics": ["mae", "rmse"], "thresholds": {"mae": {"upper_bound": 600}}},
+        "export": {"tflite": ["float", "dynamic_range"]},
         "serving": {"model_name": "mass", "push_dir": f"{bucket}/serving_models"},
         "runner": {"root": "regression_runs", "pipeline_root": f"{bucket}/lamina"},
     }, base_dir=str(penguins_dir))
@@ -46,7 +47,16 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, mon
     assert result.model_dir.startswith(f"{bucket}/lamina/penguin_mass/Trainer/")
     assert "pipeline" not in os.listdir(spec.run_dir)  # every artifact went to the bucket
     assert tf.io.gfile.exists(f"{result.pushed_model_dir}/assets.extra/tf_serving_warmup_requests")
-    assert "mean_absolute_error" in open(spec.report_path).read()
+    report = open(spec.report_path).read()
+    assert "mean_absolute_error" in report
+    # The report plots the residuals of the eval examples the trained model scored; TFLite's MAE is beside it.
+    assert 'data-plot="residuals"' in report and "Confusion matrix" not in report
+    forms = {f["form"]: f for f in result.tflite["forms"]}
+    assert forms["float"]["exported"] and forms["float"]["metric"] == pytest.approx(result.tflite["reference"],
+                                                                                     rel=1e-4)
+    assert result.tflite["metric"] == "mean_absolute_error"
+    assert result.tflite["reference"] == pytest.approx(result.metrics["mean_absolute_error"], rel=1e-3)
+    assert tf.io.gfile.exists(f"{result.pushed_model_dir}/assets.extra/lamina/tflite/model_float.tflite")
     # Body mass has a standard deviation of about 800 g; the model must do far better than the mean.
     assert result.pushed and result.metrics["mean_absolute_error"] < 600
     assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == REGRESS_METHOD

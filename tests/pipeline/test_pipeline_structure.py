@@ -49,7 +49,8 @@ def test_eval_config_carries_thresholds_and_slices(tmp_path):
     assert list(spec.preprocessing_function_names) == ["transform_features"]
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
     metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
-    assert sorted(metrics) == ["ExampleCount", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy"]
+    assert sorted(metrics) == ["ExampleCount", "MultiClassConfusionMatrixPlot", "SparseCategoricalAccuracy",
+                               "SparseCategoricalCrossentropy"]  # the confusion matrix is for the report
     (gate,) = metrics["SparseCategoricalAccuracy"].per_slice_thresholds
     assert [list(s.feature_keys) for s in gate.slicing_specs] == [[]]  # overall only
     threshold = gate.threshold

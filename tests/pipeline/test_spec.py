@@ -35,7 +35,7 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["model"].update(hed={}),
      "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head."),
     (lambda d: d.update(trainig={}),
-     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, inference, kubeflow, model, "
+     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, export, inference, kubeflow, model, "
      "name, runner, serving, split, training."),
     (lambda d: d["model"]["head"].update(type="clasification"),
      "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
@@ -277,3 +277,22 @@ def test_a_named_encoder_of_the_wrong_type_for_an_inferred_feature(tmp_path):
         spec.encoder_for("bill_depth_mm", "numeric")
     assert str(info.value) == ("model.encoders.bill_depth_mm.type: Received 'embedding'; feature 'bill_depth_mm' "
                                "is numeric in the data, and a numeric feature expects one of: 'normalized', 'dense'.")
+
+
+def test_export_section_lists_tflite_forms_once_each():
+    from lamina.pipeline.spec import SpecError
+    from tests.helpers import example_spec_dict
+
+    d = example_spec_dict()
+    d["export"] = {"tflite": ["int8", "float"], "max_metric_drop": 0.01}
+    spec = Spec.from_dict(d, base_dir="/tmp")
+    assert spec.export.tflite == ["int8", "float"] and spec.export.calibration_examples == 200
+    d["export"] = {"tflite": ["float", "int4", "float"]}
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir="/tmp")
+    assert info.value.problems == [
+        "export.tflite.1: Received 'int4'; expected one of: 'float', 'dynamic_range' or 'int8'. Did you mean 'int8'?"]
+    d["export"] = {"tflite": ["float", "float"]}
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir="/tmp")
+    assert info.value.problems == ["export.tflite: each form at most once. Received 'float' twice"]

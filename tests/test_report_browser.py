@@ -1,0 +1,102 @@
+"""The run report in a real browser: Debian's headless Chromium, driven by Selenium, loads the
+penguins run's report.html from a loopback HTTP server with every other address blocked.
+
+Chromium and chromedriver come from Debian's packages (`make browser`, which `make test` runs).
+A screenshot of the whole page is kept in test-artifacts/ (LAMINA_TEST_ARTIFACTS overrides).
+"""
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("LAMINA_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def report_url(penguins_run):
+    _, result = penguins_run
+    folder, name = os.path.split(result.report)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{name}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.fail("Chromium and chromedriver are needed: `make browser` installs Debian's chromium and "
+                    "chromium-driver packages")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1000",
+                # The network is blocked: every name but loopback fails to resolve, and anything not on
+                # loopback goes to a proxy on a closed loopback port.
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                "--proxy-server=http://127.0.0.1:9"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    yield driver
+    driver.quit()
+
+
+def test_report_renders_every_plot_offline_without_console_errors(browser, report_url, penguins_run):
+    _, result = penguins_run
+    browser.get(report_url)
+    assert browser.title == "Lamina run: penguins"
+
+    # The network really is blocked for the page: a fetch of a CDN fails.
+    blocked = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('https://cdn.jsdelivr.net/npm/plotly.js').then(() => done('fetched'), () => done('blocked'));")
+    assert blocked == "blocked"
+
+    # Every plot is an SVG the browser laid out with a real size and drew something in.
+    plots = browser.execute_script("""
+        return Array.from(document.querySelectorAll('figure.plot')).map(f => {
+          const svg = f.querySelector('svg'); const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+          return {kind: f.dataset.plot, width: box.width, height: box.height,
+                  marks: svg ? svg.querySelectorAll('path, rect, use').length : 0};
+        });""")
+    kinds = {}
+    for p in plots:
+        assert p["width"] > 100 and p["height"] > 50 and p["marks"] > 5, p
+        kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
+    # 4 numeric and 3 string columns, loss and accuracy curves, the confusion matrix, the TFLite sizes.
+    assert kinds == {"histogram": 7, "curve": 2, "confusion": 1, "sizes": 1}
+    # Only the page itself was loaded: no script, style or font from anywhere else.
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+    assert [r for r in resources if not r.startswith("http://127.0.0.1:")] == []
+
+    text = browser.find_element("tag name", "body").text
+    assert "Confusion matrix (eval split)" in text and "TFLite (quantized) models" in text
+    for form in ("float", "dynamic_range", "int8"):
+        assert f"\n{form} " in text
+
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(int(height) + 100, 16000))
+    shot = ARTIFACTS / "report.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 50_000  # a page of plots, not a blank one
