@@ -22,7 +22,7 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, Transfo
 class TFLiteModels(artifact.Artifact):
     """A folder of .tflite files, their input spec and the measurements (tflite_report.json)."""
 
-    TYPE_NAME = "LaminaTFLiteModels"
+    TYPE_NAME = "lamina.TFLiteModels"  # namespace.Name: what the Kubeflow compiler accepts
 
 
 def _split_files(examples, split: str):
@@ -36,9 +36,8 @@ def export_tflite(spec, model_uri: str, transform_uri: str, examples, out_dir: s
     import tensorflow_transform as tft
 
     from lamina.models import tflite
-    from lamina.models.features import TEXT, describe_transformed_features, label_vocabulary
-    from lamina.models.export import BACKBONE_DIR
-    from lamina.models.trainer import _expand, load_keras_model, make_dataset
+    from lamina.models.features import label_vocabulary
+    from lamina.models.trainer import _expand, load_keras_model, make_dataset, read_features
 
     stream = stream or sys.stdout
     tf.io.gfile.makedirs(out_dir)
@@ -46,12 +45,7 @@ def export_tflite(spec, model_uri: str, transform_uri: str, examples, out_dir: s
         print("    TFLite: the model was not blessed; nothing exported", file=stream, flush=True)
         return None
     tf_transform_output = tft.TFTransformOutput(transform_uri)
-    learned = {}
-    for name, kind in spec.data.feature_types.items():  # a scratch Transformer's learned vocabulary
-        path = os.path.join(model_uri, "Format-Serving", BACKBONE_DIR, f"{name}_vocab.txt")
-        if kind == TEXT and tf.io.gfile.exists(path):
-            learned[name] = path
-    features = describe_transformed_features(spec, tf_transform_output, learned)
+    features = read_features(model_uri)
     model = load_keras_model(model_uri)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
     eval_ds = make_dataset(_expand(_split_files(examples, "eval")), tf_transform_output, spec, features, 64,

@@ -28,10 +28,11 @@ from lamina.pipeline.spec import Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
 
-# Beside the model artifact's Format-Serving: the Keras model itself, for the steps after the
-# Evaluator that need the model on transformed inputs (TFLite export, explanations).
-KERAS_FORMAT = "Format-Keras"
+# Inside the SavedModel's assets.extra/lamina/ (TF Serving ignores it, the Pusher copies it): the
+# Keras model itself and its inputs, for what needs the model on transformed inputs after the
+# Evaluator (TFLite export, explanations, `lamina explain --model PUSHED_DIR`).
 KERAS_FILE = "model.keras"
+FEATURES_FILE = "features.json"
 # In the Trainer's model_run folder: loss and metrics per epoch, train and validation, for the report.
 HISTORY_FILE = "history.json"
 
@@ -224,17 +225,63 @@ def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Opti
     return histories
 
 
-def keras_model_path(model_uri: str) -> str:
-    """Where the Trainer keeps the Keras model inside a Model artifact."""
-    return os.path.join(model_uri, KERAS_FORMAT, KERAS_FILE)
+def saved_model_dir(path: str) -> str:
+    """A Model artifact's Format-Serving folder, or `path` itself when it is a SavedModel (a pushed version)."""
+    serving = os.path.join(path, "Format-Serving")
+    return serving if tf.io.gfile.isdir(serving) else path
 
 
-def load_keras_model(model_uri: str) -> keras.Model:
-    """The Keras model a Trainer saved in the Model artifact at `model_uri` (uncompiled)."""
+def keras_model_path(path: str) -> str:
+    """Where the Trainer keeps the Keras model: in a SavedModel (or Model artifact) folder's assets.extra/lamina/."""
+    from lamina.models.images import BACKBONE_DIR
+
+    return os.path.join(saved_model_dir(path), BACKBONE_DIR, KERAS_FILE)
+
+
+def write_features(features: List[FeatureInfo], export_dir: str, label: str = "", task: str = "") -> str:
+    """The model's inputs as JSON beside the Keras model; a text vocabulary points at its copy there."""
+    import dataclasses
+    import json
+
+    from lamina.models.images import BACKBONE_DIR
+
+    rows = []
+    for f in features:
+        row = dataclasses.asdict(f)
+        if f.kind == TEXT:
+            row["vocabulary"] = f"{f.name}_vocab.txt"  # export_serving_model copied it there
+        rows.append(row)
+    path = os.path.join(export_dir, BACKBONE_DIR, FEATURES_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump({"features": rows, "label": label, "task": task}, f, indent=1, ensure_ascii=False)
+    return path
+
+
+def read_features(path: str) -> List[FeatureInfo]:
+    """The FeatureInfo list a Trainer wrote into the SavedModel at `path` (a folder or Model artifact)."""
+    import json
+
+    from lamina.models.images import BACKBONE_DIR
+
+    folder = os.path.join(saved_model_dir(path), BACKBONE_DIR)
+    with tf.io.gfile.GFile(os.path.join(folder, FEATURES_FILE)) as f:
+        rows = json.load(f)["features"]
+    out = []
+    for row in rows:
+        if row.get("kind") == TEXT:
+            row["vocabulary"] = os.path.join(folder, row["vocabulary"])
+        row["image_size"] = tuple(row.get("image_size") or ())
+        out.append(FeatureInfo(**row))
+    return out
+
+
+def load_keras_model(path: str) -> keras.Model:
+    """The Keras model a Trainer saved (uncompiled): `path` is its Model artifact or a SavedModel it wrote,
+    a pushed version included."""
     import lamina.models.images  # noqa: F401 - registers the custom layers the file names
     import lamina.models.text  # noqa: F401
 
-    path = keras_model_path(model_uri)
+    path = keras_model_path(path)
     local_dir = None
     if "://" in path:  # Keras reads .keras files from local disk only
         local_dir = tempfile.mkdtemp(prefix="lamina_keras_")
@@ -279,8 +326,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
           serving_model_dir: str, log_dir: Optional[str] = None, steps_per_epoch: Optional[int] = None):
     """Builds, fits and exports the model. Returns (model, one History per phase).
 
-    Besides the SavedModel it writes the Keras model (`Format-Keras/model.keras` beside
-    `serving_model_dir`) and, with a `log_dir`, the per-epoch history (`history.json`).
+    Into the SavedModel's assets.extra/lamina/ it also writes the Keras model (`model.keras`) and
+    its inputs (`features.json`); with a `log_dir`, the per-epoch history (`history.json`).
     """
     keras.utils.set_random_seed(spec.training.seed)
     strategy = configure_devices(spec.training)
@@ -321,7 +368,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
                         class_weight=weights)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
-    save_keras_model(model, keras_model_path(os.path.dirname(serving_model_dir.rstrip("/"))))
+    save_keras_model(model, keras_model_path(serving_model_dir))
+    write_features(features, serving_model_dir, spec.data.label, spec.task)
     if log_dir:
         write_history(histories, os.path.join(log_dir, HISTORY_FILE))
     shutil.rmtree(vocab_dir, ignore_errors=True)

@@ -290,6 +290,64 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    """Explains inputs against a pushed model: image files (Grad-CAM), JSON/CSV rows or --text (Integrated Gradients)."""
+    import tensorflow as tf
+
+    from lamina.models.explain import EXPLANATIONS_FILE, TEXT_FILE, explain_pushed, top_attributions
+    from lamina.serving.client import RowError, is_image_path, read_rows
+
+    images = [p for p in args.input if is_image_path(p)]
+    saved_model = os.path.join(args.model, "saved_model.pb")
+    if not tf.io.gfile.exists(saved_model):
+        _err(f"{args.model}: no saved_model.pb; --model takes a pushed version folder (<push dir>/<name>/<version>)")
+        return 2
+    try:
+        if args.text is not None:
+            from lamina.models.trainer import read_features
+
+            text = next((f.name for f in read_features(args.model) if f.kind == "text"), None)
+            if text is None:
+                _err(f"{args.model}: the model has no text feature; send rows or image files")
+                return 2
+            rows, names = [{args.feature or text: t} for t in args.text], list(args.text)
+        elif images and len(images) == len(args.input):
+            from lamina.models.trainer import read_features
+
+            image = args.feature or next((f.name for f in read_features(args.model) if f.kind == "image"), None)
+            if image is None:
+                _err(f"{args.model}: the model has no image feature; send rows or --text")
+                return 2
+            rows, names = [], images
+            for path in images:
+                with open(path, "rb") as f:
+                    rows.append({image: f.read()})
+        elif len(args.input) == 1:
+            rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
+            names = [f"row {i}" for i in range(1, len(rows) + 1)]
+        else:
+            _err("expected image files, one CSV/JSON/JSONL file (or -), or --text STRING.")
+            return 2
+        if not rows:
+            _err("no inputs to explain")
+            return 2
+        record = explain_pushed(args.model, rows, args.out, steps=args.steps, baseline=args.baseline, names=names)
+    except (OSError, RowError, json.JSONDecodeError) as e:
+        _err(f"cannot explain: {e}")
+        return 2
+    for i, example in enumerate(record["examples"]):
+        print(f"{example['name']}: {example['predicted']} (score {example['score']:.4f})")
+        for name, value in top_attributions(record, i):
+            print(f"    {value:+.4f}  {name}")
+        for image in record.get("images", []):
+            if image["example"] == i:
+                print(f"    Grad-CAM: {os.path.join(args.out, image['file'])}")
+    if record.get("text"):
+        print(f"highlighted texts: {os.path.join(args.out, TEXT_FILE)}")
+    print(f"explanations: {os.path.join(args.out, EXPLANATIONS_FILE)}")
+    return 0
+
+
 def _predict_tflite(args) -> int:
     from lamina.models.tflite import InputError, predict_rows, read_input_spec
     from lamina.serving.client import RowError, is_image_path, read_rows
@@ -473,6 +531,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", nargs=2, metavar=("N", "MODEL_DIR"),
                    help="with show: the run that pushed MODEL_DIR/N (a served version folder)")
     p.set_defaults(fn=cmd_runs)
+
+    p = sub.add_parser("explain", help="explain inputs against a pushed model: Grad-CAM for images, Integrated "
+                                         "Gradients for rows and texts")
+    p.add_argument("input", nargs="*", help="image files, or one CSV/JSON/JSONL file of rows (or -)")
+    p.add_argument("--model", required=True, help="a pushed version folder: <push dir>/<name>/<version>")
+    p.add_argument("--text", action="append", metavar="STRING", help="a text to explain (repeat for several)")
+    p.add_argument("--feature", help="the image or text feature the inputs are for, when the model has several")
+    p.add_argument("--out", default="explanations", help="folder for the PNG/HTML/JSON files (default: explanations)")
+    p.add_argument("--steps", type=int, default=128, help="Integrated Gradients' integration steps")
+    p.add_argument("--baseline", choices=["zeros", "mean"], default="zeros")
+    p.set_defaults(fn=cmd_explain)
 
     p = sub.add_parser("report", help="write a run's HTML report again (report.html in the run directory)")
     p.add_argument("run_dir", help="the run directory: <runner.root>/<name>, holding metadata.sqlite")

@@ -2,7 +2,7 @@
 
 TableExampleGen (CSV, JSON Lines, Parquet, TFRecord) or ImageExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
 -> AnomalyGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
--> TFLiteExporter (when `export.tflite` lists forms) -> Pusher, plus BulkInferrer when the spec asks for it.
+-> Explainer (unless `explain.enabled` is false) and TFLiteExporter (when `export.tflite` lists forms) -> Pusher, plus BulkInferrer when the spec asks for it.
 
 Pure: it reads nothing but the spec, touches no files and no environment.
 """
@@ -27,6 +27,7 @@ from lamina.components.anomaly_gate import AnomalyGate
 from lamina.components.table_example_gen import TableExampleGen
 from lamina.components.image_example_gen import ImageExampleGen
 from lamina.components.schema import SpecSchemaGen
+from lamina.components.explainer import Explainer
 from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
@@ -202,6 +203,14 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         tflite = TFLiteExporter(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
                                 transformed_examples=transform.outputs["transformed_examples"],
                                 model_blessing=blessing, spec_json=spec.to_json()).with_id("TFLiteExporter")
+        if blessing is None:  # no gate: still after the Evaluator
+            tflite.add_upstream_node(evaluator)
+    explainer = None
+    if spec.explain.enabled:
+        explainer = Explainer(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
+                              transformed_examples=transform.outputs["transformed_examples"],
+                              spec_json=spec.to_json()).with_id("Explainer")
+        explainer.add_upstream_node(evaluator)  # after the Evaluator, as people read a run
     pusher = WarmupPusher(
         model=trainer.outputs["model"],
         model_blessing=blessing,
@@ -211,7 +220,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         tflite_models=tflite.outputs["tflite_models"] if tflite else None,
     ).with_id("Pusher")
     components = [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
-                  trainer, model_resolver, evaluator] + ([tflite] if tflite else []) + [pusher]
+                  trainer, model_resolver, evaluator] + [c for c in (explainer, tflite) if c] + [pusher]
     if spec.inference.enabled:
         components.append(BulkInferrer(
             examples=examples.outputs["examples"],

@@ -137,6 +137,40 @@ class _Component:
     width: int
 
 
+def read_explanations(explanations_dir: Optional[str]) -> Optional[dict]:
+    """The Explainer's record, with its Grad-CAM PNGs inlined and its texts' token colours, for the page."""
+    import base64
+
+    from lamina.models.explain import EXPLANATIONS_FILE, token_spans
+    from lamina.pipeline import plots
+
+    if not explanations_dir:
+        return None
+    path = os.path.join(explanations_dir, EXPLANATIONS_FILE)
+    if not storage.isfile(path):
+        return None
+    record = storage.read_json(path)
+    if "error" in record:
+        return {"error": record["error"]}
+    record["error"] = None
+    examples = record.get("examples", [])
+    for image in record.get("images", []):
+        with storage.open_binary(os.path.join(explanations_dir, image["file"])) as f:
+            image["src"] = "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+        image.update({k: examples[image["example"]].get(k) for k in ("label", "predicted", "correct")})
+    record["importance_plot"] = plots.importance(record["tabular"]) if record.get("tabular") else ""
+    record["texts"] = [
+        {"feature": feature, "rows": [dict(examples[i], spans=token_spans(r["tokens"], r["attributions"]))
+                                      for i, r in enumerate(rows)]}
+        for feature, rows in (record.get("text") or {}).items()]
+    record["table"] = []
+    if record.get("tabular"):
+        names = [r["feature"] for r in record["tabular"][:6]]
+        record["table_columns"] = names
+        record["table"] = [dict(e, cells=[e.get("attributions", {}).get(n) for n in names]) for e in examples[:10]]
+    return record
+
+
 def render(context: dict) -> str:
     import jinja2
 
@@ -153,13 +187,13 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                  columns: Sequence[Tuple[str, str, str]] = (), statistics_dir: Optional[str] = None,
                  model_run_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None,
                  residuals: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
-                 tflite: Optional[dict] = None) -> str:
+                 tflite: Optional[dict] = None, explanations_dir: Optional[str] = None) -> str:
     """Writes the page and returns its path.
 
     `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns,
     `statistics_dir` StatisticsGen's output, `model_run_dir` the Trainer's (history.json),
     `classes` the label's classes (for the confusion matrix), `residuals` (predicted, actual) on
-    eval examples of a regression, `tflite` TFLiteExporter's report.
+    eval examples of a regression, `tflite` TFLiteExporter's report, `explanations_dir` the Explainer's output.
     """
     from lamina.pipeline import plots
 
@@ -184,13 +218,14 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         "metrics": metrics, "metric_names": sorted({k for _, m in metrics for k in m}),
         "confusion": confusion,
         "residuals": {"svg": plots.residuals(*residuals), "count": len(residuals[0])} if residuals else None,
-        "tflite": tflite, "artifacts": artifacts or {},
+        "tflite": tflite, "artifacts": artifacts or {}, "explanations": read_explanations(explanations_dir),
     }
     context["sections"] = [(anchor, label) for anchor, label, present in (
         ("gates", "gates", failed_thresholds), ("anomalies", "anomalies", anomalies),
         ("data", "data", rows or ingest), ("statistics", "statistics", statistics),
         ("components", "components", True), ("training", "training", context["curves"]),
         ("metrics", "metrics", metrics), ("confusion", "confusion matrix", confusion),
-        ("residuals", "residuals", residuals), ("tflite", "TFLite", tflite),
+        ("residuals", "residuals", residuals), ("explanations", "explanations", context["explanations"]),
+        ("tflite", "TFLite", tflite),
         ("artifacts", "artifacts", artifacts)) if present]
     return storage.write_text(path, render(context))

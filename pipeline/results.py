@@ -45,6 +45,7 @@ class RunResult:
     transform_graph_dir: Optional[str] = None
     tflite_dir: Optional[str] = None
     tflite: Optional[dict] = None  # TFLiteExporter's report: the forms, their sizes and metrics
+    explanations_dir: Optional[str] = None  # the Explainer's output
 
     @property
     def seconds(self) -> float:
@@ -98,6 +99,8 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
 
         result.tflite_dir = tflite.uri
         result.tflite = read_tflite_report(tflite.uri)
+    explanations = outputs.get(("Explainer", "explanations"))
+    result.explanations_dir = explanations.uri if explanations else None
     anomalies = outputs.get(("ExampleValidator", "anomalies"))
     result.anomalies_dir = anomalies.uri if anomalies else None
     model = outputs.get(("Trainer", "model"))
@@ -348,9 +351,9 @@ def write_run_report(result: RunResult) -> str:
         evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
         bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
         statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),
-        residuals=regression_sample(result), tflite=result.tflite,
+        residuals=regression_sample(result), tflite=result.tflite, explanations_dir=result.explanations_dir,
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
-                   "TFLite files": result.tflite_dir,
+                   "TFLite files": result.tflite_dir, "explanations": result.explanations_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,
                    "TensorBoard logs": result.tensorboard_dir, "bulk inference": result.inference_dir})
 

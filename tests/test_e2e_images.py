@@ -61,7 +61,8 @@ def test_pipeline_ingests_trains_and_pushes_an_accurate_model(digits_run):
     assert 250 <= result.metrics["example_count"] <= 450
     # The pushed model carries its backbone for a later run's transfer.
     backbone = os.path.join(result.pushed_model_dir, BACKBONE_DIR)
-    assert sorted(os.listdir(backbone)) == sorted([BACKBONE_CONFIG, BACKBONE_WEIGHTS, COLUMNS_FILE])
+    assert sorted(os.listdir(backbone)) == sorted([BACKBONE_CONFIG, BACKBONE_WEIGHTS, COLUMNS_FILE, "features.json",
+                                                   "model.keras", "tflite"])
     with open(os.path.join(backbone, COLUMNS_FILE)) as f:
         assert json.load(f) == {"columns": {"image": "image"}, "dtypes": {"image": "string"}}
     assert "1797 examples from 1797 files" in open(result.report).read()
@@ -204,3 +205,32 @@ def test_tflite_int8_is_three_times_smaller_within_the_bound_and_answers_like_th
     assert cli.main(["predict", *[p for p, _ in files], "--tflite", os.path.join(folder, "model_int8.tflite")]) == 0
     int8 = [json.loads(line)["class"] for line in capsys.readouterr().out.splitlines()]
     assert sum(a == b["class"] for a, b in zip(int8, rows)) >= 5
+
+
+def test_grad_cam_overlays_per_class_and_lamina_explain_on_image_files(digits_run, in_process, tmp_path, capsys):
+    spec, result = digits_run
+    record = json.load(open(os.path.join(result.explanations_dir, "explanations.json")))
+    images = record["images"]
+    labels = [record["examples"][im["example"]]["label"] for im in images]
+    assert sorted(set(labels)) == [str(d) for d in range(10)]  # every class
+    assert all(labels.count(c) <= spec.explain.images_per_class for c in set(labels))
+    for im in images:
+        with Image.open(os.path.join(result.explanations_dir, im["file"])) as png:
+            assert png.size[0] >= 128 and png.mode == "RGB"
+    # Right and wrong answers are both there when the model made mistakes on the eval split.
+    correct = [record["examples"][im["example"]]["correct"] for im in images]
+    assert any(correct)
+    if result.metrics["sparse_categorical_accuracy"] < 1.0:
+        assert not all(correct)
+
+    files = [p for p, _ in eval_files(digits_run)[:3]]
+    out = tmp_path / "why"
+    assert cli.main(["explain", *files, "--model", result.pushed_model_dir, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    expected = in_process.signatures["serving_raw"](image=tf.constant([open(p, "rb").read() for p in files]))
+    classes = [c.decode() for c in expected["classes"].numpy()[0]]
+    answers = [classes[i] for i in expected["scores"].numpy().argmax(axis=1)]
+    heads = [line for line in printed if not line.startswith(" ")]
+    assert [h.split(": ", 1)[1].split(" (")[0] for h in heads[:3]] == answers
+    overlays = [line.split("Grad-CAM: ")[1] for line in printed if "Grad-CAM: " in line]
+    assert len(overlays) == 3 and all(os.path.isfile(o) for o in overlays)

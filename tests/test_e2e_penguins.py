@@ -60,7 +60,7 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
     ran = [c.name for c in result.components]
     assert sorted(ran) == sorted([
         "CsvExampleGen", "LatestBlessedModelResolver", "StatisticsGen", "SchemaGen", "ExampleValidator",
-        "AnomalyGate", "Transform", "Trainer", "Evaluator", "TFLiteExporter", "Pusher", "BulkInferrer"])
+        "AnomalyGate", "Transform", "Trainer", "Evaluator", "Explainer", "TFLiteExporter", "Pusher", "BulkInferrer"])
     assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
     assert ran.index("Evaluator") < ran.index("Pusher")
     assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []
@@ -381,6 +381,66 @@ def test_lamina_report_writes_the_page_again_from_ml_metadata(penguins_run, caps
     assert main(["report", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == (f"{tmp_path}: not a run directory (expected metadata.sqlite and "
                                                f"resolved_spec.yaml, as `lamina run` writes them)")
+
+
+def test_explanations_are_complete_cover_every_class_and_are_recorded_against_the_model(penguins_run):
+    import json
+
+    from ml_metadata.proto import metadata_store_pb2
+
+    from lamina.pipeline.results import latest_run_outputs, open_store
+
+    spec, result = penguins_run
+    record = json.load(open(os.path.join(result.explanations_dir, "explanations.json")))
+    assert record["task"] == "classification" and record["baseline"] == "zeros"
+    assert len(record["examples"]) == spec.explain.samples == 16
+    assert {e["label"] for e in record["examples"]} == CLASSES  # a sample of every species, not the first rows
+    assert sorted(r["feature"] for r in record["tabular"]) == sorted(
+        ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"])
+    for e in record["examples"]:  # completeness, example by example
+        assert sum(e["attributions"].values()) == pytest.approx(e["score"] - e["baseline_score"], rel=0.01, abs=1e-4)
+    assert record["completeness_error"] < 0.01
+    # In ML Metadata the explanations are an output of the Explainer, whose input is the Trainer's model.
+    outputs = latest_run_outputs(spec)
+    store = open_store(spec, readonly=True)
+    explanations, model = outputs[("Explainer", "explanations")], outputs[("Trainer", "model")]
+    produced_by = [e.execution_id for e in store.get_events_by_artifact_ids([explanations.id])
+                   if e.type == metadata_store_pb2.Event.OUTPUT]
+    inputs = {e.artifact_id for e in store.get_events_by_execution_ids(produced_by)
+              if e.type == metadata_store_pb2.Event.INPUT}
+    assert model.id in inputs
+    assert store.get_artifact_types_by_id([explanations.type_id])[0].name == "lamina.Explanations"
+
+
+def test_lamina_explain_on_the_pushed_model_explains_raw_rows(penguins_run, in_process, rows_with_missing, tmp_path,
+                                                              capsys):
+    import json
+
+    from lamina.pipeline.cli import main
+
+    _, result = penguins_run
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows_with_missing))
+    out = tmp_path / "why"
+    assert main(["explain", str(path), "--model", result.pushed_model_dir, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    record = json.load(open(out / "explanations.json"))
+    dtypes = raw_dtypes(in_process)
+    served = in_process.signatures["serving_raw"](**rows_to_tensors(rows_with_missing, dtypes))
+    classes = [c.decode() for c in served["classes"].numpy()[0]]
+    expected = [classes[i] for i in served["scores"].numpy().argmax(axis=1)]
+    assert [e["predicted"] for e in record["examples"]] == expected
+    np.testing.assert_allclose([e["score"] for e in record["examples"]], served["scores"].numpy().max(axis=1),
+                               atol=1e-5)
+    for e in record["examples"]:
+        assert sum(e["attributions"].values()) == pytest.approx(e["score"] - e["baseline_score"], rel=0.01, abs=1e-4)
+    assert printed[0].startswith(f"row 1: {expected[0]} (score ")
+    top = max(record["examples"][0]["attributions"].items(), key=lambda kv: abs(kv[1]))
+    assert printed[1].split() == [f"{top[1]:+.4f}", top[0]]
+    assert printed[-1] == f"explanations: {out / 'explanations.json'}"
+    assert main(["explain", str(path), "--model", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"{tmp_path}: no saved_model.pb; --model takes a pushed version "
+                                               f"folder (<push dir>/<name>/<version>)")
 
 
 def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows, capsys):

@@ -214,3 +214,30 @@ def test_a_missing_model_directory_stops_the_run_before_it_starts(tmp_path, mini
         f"Invalid spec:\n  - model.encoders.text.path: {missing}: no such directory; expected a Hugging Face "
         f"BERT directory (config.json, model.safetensors, vocab.txt) or a KerasHub preset directory.")
     assert not os.path.exists(spec.run_dir)
+
+
+def test_token_attributions_of_minilm_are_complete_and_rendered(text_run, tmp_path, capsys):
+    spec, result = text_run
+    record = json.load(open(os.path.join(result.explanations_dir, "explanations.json")))
+    rows = record["text"]["text"]
+    assert len(rows) == len(record["examples"]) == spec.explain.samples
+    for example, row in zip(record["examples"], rows):
+        assert row["tokens"][0] == "[CLS]" and row["tokens"][-1] == "[SEP]"
+        assert len(row["tokens"]) == len(row["attributions"])
+        assert sum(row["attributions"]) == pytest.approx(example["score"] - example["baseline_score"], rel=0.01,
+                                                         abs=1e-4)
+    page = open(os.path.join(result.explanations_dir, "text.html")).read()
+    assert page.count("<span class=t") == sum(len(r["tokens"]) for r in rows)
+    report = open(result.report).read()
+    assert "text: token attributions" in report
+
+    # `lamina explain --text` against the pushed model: the answer the model gives, its tokens highlighted.
+    out = tmp_path / "why"
+    assert cli.main(["explain", "--model", result.pushed_model_dir, "--text", "the database server crashed again",
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    mine = json.load(open(out / "explanations.json"))
+    assert mine["text"]["text"][0]["tokens"][1:-1] == ["the", "database", "server", "crashed", "again"]
+    assert printed[0] == f"the database server crashed again: {mine['examples'][0]['predicted']} " \
+                         f"(score {mine['examples'][0]['score']:.4f})"
+    assert printed[-2] == f"highlighted texts: {out / 'text.html'}"

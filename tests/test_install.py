@@ -69,7 +69,8 @@ def test_lamina_run_with_the_users_packages_on_pythonpath(tmp_path):
     out = _run([lamina, "run", "spec.yaml"], tmp_path, env=env).stdout
     ran = [m.group(1) for m in re.finditer(r"^\[\s*\d+/\d+\] (\S+)", out, re.MULTILINE)]
     assert sorted(ran) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                                  "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher"])
+                                  "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
+                                  "Pusher"])
     assert "(cached)" not in out
     assert "  pushed model:   (not pushed)" not in out
 

@@ -80,14 +80,16 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
     for p in plots:
         assert p["width"] > 100 and p["height"] > 50 and p["marks"] > 5, p
         kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
-    # 4 numeric and 3 string columns, loss and accuracy curves, the confusion matrix, the TFLite sizes.
-    assert kinds == {"histogram": 7, "curve": 2, "confusion": 1, "sizes": 1}
+    # 4 numeric and 3 string columns, loss and accuracy curves, the confusion matrix, the features'
+    # importance from Integrated Gradients, the TFLite sizes.
+    assert kinds == {"histogram": 7, "curve": 2, "confusion": 1, "importance": 1, "sizes": 1}
     # Only the page itself was loaded: no script, style or font from anywhere else.
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
     assert [r for r in resources if not r.startswith("http://127.0.0.1:")] == []
 
     text = browser.find_element("tag name", "body").text
     assert "Confusion matrix (eval split)" in text and "TFLite (quantized) models" in text
+    assert "Explanations" in text and "global importance" in text
     for form in ("float", "dynamic_range", "int8"):
         assert f"\n{form} " in text
 

@@ -28,7 +28,7 @@ from lamina.pipeline.spec.encoders import (CALENDAR_PARTS, ENCODERS, Augmentatio
                                            TransformerEncoder, default_encoder, encoder_names, encoders_for)
 from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS,
                                              EvaluationSpec, ThresholdSpec)
-from lamina.pipeline.spec.export import TFLITE_FORMS, ExportSpec
+from lamina.pipeline.spec.export import TFLITE_FORMS, ExplainSpec, ExportSpec
 from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec
 from lamina.pipeline.spec.model import CombinerSpec, HeadSpec, ModelSpec
 from lamina.pipeline.spec.root import Spec, load_spec
@@ -38,7 +38,7 @@ from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, Train
 
 __all__ = [
     "AugmentationSpec", "BeamSpec", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",
-    "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "ExportSpec", "FeatureSpec", "FeatureType",
+    "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "ExplainSpec", "ExportSpec", "FeatureSpec", "FeatureType",
     "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
     "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SOURCE_PATH_KEY", "ServingSpec", "Spec", "SpecError",

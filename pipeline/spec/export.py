@@ -28,3 +28,18 @@ class ExportSpec(StrictModel):
         if repeated:
             raise ValueError(f"each form at most once. Received {', '.join(repr(r) for r in repeated)} twice")
         return v
+
+
+class ExplainSpec(StrictModel):
+    """`explain:` the Explainer after the Evaluator: Integrated Gradients (tabular, text), Grad-CAM (images)."""
+
+    enabled: bool = True
+    samples: int = Field(default=16, ge=1, le=1000,
+                         description="Eval examples explained (tabular and text); their mean |attribution| "
+                                     "ranks the features.")
+    images_per_class: int = Field(default=2, ge=1, le=50,
+                                  description="Grad-CAM overlays per class, right and wrong answers both.")
+    steps: int = Field(default=128, ge=4, le=1024, description="Integrated Gradients' integration steps.")
+    baseline: Literal["zeros", "mean"] = Field(
+        default="zeros", description="Integrated Gradients' baseline in each feature's encoded space: the zero "
+                                     "vector, or the mean over the explained examples.")

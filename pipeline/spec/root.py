@@ -14,7 +14,7 @@ from lamina.pipeline.spec.checks import cross_field_problems
 from lamina.pipeline.spec.data import DataSpec, FeatureType, SplitSpec
 from lamina.pipeline.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
                                            encoder_names)
-from lamina.pipeline.spec.export import ExportSpec
+from lamina.pipeline.spec.export import ExplainSpec, ExportSpec
 from lamina.pipeline.spec.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluationSpec
 from lamina.pipeline.spec.kubeflow import KubeflowSpec
 from lamina.pipeline.spec.loading import read_spec_file
@@ -35,6 +35,7 @@ class Spec(StrictModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     inference: InferenceSpec = Field(default_factory=InferenceSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
+    explain: ExplainSpec = Field(default_factory=ExplainSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
     kubeflow: Optional[KubeflowSpec] = None

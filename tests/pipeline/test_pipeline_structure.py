@@ -14,7 +14,8 @@ def test_components_and_dependencies(tmp_path):
     p = create_pipeline(make_spec(tmp_path))
     by_id = {c.id: c for c in p.components}
     assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                                    "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Pusher"])
+                                    "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
+                                    "Pusher"])
     assert _upstream(by_id["StatisticsGen"]) == ["CsvExampleGen"]
     assert _upstream(by_id["ExampleValidator"]) == ["SchemaGen", "StatisticsGen"]
     assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
@@ -23,6 +24,8 @@ def test_components_and_dependencies(tmp_path):
     assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
     assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "Evaluator", "Trainer"]
+    # The Explainer reads the Trainer's model and Transform's output, after the Evaluator.
+    assert _upstream(by_id["Explainer"]) == ["Evaluator", "Trainer", "Transform"]
     assert p.pipeline_info.pipeline_name == "penguins"
     assert p.pipeline_info.pipeline_root == str(tmp_path / "lamina_runs" / "penguins" / "pipeline")
     assert p.enable_cache is True

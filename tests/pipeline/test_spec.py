@@ -35,7 +35,7 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["model"].update(hed={}),
      "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head."),
     (lambda d: d.update(trainig={}),
-     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, export, inference, kubeflow, model, "
+     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, explain, export, inference, kubeflow, model, "
      "name, runner, serving, split, training."),
     (lambda d: d["model"]["head"].update(type="clasification"),
      "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "

@@ -1,0 +1,387 @@
+"""Why the model answers what it answers: Integrated Gradients and Grad-CAM on the Keras model.
+
+- **Integrated Gradients** (Sundararajan et al., 2017) for tabular and text features. The path
+  runs in each feature's *encoded* space: the output of its encoder layer for a tabular feature
+  (a z-score, an embedding, a one-hot vector), the token embeddings for a text feature. So a
+  category or a token, which cannot be interpolated as an id, still gets an attribution, and
+  completeness holds: the attributions add up to f(x) - f(baseline), where f is the probability
+  of the explained class (the prediction, for regression). The baseline is the zero vector or the
+  sample's mean (`explain.baseline`); the integral is the trapezoid rule over `explain.steps`.
+- **Grad-CAM** (Selvaraju et al., 2017) for image features: the last convolutional block's
+  activations, weighted by the mean gradient of the explained class over each channel.
+
+Both intercept a layer's output during one eager forward pass (the layer's `call` is wrapped
+for the length of the pass and restored after), so they need no second model.
+"""
+
+import contextlib
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from lamina.models.features import IMAGE, TEXT, FeatureInfo
+
+
+@contextlib.contextmanager
+def replaced_output(layer, fn):
+    """While inside, `layer` returns fn(its output) when called (eagerly)."""
+    original = layer.call
+
+    def call(*args, **kwargs):
+        return fn(original(*args, **kwargs))
+
+    layer.call = call
+    try:
+        yield
+    finally:
+        del layer.call
+
+
+def _walk(layer):
+    yield layer
+    for child in getattr(layer, "layers", []) or []:
+        yield from _walk(child)
+
+
+def explained_layers(model, features: List[FeatureInfo]) -> Dict[str, object]:
+    """Feature key -> the layer whose output Integrated Gradients interpolates (images excluded)."""
+    from lamina.models.text import TextEncoder
+
+    backbone = model.get_layer("backbone")
+    out = {}
+    for f in features:
+        if f.kind == IMAGE:
+            continue
+        if f.kind == TEXT:
+            encoder = next(l for l in _walk(backbone) if isinstance(l, TextEncoder) and l.name.startswith(f"{f.key}_"))
+            out[f.key] = encoder.backbone.get_layer("token_embedding")
+        else:  # the encoder the feature's input feeds
+            out[f.key] = backbone.get_layer(f.key)._outbound_nodes[0].operation
+    return out
+
+
+def explained_score(outputs, targets: Optional[np.ndarray], task: str):
+    """The number explained: the target class's probability per example, or the regression output."""
+    outputs = tf.cast(outputs, tf.float32)
+    if task != "classification":
+        return tf.reshape(outputs, [-1])
+    return tf.gather(outputs, tf.constant(targets, tf.int32), axis=1, batch_dims=1)
+
+
+@dataclasses.dataclass
+class Attributions:
+    """Integrated Gradients for a batch: per feature key, [n] (tabular) or [n, tokens] (text)."""
+
+    values: Dict[str, np.ndarray]
+    targets: Optional[np.ndarray]  # the explained class per example (classification)
+    score: np.ndarray  # f(x)
+    baseline_score: np.ndarray  # f(baseline)
+
+    def total(self) -> np.ndarray:
+        """Per example, the sum over every feature (and token): completeness says f(x) - f(baseline)."""
+        return sum(v.reshape(v.shape[0], -1).sum(axis=1) for v in self.values.values())
+
+
+def integrated_gradients(model, inputs: Dict[str, np.ndarray], features: List[FeatureInfo], task: str,
+                         targets: Optional[np.ndarray] = None, steps: int = 128,
+                         baseline: str = "zeros") -> Attributions:
+    """Integrated Gradients of every tabular and text feature of `inputs` (a batch of model inputs).
+
+    `targets`: the class explained per example (default: the predicted one).
+    """
+    layers = explained_layers(model, features)
+    if not layers:
+        raise ValueError("no tabular or text feature to attribute (images are explained with Grad-CAM)")
+    recorded = {}
+    stack = contextlib.ExitStack()
+    with stack:
+        for key, layer in layers.items():
+            stack.enter_context(replaced_output(layer, lambda out, key=key: recorded.setdefault(key, out)))
+        outputs = model(inputs, training=False)
+    if task == "classification" and targets is None:
+        targets = np.argmax(np.asarray(outputs), axis=-1)
+    encoded = {k: tf.cast(v, tf.float32) for k, v in recorded.items()}
+    if baseline == "mean":
+        base = {k: tf.broadcast_to(tf.reduce_mean(v, axis=0, keepdims=True), tf.shape(v)) for k, v in encoded.items()}
+    else:
+        base = {k: tf.zeros_like(v) for k, v in encoded.items()}
+    n = next(iter(encoded.values())).shape[0]
+    alphas = tf.linspace(0.0, 1.0, steps + 1)
+    interpolated = {}
+    for k, v in encoded.items():
+        shape = [steps + 1] + [1] * len(v.shape)
+        path = base[k][None] + tf.reshape(alphas, shape) * (v - base[k])[None]
+        interpolated[k] = tf.reshape(path, [(steps + 1) * n, *v.shape[1:]])
+    tiled = {k: np.concatenate([np.asarray(v)] * (steps + 1)) for k, v in inputs.items()}
+    tiled_targets = np.concatenate([targets] * (steps + 1)) if targets is not None else None
+    with tf.GradientTape() as tape:
+        tape.watch(list(interpolated.values()))
+        stack = contextlib.ExitStack()
+        with stack:
+            for key, layer in layers.items():
+                stack.enter_context(replaced_output(
+                    layer, lambda out, key=key: tf.cast(interpolated[key], out.dtype)))
+            scores = explained_score(model(tiled, training=False), tiled_targets, task)
+    grads = tape.gradient(scores, interpolated)
+    values = {}
+    for k, g in grads.items():
+        g = tf.reshape(g, [steps + 1, n, *g.shape[1:]])
+        mean_grad = (tf.reduce_sum(g[:-1], axis=0) + tf.reduce_sum(g[1:], axis=0)) / (2.0 * steps)
+        attribution = (mean_grad * (encoded[k] - base[k])).numpy()
+        # One number per feature (its encoded vector summed), or per token (its embedding summed).
+        values[k] = attribution.sum(axis=-1) if attribution.ndim == 3 else attribution.reshape(n, -1).sum(axis=1)
+    scores = tf.reshape(scores, [steps + 1, n]).numpy()
+    return Attributions(values, targets, scores[-1], scores[0])
+
+
+def last_conv_layer(model, feature: FeatureInfo):
+    """The image encoder's last layer with a 4-D (batch, height, width, channels) output."""
+    from lamina.models.images import backbone_feature, image_backbones
+
+    backbone = next((b for b in image_backbones(model) if backbone_feature(b) == feature.name), None)
+    if backbone is None:
+        raise ValueError(f"no image backbone for feature {feature.name!r}")
+    convs = [l for l in backbone.layers if len(getattr(l, "output").shape) == 4]
+    return convs[-1]
+
+
+def grad_cam(model, inputs: Dict[str, np.ndarray], feature: FeatureInfo, task: str,
+             targets: Optional[np.ndarray] = None) -> tuple:
+    """(heatmaps [n, H, W] in [0, 1] at the image's size, targets, scores) for image feature `feature`."""
+    layer = last_conv_layer(model, feature)
+    store = {}
+    with tf.GradientTape() as tape:
+        def keep(out):
+            tape.watch(out)
+            store["activations"] = out
+            return out
+
+        with replaced_output(layer, keep):
+            outputs = model(inputs, training=False)
+        if task == "classification" and targets is None:
+            targets = np.argmax(np.asarray(outputs), axis=-1)
+        scores = explained_score(outputs, targets, task)
+    activations = tf.cast(store["activations"], tf.float32)
+    grads = tf.cast(tape.gradient(scores, store["activations"]), tf.float32)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[..., None]
+    cam = tf.image.resize(cam, feature.image_size)[..., 0].numpy()
+    peak = cam.reshape(cam.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
+    return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0), targets, scores.numpy()
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, size: int = 160) -> bytes:
+    """PNG of the image (float [0, 255]) beside the same image with the heatmap blended over it, each
+    scaled up to about `size` pixels."""
+    import io
+
+    from matplotlib import colormaps
+    from PIL import Image
+
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB")
+    heat = (colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255).astype(np.uint8)
+    blended = Image.blend(image, Image.fromarray(heat).resize(image.size), 0.45)
+    scale = max(1, size // max(blended.size))
+    w, h = blended.size[0] * scale, blended.size[1] * scale
+    pair = Image.new("RGB", (2 * w + 4, h), "white")
+    pair.paste(image.resize((w, h), Image.NEAREST), (0, 0))
+    pair.paste(blended.resize((w, h), Image.NEAREST), (w + 4, 0))
+    buf = io.BytesIO()
+    pair.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def token_strings(token_ids: np.ndarray, vocabulary: str) -> List[str]:
+    with tf.io.gfile.GFile(vocabulary) as f:
+        vocab = [line.rstrip("\n") for line in f]
+    return [vocab[i] if 0 <= i < len(vocab) else f"[{i}]" for i in token_ids]
+
+
+# -- explaining examples and writing what people read ------------------------------------------------
+
+EXPLANATIONS_FILE = "explanations.json"
+TEXT_FILE = "text.html"
+GRADCAM_DIR = "gradcam"
+
+
+def display_name(f: FeatureInfo) -> str:
+    return f.name + (f" ({f.part})" if f.part else "")
+
+
+def _predicted(model, inputs) -> np.ndarray:
+    return np.asarray(model(inputs, training=False), np.float32)
+
+
+def explain(model, features: List[FeatureInfo], task: str, classes: Optional[List[str]],
+            inputs: Dict[str, np.ndarray], labels: Optional[np.ndarray], steps: int = 128,
+            baseline: str = "zeros", names: Optional[List[str]] = None) -> dict:
+    """Explains a batch: Integrated Gradients over its tabular and text features, Grad-CAM over its
+    images. Returns a JSON-able record; Grad-CAM heatmaps ride along under '_heatmaps' (key -> [n, H, W])."""
+    n = next(iter(inputs.values())).shape[0]
+    outputs = _predicted(model, inputs)
+    predicted = np.argmax(outputs, axis=-1) if task == "classification" else outputs.reshape(-1)
+
+    def label_name(i):
+        return classes[int(i)] if classes is not None and 0 <= int(i) < len(classes) else float(i)
+
+    examples = []
+    for i in range(n):
+        row = {"name": names[i] if names else f"example {i + 1}", "predicted": label_name(predicted[i]),
+               "score": float(outputs[i].max() if task == "classification" else outputs[i].reshape(-1)[0])}
+        if labels is not None:
+            row["label"] = label_name(labels[i])
+            if task == "classification":
+                row["correct"] = bool(int(labels[i]) == int(predicted[i]))
+        examples.append(row)
+    record = {"task": task, "examples": examples, "tabular": None, "text": {}, "_heatmaps": {}}
+    attributed = [f for f in features if f.kind != IMAGE]
+    if attributed:
+        targets = predicted.astype(np.int64) if task == "classification" else None
+        ig = integrated_gradients(model, inputs, features, task, targets, steps=steps, baseline=baseline)
+        gap = ig.score - ig.baseline_score
+        record["completeness_error"] = float(np.max(np.abs(ig.total() - gap) / np.maximum(np.abs(gap), 1e-6)))
+        record["baseline"] = baseline
+        tabular = [f for f in attributed if f.kind != TEXT]
+        for i, row in enumerate(examples):
+            row["baseline_score"] = float(ig.baseline_score[i])
+            row["attributions"] = {display_name(f): float(ig.values[f.key][i]) for f in tabular}
+        if tabular:
+            importance = {display_name(f): float(np.mean(np.abs(ig.values[f.key]))) for f in tabular}
+            record["tabular"] = sorted(({"feature": k, "importance": v} for k, v in importance.items()),
+                                       key=lambda r: -r["importance"])
+        for f in attributed:
+            if f.kind != TEXT:
+                continue
+            pad = f.tokenizer().pad_id
+            rows = []
+            for i in range(n):
+                ids = np.asarray(inputs[f.key][i])
+                keep = ids != pad
+                rows.append({"tokens": token_strings(ids[keep], f.vocabulary),
+                             "attributions": [float(a) for a in ig.values[f.key][i][keep]]})
+            record["text"][f.name] = rows
+    for f in features:
+        if f.kind == IMAGE:
+            targets = predicted.astype(np.int64) if task == "classification" else None
+            record["_heatmaps"][f.key] = grad_cam(model, inputs, f, task, targets)[0]
+    return record
+
+
+def write_explanations(record: dict, inputs: Dict[str, np.ndarray], features: List[FeatureInfo],
+                       out_dir: str) -> dict:
+    """explanations.json, one Grad-CAM PNG per image and example, and text.html; returns the record written."""
+    import json
+
+    tf.io.gfile.makedirs(out_dir)
+    heatmaps = record.pop("_heatmaps", {})
+    images = []
+    for f in features:
+        if f.key not in heatmaps:
+            continue
+        tf.io.gfile.makedirs(os.path.join(out_dir, GRADCAM_DIR))
+        for i, heat in enumerate(heatmaps[f.key]):
+            example = record["examples"][i]
+            stem = (f"{i + 1:03d}_" + (f"{_slug(str(example['label']))}_" if "label" in example else "")
+                    + f"as_{_slug(str(example['predicted']))}")
+            path = f"{GRADCAM_DIR}/{_slug(f.name)}_{stem}.png"
+            with tf.io.gfile.GFile(os.path.join(out_dir, path), "wb") as fh:
+                fh.write(overlay_png(np.asarray(inputs[f.key][i]), heat))
+            images.append({"feature": f.name, "file": path, "example": i})
+    record["images"] = images
+    if record.get("text"):
+        with tf.io.gfile.GFile(os.path.join(out_dir, TEXT_FILE), "w") as fh:
+            fh.write(text_html(record))
+    with tf.io.gfile.GFile(os.path.join(out_dir, EXPLANATIONS_FILE), "w") as fh:
+        json.dump(record, fh, indent=1, ensure_ascii=False)
+    return record
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)[:40] or "x"
+
+
+def token_spans(tokens: List[str], attributions: List[float]) -> List[tuple]:
+    """(token, CSS background) per token: red pushes toward the answer, blue away, by strength."""
+    top = max([abs(a) for a in attributions] + [1e-12])
+    spans = []
+    for token, a in zip(tokens, attributions):
+        alpha = min(1.0, abs(a) / top)
+        color = f"rgba(220,50,47,{alpha:.2f})" if a >= 0 else f"rgba(38,139,210,{alpha:.2f})"
+        spans.append((token, color, a))
+    return spans
+
+
+def text_html(record: dict) -> str:
+    """A standalone page: each explained text with its tokens highlighted by attribution."""
+    import html
+
+    parts = ["<!doctype html><meta charset=utf-8><title>Token attributions</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:2em}span.t{padding:0 .15em;border-radius:3px}"
+             "p{line-height:1.9}</style><h1>Token attributions (Integrated Gradients)</h1>",
+             "<p>Red pushes toward the predicted answer, blue away from it.</p>"]
+    for feature, rows in record["text"].items():
+        parts.append(f"<h2>{html.escape(feature)}</h2>")
+        for example, row in zip(record["examples"], rows):
+            spans = "".join(f"<span class=t style='background:{c}' title='{a:+.4f}'>{html.escape(t)}</span> "
+                            for t, c, a in token_spans(row["tokens"], row["attributions"]))
+            parts.append(f"<p><b>{html.escape(str(example['predicted']))}</b>"
+                         + (f" (label {html.escape(str(example['label']))})" if "label" in example else "")
+                         + f": {spans}</p>")
+    return "\n".join(parts)
+
+
+def top_attributions(record: dict, i: int, k: int = 5) -> List[tuple]:
+    """The k strongest (name, attribution) of example i, tabular features and tokens together."""
+    pairs = list(record["examples"][i].get("attributions", {}).items())
+    for feature, rows in (record.get("text") or {}).items():
+        pairs += [(f"{feature}:{t}", a) for t, a in zip(rows[i]["tokens"], rows[i]["attributions"])]
+    return sorted(pairs, key=lambda p: -abs(p[1]))[:k]
+
+
+def explain_pushed(model_dir: str, rows: List[dict], out_dir: str, steps: int = 128, baseline: str = "zeros",
+                   names: Optional[List[str]] = None) -> dict:
+    """Explains raw rows (column -> value; an image column holds the file's bytes) against a pushed
+    SavedModel that Lamina wrote: its Transform graph makes the inputs, its Keras model is explained."""
+    import json
+
+    from lamina.models.export import TRANSFORM_FEATURES, model_inputs
+    from lamina.models.images import BACKBONE_DIR
+    from lamina.models.trainer import FEATURES_FILE, load_keras_model, read_features
+    from lamina.serving.client import row_to_example
+
+    with tf.io.gfile.GFile(os.path.join(model_dir, BACKBONE_DIR, FEATURES_FILE)) as f:
+        meta = json.load(f)
+    features = read_features(model_dir)
+    model = load_keras_model(model_dir)
+    saved = tf.saved_model.load(model_dir)
+    dtypes = {k: v.dtype.as_datatype_enum
+              for k, v in saved.signatures["serving_raw"].structured_input_signature[1].items()}
+    examples = [row_to_example(row, dtypes, n=i) for i, row in enumerate(rows, start=1)]
+    probe = saved.signatures["serving_default"](inputs=tf.constant([examples[0].SerializeToString()]))
+    task = "classification" if "scores" in probe else "regression"
+    classes = [c.decode() for c in probe["classes"].numpy()[0]] if task == "classification" else None
+    if all(f.kind == IMAGE for f in features):  # Transform passes the bytes through: decode as the model does
+        from lamina.models.images import decode_images
+
+        inputs = {f.key: decode_images(tf.constant([row[f.name] for row in rows]), f.image_size).numpy()
+                  for f in features}
+        record = explain(model, features, task, classes, inputs, None, steps=steps, baseline=baseline, names=names)
+        return write_explanations(record, inputs, features, out_dir)
+    for example in examples:  # Transform's graph parses the label too: a placeholder it then ignores
+        label = example.features.feature[meta["label"]]
+        if classes:
+            label.bytes_list.value.append(classes[0].encode())
+        else:
+            label.float_list.value.append(0.0)
+    transformed = saved.signatures[TRANSFORM_FEATURES](examples=tf.constant([e.SerializeToString() for e in examples]))
+    inputs = {k: np.asarray(v) for k, v in model_inputs(transformed, features).items()}
+    record = explain(model, features, task, classes, inputs, None, steps=steps, baseline=baseline, names=names)
+    return write_explanations(record, inputs, features, out_dir)
