@@ -39,7 +39,12 @@ def confusion_counts(evaluation_dir: str, classes: Sequence[str]) -> Optional[Li
     for slice_key, plots in tfma.load_eval_result(evaluation_dir).plots:
         if slice_key:
             continue
-        found = plots.get("", {}).get("", {}).get("multiClassConfusionMatrixAtThresholds")
+        # Keyed by output name, then by model: '' alone, or 'candidate' beside 'baseline' once there is one.
+        found = None
+        for by_model in plots.values():
+            for model_name, values in by_model.items():
+                if model_name != "baseline" and "multiClassConfusionMatrixAtThresholds" in values:
+                    found = values["multiClassConfusionMatrixAtThresholds"]
         if not found:
             return None
         n = len(classes)

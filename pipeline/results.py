@@ -338,7 +338,7 @@ def regression_sample(result: RunResult, limit: int = 1000) -> Optional[tuple]:
     return [float(p) for p in np.asarray(predicted)], actual
 
 
-def write_run_report(result: RunResult) -> str:
+def write_run_report(result: RunResult, path: Optional[str] = None) -> str:
     """The run's one-page HTML report: gates, data statistics, timings, training curves, metrics per
     slice, the confusion matrix or residuals, TFLite sizes and metrics, bad files and artifacts."""
     spec = result.spec
@@ -347,7 +347,7 @@ def write_run_report(result: RunResult) -> str:
     else:
         outcome = "model not pushed: it failed evaluation"
     return write_report(
-        spec.report_path, f"Lamina run: {spec.name}", result.components, outcome, ok=result.pushed,
+        path or spec.report_path, f"Lamina run: {spec.name}", result.components, outcome, ok=result.pushed,
         evaluation_dir=result.evaluation_dir, failed_thresholds=result.failed_thresholds,
         bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
         statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),

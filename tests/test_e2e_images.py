@@ -157,7 +157,7 @@ def test_pushed_model_transfers_its_backbone_to_a_new_run(digits_run, tmp_path):
 
     def backbone(weights):
         s = digits_spec(tmp_path, model={"encoders": {"image": {
-            "type": "resnet", "architecture": "resnet_small", "width": 8, "image_size": [16, 16],
+            "type": "resnet", "architecture": "resnet_small", "width": 16, "image_size": [16, 16],
             "weights": weights}}, "combiner": {"hidden_units": []}, "head": {"type": "classification"}})
         return image_backbones(build_model(s, features, num_classes=5))[0]
 

@@ -460,6 +460,8 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows,
     new_version = int(os.path.basename(second.pushed_model_dir))
     assert new_version > int(os.path.basename(first.pushed_model_dir))
     # The server's poller (every 0.2 s here) loads it; nobody calls refresh() by hand.
+    # Now with a baseline model in TFMA's results: the report still finds the candidate's confusion matrix.
+    assert 'data-plot="confusion"' in open(second.report).read()
     assert server.registry.wait_for_version("penguins", new_version, timeout=30)
     assert server.registry.get("penguins").version == new_version
     model = tf.saved_model.load(second.pushed_model_dir)

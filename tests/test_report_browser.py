@@ -21,9 +21,12 @@ ARTIFACTS = Path(os.environ.get("LAMINA_TEST_ARTIFACTS", REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def report_url(penguins_run):
-    _, result = penguins_run
-    folder, name = os.path.split(result.report)
+def report_url(penguins_run, tmp_path_factory):
+    from lamina.pipeline.results import write_run_report
+
+    _, result = penguins_run  # its own page, whatever later runs did to the run directory's report.html
+    folder, name = str(tmp_path_factory.mktemp("report")), "report.html"
+    write_run_report(result, os.path.join(folder, name))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -62,12 +65,20 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
     _, result = penguins_run
     browser.get(report_url)
     assert browser.title == "Lamina run: penguins"
+    # Only the page itself was loaded: no script, style or font from anywhere else.
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+    assert [r for r in resources if not r.startswith("http://127.0.0.1:")] == []
+
+    # The page logged no errors (read before the probe below, whose failure Chromium logs).
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
 
     # The network really is blocked for the page: a fetch of a CDN fails.
     blocked = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "fetch('https://cdn.jsdelivr.net/npm/plotly.js').then(() => done('fetched'), () => done('blocked'));")
     assert blocked == "blocked"
+
 
     # Every plot is an SVG the browser laid out with a real size and drew something in.
     plots = browser.execute_script("""
@@ -83,9 +94,6 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
     # 4 numeric and 3 string columns, loss and accuracy curves, the confusion matrix, the features'
     # importance from Integrated Gradients, the TFLite sizes.
     assert kinds == {"histogram": 7, "curve": 2, "confusion": 1, "importance": 1, "sizes": 1}
-    # Only the page itself was loaded: no script, style or font from anywhere else.
-    resources = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
-    assert [r for r in resources if not r.startswith("http://127.0.0.1:")] == []
 
     text = browser.find_element("tag name", "body").text
     assert "Confusion matrix (eval split)" in text and "TFLite (quantized) models" in text
@@ -93,8 +101,6 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
     for form in ("float", "dynamic_range", "int8"):
         assert f"\n{form} " in text
 
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    assert errors == []
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     height = browser.execute_script("return document.documentElement.scrollHeight")
