@@ -87,10 +87,11 @@ class Attributions:
 
 def integrated_gradients(model, inputs: Dict[str, np.ndarray], features: List[FeatureInfo], task: str,
                          targets: Optional[np.ndarray] = None, steps: int = 128,
-                         baseline: str = "zeros") -> Attributions:
+                         baseline: str = "zeros", max_rows: int = 64) -> Attributions:
     """Integrated Gradients of every tabular and text feature of `inputs` (a batch of model inputs).
 
-    `targets`: the class explained per example (default: the predicted one).
+    `targets`: the class explained per example (default: the predicted one). The path's points run
+    through the model `max_rows` rows at a time, so memory stays bounded whatever `steps` is.
     """
     layers = explained_layers(model, features)
     if not layers:
@@ -109,32 +110,47 @@ def integrated_gradients(model, inputs: Dict[str, np.ndarray], features: List[Fe
     else:
         base = {k: tf.zeros_like(v) for k, v in encoded.items()}
     n = next(iter(encoded.values())).shape[0]
-    alphas = tf.linspace(0.0, 1.0, steps + 1)
-    interpolated = {}
-    for k, v in encoded.items():
-        shape = [steps + 1] + [1] * len(v.shape)
-        path = base[k][None] + tf.reshape(alphas, shape) * (v - base[k])[None]
-        interpolated[k] = tf.reshape(path, [(steps + 1) * n, *v.shape[1:]])
-    tiled = {k: np.concatenate([np.asarray(v)] * (steps + 1)) for k, v in inputs.items()}
-    tiled_targets = np.concatenate([targets] * (steps + 1)) if targets is not None else None
-    with tf.GradientTape() as tape:
-        tape.watch(list(interpolated.values()))
-        stack = contextlib.ExitStack()
-        with stack:
-            for key, layer in layers.items():
-                stack.enter_context(replaced_output(
-                    layer, lambda out, key=key: tf.cast(interpolated[key], out.dtype)))
-            scores = explained_score(model(tiled, training=False), tiled_targets, task)
-    grads = tape.gradient(scores, interpolated)
+    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
+    weights = np.full(steps + 1, 1.0 / steps, np.float32)  # the trapezoid rule
+    weights[[0, -1]] /= 2
+    total = {k: tf.zeros_like(v) for k, v in encoded.items()}
+    ends = {}
+    # A few alphas at a time: batch rows = n per alpha, bounded so a Transformer's backward pass fits.
+    per_chunk = max(1, max_rows // n)
+    for start in range(0, steps + 1, per_chunk):
+        chunk = alphas[start:start + per_chunk]
+        m = len(chunk)
+        interpolated = {}
+        for k, v in encoded.items():
+            shape = [m] + [1] * len(v.shape)
+            path = base[k][None] + tf.reshape(chunk, shape) * (v - base[k])[None]
+            interpolated[k] = tf.reshape(path, [m * n, *v.shape[1:]])
+        tiled = {k: np.concatenate([np.asarray(v)] * m) for k, v in inputs.items()}
+        tiled_targets = np.concatenate([targets] * m) if targets is not None else None
+        with tf.GradientTape() as tape:
+            tape.watch(list(interpolated.values()))
+            stack = contextlib.ExitStack()
+            with stack:
+                for key, layer in layers.items():
+                    stack.enter_context(replaced_output(
+                        layer, lambda out, key=key: tf.cast(interpolated[key], out.dtype)))
+                scores = explained_score(model(tiled, training=False), tiled_targets, task)
+        grads = tape.gradient(scores, interpolated)
+        w = weights[start:start + m]
+        for k, g in grads.items():
+            g = tf.reshape(g, [m, n, *g.shape[1:]])
+            total[k] += tf.tensordot(tf.constant(w), g, axes=1)
+        scores = tf.reshape(scores, [m, n]).numpy()
+        if start == 0:
+            ends["baseline"] = scores[0]
+        if start + m == steps + 1:
+            ends["input"] = scores[-1]
     values = {}
-    for k, g in grads.items():
-        g = tf.reshape(g, [steps + 1, n, *g.shape[1:]])
-        mean_grad = (tf.reduce_sum(g[:-1], axis=0) + tf.reduce_sum(g[1:], axis=0)) / (2.0 * steps)
+    for k, mean_grad in total.items():
         attribution = (mean_grad * (encoded[k] - base[k])).numpy()
         # One number per feature (its encoded vector summed), or per token (its embedding summed).
         values[k] = attribution.sum(axis=-1) if attribution.ndim == 3 else attribution.reshape(n, -1).sum(axis=1)
-    scores = tf.reshape(scores, [steps + 1, n]).numpy()
-    return Attributions(values, targets, scores[-1], scores[0])
+    return Attributions(values, targets, ends["input"], ends["baseline"])
 
 
 def last_conv_layer(model, feature: FeatureInfo):
@@ -375,12 +391,21 @@ def explain_pushed(model_dir: str, rows: List[dict], out_dir: str, steps: int = 
                   for f in features}
         record = explain(model, features, task, classes, inputs, None, steps=steps, baseline=baseline, names=names)
         return write_explanations(record, inputs, features, out_dir)
-    for example in examples:  # Transform's graph parses the label too: a placeholder it then ignores
-        label = example.features.feature[meta["label"]]
-        if classes:
-            label.bytes_list.value.append(classes[0].encode())
-        else:
-            label.float_list.value.append(0.0)
+    # Transform's graph parses every column it was built from, the label and unused columns too: each
+    # absent one gets a placeholder (a class name for the label) that no model input depends on.
+    placeholders = {"string": b"", "float32": 0.0, "float64": 0.0, "int64": 0}
+    for example in examples:
+        fields = example.features.feature
+        for column, dtype in meta.get("raw_columns", {}).items():
+            if column in fields or column in dtypes:
+                continue
+            value = classes[0].encode() if column == meta["label"] and classes else placeholders.get(dtype, b"")
+            if isinstance(value, bytes):
+                fields[column].bytes_list.value.append(value)
+            elif isinstance(value, float):
+                fields[column].float_list.value.append(value)
+            else:
+                fields[column].int64_list.value.append(value)
     transformed = saved.signatures[TRANSFORM_FEATURES](examples=tf.constant([e.SerializeToString() for e in examples]))
     inputs = {k: np.asarray(v) for k, v in model_inputs(transformed, features).items()}
     record = explain(model, features, task, classes, inputs, None, steps=steps, baseline=baseline, names=names)

@@ -238,7 +238,8 @@ def keras_model_path(path: str) -> str:
     return os.path.join(saved_model_dir(path), BACKBONE_DIR, KERAS_FILE)
 
 
-def write_features(features: List[FeatureInfo], export_dir: str, label: str = "", task: str = "") -> str:
+def write_features(features: List[FeatureInfo], export_dir: str, label: str = "", task: str = "",
+                   raw_columns: Optional[Dict[str, str]] = None) -> str:
     """The model's inputs as JSON beside the Keras model; a text vocabulary points at its copy there."""
     import dataclasses
     import json
@@ -253,7 +254,8 @@ def write_features(features: List[FeatureInfo], export_dir: str, label: str = ""
         rows.append(row)
     path = os.path.join(export_dir, BACKBONE_DIR, FEATURES_FILE)
     with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"features": rows, "label": label, "task": task}, f, indent=1, ensure_ascii=False)
+        json.dump({"features": rows, "label": label, "task": task, "raw_columns": raw_columns or {}}, f, indent=1,
+                  ensure_ascii=False)
     return path
 
 
@@ -369,7 +371,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                         class_weight=weights)
     export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
     save_keras_model(model, keras_model_path(serving_model_dir))
-    write_features(features, serving_model_dir, spec.data.label, spec.task)
+    write_features(features, serving_model_dir, spec.data.label, spec.task,
+                   {k: v.dtype.name for k, v in tf_transform_output.raw_feature_spec().items()})
     if log_dir:
         write_history(histories, os.path.join(log_dir, HISTORY_FILE))
     shutil.rmtree(vocab_dir, ignore_errors=True)

@@ -73,5 +73,6 @@ def text_run(tmp_path_factory, minilm_dir):
     """One real run of the text pipeline: MiniLM fine-tuned on topics.csv (BulkInferrer on)."""
     from lamina.pipeline.local_runner import run_pipeline
 
-    spec = text_spec(tmp_path_factory.mktemp("text"), minilm_dir, inference={"enabled": True})
+    spec = text_spec(tmp_path_factory.mktemp("text"), minilm_dir, inference={"enabled": True},
+                     explain={"samples": 4})
     return spec, run_pipeline(spec)

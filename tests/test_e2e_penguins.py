@@ -393,7 +393,7 @@ def test_explanations_are_complete_cover_every_class_and_are_recorded_against_th
     spec, result = penguins_run
     record = json.load(open(os.path.join(result.explanations_dir, "explanations.json")))
     assert record["task"] == "classification" and record["baseline"] == "zeros"
-    assert len(record["examples"]) == spec.explain.samples == 16
+    assert len(record["examples"]) == spec.explain.samples == 8
     assert {e["label"] for e in record["examples"]} == CLASSES  # a sample of every species, not the first rows
     assert sorted(r["feature"] for r in record["tabular"]) == sorted(
         ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex"])

@@ -34,7 +34,7 @@ class ExplainSpec(StrictModel):
     """`explain:` the Explainer after the Evaluator: Integrated Gradients (tabular, text), Grad-CAM (images)."""
 
     enabled: bool = True
-    samples: int = Field(default=16, ge=1, le=1000,
+    samples: int = Field(default=8, ge=1, le=1000,
                          description="Eval examples explained (tabular and text); their mean |attribution| "
                                      "ranks the features.")
     images_per_class: int = Field(default=2, ge=1, le=50,

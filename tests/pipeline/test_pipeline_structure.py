@@ -15,7 +15,7 @@ def test_components_and_dependencies(tmp_path):
     by_id = {c.id: c for c in p.components}
     assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
                                     "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                    "Pusher"])
+                                    "TFLiteExporter", "Pusher"])
     assert _upstream(by_id["StatisticsGen"]) == ["CsvExampleGen"]
     assert _upstream(by_id["ExampleValidator"]) == ["SchemaGen", "StatisticsGen"]
     assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
@@ -23,7 +23,9 @@ def test_components_and_dependencies(tmp_path):
     assert _upstream(by_id["Transform"]) == ["AnomalyGate", "CsvExampleGen"]
     assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
-    assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "Evaluator", "Trainer"]
+    # The Pusher copies the TFLite files the exporter made from the blessed model into the version it pushes.
+    assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "Evaluator", "TFLiteExporter", "Trainer"]
+    assert _upstream(by_id["TFLiteExporter"]) == ["Evaluator", "Trainer", "Transform"]
     # The Explainer reads the Trainer's model and Transform's output, after the Evaluator.
     assert _upstream(by_id["Explainer"]) == ["Evaluator", "Trainer", "Transform"]
     assert p.pipeline_info.pipeline_name == "penguins"
