@@ -29,7 +29,7 @@ MAX_SCANNED_BATCHES = 40  # images: how far into the eval split to look for a wr
 class Explanations(artifact.Artifact):
     """explanations.json, Grad-CAM overlays (gradcam/*.png) and highlighted texts (text.html)."""
 
-    TYPE_NAME = "lamina.Explanations"  # namespace.Name: what the Kubeflow compiler accepts
+    TYPE_NAME = "lamina.Explanations"  # importable as lamina.<Name>, as Kubeflow needs
 
 
 def _eval_batches(spec, tf_transform_output, features, examples_uri_pattern: List[str]):

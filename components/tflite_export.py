@@ -22,7 +22,7 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, Transfo
 class TFLiteModels(artifact.Artifact):
     """A folder of .tflite files, their input spec and the measurements (tflite_report.json)."""
 
-    TYPE_NAME = "lamina.TFLiteModels"  # namespace.Name: what the Kubeflow compiler accepts
+    TYPE_NAME = "lamina.TFLiteModels"  # importable as lamina.<Name>, as Kubeflow needs
 
 
 def _split_files(examples, split: str):

@@ -34,11 +34,20 @@ _PIPELINE_API = ("create_pipeline", "load_spec", "run_pipeline", "Spec", "SpecEr
                  "ModelSpec", "TrainingSpec", "EvaluationSpec", "ServingSpec", "RunnerSpec")
 
 
+# Lamina's own artifact types, by the names ML Metadata and Kubeflow know them by ("lamina.Explanations"):
+# Kubeflow's TFX entrypoint imports an artifact's class from that name, module and class.
+_ARTIFACT_TYPES = {"Explanations": "lamina.components.explainer", "TFLiteModels": "lamina.components.tflite_export"}
+
+
 def __getattr__(name):
     if name in _PIPELINE_API:
         from lamina import pipeline
 
         return getattr(pipeline, name)
+    if name in _ARTIFACT_TYPES:
+        import importlib
+
+        return getattr(importlib.import_module(_ARTIFACT_TYPES[name]), name)
     raise AttributeError(f"module 'lamina' has no attribute {name!r}")
 
 

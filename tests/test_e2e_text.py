@@ -241,3 +241,25 @@ def test_token_attributions_of_minilm_are_complete_and_rendered(text_run, tmp_pa
     assert printed[0] == f"the database server crashed again: {mine['examples'][0]['predicted']} " \
                          f"(score {mine['examples'][0]['score']:.4f})"
     assert printed[-2] == f"highlighted texts: {out / 'text.html'}"
+
+
+def test_dynamic_range_tflite_of_minilm_is_a_quarter_of_the_size_and_answers_from_raw_text(text_run, in_process,
+                                                                                           capsys):
+    spec, result = text_run
+    (form,) = result.tflite["forms"]
+    assert form["form"] == "dynamic_range" and form["exported"], form
+    variables = sum(os.path.getsize(os.path.join(result.pushed_model_dir, "variables", f))
+                    for f in os.listdir(os.path.join(result.pushed_model_dir, "variables")))
+    assert form["size_bytes"] < 0.3 * variables
+    assert form["drop"] <= spec.export.max_metric_drop
+    folder = os.path.join(result.pushed_model_dir, "assets.extra", "lamina", "tflite")
+    inputs = json.load(open(os.path.join(folder, "input_spec.json")))["inputs"]
+    assert [(i["name"], i["dtype"], i["shape"], i["max_length"]) for i in inputs] == [("text", "int32", [-1, 32], 32)]
+    texts = ["the database server crashed again", "the striker scored twice in the final"]
+    assert cli.main(["predict", "--tflite", os.path.join(folder, "model_dynamic_range.tflite"),
+                     *sum((["--text", t] for t in texts), [])]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    served = in_process.signatures["serving_raw"](text=tf.constant(texts))
+    classes = [c.decode() for c in served["classes"].numpy()[0]]
+    assert [r["class"] for r in rows] == [classes[i] for i in served["scores"].numpy().argmax(axis=1)]
+    assert [r["text"] for r in rows] == texts
