@@ -170,7 +170,7 @@ def read_explanations(explanations_dir: Optional[str]) -> Optional[dict]:
         for feature, rows in (record.get("text") or {}).items()]
     record["table"] = []
     if record.get("tabular"):
-        names = [r["feature"] for r in record["tabular"][:6]]
+        names = [r["feature"] for r in record["tabular"][:5]]  # the most important; the JSON has them all
         record["table_columns"] = names
         record["table"] = [dict(e, cells=[e.get("attributions", {}).get(n) for n in names]) for e in examples[:10]]
     return record
