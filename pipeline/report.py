@@ -36,15 +36,13 @@ def confusion_counts(evaluation_dir: str, classes: Sequence[str]) -> Optional[Li
     """The unsliced multi-class confusion matrix TFMA computed (actual x predicted), or None."""
     import tensorflow_model_analysis as tfma
 
-    for slice_key, plots in tfma.load_eval_result(evaluation_dir).plots:
+    result = tfma.load_eval_result(evaluation_dir)
+    if not result.plots:  # with a baseline model, TFMA keeps each model's plots apart
+        result = tfma.load_eval_result(evaluation_dir, model_name="candidate")
+    for slice_key, plots in result.plots:
         if slice_key:
             continue
-        # Keyed by output name, then by model: '' alone, or 'candidate' beside 'baseline' once there is one.
-        found = None
-        for by_model in plots.values():
-            for model_name, values in by_model.items():
-                if model_name != "baseline" and "multiClassConfusionMatrixAtThresholds" in values:
-                    found = values["multiClassConfusionMatrixAtThresholds"]
+        found = plots.get("", {}).get("", {}).get("multiClassConfusionMatrixAtThresholds")
         if not found:
             return None
         n = len(classes)

@@ -48,7 +48,7 @@ def test_python_api_from_a_folder_with_the_users_own_packages(tmp_path):
         "print(format_result(result))\n"
         "print('blessed:', result.blessed)\n")
     out = _run([sys.executable, "run.py"], tmp_path).stdout
-    assert "[10/10] Pusher" in out
+    assert "[12/12] Pusher" in out
     assert ("  evaluation gate: none set (evaluation.thresholds is empty); the model was pushed ungated"
             in out.splitlines())
     assert "blessed: None" in out
