@@ -14,6 +14,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from lamina import storage
+import lamina.pipeline.plots as plots  # the module, not the package: no import circle through lamina.pipeline
 
 TEMPLATE = "report.html.j2"
 MAX_HISTOGRAMS = 40  # features plotted; the table lists them all
@@ -39,10 +40,10 @@ def confusion_counts(evaluation_dir: str, classes: Sequence[str]) -> Optional[Li
     result = tfma.load_eval_result(evaluation_dir)
     if not result.plots:  # with a baseline model, TFMA keeps each model's plots apart
         result = tfma.load_eval_result(evaluation_dir, model_name="candidate")
-    for slice_key, plots in result.plots:
+    for slice_key, by_output in result.plots:
         if slice_key:
             continue
-        found = plots.get("", {}).get("", {}).get("multiClassConfusionMatrixAtThresholds")
+        found = by_output.get("", {}).get("", {}).get("multiClassConfusionMatrixAtThresholds")
         if not found:
             return None
         n = len(classes)
@@ -64,8 +65,6 @@ def _fmt(value: float) -> str:
 def read_statistics(statistics_dir: str, split: str = "train") -> Optional[dict]:
     """Per-feature summary and histogram from StatisticsGen's output for `split`."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    from lamina.pipeline import plots
 
     path = os.path.join(statistics_dir, f"Split-{split}", "FeatureStats.pb")
     if not storage.isfile(path):
@@ -106,8 +105,6 @@ def read_statistics(statistics_dir: str, split: str = "train") -> Optional[dict]
 
 
 def category_plot(name: str, top: List[tuple], unique: int) -> str:
-    from lamina.pipeline import plots
-
     shown = f"{name} (top {min(len(top), 12)} of {unique})" if unique > 12 else name
     return plots.category_bars(top, shown)
 
@@ -125,8 +122,6 @@ def read_history(model_run_dir: Optional[str]) -> List[dict]:
 
 
 def training_curves(epochs: List[dict]) -> List[Tuple[str, str]]:
-    from lamina.pipeline import plots
-
     names = sorted({k for e in epochs for k in e if k != "epoch" and not k.startswith("val_")},
                    key=lambda k: (k != "loss", k))
     return [(n, plots.training_curves(epochs, n)) for n in names if n != "learning_rate"]
@@ -145,8 +140,6 @@ def read_explanations(explanations_dir: Optional[str]) -> Optional[dict]:
     import base64
 
     from lamina.models.explain import EXPLANATIONS_FILE, token_spans
-    from lamina.pipeline import plots
-
     if not explanations_dir:
         return None
     path = os.path.join(explanations_dir, EXPLANATIONS_FILE)
@@ -198,8 +191,6 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
     `classes` the label's classes (for the confusion matrix), `residuals` (predicted, actual) on
     eval examples of a regression, `tflite` TFLiteExporter's report, `explanations_dir` the Explainer's output.
     """
-    from lamina.pipeline import plots
-
     longest = max([c.seconds for c in components] + [1e-9])
     metrics = slice_metrics(evaluation_dir) if evaluation_dir and storage.isdir(evaluation_dir) else []
     confusion = None

@@ -87,26 +87,24 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         from lamina.components.image_example_gen import read_report
 
         result.ingest = read_report(images.uri)
+    def uri(component: str, key: str) -> Optional[str]:
+        found = outputs.get((component, key))
+        return found.uri if found else None
+
     examples = rows or images
     result.examples_dir = examples.uri if examples else None
-    statistics = outputs.get(("StatisticsGen", "statistics"))
-    result.statistics_dir = statistics.uri if statistics else None
-    transform_graph = outputs.get(("Transform", "transform_graph"))
-    result.transform_graph_dir = transform_graph.uri if transform_graph else None
-    tflite = outputs.get(("TFLiteExporter", "tflite_models"))
-    if tflite:
+    result.statistics_dir = uri("StatisticsGen", "statistics")
+    result.transform_graph_dir = uri("Transform", "transform_graph")
+    result.tflite_dir = uri("TFLiteExporter", "tflite_models")
+    if result.tflite_dir:
         from lamina.models.tflite import read_report as read_tflite_report
 
-        result.tflite_dir = tflite.uri
-        result.tflite = read_tflite_report(tflite.uri)
-    explanations = outputs.get(("Explainer", "explanations"))
-    result.explanations_dir = explanations.uri if explanations else None
-    anomalies = outputs.get(("ExampleValidator", "anomalies"))
-    result.anomalies_dir = anomalies.uri if anomalies else None
-    model = outputs.get(("Trainer", "model"))
-    result.model_dir = os.path.join(model.uri, "Format-Serving") if model else None
-    model_run = outputs.get(("Trainer", "model_run"))
-    result.tensorboard_dir = model_run.uri if model_run else None
+        result.tflite = read_tflite_report(result.tflite_dir)
+    result.explanations_dir = uri("Explainer", "explanations")
+    result.anomalies_dir = uri("ExampleValidator", "anomalies")
+    model = uri("Trainer", "model")
+    result.model_dir = os.path.join(model, "Format-Serving") if model else None
+    result.tensorboard_dir = uri("Trainer", "model_run")
     evaluation = outputs.get(("Evaluator", "evaluation"))
     if evaluation:
         result.evaluation_dir = evaluation.uri
