@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import re
 import unicodedata
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from lamina.pipeline.spec import CALENDAR_PARTS, BertEncoder, FeatureType, Spec
 
@@ -140,8 +140,12 @@ def text_feature(spec: Spec, name: str, learned_vocabularies: Optional[Dict[str,
 
 
 def describe_transformed_features(spec: Spec, tf_transform_output,
-                                  learned_vocabularies: Optional[Dict[str, str]] = None) -> List[FeatureInfo]:
-    """The model's inputs, read from the spec and the transformed feature spec, in a stable order."""
+                                  learned_vocabularies: Optional[Dict[str, str]] = None,
+                                  skip_kinds: Sequence[str] = ()) -> List[FeatureInfo]:
+    """The model's inputs, read from the spec and the transformed feature spec, in a stable order.
+
+    `skip_kinds` leaves out the features of those kinds (the baselines take tabular ones only).
+    """
     import tensorflow as tf
 
     transformed = tf_transform_output.transformed_feature_spec()
@@ -152,6 +156,8 @@ def describe_transformed_features(spec: Spec, tf_transform_output,
         if key not in transformed:
             continue
         kind = declared.get(name)
+        if kind in skip_kinds:
+            continue
         if kind == IMAGE:
             infos.append(FeatureInfo(name, IMAGE, image_size=tuple(spec.image_encoder(name).image_size)))
         elif kind == TEXT:

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -87,7 +87,8 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
 
 
 def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, features: List[FeatureInfo],
-                 batch_size: int, shuffle: bool, seed: int = 0, cache: Optional[bool] = None) -> tf.data.Dataset:
+                 batch_size: int, shuffle: bool, seed: int = 0, cache: Optional[bool] = None,
+                 part: Optional[Tuple[float, bool]] = None) -> tf.data.Dataset:
     """(features, label) batches from Transform's gzipped TFRecords.
 
     Records are read and parsed in parallel, images decoded and resized in parallel, the
@@ -95,6 +96,9 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     decides by size), shuffled after the cache, batched, texts tokenized a batch at a time, and
     prefetched. When they do not fit, the serialized records are shuffled before decoding
     instead, so the shuffle buffer holds small strings, not pixels.
+
+    `part=(share, True)` keeps an evenly spread `share` of the examples (in file order), and
+    `(share, False)` the rest: the Tuner's holdout and its training part.
     """
     files = _expand(file_patterns)
     if not files:
@@ -118,6 +122,15 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         return {**inputs, **{f.key: f.tokenizer()(inputs[f.key]) for f in texts}}, label
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    if part is not None:  # before any shuffle: the same examples in every epoch and every trial
+        share, take = part
+
+        def keep(i, record):
+            step = tf.cast(i, tf.float64)
+            hit = tf.math.floor((step + 1.0) * share) - tf.math.floor(step * share) >= 1.0
+            return hit if take else tf.logical_not(hit)
+
+        ds = ds.enumerate().filter(keep).map(lambda i, record: record)
     if shuffle and not cache:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -382,6 +395,13 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
 def run_fn(fn_args):
     """TFX Trainer entry point (`Trainer(run_fn='models.trainer.run_fn')`)."""
     spec = Spec.from_json(fn_args.custom_config["spec"])
+    if fn_args.hyperparameters:  # the Tuner's best trial
+        from lamina.models.tuning import apply_hyperparameters
+
+        values = {k: v for k, v in fn_args.hyperparameters.get("values", {}).items() if not k.startswith("tuner/")}
+        spec = apply_hyperparameters(spec, values)
+        print("    tuned hyperparameters: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                      for k, v in sorted(values.items())), flush=True)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train(spec, tf_transform_output, fn_args.train_files, fn_args.eval_files, fn_args.serving_model_dir,
           log_dir=fn_args.model_run_dir)

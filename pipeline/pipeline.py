@@ -1,8 +1,10 @@
 """`create_pipeline(spec)`: the one place the TFX pipeline is assembled.
 
-TableExampleGen (CSV, JSON Lines, Parquet, TFRecord) or ImageExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen) -> ExampleValidator
--> AnomalyGate -> Transform -> Trainer -> Evaluator (baseline: latest blessed model)
--> Explainer (unless `explain.enabled` is false) and TFLiteExporter (when `export.tflite` lists forms) -> Pusher, plus BulkInferrer when the spec asks for it.
+TableExampleGen (CSV, JSON Lines, Parquet, TFRecord) or ImageExampleGen -> StatisticsGen -> SchemaGen (or ImportSchemaGen)
+-> ExampleValidator -> AnomalyGate -> Transform -> Tuner (with `tuning:`) -> Trainer, and Baselines (tabular data)
+-> Evaluator (baseline: latest blessed model) -> PushGate (slice, fairness, baseline and per-class gates)
+-> Explainer (unless `explain.enabled` is false) and TFLiteExporter (when `export.tflite` lists forms) -> Pusher,
+plus BulkInferrer when the spec asks for it.
 
 Pure: it reads nothing but the spec, touches no files and no environment.
 """
@@ -24,6 +26,9 @@ from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb
 from tfx.types import Channel, standard_artifacts
 
 from lamina.components.anomaly_gate import AnomalyGate
+from lamina.components.baselines import BaselineTrainer
+from lamina.components.gates import PushGate
+from lamina.components.tuner import SpecTunerComponent
 from lamina.components.table_example_gen import TableExampleGen
 from lamina.components.image_example_gen import ImageExampleGen
 from lamina.components.schema import SpecSchemaGen
@@ -32,10 +37,13 @@ from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
 from lamina.models.features import transformed_label_key
-from lamina.pipeline.spec import LOWER_IS_BETTER, SOURCE_PATH_KEY, Spec
+from lamina.pipeline.spec import (LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, SOURCE_PATH_KEY,
+                                  Spec)
 
 PREPROCESSING_FN = "lamina.models.preprocessing.preprocessing_fn"
 RUN_FN = "lamina.models.trainer.run_fn"
+TUNER_FN = "lamina.models.tuning.tuner_fn"
+TFMA_METRICS_MODULE = "lamina.models.tfma_metrics"
 
 
 def installed_version() -> str:
@@ -54,34 +62,57 @@ def input_config(spec: Spec) -> tuple:
     return os.path.dirname(path), os.path.basename(path)
 
 
+def _threshold(metric: str, gate) -> "tfma.MetricThreshold":
+    threshold = tfma.MetricThreshold()
+    if gate.lower_bound is not None or gate.upper_bound is not None:
+        bounds = {}
+        if gate.lower_bound is not None:
+            bounds["lower_bound"] = {"value": gate.lower_bound}
+        if gate.upper_bound is not None:
+            bounds["upper_bound"] = {"value": gate.upper_bound}
+        threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bounds))
+    if gate.max_regression is not None:
+        lower_better = metric in LOWER_IS_BETTER
+        threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_better
+            else tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": gate.max_regression if lower_better else -gate.max_regression}))
+    return threshold
+
+
+def _metric_config(spec: Spec, metric: str) -> tfma.MetricConfig:
+    class_name = spec.metric_names()[metric]
+    config = tfma.MetricConfig(class_name=class_name)
+    if metric in LAMINA_TFMA_METRICS:
+        config.module = TFMA_METRICS_MODULE
+    if metric in ("precision", "recall", "tpr", "fpr"):  # at the spec's decision threshold
+        config.config = json.dumps({"thresholds": [spec.evaluation.decision_threshold]})
+    gate = spec.evaluation.thresholds.get(metric)
+    if gate is not None:
+        # The gate is on the whole eval split here; per-slice gates (with a minimum slice size) are the PushGate's.
+        config.per_slice_thresholds.append(
+            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=_threshold(metric, gate)))
+    return config
+
+
 def eval_config(spec: Spec) -> tfma.EvalConfig:
-    """TFMA config: the spec's metrics with their thresholds, overall and per slice."""
-    names = spec.metric_names()
+    """TFMA config: the spec's metrics with their thresholds, overall and per slice.
+
+    The positive-class metrics of binary tasks (auc, pr_auc, precision, recall, tpr, fpr, ece) are
+    computed on the label and prediction binarized at class index 1 of the label vocabulary (the
+    rarer class of the train split); the confusion matrix (and so each class's recall) always.
+    """
     metrics = [tfma.MetricConfig(class_name="ExampleCount")]
+    positive = []
     for metric in spec.evaluation.metrics:
-        config = tfma.MetricConfig(class_name=names[metric])
-        gate = spec.evaluation.thresholds.get(metric)
-        if gate is not None:
-            threshold = tfma.MetricThreshold()
-            if gate.lower_bound is not None or gate.upper_bound is not None:
-                bounds = {}
-                if gate.lower_bound is not None:
-                    bounds["lower_bound"] = {"value": gate.lower_bound}
-                if gate.upper_bound is not None:
-                    bounds["upper_bound"] = {"value": gate.upper_bound}
-                threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bounds))
-            if gate.max_regression is not None:
-                lower_better = metric in LOWER_IS_BETTER
-                threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
-                    direction=tfma.MetricDirection.LOWER_IS_BETTER if lower_better
-                    else tfma.MetricDirection.HIGHER_IS_BETTER,
-                    absolute={"value": gate.max_regression if lower_better else -gate.max_regression}))
-            # The gate is on the whole eval split; slices are reported, not gated (small slices are noisy).
-            config.per_slice_thresholds.append(
-                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold))
-        metrics.append(config)
-    if spec.task == "classification":  # for the report; computed over the whole split, in Beam
+        if metric == "class_recall":
+            continue  # read off the confusion matrix below
+        (positive if metric in POSITIVE_CLASS_METRICS else metrics).append(_metric_config(spec, metric))
+    if spec.task == "classification":  # for the report and class_recall; computed over the whole split, in Beam
         metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+    specs = [tfma.MetricsSpec(metrics=metrics)]
+    if positive:
+        specs.append(tfma.MetricsSpec(metrics=positive, binarize=tfma.BinarizationOptions(class_ids={"values": [1]})))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=SERVING_DEFAULT,
@@ -89,8 +120,9 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
             prediction_key="scores" if spec.task == "classification" else "outputs",
             preprocessing_function_names=[TRANSFORM_FEATURES],
         )],
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=keys) for keys in spec.evaluation.slices],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=keys)
+                                              for keys in spec.evaluation.all_slices],
+        metrics_specs=specs,
     )
 
 
@@ -174,19 +206,40 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         # StatisticsGen already covers the raw data; TFT's own pre/post statistics double Transform's time.
         disable_statistics=True,
     )
+    tuner = None
+    if spec.tuning is not None:  # its best trial's values are the Trainer's hyperparameters
+        tuner = SpecTunerComponent(
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=validated_schema,
+            tuner_fn=TUNER_FN,
+            train_args=trainer_pb2.TrainArgs(splits=["train"]),
+            eval_args=trainer_pb2.EvalArgs(splits=["eval"]),  # unused: trials are scored on a train holdout
+            custom_config=custom_config,
+        ).with_id("Tuner")
     trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=validated_schema,
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=custom_config,
     )
+    baselines = None
+    if spec.evaluation.baseline.enabled and spec.has_tabular_features:
+        baselines = BaselineTrainer(transform_graph=transform.outputs["transform_graph"],
+                                    transformed_examples=transform.outputs["transformed_examples"],
+                                    spec_json=spec.to_json()).with_id("Baselines")
+    # The last model the run's final gate blessed (the PushGate's blessing when the spec has one): a
+    # model the Evaluator passed but a slice, fairness or baseline gate stopped is never a baseline.
     model_resolver = Resolver(
         strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        model=Channel(type=standard_artifacts.Model, producer_component_id="Trainer", output_key="model"),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing,
+                               producer_component_id="PushGate" if spec.evaluation.gated_beyond_tfma
+                               else "Evaluator", output_key="blessing"),
     ).with_id("LatestBlessedModelResolver")
     evaluator = Evaluator(
         examples=examples.outputs["examples"],
@@ -198,6 +251,15 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
     # No thresholds, no gate: the Evaluator then blesses nothing (TFX leaves the blessing unset),
     # so the Pusher and BulkInferrer take the model as it is and the run summary says so.
     blessing = evaluator.outputs["blessing"] if spec.evaluation.thresholds else None
+    push_gate = None
+    if spec.evaluation.gated_beyond_tfma:
+        push_gate = PushGate(model=trainer.outputs["model"], evaluation=evaluator.outputs["evaluation"],
+                             transform_graph=transform.outputs["transform_graph"], evaluator_blessing=blessing,
+                             baselines=baselines.outputs["baselines"] if baselines else None,
+                             spec_json=spec.to_json()).with_id("PushGate")
+        if blessing is None:  # no TFMA threshold: still after the Evaluator
+            push_gate.add_upstream_node(evaluator)
+        blessing = push_gate.outputs["blessing"]
     tflite = None
     if spec.export.tflite:
         tflite = TFLiteExporter(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
@@ -219,8 +281,9 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         examples=examples.outputs["examples"],  # a few eval examples become TF Serving warmup requests
         tflite_models=tflite.outputs["tflite_models"] if tflite else None,
     ).with_id("Pusher")
-    components = [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
-                  trainer, model_resolver, evaluator] + [c for c in (explainer, tflite) if c] + [pusher]
+    components = ([examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform]
+                  + [c for c in (tuner, baselines) if c] + [trainer, model_resolver, evaluator]
+                  + [c for c in (push_gate, explainer, tflite) if c] + [pusher])
     if spec.inference.enabled:
         components.append(BulkInferrer(
             examples=examples.outputs["examples"],

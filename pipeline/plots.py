@@ -69,6 +69,20 @@ def training_curves(epochs: List[Dict[str, float]], metric: str) -> str:
     return _svg(fig)
 
 
+def trial_curves(trials: Sequence[dict], metric: str) -> str:
+    """The holdout metric per epoch of every tuning trial; pruned trials dashed."""
+    fig, ax = _figure(5.0, 2.8)
+    for t in trials:
+        curve = t.get("curve") or []
+        if curve:
+            pruned = t.get("status") == "pruned"
+            ax.plot(range(1, len(curve) + 1), curve, linestyle="--" if pruned else "-", linewidth=1,
+                    marker="o", markersize=2, alpha=0.8)
+    ax.set_title(f"{metric} on the holdout, per trial (dashed: pruned)", fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    return _svg(fig)
+
+
 def confusion_matrix(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -> str:
     """Counts, actual classes down, predicted across."""
     n = len(classes)

@@ -21,39 +21,54 @@ MAX_HISTOGRAMS = 40  # features plotted; the table lists them all
 
 
 def slice_metrics(evaluation_dir: str) -> List[Tuple[str, Dict[str, float]]]:
-    """(slice name, metrics) for every slice TFMA computed, overall first."""
-    import tensorflow_model_analysis as tfma
+    """(slice name, metrics by TFMA's names, example_count included) for every slice, overall first."""
+    from lamina.components.gates import read_slices
 
-    rows = []
-    for slice_key, metrics in tfma.load_eval_result(evaluation_dir).slicing_metrics:
-        name = ", ".join(f"{k}={v.decode() if isinstance(v, bytes) else v}" for k, v in slice_key) or "all examples"
-        values = {k: float(v["doubleValue"]) for k, v in metrics.get("", {}).get("", {}).items()
-                  if "doubleValue" in v and not k.endswith("_diff")}
-        rows.append((name, values))
-    return sorted(rows, key=lambda r: (r[0] != "all examples", r[0]))
+    return [(r["slice"], dict(r["metrics"], example_count=float(r["count"]))) for r in read_slices(evaluation_dir)]
 
 
 def confusion_counts(evaluation_dir: str, classes: Sequence[str]) -> Optional[List[List[float]]]:
     """The unsliced multi-class confusion matrix TFMA computed (actual x predicted), or None."""
-    import tensorflow_model_analysis as tfma
+    from lamina.components import gates
 
-    result = tfma.load_eval_result(evaluation_dir)
-    if not result.plots:  # with a baseline model, TFMA keeps each model's plots apart
-        result = tfma.load_eval_result(evaluation_dir, model_name="candidate")
-    for slice_key, by_output in result.plots:
-        if slice_key:
-            continue
-        found = by_output.get("", {}).get("", {}).get("multiClassConfusionMatrixAtThresholds")
-        if not found:
-            return None
-        n = len(classes)
-        matrix = [[0.0] * n for _ in range(n)]
-        for entry in found["matrices"][0].get("entries", []):
-            actual, predicted = int(entry.get("actualClassId", 0)), int(entry.get("predictedClassId", 0))
-            if 0 <= actual < n and 0 <= predicted < n:
-                matrix[actual][predicted] += float(entry.get("numWeightedExamples", 0.0))
-        return matrix
-    return None
+    return gates.confusion_counts(evaluation_dir, len(classes))
+
+
+def tuning_section(trials: Optional[dict]) -> Optional[dict]:
+    """The Tuner's trials for the page: a row per trial (best first marked), the parameter columns, the curves."""
+    if not trials or not trials.get("trials"):
+        return None
+    rows = trials["trials"]
+    best = (trials.get("best") or {}).get("trial")
+    params = sorted({k for r in rows for k in r["values"]})
+    return dict(trials, params=params, best_trial=best,
+                rows=[dict(r, cells=[r["values"].get(p) for p in params], best=r["trial"] == best) for r in rows],
+                plot=plots.trial_curves(rows, trials["objective"]))
+
+
+def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gates: Optional[dict]) -> Optional[dict]:
+    """The network's metrics beside each baseline's, and which one leads on the first metric."""
+    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES, higher_is_better
+
+    if not baselines or not baselines.get("models"):
+        return None
+    metrics = list(baselines["metrics"])
+    network = {m: overall.get(TFMA_OUTPUT_NAMES.get(m, m)) for m in metrics}
+    recalls = (gates or {}).get("class_recalls")
+    if "class_recall" in network and recalls:
+        network["class_recall"] = min(recalls.values())
+    rows = [{"name": "network (this run)", "metrics": network, "error": None}]
+    rows += [{"name": b["name"], "metrics": b.get("metrics", {}), "error": b.get("error")}
+             for b in baselines["models"].values()]
+    first = metrics[0]
+    scored = [(r["name"], r["metrics"].get(first)) for r in rows if r["metrics"].get(first) is not None]
+    leader = None
+    if scored:
+        leader = (max if higher_is_better(first) else min)(scored, key=lambda kv: kv[1])
+    gate = next((g for g in (gates or {}).get("gates", []) if g["gate"] == "baseline"), None)
+    return {"metrics": metrics, "rows": rows, "leader": leader, "metric": first, "gate": gate,
+            "train_rows": baselines.get("train_rows"), "eval_rows": baselines.get("eval_rows"),
+            "sampled": baselines.get("sampled")}
 
 
 def _fmt(value: float) -> str:
@@ -183,14 +198,19 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                  columns: Sequence[Tuple[str, str, str]] = (), statistics_dir: Optional[str] = None,
                  model_run_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None,
                  residuals: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
-                 tflite: Optional[dict] = None, explanations_dir: Optional[str] = None) -> str:
+                 tflite: Optional[dict] = None, explanations_dir: Optional[str] = None,
+                 trials: Optional[dict] = None, baselines: Optional[dict] = None,
+                 gates: Optional[dict] = None) -> str:
     """Writes the page and returns its path.
 
     `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns,
     `statistics_dir` StatisticsGen's output, `model_run_dir` the Trainer's (history.json),
     `classes` the label's classes (for the confusion matrix), `residuals` (predicted, actual) on
-    eval examples of a regression, `tflite` TFLiteExporter's report, `explanations_dir` the Explainer's output.
+    eval examples of a regression, `tflite` TFLiteExporter's report, `explanations_dir` the Explainer's output,
+    `trials` the Tuner's trials.json, `baselines` baselines.json, `gates` the PushGate's gates.json.
     """
+    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES
+
     longest = max([c.seconds for c in components] + [1e-9])
     metrics = slice_metrics(evaluation_dir) if evaluation_dir and storage.isdir(evaluation_dir) else []
     confusion = None
@@ -210,15 +230,23 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         "components": [_Component(c.name, c.seconds, c.cached, int(300 * c.seconds / longest)) for c in components],
         "curves": training_curves(epochs), "epochs": len(epochs),
         "metrics": metrics, "metric_names": sorted({k for _, m in metrics for k in m}),
+        # (slice, TFMA metric name) -> the failed gate's message: the cells the page marks
+        "failing": {(g["slice"], TFMA_OUTPUT_NAMES.get(g["metric"], g["metric"])): g["message"]
+                    for g in (gates or {}).get("gates", []) if not g["passed"] and g.get("slice")},
+        "gates": (gates or {}).get("gates", []),
+        "tuning": tuning_section(trials),
+        "baselines": baselines_section(baselines, dict(metrics).get("all examples", {}) if metrics else {}, gates),
         "confusion": confusion,
         "residuals": {"svg": plots.residuals(*residuals), "count": len(residuals[0])} if residuals else None,
         "tflite": tflite, "artifacts": artifacts or {}, "explanations": read_explanations(explanations_dir),
     }
     context["sections"] = [(anchor, label) for anchor, label, present in (
-        ("gates", "gates", failed_thresholds), ("anomalies", "anomalies", anomalies),
+        ("gates", "gates", failed_thresholds or context["gates"]), ("anomalies", "anomalies", anomalies),
         ("data", "data", rows or ingest), ("statistics", "statistics", statistics),
-        ("components", "components", True), ("training", "training", context["curves"]),
-        ("metrics", "metrics", metrics), ("confusion", "confusion matrix", confusion),
+        ("components", "components", True), ("tuning", "tuning", context["tuning"]),
+        ("training", "training", context["curves"]),
+        ("metrics", "metrics", metrics), ("baselines", "baselines", context["baselines"]),
+        ("confusion", "confusion matrix", confusion),
         ("residuals", "residuals", residuals), ("explanations", "explanations", context["explanations"]),
         ("tflite", "TFLite", tflite),
         ("artifacts", "artifacts", artifacts)) if present]

@@ -46,6 +46,9 @@ class RunResult:
     tflite_dir: Optional[str] = None
     tflite: Optional[dict] = None  # TFLiteExporter's report: the forms, their sizes and metrics
     explanations_dir: Optional[str] = None  # the Explainer's output
+    trials: Optional[dict] = None  # the Tuner's trials.json
+    baselines: Optional[dict] = None  # the Baselines component's baselines.json
+    gates: Optional[dict] = None  # the PushGate's gates.json
 
     @property
     def seconds(self) -> float:
@@ -113,6 +116,24 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     blessing = outputs.get(("Evaluator", "blessing"))
     if blessing and "blessed" in blessing.custom_properties:  # absent when no gate was set
         result.blessed = bool(blessing.custom_properties["blessed"].int_value)
+    tuner_results = uri("Tuner", "tuner_results")
+    if tuner_results:
+        from lamina.models.tuning import read_trials
+
+        result.trials = read_trials(tuner_results)
+    baselines = uri("Baselines", "baselines")
+    if baselines:
+        from lamina.components.baselines import read_baselines
+
+        result.baselines = read_baselines(baselines)
+    gate = outputs.get(("PushGate", "blessing"))
+    if gate:  # the final word: the Evaluator's thresholds and the slice, fairness and baseline gates
+        from lamina.components.gates import read_gates
+
+        result.gates = read_gates(gate.uri)
+        if result.gates is not None:
+            result.blessed = bool(result.gates["blessed"])
+            result.failed_thresholds = list(result.gates["failures"])
     pushed = outputs.get(("Pusher", "pushed_model"))
     if pushed and pushed.custom_properties["pushed"].int_value == 1:
         result.pushed = True
@@ -207,49 +228,16 @@ def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
     return out
 
 
+def failed_thresholds(evaluation_dir: str) -> List[str]:
+    """One readable line per failed TFMA threshold (components.gates.failed_thresholds)."""
+    from lamina.components.gates import failed_thresholds as read_failures
+
+    return read_failures(evaluation_dir)
+
+
 def overall_metrics(evaluation_dir: str) -> Dict[str, float]:
     """The unsliced metrics TFMA computed, by name."""
     return dict(slice_metrics(evaluation_dir)).get("all examples", {})
-
-
-def failed_thresholds(evaluation_dir: str) -> List[str]:
-    """One readable line per failed threshold: metric, slice, value, bound and the gap."""
-    import tensorflow_model_analysis as tfma
-
-    validation = tfma.load_validation_result(evaluation_dir)
-    lines = []
-    for per_slice in validation.metric_validations_per_slice:
-        where = _slice_name(per_slice.slice_key)
-        for failure in per_slice.failures:
-            name = failure.metric_key.name
-            value = failure.metric_value.double_value.value
-            threshold = failure.metric_threshold
-            if threshold.HasField("value_threshold"):
-                vt = threshold.value_threshold
-                if vt.HasField("lower_bound") and value < vt.lower_bound.value:
-                    lines.append(f"{name} = {value:.4f} on {where}, below the lower bound "
-                                 f"{vt.lower_bound.value:g} by {vt.lower_bound.value - value:.4f}")
-                    continue
-                if vt.HasField("upper_bound") and value > vt.upper_bound.value:
-                    lines.append(f"{name} = {value:.4f} on {where}, above the upper bound "
-                                 f"{vt.upper_bound.value:g} by {value - vt.upper_bound.value:.4f}")
-                    continue
-            if failure.metric_key.is_diff:
-                lines.append(f"{name} changed by {value:+.4f} against the last blessed model on {where}, "
-                             f"more than the allowed {threshold.change_threshold.absolute.value:+g}")
-                continue
-            lines.append(f"{name} = {value:.4f} on {where}: {failure.message}")
-    if not lines and not validation.validation_ok and not validation.missing_thresholds:
-        # `missing_thresholds` (a flag) means no gate was configured: nothing failed.
-        for ms in validation.missing_slices:
-            lines.append(f"a gated slice had no examples: {' '.join(str(ms).split())}")
-    return lines
-
-
-def _slice_name(slice_key) -> str:
-    parts = [f"{c.column}={c.bytes_value.decode() if c.bytes_value else (c.int64_value or c.float_value)}"
-             for c in slice_key.single_slice_keys]
-    return ", ".join(parts) if parts else "all examples"
 
 
 def format_result(result: RunResult) -> str:
@@ -270,7 +258,16 @@ def format_result(result: RunResult) -> str:
         i = result.ingest
         lines.append(f"  images:         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
                      f"classes; {i['bad']} bad file(s) skipped" + (" (listed in the report)" if i["bad"] else ""))
-    if not result.spec.evaluation.thresholds:
+    lines += tuning_lines(result.trials)
+    lines += baseline_lines(result)
+    if result.gates:
+        gated = [g for g in result.gates["gates"] if g.get("gated", True)]
+        failed = [g for g in gated if not g["passed"]]
+        lines.append(f"  gates:          {len(gated) - len(failed)} of {len(gated)} slice, fairness, baseline and "
+                     f"per-class gates passed" + ("" if result.gates["evaluator_blessed"] is not False
+                                                  else "; the Evaluator's thresholds failed"))
+        lines += [f"    failed: {g['message']}" for g in failed]
+    if not result.spec.evaluation.thresholds and not result.spec.evaluation.gated_beyond_tfma:
         lines.append("  evaluation gate: none set (evaluation.thresholds is empty); the model was pushed ungated")
     lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
     lines.append(f"  metrics:        {result.evaluation_dir}")
@@ -280,6 +277,57 @@ def format_result(result: RunResult) -> str:
     lines.append(f"  TensorBoard:    tensorboard --logdir {result.tensorboard_dir}")
     lines.append(f"  report:         {result.report}")
     return "\n".join(lines)
+
+
+def tuning_lines(trials: Optional[dict], limit: int = 25) -> List[str]:
+    """A table of the Tuner's trials and the best one, for the terminal."""
+    if not trials or not trials.get("trials"):
+        return []
+    rows = trials["trials"]
+    params = sorted({k for r in rows for k in r["values"]})
+    best = (trials.get("best") or {}).get("trial")
+
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    header = ["trial"] + params + [trials["objective"], "epochs", "status"]
+    table = [[str(r["trial"]) + (" *" if r["trial"] == best else "")] + [cell(r["values"].get(p, "")) for p in params]
+             + [f"{r['score']:.4f}", str(r["epochs"]), r["status"]] for r in rows[:limit]]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    pruned = sum(1 for r in rows if r["status"] == "pruned")
+    lines = [f"  tuning:         {trials['engine']}, {len(rows)} trials ({pruned} pruned), "
+             f"{trials['direction']}imizing {trials['objective']} on a {trials['holdout']:.0%} train holdout"
+             + (f", stopped after {trials['stopped_by']}" if trials.get("stopped_by") else "")]
+    lines.append("    " + "  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    lines += ["    " + "  ".join(c.ljust(w) for c, w in zip(t, widths)) for t in table]
+    if len(rows) > limit:
+        lines.append(f"    ... {len(rows) - limit} more in the report")
+    if trials.get("best"):
+        b = trials["best"]
+        lines.append(f"    best: trial {b['trial']} ({trials['objective']} {b['score']:.4f}): "
+                     + ", ".join(f"{k}={cell(v)}" for k, v in b["values"].items()))
+    return lines
+
+
+def baseline_lines(result: "RunResult") -> List[str]:
+    """The network's metrics beside each baseline's."""
+    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES
+
+    b = result.baselines
+    if not b or not b.get("models"):
+        return []
+    lines = ["  baselines (eval split):"]
+    network = {m: result.metrics.get(TFMA_OUTPUT_NAMES.get(m, m)) for m in b["metrics"]}
+    recalls = (result.gates or {}).get("class_recalls")
+    if recalls and "class_recall" in network:
+        network["class_recall"] = min(recalls.values())
+    rows = [("network", network)] + [(m["name"], m.get("metrics")) for m in b["models"].values()]
+    width = max(len(n) for n, _ in rows)
+    for name, values in rows:
+        shown = ("  ".join(f"{k}={v:.4f}" for k, v in values.items() if v is not None) if values
+                 else "not fit: " + next(m.get("error", "") for m in b["models"].values() if m["name"] == name))
+        lines.append(f"    {name.ljust(width)}  {shown}")
+    return lines
 
 
 def column_uses(result: RunResult) -> List[tuple]:
@@ -350,6 +398,7 @@ def write_run_report(result: RunResult, path: Optional[str] = None) -> str:
         bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
         statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),
         residuals=regression_sample(result), tflite=result.tflite, explanations_dir=result.explanations_dir,
+        trials=result.trials, baselines=result.baselines, gates=result.gates,
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
                    "TFLite files": result.tflite_dir, "explanations": result.explanations_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,

@@ -26,8 +26,11 @@ from lamina.pipeline.spec.encoders import (CALENDAR_PARTS, ENCODERS, Augmentatio
                                            CategoricalEncoder,
                                            EncoderConfig, ImageEncoder, NumericEncoder, TextEncoderConfig,
                                            TransformerEncoder, default_encoder, encoder_names, encoders_for)
-from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS,
-                                             EvaluationSpec, ThresholdSpec)
+from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
+                                             POSITIVE_CLASS_METRICS, REGRESSION_METRICS, TFMA_OUTPUT_NAMES,
+                                             BaselineSpec, EvaluationSpec, FairnessSpec, SliceThresholdSpec,
+                                             ThresholdSpec, higher_is_better)
+from lamina.pipeline.spec.tuning import ENGINES, TUNABLE, ParamSpec, TuningSpec
 from lamina.pipeline.spec.export import TFLITE_FORMS, ExplainSpec, ExportSpec
 from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec
 from lamina.pipeline.spec.model import CombinerSpec, HeadSpec, ModelSpec
@@ -37,7 +40,9 @@ from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
 from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
 
 __all__ = [
-    "AugmentationSpec", "BeamSpec", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",
+    "AugmentationSpec", "BaselineSpec", "BeamSpec", "ENGINES", "FairnessSpec", "LAMINA_TFMA_METRICS",
+    "POSITIVE_CLASS_METRICS", "ParamSpec", "SliceThresholdSpec", "TFMA_OUTPUT_NAMES", "TUNABLE", "TuningSpec",
+    "higher_is_better", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",
     "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "ExplainSpec", "ExportSpec", "FeatureSpec", "FeatureType",
     "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",

@@ -92,12 +92,36 @@ def _check_metrics(spec) -> List[str]:
 
 def _check_thresholds(spec) -> List[str]:
     problems = []
-    for m in spec.evaluation.thresholds:
-        if m not in spec.evaluation.metrics:
+    ev = spec.evaluation
+    for m, gate in ev.thresholds.items():
+        if m not in ev.metrics:
             problems.append(
                 f"evaluation.thresholds.{m}: no such metric in evaluation.metrics; "
-                f"{one_of(m, spec.evaluation.metrics)}"
+                f"{one_of(m, ev.metrics)}"
             )
+        elif m == "class_recall" and gate.max_regression is not None:
+            problems.append("evaluation.thresholds.class_recall.max_regression: the per-class recall takes "
+                            "lower_bound and upper_bound only.")
+    for m in ev.slice_thresholds:
+        if m not in ev.metrics or m == "class_recall":
+            problems.append(f"evaluation.slice_thresholds.{m}: no such metric in evaluation.metrics; "
+                            f"{one_of(m, [x for x in ev.metrics if x != 'class_recall'])}")
+    for i, f in enumerate(ev.fairness):
+        if f.metric not in ev.metrics or f.metric == "class_recall":
+            problems.append(f"evaluation.fairness.{i}.metric: Received {f.metric!r}, which is not in "
+                            f"evaluation.metrics; {one_of(f.metric, [x for x in ev.metrics if x != 'class_recall'])}")
+        if spec.data.features and f.feature not in spec.data.feature_types and f.feature != spec.data.label:
+            known = list(spec.data.feature_types)
+            problems.append(f"evaluation.fairness.{i}.feature: unknown feature {f.feature!r}; {one_of(f.feature, known)}")
+    if ev.baseline.metric is not None and ev.baseline.metric not in ev.metrics:
+        problems.append(f"evaluation.baseline.metric: Received {ev.baseline.metric!r}, which is not in "
+                        f"evaluation.metrics; {one_of(ev.baseline.metric, ev.metrics)}")
+    if ev.baseline.must_beat and ev.baseline_metric == "class_recall":
+        problems.append("evaluation.baseline.metric: the baselines are compared on one number; expected a metric "
+                        "other than 'class_recall'.")
+    if ev.baseline.must_beat and not ev.baseline.enabled:
+        problems.append("evaluation.baseline.must_beat: the baselines are off (evaluation.baseline.enabled: false); "
+                        "turn them on or drop must_beat.")
     return problems
 
 
@@ -154,9 +178,30 @@ def _check_date_references(spec) -> List[str]:
     return problems
 
 
+def _check_tuning(spec) -> List[str]:
+    tuning = spec.tuning
+    if tuning is None:
+        return []
+    problems = []
+    allowed = spec.metric_names()
+    if tuning.objective is not None and tuning.objective not in allowed:
+        problems.append(f"tuning.objective: Received {tuning.objective!r}; for a {spec.task} head "
+                        f"{one_of(tuning.objective, list(allowed))}")
+    for name in ("unfreeze_blocks", "fine_tune_learning_rate"):
+        if name in tuning.space and not (spec.training.fine_tune and spec.training.fine_tune.epochs):
+            problems.append(f"tuning.space.{name}: tunes the fine-tuning phase, and training.fine_tune sets none; "
+                            f"set training.fine_tune.epochs or drop {name!r}.")
+    for name in ("width", "depth"):
+        p = tuning.space.get(name)
+        values = (p.choices or [p.low, p.high]) if p else []
+        if any(v < 1 for v in values):
+            problems.append(f"tuning.space.{name}: expected values >= 1. Received: {values}")
+    return problems
+
+
 # Every cross-field rule, in the order their problems are reported.
 CHECKS = (_check_label_not_feature, _check_date_references, _check_data_format, _check_metrics, _check_thresholds, _check_slices,
-          _check_encoders, _check_fine_tune, _check_kubeflow)
+          _check_encoders, _check_fine_tune, _check_kubeflow, _check_tuning)
 
 
 def cross_field_problems(spec) -> List[str]:

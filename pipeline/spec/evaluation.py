@@ -1,6 +1,7 @@
-"""The evaluation section: the metrics TFMA computes, the gates on them, and the slices."""
+"""The evaluation section: the metrics TFMA computes, the gates on them, per slice and across slices, and
+the baselines that keep the network honest."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -10,13 +11,49 @@ from lamina.pipeline.spec.base import StrictModel
 CLASSIFICATION_METRICS = {
     "accuracy": "SparseCategoricalAccuracy",
     "crossentropy": "SparseCategoricalCrossentropy",
+    # Of the positive class (binary tasks): computed by TFMA on the positive class's probability.
+    "auc": "AUC",
+    "pr_auc": "AUCPrecisionRecall",
+    "precision": "Precision",
+    "recall": "Recall",
+    "tpr": "TPR",
+    "fpr": "FPR",
+    "ece": "ExpectedCalibrationError",
+    # Multi-class: the lowest recall of any class, read off TFMA's confusion matrix.
+    "class_recall": "MultiClassConfusionMatrixPlot",
 }
 REGRESSION_METRICS = {
     "mse": "MeanSquaredError",
     "mae": "MeanAbsoluteError",
     "rmse": "RootMeanSquaredError",
+    "r2": "RSquared",
 }
-LOWER_IS_BETTER = {"crossentropy", "mse", "mae", "rmse"}
+# Metrics TFMA computes after binarizing the label and the prediction at the positive class.
+POSITIVE_CLASS_METRICS = ("auc", "pr_auc", "precision", "recall", "tpr", "fpr", "ece")
+# Metrics Lamina's own TFMA module defines (models/tfma_metrics.py).
+LAMINA_TFMA_METRICS = ("ece", "r2")
+# The name each metric has in TFMA's output.
+TFMA_OUTPUT_NAMES = {
+    "accuracy": "sparse_categorical_accuracy",
+    "crossentropy": "sparse_categorical_crossentropy",
+    "auc": "auc",
+    "pr_auc": "auc_precision_recall",
+    "precision": "precision",
+    "recall": "recall",
+    "tpr": "tpr",
+    "fpr": "fpr",
+    "ece": "expected_calibration_error",
+    "class_recall": "class_recall",
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "rmse": "root_mean_squared_error",
+    "r2": "r_squared",
+}
+LOWER_IS_BETTER = {"crossentropy", "mse", "mae", "rmse", "ece", "fpr"}
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
 
 
 class ThresholdSpec(StrictModel):
@@ -25,8 +62,7 @@ class ThresholdSpec(StrictModel):
     lower_bound: Optional[float] = None
     upper_bound: Optional[float] = None
     max_regression: Optional[float] = Field(
-        default=None, ge=0.0, description="How much worse than the last blessed model the metric may be."
-    )
+        default=None, ge=0.0, description="How much worse than the last blessed model the metric may be.")
 
     @model_validator(mode="after")
     def _some_bound(self) -> "ThresholdSpec":
@@ -39,8 +75,73 @@ class ThresholdSpec(StrictModel):
         return self
 
 
+class SliceThresholdSpec(StrictModel):
+    """A bound a metric must meet in every slice of `evaluation.slices` with at least `min_examples` examples.
+
+    Smaller slices are reported, not gated: a handful of examples says little.
+    """
+
+    lower_bound: Optional[float] = None
+    upper_bound: Optional[float] = None
+    min_examples: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> "SliceThresholdSpec":
+        if self.lower_bound is None and self.upper_bound is None:
+            raise ValueError("expected lower_bound, upper_bound or both.")
+        return self
+
+
+class FairnessSpec(StrictModel):
+    """The largest gap in `metric` between the slices of `feature` (each with at least `min_examples`)."""
+
+    feature: str
+    metric: str = "accuracy"
+    max_gap: float = Field(gt=0.0)
+    min_examples: int = Field(default=30, ge=1)
+
+
+class BaselineSpec(StrictModel):
+    """Gradient-boosted trees and a linear model, trained on the same split and Transform output.
+
+    Computed for every run with tabular features. `must_beat` makes them a gate: the network is
+    pushed only when its `metric` is within `tolerance` of that baseline's (or of the better one).
+    """
+
+    enabled: bool = True
+    must_beat: Optional[Literal["gbt", "linear", "best"]] = None
+    tolerance: float = Field(default=0.01, ge=0.0)
+    metric: Optional[str] = Field(default=None, description="Default: the first of evaluation.metrics.")
+    max_train_rows: int = Field(default=1_000_000, ge=100,
+                                description="A larger train split is sampled down to this many rows.")
+
+
 class EvaluationSpec(StrictModel):
     metrics: List[str] = Field(default_factory=lambda: ["accuracy"])
     thresholds: Dict[str, ThresholdSpec] = Field(default_factory=dict)
     slices: List[List[str]] = Field(default_factory=list, description="Feature lists to slice metrics by.")
+    slice_thresholds: Dict[str, SliceThresholdSpec] = Field(default_factory=dict)
+    fairness: List[FairnessSpec] = Field(default_factory=list)
+    baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    decision_threshold: float = Field(default=0.5, gt=0.0, lt=1.0,
+                                      description="Binary tasks: the positive-class probability that predicts it; "
+                                      "precision, recall, tpr and fpr are measured there.")
 
+    @property
+    def gated_beyond_tfma(self) -> bool:
+        """Whether a gate needs the PushGate: per slice, across slices, against the baselines, per class."""
+        return bool(self.slice_thresholds or self.fairness or self.baseline.must_beat
+                    or "class_recall" in self.thresholds)
+
+    @property
+    def baseline_metric(self) -> str:
+        return self.baseline.metric or self.metrics[0]
+
+    @property
+    def all_slices(self) -> List[List[str]]:
+        """`slices`, plus one slice per fairness feature not among them."""
+        out = [list(s) for s in self.slices]
+        for f in self.fairness:
+            if [f.feature] not in out:
+                out.append([f.feature])
+        return out

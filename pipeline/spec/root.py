@@ -15,13 +15,15 @@ from lamina.pipeline.spec.data import DataSpec, FeatureType, SplitSpec
 from lamina.pipeline.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
                                            encoder_names)
 from lamina.pipeline.spec.export import ExplainSpec, ExportSpec
-from lamina.pipeline.spec.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluationSpec
+from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluationSpec,
+                                             higher_is_better)
 from lamina.pipeline.spec.kubeflow import KubeflowSpec
 from lamina.pipeline.spec.loading import read_spec_file
 from lamina.pipeline.spec.model import ModelSpec
 from lamina.pipeline.spec.runner import RunnerSpec
 from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
 from lamina.pipeline.spec.training import TrainingSpec
+from lamina.pipeline.spec.tuning import TuningSpec
 
 
 class Spec(StrictModel):
@@ -32,6 +34,7 @@ class Spec(StrictModel):
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    tuning: Optional[TuningSpec] = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     inference: InferenceSpec = Field(default_factory=InferenceSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
@@ -113,6 +116,24 @@ class Spec(StrictModel):
 
     def metric_names(self) -> Dict[str, str]:
         return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+
+    @property
+    def has_tabular_features(self) -> bool:
+        """Whether any input is a number, a category or a date (features inferred from a table count too)."""
+        if self.data.is_images:
+            return False
+        if not self.data.features:
+            return True
+        return any(f.type in (FeatureType.NUMERIC, FeatureType.CATEGORICAL, FeatureType.DATE)
+                   for f in self.data.features)
+
+    @property
+    def tuning_objective(self) -> Optional[tuple]:
+        """(metric, 'max' or 'min') the Tuner optimizes, or None without tuning."""
+        if self.tuning is None:
+            return None
+        metric = self.tuning.objective or self.evaluation.metrics[0]
+        return metric, self.tuning.direction or ("max" if higher_is_better(metric) else "min")
 
     def to_json(self) -> str:
         """Serialized form handed to Transform and Trainer through `custom_config`."""

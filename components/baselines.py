@@ -1,0 +1,167 @@
+"""Baselines: a gradient-boosted tree model and a linear model, on the same split and Transform output.
+
+On small tabular data a tree ensemble often beats a network; this component says when. It reads
+the tabular features Transform wrote (numbers z-scored with missing values filled, categories as
+vocabulary ids, dates as calendar parts), fits scikit-learn's HistGradientBoosting (categories
+as native categorical splits) and a linear model (logistic or ridge regression, categories
+one-hot) on the train split, and scores both on the eval split with the spec's metrics
+(models.metrics). `baselines.json` holds the numbers; the PushGate compares the network with
+them when `evaluation.baseline.must_beat` is set, and the run report shows them.
+
+Text and image features are left out: the baselines are of the tabular part of the data.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact, artifact_utils
+from tfx.types.standard_artifacts import Examples, TransformGraph
+
+BASELINES_FILE = "baselines.json"
+NAMES = {"gbt": "gradient-boosted trees", "linear": "linear model"}
+
+
+class Baselines(artifact.Artifact):
+    """baselines.json: each baseline's metrics on the eval split, with its training time."""
+
+    TYPE_NAME = "lamina.Baselines"  # importable as lamina.<Name>, as Kubeflow needs
+
+
+def _arrays(spec, tf_transform_output, features, files: List[str], max_rows: Optional[int]):
+    """(X [n, d], labels [n], categorical column mask) from Transform's output, at most `max_rows` rows."""
+    from lamina.models.features import CATEGORICAL
+    from lamina.models.trainer import make_dataset
+
+    batch = 4096
+    ds = make_dataset(files, tf_transform_output, spec, features, batch, shuffle=False, cache=False)
+    if max_rows:
+        ds = ds.take(-(-max_rows // batch))
+    columns: Dict[str, list] = {f.key: [] for f in features}
+    labels = []
+    for x, y in ds.as_numpy_iterator():
+        for f in features:
+            columns[f.key].append(np.asarray(x[f.key]).reshape(len(y), -1))
+        labels.append(np.asarray(y).reshape(-1))
+    if not labels:
+        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, bool)
+    blocks, mask = [], []
+    for f in features:
+        block = np.concatenate(columns[f.key]).astype(np.float64)
+        blocks.append(block)
+        mask += [f.kind == CATEGORICAL] * block.shape[1]
+    x, y = np.concatenate(blocks, axis=1), np.concatenate(labels)
+    if max_rows and len(y) > max_rows:
+        x, y = x[:max_rows], y[:max_rows]
+    return x, y, np.array(mask, bool)
+
+
+def _models(task: str, mask: np.ndarray, seed: int, categories: List[int]):
+    """{name: unfitted estimator}: HistGradientBoosting, and a linear model over one-hot categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    cat_idx = np.flatnonzero(mask)
+    num_idx = np.flatnonzero(~mask)
+    # Vocabulary ids may exceed HistGradientBoosting's 255 categories: those columns stay numeric.
+    native = np.array([m and n <= 255 for m, n in zip(mask, categories)], bool)
+    gbt_args = dict(categorical_features=native if native.any() else None, random_state=seed, max_iter=200,
+                    early_stopping=False)
+    one_hot = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), cat_idx),
+                                 ("numbers", "passthrough", num_idx)])
+    if task == "classification":
+        return {"gbt": HistGradientBoostingClassifier(**gbt_args),
+                "linear": make_pipeline(one_hot, LogisticRegression(max_iter=2000))}
+    return {"gbt": HistGradientBoostingRegressor(**gbt_args), "linear": make_pipeline(one_hot, Ridge(alpha=1.0))}
+
+
+def _predict(model, task: str, x: np.ndarray, num_classes: int) -> np.ndarray:
+    if task != "classification":
+        return model.predict(x)
+    probs = model.predict_proba(x)
+    out = np.zeros((len(x), num_classes))
+    out[:, model.classes_.astype(int)] = probs  # a class absent from the train split keeps probability 0
+    return out
+
+
+def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=None) -> dict:
+    """Fits and scores the baselines; writes and returns baselines.json's content."""
+    import tensorflow_transform as tft
+
+    from lamina.models.features import DATE, IMAGE, TEXT, describe_transformed_features, label_vocabulary
+    from lamina.models.metrics import compute
+
+    stream = stream or sys.stdout
+    tf_transform_output = tft.TFTransformOutput(transform_uri)
+    features = describe_transformed_features(spec, tf_transform_output, skip_kinds=(TEXT, IMAGE))
+    metrics = [m for m in spec.evaluation.metrics]
+    record = {"metrics": metrics, "features": [f.key for f in features], "models": {}}
+    if not features:
+        record["skipped"] = "no tabular features"
+        print("    baselines: none (no tabular features)", file=stream, flush=True)
+    else:
+        pattern = lambda split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]  # noqa: E731
+        limit = spec.evaluation.baseline.max_train_rows
+        x_train, y_train, mask = _arrays(spec, tf_transform_output, features, pattern("train"), limit)
+        x_eval, y_eval, _ = _arrays(spec, tf_transform_output, features, pattern("eval"), None)
+        classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
+        categories = []
+        for f in features:
+            categories += [f.vocab_size if f.kind not in (DATE,) else 0] * (f.width if f.kind == DATE else 1)
+        record.update({"train_rows": int(len(y_train)), "eval_rows": int(len(y_eval)),
+                       "sampled": bool(len(y_train) >= limit), "classes": classes})
+        if classes:
+            record["positive_class"] = classes[1] if len(classes) == 2 else None
+        for name, model in _models(spec.task, mask, spec.training.seed, categories).items():
+            started = time.perf_counter()
+            try:
+                if classes and len(np.unique(y_train)) < 2:
+                    raise ValueError("the train split holds one class only")
+                model.fit(x_train, y_train.astype(np.int64) if classes else y_train)
+                seconds = time.perf_counter() - started
+                predictions = _predict(model, spec.task, x_eval, len(classes) if classes else 0)
+                values = compute(spec.task, metrics, y_eval, predictions, spec.evaluation.decision_threshold)
+                record["models"][name] = {"name": NAMES[name], "metrics": values, "fit_seconds": round(seconds, 3)}
+                shown = "  ".join(f"{m}={v:.4f}" for m, v in values.items())
+                print(f"    baseline {NAMES[name]}: {shown}  (fit {seconds:.1f}s on {len(y_train)} rows)",
+                      file=stream, flush=True)
+            except Exception as e:  # noqa: BLE001 - a baseline that cannot be fit is reported, not fatal
+                record["models"][name] = {"name": NAMES[name], "error": f"{type(e).__name__}: {e}"}
+                print(f"    baseline {NAMES[name]}: not fit ({type(e).__name__}: {e})", file=stream, flush=True)
+    tf.io.gfile.makedirs(out_dir)
+    with tf.io.gfile.GFile(os.path.join(out_dir, BASELINES_FILE), "w") as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def read_baselines(folder: str) -> Optional[dict]:
+    path = os.path.join(folder, BASELINES_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+@component
+def BaselineTrainer(  # pylint: disable=invalid-name
+    transform_graph: InputArtifact[TransformGraph],
+    transformed_examples: InputArtifact[Examples],
+    baselines: OutputArtifact[Baselines],
+    spec_json: Parameter[str],
+):
+    """Fits gradient-boosted trees and a linear model on the train split; scores them on the eval split."""
+    from lamina.pipeline.spec import Spec
+
+    record = train_baselines(Spec.from_json(spec_json), transform_graph.uri, transformed_examples, baselines.uri)
+    for name, model in record.get("models", {}).items():
+        for metric, value in model.get("metrics", {}).items():
+            baselines.set_float_custom_property(f"{name}_{metric}", float(value))

@@ -1,0 +1,92 @@
+"""The spec's metrics in numpy, for what scores models outside TFMA: tuning trials and the baselines.
+
+Each follows the definition TFMA uses for the same name (TFMA's AUCs interpolate over 10,000
+thresholds, so they agree to about 1e-3, not exactly). Binary metrics are of the positive class:
+index 1 of the label vocabulary, which is the rarer class of the train split.
+"""
+
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from lamina.models.tfma_metrics import expected_calibration_error, r_squared
+
+
+def _positive(probs: np.ndarray) -> np.ndarray:
+    return probs[:, 1] if probs.ndim == 2 else probs
+
+
+def _confusion(labels, probs, threshold):
+    y = np.asarray(labels) == 1
+    predicted = _positive(probs) >= threshold
+    return (np.sum(predicted & y), np.sum(predicted & ~y), np.sum(~predicted & y), np.sum(~predicted & ~y))
+
+
+def _ratio(a, b) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def class_recalls(labels, probs) -> np.ndarray:
+    """Recall of every class (NaN for a class absent from `labels`)."""
+    labels = np.asarray(labels)
+    predicted = np.argmax(probs, axis=1)
+    out = np.full(probs.shape[1], np.nan)
+    for c in range(probs.shape[1]):
+        mask = labels == c
+        if mask.any():
+            out[c] = float(np.mean(predicted[mask] == c))
+    return out
+
+
+def _auc(labels, probs) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels) == 1
+    return float(roc_auc_score(y, _positive(probs))) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _pr_auc(labels, probs) -> float:
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(labels) == 1
+    return float(average_precision_score(y, _positive(probs))) if y.any() else float("nan")
+
+
+CLASSIFICATION: Dict[str, Callable] = {
+    "accuracy": lambda y, p, t: float(np.mean(np.argmax(p, axis=1) == y)),
+    "crossentropy": lambda y, p, t: float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)))),
+    "auc": lambda y, p, t: _auc(y, p),
+    "pr_auc": lambda y, p, t: _pr_auc(y, p),
+    "precision": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(tp, tp + fp))(*_confusion(y, p, t)),
+    "recall": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(tp, tp + fn))(*_confusion(y, p, t)),
+    "tpr": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(tp, tp + fn))(*_confusion(y, p, t)),
+    "fpr": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(fp, fp + tn))(*_confusion(y, p, t)),
+    "ece": lambda y, p, t: expected_calibration_error(np.asarray(y) == 1, _positive(p)),
+    "class_recall": lambda y, p, t: float(np.nanmin(class_recalls(y, p))),
+}
+REGRESSION: Dict[str, Callable] = {
+    "mse": lambda y, p: float(np.mean((y - p) ** 2)),
+    "mae": lambda y, p: float(np.mean(np.abs(y - p))),
+    "rmse": lambda y, p: float(np.sqrt(np.mean((y - p) ** 2))),
+    "r2": lambda y, p: r_squared(y, p),
+}
+
+
+def compute(task: str, metrics: Sequence[str], labels, predictions, decision_threshold: float = 0.5,
+            ) -> Dict[str, float]:
+    """{metric: value} for `predictions`: class probabilities [n, k] (classification) or values [n]."""
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions, np.float64)
+    if task == "classification":
+        labels = labels.astype(np.int64).ravel()
+        return {m: CLASSIFICATION[m](labels, predictions, decision_threshold) for m in metrics}
+    labels = labels.astype(np.float64).ravel()
+    return {m: REGRESSION[m](labels, predictions.ravel()) for m in metrics}
+
+
+def better(metric: str, a: float, b: float, direction: Optional[str] = None) -> bool:
+    """Whether `a` beats `b` on `metric`."""
+    from lamina.pipeline.spec import higher_is_better
+
+    up = (direction == "max") if direction else higher_is_better(metric)
+    return a > b if up else a < b
