@@ -36,7 +36,8 @@ _PIPELINE_API = ("create_pipeline", "load_spec", "run_pipeline", "Spec", "SpecEr
 
 # Lamina's own artifact types, by the names ML Metadata and Kubeflow know them by ("lamina.Explanations"):
 # Kubeflow's TFX entrypoint imports an artifact's class from that name, module and class.
-_ARTIFACT_TYPES = {"Explanations": "lamina.components.explainer", "TFLiteModels": "lamina.components.tflite_export"}
+_ARTIFACT_TYPES = {"Explanations": "lamina.components.explainer", "TFLiteModels": "lamina.components.tflite_export",
+                   "Baselines": "lamina.components.baselines"}
 
 
 def __getattr__(name):

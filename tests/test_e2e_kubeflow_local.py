@@ -38,7 +38,7 @@ def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_
     assert order.index("AnomalyGate") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
     assert all(driver.commands[t][:3] == ENTRYPOINT for t in driver.commands)
     assert set(driver.commands) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-                                    "AnomalyGate", "Transform", "Trainer", "Evaluator", "Explainer", "TFLiteExporter",
+                                    "AnomalyGate", "Transform", "Baselines", "Trainer", "Evaluator", "Explainer", "TFLiteExporter",
                                     "Pusher"}
     examples = driver.artifacts["CsvExampleGen"]["examples"][0]
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]

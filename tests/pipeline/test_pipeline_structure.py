@@ -15,13 +15,15 @@ def test_components_and_dependencies(tmp_path):
     by_id = {c.id: c for c in p.components}
     assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
                                     "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                    "TFLiteExporter", "Pusher"])
+                                    "TFLiteExporter", "Baselines", "Pusher"])
     assert _upstream(by_id["StatisticsGen"]) == ["CsvExampleGen"]
     assert _upstream(by_id["ExampleValidator"]) == ["SchemaGen", "StatisticsGen"]
     assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
     # Transform depends on the gate, so anomalies stop the run before it.
     assert _upstream(by_id["Transform"]) == ["AnomalyGate", "CsvExampleGen"]
     assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
+    # Gradient-boosted trees and a linear model on the same Transform output, for the report (no gate set).
+    assert _upstream(by_id["Baselines"]) == ["Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
     # The Pusher copies the TFLite files the exporter made from the blessed model into the version it pushes.
     assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "Evaluator", "TFLiteExporter", "Trainer"]
@@ -86,3 +88,41 @@ def test_image_spec_ingests_with_image_example_gen(tmp_path):
     assert json.loads(gen.exec_properties["input_config"])["splits"][0]["pattern"] == "*/*"
     declared = json.loads(by_id["SchemaGen"].exec_properties["declared_types"])
     assert declared == {"image": "image", "source_path": "identifier"}
+
+
+def test_tuning_and_gates_add_the_tuner_and_the_push_gate(tmp_path):
+    spec = make_spec(tmp_path, tuning={"space": {"learning_rate": {"low": 1e-4, "high": 0.1, "log": True}}},
+                     evaluation={"metrics": ["accuracy", "auc", "ece"], "slices": [["island"]],
+                                 "thresholds": {"accuracy": {"lower_bound": 0.9}},
+                                 "fairness": [{"feature": "sex", "max_gap": 0.1}],
+                                 "baseline": {"must_beat": "best"}})
+    p = create_pipeline(spec)
+    by_id = {c.id: c for c in p.components}
+    assert _upstream(by_id["Tuner"]) == ["AnomalyGate", "Transform"]
+    assert by_id["Tuner"].exec_properties["tuner_fn"] == "lamina.models.tuning.tuner_fn"
+    # The Trainer consumes the Tuner's best hyperparameters: no tuning code of its own.
+    assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform", "Tuner"]
+    assert "hyperparameters" in by_id["Trainer"].inputs
+    assert _upstream(by_id["PushGate"]) == ["Baselines", "Evaluator", "Trainer", "Transform"]
+    # Everything that acts on a blessed model acts on the PushGate's blessing.
+    assert "PushGate" in _upstream(by_id["Pusher"]) and "PushGate" in _upstream(by_id["TFLiteExporter"])
+    resolver = by_id["LatestBlessedModelResolver"]
+    assert resolver.raw_inputs["model_blessing"].producer_component_id == "PushGate"
+    # The fairness feature is sliced even though evaluation.slices does not list it.
+    config = eval_config(spec)
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
+    plain, positive = config.metrics_specs
+    assert [m.class_name for m in plain.metrics] == ["ExampleCount", "SparseCategoricalAccuracy",
+                                                    "MultiClassConfusionMatrixPlot"]
+    assert [(m.class_name, m.module) for m in positive.metrics] == [
+        ("AUC", ""), ("ExpectedCalibrationError", "lamina.models.tfma_metrics")]
+    assert list(positive.binarize.class_ids.values) == [1]
+
+
+def test_no_tuning_no_tuner_and_no_extra_gate_no_push_gate(tmp_path):
+    by_id = {c.id: c for c in create_pipeline(make_spec(tmp_path)).components}
+    assert "Tuner" not in by_id and "PushGate" not in by_id
+    assert "hyperparameters" not in by_id["Trainer"].inputs or by_id["Trainer"].inputs.get("hyperparameters") is None
+    assert by_id["LatestBlessedModelResolver"].raw_inputs["model_blessing"].producer_component_id == "Evaluator"
+    images = {c.id for c in create_pipeline(make_spec(tmp_path, evaluation={"baseline": {"enabled": False}})).components}
+    assert "Baselines" not in images

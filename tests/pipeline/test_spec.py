@@ -36,7 +36,7 @@ def test_example_spec_is_valid(tmp_path):
      "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head."),
     (lambda d: d.update(trainig={}),
      "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, explain, export, inference, kubeflow, model, "
-     "name, runner, serving, split, training."),
+     "name, runner, serving, split, training, tuning."),
     (lambda d: d["model"]["head"].update(type="clasification"),
      "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
      "Did you mean 'classification'?"),
@@ -80,7 +80,8 @@ def test_example_spec_is_valid(tmp_path):
      "data.features: the label 'species' must not also be an input feature."),
     (lambda d: d["evaluation"].update(metrics=["acuracy"], thresholds={}),
      "evaluation.metrics.0: Received 'acuracy'; for a classification head expected one of: 'accuracy', "
-     "'crossentropy'. Did you mean 'accuracy'?"),
+     "'crossentropy', 'auc', 'pr_auc', 'precision', 'recall', 'tpr', 'fpr', 'ece', 'class_recall'. "
+     "Did you mean 'accuracy'?"),
     (lambda d: d["evaluation"]["thresholds"].update(crossentropy={}),
      "evaluation.thresholds.crossentropy: expected at least one of lower_bound, upper_bound, max_regression."),
     (lambda d: d["evaluation"].update(slices=[["iland"]]),
