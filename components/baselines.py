@@ -120,7 +120,8 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
         record.update({"train_rows": int(len(y_train)), "eval_rows": int(len(y_eval)),
                        "sampled": bool(len(y_train) >= limit), "classes": classes})
         if classes:
-            record["positive_class"] = classes[1] if len(classes) == 2 else None
+            index = spec.evaluation.positive_index
+            record["positive_class"] = classes[index] if len(classes) == 2 else None
         for name, model in _models(spec.task, mask, spec.training.seed, categories).items():
             started = time.perf_counter()
             try:
@@ -129,7 +130,8 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
                 model.fit(x_train, y_train.astype(np.int64) if classes else y_train)
                 seconds = time.perf_counter() - started
                 predictions = _predict(model, spec.task, x_eval, len(classes) if classes else 0)
-                values = compute(spec.task, metrics, y_eval, predictions, spec.evaluation.decision_threshold)
+                values = compute(spec.task, metrics, y_eval, predictions, spec.evaluation.decision_threshold,
+                                 spec.evaluation.positive_index)
                 record["models"][name] = {"name": NAMES[name], "metrics": values, "fit_seconds": round(seconds, 3)}
                 shown = "  ".join(f"{m}={v:.4f}" for m, v in values.items())
                 print(f"    baseline {NAMES[name]}: {shown}  (fit {seconds:.1f}s on {len(y_train)} rows)",

@@ -1,8 +1,8 @@
 """The spec's metrics in numpy, for what scores models outside TFMA: tuning trials and the baselines.
 
 Each follows the definition TFMA uses for the same name (TFMA's AUCs interpolate over 10,000
-thresholds, so they agree to about 1e-3, not exactly). Binary metrics are of the positive class:
-index 1 of the label vocabulary, which is the rarer class of the train split.
+thresholds, so they agree to about 1e-3, not exactly). Binary metrics are of the positive class,
+`positive` in the label vocabulary (pipeline.spec.EvaluationSpec.positive_index).
 """
 
 from typing import Callable, Dict, Optional, Sequence
@@ -12,13 +12,9 @@ import numpy as np
 from lamina.models.tfma_metrics import expected_calibration_error, r_squared
 
 
-def _positive(probs: np.ndarray) -> np.ndarray:
-    return probs[:, 1] if probs.ndim == 2 else probs
-
-
 def _confusion(labels, probs, threshold):
     y = np.asarray(labels) == 1
-    predicted = _positive(probs) >= threshold
+    predicted = probs >= threshold
     return (np.sum(predicted & y), np.sum(predicted & ~y), np.sum(~predicted & y), np.sum(~predicted & ~y))
 
 
@@ -42,14 +38,14 @@ def _auc(labels, probs) -> float:
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(labels) == 1
-    return float(roc_auc_score(y, _positive(probs))) if 0 < y.sum() < len(y) else float("nan")
+    return float(roc_auc_score(y, probs)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def _pr_auc(labels, probs) -> float:
     from sklearn.metrics import average_precision_score
 
     y = np.asarray(labels) == 1
-    return float(average_precision_score(y, _positive(probs))) if y.any() else float("nan")
+    return float(average_precision_score(y, probs)) if y.any() else float("nan")
 
 
 CLASSIFICATION: Dict[str, Callable] = {
@@ -61,7 +57,7 @@ CLASSIFICATION: Dict[str, Callable] = {
     "recall": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(tp, tp + fn))(*_confusion(y, p, t)),
     "tpr": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(tp, tp + fn))(*_confusion(y, p, t)),
     "fpr": lambda y, p, t: (lambda tp, fp, fn, tn: _ratio(fp, fp + tn))(*_confusion(y, p, t)),
-    "ece": lambda y, p, t: expected_calibration_error(np.asarray(y) == 1, _positive(p)),
+    "ece": lambda y, p, t: expected_calibration_error(np.asarray(y) == 1, p),
     "class_recall": lambda y, p, t: float(np.nanmin(class_recalls(y, p))),
 }
 REGRESSION: Dict[str, Callable] = {
@@ -72,14 +68,27 @@ REGRESSION: Dict[str, Callable] = {
 }
 
 
+BINARY = ("auc", "pr_auc", "precision", "recall", "tpr", "fpr", "ece")
+
+
 def compute(task: str, metrics: Sequence[str], labels, predictions, decision_threshold: float = 0.5,
-            ) -> Dict[str, float]:
-    """{metric: value} for `predictions`: class probabilities [n, k] (classification) or values [n]."""
+            positive: int = 1) -> Dict[str, float]:
+    """{metric: value} for `predictions`: class probabilities [n, k] (classification) or values [n].
+
+    The binary metrics see the label as `label == positive` and the score as the probability of `positive`.
+    """
     labels = np.asarray(labels)
     predictions = np.asarray(predictions, np.float64)
     if task == "classification":
         labels = labels.astype(np.int64).ravel()
-        return {m: CLASSIFICATION[m](labels, predictions, decision_threshold) for m in metrics}
+        out = {}
+        for m in metrics:
+            if m in BINARY:
+                out[m] = CLASSIFICATION[m]((labels == positive).astype(np.int64), predictions[:, positive],
+                                           decision_threshold)
+            else:
+                out[m] = CLASSIFICATION[m](labels, predictions, decision_threshold)
+        return out
     labels = labels.astype(np.float64).ravel()
     return {m: REGRESSION[m](labels, predictions.ravel()) for m in metrics}
 

@@ -165,9 +165,12 @@ def preprocessing_fn(inputs, custom_config):
     if spec.task == "classification":
         if label.dtype != tf.string:
             label = tf.strings.as_string(label)
-        # Sorted by frequency, then value; labels never seen in training map to -1.
+        # Sorted by frequency, then value; labels never seen in training map to -1. A declared positive
+        # class comes first, whatever its frequency: the positive-class metrics are of index 0 then.
+        positive = spec.evaluation.positive_class
         outputs[transformed_label_key(spec.data.label)] = tft.compute_and_apply_vocabulary(
-            label, vocab_filename=LABEL_VOCABULARY, num_oov_buckets=0, default_value=-1)
+            label, vocab_filename=LABEL_VOCABULARY, num_oov_buckets=0, default_value=-1,
+            reserved_tokens=[positive] if positive is not None else None)
     else:
         outputs[transformed_label_key(spec.data.label)] = tf.cast(label, tf.float32)
     return outputs

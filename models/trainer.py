@@ -366,6 +366,13 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     if steps:
         train_ds = train_ds.repeat()
+    positive = spec.evaluation.positive_class
+    if classes and positive is not None:
+        counts = label_counts(train_files, tf_transform_output, spec, len(classes))
+        if not counts[0]:  # reserved at index 0 by Transform, so present in the vocabulary even when absent
+            seen = ", ".join(repr(c) for c, n in zip(classes, counts) if n)
+            raise ValueError(f"evaluation.positive_class: {positive!r} is not a value of the label "
+                             f"{spec.data.label!r} in the train split; its values are {seen}.")
     weights = None
     if classes and spec.training.class_weights != "none":
         counts = label_counts(train_files, tf_transform_output, spec, len(classes))

@@ -299,7 +299,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         def score(model) -> float:
             predictions = model.predict(inputs, verbose=0)
             return compute(self.spec.task, [self.metric], labels, predictions,
-                           self.spec.evaluation.decision_threshold)[self.metric]
+                           self.spec.evaluation.decision_threshold, self.spec.evaluation.positive_index)[self.metric]
         return score
 
     def on_search_begin(self):

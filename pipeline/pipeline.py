@@ -99,8 +99,9 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
     """TFMA config: the spec's metrics with their thresholds, overall and per slice.
 
     The positive-class metrics of binary tasks (auc, pr_auc, precision, recall, tpr, fpr, ece) are
-    computed on the label and prediction binarized at class index 1 of the label vocabulary (the
-    rarer class of the train split); the confusion matrix (and so each class's recall) always.
+    computed on the label and prediction binarized at the positive class: `evaluation.positive_class`
+    (index 0 of the label vocabulary), else the rarer class of the train split (index 1). The
+    confusion matrix (and so each class's recall) is computed for every classification.
     """
     metrics = [tfma.MetricConfig(class_name="ExampleCount")]
     positive = []
@@ -112,7 +113,8 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
         metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
     specs = [tfma.MetricsSpec(metrics=metrics)]
     if positive:
-        specs.append(tfma.MetricsSpec(metrics=positive, binarize=tfma.BinarizationOptions(class_ids={"values": [1]})))
+        specs.append(tfma.MetricsSpec(metrics=positive, binarize=tfma.BinarizationOptions(
+            class_ids={"values": [spec.evaluation.positive_index]})))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=SERVING_DEFAULT,

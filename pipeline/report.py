@@ -200,7 +200,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                  residuals: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                  tflite: Optional[dict] = None, explanations_dir: Optional[str] = None,
                  trials: Optional[dict] = None, baselines: Optional[dict] = None,
-                 gates: Optional[dict] = None) -> str:
+                 gates: Optional[dict] = None, positive_class: Optional[str] = None) -> str:
     """Writes the page and returns its path.
 
     `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns,
@@ -233,7 +233,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         # (slice, TFMA metric name) -> the failed gate's message: the cells the page marks
         "failing": {(g["slice"], TFMA_OUTPUT_NAMES.get(g["metric"], g["metric"])): g["message"]
                     for g in (gates or {}).get("gates", []) if not g["passed"] and g.get("slice")},
-        "gates": (gates or {}).get("gates", []),
+        "gates": (gates or {}).get("gates", []), "positive_class": positive_class,
         "tuning": tuning_section(trials),
         "baselines": baselines_section(baselines, dict(metrics).get("all examples", {}) if metrics else {}, gates),
         "confusion": confusion,

@@ -258,6 +258,10 @@ def format_result(result: RunResult) -> str:
         i = result.ingest
         lines.append(f"  images:         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
                      f"classes; {i['bad']} bad file(s) skipped" + (" (listed in the report)" if i["bad"] else ""))
+    positive = positive_class(result)
+    if positive is not None:
+        why = "evaluation.positive_class" if result.spec.evaluation.positive_class else "the rarer class"
+        lines.append(f"  positive class: {positive!r} ({why}): auc, precision, recall and the like are of it")
     lines += tuning_lines(result.trials)
     lines += baseline_lines(result)
     if result.gates:
@@ -277,6 +281,17 @@ def format_result(result: RunResult) -> str:
     lines.append(f"  TensorBoard:    tensorboard --logdir {result.tensorboard_dir}")
     lines.append(f"  report:         {result.report}")
     return "\n".join(lines)
+
+
+def positive_class(result: "RunResult") -> Optional[str]:
+    """The class the binary metrics are of, when the spec asks for any and the label has two classes."""
+    from lamina.pipeline.spec import POSITIVE_CLASS_METRICS
+
+    ev = result.spec.evaluation
+    if result.spec.task != "classification" or not set(ev.metrics) & set(POSITIVE_CLASS_METRICS):
+        return None
+    classes = label_classes(result)
+    return classes[ev.positive_index] if classes and len(classes) == 2 else None
 
 
 def tuning_lines(trials: Optional[dict], limit: int = 25) -> List[str]:
@@ -398,7 +413,7 @@ def write_run_report(result: RunResult, path: Optional[str] = None) -> str:
         bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
         statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),
         residuals=regression_sample(result), tflite=result.tflite, explanations_dir=result.explanations_dir,
-        trials=result.trials, baselines=result.baselines, gates=result.gates,
+        trials=result.trials, baselines=result.baselines, gates=result.gates, positive_class=positive_class(result),
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
                    "TFLite files": result.tflite_dir, "explanations": result.explanations_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,

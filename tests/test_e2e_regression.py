@@ -37,7 +37,8 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, mon
                               "bill_depth_mm": "numeric", "flipper_length_mm": "numeric", "sex": "categorical"}},
         "model": {"head": {"type": "regression"}},
         "training": {"epochs": 30, "batch_size": 16, "learning_rate": 0.01},
-        "evaluation": {"metrics": ["mae", "rmse"], "thresholds": {"mae": {"upper_bound": 600}}},
+        "evaluation": {"metrics": ["mae", "rmse", "mse", "r2"], "thresholds": {"mae": {"upper_bound": 600},
+                                                                           "r2": {"lower_bound": 0.5}}},
         "export": {"tflite": ["float", "dynamic_range"]},
         "serving": {"model_name": "mass", "push_dir": f"{bucket}/serving_models"},
         "runner": {"root": "regression_runs", "pipeline_root": f"{bucket}/lamina"},
@@ -60,6 +61,20 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, mon
     # Body mass has a standard deviation of about 800 g; the model must do far better than the mean.
     assert result.pushed and result.metrics["mean_absolute_error"] < 600
     assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == REGRESS_METHOD
+    # R² (Lamina's own TFMA metric) is 1 - MSE / Var(label) over the same eval examples.
+    eval_files = tf.io.gfile.glob(f"{result.examples_dir}/Split-eval/*")
+    masses = [tf.train.Example.FromString(r.numpy()).features.feature["body_mass_g"]
+              for r in tf.data.TFRecordDataset(eval_files, compression_type="GZIP")]
+    masses = np.array([f.int64_list.value[0] if f.int64_list.value else f.float_list.value[0] for f in masses], float)
+    assert len(masses) == int(result.metrics["example_count"])
+    m = result.metrics
+    assert m["r_squared"] == pytest.approx(1.0 - m["mean_squared_error"] / masses.var(), rel=1e-4)
+    assert m["root_mean_squared_error"] == pytest.approx(np.sqrt(m["mean_squared_error"]), rel=1e-4)
+    # The baselines were fit on the same split, from the bucket, and report the same metrics.
+    gbt = result.baselines["models"]["gbt"]["metrics"]
+    assert set(gbt) == {"mae", "rmse", "mse", "r2"} and 0 < gbt["r2"] <= 1 and gbt["mae"] < 600
+    assert gbt["rmse"] == pytest.approx(np.sqrt(gbt["mse"]))
+    assert '<h2 id="baselines">Baselines</h2>' in report
 
     rows = [{k: v for k, v in r.items() if k != "body_mass_g"}
             for r in read_csv(penguins_dir / "data" / "penguins.csv")[:6]]

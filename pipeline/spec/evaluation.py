@@ -123,6 +123,9 @@ class EvaluationSpec(StrictModel):
     slice_thresholds: Dict[str, SliceThresholdSpec] = Field(default_factory=dict)
     fairness: List[FairnessSpec] = Field(default_factory=list)
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    positive_class: Optional[str] = Field(
+        default=None, description="Binary tasks: the label value the positive-class metrics are of. Default: the "
+        "rarer class of the train split.")
     decision_threshold: float = Field(default=0.5, gt=0.0, lt=1.0,
                                       description="Binary tasks: the positive-class probability that predicts it; "
                                       "precision, recall, tpr and fpr are measured there.")
@@ -132,6 +135,12 @@ class EvaluationSpec(StrictModel):
         """Whether a gate needs the PushGate: per slice, across slices, against the baselines, per class."""
         return bool(self.slice_thresholds or self.fairness or self.baseline.must_beat
                     or "class_recall" in self.thresholds)
+
+    @property
+    def positive_index(self) -> int:
+        """The positive class's index in the label vocabulary: a declared `positive_class` is reserved at index 0;
+        otherwise the vocabulary is sorted by frequency, and index 1 is the rarer of two classes."""
+        return 0 if self.positive_class is not None else 1
 
     @property
     def baseline_metric(self) -> str:
