@@ -79,8 +79,11 @@ class RSquared(metric_types.Metric):
         super().__init__(metric_util.merge_per_key_computations(self._make), name=name)
 
     @staticmethod
-    def _make(name=R_SQUARED_NAME, **kwargs):
-        return _computations(_RSquaredCombiner, name, **kwargs)
+    def _make(name=R_SQUARED_NAME, eval_config=None, model_name="", output_name="", sub_key=None,
+              aggregation_type=None, class_weights=None, example_weighted=False):
+        # Explicit arguments: TFMA passes only those a computation's signature names (sub_key included).
+        return _computations(_RSquaredCombiner, name, eval_config, model_name, output_name, sub_key,
+                             aggregation_type, class_weights, example_weighted)
 
 
 class _CalibrationCombiner(_Combiner):
@@ -114,8 +117,10 @@ class ExpectedCalibrationError(metric_types.Metric):
         super().__init__(metric_util.merge_per_key_computations(self._make), name=name, num_bins=num_bins)
 
     @staticmethod
-    def _make(name=ECE_NAME, num_bins=10, **kwargs):
-        return _computations(_CalibrationCombiner, name, num_bins=num_bins, **kwargs)
+    def _make(name=ECE_NAME, num_bins=10, eval_config=None, model_name="", output_name="", sub_key=None,
+              aggregation_type=None, class_weights=None, example_weighted=False):
+        return _computations(_CalibrationCombiner, name, eval_config, model_name, output_name, sub_key,
+                             aggregation_type, class_weights, example_weighted, num_bins=num_bins)
 
 
 metric_types.register_metric(RSquared)

@@ -16,8 +16,13 @@ from lamina.pipeline.spec import Spec
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = REPO / "examples" / "penguins" / "spec.yaml"
 
-def example_spec_dict() -> dict:
-    return yaml.safe_load(EXAMPLE_SPEC.read_text())
+def example_spec_dict(tuning: bool = False) -> dict:
+    """The penguins example spec. Without its `tuning:` section unless asked: most tests are about
+    something else, and tuning costs a search per run (the shared penguins run keeps it)."""
+    d = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    if not tuning:
+        d.pop("tuning", None)
+    return d
 
 
 def _with_overrides(d: dict, base_dir, overrides: dict) -> Spec:
@@ -30,9 +35,10 @@ def _with_overrides(d: dict, base_dir, overrides: dict) -> Spec:
     return Spec.from_dict(d, base_dir=str(base_dir))
 
 
-def make_spec(base_dir, **overrides) -> Spec:
-    """The penguins example spec rooted at `base_dir`, with top-level sections updated."""
-    return _with_overrides(copy.deepcopy(example_spec_dict()), base_dir, overrides)
+def make_spec(base_dir, tuned: bool = False, **overrides) -> Spec:
+    """The penguins example spec rooted at `base_dir` (`tuned`: with its tuning section), with top-level
+    sections updated."""
+    return _with_overrides(copy.deepcopy(example_spec_dict(tuning=tuned)), base_dir, overrides)
 
 
 def read_prediction_logs(inference_dir):

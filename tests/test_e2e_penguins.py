@@ -60,8 +60,8 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
     ran = [c.name for c in result.components]
     assert sorted(ran) == sorted([
         "CsvExampleGen", "LatestBlessedModelResolver", "StatisticsGen", "SchemaGen", "ExampleValidator",
-        "AnomalyGate", "Transform", "Baselines", "Trainer", "Evaluator", "Explainer", "TFLiteExporter", "Pusher",
-        "BulkInferrer"])
+        "AnomalyGate", "Transform", "Tuner", "Baselines", "Trainer", "Evaluator", "PushGate", "Explainer",
+        "TFLiteExporter", "Pusher", "BulkInferrer"])
     assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
     assert ran.index("Evaluator") < ran.index("Pusher")
     assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []

@@ -84,7 +84,7 @@ def test_report_shows_the_trials_and_the_gates(tuned_run):
     assert '<h2 id="tuning">Tuning</h2>' in report
     assert report.count("<tr class=\"best\">") == 1 and report.count('data-plot="trials"') == 1
     assert 'class="num fail"' not in report and 'class="gate-fail"' not in report
-    assert "recall of class 'Adelie'" in report and "fairness: accuracy differs by" in report
+    assert "recall of class &#39;Adelie&#39;" in report and "fairness: accuracy differs by" in report
 
 
 def test_the_tuned_model_is_served_as_it_answers_in_process(tuned_run):
