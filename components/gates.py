@@ -43,20 +43,20 @@ def slice_name(pairs: Sequence[Tuple[str, object]]) -> str:
     return ", ".join(f"{k}={v.decode() if isinstance(v, bytes) else v}" for k, v in pairs) or OVERALL
 
 
-def read_slices(evaluation_dir: str, positive_index: int = 1) -> List[dict]:
+def read_slices(evaluation_dir: str) -> List[dict]:
     """Every slice TFMA computed, overall first: {"slice", "features", "count", "metrics"}.
 
     `metrics` is keyed by TFMA's names (sparse_categorical_accuracy, auc, r_squared, ...;
     pipeline.spec.TFMA_OUTPUT_NAMES maps the spec's names onto them); the positive-class metrics
-    of a binary task are read from TFMA's sub key of the positive class (`positive_index`).
+    of a binary task are read from TFMA's sub key of the positive class (`classId:<index>`: the
+    eval config binarizes at that one class only).
     """
-    positive_sub_key = f"classId:{positive_index}"
     rows = []
     for slice_key, metrics in _load(evaluation_dir).slicing_metrics:
         by_sub_key = metrics.get("", {})
         values = {}
         for sub_key, found in by_sub_key.items():
-            if sub_key not in ("", positive_sub_key):
+            if sub_key != "" and not sub_key.startswith("classId:"):
                 continue
             for k, v in found.items():
                 if "doubleValue" not in v or k.endswith("_diff"):
@@ -235,7 +235,7 @@ def run_gates(spec, evaluation_dir: str, transform_dir: Optional[str], baselines
     """Reads the Evaluator's output and the baselines; returns gates.json's content."""
     from lamina.models.features import label_vocabulary
 
-    slices = read_slices(evaluation_dir, spec.evaluation.positive_index)
+    slices = read_slices(evaluation_dir)
     baselines = read_baselines(baselines_dir) if baselines_dir else None
     recalls = None
     if spec.task == "classification" and transform_dir:

@@ -38,12 +38,14 @@ def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_
     assert order.index("AnomalyGate") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
     assert all(driver.commands[t][:3] == ENTRYPOINT for t in driver.commands)
     assert set(driver.commands) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-                                    "AnomalyGate", "Transform", "Baselines", "Trainer", "Evaluator", "Explainer", "TFLiteExporter",
-                                    "Pusher"}
+                                    "AnomalyGate", "Transform", "Baselines", "Trainer", "Evaluator", "PushGate",
+                                    "Explainer", "TFLiteExporter", "Pusher"}
     examples = driver.artifacts["CsvExampleGen"]["examples"][0]
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
     blessing = driver.artifacts["Evaluator"]["blessing"][0]
     assert blessing["metadata"]["blessed"] == 1.0
+    # The PushGate (slice, fairness, per-class and baseline gates) ran in its container too, and blessed it.
+    assert driver.artifacts["PushGate"]["blessing"][0]["metadata"]["blessed"] == 1.0
     pushed = driver.artifacts["Pusher"]["pushed_model"][0]["metadata"]
     assert pushed["pushed"] == 1.0
     version_dir = pushed["pushed_destination"]

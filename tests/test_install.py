@@ -40,7 +40,8 @@ def test_decoy_packages_raise_when_imported(tmp_path):
 def test_python_api_from_a_folder_with_the_users_own_packages(tmp_path):
     """`python run.py` beside decoys (the script's folder comes first on sys.path), with a spec
     that sets no evaluation thresholds: the run trains, pushes ungated, and says so."""
-    user_project(tmp_path, evaluation={"thresholds": {}})
+    user_project(tmp_path, evaluation={"thresholds": {}, "slice_thresholds": {}, "fairness": [],
+                                       "baseline": {"must_beat": None}})
     (tmp_path / "run.py").write_text(
         "from lamina.pipeline import load_spec, run_pipeline\n"
         "from lamina.pipeline.results import format_result\n"
@@ -70,7 +71,7 @@ def test_lamina_run_with_the_users_packages_on_pythonpath(tmp_path):
     ran = [m.group(1) for m in re.finditer(r"^\[\s*\d+/\d+\] (\S+)", out, re.MULTILINE)]
     assert sorted(ran) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
                                   "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                  "TFLiteExporter", "Baselines", "Pusher"])
+                                  "TFLiteExporter", "Baselines", "PushGate", "Pusher"])
     assert "(cached)" not in out
     assert "  pushed model:   (not pushed)" not in out
 

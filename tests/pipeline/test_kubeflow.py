@@ -73,8 +73,8 @@ def test_image_entrypoint_resources_and_beam_args(penguins_compiled):
     containers = {t: executor(ps, t).get("container") for t in ps.root.dag.tasks}
     containers = {t: c for t, c in containers.items() if c}  # resolvers run in the backend
     assert set(containers) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                               "Transform", "Baselines", "Trainer", "Evaluator", "Explainer", "TFLiteExporter",
-                               "Pusher"}
+                               "Transform", "Baselines", "Trainer", "Evaluator", "PushGate", "Explainer",
+                               "TFLiteExporter", "Pusher"}
     for task, c in containers.items():
         assert c["image"] == IMAGE, task
         assert c["command"] == ENTRYPOINT, task

@@ -15,7 +15,7 @@ def test_components_and_dependencies(tmp_path):
     by_id = {c.id: c for c in p.components}
     assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
                                     "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                    "TFLiteExporter", "Baselines", "Pusher"])
+                                    "TFLiteExporter", "Baselines", "PushGate", "Pusher"])
     assert _upstream(by_id["StatisticsGen"]) == ["CsvExampleGen"]
     assert _upstream(by_id["ExampleValidator"]) == ["SchemaGen", "StatisticsGen"]
     assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
@@ -26,8 +26,10 @@ def test_components_and_dependencies(tmp_path):
     assert _upstream(by_id["Baselines"]) == ["Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
     # The Pusher copies the TFLite files the exporter made from the blessed model into the version it pushes.
-    assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "Evaluator", "TFLiteExporter", "Trainer"]
-    assert _upstream(by_id["TFLiteExporter"]) == ["Evaluator", "Trainer", "Transform"]
+    # The example sets slice, fairness, per-class and baseline gates: the PushGate's blessing is the final word.
+    assert _upstream(by_id["PushGate"]) == ["Baselines", "Evaluator", "Trainer", "Transform"]
+    assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "PushGate", "TFLiteExporter", "Trainer"]
+    assert _upstream(by_id["TFLiteExporter"]) == ["PushGate", "Trainer", "Transform"]
     # The Explainer reads the Trainer's model and Transform's output, after the Evaluator.
     assert _upstream(by_id["Explainer"]) == ["Evaluator", "Trainer", "Transform"]
     assert p.pipeline_info.pipeline_name == "penguins"
@@ -120,9 +122,11 @@ def test_tuning_and_gates_add_the_tuner_and_the_push_gate(tmp_path):
 
 
 def test_no_tuning_no_tuner_and_no_extra_gate_no_push_gate(tmp_path):
-    by_id = {c.id: c for c in create_pipeline(make_spec(tmp_path)).components}
+    plain = {"metrics": ["accuracy"], "thresholds": {"accuracy": {"lower_bound": 0.9}}}
+    by_id = {c.id: c for c in create_pipeline(make_spec(tmp_path, evaluation=plain)).components}
     assert "Tuner" not in by_id and "PushGate" not in by_id
     assert "hyperparameters" not in by_id["Trainer"].inputs or by_id["Trainer"].inputs.get("hyperparameters") is None
     assert by_id["LatestBlessedModelResolver"].raw_inputs["model_blessing"].producer_component_id == "Evaluator"
-    images = {c.id for c in create_pipeline(make_spec(tmp_path, evaluation={"baseline": {"enabled": False}})).components}
-    assert "Baselines" not in images
+    off = {c.id for c in create_pipeline(make_spec(tmp_path, evaluation=dict(plain, baseline={"enabled": False})))
+           .components}
+    assert "Baselines" not in off
