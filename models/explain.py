@@ -25,11 +25,11 @@ import tensorflow as tf
 from lamina.models.features import IMAGE, TEXT, FeatureInfo
 
 
-@contextlib.contextmanager
 COMPLETENESS_TARGET = 0.005  # attributions add up to f(x) - f(baseline) within 0.5%
 MAX_STEP_GROWTH = 8  # tabular models: up to 8x explain.steps to get there
 
 
+@contextlib.contextmanager
 def replaced_output(layer, fn):
     """While inside, `layer` returns fn(its output) when called (eagerly)."""
     original = layer.call
