@@ -26,7 +26,7 @@ def penguins_run(penguins_dir):
     """One real run of the penguins pipeline (BulkInferrer and every TFLite form on), shared by the e2e tests."""
     from lamina.pipeline.local_runner import run_pipeline
 
-    spec = make_spec(penguins_dir, tuned=True, inference={"enabled": True},
+    spec = make_spec(penguins_dir, tuned=True, gated=True, inference={"enabled": True},
                      export={"tflite": ["float", "dynamic_range", "int8"]})
     result = run_pipeline(spec)
     return spec, result

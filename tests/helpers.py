@@ -16,12 +16,20 @@ from lamina.pipeline.spec import Spec
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = REPO / "examples" / "penguins" / "spec.yaml"
 
-def example_spec_dict(tuning: bool = False) -> dict:
-    """The penguins example spec. Without its `tuning:` section unless asked: most tests are about
-    something else, and tuning costs a search per run (the shared penguins run keeps it)."""
+def example_spec_dict(tuning: bool = False, gates: bool = False) -> dict:
+    """The penguins example spec. Without its `tuning:` section and its slice, fairness, per-class and
+    baseline gates unless asked: most tests are about something else, tuning costs a search per run,
+    and a test that changes the metrics should not have to undo gates on the old ones. The shared
+    penguins run keeps both: it is the example as shipped."""
     d = yaml.safe_load(EXAMPLE_SPEC.read_text())
     if not tuning:
         d.pop("tuning", None)
+    if not gates:
+        ev = d["evaluation"]
+        ev["metrics"] = [m for m in ev["metrics"] if m != "class_recall"]
+        ev["thresholds"].pop("class_recall", None)
+        for key in ("slice_thresholds", "fairness", "baseline"):
+            ev.pop(key, None)
     return d
 
 
@@ -35,10 +43,10 @@ def _with_overrides(d: dict, base_dir, overrides: dict) -> Spec:
     return Spec.from_dict(d, base_dir=str(base_dir))
 
 
-def make_spec(base_dir, tuned: bool = False, **overrides) -> Spec:
-    """The penguins example spec rooted at `base_dir` (`tuned`: with its tuning section), with top-level
-    sections updated."""
-    return _with_overrides(copy.deepcopy(example_spec_dict(tuning=tuned)), base_dir, overrides)
+def make_spec(base_dir, tuned: bool = False, gated: bool = False, **overrides) -> Spec:
+    """The penguins example spec rooted at `base_dir` (`tuned`: with its tuning section; `gated`: with its
+    slice, fairness, per-class and baseline gates), with top-level sections updated."""
+    return _with_overrides(copy.deepcopy(example_spec_dict(tuning=tuned, gates=gated)), base_dir, overrides)
 
 
 def read_prediction_logs(inference_dir):

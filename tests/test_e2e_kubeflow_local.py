@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_path):
     volume = tmp_path / "volume"  # what kubeflow.volume_mount names: a PVC every pod mounts
     write_penguins_csv(str(volume / "data" / "penguins.csv"))
-    spec = make_spec(tmp_path, data={"path": str(volume / "data" / "penguins.csv")},
+    spec = make_spec(tmp_path, gated=True, data={"path": str(volume / "data" / "penguins.csv")},
                      training={"epochs": 8}, kubeflow={
                          "image": "gcr.io/acme/lamina:0.1.0", "pipeline_root": str(volume / "lamina"),
                          "volume_mount": str(volume), "resources": {"Trainer": {"cpu": 2, "memory": "4G"}},

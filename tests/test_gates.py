@@ -63,7 +63,9 @@ def test_a_model_below_its_threshold_is_not_pushed(tmp_path, penguins_dir):
     write_csv(str(tmp_path / "data" / "penguins.csv"), rows, COLUMNS)
     # One epoch at a tiny learning rate cannot reach 0.99 accuracy.
     spec = make_spec(tmp_path, training={"epochs": 1, "learning_rate": 1e-5, "early_stopping": None},
-                     evaluation={"thresholds": {"accuracy": {"lower_bound": 0.99}}})
+                     evaluation={"metrics": ["accuracy", "crossentropy"],
+                                 "thresholds": {"accuracy": {"lower_bound": 0.99}},
+                                 "slice_thresholds": {}, "fairness": [], "baseline": {"must_beat": None}})
     with pytest.raises(ModelNotBlessedError) as info:
         run_pipeline(spec)
     result = info.value.result

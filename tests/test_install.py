@@ -71,7 +71,7 @@ def test_lamina_run_with_the_users_packages_on_pythonpath(tmp_path):
     ran = [m.group(1) for m in re.finditer(r"^\[\s*\d+/\d+\] (\S+)", out, re.MULTILINE)]
     assert sorted(ran) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
                                   "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                  "TFLiteExporter", "Baselines", "PushGate", "Pusher"])
+                                  "TFLiteExporter", "Baselines", "Pusher"])
     assert "(cached)" not in out
     assert "  pushed model:   (not pushed)" not in out
 

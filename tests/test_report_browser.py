@@ -92,12 +92,15 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
         assert p["width"] > 100 and p["height"] > 50 and p["marks"] > 5, p
         kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
     # 4 numeric and 3 string columns, loss and accuracy curves, the confusion matrix, the features'
-    # importance from Integrated Gradients, the TFLite sizes.
-    assert kinds == {"histogram": 7, "curve": 2, "confusion": 1, "importance": 1, "sizes": 1}
+    # importance from Integrated Gradients, the TFLite sizes, the tuning trials' curves.
+    assert kinds == {"histogram": 7, "curve": 2, "confusion": 1, "importance": 1, "sizes": 1, "trials": 1}
 
     text = browser.find_element("tag name", "body").text
     assert "Confusion matrix (eval split)" in text and "TFLite (quantized) models" in text
     assert "Explanations" in text and "global importance" in text
+    # The tuning trials, the gates and the baselines beside the network.
+    assert "Tuning" in text and "(best)" in text and "Baselines" in text and "gradient-boosted trees" in text
+    assert "fairness: accuracy differs by" in text and "recall of class 'Chinstrap'" in text
     for form in ("float", "dynamic_range", "int8"):
         assert f"\n{form} " in text
 

@@ -47,7 +47,7 @@ def executor(ps, task: str) -> dict:
 @pytest.fixture(scope="module")
 def penguins_compiled(tmp_path_factory):
     base = tmp_path_factory.mktemp("kfp")
-    spec = make_spec(base, data={"path": "gs://acme-ml/data/penguins.csv"}, kubeflow=KUBEFLOW)
+    spec = make_spec(base, tuned=True, gated=True, data={"path": "gs://acme-ml/data/penguins.csv"}, kubeflow=KUBEFLOW)
     return spec, compile_pipeline(spec, str(base / "out" / "pipeline.json"))
 
 
@@ -73,8 +73,10 @@ def test_image_entrypoint_resources_and_beam_args(penguins_compiled):
     containers = {t: executor(ps, t).get("container") for t in ps.root.dag.tasks}
     containers = {t: c for t, c in containers.items() if c}  # resolvers run in the backend
     assert set(containers) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                               "Transform", "Baselines", "Trainer", "Evaluator", "PushGate", "Explainer",
-                               "TFLiteExporter", "Pusher"}
+                               "Transform", "Tuner", "Baselines", "Trainer", "Evaluator", "PushGate",
+                               "Explainer", "TFLiteExporter", "Pusher"}
+    # The Tuner is TFX's, run by Lamina's executor (which also writes trials.json).
+    assert "lamina.components.tuner.Executor" in json.dumps(executor(ps, "Tuner"))
     for task, c in containers.items():
         assert c["image"] == IMAGE, task
         assert c["command"] == ENTRYPOINT, task

@@ -11,7 +11,7 @@ def _upstream(component):
 
 
 def test_components_and_dependencies(tmp_path):
-    p = create_pipeline(make_spec(tmp_path))
+    p = create_pipeline(make_spec(tmp_path, gated=True))
     by_id = {c.id: c for c in p.components}
     assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
                                     "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
