@@ -403,7 +403,7 @@ def run_fn(fn_args):
     """TFX Trainer entry point (`Trainer(run_fn='models.trainer.run_fn')`)."""
     spec = Spec.from_json(fn_args.custom_config["spec"])
     if fn_args.hyperparameters:  # the Tuner's best trial
-        from lamina.models.tuning import apply_hyperparameters
+        from lamina.models.hyperparameters import apply_hyperparameters
 
         values = {k: v for k, v in fn_args.hyperparameters.get("values", {}).items() if not k.startswith("tuner/")}
         spec = apply_hyperparameters(spec, values)

@@ -25,51 +25,11 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from lamina.models.hyperparameters import apply_hyperparameters, combiner_units  # noqa: F401 (re-exported)
 from lamina.pipeline.spec import ParamSpec, Spec
 
 TRIALS_FILE = "trials.json"
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
-
-
-def combiner_units(width: int, depth: int) -> List[int]:
-    """`depth` layers, the first `width` wide, each further one half the one before (at least 4)."""
-    return [max(int(width) // 2 ** i, min(4, int(width))) for i in range(int(depth))]
-
-
-def apply_hyperparameters(spec: Spec, values: Dict[str, Any]) -> Spec:
-    """A copy of `spec` with the tuned `values` in place of its own (see pipeline.spec.tuning.TUNABLE).
-
-    Only trainer-side settings change, so the Transform output stays valid for every trial.
-    """
-    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    if not values:
-        return spec
-    d = spec.model_dump(mode="json")
-    training, combiner = d["training"], d["model"]["combiner"]
-    if "learning_rate" in values:
-        training["learning_rate"] = float(values["learning_rate"])
-    if "batch_size" in values:
-        training["batch_size"] = int(values["batch_size"])
-    if "dropout" in values:
-        combiner["dropout"] = float(values["dropout"])
-    if "width" in values or "depth" in values:
-        units = combiner["hidden_units"] or [32]
-        combiner["hidden_units"] = combiner_units(values.get("width", units[0]), values.get("depth", len(units)))
-    if "embedding_dim" in values:
-        encoders = d["model"]["encoders"]
-        named = [k for k, e in encoders.items() if e.get("type") == "embedding"]
-        for k in named:
-            encoders[k]["dim"] = int(values["embedding_dim"])
-        if "categorical" not in encoders:  # the default categorical encoder is an embedding
-            encoders["categorical"] = {"type": "embedding", "dim": int(values["embedding_dim"])}
-    if "unfreeze_blocks" in values or "fine_tune_learning_rate" in values:
-        ft = training.get("fine_tune") or {}
-        if "unfreeze_blocks" in values:
-            ft["unfreeze_blocks"] = int(values["unfreeze_blocks"])
-        if "fine_tune_learning_rate" in values:
-            ft["learning_rate"] = float(values["fine_tune_learning_rate"])
-        training["fine_tune"] = ft
-    return Spec.from_dict(d, base_dir=spec.base_dir)
 
 
 def search_space(space: Dict[str, ParamSpec]) -> kt.HyperParameters:
@@ -239,6 +199,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         self.records: List[dict] = []
         self.stream = stream
         self._holdout_labels: Optional[np.ndarray] = None
+        self._train_records: Optional[int] = None
         self._started = 0.0
         oracle = make_oracle(spec)
         self.budget = _Budget(oracle, spec.tuning.trials, spec.tuning.time_budget_s)
@@ -308,7 +269,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         from lamina.models.builder import build_model
-        from lamina.models.trainer import class_weights, fit, label_counts
+        from lamina.models.trainer import _expand, class_weights, count_records, fit, label_counts
 
         values = dict(trial.hyperparameters.values)
         epochs = int(values.get("tuner/epochs") or self.spec.tuning.epochs or self.spec.training.epochs)
@@ -324,11 +285,17 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         if self.classes and spec.training.class_weights != "none":
             weights = class_weights(spec, self.classes,
                                     label_counts(self.train_files, self.tf_transform_output, spec, len(self.classes)))
+        batches = None
+        if spec.lr_schedule != "constant":  # a warmup/decay schedule is sized by the steps, as in the Trainer
+            if self._train_records is None:
+                self._train_records = count_records(_expand(self.train_files))
+            batches = max(1, math.ceil(self._train_records * (1 - spec.tuning.holdout) / spec.training.batch_size))
         scorer = _EpochScore(score_fn, self.oracle, trial.trial_id)
         started = time.perf_counter()
         devnull = open(os.devnull, "w")
         try:
-            histories = fit(model, spec, train, holdout, callbacks=[scorer], stream=devnull, class_weight=weights)
+            histories = fit(model, spec, train, holdout, callbacks=[scorer], stream=devnull, class_weight=weights,
+                            batches_per_epoch=batches)
         finally:
             devnull.close()
         final = score_fn(model) if scorer.pruned_at is None else scorer.curve[-1]
