@@ -26,7 +26,11 @@ pytestmark = pytest.mark.e2e
 def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_path):
     volume = tmp_path / "volume"  # what kubeflow.volume_mount names: a PVC every pod mounts
     write_penguins_csv(str(volume / "data" / "penguins.csv"))
-    spec = make_spec(tmp_path, gated=True, data={"path": str(volume / "data" / "penguins.csv")},
+    # The example's slice, fairness and per-class gates (so the PushGate runs in its container); the
+    # baselines off, as each step here is a whole process (Baselines runs in the local runs).
+    gates = make_spec(tmp_path, gated=True).evaluation.model_dump(mode="json")
+    gates["baseline"] = {"enabled": False}
+    spec = make_spec(tmp_path, data={"path": str(volume / "data" / "penguins.csv")}, evaluation=gates,
                      training={"epochs": 8}, kubeflow={
                          "image": "gcr.io/acme/lamina:0.1.0", "pipeline_root": str(volume / "lamina"),
                          "volume_mount": str(volume), "resources": {"Trainer": {"cpu": 2, "memory": "4G"}},
@@ -38,8 +42,8 @@ def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_
     assert order.index("AnomalyGate") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
     assert all(driver.commands[t][:3] == ENTRYPOINT for t in driver.commands)
     assert set(driver.commands) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-                                    "AnomalyGate", "Transform", "Baselines", "Trainer", "Evaluator", "PushGate",
-                                    "Explainer", "TFLiteExporter", "Pusher"}
+                                    "AnomalyGate", "Transform", "Trainer", "Evaluator", "PushGate", "Explainer",
+                                    "TFLiteExporter", "Pusher"}
     examples = driver.artifacts["CsvExampleGen"]["examples"][0]
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
     blessing = driver.artifacts["Evaluator"]["blessing"][0]
