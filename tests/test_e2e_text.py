@@ -52,6 +52,14 @@ def test_pipeline_fine_tunes_minilm_and_pushes(text_run):
     assert result.pushed and result.blessed
     assert result.metrics["sparse_categorical_accuracy"] >= 0.9
     assert 40 <= result.metrics["example_count"] <= 100  # the eval split of 320 rows
+    # The example as shipped: MiniLM's learning rate tuned in TFX's Tuner, the accuracy gated per topic.
+    trials = result.trials
+    assert trials["engine"] == "optuna" and len(trials["trials"]) == spec.tuning.trials == 2
+    assert all(3e-5 <= t["values"]["learning_rate"] <= 3e-4 and t["epochs"] == 1 for t in trials["trials"])
+    topics = [g for g in result.gates["gates"] if g["gate"] == "slice"]
+    assert sorted(g["slice"] for g in topics) == ["topic=food", "topic=sports", "topic=technology", "topic=weather"]
+    assert all(g["passed"] for g in result.gates["gates"])
+    assert result.baselines is None  # text only: no tabular feature for the trees
     from lamina.pipeline.results import latest_run_outputs
 
     schema_dir = latest_run_outputs(spec)[("SchemaGen", "schema")].uri
