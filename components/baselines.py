@@ -11,18 +11,18 @@ them when `evaluation.baseline.must_beat` is set, and the run report shows them.
 Text and image features are left out: the baselines are of the tabular part of the data.
 """
 
-import json
 import os
 import sys
 import time
 from typing import Dict, List, Optional
 
 import numpy as np
-import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils
 from tfx.types.standard_artifacts import Examples, TransformGraph
+
+from lamina import storage
 
 BASELINES_FILE = "baselines.json"
 NAMES = {"gbt": "gradient-boosted trees", "linear": "linear model"}
@@ -139,18 +139,12 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
             except Exception as e:  # noqa: BLE001 - a baseline that cannot be fit is reported, not fatal
                 record["models"][name] = {"name": NAMES[name], "error": f"{type(e).__name__}: {e}"}
                 print(f"    baseline {NAMES[name]}: not fit ({type(e).__name__}: {e})", file=stream, flush=True)
-    tf.io.gfile.makedirs(out_dir)
-    with tf.io.gfile.GFile(os.path.join(out_dir, BASELINES_FILE), "w") as f:
-        json.dump(record, f, indent=1)
+    storage.write_json(os.path.join(out_dir, BASELINES_FILE), record)
     return record
 
 
 def read_baselines(folder: str) -> Optional[dict]:
-    path = os.path.join(folder, BASELINES_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return storage.read_json_if_exists(os.path.join(folder, BASELINES_FILE))
 
 
 @component

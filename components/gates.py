@@ -14,16 +14,15 @@ Each gate's outcome, with a message naming the feature, the slice, the metric, i
 bound and the number of examples, goes into `gates.json` beside the blessing.
 """
 
-import json
 import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, ModelEvaluation, TransformGraph
 
+from lamina import storage
 from lamina.components.baselines import NAMES, Baselines, read_baselines
 
 GATES_FILE = "gates.json"
@@ -253,11 +252,7 @@ def run_gates(spec, evaluation_dir: str, transform_dir: Optional[str], baselines
 
 
 def read_gates(folder: str) -> Optional[dict]:
-    path = os.path.join(folder, GATES_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return storage.read_json_if_exists(os.path.join(folder, GATES_FILE))
 
 
 @component
@@ -278,11 +273,8 @@ def PushGate(  # pylint: disable=invalid-name
         evaluator_blessed = bool(evaluator_blessing.get_int_custom_property("blessed"))
     record = run_gates(Spec.from_json(spec_json), evaluation.uri, transform_graph.uri,
                        baselines.uri if baselines is not None else None, evaluator_blessed)
-    tf.io.gfile.makedirs(blessing.uri)
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, GATES_FILE), "w") as f:
-        json.dump(record, f, indent=1)
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if record["blessed"] else "NOT_BLESSED"), "w") as f:
-        f.write("")
+    storage.write_json(os.path.join(blessing.uri, GATES_FILE), record)
+    storage.write_text(os.path.join(blessing.uri, "BLESSED" if record["blessed"] else "NOT_BLESSED"), "")
     # What TFX's Pusher and the LatestBlessedModelResolver read.
     blessing.set_int_custom_property("blessed", int(record["blessed"]))
     blessing.set_string_custom_property("current_model", model.uri)

@@ -6,15 +6,14 @@ executor adds `trials.json` to the `tuner_results` artifact: each trial's values
 after every epoch, whether it was pruned, and the best trial (models.tuning.SpecTuner.summary).
 """
 
-import json
 import os
 
-import tensorflow as tf
 from tfx.components.tuner import executor as tuner_executor
 from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 
+from lamina import storage
 from lamina.models.tuning import TRIALS_FILE
 
 
@@ -24,8 +23,7 @@ class Executor(tuner_executor.Executor):
         tuner_executor.write_best_hyperparameters(tuner, output_dict)
         if hasattr(tuner, "summary"):
             folder = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
-            with tf.io.gfile.GFile(os.path.join(folder, TRIALS_FILE), "w") as f:
-                json.dump(tuner.summary(), f, indent=1)
+            storage.write_json(os.path.join(folder, TRIALS_FILE), tuner.summary())
 
 
 class SpecTunerComponent(Tuner):

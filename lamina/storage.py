@@ -24,7 +24,7 @@ import io
 import json
 import os
 import posixpath
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 
 class UnsupportedFilesystem(ValueError):
@@ -155,6 +155,11 @@ def read_text(path: str) -> str:
 
 def read_json(path: str) -> Any:
     return json.loads(read_text(path))
+
+
+def read_json_if_exists(path: str) -> Optional[Any]:
+    """The JSON document at `path`, or None when there is no such file (an artifact a run did not write)."""
+    return read_json(path) if isfile(path) else None
 
 
 def write_text(path: str, text: str) -> str:

@@ -247,11 +247,9 @@ def write_report(out_dir: str, task: str, reference: float, examples: int, resul
 
 
 def read_report(out_dir: str) -> Optional[dict]:
-    path = os.path.join(out_dir, REPORT_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    from lamina import storage
+
+    return storage.read_json_if_exists(os.path.join(out_dir, REPORT_FILE))
 
 
 class InputError(ValueError):

@@ -14,7 +14,6 @@ The best trial's values are the Tuner's `best_hyperparameters` artifact; the Tra
 to the spec with `apply_hyperparameters`, so it has no tuning code of its own.
 """
 
-import json
 import math
 import os
 import sys
@@ -346,10 +345,6 @@ def tuner_fn(fn_args):
 
 def read_trials(folder: str) -> Optional[dict]:
     """trials.json from a Tuner's tuner_results folder, or None."""
-    import tensorflow as tf
+    from lamina import storage
 
-    path = os.path.join(folder, TRIALS_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return storage.read_json_if_exists(os.path.join(folder, TRIALS_FILE))
