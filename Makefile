@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lock bench clean minilm image push-image browser
+.PHONY: install demo test test-fast lock bench bench-scale clean minilm image push-image browser
 
 $(PY):
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10"; exit 1; }
@@ -44,6 +44,10 @@ bench: install
 	$(PY) benchmarks/pipeline_overhead.py
 	$(PY) benchmarks/image_training.py
 	$(PY) benchmarks/text_training.py
+	$(PY) benchmarks/gpu.py
+
+bench-scale: install
+	$(PY) benchmarks/scale.py --rows 10000 100000 1000000
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(PY)

@@ -30,7 +30,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from google.protobuf import json_format, struct_pb2
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
@@ -38,6 +37,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from lamina import storage
+from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS
 from lamina.serving.image_limits import ImageTooLarge, check_image, image_format
 
@@ -300,8 +300,9 @@ def read_report(examples_uri: str) -> Optional[Dict[str, Any]]:
     return storage.read_json(path) if storage.isfile(path) else None
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Lists the images, then reads, checks and splits them on Beam."""
+class Executor(BoundedMemoryExecutor):
+    """Lists the images, then reads, checks and splits them on Beam (in memory bounded whatever the
+    number of files: `lamina.components.example_writer`)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
@@ -324,6 +325,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         total = len(self._files) + len(bad)
         reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"])
         if reason is None and self._files:
+            self._expected_examples = len(self._files)
             super().Do(input_dict, output_dict, exec_properties)
             bad = bad + self._read_bad_files()
             reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"])

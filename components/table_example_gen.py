@@ -28,12 +28,12 @@ import os
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
+from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number
 from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
 from lamina.components.image_example_gen import _settings, settings_to_custom_config
@@ -104,13 +104,24 @@ def record_to_example(record: Dict[str, str], types: Dict[str, str]):
 class _ReadTable(beam.DoFn):
     """A file path -> its accepted rows as tf.Examples."""
 
-    def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str]):
+    def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
+                 total: Optional[int] = None, component: str = "ExampleGen"):
         self.fmt, self.names, self.dialect, self.encoding = fmt, names, dialect, encoding
         self.label, self.types = label, types
+        self.total, self.component = total, component
+        self._progress = None
+        self._done = 0
 
     def process(self, path: str):
+        from lamina.progress import Progress
+
+        if self._progress is None:
+            self._progress = Progress(self.component, self.total, "rows")
         for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding):
             yield record_to_example(record, self.types)
+            self._done += 1
+            if not self._done % 1000:
+                self._progress.update(self._done)
 
 
 @beam.ptransform_fn
@@ -130,8 +141,9 @@ def read_report(examples_uri: str) -> Optional[Dict[str, Any]]:
         return json.load(f)
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Scans the files (the run stops here on bad input), then converts and splits them on Beam."""
+class Executor(BoundedMemoryExecutor):
+    """Scans the files (the run stops here on bad input), then converts and splits them on Beam, in
+    memory bounded whatever the size of the data (`lamina.components.example_writer`)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
@@ -156,7 +168,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                                 f"({', '.join(f'{sc.path}: {sc.delimiter!r}' for sc in scans)}); set data.delimiter.")
         self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
         self._read = _ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
-                                self._types)
+                                self._types, total=sum(sc.kept_rows for sc in scans),
+                                component=COMPONENT_IDS.get(policy.format, "ExampleGen"))
+        self._expected_examples = sum(sc.kept_rows for sc in scans)
         super().Do(input_dict, output_dict, exec_properties)
         report = {
             "files": [sc.path for sc in scans], "format": policy.format, "delimiter": self._delimiter,

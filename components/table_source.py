@@ -87,21 +87,33 @@ class ColumnStats:
             self.blank += 1
             return
         self.present += 1
-        self.total_length += len(s)
-        self.max_length = max(self.max_length, len(s))
+        n = len(s)
+        self.total_length += n
+        if n > self.max_length:
+            self.max_length = n
         self.words += s.count(" ") + 1
         if not self.distinct_overflow:
-            self.distinct[s] = self.distinct.get(s, 0) + 1
-            if len(self.distinct) > MAX_DISTINCT:
+            distinct = self.distinct
+            distinct[s] = distinct.get(s, 0) + 1
+            if len(distinct) > MAX_DISTINCT:
                 self.distinct_overflow = True
                 self.distinct = {}
-        value = None
-        if PLAIN_NUMBER.match(s):
+        if PLAIN_NUMBER.match(s):  # the common case first: no lower-casing, and never a date
             self.numbers += 1
             self.plain_numbers += 1
-            self.integers += bool(INTEGER.match(s))
+            if INTEGER.match(s):
+                self.integers += 1
+                if s in BOOLEAN_SPELLINGS:  # '1' and '0'
+                    self.booleans += 1
             value = float(s)
-        elif s.lower() in MISSING_NUMBER_TOKENS:
+            if value - value == 0.0:  # finite
+                self.total += value
+                self.total_sq += value * value
+                self.sum_count += 1
+            return
+        low = s.lower()
+        value = None
+        if low in MISSING_NUMBER_TOKENS:
             self.number_tokens += 1
         else:
             value = parse_number(s)
@@ -113,9 +125,9 @@ class ColumnStats:
             self.total += value
             self.total_sq += value * value
             self.sum_count += 1
-        if s.lower() in BOOLEAN_SPELLINGS:
+        if low in BOOLEAN_SPELLINGS:
             self.booleans += 1
-        if s[:1].isdigit() and len(s) >= 8:
+        if n >= 8 and s[:1].isdigit():
             layout = date_layout(s)
             if layout:
                 self.dates[layout] = self.dates.get(layout, 0) + 1

@@ -66,8 +66,19 @@ def _impute_and_scale(dense):
     return tft.scale_to_z_score(tf.where(present, dense, mean + tf.zeros_like(dense)), elementwise=True)
 
 
-def _numeric(x):
-    return _impute_and_scale(_dense_float(x))
+def _numeric_columns(columns):
+    """{name: [batch] z-score} for every numeric column, from one set of analyzers.
+
+    The columns are stacked into one [batch, k] tensor and scaled elementwise: each column still
+    gets its own mean and variance, but Transform's Beam graph holds three analyzers instead of
+    three per column (20 numeric columns took 42 s of Transform on 10k rows with an analyzer set
+    each; see docs/benchmarks.md).
+    """
+    names = list(columns)
+    if not names:
+        return {}
+    scaled = _impute_and_scale(tf.stack([_dense_float(columns[n]) for n in names], axis=1))
+    return {name: scaled[:, i] for i, name in enumerate(names)}
 
 
 def _missing(x):
@@ -141,11 +152,14 @@ def preprocessing_fn(inputs, custom_config):
     declared = spec.data.feature_types
     by_name = {f.name: f for f in spec.data.features or []}
     outputs = {}
-    for name in input_feature_names(spec, list(inputs)):
+    names = input_feature_names(spec, list(inputs))
+    kinds = {name: declared.get(name) or kind_from_dtype(inputs[name].dtype) for name in names}
+    numeric = _numeric_columns({name: inputs[name] for name in names if kinds[name] == NUMERIC})
+    for name in names:
         x = inputs[name]
-        kind = declared.get(name) or kind_from_dtype(x.dtype)
+        kind = kinds[name]
         if kind == NUMERIC:
-            outputs[transformed_name(name)] = _numeric(x)
+            outputs[transformed_name(name)] = numeric[name]
             if name in by_name and by_name[name].missing_indicator:
                 outputs[transformed_name(name, MISSING_PART)] = _missing(x)
         elif kind == CATEGORICAL:

@@ -21,8 +21,8 @@ import tensorflow_transform as tft
 from lamina.models.builder import build_model, compile_model
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model, model_inputs
-from lamina.models.features import (TEXT, FeatureInfo, describe_transformed_features, label_vocabulary, safe_name,
-                                    transformed_label_key, transformed_name)
+from lamina.models.features import (IMAGE, TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
+                                    safe_name, transformed_label_key, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
 from lamina.pipeline.spec import Spec, TransformerEncoder
 
@@ -37,11 +37,18 @@ FEATURES_FILE = "features.json"
 HISTORY_FILE = "history.json"
 
 # Decoded examples are cached in memory when they take at most this much (LAMINA_CACHE_MB overrides).
-CACHE_BUDGET_MB = 2048
+# It bounds the Trainer's memory: a larger train split is read from disk every epoch instead.
+CACHE_BUDGET_MB = 256
+# What tf.data's cache holds per example beyond the values: measured on TF 2.16 with 1 to 26 scalar
+# features (benchmarks/scale.py, docs/benchmarks.md): about 360 bytes an element and 32 a tensor.
+CACHE_ELEMENT_OVERHEAD = 400
+CACHE_TENSOR_OVERHEAD = 48
 
 
 def _decoded_bytes(features: List[FeatureInfo]) -> int:
-    return sum(4 * math.prod(f.shape) for f in features) + 16
+    """What one decoded example costs in tf.data's cache: its values, its tensors and the label."""
+    values = sum(4 * math.prod(f.shape) + CACHE_TENSOR_OVERHEAD for f in features)
+    return values + CACHE_TENSOR_OVERHEAD + CACHE_ELEMENT_OVERHEAD
 
 
 def count_records(files: List[str]) -> int:
@@ -55,6 +62,19 @@ def fits_in_memory(files: List[str], features: List[FeatureInfo], budget_mb: Opt
     if sum(tf.io.gfile.stat(f).length for f in files) > budget:
         return False
     return count_records(files) * _decoded_bytes(features) <= budget
+
+
+def cache_plan(train_files: List[str], eval_files: List[str], features: List[FeatureInfo],
+               budget_mb: Optional[float] = None) -> Tuple[bool, bool]:
+    """(cache the train split, cache the eval split): both when they fit the budget together, else
+    the train split alone when it fits (it is read every epoch, and shuffled), else neither.
+
+    The caches are what grows with the data in the Trainer; past the budget, examples are read
+    from disk every epoch and memory stays flat (docs/benchmarks.md, "Cost growth").
+    """
+    if not fits_in_memory(train_files, features, budget_mb):
+        return False, False
+    return True, fits_in_memory(train_files + eval_files, features, budget_mb)
 
 
 def _expand(file_patterns: List[str]) -> List[str]:
@@ -121,6 +141,14 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         # A batch of strings at once: ~10x the throughput of tokenizing string by string.
         return {**inputs, **{f.key: f.tokenizer()(inputs[f.key]) for f in texts}}, label
 
+    def parse_batch(serialized):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        inputs, label = model_inputs(parsed, features, batched=True), parsed[label_key]
+        if spec.task == "classification":  # labels unseen in training (-1) cannot be learned from
+            keep = label >= 0
+            inputs, label = {k: tf.boolean_mask(v, keep) for k, v in inputs.items()}, tf.boolean_mask(label, keep)
+        return inputs, label
+
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if part is not None:  # before any shuffle: the same examples in every epoch and every trial
         share, take = part
@@ -133,6 +161,11 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         ds = ds.enumerate().filter(keep).map(lambda i, record: record)
     if shuffle and not cache:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    if not cache and not any(f.kind == IMAGE for f in features):
+        # Read from disk every epoch: a batch of records parsed at once (parse_example), several
+        # times faster per example than one parse per record (benchmarks/scale.py).
+        return ds.batch(batch_size).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=True).prefetch(tf.data.AUTOTUNE)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if spec.task == "classification":
         # Labels unseen in training map to -1 in Transform; they cannot be learned from.
@@ -188,18 +221,33 @@ def class_weights(spec: Spec, classes: List[str], counts: List[int]) -> Optional
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch: number, duration and every metric."""
+    """One line per epoch: number, duration and every metric; and, in an epoch that takes longer
+    than `lamina.progress.PROGRESS_SECONDS`, a line with the steps done, their rate and an ETA
+    (the step count is known from the dataset, or from the first epoch)."""
 
     def __init__(self, epochs: int, stream=None):
+        from lamina.progress import Progress
+
         super().__init__()
         self.epochs = epochs
         self.stream = stream  # None: sys.stdout at print time (TFX and pytest swap it)
         self._start = 0.0
+        self._steps: Optional[int] = None
+        self._step = 0
+        self._progress = Progress("epoch", unit="steps", stream=stream, indent="      ")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._step = 0
+        self._progress.what = f"epoch {epoch + 1}/{self.epochs}"
+        self._progress.restart(self.params.get("steps") or self._steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step = batch + 1
+        self._progress.update(self._step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._steps = self._steps or self._step or None
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if isinstance(v, (int, float)))
         print(f"    epoch {epoch + 1:>3}/{self.epochs}  {time.perf_counter() - self._start:5.2f}s  {metrics}",
               file=self.stream or sys.stdout, flush=True)
@@ -351,9 +399,10 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     features = describe_transformed_features(spec, tf_transform_output, learned)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
     batch = spec.training.batch_size * strategy.num_replicas_in_sync
+    cache_train, cache_eval = cache_plan(_expand(train_files), _expand(eval_files), features)
     train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
-                            seed=spec.training.seed)
-    eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False)
+                            seed=spec.training.seed, cache=cache_train)
+    eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
     with strategy.scope():
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
 

@@ -199,6 +199,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         self.stream = stream
         self._holdout_labels: Optional[np.ndarray] = None
         self._train_records: Optional[int] = None
+        self._label_counts = None  # read once: every trial weighs the classes alike
         self._started = 0.0
         oracle = make_oracle(spec)
         self.budget = _Budget(oracle, spec.tuning.trials, spec.tuning.time_budget_s)
@@ -282,8 +283,9 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
                             compile=False)
         weights = None
         if self.classes and spec.training.class_weights != "none":
-            weights = class_weights(spec, self.classes,
-                                    label_counts(self.train_files, self.tf_transform_output, spec, len(self.classes)))
+            if self._label_counts is None:
+                self._label_counts = label_counts(self.train_files, self.tf_transform_output, spec, len(self.classes))
+            weights = class_weights(spec, self.classes, self._label_counts)
         batches = None
         if spec.lr_schedule != "constant":  # a warmup/decay schedule is sized by the steps, as in the Trainer
             if self._train_records is None:

@@ -57,24 +57,35 @@ def cmd_run(args) -> int:
     return _run(spec, args.verbose)
 
 
+def _stopped_by_data(error: Exception) -> bool:
+    """Whether `error` is an anomaly or bad-files stop. Their modules import TFX (seconds), so they
+    are looked up only if the run got as far as importing them: a spec or data error found before
+    is reported without that wait."""
+    kinds = []
+    for module, name in (("lamina.components.anomaly_gate", "DataAnomaliesError"),
+                         ("lamina.components.image_example_gen", "BadInputFilesError")):
+        if module in sys.modules:
+            kinds.append(getattr(sys.modules[module], name))
+    return bool(kinds) and isinstance(error, tuple(kinds))
+
+
 def _run(spec, verbose: bool) -> int:
-    from lamina.components.anomaly_gate import DataAnomaliesError
-    from lamina.components.image_example_gen import BadInputFilesError
+    from lamina.components.table_cells import CsvInputError
     from lamina.pipeline.local_runner import run_pipeline
     from lamina.pipeline.results import ModelNotBlessedError, format_result
-
-    from lamina.components.table_cells import CsvInputError
 
     try:
         result = run_pipeline(spec, verbose=verbose)
     except CsvInputError as e:
         _err(f"The run stopped before it started: {e}")
         return 1
-    except (DataAnomaliesError, BadInputFilesError) as e:
-        _err(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
-        return 1
     except ModelNotBlessedError as e:
         _err(str(e) + (f"\nRun report: {e.result.report}" if e.result.report else ""))
+        return 1
+    except Exception as e:  # noqa: BLE001 - anything else goes on up
+        if not _stopped_by_data(e):
+            raise
+        _err(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
         return 1
     print(format_result(result), flush=True)
     return 0

@@ -207,6 +207,8 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         custom_config=custom_config,
         # StatisticsGen already covers the raw data; TFT's own pre/post statistics double Transform's time.
         disable_statistics=True,
+        # The analyzer cache serves incremental runs over new spans; Lamina reads one input whole.
+        disable_analyzer_cache=True,
     )
     tuner = None
     if spec.tuning is not None:  # its best trial's values are the Trainer's hyperparameters

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, predict_pb2, regression_pb2, status_pb2)
 
@@ -50,6 +50,29 @@ _VALUE_FIELDS = {
 
 _INTEGER_TYPES = frozenset({types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_INT64,
                             types_pb2.DT_UINT8, types_pb2.DT_UINT16, types_pb2.DT_UINT32})
+
+
+# numpy dtypes whose TensorProto is the array's bytes in tensor_content (little-endian, as TF writes them).
+_CONTENT_TYPES = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
+                  np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int64): types_pb2.DT_INT64}
+
+
+def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A model output as a TensorProto, the same as `tf.make_tensor_proto` gives, in a few
+    microseconds for the common dtypes (tf.make_tensor_proto spends ~25 µs on its checks, twice
+    per penguins request); other dtypes go through it."""
+    array = np.asarray(array)
+    dtype = _CONTENT_TYPES.get(array.dtype)
+    strings = array.dtype == object and all(isinstance(v, bytes) for v in array.flat)
+    if dtype is None and not strings:
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING if strings else dtype)
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
+    if strings:
+        proto.string_val.extend(array.flat)
+    else:
+        proto.tensor_content = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return proto
 
 
 def _signature_key(model_spec) -> str:
@@ -316,7 +339,7 @@ class Inference:
         response = predict_pb2.PredictResponse()
         _set_spec(response.model_spec, model, signature)
         for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+            response.outputs[key].CopyFrom(tensor_proto(outputs[key]))
         return response
 
     def _examples(self, model, signature, method, api, request_input, deadline, batch):

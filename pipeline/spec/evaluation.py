@@ -112,8 +112,9 @@ class BaselineSpec(StrictModel):
     must_beat: Optional[Literal["gbt", "linear", "best"]] = None
     tolerance: float = Field(default=0.01, ge=0.0)
     metric: Optional[str] = Field(default=None, description="Default: the first of evaluation.metrics.")
-    max_train_rows: int = Field(default=1_000_000, ge=100,
-                                description="A larger train split is sampled down to this many rows.")
+    max_train_rows: int = Field(default=200_000, ge=100,
+                                description="A larger train split is cut to its first this-many rows (which "
+                                            "ExampleGen has hashed into it): it bounds the memory the fit takes.")
 
 
 class EvaluationSpec(StrictModel):

@@ -33,3 +33,4 @@ def test_weights_must_be_positive():
 
     with pytest.raises(SpecError, match=r"training.class_weights: .*expected a positive weight per class name"):
         _spec({"yes": 0})
+

@@ -165,3 +165,34 @@ def test_a_reference_must_be_another_date_feature():
         Spec.from_dict({"data": {"path": "x.csv", "label": "y", "features": {
             "signup": "date", "plan": "categorical", "login": {"type": "date", "reference": "plan"}}}})
     assert e.value.problems == ["data.features.2.reference: Received 'plan'; expected another date feature: 'signup'."]
+
+
+def test_numeric_columns_share_one_set_of_analyzers_and_keep_their_own_scale():
+    """Ten numeric columns (a spreadsheet's: different scales, blanks in places) are z-scored each by
+    its own mean and deviation, from one set of analyzers: Transform's Beam graph, and its time,
+    no longer grow with the number of numeric columns (issue 19: 42 s -> 17 s on 25 columns)."""
+    rng = np.random.default_rng(3)
+    names = [f"Col {i} (%)" for i in range(10)]
+    values = rng.normal(size=(40, 10)) * np.arange(1, 11) * 100 + np.arange(10) * 1000
+    blank = rng.random((40, 10)) < 0.1
+    rows = [{**{n: np.array([] if blank[r, i] else [values[r, i]], np.float32) for i, n in enumerate(names)},
+             "label": b"a" if r % 2 else b"b"} for r in range(40)]
+    feature_spec = {**{n: tf.io.VarLenFeature(tf.float32) for n in names},
+                    "label": tf.io.FixedLenFeature([], tf.string)}
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "label", "features": {n: "numeric" for n in names}}})
+    data = _run_transform(spec, rows, feature_spec)
+    from lamina.models.features import transformed_name
+
+    for i, n in enumerate(names):
+        present = values[~blank[:, i], i].astype(np.float32)
+        imputed = np.where(blank[:, i], present.mean(), values[:, i].astype(np.float32))
+        expected = (imputed - imputed.mean()) / imputed.std()
+        got = np.array([row[transformed_name(n)] for row in data])
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3, err_msg=n)
+
+    with tf.compat.v1.Graph().as_default() as graph:
+        inputs = {n: tf.compat.v1.sparse_placeholder(tf.float32, [None, 1]) for n in names}
+        inputs["label"] = tf.compat.v1.placeholder(tf.string, [None])
+        preprocessing_fn(inputs, {"spec": spec.to_json()})
+    scopes = {op.name.split("/")[0] for op in graph.get_operations() if op.name.startswith("scale_to_z_score")}
+    assert scopes == {"scale_to_z_score"}

@@ -465,3 +465,22 @@ def test_lamina_serve_binds_loopback_and_exits_0_on_sigterm(tmp_path):
         proc.kill()
     assert proc.returncode == 0
     assert "Server stopped after 0 requests; none left in flight." in out
+
+
+def test_output_tensor_protos_equal_tensorflows():
+    """The server's fast TensorProto for model outputs decodes, and compares, as TF's own does."""
+    import numpy as np
+    import tensorflow as tf
+
+    from lamina.serving.inference import tensor_proto
+
+    arrays = [np.array([[0.1, 0.7, 0.2]], np.float32), np.arange(6, dtype=np.int64).reshape(2, 3),
+              np.array([1.5, -2.0]), np.array([3, 4], np.int32), np.zeros((0, 3), np.float32),
+              np.array([[b"Adelie", b"Gentoo", b"Chinstrap"]], dtype=object), np.array([True, False]),
+              np.array(["caf\u00e9"], dtype=object), np.array([[1.0, 2.0]], np.float32)[:, ::-1]]
+    for a in arrays:
+        fast, reference = tensor_proto(a), tf.make_tensor_proto(a)
+        assert fast.dtype == reference.dtype and fast.tensor_shape == reference.tensor_shape, a
+        got = tf.make_ndarray(fast)
+        assert got.dtype == tf.make_ndarray(reference).dtype and got.shape == a.shape
+        assert got.tolist() == tf.make_ndarray(reference).tolist(), a
