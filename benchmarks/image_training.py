@@ -115,8 +115,8 @@ def resnet50_throughput(batch: int, steps: int) -> dict:
     x = rng.uniform(0, 255, (batch, 224, 224, 3)).astype("float32")
     y = rng.randint(0, 10, batch)
     out = {}
-    for name, mixed, xla in (("float32", "off", False), ("mixed_float16", "on", False),
-                             ("mixed_float16 + XLA", "on", True)):
+    for name, mixed, xla in (("float32", "off", False), ("mixed", "on", False),
+                             ("mixed + XLA", "on", True)):
         keras.backend.clear_session()
         spec = make_spec("resnet50", 224, batch, mixed, xla)
         configure_devices(spec.training)

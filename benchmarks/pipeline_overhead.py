@@ -1,122 +1,133 @@
-"""What the pipeline costs over plain Keras, on the penguins spec, side by side in one run.
+"""The pipeline's fixed cost on small data: whole processes side by side, several rounds, medians.
 
-Measures, in one process:
-  1. `lamina run` on the penguins spec from a cold run directory, per component;
-  2. the same spec again (everything cacheable comes from the cache);
-  3. the same model (same builder, same epochs and batch size) fitted with plain Keras on the
-     same CSV, with pandas preprocessing in place of TFX.
+Each round runs, one after another, each as a whole process (interpreter start-up and imports
+included), in a fresh folder:
+  - tfx:           TFX 1.16's own penguin example pipeline (`tfx_penguin_pipeline.py`: Tuner and
+                   BulkInferrer off, the same data, the example's own Beam arguments);
+  - lamina:        `lamina run` on the penguins example as shipped (Tuner, baselines, gates,
+                   explanations, TFLite), from an empty run directory;
+  - lamina-core:   the same spec with tuning, slices, gates, baselines, explanations and TFLite
+                   off, so that it runs the components TFX's example runs (ExampleGen,
+                   statistics, schema, validation, Transform, Trainer, Evaluator with one
+                   accuracy threshold, Pusher), from an empty run directory;
+  - lamina-rerun:  `lamina run` on lamina's run directory again (ExampleGen to Trainer cached);
+  - keras:         `plain_keras.py`: the same model fitted on the same CSV with pandas
+                   preprocessing, then exported as a SavedModel.
+
+The order rotates every round, so no process always runs first on a cold disk cache. Reported:
+the median wall time of each, the ratios the issue sets targets for, and lamina's per-component
+seconds (from its progress lines) in the median round.
 
 Usage:
-    .venv/bin/python benchmarks/pipeline_overhead.py [--out docs/benchmarks.md]
+    .venv/bin/python benchmarks/pipeline_overhead.py [--rounds 3] [--json results.json]
 """
 
 import argparse
-import io
 import json
 import os
 import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+COMPONENT_LINE = re.compile(r"^\[\s*\d+/\d+\]\s+(\S+)\s+([\d.]+)s")
+CORE_OFF = {"tuning": None, "export": {"tflite": []}}
 
 
-def plain_keras(spec, csv_path):
-    """The model fitted without TFX: z-score and vocabularies by hand, same builder and epochs."""
-    import keras
-    import numpy as np
-    import pandas as pd
+def lamina_spec(folder: Path, core: bool) -> Path:
+    from lamina.pipeline.datasets import write_penguins_csv
 
-    from lamina.models.builder import build_model
-    from lamina.models.features import CATEGORICAL, NUMERIC, FeatureInfo
+    spec = yaml.safe_load((REPO / "examples" / "penguins" / "spec.yaml").read_text())
+    if core:  # TFX's example: one accuracy threshold, no slices, gates, baselines, explanations or TFLite
+        spec.update(CORE_OFF)
+        spec["evaluation"] = {"metrics": ["accuracy"], "baseline": {"enabled": False},
+                              "thresholds": {"accuracy": spec["evaluation"]["thresholds"]["accuracy"]}}
+        spec["explain"] = {"enabled": False}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_penguins_csv(str(folder / "data" / "penguins.csv"))
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
 
+
+def timed(cmd, cwd: Path, log: Path) -> dict:
     t0 = time.perf_counter()
-    df = pd.read_csv(csv_path)
-    df = df[df[spec.data.label].notna()]
-    rng = np.random.default_rng(0)
-    is_eval = rng.random(len(df)) < spec.split.eval / (spec.split.train + spec.split.eval)
-    train, evaluation = df[~is_eval], df[is_eval]
-    features, x_train, x_eval = [], {}, {}
-    for name, kind in spec.data.feature_types.items():
-        if kind == NUMERIC:
-            mean, std = train[name].mean(), train[name].std() or 1.0
-            x_train[name] = ((train[name].fillna(mean) - mean) / std).to_numpy("float32")[:, None]
-            x_eval[name] = ((evaluation[name].fillna(mean) - mean) / std).to_numpy("float32")[:, None]
-            features.append(FeatureInfo(name, NUMERIC))
-        else:
-            vocab = {v: i for i, v in enumerate(sorted(train[name].fillna("").astype(str).unique()))}
-            enc = lambda s: s.fillna("").astype(str).map(lambda v: vocab.get(v, len(vocab))).to_numpy("int64")[:, None]
-            x_train[name], x_eval[name] = enc(train[name]), enc(evaluation[name])
-            features.append(FeatureInfo(name, CATEGORICAL, len(vocab) + 1))
-    classes = sorted(train[spec.data.label].unique())
-    y_train = train[spec.data.label].map(classes.index).to_numpy()
-    y_eval = evaluation[spec.data.label].map(lambda v: classes.index(v) if v in classes else -1).to_numpy()
-    keras.utils.set_random_seed(spec.training.seed)
-    model = build_model(spec, features, num_classes=len(classes))
-    prep = time.perf_counter() - t0
-    callbacks = []
-    if spec.training.early_stopping:
-        es = spec.training.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
-                                                       restore_best_weights=True))
-    t1 = time.perf_counter()
-    model.fit(x_train, y_train, validation_data=(x_eval, y_eval), epochs=spec.training.epochs,
-              batch_size=spec.training.batch_size, callbacks=callbacks, verbose=0)
-    fit = time.perf_counter() - t1
-    accuracy = float(model.evaluate(x_eval, y_eval, verbose=0)[1])
-    return {"prepare_s": prep, "fit_s": fit, "total_s": prep + fit, "accuracy": accuracy}
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed (exit {proc.returncode}); see {log}")
+    components = {m[1]: float(m[2]) for m in map(COMPONENT_LINE.match, log.read_text().splitlines()) if m}
+    return {"wall_s": wall, "components": components}
+
+
+def one_round(work: Path, order) -> dict:
+    lamina = [str(Path(sys.executable).parent / "lamina"), "run", "spec.yaml"]
+    python = sys.executable
+    runs = {}
+    shipped, core = work / "lamina", work / "lamina-core"
+    lamina_spec(shipped, core=False)
+    lamina_spec(core, core=True)
+    (work / "tfx").mkdir()
+    (work / "keras").mkdir()
+    commands = {
+        "tfx": ([python, str(BENCH / "tfx_penguin_pipeline.py"), "--root", str(work / "tfx")], work / "tfx"),
+        "lamina": (lamina, shipped),
+        "lamina-core": (lamina, core),
+        "keras": ([python, str(BENCH / "plain_keras.py"), "--spec", str(shipped / "spec.yaml"),
+                   "--export", str(work / "keras" / "model")], work / "keras"),
+    }
+    for name in order:
+        runs[name] = timed(commands[name][0], commands[name][1], work / f"{name}.log")
+        if name == "lamina":
+            runs["lamina-rerun"] = timed(lamina, shipped, work / "lamina-rerun.log")
+        print(f"    {name:12s} {runs[name]['wall_s']:6.1f}s", flush=True)
+    print(f"    {'lamina-rerun':12s} {runs['lamina-rerun']['wall_s']:6.1f}s", flush=True)
+    return runs
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="write a Markdown section with the results to this file")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", help="write every round's numbers to this file")
     args = parser.parse_args()
-
-    from lamina.pipeline.datasets import write_penguins_csv
-    from lamina.pipeline.local_runner import quiet_logs, run_pipeline
-    from lamina.pipeline.spec import load_spec
-
-    quiet_logs()
-    work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
-    (work / "spec.yaml").write_text((REPO / "examples" / "penguins" / "spec.yaml").read_text())
-    csv_path = write_penguins_csv(str(work / "data" / "penguins.csv"))
-    spec = load_spec(work / "spec.yaml")
-
-    sink = io.StringIO()
-    t0 = time.perf_counter()
-    cold = run_pipeline(spec, stream=sink)
-    cold_wall = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    warm = run_pipeline(spec, stream=sink)
-    warm_wall = time.perf_counter() - t0
-    keras_run = plain_keras(spec, csv_path)
-
-    rows = [(c.name, c.seconds, w.seconds, "cached" if w.cached else "ran")
-            for c, w in zip(cold.components, warm.components)]
-    lines = [
-        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}",
-        "",
-        "| component | cold run (s) | re-run (s) | re-run |",
-        "|---|---:|---:|---|",
-    ]
-    lines += [f"| {n} | {c:.1f} | {w:.1f} | {s} |" for n, c, w, s in rows]
-    lines += [
-        f"| **lamina run, wall** | **{cold_wall:.1f}** | **{warm_wall:.1f}** | |",
-        "",
-        f"Plain Keras on the same CSV, same builder, epochs and batch size: preparation {keras_run['prepare_s']:.2f} s, "
-        f"fit {keras_run['fit_s']:.2f} s, total {keras_run['total_s']:.2f} s "
-        f"(eval accuracy {keras_run['accuracy']:.3f}).",
-        f"Pipeline eval accuracy (TFMA): {cold.metrics.get('sparse_categorical_accuracy', float('nan')):.3f}.",
-        f"Pipeline / plain Keras wall-time ratio: {cold_wall / keras_run['total_s']:.1f}x cold, "
-        f"{warm_wall / keras_run['total_s']:.1f}x re-run.",
-    ]
-    report = "\n".join(lines)
-    print(report)
-    print(json.dumps({"cold_wall_s": cold_wall, "rerun_wall_s": warm_wall, "keras": keras_run,
-                      "components": {n: c for n, c, _, _ in rows}}))
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    names = ["tfx", "lamina", "lamina-core", "keras"]
+    rounds = []
+    for i in range(args.rounds):
+        order = names[i % len(names):] + names[:i % len(names)]
+        print(f"round {i + 1}/{args.rounds}: {', '.join(order)}", flush=True)
+        work = Path(tempfile.mkdtemp(prefix="lamina-overhead-"))
+        try:
+            rounds.append(one_round(work, order))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rounds, indent=1))
+    med = {n: statistics.median(r[n]["wall_s"] for r in rounds) for n in names + ["lamina-rerun"]}
+    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"{args.rounds} rounds, medians of whole-process wall time")
+    print("| process | median wall | each round |\n|---|---:|---|")
+    for n in names + ["lamina-rerun"]:
+        print(f"| {n} | {med[n]:.1f} s | " + ", ".join(f"{r[n]['wall_s']:.1f}" for r in rounds) + " |")
+    print("\n| ratio | median | target |\n|---|---:|---:|")
+    for a, b, target in [("lamina", "tfx", 0.25), ("lamina-core", "tfx", 0.25), ("lamina", "keras", 2.0),
+                         ("lamina-core", "keras", 2.0), ("lamina-rerun", "keras", 1.5)]:
+        print(f"| {a} / {b} | {med[a] / med[b]:.2f} | {target} |")
+    median_round = sorted(rounds, key=lambda r: r["lamina"]["wall_s"])[len(rounds) // 2]
+    print("\n| component | lamina (s) | lamina-core (s) | lamina-rerun (s) |\n|---|---:|---:|---:|")
+    for c, s in median_round["lamina"]["components"].items():
+        core = median_round["lamina-core"]["components"].get(c)
+        rerun = median_round["lamina-rerun"]["components"].get(c)
+        print(f"| {c} | {s:.1f} | {'' if core is None else f'{core:.1f}'} | {'' if rerun is None else f'{rerun:.1f}'} |")
 
 
 if __name__ == "__main__":

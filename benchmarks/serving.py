@@ -7,9 +7,12 @@ PUSH_DIR is a pushed model folder (`<push_dir>/<model name>`), e.g. after `make 
 lamina_demo/penguins/serving_models/penguins; after `lamina demo --images`:
 lamina_demo/digits/serving_models/digits. Without --penguins the penguins pipeline is run first
 in a temporary folder. The servers are `lamina serve` subprocesses (one with batching, one
-without) over one models.config naming both models; clients are threads here, each with
-its own channel or HTTP session, sending one row per request. Penguins requests are one
-serialized tf.Example to serving_default; image requests are one PNG to serving_raw.
+without) over one models.config naming both models. Each gRPC or REST client is a process of
+its own (forked from this one, with its own channel or HTTP connection), so the server's share
+of the CPU is what the figures show, not a client thread's fight for this process's GIL; each
+sends requests that were serialized before the clock starts, one row per request. Penguins
+requests are one serialized tf.Example to serving_default; image requests are one PNG to
+serving_raw. The in-process row calls the loaded signature from threads here: the floor.
 """
 
 import argparse
@@ -25,9 +28,8 @@ import time
 
 import grpc
 import numpy as np
-import requests
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
 
 
 def percentile(values, q):
@@ -98,32 +100,83 @@ def run_clients(clients, seconds, make_sender):
             "rps": len(latencies) / elapsed, "requests": len(latencies), "errors": len(errors)}
 
 
-def grpc_sender(target, model, signature, inputs):
-    def make(_k):
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
-        protos = []
-        for x in inputs:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name, request.model_spec.signature_name = model, signature
-            for key, value in x.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            protos.append(request)
-        return lambda i: stub.Predict(protos[i % len(protos)], 60.0)
-    return make
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
-def rest_sender(url, model, signature, inputs):
-    def make(_k):
-        session = requests.Session()
-        bodies = [json.dumps({"signature_name": signature, "instances": [
-            {k: {"b64": base64.b64encode(v[0]).decode()} for k, v in x.items()}]}) for x in inputs]
-        endpoint = f"{url}/v1/models/{model}:predict"
+def _client_process(kind, target, payloads, seconds, start_at, queue, k):
+    """One client in its own process: sends pre-serialized requests back to back, reports latencies."""
+    latencies, errors = [], 0
+    if kind == "grpc":
+        channel = grpc.insecure_channel(target)
+        call = channel.unary_unary(PREDICT_METHOD)  # bytes in, bytes out: no client-side proto work
 
-        def send(i):
-            response = session.post(endpoint, data=bodies[i % len(bodies)], timeout=60)
-            response.raise_for_status()
-        return send
-    return make
+        def send(payload):
+            call(payload, timeout=60.0)
+    else:
+        import http.client
+        from urllib.parse import urlparse
+
+        url = urlparse(target)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+
+        def send(payload):
+            conn.request("POST", url.path, body=payload, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(response.status)
+    for i in range(20):  # warm: connection, server threads, the model's first calls
+        send(payloads[i % len(payloads)])
+    while time.time() < start_at:
+        time.sleep(0.001)
+    stop, i = start_at + seconds, k
+    while time.time() < stop:
+        t0 = time.perf_counter()
+        try:
+            send(payloads[i % len(payloads)])
+        except Exception:  # noqa: BLE001 - counted and reported
+            errors += 1
+        latencies.append(time.perf_counter() - t0)
+        i += 1
+    queue.put((latencies, errors))
+
+
+def run_client_processes(clients, seconds, kind, target, payloads):
+    """`clients` forked processes send requests for `seconds` from the same start; latencies and throughput."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # the payloads are inherited; nothing gRPC is open here
+    queue = ctx.Queue()
+    start_at = time.time() + 2.0 + 0.05 * clients
+    procs = [ctx.Process(target=_client_process, args=(kind, target, payloads, seconds, start_at, queue, k))
+             for k in range(clients)]
+    for p in procs:
+        p.start()
+    latencies, errors = [], 0
+    for _ in procs:
+        local, failed = queue.get(timeout=seconds + 120)
+        latencies += local
+        errors += failed
+    for p in procs:
+        p.join()
+    return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "rps": len(latencies) / seconds, "requests": len(latencies), "errors": errors}
+
+
+def grpc_payloads(model, signature, inputs):
+    out = []
+    for x in inputs:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = model, signature
+        for key, value in x.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        out.append(request.SerializeToString())
+    return out
+
+
+def rest_payloads(signature, inputs):
+    return [json.dumps({"signature_name": signature, "instances": [
+        {k: {"b64": base64.b64encode(v[0]).decode()} for k, v in x.items()}]}).encode() for x in inputs]
 
 
 def in_process_sender(model_dir, signature, inputs):
@@ -192,15 +245,19 @@ def main():
         for name, (path, make_inputs) in models.items():
             version = max(int(v) for v in os.listdir(path) if v.isdigit())
             inputs, signature = make_inputs(os.path.join(path, str(version)))
-            senders = {("in-process", "-"): in_process_sender(os.path.join(path, str(version)), signature, inputs)}
+            floor = in_process_sender(os.path.join(path, str(version)), signature, inputs)
+            senders = {("in-process", "-"): None}
             for batching, (_, target, url) in servers.items():
                 label = "on" if batching else "off"
-                senders[("grpc", label)] = grpc_sender(target, name, signature, inputs)
-                senders[("rest", label)] = rest_sender(url, name, signature, inputs)
+                senders[("grpc", label)] = (target, grpc_payloads(name, signature, inputs))
+                senders[("rest", label)] = (f"{url}/v1/models/{name}:predict", rest_payloads(signature, inputs))
             for n in clients:  # every configuration at one client count runs back to back
                 for (api, batching), sender in senders.items():
-                    run_clients(1, 0.3, sender)  # warm the path
-                    r = run_clients(n, args.seconds, sender)
+                    if sender is None:
+                        run_clients(1, 0.3, floor)  # warm the path
+                        r = run_clients(n, args.seconds, floor)
+                    else:
+                        r = run_client_processes(n, args.seconds, api, *sender)
                     r.update(model=name, api=api, batching=batching, clients=n)
                     results.append(r)
                     print(f"{name:9s} {api:10s} batching={batching:3s} clients={n:2d}  p50 {r['p50_ms']:7.2f} ms  "

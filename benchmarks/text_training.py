@@ -164,8 +164,8 @@ def gpu_throughput(minilm: str, batch: int, steps: int) -> dict:
     }
     out = {}
     for name, encoder in encoders.items():
-        for mode, mixed, xla in (("float32", "off", False), ("mixed_float16", "on", False),
-                                 ("mixed_float16 + XLA", "on", True)):
+        for mode, mixed, xla in (("float32", "off", False), ("mixed", "on", False),
+                                 ("mixed + XLA", "on", True)):
             keras.backend.clear_session()
             spec = make_spec(encoder, batch, mixed, xla)
             configure_devices(spec.training)
