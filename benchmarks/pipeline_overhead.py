@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,10 +35,10 @@ import time
 from pathlib import Path
 
 import yaml
+from scale import COMPONENT_LINE  # benchmarks/ is on sys.path when a script in it runs
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
-COMPONENT_LINE = re.compile(r"^\[\s*\d+/\d+\]\s+(\S+)\s+([\d.]+)s")
 CORE_OFF = {"tuning": None, "export": {"tflite": []}}
 
 
@@ -66,7 +65,7 @@ def timed(cmd, cwd: Path, log: Path) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed (exit {proc.returncode}); see {log}")
-    components = {m[1]: float(m[2]) for m in map(COMPONENT_LINE.match, log.read_text().splitlines()) if m}
+    components = {m[3]: float(m[4]) for m in map(COMPONENT_LINE.match, log.read_text().splitlines()) if m}
     return {"wall_s": wall, "components": components}
 
 

@@ -103,7 +103,7 @@ def run_clients(clients, seconds, make_sender):
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
-def _client_process(kind, target, payloads, seconds, start_at, queue, k):
+def _client_process(kind, target, payloads, seconds, barrier, queue, k):
     """One client in its own process: sends pre-serialized requests back to back, reports latencies."""
     latencies, errors = [], 0
     if kind == "grpc":
@@ -127,10 +127,9 @@ def _client_process(kind, target, payloads, seconds, start_at, queue, k):
                 raise RuntimeError(response.status)
     for i in range(20):  # warm: connection, server threads, the model's first calls
         send(payloads[i % len(payloads)])
-    while time.time() < start_at:
-        time.sleep(0.001)
-    stop, i = start_at + seconds, k
-    while time.time() < stop:
+    barrier.wait()  # every client warm: all start together
+    stop, i = time.perf_counter() + seconds, k
+    while time.perf_counter() < stop:
         t0 = time.perf_counter()
         try:
             send(payloads[i % len(payloads)])
@@ -146,9 +145,8 @@ def run_client_processes(clients, seconds, kind, target, payloads):
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")  # the payloads are inherited; nothing gRPC is open here
-    queue = ctx.Queue()
-    start_at = time.time() + 2.0 + 0.05 * clients
-    procs = [ctx.Process(target=_client_process, args=(kind, target, payloads, seconds, start_at, queue, k))
+    queue, barrier = ctx.Queue(), ctx.Barrier(clients)
+    procs = [ctx.Process(target=_client_process, args=(kind, target, payloads, seconds, barrier, queue, k))
              for k in range(clients)]
     for p in procs:
         p.start()
