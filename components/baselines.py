@@ -36,7 +36,7 @@ class Baselines(artifact.Artifact):
 
 def _arrays(spec, tf_transform_output, features, files: List[str], max_rows: Optional[int]):
     """(X [n, d], labels [n], categorical column mask) from Transform's output, at most `max_rows` rows."""
-    from lamina.models.features import CATEGORICAL
+    from lamina.models.features import CATEGORICAL, SEQUENCE
     from lamina.models.trainer import make_dataset
 
     batch = 4096
@@ -54,6 +54,8 @@ def _arrays(spec, tf_transform_output, features, files: List[str], max_rows: Opt
     blocks, mask = [], []
     for f in features:
         block = np.concatenate(columns[f.key]).astype(np.float64)
+        if f.kind == SEQUENCE:  # NaN pads a sequence; the linear model takes none, and 0 is the mean
+            block = np.nan_to_num(block, nan=0.0)
         blocks.append(block)
         mask += [f.kind == CATEGORICAL] * block.shape[1]
     x, y = np.concatenate(blocks, axis=1), np.concatenate(labels)
@@ -116,7 +118,7 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
         classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
         categories = []
         for f in features:
-            categories += [f.vocab_size if f.kind not in (DATE,) else 0] * (f.width if f.kind == DATE else 1)
+            categories += [f.vocab_size if f.kind not in (DATE,) else 0] * (f.width if f.kind == DATE else f.shape[0])
         record.update({"train_rows": int(len(y_train)), "eval_rows": int(len(y_eval)),
                        "sampled": bool(len(y_train) >= limit), "classes": classes})
         if classes:

@@ -49,7 +49,7 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
             # Declared but absent from the data: keep it in the schema as required so that
             # ExampleValidator reports the dropped column instead of training without it.
             feature = schema.feature.add(name=name)
-            feature.type = schema_pb2.FLOAT if kind == "numeric" else schema_pb2.BYTES
+            feature.type = schema_pb2.FLOAT if kind in ("numeric", "sequence") else schema_pb2.BYTES
             feature.presence.min_count = 1
             feature.presence.min_fraction = 1.0 if name == label or kind == "image" else 0.0
             by_name[name] = feature
@@ -71,6 +71,13 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
                 feature.image_domain.SetInParent()
                 feature.presence.min_fraction = 1.0
                 feature.presence.min_count = 1
+        if kind == "sequence":
+            # Any number of values, each a float: a fixed length inferred from the train split would
+            # make a longer or shorter sequence an anomaly, and Transform pads and truncates anyway.
+            feature.type = schema_pb2.FLOAT
+            for field in ("shape", "value_count", "domain", "float_domain", "int_domain"):
+                feature.ClearField(field)
+            feature.presence.min_fraction = 0.0
         if kind == "numeric" and feature.type not in NUMERIC_TYPES:
             feature.type = schema_pb2.FLOAT
             feature.ClearField("domain")

@@ -66,6 +66,43 @@ def parse_number(text: str) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
+# How JSON Lines, Parquet and TFRecord lists reach a cell: their values joined by this separator,
+# which no spreadsheet cell holds. A sequence feature splits on it; any other column refuses it.
+LIST_SEPARATOR = "\x1a"
+_SEQUENCE_SPLIT = re.compile(r"[\s,;|]+")
+
+
+def parse_sequence(text: str, delimiter: Optional[str] = None) -> List[float]:
+    """A sequence cell's values: numbers split by `delimiter` (default any run of spaces, commas,
+    semicolons or bars, inside optional brackets), or a list from a non-CSV format. Missing-value
+    tokens ('NA', '?') become NaN, a step with no reading. A blank cell is an empty sequence.
+
+    Raises ValueError naming the first value that is not a number.
+
+    >>> parse_sequence("[1.5, 2, NA, $3]")
+    [1.5, 2.0, nan, 3.0]
+    """
+    s = text.strip()
+    if LIST_SEPARATOR in s:
+        parts = s.split(LIST_SEPARATOR)
+    else:
+        if s[:1] in "[(" and s[-1:] in "])":
+            s = s[1:-1]
+        parts = s.split(delimiter) if delimiter else _SEQUENCE_SPLIT.split(s)
+    values = []
+    for i, part in enumerate(parts):
+        part = part.strip()
+        if not part and (not delimiter or not s):
+            continue
+        value = parse_number(part)
+        if value is None:
+            if not is_missing_number(part):
+                raise ValueError(f"value {i + 1}, {part!r}, is not a number")
+            value = float("nan")
+        values.append(value)
+    return values
+
+
 def is_missing_number(text: str) -> bool:
     return text.strip().lower() in MISSING_NUMBER_TOKENS
 

@@ -25,7 +25,7 @@ and TFX's splitting and writing are reused.
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -34,12 +34,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from lamina.components.example_writer import BoundedMemoryExecutor
-from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number
+from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number, parse_sequence
 from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
 from lamina.components.image_example_gen import _settings, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"
-FLOAT, INT, BYTES = "float", "int", "bytes"
+FLOAT, INT, BYTES, FLOATS = "float", "int", "bytes", "floats"  # floats: a sequence feature's list
 # The component's id in the pipeline, per format (what the run summary and the tests look up).
 COMPONENT_IDS = {"csv": "CsvExampleGen", "jsonl": "JsonExampleGen", "parquet": "ParquetExampleGen",
                  "tfrecord": "TFRecordExampleGen"}
@@ -49,7 +49,8 @@ def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy
     return TablePolicy(format=s.get("format", "csv"), delimiter=s.get("delimiter") or None,
                        encoding=s.get("encoding", "utf-8"),
                      bad_rows=s.get("bad_rows", "fail"), max_bad_rows=float(s.get("max_bad_rows", 0.01)),
-                     label=s["label"], max_missing_labels=float(s.get("max_missing_labels", 0.5)), profile=profile)
+                     label=s["label"], max_missing_labels=float(s.get("max_missing_labels", 0.5)), profile=profile,
+                     sequences=tuple(sorted((s.get("sequences") or {}).items())))
 
 
 def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str]]], label: str, task: str,
@@ -71,7 +72,14 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
         numbers = all(c.all_numbers or c.present == 0 for c in stats) and any(c.all_numbers for c in stats)
         integers = numbers and all(c.all_integers or c.present == 0 for c in stats)
         kind = declared.get(name)
-        if name == label:
+        lists = [(s.path, c.first_list_line) for s, c in zip(scans, stats) if c.lists]
+        if lists and kind != "sequence":
+            raise CsvInputError(f"{lists[0][0]}, row {lists[0][1]}: column {name!r} holds a list of values; "
+                                f"declare it a sequence feature ({{name: {name!r}, type: sequence}} in data.features) "
+                                f"or leave it out (data.exclude).")
+        if kind == "sequence":
+            types[name] = FLOATS
+        elif name == label:
             types[name] = FLOAT if task == "regression" and numbers else BYTES
         elif kind in ("categorical",) or name in exclude:
             types[name] = INT if integers else FLOAT if numbers and name in exclude else BYTES
@@ -82,14 +90,24 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
     return types
 
 
-def record_to_example(record: Dict[str, str], types: Dict[str, str]):
-    """One row's cells -> tf.Example; a blank (or, in a number column, 'NA'-like) cell is left out."""
+def record_to_example(record: Dict[str, str], types: Dict[str, str],
+                      delimiters: Optional[Dict[str, str]] = None):
+    """One row's cells -> tf.Example; a blank (or, in a number column, 'NA'-like) cell is left out.
+
+    A sequence cell becomes a float list of its values (NaN where a value is missing), split by
+    `delimiters[name]` (default: any of SEQUENCE_SEPARATORS).
+    """
     import tensorflow as tf
 
     feature = {}
     for name, cell in record.items():
         kind = types[name]
         text = cell.strip()
+        if kind == FLOATS:
+            values = parse_sequence(cell, (delimiters or {}).get(name) or None)
+            if values:
+                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+            continue
         if not text or (kind != BYTES and is_missing_number(text)):
             continue
         if kind == FLOAT:
@@ -105,9 +123,9 @@ class _ReadTable(beam.DoFn):
     """A file path -> its accepted rows as tf.Examples."""
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
-                 total: Optional[int] = None, component: str = "ExampleGen"):
+                 total: Optional[int] = None, component: str = "ExampleGen", sequences: Tuple = ()):
         self.fmt, self.names, self.dialect, self.encoding = fmt, names, dialect, encoding
-        self.label, self.types = label, types
+        self.label, self.types, self.sequences = label, types, tuple(sequences)
         self.total, self.component = total, component
         self._progress = None
         self._done = 0
@@ -117,8 +135,10 @@ class _ReadTable(beam.DoFn):
 
         if self._progress is None:
             self._progress = Progress(self.component, self.total, "rows")
-        for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding):
-            yield record_to_example(record, self.types)
+        delimiters = dict(self.sequences)
+        for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding,
+                                      self.sequences):
+            yield record_to_example(record, self.types, delimiters)
             self._done += 1
             if not self._done % 1000:
                 self._progress.update(self._done)
@@ -169,7 +189,7 @@ class Executor(BoundedMemoryExecutor):
         self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
         self._read = _ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
                                 self._types, total=sum(sc.kept_rows for sc in scans),
-                                component=COMPONENT_IDS.get(policy.format, "ExampleGen"))
+                                component=COMPONENT_IDS.get(policy.format, "ExampleGen"), sequences=policy.sequences)
         self._expected_examples = sum(sc.kept_rows for sc in scans)
         super().Do(input_dict, output_dict, exec_properties)
         report = {
@@ -194,6 +214,7 @@ class TableExampleGen(FileBasedExampleGen):
       label / task: the label column and 'classification' or 'regression'.
       features: declared feature types by column name (None: none declared).
       exclude: columns that are not features (IDs stay integers).
+      sequences: the sequence features' cell delimiters by column name ('' for the default).
       delimiter, encoding, bad_rows, max_bad_rows, max_missing_labels: the spec's data section.
       output_config: the split.
     """
@@ -204,12 +225,14 @@ class TableExampleGen(FileBasedExampleGen):
                  output_config: example_gen_pb2.Output, format: str = "csv",  # pylint: disable=redefined-builtin
                  features: Optional[Dict[str, Optional[str]]] = None,
                  exclude: Optional[List[str]] = None, delimiter: Optional[str] = None, encoding: str = "utf-8",
-                 bad_rows: str = "fail", max_bad_rows: float = 0.01, max_missing_labels: float = 0.5):
+                 bad_rows: str = "fail", max_bad_rows: float = 0.01, max_missing_labels: float = 0.5,
+                 sequences: Optional[Dict[str, str]] = None):
         if format not in COMPONENT_IDS:
             raise ValueError(f"format must be one of {sorted(COMPONENT_IDS)}. Received: {format!r}")
         settings = {"pattern": pattern, "format": format, "label": label, "task": task, "features": features,
                     "exclude": list(exclude or []), "delimiter": delimiter or "", "encoding": encoding,
-                    "bad_rows": bad_rows, "max_bad_rows": max_bad_rows, "max_missing_labels": max_missing_labels}
+                    "bad_rows": bad_rows, "max_bad_rows": max_bad_rows, "max_missing_labels": max_missing_labels,
+                    "sequences": dict(sequences or {})}
         super().__init__(
             input_base=input_base,
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),

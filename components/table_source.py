@@ -28,9 +28,9 @@ import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina import storage
-from lamina.components.table_cells import (BOOLEAN_SPELLINGS, INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER,
-                                           SNIFF_BYTES, CsvInputError, check_encoding, clean_header, date_layout,
-                                           open_text, parse_number, sniff_delimiter)
+from lamina.components.table_cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS,
+                                           PLAIN_NUMBER, SNIFF_BYTES, CsvInputError, check_encoding, clean_header,
+                                           date_layout, open_text, parse_number, parse_sequence, sniff_delimiter)
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
@@ -62,6 +62,8 @@ class ColumnStats:
     total: float = 0.0  # of the numbers: their sum, sum of squares and count
     total_sq: float = 0.0
     sum_count: int = 0
+    lists: int = 0  # list values (JSON Lines, Parquet, TFRecord)
+    first_list_line: int = 0
 
     @property
     def missing(self) -> int:
@@ -87,6 +89,10 @@ class ColumnStats:
             self.blank += 1
             return
         self.present += 1
+        if LIST_SEPARATOR in s:
+            self.lists += 1
+            self.first_list_line = self.first_list_line or line
+            return
         n = len(s)
         self.total_length += n
         if n > self.max_length:
@@ -172,6 +178,8 @@ class TablePolicy:
     label: str = ""
     max_missing_labels: float = 0.5
     profile: bool = True  # count the per-column statistics (off: only check and count rows)
+    # Sequence features: (column, delimiter or '') pairs; a cell that is not a list of numbers is a bad row.
+    sequences: Tuple[Tuple[str, str], ...] = ()
 
 
 def _reader(f, delimiter: str):
@@ -249,8 +257,13 @@ def _value_cell(value, key: str) -> str:
         return value.isoformat()
     if type(value).__name__ == "Decimal":
         return str(value)
-    kind = "a list" if isinstance(value, (list, tuple)) else "an object" if isinstance(value, dict) else type(value).__name__
-    raise _BadRow(f"{key!r} holds {kind}; expected a number, a string, true/false or null")
+    if isinstance(value, (list, tuple)) and not any(isinstance(v, (list, tuple, dict)) for v in value):
+        # A list of scalars: a sequence feature's values (any other column refuses it by name).
+        return LIST_SEPARATOR.join(_value_cell(v, key) or "nan" for v in value) + (LIST_SEPARATOR if len(value) < 2 else "")
+    kind = ("a list of lists or objects" if isinstance(value, (list, tuple)) else "an object"
+            if isinstance(value, dict) else type(value).__name__)
+    raise _BadRow(f"{key!r} holds {kind}; expected a number, a string, true/false, null, or a list of numbers "
+                  f"(a sequence)")
 
 
 class JsonLinesRows:
@@ -320,11 +333,14 @@ class ParquetRows:
                 schema = pq.ParquetFile(f).schema_arrow
         except (pa.ArrowException, OSError) as e:
             raise CsvInputError(f"{path}: not a Parquet file: {e}") from None
+        def scalar_list(t):
+            return (pa.types.is_list(t) or pa.types.is_large_list(t)) and not pa.types.is_nested(t.value_type)
+
         nested = [f"{field.name!r} ({field.type})" for field in schema
-                  if pa.types.is_nested(field.type)]
+                  if pa.types.is_nested(field.type) and not scalar_list(field.type)]
         if nested:
-            raise CsvInputError(f"{path}: column {nested[0]} holds lists or structs; expected numbers, strings, "
-                                f"booleans or dates in every column.")
+            raise CsvInputError(f"{path}: column {nested[0]} holds structs or nested lists; expected numbers, "
+                                f"strings, booleans, dates, or lists of numbers (sequence features).")
         names = clean_header(path, [field.name for field in schema])
         return "", names
 
@@ -377,7 +393,7 @@ class TfRecordRows:
         kind = feature.WhichOneof("kind")
         values = list(getattr(feature, kind).value) if kind else []
         if len(values) > 1:
-            raise _BadRow(f"feature {key!r} has {len(values)} values; expected one")
+            return _value_cell(values, key)  # a sequence feature's values
         return _value_cell(values[0], key) if values else ""
 
     def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
@@ -428,7 +444,7 @@ def scan_table(path: str, policy: TablePolicy) -> TableScan:
     scan = TableScan(path, dialect, policy.encoding, [ColumnStats(n, i) for i, n in enumerate(names, start=1)],
                      format=policy.format)
     label_at = names.index(policy.label) if policy.label else -1
-    for line, cells, problem in source.rows(path, dialect, names, policy.encoding):
+    for line, cells, problem in _checked_rows(source, path, dialect, names, policy):
         scan.rows += 1
         if cells is None:
             scan.bad_row_count += 1
@@ -442,6 +458,22 @@ def scan_table(path: str, policy: TablePolicy) -> TableScan:
                 stats.add(cell, line)
     _enforce(scan, policy, source.unit)
     return scan
+
+
+def _checked_rows(source, path: str, dialect: str, names: List[str], policy: TablePolicy) -> Iterator[Row]:
+    """The source's rows; a row whose sequence cell is not a list of numbers becomes a bad row."""
+    sequences = [(names.index(n), n, d or None) for n, d in policy.sequences if n in names]
+    for line, cells, problem in source.rows(path, dialect, names, policy.encoding):
+        if cells is not None:
+            for at, name, delimiter in sequences:
+                try:
+                    parse_sequence(cells[at], delimiter)
+                except ValueError as e:
+                    shown = cells[at].replace(LIST_SEPARATOR, ", ")
+                    cells, problem = None, (f"sequence feature {name!r}: {e} in {shown[:80]!r}; expected numbers "
+                                            f"separated by {repr(delimiter) if delimiter else 'spaces, commas, ; or |'}")
+                    break
+        yield line, cells, problem
 
 
 def _enforce(scan: TableScan, policy: TablePolicy, unit: str) -> None:
@@ -473,11 +505,13 @@ def _enforce(scan: TableScan, policy: TablePolicy, unit: str) -> None:
 
 
 def iter_records(path: str, names: List[str], label: str = "", fmt: str = "csv", dialect: str = ",",
-                 encoding: str = "utf-8") -> Iterator[Tuple[int, Dict[str, str]]]:
+                 encoding: str = "utf-8", sequences: Tuple[Tuple[str, str], ...] = ()
+                 ) -> Iterator[Tuple[int, Dict[str, str]]]:
     """(line, {column: cell}) for every row `scan_table` accepts: readable rows whose label is not
-    blank. `names` and `dialect` are the scan's."""
+    blank. `names` and `dialect` are the scan's; `sequences` the policy's."""
     label_at = names.index(label) if label in names else -1
-    for line, cells, _ in TABLE_FORMATS[fmt].rows(path, dialect, names, encoding):
+    policy = TablePolicy(format=fmt, encoding=encoding, sequences=tuple(sequences))
+    for line, cells, _ in _checked_rows(TABLE_FORMATS[fmt], path, dialect, names, policy):
         if cells is None or (label_at >= 0 and not cells[label_at].strip()):
             continue
         yield line, dict(zip(names, cells))

@@ -9,9 +9,9 @@ from typing import Callable, Dict, Optional
 
 import keras
 
-from lamina.models.features import FeatureInfo
+from lamina.models.features import SEQUENCE, FeatureInfo
 from lamina.pipeline.spec import (ENCODERS, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
-                                  NumericEncoder, TransformerEncoder, encoder_names)
+                                  NumericEncoder, SequenceEncoder, TransformerEncoder, encoder_names)
 
 
 def _numeric(feature: FeatureInfo, config: NumericEncoder, base_dir, seed) -> keras.layers.Layer:
@@ -34,10 +34,22 @@ def _image(feature: FeatureInfo, config: ImageEncoder, base_dir, seed) -> keras.
 
 
 def _text(feature: FeatureInfo, config, base_dir, seed) -> keras.layers.Layer:
+    from lamina.models.sequence import build_sequence_encoder
     from lamina.models.text import build_text_encoder
 
+    if feature.kind == SEQUENCE:  # a Transformer over a numeric sequence
+        return build_sequence_encoder(feature.key, config)
     tokenizer = feature.tokenizer()
     return build_text_encoder(feature.key, config, tokenizer.vocabulary_size, tokenizer.pad_id, base_dir=base_dir)
+
+
+def _sequence(feature: FeatureInfo, config: SequenceEncoder, base_dir, seed) -> keras.layers.Layer:
+    from lamina.models.sequence import build_sequence_encoder
+
+    if feature.kind == SEQUENCE:
+        return build_sequence_encoder(feature.key, config)
+    tokenizer = feature.tokenizer()  # a text read by an LSTM, GRU or convolution
+    return build_sequence_encoder(feature.key, config, tokenizer.vocabulary_size, tokenizer.pad_id)
 
 
 def _calendar(feature: FeatureInfo, config: CalendarEncoder, base_dir, seed) -> keras.layers.Layer:
@@ -53,6 +65,7 @@ ENCODER_BUILDERS: Dict[type, Callable] = {
     BertEncoder: _text,
     TransformerEncoder: _text,
     CalendarEncoder: _calendar,
+    SequenceEncoder: _sequence,
 }
 _unbuilt = [cls.__name__ for cls in ENCODERS if cls not in ENCODER_BUILDERS]
 if _unbuilt:  # fails at import, not halfway through a training run
@@ -65,7 +78,7 @@ def build_encoder(feature: FeatureInfo, config: EncoderConfig, base_dir: Optiona
 
     `base_dir` resolves relative weight paths; `seed` seeds random augmentation.
     """
-    if config.feature_type != feature.kind:
+    if not config.encodes(feature.kind):
         allowed = ", ".join(repr(n) for n in encoder_names(feature.kind))
         raise ValueError(f"feature {feature.name!r} is {feature.kind}; its encoder must be one of: {allowed}. "
                          f"Received: type={config.type!r}")

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from lamina.models.features import IMAGE, TEXT, FeatureInfo
+from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo
 
 
 COMPLETENESS_TARGET = 0.005  # attributions add up to f(x) - f(baseline) within 0.5%
@@ -57,7 +57,7 @@ def explained_layers(model, features: List[FeatureInfo]) -> Dict[str, object]:
     backbone = model.get_layer("backbone")
     out = {}
     for f in features:
-        if f.kind == IMAGE:
+        if f.kind in (IMAGE, SEQUENCE):
             continue
         if f.kind == TEXT:
             encoder = next(l for l in _walk(backbone) if isinstance(l, TextEncoder) and l.name.startswith(f"{f.key}_"))
@@ -260,7 +260,8 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
                 row["correct"] = bool(int(labels[i]) == int(predicted[i]))
         examples.append(row)
     record = {"task": task, "examples": examples, "tabular": None, "text": {}, "_heatmaps": {}}
-    attributed = [f for f in features if f.kind != IMAGE]
+    # Images get Grad-CAM; a sequence's NaN padding has no straight path from a baseline, so it gets none.
+    attributed = [f for f in features if f.kind not in (IMAGE, SEQUENCE)]
     if attributed:
         targets = predicted.astype(np.int64) if task == "classification" else None
         # A sharp model (ReLUs, a large learning rate) needs a finer path: tabular models double the steps

@@ -9,6 +9,8 @@ Signatures:
                       Missing values: NaN for floats, '' for strings. An image feature takes
                       the encoded JPEG/PNG/GIF/BMP bytes; decoding and resizing happen here.
                       A text feature takes UTF-8 strings; WordPiece tokenization happens here.
+                      A sequence feature takes [batch, length] float32, each row's values
+                      followed by NaN up to the longest row's length (ragged lists, padded).
   transform_features  serialized tf.Example -> transformed features, label included (for TFMA).
 
 Numeric features are float32 in both signatures. A tf.Example may leave out any numeric,
@@ -30,7 +32,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from lamina.models.features import IMAGE, TEXT, FeatureInfo, label_vocabulary, safe_name
+from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo, label_vocabulary, safe_name
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                            save_backbone)
 from lamina.pipeline.spec import Spec
@@ -64,8 +66,22 @@ def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],
     return out
 
 
+def padded_to_sparse(value: tf.Tensor) -> tf.SparseTensor:
+    """[batch, width] float values padded at the end with NaN -> a [batch, width] SparseTensor of
+    each row's values up to its last non-NaN one (a NaN before it is a missing value, and stays)."""
+    value = tf.convert_to_tensor(value, tf.float32)
+    present = tf.logical_not(tf.math.is_nan(value))
+    width = tf.shape(value, out_type=tf.int64)[1]
+    steps = tf.range(width)[None, :] + tf.zeros_like(value, tf.int64)
+    lengths = tf.reduce_max(tf.where(present, steps + 1, tf.zeros_like(steps)), axis=1)
+    keep = steps < lengths[:, None]
+    return tf.SparseTensor(tf.where(keep), tf.boolean_mask(value, keep), tf.shape(value, out_type=tf.int64))
+
+
 def _raw_to_tft_format(name: str, value: tf.Tensor, fspec) -> tf.Tensor:
     """A dense [batch] raw tensor -> what the Transform graph expects for that feature."""
+    if value.shape.rank == 2:  # a sequence feature, padded with NaN
+        return padded_to_sparse(value)
     if isinstance(fspec, tf.io.FixedLenFeature):
         return value if fspec.shape == [] or fspec.shape == () else tf.reshape(value, [-1] + list(fspec.shape))
     # VarLen: a missing value (NaN or '') becomes an absent entry of a [batch, 1] SparseTensor.
@@ -129,7 +145,9 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     archive.add_endpoint(SERVING_DEFAULT, serve_examples, input_signature=examples_sig)
     # TensorFlow names a signature's inputs after its placeholders, which must be identifiers:
     # the placeholders get the safe names, and the SignatureDef is then keyed by the columns' own.
-    raw_sig = [{k: tf.TensorSpec([None], v.dtype, name=safe_name(k)) for k, v in sorted(serving_spec.items())}]
+    sequences = {f.name for f in features if f.kind == SEQUENCE}
+    raw_sig = [{k: tf.TensorSpec([None, None] if k in sequences else [None], v.dtype, name=safe_name(k))
+                for k, v in sorted(serving_spec.items())}]
     archive.add_endpoint(SERVING_RAW, serve_raw, input_signature=raw_sig)
     archive.add_endpoint(TRANSFORM_FEATURES, transform_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -141,7 +159,8 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     tf.io.gfile.makedirs(os.path.join(export_dir, BACKBONE_DIR))
     with tf.io.gfile.GFile(os.path.join(export_dir, BACKBONE_DIR, COLUMNS_FILE), "w") as f:
         json.dump({"columns": {k: safe_name(k) for k in sorted(serving_spec)},
-                   "dtypes": {k: v.dtype.name for k, v in sorted(serving_spec.items())}}, f, indent=2,
+                   "dtypes": {k: v.dtype.name for k, v in sorted(serving_spec.items())},
+                   "sequences": sorted(sequences)}, f, indent=2,
                   ensure_ascii=False)
     # The image backbone's weights ride along (TF Serving ignores assets.extra/lamina), so a
     # later run can start from this model: `weights: <push dir>/<model name>`.

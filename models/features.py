@@ -27,6 +27,7 @@ CATEGORICAL = FeatureType.CATEGORICAL.value
 IMAGE = FeatureType.IMAGE.value
 TEXT = FeatureType.TEXT.value
 DATE = FeatureType.DATE.value
+SEQUENCE = FeatureType.SEQUENCE.value
 LABEL_VOCABULARY = "__label__"
 # Calendar parts that wrap around get a sine and a cosine beside their z-score.
 CYCLIC_PERIODS = {"month": 12, "day": 31, "day_of_week": 7, "hour": 24}
@@ -73,7 +74,7 @@ class FeatureInfo:
     image_size: tuple = ()  # image only: (height, width) the model takes
     vocabulary: str = ""  # text only: the WordPiece vocab file
     lowercase: bool = True  # text only
-    max_length: int = 0  # text only: token ids per text
+    max_length: int = 0  # text: token ids per text; sequence: values per sequence
     width: int = 1  # date only: calendar values per example
     part: str = ""  # a derived input of the column, such as 'missing' (its 0/1 missing indicator)
 
@@ -97,7 +98,7 @@ class FeatureInfo:
             return (*self.image_size, 3)
         if self.kind == DATE:
             return (self.width,)
-        return (self.max_length,) if self.kind == TEXT else (1,)
+        return (self.max_length,) if self.kind in (TEXT, SEQUENCE) else (1,)
 
     def tokenizer(self):
         """Text only: the WordPiece tokenizer, shared by tf.data and the serving graph."""
@@ -162,6 +163,8 @@ def describe_transformed_features(spec: Spec, tf_transform_output,
             infos.append(FeatureInfo(name, IMAGE, image_size=tuple(spec.image_encoder(name).image_size)))
         elif kind == TEXT:
             infos.append(text_feature(spec, name, learned_vocabularies))
+        elif kind == SEQUENCE:
+            infos.append(FeatureInfo(name, SEQUENCE, max_length=spec.encoder_for(name, SEQUENCE).max_length))
         elif kind == DATE:
             reference = next(f.reference for f in spec.data.features if f.name == name)
             width = calendar_width(spec.encoder_for(name, DATE).parts) + (1 if reference else 0)

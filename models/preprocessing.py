@@ -9,6 +9,9 @@ cosine; a missing or unparseable date takes the training mean of each part.
 Image features: the encoded bytes pass through; tf.data and the serving graph decode them.
 Text features: the UTF-8 string passes through ('' when missing); the model's tokenizer runs in
 tf.data and in the serving graph.
+Sequence features: a list of floats of any length; the last `max_length` values are kept, z-scored
+by the mean and deviation of every value in the train split, left-aligned, and padded with NaN
+to [batch, max_length] (NaN also marks a missing value inside a sequence; the encoder masks both).
 The label becomes a class index (classification) or a float (regression).
 The same graph runs inside the exported SavedModel, so serving cannot drift from training.
 """
@@ -19,7 +22,7 @@ import tensorflow_transform as tft
 import math
 
 from lamina.models.features import (CATEGORICAL, CYCLIC_PERIODS, DATE, IMAGE, LABEL_VOCABULARY, MISSING_PART, NUMERIC,
-                                    TEXT, input_feature_names, kind_from_dtype, transformed_label_key,
+                                    SEQUENCE, TEXT, input_feature_names, kind_from_dtype, transformed_label_key,
                                     transformed_name, vocabulary_name)
 from lamina.pipeline.spec import Spec
 
@@ -146,6 +149,34 @@ def _categorical(x, name, cfg):
         dense, top_k=cfg.top_k, num_oov_buckets=cfg.num_oov_buckets, vocab_filename=vocabulary_name(name))
 
 
+def sequence_values(x, max_length: int):
+    """[batch, max_length] float32 from a list feature: its last `max_length` values, left-aligned,
+    NaN after its end. `x` is sparse (VarLen), ragged, or dense [batch, k]."""
+    if isinstance(x, tf.SparseTensor):
+        rt = tf.RaggedTensor.from_sparse(x)
+    elif isinstance(x, tf.RaggedTensor):
+        rt = x
+    else:
+        rt = tf.RaggedTensor.from_tensor(tf.reshape(x, [tf.shape(x)[0], -1]))
+    rt = tf.cast(rt, tf.float32)
+    lengths = rt.row_lengths()
+    start = tf.maximum(lengths - max_length, 0)
+    kept = tf.RaggedTensor.from_row_lengths(
+        tf.gather(rt.values, tf.ragged.range(rt.row_starts() + start, rt.row_limits()).values),
+        lengths - start)
+    return kept.to_tensor(default_value=float("nan"), shape=[None, max_length])
+
+
+def _sequence(x, max_length: int):
+    """A sequence's values z-scored by the train split's values, NaN where there is none."""
+    dense = sequence_values(x, max_length)
+    values = tf.reshape(dense, [-1])
+    values = tf.boolean_mask(values, tf.logical_not(tf.math.is_nan(values)))
+    mean = tft.mean(values)
+    deviation = tf.sqrt(tft.var(values))
+    return (dense - mean) / tf.where(deviation > 0, deviation, tf.ones_like(deviation))
+
+
 def preprocessing_fn(inputs, custom_config):
     """tf.Transform callback. `custom_config['spec']` holds the spec as JSON."""
     spec = Spec.from_json(custom_config["spec"])
@@ -166,13 +197,15 @@ def preprocessing_fn(inputs, custom_config):
             outputs[transformed_name(name)] = _categorical(x, name, spec.encoder_for(name, CATEGORICAL))
         elif kind in (IMAGE, TEXT):
             outputs[transformed_name(name)] = tf.identity(_to_dense(x, ""))
+        elif kind == SEQUENCE:
+            outputs[transformed_name(name)] = _sequence(x, spec.encoder_for(name, SEQUENCE).max_length)
         elif kind == DATE:
             f = by_name[name]
             reference = (inputs[f.reference], by_name[f.reference].format) if f.reference else None
             outputs[transformed_name(name)] = _date(x, f.format, spec.encoder_for(name, DATE).parts, reference)
         else:  # rejected by the spec already; kept as a guard for new feature types
             raise ValueError(f"feature {name!r}: type {kind!r} has no preprocessing; expected 'numeric', "
-                             f"'categorical', 'image', 'text' or 'date'.")
+                             f"'categorical', 'image', 'text', 'date' or 'sequence'.")
 
     raw_label = inputs[spec.data.label]
     label = _to_dense(raw_label, "" if raw_label.dtype == tf.string else tf.cast(0, raw_label.dtype))

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from lamina.models.features import CATEGORICAL, DATE, IMAGE, NUMERIC, TEXT, FeatureInfo, safe_name, vocabulary_name
+from lamina.models.features import CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name, vocabulary_name
 
 FORMS = ("float", "dynamic_range", "int8")
 INPUT_SPEC_FILE = "input_spec.json"
@@ -193,6 +193,9 @@ def input_spec(features: List[FeatureInfo], tf_transform_output, out_dir: str, t
             entry.update({"vocabulary": local, "lowercase": f.lowercase, "max_length": f.max_length})
             entry["how"] = (f"WordPiece token ids (int32) from {local}: [CLS] tokens [SEP], cut and padded with "
                             f"the pad id to {f.max_length}; lowercase={f.lowercase}")
+        elif f.kind == SEQUENCE:
+            entry["how"] = (f"the last {f.max_length} values, each z-scored as Lamina's Transform does "
+                            f"(lamina.models.preprocessing.sequence_values), then NaN up to {f.max_length}")
         elif f.kind == DATE:
             entry["how"] = "the calendar parts Lamina's Transform computes (lamina.models.preprocessing.calendar_parts)"
         inputs.append(entry)

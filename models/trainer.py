@@ -24,7 +24,7 @@ from lamina.models.export import export_serving_model, model_inputs
 from lamina.models.features import (IMAGE, TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
                                     safe_name, transformed_label_key, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
-from lamina.pipeline.spec import Spec, TransformerEncoder
+from lamina.pipeline.spec import SequenceEncoder, Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
 
@@ -82,7 +82,8 @@ def _expand(file_patterns: List[str]) -> List[str]:
 
 
 def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[str], out_dir: str) -> Dict[str, str]:
-    """WordPiece vocabularies, learned from the train split, for scratch Transformers given none."""
+    """WordPiece vocabularies, learned from the train split, for scratch Transformers and recurrent text
+    encoders given none."""
     from lamina.models.text import learn_vocabulary
 
     learned = {}
@@ -91,7 +92,7 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
         if kind != TEXT:
             continue
         cfg = spec.text_encoder(name)
-        if not isinstance(cfg, TransformerEncoder) or cfg.vocabulary:
+        if not isinstance(cfg, (TransformerEncoder, SequenceEncoder)) or cfg.vocabulary:
             continue
         key = transformed_name(name)
         texts = tf.data.TFRecordDataset(_expand(train_files), compression_type="GZIP").map(

@@ -79,7 +79,8 @@ class DataProfile:
 def policy(spec: Spec) -> TablePolicy:
     d = spec.data
     return TablePolicy(format=d.format, delimiter=d.delimiter, encoding=d.encoding, bad_rows=d.bad_rows, max_bad_rows=d.max_bad_rows,
-                     label=d.label, max_missing_labels=d.max_missing_labels)
+                     label=d.label, max_missing_labels=d.max_missing_labels,
+                     sequences=tuple(sorted(d.sequence_delimiters.items())))
 
 
 def _merged(scans: List[TableScan], name: str) -> ColumnStats:
@@ -90,7 +91,7 @@ def _merged(scans: List[TableScan], name: str) -> ColumnStats:
     out = ColumnStats(name, stats[0].position)
     for c in stats:
         for field in ("present", "blank", "numbers", "plain_numbers", "integers", "number_tokens", "booleans",
-                      "total_length", "words", "total", "total_sq", "sum_count"):
+                      "total_length", "words", "total", "total_sq", "sum_count", "lists"):
             setattr(out, field, getattr(out, field) + getattr(c, field))
         out.max_length = max(out.max_length, c.max_length)
         out.not_numbers += c.not_numbers[: 5 - len(out.not_numbers)]
@@ -115,6 +116,9 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
     missing = c.missing
     if c.present == 0:
         return ColumnRole(c.name, "constant", None, "no values in any row", missing)
+    if c.lists:
+        return ColumnRole(c.name, "sequence", "sequence", f"lists of values in {c.lists} rows: a sequence, "
+                          f"read by an LSTM", missing)
     if c.n_distinct == 1 and not c.distinct_overflow:
         value = next(iter(c.distinct))
         return ColumnRole(c.name, "constant", None, f"one value ({value!r}) in every row"

@@ -22,7 +22,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from lamina.components.table_cells import SNIFF_BYTES, clean_header, is_missing_number, parse_number, sniff_delimiter
+from lamina.components.table_cells import (SNIFF_BYTES, clean_header, is_missing_number, parse_number, parse_sequence,
+                                           sniff_delimiter)
 from lamina.pipeline.spec import IMAGE_EXTENSIONS
 from lamina.serving.protocol import DEFAULT_SIGNATURE, RAW_SIGNATURE
 
@@ -130,14 +131,41 @@ def _integer(value) -> int:
     return int(number)
 
 
-def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -> Dict[str, tf.Tensor]:
-    """Columns for a raw signature. `inputs`: name -> DataType enum. Missing values: NaN or ''."""
+def sequence_values(value) -> Optional[List[float]]:
+    """A sequence feature's values from a list, or from a cell such as "1.5 2 3" or "[1.5, 2, 3]" (as
+    ingestion reads it); None when `value` is one number or missing. Missing values become NaN.
+
+    Raises ValueError when a value is not a number.
+    """
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [float("nan") if _missing_number(v) else _number(v) for v in value]
+    if isinstance(value, str) and not _missing_number(value) and parse_number(value) is None:
+        return parse_sequence(value)
+    return None
+
+
+def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int],
+                    sequences: Sequence[str] = ()) -> Dict[str, tf.Tensor]:
+    """Columns for a raw signature. `inputs`: name -> DataType enum. Missing values: NaN or ''.
+
+    A sequence feature (named in `sequences`, or any float column with a list in it) becomes
+    [rows, longest] float32, each row's values followed by NaN.
+    """
     columns: Dict[str, list] = {name: [] for name in inputs}
+    lists = set(sequences)
     for n, row in enumerate(rows, 1):
         for name, dtype in inputs.items():
             value = row.get(name)
             try:
                 if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
+                    values = sequence_values(value)
+                    if values is not None or name in lists:
+                        lists.add(name)
+                        columns[name].append(values if values is not None else
+                                             [] if _missing_number(value) else [_number(value)])
+                        continue
                     columns[name].append(float("nan") if _missing_number(value) else _number(value))
                 elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
                     if _missing(value):
@@ -150,8 +178,16 @@ def rows_to_tensors(rows: Sequence[Dict[str, object]], inputs: Dict[str, int]) -
                 if isinstance(e, RowError):
                     raise
                 raise RowError(f"row {n}: feature {name!r} has value {value!r}, which is not a "
-                               f"{tf.dtypes.as_dtype(dtype).name}.") from None
-    return {name: tf.constant(values, dtype=tf.dtypes.as_dtype(inputs[name])) for name, values in columns.items()}
+                               f"{tf.dtypes.as_dtype(dtype).name}" + (f" ({e})" if str(e).startswith("value") else "")
+                               + ".") from None
+    out = {}
+    for name, values in columns.items():
+        if name in lists:
+            values = [v if isinstance(v, list) else [v] for v in values]
+            width = max([len(v) for v in values] + [1])
+            values = [v + [float("nan")] * (width - len(v)) for v in values]
+        out[name] = tf.constant(values, dtype=tf.dtypes.as_dtype(inputs[name]))
+    return out
 
 
 def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -> tf.train.Example:
@@ -165,14 +201,16 @@ def row_to_example(row: Dict[str, object], inputs: Dict[str, int], n: int = 1) -
         feature = example.features.feature[name]
         try:
             if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
-                feature.float_list.value.append(_number(value))
+                values = sequence_values(value)
+                feature.float_list.value.extend(values if values is not None else [_number(value)])
             elif dtype in (tf.int64.as_datatype_enum, tf.int32.as_datatype_enum):
                 feature.int64_list.value.append(_integer(value))
             else:
                 feature.bytes_list.value.append(_to_bytes(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as e:
             raise RowError(f"row {n}: feature {name!r} has value {value!r}, which is not a "
-                           f"{tf.dtypes.as_dtype(dtype).name}.") from None
+                           f"{tf.dtypes.as_dtype(dtype).name}" + (f" ({e})" if str(e).startswith("value") else "")
+                           + ".") from None
     return example
 
 
@@ -227,6 +265,12 @@ class PredictionClient(_Closing):
             raise ValueError(f"model {model!r} has no {RAW_SIGNATURE!r} signature; signatures: {sorted(sigs)}")
         return {k: v.dtype for k, v in sigs[RAW_SIGNATURE].inputs.items()}
 
+    def sequence_inputs(self, model: str, version: Optional[int] = None) -> List[str]:
+        """The serving_raw inputs that take [batch, length] sequences."""
+        sigs = self.signature_defs(model, version)
+        return [k for k, v in sigs[RAW_SIGNATURE].inputs.items() if len(v.tensor_shape.dim) == 2] \
+            if RAW_SIGNATURE in sigs else []
+
     def predict_tensors(self, model: str, tensors: Dict[str, object], signature: str = DEFAULT_SIGNATURE,
                         version: Optional[int] = None) -> Dict[str, np.ndarray]:
         request = predict_pb2.PredictRequest()
@@ -250,7 +294,8 @@ class PredictionClient(_Closing):
                     inputs: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
         """Predict on rows sent as one tensor per feature, through the serving_raw signature."""
         inputs = inputs or self.raw_inputs(model, version)
-        tensors = {k: v.numpy() for k, v in rows_to_tensors(rows, inputs).items()}
+        sequences = self.sequence_inputs(model, version)
+        tensors = {k: v.numpy() for k, v in rows_to_tensors(rows, inputs, sequences).items()}
         return self.predict_tensors(model, tensors, RAW_SIGNATURE, version)
 
     def classify(self, model: str, rows: Sequence[Dict[str, object]], version: Optional[int] = None,
@@ -301,6 +346,17 @@ def _json_bytes(value):
     return {"b64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
 
 
+def _example_json(value, dtype: int):
+    """A row's value as a :classify example holds it; a sequence cell becomes its list of numbers."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if dtype in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum):
+        values = sequence_values(value)
+        if values is not None:
+            return values
+    return value
+
+
 class RestClient(_Closing):
     """The same calls as PredictionClient over TF Serving's REST API (`lamina serve` or tensorflow/serving).
 
@@ -325,7 +381,12 @@ class RestClient(_Closing):
         import requests
 
         try:
-            response = self.session.request(method, url, json=body, timeout=self.timeout, verify=self.verify)
+            # NaN (a missing number, a sequence's padding) goes as the bare token NaN, which TF Serving's
+            # JSON parser (RapidJSON with kParseNanAndInfFlag) and Lamina's both read; `json=` refuses it.
+            data = json.dumps(body, allow_nan=True).encode("utf-8") if body is not None else None
+            headers = {"Content-Type": "application/json"} if body is not None else None
+            response = self.session.request(method, url, data=data, headers=headers, timeout=self.timeout,
+                                            verify=self.verify)
         except requests.Timeout:
             raise RestCallError(504, f"no answer within {self.timeout} s") from None
         except requests.ConnectionError as e:
@@ -352,6 +413,12 @@ class RestClient(_Closing):
         if RAW_SIGNATURE not in sigs:
             raise ValueError(f"model {model!r} has no {RAW_SIGNATURE!r} signature; signatures: {sorted(sigs)}")
         return {k: types_pb2.DataType.Value(v["dtype"]) for k, v in sigs[RAW_SIGNATURE]["inputs"].items()}
+
+    def sequence_inputs(self, model: str, version: Optional[int] = None) -> List[str]:
+        """The serving_raw inputs that take [batch, length] sequences."""
+        sigs = self.signature_defs(model, version)
+        return [k for k, v in sigs.get(RAW_SIGNATURE, {}).get("inputs", {}).items()
+                if len(v.get("tensor_shape", {}).get("dim", [])) == 2]
 
     def predict_instances(self, model: str, instances: list, signature: str = DEFAULT_SIGNATURE,
                           version: Optional[int] = None) -> list:
@@ -381,7 +448,8 @@ class RestClient(_Closing):
                     inputs: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
         """Rows sent as one JSON object per row to serving_raw (bytes as {"b64": ...})."""
         inputs = inputs or self.raw_inputs(model, version)
-        columns = {k: v.numpy().tolist() for k, v in rows_to_tensors(rows, inputs).items()}
+        sequences = self.sequence_inputs(model, version)
+        columns = {k: v.numpy().tolist() for k, v in rows_to_tensors(rows, inputs, sequences).items()}
         # A missing float goes as NaN, which TF Serving's JSON parser and Lamina's both read.
         instances = [{k: _json_bytes(columns[k][i]) for k in columns} for i in range(len(rows))]
         return self._columns(self.predict_instances(model, instances, RAW_SIGNATURE, version))
@@ -392,8 +460,7 @@ class RestClient(_Closing):
         examples = []
         for n, row in enumerate(rows, 1):
             row_to_example(row, inputs, n)  # the same checks and messages as over gRPC
-            examples.append({k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in row.items()
-                             if k in inputs and not _missing(v)})
+            examples.append({k: _example_json(v, inputs[k]) for k, v in row.items() if k in inputs and not _missing(v)})
         body = {"signature_name": signature, "examples": examples}
         results = self._call("POST", self._model_path(model, version) + ":classify", body)["results"]
         return [[(label, score) for label, score in row] for row in results]

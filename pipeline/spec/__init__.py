@@ -20,11 +20,12 @@ Example:
 
 from lamina.pipeline.spec.errors import SpecError
 from lamina.pipeline.spec.data import (CSV_DELIMITERS, DATE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS,
-                                       IMAGE_FORMATS, SOURCE_PATH_KEY, DataSpec, FeatureSpec, FeatureType,
+                                       IMAGE_FORMATS, SEQUENCE_SEPARATORS, SOURCE_PATH_KEY, DataSpec, FeatureSpec, FeatureType,
                                        ImageIngestSpec, SplitSpec)
 from lamina.pipeline.spec.encoders import (CALENDAR_PARTS, ENCODERS, AugmentationSpec, BertEncoder, CalendarEncoder,
                                            CategoricalEncoder,
-                                           EncoderConfig, ImageEncoder, NumericEncoder, TextEncoderConfig,
+                                           EncoderConfig, ImageEncoder, NumericEncoder, SequenceEncoder,
+                                           TextEncoderConfig,
                                            TransformerEncoder, default_encoder, encoder_names, encoders_for)
 from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
                                              POSITIVE_CLASS_METRICS, REGRESSION_METRICS, TFMA_OUTPUT_NAMES,
@@ -46,7 +47,7 @@ __all__ = [
     "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "ExplainSpec", "ExportSpec", "FeatureSpec", "FeatureType",
     "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
-    "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SOURCE_PATH_KEY", "ServingSpec", "Spec", "SpecError",
+    "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SEQUENCE_SEPARATORS", "SOURCE_PATH_KEY", "SequenceEncoder", "ServingSpec", "Spec", "SpecError",
     "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "default_encoder",
     "encoder_names", "encoders_for", "load_spec",
 ]

@@ -154,7 +154,7 @@ def _check_encoders(spec) -> List[str]:
                 f"{', '.join(repr(c) for c in choices)}.{did_you_mean(key, choices)}"
             )
             continue
-        if wanted is not None and enc.feature_type != wanted:
+        if wanted is not None and not enc.encodes(wanted):
             names = encoder_names(wanted)
             allowed = f"one of: {', '.join(repr(n) for n in names)}" if len(names) > 1 else repr(names[0])
             article = "an" if wanted[0] in "aeiou" else "a"

@@ -17,6 +17,7 @@ class FeatureType(str, enum.Enum):
     TEXT = "text"
     IMAGE = "image"
     DATE = "date"
+    SEQUENCE = "sequence"
 
 
 # The date and timestamp layouts a `date` feature may have; each may be followed by a time,
@@ -24,6 +25,10 @@ class FeatureType(str, enum.Enum):
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y")
 # The delimiters a CSV's dialect is sniffed among when the spec sets none.
 CSV_DELIMITERS = (",", ";", "\t", "|")
+# What separates a sequence's values in one CSV cell when the feature sets no `delimiter`: any run
+# of spaces, commas, semicolons or bars ("1.5 2 3", "[1.5, 2, 3]", "1.5;2;3"). Lists in JSON Lines,
+# Parquet and TFRecord need none.
+SEQUENCE_SEPARATORS = " ,;|"
 
 
 IMAGE_FORMATS = ("image_folder", "image_csv")
@@ -46,6 +51,8 @@ class FeatureSpec(StrictModel):
     the value was missing (numeric features; the value itself takes the training mean).
     `format` is a date feature's layout, one of DATE_FORMATS; `reference` names another date
     feature, and the days from it to this one become one more input (a time delta).
+    `delimiter` is a sequence feature's separator inside one CSV cell (default: any of
+    SEQUENCE_SEPARATORS); a list in JSON Lines, Parquet or TFRecord is a sequence as it is.
     """
 
     name: str
@@ -53,6 +60,7 @@ class FeatureSpec(StrictModel):
     missing_indicator: bool = False
     format: Optional[str] = None
     reference: Optional[str] = None
+    delimiter: Optional[str] = None
 
     @field_validator("name")
     @classmethod
@@ -66,6 +74,13 @@ class FeatureSpec(StrictModel):
         for key in ("format", "reference"):
             if getattr(self, key) is not None and self.type != FeatureType.DATE:
                 raise ValueError(f"`{key}` is for date features only. Received: type={self.type and self.type.value!r}")
+        if self.delimiter is not None:
+            if self.type != FeatureType.SEQUENCE:
+                raise ValueError(f"`delimiter` is for sequence features only. Received: "
+                                 f"type={self.type and self.type.value!r}")
+            if len(self.delimiter) != 1 or self.delimiter in "\"\r\n.-+":
+                raise ValueError(f"`delimiter`: expected one character that is not a quote, a line break, '.', "
+                                 f"'-' or '+' (they are parts of numbers). Received: {self.delimiter!r}")
         if self.type == FeatureType.DATE:
             if self.format is None:
                 self.format = DATE_FORMATS[0]
@@ -192,6 +207,11 @@ class DataSpec(StrictModel):
             if dupes:
                 raise ValueError(f"feature names must be unique. Received duplicates: {', '.join(dupes)}")
         return v
+
+    @property
+    def sequence_delimiters(self) -> Dict[str, str]:
+        """Each sequence feature's delimiter in a CSV cell ('' for the default)."""
+        return {f.name: f.delimiter or "" for f in self.features or [] if f.type == FeatureType.SEQUENCE}
 
     @property
     def feature_types(self) -> Dict[str, Optional[str]]:

@@ -20,16 +20,23 @@ from lamina.pipeline.spec.errors import UNKNOWN_TYPE_ERROR
 
 
 class EncoderConfig(StrictModel):
-    """Base of the encoder specs. `feature_type`: what it encodes; `is_default`: used when the spec
-    names no encoder for a feature of that type."""
+    """Base of the encoder specs. `feature_type`: what it encodes (`also_encodes`: further feature
+    types it takes); `is_default`: used when the spec names no encoder for a feature of
+    `feature_type`."""
 
     feature_type: ClassVar[FeatureType]
+    also_encodes: ClassVar[Tuple[FeatureType, ...]] = ()
     is_default: ClassVar[bool] = False
 
     @classmethod
     def type_names(cls) -> Tuple[str, ...]:
         """The `type` values this class answers to."""
         return typing.get_args(cls.model_fields["type"].annotation)
+
+    @classmethod
+    def encodes(cls, feature_type: Union[FeatureType, str]) -> bool:
+        """Whether this encoder takes features of `feature_type`."""
+        return FeatureType(feature_type) in (cls.feature_type, *cls.also_encodes)
 
 
 class NumericEncoder(EncoderConfig):
@@ -151,6 +158,7 @@ class TransformerEncoder(TextEncoderConfig):
     from the train split.
     """
 
+    also_encodes: ClassVar[Tuple[FeatureType, ...]] = (FeatureType.SEQUENCE,)
     is_default: ClassVar[bool] = True
     type: Literal["transformer"] = "transformer"
     num_layers: int = Field(default=2, ge=1, le=48)
@@ -168,9 +176,45 @@ class TransformerEncoder(TextEncoderConfig):
         return self
 
 
+class SequenceEncoder(EncoderConfig):
+    """A recurrent or convolutional encoder of a sequence feature, or of a text's tokens.
+
+    `lstm`, `gru`: `layers` stacked recurrent layers of `units` each (both directions with
+    `bidirectional`: 2 x `units` wide); the last one's final state, at each sequence's own end,
+    is the encoding. `conv1d`: `layers` 1-D convolutions of `units` filters and width
+    `kernel_size`, then the mean over the sequence's steps. Padding is masked in every case.
+
+    A sequence feature keeps its last `max_length` values. A text feature is WordPiece-tokenized
+    to `max_length` tokens (`vocabulary`, or one of `vocabulary_size` tokens learned from the train
+    split, as the scratch Transformer's is) and embedded in `embedding_dim` before the layers.
+    """
+
+    feature_type: ClassVar[FeatureType] = FeatureType.SEQUENCE
+    also_encodes: ClassVar[Tuple[FeatureType, ...]] = (FeatureType.TEXT,)
+    is_default: ClassVar[bool] = True
+    type: Literal["lstm", "gru", "conv1d"] = "lstm"
+    units: int = Field(default=32, ge=1, le=4096)
+    layers: int = Field(default=1, ge=1, le=16)
+    bidirectional: bool = False
+    kernel_size: int = Field(default=3, ge=1, le=64, description="conv1d only.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="On each layer's inputs, in training only.")
+    max_length: int = Field(default=64, ge=2, le=8192, description="Values per sequence (the last ones), or "
+                            "tokens per text.")
+    embedding_dim: int = Field(default=32, ge=2, le=4096, description="Text only.")
+    vocabulary: Optional[str] = Field(default=None, description="Text only: a WordPiece vocab.txt.")
+    vocabulary_size: int = Field(default=8000, ge=100, le=1_000_000, description="Text only.")
+    lowercase: bool = True
+
+    @model_validator(mode="after")
+    def _check_direction(self) -> "SequenceEncoder":
+        if self.type == "conv1d" and self.bidirectional:
+            raise ValueError("`bidirectional` is for 'lstm' and 'gru'; a convolution already sees both sides.")
+        return self
+
+
 # The registry: every encoder spec, once.
 ENCODERS: Tuple[type, ...] = (NumericEncoder, CategoricalEncoder, ImageEncoder, BertEncoder, TransformerEncoder,
-                               CalendarEncoder)
+                               CalendarEncoder, SequenceEncoder)
 
 # -- derived from ENCODERS ----------------------------------------------------------------------
 
@@ -179,7 +223,7 @@ ENCODER_TYPES: Dict[str, type] = {name: cls for cls in ENCODERS for name in cls.
 
 def encoders_for(feature_type: Union[FeatureType, str]) -> Tuple[type, ...]:
     """The encoder classes that encode features of `feature_type`."""
-    return tuple(c for c in ENCODERS if c.feature_type == FeatureType(feature_type))
+    return tuple(c for c in ENCODERS if c.encodes(feature_type))
 
 
 def encoder_names(feature_type: Union[FeatureType, str]) -> List[str]:
@@ -189,7 +233,7 @@ def encoder_names(feature_type: Union[FeatureType, str]) -> List[str]:
 
 def default_encoder(feature_type: Union[FeatureType, str]) -> EncoderConfig:
     """The encoder a feature of `feature_type` gets when the spec names none."""
-    return next(c for c in encoders_for(feature_type) if c.is_default)()
+    return next(c for c in ENCODERS if c.is_default and c.feature_type == FeatureType(feature_type))()
 
 
 def _encoder_tag(v: Any) -> Optional[str]:
@@ -204,5 +248,5 @@ EncoderSpec = Annotated[
 ]
 
 for _type in FeatureType:  # a new feature type or encoder must keep this true
-    if len([c for c in encoders_for(_type) if c.is_default]) != 1:
+    if len([c for c in ENCODERS if c.is_default and c.feature_type == _type]) != 1:
         raise TypeError(f"feature type {_type.value!r} needs exactly one default encoder in ENCODERS")

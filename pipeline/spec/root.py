@@ -156,12 +156,14 @@ class Spec(StrictModel):
         """
         feature_type = FeatureType(feature_type)
         cfg = self.model.encoders.get(name)
-        if cfg is not None and cfg.feature_type != feature_type:
+        if cfg is not None and not cfg.encodes(feature_type):
             allowed = ", ".join(repr(n) for n in encoder_names(feature_type))
             raise ValueError(f"model.encoders.{name}.type: Received {cfg.type!r}; feature {name!r} is "
                              f"{feature_type.value} in the data, and a {feature_type.value} feature expects "
                              f"one of: {allowed}.")
-        return cfg or self.model.encoders.get(feature_type.value) or default_encoder(feature_type)
+        by_type = self.model.encoders.get(feature_type.value)
+        return cfg or (by_type if by_type is not None and by_type.encodes(feature_type) else None) \
+            or default_encoder(feature_type)
 
     def image_encoder(self, name: str) -> ImageEncoder:
         """The encoder of image feature `name`."""

@@ -159,13 +159,13 @@ def test_json_lines_read_as_cells_with_every_key_seen(tmp_path):
 
 
 def test_bad_json_lines_name_the_line_and_the_problem(tmp_path):
-    path = _write(tmp_path, '{"y": "a", "x": 1}\n{"y": "b", "x": [1, 2]}\n{"y": "c", "x": 3\n[1, 2]\n'
+    path = _write(tmp_path, '{"y": "a", "x": 1}\n{"y": "b", "x": [[1, 2]]}\n{"y": "c", "x": 3\n[1, 2]\n'
                             '{"y": "d", "x": 1, "x": 2}\n', "d.jsonl")
     with pytest.raises(CsvInputError) as e:
         scan_table(path, TablePolicy(format="jsonl", label="y"))
     assert str(e.value) == (
-        f"{path}: 4 row(s) cannot be read: line 2: 'x' holds a list; expected a number, a string, true/false or "
-        f"null; line 3: not valid JSON: Expecting ',' delimiter at column 18; line 4: a JSON list, not an object of "
+        f"{path}: 4 row(s) cannot be read: line 2: 'x' holds a list of lists or objects; expected a number, a "
+        f"string, true/false, null, or a list of numbers (a sequence); line 3: not valid JSON: Expecting ',' delimiter at column 18; line 4: a JSON list, not an object of "
         f"column names to values; line 5: key 'x' appears twice in the object. Fix them, or set data.bad_rows: skip "
         f"to leave such rows out.")
 
@@ -187,16 +187,16 @@ def test_parquet_columns_read_as_cells(tmp_path):
     assert scan.column("seen").dates == {"%Y-%m-%d": 2}
 
 
-def test_parquet_list_columns_and_other_files_are_refused(tmp_path):
+def test_parquet_struct_columns_and_other_files_are_refused(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = str(tmp_path / "d.parquet")
-    pq.write_table(pa.table({"y": ["a"], "seq": [[1, 2]]}), path)
+    pq.write_table(pa.table({"y": ["a"], "where": [{"x": 1, "y": 2}]}), path)
     with pytest.raises(CsvInputError) as e:
         scan_table(path, TablePolicy(format="parquet", label="y"))
-    assert str(e.value) == (f"{path}: column 'seq' (list<item: int64>) holds lists or structs; expected numbers, "
-                            f"strings, booleans or dates in every column.")
+    assert str(e.value) == (f"{path}: column 'where' (struct<x: int64, y: int64>) holds structs or nested lists; "
+                            f"expected numbers, strings, booleans, dates, or lists of numbers (sequence features).")
     not_parquet = _write(tmp_path, "y,x\n1,2\n", "e.parquet")
     with pytest.raises(CsvInputError, match=r"e.parquet: not a Parquet file: "):
         scan_table(not_parquet, TablePolicy(format="parquet"))
@@ -243,9 +243,9 @@ def test_bad_tfrecords_name_the_record(tmp_path):
     _write_examples(path, [_example(y=b"a", x=1), _example(y=b"b", x=[1, 2]), b"\xff\xfe not a proto"])
     with pytest.raises(CsvInputError) as e:
         scan_table(path, TablePolicy(format="tfrecord", label="y"))
-    assert str(e.value) == (f"{path}: 2 row(s) cannot be read: record 2: feature 'x' has 2 values; expected one; "
-                            f"record 3: not a serialized tf.Example. Fix them, or set data.bad_rows: skip to leave "
-                            f"such rows out.")
+    assert str(e.value) == (f"{path}: 1 row(s) cannot be read: record 3: not a serialized tf.Example. Fix them, or "
+                            f"set data.bad_rows: skip to leave such rows out.")
+    # Record 2's two values are a list: a sequence feature's, or refused by name (tests/components/test_sequences_ingest.py).
     data = open(path, "rb").read()
     cut = str(tmp_path / "cut.tfrecord")
     open(cut, "wb").write(data[: len(data) - 5])

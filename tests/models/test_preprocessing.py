@@ -196,3 +196,23 @@ def test_numeric_columns_share_one_set_of_analyzers_and_keep_their_own_scale():
         preprocessing_fn(inputs, {"spec": spec.to_json()})
     scopes = {op.name.split("/")[0] for op in graph.get_operations() if op.name.startswith("scale_to_z_score")}
     assert scopes == {"scale_to_z_score"}
+
+
+def test_a_sequence_keeps_its_last_values_z_scored_by_every_value_and_pads_with_nan():
+    """Logs of different lengths (one empty, one longer than max_length, one with a missing reading):
+    the last max_length values, left-aligned, z-scored by the mean and deviation of all values kept."""
+    nan = float("nan")
+    logs = [[20.0, 21.0, 22.0], [30.0, 31.0, 32.0, 33.0, 34.0, 35.0], [], [25.0, nan, 27.0]]
+    rows = [{"log": np.array(v, np.float32), "label": b"a" if i % 2 else b"b"} for i, v in enumerate(logs)]
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "label", "features": {"log": {"type": "sequence"}}},
+                           "model": {"encoders": {"log": {"type": "gru", "max_length": 4}}}})
+    data = _run_transform(spec, rows, {"log": tf.io.VarLenFeature(tf.float32),
+                                       "label": tf.io.FixedLenFeature([], tf.string)})
+    out = np.array([row["log_xf"] for row in data])
+    kept = [[20, 21, 22], [32, 33, 34, 35], [], [25, 27]]  # what the statistics see (NaN is no value)
+    values = np.array([v for k in kept for v in k], np.float64)
+    mean, std = values.mean(), values.std()
+    expected = np.full((4, 4), np.nan)
+    for i, row in enumerate([[20, 21, 22], [32, 33, 34, 35], [], [25, nan, 27]]):
+        expected[i, :len(row)] = (np.array(row) - mean) / std
+    np.testing.assert_allclose(out, expected, rtol=1e-5)

@@ -41,8 +41,8 @@ def test_example_spec_is_valid(tmp_path):
      "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
      "Did you mean 'classification'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
-     "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'calendar', 'dense', 'embedding', "
-     "'normalized', 'one_hot', 'resnet', 'transformer'. Did you mean 'embedding'?"),
+     "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'calendar', 'conv1d', 'dense', "
+     "'embedding', 'gru', 'lstm', 'normalized', 'one_hot', 'resnet', 'transformer'. Did you mean 'embedding'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embedding", "dimm": 3}),
      "model.encoders.island.dimm: unknown key. Did you mean 'dim'? Allowed keys: dim, num_oov_buckets, top_k, type."),
     (lambda d: d["model"]["encoders"].update(island={"type": "normalized"}),
@@ -59,11 +59,11 @@ def test_example_spec_is_valid(tmp_path):
      "split.train: Received 0; expected an integer >= 1."),
     (lambda d: d["data"].pop("label"),
      "data.label: required key is missing."),
-    (lambda d: d["data"]["features"].update(notes="sequence"),
-     "data.features.6.type: Received 'sequence'; expected one of: 'numeric', 'categorical', 'text', 'image' or "
-     "'date'."),
+    (lambda d: d["data"]["features"].update(notes="audio"),
+     "data.features.6.type: Received 'audio'; expected one of: 'numeric', 'categorical', 'text', 'image', 'date' "
+     "or 'sequence'."),
     (lambda d: (d["data"]["features"].update(notes="text"), d["model"]["encoders"].update(notes={"type": "resnet"})),
-     "model.encoders.notes.type: Received 'resnet'; a text feature expects one of: 'bert', 'transformer'."),
+     "model.encoders.notes.type: Received 'resnet'; a text feature expects one of: 'bert', 'transformer', 'lstm', 'gru', 'conv1d'."),
     (lambda d: (d["data"]["features"].update(notes="text"),
                 d["model"]["encoders"].update(notes={"type": "bert", "path": "m", "freeze_epochs": 25})),
      "model.encoders.notes.freeze_epochs: 25 leaves no epoch to fine-tune the encoder; training.epochs is 25."),
@@ -74,8 +74,8 @@ def test_example_spec_is_valid(tmp_path):
      "data.features: image feature 'photo' needs data.format 'image_folder' or 'image_csv'; format 'csv' reads "
      "tabular columns only."),
     (lambda d: d["data"]["features"].update(island="categorial"),
-     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image' "
-     "or 'date'. Did you mean 'categorical'?"),
+     "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image', "
+     "'date' or 'sequence'. Did you mean 'categorical'?"),
     (lambda d: d["data"]["features"].update(species="categorical"),
      "data.features: the label 'species' must not also be an input feature."),
     (lambda d: d["evaluation"].update(metrics=["acuracy"], thresholds={}),
@@ -260,10 +260,52 @@ def test_encoders_are_registered_once():
 
     assert set(ENCODER_BUILDERS) == set(ENCODERS)
     assert {t.value: encoder_names(t) for t in FeatureType} == {
-        "numeric": ["normalized", "dense"], "categorical": ["embedding", "one_hot"], "text": ["bert", "transformer"],
-        "image": ["resnet"], "date": ["calendar"]}
+        "numeric": ["normalized", "dense"], "categorical": ["embedding", "one_hot"],
+        "text": ["bert", "transformer", "lstm", "gru", "conv1d"], "image": ["resnet"], "date": ["calendar"],
+        "sequence": ["transformer", "lstm", "gru", "conv1d"]}
     assert [type(default_encoder(t)).__name__ for t in FeatureType] == [
-        "NumericEncoder", "CategoricalEncoder", "TransformerEncoder", "ImageEncoder", "CalendarEncoder"]
+        "NumericEncoder", "CategoricalEncoder", "TransformerEncoder", "ImageEncoder", "CalendarEncoder",
+        "SequenceEncoder"]
+
+
+SEQUENCE_DATA = {"path": "m.csv", "label": "status", "features": {"log": {"type": "sequence", "delimiter": ";"},
+                                                                    "note": "text", "size": "numeric"}}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"model": {"encoders": {"size": {"type": "lstm"}}}},
+     "model.encoders.size.type: Received 'lstm'; a numeric feature expects one of: 'normalized', 'dense'."),
+    ({"model": {"encoders": {"log": {"type": "bert", "path": "x"}}}},
+     "model.encoders.log.type: Received 'bert'; a sequence feature expects one of: 'transformer', 'lstm', 'gru', "
+     "'conv1d'."),
+    ({"model": {"encoders": {"log": {"type": "conv1d", "bidirectional": True}}}},
+     "model.encoders.log: `bidirectional` is for 'lstm' and 'gru'; a convolution already sees both sides."),
+    ({"model": {"encoders": {"log": {"type": "lstm", "units": 0}}}},
+     "model.encoders.log.units: Received 0; expected an integer >= 1."),
+    ({"data": {**SEQUENCE_DATA, "features": {"log": {"type": "numeric", "delimiter": ";"}}}},
+     "data.features.0: `delimiter` is for sequence features only. Received: type='numeric'"),
+    ({"data": {**SEQUENCE_DATA, "features": {"log": {"type": "sequence", "delimiter": "."}}}},
+     "data.features.0: `delimiter`: expected one character that is not a quote, a line break, '.', '-' or '+' "
+     "(they are parts of numbers). Received: '.'"),
+])
+def test_sequence_spec_errors(change, expected):
+    d = {"data": SEQUENCE_DATA, **change}
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir="/tmp")
+    assert info.value.problems == [expected]
+
+
+def test_sequence_and_text_encoders_share_the_recurrent_types():
+    spec = Spec.from_dict({"data": SEQUENCE_DATA, "model": {"encoders": {
+        "note": {"type": "gru", "vocabulary_size": 500}, "sequence": {"type": "conv1d", "layers": 2}}}},
+        base_dir="/tmp")
+    assert spec.encoder_for("log", "sequence").type == "conv1d"  # by feature type
+    assert (spec.encoder_for("note", "text").type, spec.encoder_for("note", "text").vocabulary_size) == ("gru", 500)
+    assert spec.data.sequence_delimiters == {"log": ";"}
+    # A type default that cannot encode the feature is not used for it: text keeps its own default.
+    other = Spec.from_dict({"data": SEQUENCE_DATA, "model": {"encoders": {"sequence": {"type": "lstm"}}}},
+                           base_dir="/tmp")
+    assert other.encoder_for("note", "text").type == "transformer"
 
 
 def test_a_named_encoder_of_the_wrong_type_for_an_inferred_feature(tmp_path):
