@@ -81,6 +81,13 @@ def build_model(spec: Spec, features: List[FeatureInfo], num_classes: Optional[i
         >>> model.output_shape
         (None, 3)
     """
+    if spec.task == "forecast":
+        from lamina.models.forecast import build_forecast_model
+
+        model = build_forecast_model(spec, features)
+        if compile:
+            compile_model(model, spec)
+        return model
     inputs = feature_inputs(features)
     backbone = build_tabular_backbone(spec, features)
     head = build_head(spec.model.head, num_classes)

@@ -109,6 +109,8 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     def predict(raw_features):
         transformed = tft_layer(raw_features)
         y = model(model_inputs(transformed, features), training=False)
+        if spec.task == "forecast":
+            return {"forecast": tf.cast(y, tf.float32)}
         if classes is None:
             return {"outputs": tf.reshape(tf.cast(y, tf.float32), [-1])}
         batch = tf.shape(y)[0]
@@ -152,7 +154,8 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     archive.add_endpoint(TRANSFORM_FEATURES, transform_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)
-    set_signature_method(export_dir, SERVING_DEFAULT, CLASSIFY_METHOD if classes is not None else REGRESS_METHOD)
+    if spec.task != "forecast":  # a forecast answers H values per example: Predict only
+        set_signature_method(export_dir, SERVING_DEFAULT, CLASSIFY_METHOD if classes is not None else REGRESS_METHOD)
     renamed = {safe_name(k): k for k in serving_spec if safe_name(k) != k}
     if renamed:
         rename_signature_inputs(export_dir, SERVING_RAW, renamed)

@@ -64,6 +64,29 @@ def transformed_label_key(label: str) -> str:
     return transformed_name(label)
 
 
+def label_key(spec: Spec) -> str:
+    """Transform's key of what the model learns to predict: the label, or a forecast's horizon of targets."""
+    if spec.task == "forecast":
+        from lamina.components.forecast_windows import HORIZON_KEY
+
+        return transformed_label_key(HORIZON_KEY)
+    return transformed_label_key(spec.data.label)
+
+
+def forecast_features(spec: Spec, tf_transform_output) -> "List[FeatureInfo]":
+    """A forecast's inputs: the target's history, each covariate's steps and the series ID (a category)."""
+    fc = spec.forecast
+    infos = [FeatureInfo(spec.data.label, SEQUENCE, max_length=fc.lookback)]
+    for name in sorted(fc.covariates):
+        infos.append(FeatureInfo(name, SEQUENCE, max_length=fc.lookback + (fc.horizon if name in fc.known_future
+                                                                           else 0)))
+    if fc.series_id:
+        cfg = spec.encoder_for(fc.series_id, CATEGORICAL)
+        size = tf_transform_output.vocabulary_size_by_name(vocabulary_name(fc.series_id)) + cfg.num_oov_buckets
+        infos.append(FeatureInfo(fc.series_id, CATEGORICAL, size))
+    return infos
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureInfo:
     """A transformed input feature: its name, kind and, if categorical, how many ids it takes."""
@@ -149,6 +172,8 @@ def describe_transformed_features(spec: Spec, tf_transform_output,
     """
     import tensorflow as tf
 
+    if spec.task == "forecast":
+        return forecast_features(spec, tf_transform_output)
     transformed = tf_transform_output.transformed_feature_spec()
     declared = spec.data.feature_types
     infos = []

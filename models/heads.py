@@ -11,6 +11,10 @@ def task_loss_and_metrics(config: HeadSpec):
     """Fresh (loss, metrics) for the head's task: used at every (re)compile."""
     if config.type == "classification":
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if config.type == "forecast":  # targets missing in a gap are left out
+        from lamina.models.forecast import MaskedMeanAbsoluteError
+
+        return MaskedMeanAbsoluteError(name="mae"), []
     return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
 
 

@@ -177,9 +177,29 @@ def _sequence(x, max_length: int):
     return (dense - mean) / tf.where(deviation > 0, deviation, tf.ones_like(deviation))
 
 
+def forecast_preprocessing(inputs, spec: Spec):
+    """A forecast's windows: the target's history and its horizon stay in the target's units (the model
+    scales each window by its own history), padded with NaN; covariates are z-scored sequences of
+    lookback (past-only) or lookback + horizon (known-future) steps; the series ID is a category."""
+    from lamina.components.forecast_windows import HORIZON_KEY
+
+    fc = spec.forecast
+    outputs = {transformed_name(spec.data.label): sequence_values(inputs[spec.data.label], fc.lookback),
+               transformed_label_key(HORIZON_KEY): sequence_values(inputs[HORIZON_KEY], fc.horizon)}
+    for name in fc.covariates:
+        steps = fc.lookback + (fc.horizon if name in fc.known_future else 0)
+        outputs[transformed_name(name)] = _sequence(inputs[name], steps)
+    if fc.series_id:
+        outputs[transformed_name(fc.series_id)] = _categorical(inputs[fc.series_id], fc.series_id,
+                                                              spec.encoder_for(fc.series_id, CATEGORICAL))
+    return outputs
+
+
 def preprocessing_fn(inputs, custom_config):
     """tf.Transform callback. `custom_config['spec']` holds the spec as JSON."""
     spec = Spec.from_json(custom_config["spec"])
+    if spec.task == "forecast":
+        return forecast_preprocessing(inputs, spec)
     declared = spec.data.feature_types
     by_name = {f.name: f for f in spec.data.features or []}
     outputs = {}

@@ -21,7 +21,8 @@ KINDS = RECURRENT + ("conv1d", "transformer")
 
 @keras.saving.register_keras_serializable(package="lamina")
 class SequenceEncoderLayer(keras.layers.Layer):
-    """[batch, L] values (NaN: no value) or token ids -> [batch, width].
+    """[batch, L] values (NaN: no value) or token ids -> [batch, width]. [batch, L, C] values are C
+    channels per step (a forecast's history and covariates), the first of which decides the mask.
 
     Args:
       kind: 'lstm', 'gru', 'conv1d' or 'transformer'.
@@ -95,6 +96,10 @@ class SequenceEncoderLayer(keras.layers.Layer):
             ids = ops.cast(inputs, "int32")
             return self.embedding(ids), ops.not_equal(ids, self.pad_id)
         x = ops.cast(inputs, "float32")
+        if len(x.shape) == 3:  # [batch, L, channels]: the first channel says which steps have a value
+            present = ops.logical_not(ops.isnan(x[:, :, 0]))
+            values = ops.where(ops.isnan(x), ops.zeros_like(x), x)
+            return ops.concatenate([values, ops.expand_dims(ops.cast(present, "float32"), -1)], axis=-1), present
         present = ops.logical_not(ops.isnan(x))
         values = ops.where(present, x, ops.zeros_like(x))
         return ops.stack([values, ops.cast(present, "float32")], axis=-1), present

@@ -21,6 +21,7 @@ import tensorflow_transform as tft
 from lamina.models.builder import build_model, compile_model
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model, model_inputs
+from lamina.models.features import label_key as features_label_key
 from lamina.models.features import (IMAGE, TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
                                     safe_name, transformed_label_key, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
@@ -125,7 +126,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     if not files:
         raise FileNotFoundError(f"no transformed examples match {file_patterns}")
     feature_spec = tf_transform_output.transformed_feature_spec()
-    label_key = transformed_label_key(spec.data.label)
+    label_key = features_label_key(spec)
     if cache is None:
         cache = fits_in_memory(files, features)
 
@@ -188,7 +189,7 @@ def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes:
     """Examples per class index in `files` (Transform's output), in one pass over the labels."""
     import numpy as np
 
-    key = transformed_label_key(spec.data.label)
+    key = features_label_key(spec)
     label_spec = {key: tf_transform_output.transformed_feature_spec()[key]}
     ds = tf.data.TFRecordDataset(_expand(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     ds = ds.batch(4096).map(lambda r: tf.reshape(tf.io.parse_example(r, label_spec)[key], [-1]))

@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest", metavar="URL", help="use the REST API at URL (http://127.0.0.1:8501) instead of gRPC")
     p.add_argument("--tls-ca", help="PEM CA certificate to trust: talk TLS to a server started with --tls-cert")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (the deadline)")
+    p.add_argument("--spec", metavar="SPEC",
+                   help="a forecast's spec: the input is a table of recent history (a row per series and step; "
+                        "rows after the last target value carry the known-future covariates), and each series' "
+                        "next horizon is printed")
     p.set_defaults(fn=cmd_predict)
 
     p = sub.add_parser("demo", help="run the bundled penguins demo through to gRPC predictions")

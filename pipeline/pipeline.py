@@ -6,6 +6,9 @@ TableExampleGen (CSV, JSON Lines, Parquet, TFRecord) or ImageExampleGen -> Stati
 -> Explainer (unless `explain.enabled` is false) and TFLiteExporter (when `export.tflite` lists forms) -> Pusher,
 plus BulkInferrer when the spec asks for it.
 
+A forecast: ForecastExampleGen (windows, split by time) -> the same checks and Transform -> Trainer
+-> ForecastEvaluator (metrics against the seasonal-naive and last-value forecasts, and the gates) -> Pusher.
+
 Pure: it reads nothing but the spec, touches no files and no environment.
 """
 
@@ -33,6 +36,9 @@ from lamina.components.table_example_gen import TableExampleGen
 from lamina.components.image_example_gen import ImageExampleGen
 from lamina.components.schema import SpecSchemaGen
 from lamina.components.explainer import Explainer
+from lamina.components.forecast_evaluator import ForecastEvaluator
+from lamina.components.forecast_example_gen import ForecastExampleGen
+from lamina.components.forecast_windows import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY, WindowSettings
 from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
@@ -148,8 +154,16 @@ def split_config(spec: Spec, partition_feature_name: str = "") -> example_gen_pb
 
 def example_gen(spec: Spec):
     """TableExampleGen for tables (its id names the format: CsvExampleGen, ...); ImageExampleGen (split by
-    file path) for images."""
+    file path) for images; ForecastExampleGen (windows, split by time) for a forecast."""
     path = spec.resolve(spec.data.path)
+    if spec.task == "forecast":
+        import dataclasses
+
+        input_base, pattern = input_config(spec)
+        return ForecastExampleGen(
+            input_base=input_base, pattern=pattern, windows=dataclasses.asdict(WindowSettings.from_spec(spec)),
+            format=spec.data.format, delimiter=spec.data.delimiter or "", encoding=spec.data.encoding,
+            bad_rows=spec.data.bad_rows, max_bad_rows=spec.data.max_bad_rows)
     if spec.data.is_images:
         images = spec.data.images
         image_key = next(f.name for f in spec.data.features if f.type.value == "image")
@@ -186,10 +200,12 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         declared = dict(spec.data.feature_types)
         if spec.data.is_images:
             declared[SOURCE_PATH_KEY] = "identifier"
+        if spec.task == "forecast":
+            declared = forecast_declared_types(spec)
         schema_gen = SpecSchemaGen(
             statistics=statistics_gen.outputs["statistics"],
             declared_types=json.dumps(declared, sort_keys=True),
-            label=spec.data.label,
+            label=HORIZON_KEY if spec.task == "forecast" else spec.data.label,
             task=spec.task,
         ).with_id("SchemaGen")
     example_validator = ExampleValidator(
@@ -231,6 +247,16 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=custom_config,
     )
+    if spec.task == "forecast":
+        evaluator = ForecastEvaluator(model=trainer.outputs["model"], examples=examples.outputs["examples"],
+                                      spec_json=spec.to_json()).with_id("ForecastEvaluator")
+        pusher = WarmupPusher(
+            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
+            examples=examples.outputs["examples"]).with_id("Pusher")
+        return _pipeline(spec, [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
+                                trainer, evaluator, pusher], metadata_connection_config, beam_pipeline_args)
     baselines = None
     if spec.evaluation.baseline.enabled and spec.has_tabular_features:
         baselines = BaselineTrainer(transform_graph=transform.outputs["transform_graph"],
@@ -297,6 +323,21 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
             model_spec=bulk_inferrer_pb2.ModelSpec(model_signature_name=[SERVING_DEFAULT]),
         ))
 
+    return _pipeline(spec, components, metadata_connection_config, beam_pipeline_args)
+
+
+def forecast_declared_types(spec: Spec) -> dict:
+    """The window examples' types for SchemaGen: every list a sequence, the series ID a category, and the
+    origin and fold identifiers (an eval window's origin is never seen in training)."""
+    fc = spec.forecast
+    declared = {name: "sequence" for name in [spec.data.label, HORIZON_KEY, *fc.covariates]}
+    declared.update({ORIGIN_KEY: "identifier", FOLD_KEY: "identifier"})
+    if fc.series_id:
+        declared[fc.series_id] = "categorical"
+    return declared
+
+
+def _pipeline(spec: Spec, components, metadata_connection_config, beam_pipeline_args) -> Pipeline:
     if metadata_connection_config is None:
         metadata_connection_config = sqlite_metadata_config(spec.metadata_path)
     return Pipeline(

@@ -174,9 +174,23 @@ def infer_roles(spec: Spec, scans: List[TableScan]) -> DataProfile:
     roles = []
     label = _merged(scans, spec.data.label)
     task, task_reason = _label_task(spec, label)
+    fc = spec.forecast if task == "forecast" else None
+    forecast_roles = {}
+    if fc is not None:
+        forecast_roles = {fc.timestamp: ("timestamp", "forecast.timestamp"),
+                          **({fc.series_id: ("series ID", "forecast.series_id")} if fc.series_id else {}),
+                          **{c: ("covariate", "forecast.known_future: known for the horizon too")
+                             for c in fc.known_future},
+                          **{c: ("covariate", "forecast.past_only: known up to the forecast origin")
+                             for c in fc.past_only}}
     for name in names:
         c = _merged(scans, name)
-        if name == spec.data.label:
+        if name in forecast_roles:
+            role, reason = forecast_roles[name]
+            roles.append(ColumnRole(name, role, "sequence" if role == "covariate" else None, reason, c.missing))
+        elif fc is not None and name != spec.data.label:
+            roles.append(ColumnRole(name, "unused", None, "not named in the forecast section", c.missing))
+        elif name == spec.data.label:
             roles.append(ColumnRole(name, "label", None, f"data.label; {task}: {task_reason}", c.missing))
         elif name in spec.data.exclude:
             roles.append(ColumnRole(name, "excluded", None, "data.exclude", c.missing))
@@ -205,7 +219,7 @@ def resolve_spec(spec: Spec, profile: DataProfile) -> Spec:
 
     A spec that names its features is returned as it is (its head too).
     """
-    if spec.data.features is not None:
+    if spec.data.features is not None or spec.task == "forecast":
         return spec
     d = spec.model_dump(mode="json", exclude_unset=True)
     features = {}

@@ -200,14 +200,16 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                  residuals: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                  tflite: Optional[dict] = None, explanations_dir: Optional[str] = None,
                  trials: Optional[dict] = None, baselines: Optional[dict] = None,
-                 gates: Optional[dict] = None, positive_class: Optional[str] = None) -> str:
+                 gates: Optional[dict] = None, positive_class: Optional[str] = None,
+                 network_metrics: Optional[Dict[str, float]] = None) -> str:
     """Writes the page and returns its path.
 
     `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns,
     `statistics_dir` StatisticsGen's output, `model_run_dir` the Trainer's (history.json),
     `classes` the label's classes (for the confusion matrix), `residuals` (predicted, actual) on
     eval examples of a regression, `tflite` TFLiteExporter's report, `explanations_dir` the Explainer's output,
-    `trials` the Tuner's trials.json, `baselines` baselines.json, `gates` the PushGate's gates.json.
+    `trials` the Tuner's trials.json, `baselines` baselines.json, `gates` the PushGate's gates.json,
+    `network_metrics` the model's metrics when no TFMA evaluation holds them (a forecast's).
     """
     from lamina.pipeline.spec import TFMA_OUTPUT_NAMES
 
@@ -235,7 +237,8 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                     for g in (gates or {}).get("gates", []) if not g["passed"] and g.get("slice")},
         "gates": (gates or {}).get("gates", []), "positive_class": positive_class,
         "tuning": tuning_section(trials),
-        "baselines": baselines_section(baselines, dict(metrics).get("all examples", {}) if metrics else {}, gates),
+        "baselines": baselines_section(baselines, network_metrics or (dict(metrics).get("all examples", {})
+                                                                      if metrics else {}), gates),
         "confusion": confusion,
         "residuals": {"svg": plots.residuals(*residuals), "count": len(residuals[0])} if residuals else None,
         "tflite": tflite, "artifacts": artifacts or {}, "explanations": read_explanations(explanations_dir),

@@ -49,6 +49,8 @@ class RunResult:
     trials: Optional[dict] = None  # the Tuner's trials.json
     baselines: Optional[dict] = None  # the Baselines component's baselines.json
     gates: Optional[dict] = None  # the PushGate's gates.json
+    forecast: Optional[dict] = None  # a forecast's ForecastEvaluator forecast.json: metrics, baselines, gates
+    forecast_file: Optional[str] = None
 
     @property
     def seconds(self) -> float:
@@ -94,7 +96,7 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         found = outputs.get((component, key))
         return found.uri if found else None
 
-    examples = rows or images
+    examples = rows or images or outputs.get(("ForecastExampleGen", "examples"))
     result.examples_dir = examples.uri if examples else None
     result.statistics_dir = uri("StatisticsGen", "statistics")
     result.transform_graph_dir = uri("Transform", "transform_graph")
@@ -134,6 +136,16 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         if result.gates is not None:
             result.blessed = bool(result.gates["blessed"])
             result.failed_thresholds = list(result.gates["failures"])
+    forecast = outputs.get(("ForecastEvaluator", "blessing"))
+    if forecast:
+        from lamina.components.forecast_evaluator import read_forecast
+
+        result.forecast = read_forecast(forecast.uri)
+        result.forecast_file = os.path.join(forecast.uri, "forecast.json")
+        if result.forecast is not None:
+            result.metrics = {k: v for k, v in result.forecast["metrics"]["model"].items() if k != "points"}
+            result.blessed = bool(result.forecast["blessed"])
+            result.failed_thresholds = list(result.forecast["failures"])
     pushed = outputs.get(("Pusher", "pushed_model"))
     if pushed and pushed.custom_properties["pushed"].int_value == 1:
         result.pushed = True
@@ -264,6 +276,7 @@ def format_result(result: RunResult) -> str:
         lines.append(f"  positive class: {positive!r} ({why}): auc, precision, recall and the like are of it")
     lines += tuning_lines(result.trials)
     lines += baseline_lines(result)
+    lines += forecast_lines(result)
     if result.gates:
         gated = [g for g in result.gates["gates"] if g.get("gated", True)]
         failed = [g for g in gated if not g["passed"]]
@@ -274,7 +287,7 @@ def format_result(result: RunResult) -> str:
     if not result.spec.evaluation.thresholds and not result.spec.evaluation.gated_beyond_tfma:
         lines.append("  evaluation gate: none set (evaluation.thresholds is empty); the model was pushed ungated")
     lines.append(f"  pushed model:   {result.pushed_model_dir or '(not pushed)'}")
-    lines.append(f"  metrics:        {result.evaluation_dir}")
+    lines.append(f"  metrics:        {result.evaluation_dir or result.forecast_file}")
     lines.append(f"  anomaly report: {result.anomalies_dir}")
     if result.inference_dir:
         lines.append(f"  inference:      {result.inference_dir}")
@@ -321,6 +334,28 @@ def tuning_lines(trials: Optional[dict], limit: int = 25) -> List[str]:
         b = trials["best"]
         lines.append(f"    best: trial {b['trial']} ({trials['objective']} {b['score']:.4f}): "
                      + ", ".join(f"{k}={cell(v)}" for k, v in b["values"].items()))
+    return lines
+
+
+def forecast_lines(result: "RunResult") -> List[str]:
+    """A forecast's metrics beside the seasonal-naive and last-value forecasts', then per backtest origin."""
+    f = result.forecast
+    if not f:
+        return []
+    metrics = result.spec.evaluation.metrics
+    names = {"model": "network", **f["baseline_names"]}
+    lines = [f"  forecast:       {f['windows']} eval windows of {f['horizon']} steps (season {f['season']})"]
+    width = max(len(n) for n in names.values())
+    for key, m in f["metrics"].items():
+        lines.append(f"    {names[key].ljust(width)}  " + "  ".join(f"{k}={m[k]:.4f}" for k in metrics if k in m))
+    if len(f["folds"]) > 1:
+        first = metrics[0]
+        lines.append(f"    {first} per rolling origin: " + ", ".join(
+            f"{k}: {v['model'][first]:.3f} (seasonal naive {v['seasonal_naive'][first]:.3f})"
+            for k, v in f["folds"].items()))
+    for g in f["gates"]:
+        if not g["passed"]:
+            lines.append(f"    failed: {g['message']}")
     return lines
 
 
@@ -399,6 +434,16 @@ def regression_sample(result: RunResult, limit: int = 1000) -> Optional[tuple]:
     return [float(p) for p in np.asarray(predicted)], actual
 
 
+def forecast_baselines(forecast: Optional[dict]) -> Optional[dict]:
+    """A forecast's seasonal-naive and last-value forecasts in the report's baselines table."""
+    if not forecast:
+        return None
+    names = forecast["baseline_names"]
+    return {"metrics": [m for m in ("mase", "mae", "rmse", "mape", "smape") if m in forecast["metrics"]["model"]],
+            "models": {k: {"name": f"{names[k]} forecast", "metrics": forecast["metrics"][k]} for k in names},
+            "train_rows": None, "eval_rows": forecast["windows"], "sampled": False}
+
+
 def write_run_report(result: RunResult, path: Optional[str] = None) -> str:
     """The run's one-page HTML report: gates, data statistics, timings, training curves, metrics per
     slice, the confusion matrix or residuals, TFLite sizes and metrics, bad files and artifacts."""
@@ -413,7 +458,9 @@ def write_run_report(result: RunResult, path: Optional[str] = None) -> str:
         bad_files=bad_files(result.ingest), ingest=result.ingest, rows=result.rows, columns=column_uses(result),
         statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),
         residuals=regression_sample(result), tflite=result.tflite, explanations_dir=result.explanations_dir,
-        trials=result.trials, baselines=result.baselines, gates=result.gates, positive_class=positive_class(result),
+        trials=result.trials, baselines=result.baselines or forecast_baselines(result.forecast),
+        gates=result.gates or result.forecast, positive_class=positive_class(result),
+        network_metrics=result.metrics if result.forecast else None,
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,
                    "TFLite files": result.tflite_dir, "explanations": result.explanations_dir,
                    "evaluation": result.evaluation_dir, "anomaly report": result.anomalies_dir,

@@ -212,6 +212,8 @@ def cmd_predict(args) -> int:
     if not args.model:
         _err("--model is required (or --tflite FILE to answer with a TFLite file in this process)")
         return 2
+    if getattr(args, "spec", None):
+        return _predict_forecast(args)
 
     from lamina.serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
                                 read_rows, read_text_rows)
@@ -280,6 +282,56 @@ def cmd_predict(args) -> int:
         elif args.text is not None:
             row = {"text": args.text[i], **row}
         print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _predict_forecast(args) -> int:
+    """`lamina predict --spec SPEC recent.csv`: the next horizon of each series in a table of its recent history."""
+    import grpc
+
+    from lamina.components.forecast_windows import WindowSettings, read_requests
+    from lamina.components.table_cells import CsvInputError
+    from lamina.pipeline.spec import Spec, SpecError
+    from lamina.serving.client import PredictionClient, RestCallError, RestClient, RowError
+
+    try:
+        spec = Spec.from_yaml(args.spec)
+    except SpecError as e:
+        _err(str(e))
+        return 2
+    if spec.task != "forecast":
+        _err(f"--spec {args.spec}: not a forecast (task is {spec.task!r}); --spec is for forecasts, whose rows are "
+             f"a table of recent history.")
+        return 2
+    if len(args.input) != 1 or args.text is not None:
+        _err("a forecast reads one CSV/JSON Lines/Parquet file of recent history (a row per series and step).")
+        return 2
+    try:
+        requests = read_requests(args.input[0], WindowSettings.from_spec(spec), spec.data.encoding)
+    except (OSError, CsvInputError) as e:
+        _err(f"cannot read recent history from {args.input[0]}: {e}")
+        return 2
+    if args.rest:
+        client_cm, where, call_errors = RestClient(args.rest, timeout=args.timeout, verify=args.tls_ca or True), \
+            args.rest, (RestCallError,)
+    else:
+        client_cm, where, call_errors = PredictionClient(args.target, timeout=args.timeout, tls_ca=args.tls_ca), \
+            args.target, (grpc.RpcError,)
+    rows = [r.row for r in requests]
+    with client_cm as client:
+        try:
+            outputs = (client.predict_raw if args.raw else client.predict)(args.model, rows, version=args.version)
+        except RowError as e:
+            _err(f"{args.input[0]}: {e}")
+            return 2
+        except call_errors as e:
+            _err(_call_error(where, e))
+            return 1
+    # Over REST, TF Serving names no output when there is only one.
+    for request, values in zip(requests, outputs["forecast"] if "forecast" in outputs else outputs["outputs"]):
+        print(json.dumps({"series": request.series, "origin": request.origin,
+                          "forecast": [{"time": t, spec.data.label: round(float(v), 6)}
+                                       for t, v in zip(request.times, values)]}, ensure_ascii=False))
     return 0
 
 

@@ -27,7 +27,8 @@ from lamina.pipeline.spec.encoders import (CALENDAR_PARTS, ENCODERS, Augmentatio
                                            EncoderConfig, ImageEncoder, NumericEncoder, SequenceEncoder,
                                            TextEncoderConfig,
                                            TransformerEncoder, default_encoder, encoder_names, encoders_for)
-from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
+from lamina.pipeline.spec.forecast import DEFAULT_SEASONALITY, FORECAST_BASELINES, FREQUENCIES, ForecastSpec
+from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
                                              POSITIVE_CLASS_METRICS, REGRESSION_METRICS, TFMA_OUTPUT_NAMES,
                                              BaselineSpec, EvaluationSpec, FairnessSpec, SliceThresholdSpec,
                                              ThresholdSpec, higher_is_better)
@@ -41,6 +42,7 @@ from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
 from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
 
 __all__ = [
+    "DEFAULT_SEASONALITY", "FORECAST_BASELINES", "FORECAST_METRICS", "FREQUENCIES", "ForecastSpec",
     "AugmentationSpec", "BaselineSpec", "BeamSpec", "ENGINES", "FairnessSpec", "LAMINA_TFMA_METRICS",
     "POSITIVE_CLASS_METRICS", "ParamSpec", "SliceThresholdSpec", "TFMA_OUTPUT_NAMES", "TUNABLE", "TuningSpec",
     "higher_is_better", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",

@@ -141,12 +141,16 @@ def _check_slices(spec) -> List[str]:
 
 def _check_encoders(spec) -> List[str]:
     types = spec.data.feature_types
+    if spec.task == "forecast" and spec.forecast is not None:  # the windows' inputs
+        fc = spec.forecast
+        types = {spec.data.label: "sequence", **{c: "sequence" for c in fc.covariates},
+                 **({fc.series_id: "categorical"} if fc.series_id else {})}
     kinds = [t.value for t in FeatureType]
     problems = []
     for key, enc in spec.model.encoders.items():
         wanted = types.get(key) or (key if key in kinds else None)
         if key not in types and key not in kinds:
-            if spec.data.features is None:
+            if spec.data.features is None and spec.task != "forecast":
                 continue  # features come from the data; checked when the pipeline runs.
             choices = list(types) + kinds
             problems.append(
@@ -199,9 +203,48 @@ def _check_tuning(spec) -> List[str]:
     return problems
 
 
+def _check_forecast(spec) -> List[str]:
+    fc = spec.forecast
+    if spec.task != "forecast":
+        return ["forecast: this section is for a forecast (task: forecast); model.head.type is "
+                f"{spec.task!r}."] if fc is not None else []
+    if fc is None:
+        return ["forecast: task forecast needs this section: timestamp, frequency, lookback and horizon (and "
+                "series_id when the table holds several series)."]
+    problems = []
+    if spec.data.format not in ("csv", "jsonl", "parquet"):
+        problems.append(f"data.format: a forecast reads a table of rows (csv, jsonl or parquet). "
+                        f"Received: {spec.data.format!r}")
+    if spec.data.features is not None:
+        problems.append("data.features: a forecast makes its own inputs from the target's history and "
+                        "forecast.known_future / forecast.past_only; remove data.features.")
+    for key in ("slices", "slice_thresholds", "fairness"):
+        if getattr(spec.evaluation, key):
+            problems.append(f"evaluation.{key}: not available for a forecast; its metrics are over every series "
+                            f"and step.")
+    if spec.evaluation.baseline.must_beat in ("gbt", "linear"):
+        problems.append(f"evaluation.baseline.must_beat: a forecast's baselines are 'seasonal_naive' and "
+                        f"'last_value' (or 'best', both). Received: {spec.evaluation.baseline.must_beat!r}")
+    if spec.tuning is not None:
+        problems.append("tuning: not available for a forecast yet; set model and training by hand.")
+    if spec.inference.enabled:
+        problems.append("inference.enabled: BulkInferrer is not available for a forecast; `lamina predict` "
+                        "answers a CSV of recent history.")
+    if spec.training.fine_tune and spec.training.fine_tune.epochs:
+        problems.append("training.fine_tune: a forecast has no pretrained encoder to fine-tune.")
+    return problems
+
+
+def _check_baseline_kind(spec) -> List[str]:
+    if spec.task != "forecast" and spec.evaluation.baseline.must_beat in ("seasonal_naive", "last_value"):
+        return [f"evaluation.baseline.must_beat: {spec.evaluation.baseline.must_beat!r} is a forecast's baseline; "
+                f"a {spec.task} head's are 'gbt', 'linear' or 'best'."]
+    return []
+
+
 # Every cross-field rule, in the order their problems are reported.
 CHECKS = (_check_label_not_feature, _check_date_references, _check_data_format, _check_metrics, _check_thresholds, _check_slices,
-          _check_encoders, _check_fine_tune, _check_kubeflow, _check_tuning)
+          _check_encoders, _check_fine_tune, _check_kubeflow, _check_tuning, _check_forecast, _check_baseline_kind)
 
 
 def cross_field_problems(spec) -> List[str]:

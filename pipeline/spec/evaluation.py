@@ -28,6 +28,9 @@ REGRESSION_METRICS = {
     "rmse": "RootMeanSquaredError",
     "r2": "RSquared",
 }
+# Forecasting: over every step of every eval window. MASE scales the error by the in-sample error of
+# the seasonal-naive forecast (lamina.models.forecast_metrics); below 1 beats it.
+FORECAST_METRICS = {"mae": "mae", "rmse": "rmse", "mape": "mape", "smape": "smape", "mase": "mase"}
 # Metrics TFMA computes after binarizing the label and the prediction at the positive class.
 POSITIVE_CLASS_METRICS = ("auc", "pr_auc", "precision", "recall", "tpr", "fpr", "ece")
 # Metrics Lamina's own TFMA module defines (models/tfma_metrics.py).
@@ -49,7 +52,7 @@ TFMA_OUTPUT_NAMES = {
     "rmse": "root_mean_squared_error",
     "r2": "r_squared",
 }
-LOWER_IS_BETTER = {"crossentropy", "mse", "mae", "rmse", "ece", "fpr"}
+LOWER_IS_BETTER = {"crossentropy", "mse", "mae", "rmse", "ece", "fpr", "mape", "smape", "mase"}
 
 
 def higher_is_better(metric: str) -> bool:
@@ -106,10 +109,11 @@ class BaselineSpec(StrictModel):
 
     Computed for every run with tabular features. `must_beat` makes them a gate: the network is
     pushed only when its `metric` is within `tolerance` of that baseline's (or of the better one).
+    A forecast's baselines are the seasonal-naive and last-value forecasts, always computed.
     """
 
     enabled: bool = True
-    must_beat: Optional[Literal["gbt", "linear", "best"]] = None
+    must_beat: Optional[Literal["gbt", "linear", "best", "seasonal_naive", "last_value"]] = None
     tolerance: float = Field(default=0.01, ge=0.0)
     metric: Optional[str] = Field(default=None, description="Default: the first of evaluation.metrics.")
     max_train_rows: int = Field(default=200_000, ge=100,

@@ -26,9 +26,10 @@ class CombinerSpec(StrictModel):
 
 
 class HeadSpec(StrictModel):
-    """The task head: what is predicted and how."""
+    """The task head: what is predicted and how. `forecast` answers every step of the horizon
+    (the `forecast` section), in the target's own units."""
 
-    type: Literal["classification", "regression"] = "classification"
+    type: Literal["classification", "regression", "forecast"] = "classification"
     units: Optional[int] = Field(default=None, ge=1, le=65536, description="Width of an extra hidden layer.")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 

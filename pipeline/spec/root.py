@@ -15,8 +15,9 @@ from lamina.pipeline.spec.data import DataSpec, FeatureType, SplitSpec
 from lamina.pipeline.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
                                            encoder_names)
 from lamina.pipeline.spec.export import ExplainSpec, ExportSpec
-from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, REGRESSION_METRICS, EvaluationSpec,
-                                             higher_is_better)
+from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, REGRESSION_METRICS,
+                                             EvaluationSpec, higher_is_better)
+from lamina.pipeline.spec.forecast import ForecastSpec
 from lamina.pipeline.spec.kubeflow import KubeflowSpec
 from lamina.pipeline.spec.loading import read_spec_file
 from lamina.pipeline.spec.model import ModelSpec
@@ -42,6 +43,7 @@ class Spec(StrictModel):
     serving: ServingSpec = Field(default_factory=ServingSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
     kubeflow: Optional[KubeflowSpec] = None
+    forecast: Optional[ForecastSpec] = None
     # Directory that relative paths are resolved against (the spec file's folder).
     base_dir: Optional[str] = Field(default=None, exclude=True)
 
@@ -51,6 +53,31 @@ class Spec(StrictModel):
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", v):
             raise ValueError(f"expected letters, digits, '_' or '-'. Received: {v!r}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_shorthand(cls, data: Any) -> Any:
+        """`task: forecast` (or classification, regression) is `model.head.type`; a forecast section implies it,
+        and a forecast is scored by forecast metrics unless the spec names others."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        task = data.pop("task", None)
+        if task is None and isinstance(data.get("forecast"), dict):
+            task = "forecast"
+        if task is not None:
+            model = dict(data.get("model") or {})
+            head = dict(model.get("head") or {})
+            if head.get("type", task) != task:
+                raise ValueError(f"task is {task!r} but model.head.type is {head['type']!r}; set one of them.")
+            head["type"] = task
+            model["head"] = head
+            data["model"] = model
+            if task == "forecast":
+                evaluation = dict(data.get("evaluation") or {})
+                evaluation.setdefault("metrics", ["mase", "mae", "rmse", "smape"])
+                data["evaluation"] = evaluation
+        return data
 
     # -- cross-field rules: small named checks, each with a readable message --------------
 
@@ -115,12 +142,13 @@ class Spec(StrictModel):
         return self.model.head.type
 
     def metric_names(self) -> Dict[str, str]:
-        return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        return {"classification": CLASSIFICATION_METRICS, "forecast": FORECAST_METRICS}.get(self.task,
+                                                                                            REGRESSION_METRICS)
 
     @property
     def has_tabular_features(self) -> bool:
         """Whether any input is a number, a category or a date (features inferred from a table count too)."""
-        if self.data.is_images:
+        if self.data.is_images or self.task == "forecast":
             return False
         if not self.data.features:
             return True
