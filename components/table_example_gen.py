@@ -35,11 +35,13 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number, parse_sequence
-from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
+from lamina import storage
+from lamina.components.table_source import TablePolicy, TableScan, image_cell_path, iter_records, scan_table
 from lamina.components.image_example_gen import _settings, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"
-FLOAT, INT, BYTES, FLOATS = "float", "int", "bytes", "floats"  # floats: a sequence feature's list
+# floats: a sequence feature's list; image_file: a path whose file's bytes are written
+FLOAT, INT, BYTES, FLOATS, IMAGE_FILE = "float", "int", "bytes", "floats", "image_file"
 # The component's id in the pipeline, per format (what the run summary and the tests look up).
 COMPONENT_IDS = {"csv": "CsvExampleGen", "jsonl": "JsonExampleGen", "parquet": "ParquetExampleGen",
                  "tfrecord": "TFRecordExampleGen"}
@@ -50,7 +52,9 @@ def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy
                        encoding=s.get("encoding", "utf-8"),
                      bad_rows=s.get("bad_rows", "fail"), max_bad_rows=float(s.get("max_bad_rows", 0.01)),
                      label=s["label"], max_missing_labels=float(s.get("max_missing_labels", 0.5)), profile=profile,
-                     sequences=tuple(sorted((s.get("sequences") or {}).items())))
+                     sequences=tuple(sorted((s.get("sequences") or {}).items())),
+                     images=tuple(s.get("images") or ()), image_root=s.get("image_root", ""),
+                     max_pixels=int(s.get("max_pixels") or 4096 * 4096))
 
 
 def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str]]], label: str, task: str,
@@ -79,6 +83,8 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
                                 f"or leave it out (data.exclude).")
         if kind == "sequence":
             types[name] = FLOATS
+        elif kind == "image":
+            types[name] = IMAGE_FILE
         elif name == label:
             types[name] = FLOAT if task == "regression" and numbers else BYTES
         elif kind in ("categorical",) or name in exclude:
@@ -91,11 +97,12 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
 
 
 def record_to_example(record: Dict[str, str], types: Dict[str, str],
-                      delimiters: Optional[Dict[str, str]] = None):
+                      delimiters: Optional[Dict[str, str]] = None, image_root: str = ""):
     """One row's cells -> tf.Example; a blank (or, in a number column, 'NA'-like) cell is left out.
 
     A sequence cell becomes a float list of its values (NaN where a value is missing), split by
-    `delimiters[name]` (default: any of SEQUENCE_SEPARATORS).
+    `delimiters[name]` (default: any of SEQUENCE_SEPARATORS). An image cell's file (a path relative
+    to `image_root`, checked by the scan) becomes its encoded bytes.
     """
     import tensorflow as tf
 
@@ -103,6 +110,13 @@ def record_to_example(record: Dict[str, str], types: Dict[str, str],
     for name, cell in record.items():
         kind = types[name]
         text = cell.strip()
+        if kind == IMAGE_FILE:
+            path, problem = image_cell_path(cell, image_root, f"column {name!r}")
+            if path is None:
+                raise CsvInputError(f"image column {name!r}: {problem}")
+            with storage.open_binary(path) as f:
+                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f.read()]))
+            continue
         if kind == FLOATS:
             values = parse_sequence(cell, (delimiters or {}).get(name) or None)
             if values:
@@ -123,9 +137,9 @@ class _ReadTable(beam.DoFn):
     """A file path -> its accepted rows as tf.Examples."""
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
-                 total: Optional[int] = None, component: str = "ExampleGen", sequences: Tuple = ()):
+                 total: Optional[int] = None, component: str = "ExampleGen", policy: Optional[TablePolicy] = None):
         self.fmt, self.names, self.dialect, self.encoding = fmt, names, dialect, encoding
-        self.label, self.types, self.sequences = label, types, tuple(sequences)
+        self.label, self.types, self.policy = label, types, policy or TablePolicy(format=fmt, encoding=encoding)
         self.total, self.component = total, component
         self._progress = None
         self._done = 0
@@ -135,10 +149,10 @@ class _ReadTable(beam.DoFn):
 
         if self._progress is None:
             self._progress = Progress(self.component, self.total, "rows")
-        delimiters = dict(self.sequences)
+        delimiters = dict(self.policy.sequences)
         for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding,
-                                      self.sequences):
-            yield record_to_example(record, self.types, delimiters)
+                                      policy=self.policy):
+            yield record_to_example(record, self.types, delimiters, self.policy.image_root)
             self._done += 1
             if not self._done % 1000:
                 self._progress.update(self._done)
@@ -180,7 +194,7 @@ class Executor(BoundedMemoryExecutor):
         self._files = sorted(tf.io.gfile.glob(os.path.join(root, pattern)))
         if not self._files:
             raise CsvInputError(f"data.path: no file matches {os.path.join(root, pattern)!r}.")
-        policy = policy_from_settings(s)
+        policy = policy_from_settings({**s, "image_root": root})
         scans = [scan_table(f, policy) for f in self._files]
         self._delimiter, self._encoding = scans[0].delimiter, policy.encoding
         if any(sc.delimiter != self._delimiter for sc in scans):
@@ -189,7 +203,7 @@ class Executor(BoundedMemoryExecutor):
         self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
         self._read = _ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
                                 self._types, total=sum(sc.kept_rows for sc in scans),
-                                component=COMPONENT_IDS.get(policy.format, "ExampleGen"), sequences=policy.sequences)
+                                component=COMPONENT_IDS.get(policy.format, "ExampleGen"), policy=policy)
         self._expected_examples = sum(sc.kept_rows for sc in scans)
         super().Do(input_dict, output_dict, exec_properties)
         report = {
@@ -215,6 +229,8 @@ class TableExampleGen(FileBasedExampleGen):
       features: declared feature types by column name (None: none declared).
       exclude: columns that are not features (IDs stay integers).
       sequences: the sequence features' cell delimiters by column name ('' for the default).
+      images: the image features: columns of image file paths relative to the table's folder (the data root).
+      max_pixels: the most pixels an image may declare (data.images.max_pixels).
       delimiter, encoding, bad_rows, max_bad_rows, max_missing_labels: the spec's data section.
       output_config: the split.
     """
@@ -226,13 +242,14 @@ class TableExampleGen(FileBasedExampleGen):
                  features: Optional[Dict[str, Optional[str]]] = None,
                  exclude: Optional[List[str]] = None, delimiter: Optional[str] = None, encoding: str = "utf-8",
                  bad_rows: str = "fail", max_bad_rows: float = 0.01, max_missing_labels: float = 0.5,
-                 sequences: Optional[Dict[str, str]] = None):
+                 sequences: Optional[Dict[str, str]] = None, images: Optional[List[str]] = None,
+                 max_pixels: int = 4096 * 4096):
         if format not in COMPONENT_IDS:
             raise ValueError(f"format must be one of {sorted(COMPONENT_IDS)}. Received: {format!r}")
         settings = {"pattern": pattern, "format": format, "label": label, "task": task, "features": features,
                     "exclude": list(exclude or []), "delimiter": delimiter or "", "encoding": encoding,
                     "bad_rows": bad_rows, "max_bad_rows": max_bad_rows, "max_missing_labels": max_missing_labels,
-                    "sequences": dict(sequences or {})}
+                    "sequences": dict(sequences or {}), "images": list(images or []), "max_pixels": max_pixels}
         super().__init__(
             input_base=input_base,
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),

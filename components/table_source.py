@@ -180,6 +180,11 @@ class TablePolicy:
     profile: bool = True  # count the per-column statistics (off: only check and count rows)
     # Sequence features: (column, delimiter or '') pairs; a cell that is not a list of numbers is a bad row.
     sequences: Tuple[Tuple[str, str], ...] = ()
+    # Image features: columns of image file paths, relative to `image_root` (the table's folder), which they
+    # may not leave; a cell whose file is missing or not an image is a bad row.
+    images: Tuple[str, ...] = ()
+    image_root: str = ""
+    max_pixels: int = 4096 * 4096
 
 
 def _reader(f, delimiter: str):
@@ -460,10 +465,57 @@ def scan_table(path: str, policy: TablePolicy) -> TableScan:
     return scan
 
 
+def image_cell_path(cell: str, root: str, where: str) -> Tuple[Optional[str], str]:
+    """(the image file's path, '') for a cell naming one relative to `root`, or (None, the problem).
+
+    Raises CsvInputError for a path that leaves the root: it always stops the run.
+    """
+    import os
+
+    rel = cell.strip()
+    if not rel:
+        return None, "no image path (a blank cell)"
+    path = storage.normalize(os.path.join(root, rel))
+    if os.path.isabs(rel) or storage.is_uri(rel) or not storage.inside(root, path):
+        raise CsvInputError(f"{where}: image path {rel!r} resolves to {storage.resolve(path)}, outside the data "
+                            f"root {root}; image paths are relative to the table's folder and stay inside it.")
+    if not storage.isfile(path):
+        return None, f"{rel}: no such file"
+    return path, ""
+
+
+def image_cell_problem(cell: str, root: str, where: str, max_pixels: int) -> str:
+    """'' when the cell names an image file inside `root` whose header reads, else the problem."""
+    from lamina.serving.image_limits import check_image, image_format
+
+    path, problem = image_cell_path(cell, root, where)
+    if path is None:
+        return problem
+    with storage.open_binary(path) as f:
+        data = f.read()
+    if not data:
+        return f"{cell.strip()}: the file is empty (0 bytes)"
+    if image_format(data) is None:
+        return f"{cell.strip()}: not a JPEG, PNG, GIF or BMP image"
+    try:
+        check_image(data, max_pixels, cell.strip())
+    except ValueError as e:  # ImageTooLarge included
+        return str(e).replace(" (lamina serve --max-image-pixels)", " (data.images.max_pixels)")
+    return ""
+
+
 def _checked_rows(source, path: str, dialect: str, names: List[str], policy: TablePolicy) -> Iterator[Row]:
-    """The source's rows; a row whose sequence cell is not a list of numbers becomes a bad row."""
+    """The source's rows; a row whose sequence cell is not a list of numbers, or whose image cell names no
+    image file, becomes a bad row."""
     sequences = [(names.index(n), n, d or None) for n, d in policy.sequences if n in names]
+    images = [(names.index(n), n) for n in policy.images if n in names]
     for line, cells, problem in source.rows(path, dialect, names, policy.encoding):
+        for at, name in images if cells is not None else ():
+            found = image_cell_problem(cells[at], policy.image_root, f"{path}, line {line}, column {name!r}",
+                                       policy.max_pixels)
+            if found:
+                cells, problem = None, f"image column {name!r}: {found}"
+                break
         if cells is not None:
             for at, name, delimiter in sequences:
                 try:
@@ -505,12 +557,12 @@ def _enforce(scan: TableScan, policy: TablePolicy, unit: str) -> None:
 
 
 def iter_records(path: str, names: List[str], label: str = "", fmt: str = "csv", dialect: str = ",",
-                 encoding: str = "utf-8", sequences: Tuple[Tuple[str, str], ...] = ()
-                 ) -> Iterator[Tuple[int, Dict[str, str]]]:
+                 encoding: str = "utf-8", sequences: Tuple[Tuple[str, str], ...] = (),
+                 policy: Optional[TablePolicy] = None) -> Iterator[Tuple[int, Dict[str, str]]]:
     """(line, {column: cell}) for every row `scan_table` accepts: readable rows whose label is not
-    blank. `names` and `dialect` are the scan's; `sequences` the policy's."""
+    blank. `names` and `dialect` are the scan's; `sequences` (or the whole `policy`) the policy's."""
     label_at = names.index(label) if label in names else -1
-    policy = TablePolicy(format=fmt, encoding=encoding, sequences=tuple(sequences))
+    policy = policy or TablePolicy(format=fmt, encoding=encoding, sequences=tuple(sequences))
     for line, cells, _ in _checked_rows(TABLE_FORMATS[fmt], path, dialect, names, policy):
         if cells is None or (label_at >= 0 and not cells[label_at].strip()):
             continue

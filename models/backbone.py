@@ -8,6 +8,7 @@ from typing import List
 
 import keras
 
+from lamina.models.combiners import fuse
 from lamina.models.encoders import build_encoder
 from lamina.models.features import FeatureInfo
 from lamina.pipeline.spec import CombinerSpec, Spec
@@ -28,12 +29,12 @@ def build_combiner(config: CombinerSpec, name: str = "combiner") -> keras.Sequen
 
 
 def build_tabular_backbone(spec: Spec, features: List[FeatureInfo]) -> keras.Model:
-    """Encoders, then concatenation, then the combiner's dense stack."""
+    """Encoders, then the combiner's fusion (lamina.models.combiners), then its dense stack."""
     if not features:
         raise ValueError("the backbone needs at least one input feature. Received: features=[]")
     inputs = feature_inputs(features)
     encoded = [build_encoder(f, spec.encoder_for(f.name, f.kind), base_dir=spec.base_dir,
                              seed=spec.training.seed)(inputs[f.key]) for f in features]
-    x = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="concat")(encoded)
+    x = fuse(spec.model.combiner, encoded, [f.key for f in features])
     x = build_combiner(spec.model.combiner)(x) if spec.model.combiner.hidden_units else x
     return keras.Model(inputs, x, name="backbone")

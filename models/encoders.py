@@ -30,7 +30,7 @@ def _categorical(feature: FeatureInfo, config: CategoricalEncoder, base_dir, see
 def _image(feature: FeatureInfo, config: ImageEncoder, base_dir, seed) -> keras.layers.Layer:
     from lamina.models.images import build_image_encoder
 
-    return build_image_encoder(feature.name, feature.shape, config, base_dir=base_dir, seed=seed)
+    return build_image_encoder(feature.key, feature.shape, config, base_dir=base_dir, seed=seed)
 
 
 def _text(feature: FeatureInfo, config, base_dir, seed) -> keras.layers.Layer:

@@ -161,7 +161,7 @@ def last_conv_layer(model, feature: FeatureInfo):
     """The image encoder's last layer with a 4-D (batch, height, width, channels) output."""
     from lamina.models.images import backbone_feature, image_backbones
 
-    backbone = next((b for b in image_backbones(model) if backbone_feature(b) == feature.name), None)
+    backbone = next((b for b in image_backbones(model) if backbone_feature(b, [feature.name]) == feature.name), None)
     if backbone is None:
         raise ValueError(f"no image backbone for feature {feature.name!r}")
     convs = [l for l in backbone.layers if len(getattr(l, "output").shape) == 4]

@@ -169,7 +169,7 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     # later run can start from this model: `weights: <push dir>/<model name>`.
     for backbone in image_backbones(model):
         save_backbone(backbone, os.path.join(export_dir, BACKBONE_DIR),
-                      spec.image_encoder(backbone_feature(backbone)))
+                      spec.image_encoder(backbone_feature(backbone, spec.data.feature_types)))
     # The vocabulary is inside the graph already; this copy is for people and tools to read.
     for f in features:
         if f.kind == TEXT:

@@ -30,7 +30,8 @@ class Phase:
 
 def pretrained_backbones(model: keras.Model, spec: Spec) -> List[keras.Model]:
     """The model's image backbones whose spec loads pretrained weights."""
-    return [b for b in image_backbones(model) if spec.image_encoder(backbone_feature(b)).pretrained]
+    return [b for b in image_backbones(model)
+            if spec.image_encoder(backbone_feature(b, spec.data.feature_types)).pretrained]
 
 
 def _text_freeze_epochs(model: keras.Model, spec: Spec) -> int:

@@ -208,9 +208,13 @@ def set_trainable_blocks(backbone: keras.Model, blocks: int) -> List[str]:
 _BACKBONE_SUFFIX = "_resnet"
 
 
-def backbone_feature(backbone: keras.Model) -> str:
-    """The image feature a backbone encodes (backbones are named `<feature>_resnet`)."""
-    return backbone.name[: -len(_BACKBONE_SUFFIX)]
+def backbone_feature(backbone: keras.Model, columns=()) -> str:
+    """The image feature a backbone encodes (backbones are named `<feature's safe name>_resnet`): the
+    column of `columns` with that safe name, else the name itself."""
+    from lamina.models.features import safe_name
+
+    key = backbone.name[: -len(_BACKBONE_SUFFIX)]
+    return next((c for c in columns if safe_name(c) == key), key)
 
 
 def image_backbones(model: keras.Model) -> List[keras.Model]:

@@ -180,7 +180,8 @@ def example_gen(spec: Spec):
         format=data.format,
         features=data.feature_types if data.features else None, exclude=data.exclude, delimiter=data.delimiter,
         encoding=data.encoding, bad_rows=data.bad_rows, max_bad_rows=data.max_bad_rows,
-        max_missing_labels=data.max_missing_labels, sequences=data.sequence_delimiters)
+        max_missing_labels=data.max_missing_labels, sequences=data.sequence_delimiters,
+        images=[f.name for f in data.features or [] if f.type.value == "image"], max_pixels=data.images.max_pixels)
 
 
 def create_pipeline(spec: Spec, metadata_connection_config=None,

@@ -21,6 +21,7 @@ spec alone; the roles table says what was decided and why, and every role can be
 naming the feature's type (or excluding it) in the spec.
 """
 
+import os
 import dataclasses
 import re
 from typing import Dict, List, Optional
@@ -80,7 +81,9 @@ def policy(spec: Spec) -> TablePolicy:
     d = spec.data
     return TablePolicy(format=d.format, delimiter=d.delimiter, encoding=d.encoding, bad_rows=d.bad_rows, max_bad_rows=d.max_bad_rows,
                      label=d.label, max_missing_labels=d.max_missing_labels,
-                     sequences=tuple(sorted(d.sequence_delimiters.items())))
+                     sequences=tuple(sorted(d.sequence_delimiters.items())),
+                     images=tuple(f.name for f in d.features or [] if f.type is not None and f.type.value == "image"),
+                     image_root=os.path.dirname(spec.resolve(d.path)), max_pixels=d.images.max_pixels)
 
 
 def _merged(scans: List[TableScan], name: str) -> ColumnStats:

@@ -24,13 +24,16 @@ def _check_data_format(spec) -> List[str]:
     data = spec.data
     images = [f.name for f in data.features or [] if f.type == FeatureType.IMAGE]
     if not data.is_images:
-        return [f"data.features: image feature {n!r} needs data.format 'image_folder' or 'image_csv'; "
-                f"format 'csv' reads tabular columns only." for n in images]
+        if images and data.format == "tfrecord":
+            return [f"data.features: image feature {n!r} in a table is a column of image file paths; format "
+                    f"'tfrecord' holds no paths. Use csv, jsonl or parquet." for n in images]
+        return []  # a table whose image columns hold file paths, with any other features
     problems = []
     others = [f.name for f in data.features or [] if f.type != FeatureType.IMAGE]
     if len(images) != 1 or others:
         problems.append(f"data.features: format {data.format!r} expects exactly one feature, of type 'image'. "
-                        f"Received: {data.feature_types}")
+                        f"Received: {data.feature_types}. For several images, or images with text and numbers, use "
+                        f"format 'csv' with a column of image paths per image feature.")
     if SOURCE_PATH_KEY in (data.label, *data.feature_types):
         problems.append(f"data: {SOURCE_PATH_KEY!r} is the column that holds each image's path; "
                         f"name the label and features otherwise.")

@@ -9,9 +9,17 @@ from lamina.pipeline.spec.encoders import EncoderSpec
 
 
 class CombinerSpec(StrictModel):
-    """Fuses the encoded features: concatenation followed by dense layers."""
+    """Fuses the encoded features, then a dense stack (`hidden_units`).
 
-    type: Literal["concat"] = "concat"
+    `concat`: side by side. `gated`: each encoding projected to `dim` and scaled by a learned gate
+    per modality and example. `attention`: each encoding projected to `dim` is a token, and
+    `heads`-head self-attention runs across them (cross-modal attention).
+    """
+
+    type: Literal["concat", "gated", "attention"] = "concat"
+    dim: int = Field(default=32, ge=1, le=4096, description="gated and attention: the width of each modality's "
+                                                            "projection.")
+    heads: int = Field(default=4, ge=1, le=64, description="attention only.")
     hidden_units: List[int] = Field(default_factory=lambda: [32, 16])
     activation: Literal["relu", "gelu", "tanh", "selu", "swish"] = "relu"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -92,7 +92,8 @@ def test_gate_spec_errors_name_the_key():
                "fairness": [{"feature": "group", "metric": "tpr", "max_gap": 0.1}],
                "baseline": {"must_beat": "forest"}})
     text = str(info.value)
-    assert "evaluation.baseline.must_beat: Received 'forest'; expected one of: 'gbt', 'linear' or 'best'." in text
+    assert ("evaluation.baseline.must_beat: Received 'forest'; expected one of: 'gbt', 'linear', 'best', "
+            "'seasonal_naive' or 'last_value'. Did you mean 'best'?") in text
     with pytest.raises(SpecError) as info:
         _spec({"metrics": ["accuracy"], "slice_thresholds": {"auc": {"lower_bound": 0.8}},
                "fairness": [{"feature": "group", "metric": "tpr", "max_gap": 0.1}]})

@@ -35,10 +35,10 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["model"].update(hed={}),
      "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head."),
     (lambda d: d.update(trainig={}),
-     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, explain, export, inference, kubeflow, model, "
+     "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, explain, export, forecast, inference, kubeflow, model, "
      "name, runner, serving, split, training, tuning."),
     (lambda d: d["model"]["head"].update(type="clasification"),
-     "model.head.type: Received 'clasification'; expected one of: 'classification' or 'regression'. "
+     "model.head.type: Received 'clasification'; expected one of: 'classification', 'regression' or 'forecast'. "
      "Did you mean 'classification'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
      "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'calendar', 'conv1d', 'dense', "
@@ -70,9 +70,9 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: (d["data"]["features"].update(notes="text"),
                 d["model"]["encoders"].update(notes={"type": "transformer", "hidden_dim": 100, "num_heads": 3})),
      "model.encoders.notes: hidden_dim (100) must be a multiple of num_heads (3)."),
-    (lambda d: d["data"]["features"].update(photo="image"),
-     "data.features: image feature 'photo' needs data.format 'image_folder' or 'image_csv'; format 'csv' reads "
-     "tabular columns only."),
+    (lambda d: (d["data"].update(format="tfrecord"), d["data"]["features"].update(photo="image")),
+     "data.features: image feature 'photo' in a table is a column of image file paths; format 'tfrecord' holds no "
+     "paths. Use csv, jsonl or parquet."),
     (lambda d: d["data"]["features"].update(island="categorial"),
      "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image', "
      "'date' or 'sequence'. Did you mean 'categorical'?"),
@@ -186,7 +186,8 @@ DIGITS = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..",
      "trains from the start."),
     (lambda d: d["data"].update(features={"image": "image", "size": "numeric"}),
      "data.features: format 'image_folder' expects exactly one feature, of type 'image'. Received: "
-     "{'image': 'image', 'size': 'numeric'}"),
+     "{'image': 'image', 'size': 'numeric'}. For several images, or images with text and numbers, use format 'csv' "
+     "with a column of image paths per image feature."),
     (lambda d: d["data"]["images"].update(extensions=[".tiff"]),
      "data.images.extensions: expected a non-empty list from ['.png', '.jpg', '.jpeg', '.gif', '.bmp']. "
      "Received: ['.tiff']"),
