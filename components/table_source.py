@@ -537,7 +537,9 @@ def _enforce(scan: TableScan, policy: TablePolicy, unit: str) -> None:
     if scan.bad_row_count:
         where = "; ".join(f"{unit} {line}: {problem}" for line, problem in scan.bad_rows[:5])
         more = f" (and {scan.bad_row_count - 5} more)" if scan.bad_row_count > 5 else ""
-        csv_rows = policy.format == "csv"
+        # A CSV's bad rows are rows of the wrong width, unless a sequence or image cell is the problem.
+        csv_rows = policy.format == "csv" and all(p.endswith(f"the header has {len(scan.columns)}")
+                                                  for _, p in scan.bad_rows)
         what = f"do not match the header's {len(scan.columns)} columns" if csv_rows else "cannot be read"
         if policy.bad_rows == "fail":
             raise CsvInputError(f"{path}: {scan.bad_row_count} row(s) {what}: {where}{more}. Fix them, or set "

@@ -6,6 +6,8 @@ As in the Keras transfer-learning guide:
      the lower `fine_tune.learning_rate`. BatchNorm stays frozen and in inference mode.
 For a pretrained text encoder with `freeze_epochs: N`: the head trains alone for N epochs, then
 the whole model for the rest of training.epochs, at the same learning rate.
+The schedule applies per encoder: one whose spec says `frozen: true` stays frozen in every phase,
+while the others fine-tune (several images, texts and numbers in one model).
 The model is recompiled at each phase, since Keras fixes the trainable weights at compile time.
 """
 
@@ -34,12 +36,16 @@ def pretrained_backbones(model: keras.Model, spec: Spec) -> List[keras.Model]:
             if spec.image_encoder(backbone_feature(b, spec.data.feature_types)).pretrained]
 
 
-def _text_freeze_epochs(model: keras.Model, spec: Spec) -> int:
+def _text_configs(model: keras.Model, spec: Spec) -> list:
+    """(encoder layer, its spec) for each text encoder of the model."""
     # Encoder layers are named after the feature's safe name; map it back to the column.
     columns = {safe_name(f.name): f.name for f in spec.data.features or []}
-    keys = [e.name.rsplit("_", 1)[0] for e in text_encoders(model)]
-    configs = [spec.text_encoder(columns.get(k, k)) for k in keys]
-    return max([c.freeze_epochs for c in configs if isinstance(c, BertEncoder)], default=0)
+    return [(e, spec.text_encoder(columns.get(k, k))) for e in text_encoders(model)
+            for k in [e.name.rsplit("_", 1)[0]]]
+
+
+def _text_freeze_epochs(model: keras.Model, spec: Spec) -> int:
+    return max([c.freeze_epochs for _, c in _text_configs(model, spec) if isinstance(c, BertEncoder)], default=0)
 
 
 def training_phases(model: keras.Model, spec: Spec) -> List[Phase]:
@@ -60,10 +66,11 @@ def training_phases(model: keras.Model, spec: Spec) -> List[Phase]:
 def apply_phase(model: keras.Model, spec: Spec, phase: Phase) -> List[str]:
     """Sets what trains in `phase`; returns the unfrozen block names of the pretrained backbones."""
     unfrozen = []
-    for encoder in text_encoders(model):
-        set_encoder_trainable(encoder, phase.unfreeze_blocks is None)
+    for encoder, config in _text_configs(model, spec):  # a `frozen` encoder never trains
+        set_encoder_trainable(encoder, phase.unfreeze_blocks is None and not getattr(config, "frozen", False))
     if phase.unfreeze_blocks is None:
         return unfrozen
     for backbone in pretrained_backbones(model, spec):
-        unfrozen += [f"{backbone.name}/{b}" for b in set_trainable_blocks(backbone, phase.unfreeze_blocks)]
+        frozen = spec.image_encoder(backbone_feature(backbone, spec.data.feature_types)).frozen
+        unfrozen += [f"{backbone.name}/{b}" for b in set_trainable_blocks(backbone, 0 if frozen else phase.unfreeze_blocks)]
     return unfrozen

@@ -43,6 +43,7 @@ class RunResult:
     statistics_dir: Optional[str] = None
     examples_dir: Optional[str] = None  # ExampleGen's output (raw tf.Examples per split)
     transform_graph_dir: Optional[str] = None
+    transformed_examples_dir: Optional[str] = None
     tflite_dir: Optional[str] = None
     tflite: Optional[dict] = None  # TFLiteExporter's report: the forms, their sizes and metrics
     explanations_dir: Optional[str] = None  # the Explainer's output
@@ -100,6 +101,7 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     result.examples_dir = examples.uri if examples else None
     result.statistics_dir = uri("StatisticsGen", "statistics")
     result.transform_graph_dir = uri("Transform", "transform_graph")
+    result.transformed_examples_dir = uri("Transform", "transformed_examples")
     result.tflite_dir = uri("TFLiteExporter", "tflite_models")
     if result.tflite_dir:
         from lamina.models.tflite import read_report as read_tflite_report

@@ -215,8 +215,8 @@ def cmd_predict(args) -> int:
     if getattr(args, "spec", None):
         return _predict_forecast(args)
 
-    from lamina.serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_rows,
-                                read_rows, read_text_rows)
+    from lamina.serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_cells,
+                                       read_image_rows, read_rows, read_text_rows)
 
     images = [p for p in args.input if is_image_path(p)]
     if args.text is not None and args.input:
@@ -252,6 +252,10 @@ def cmd_predict(args) -> int:
                 args.raw = args.raw or not args.classify
             else:
                 rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
+                if any(isinstance(v, str) and is_image_path(v.strip()) for r in rows for v in r.values()):
+                    # A multimodal model's image columns name files: send their bytes.
+                    base = os.path.dirname(os.path.abspath(args.input[0])) if args.input[0] != "-" else os.getcwd()
+                    rows = read_image_cells(rows, base, client.raw_inputs(args.model, args.version))
         except (OSError, RowError, json.JSONDecodeError) as e:
             _err(f"cannot read rows from {source}: {e}")
             return 2

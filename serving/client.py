@@ -85,6 +85,34 @@ def read_image_rows(paths: Sequence[str], inputs: Dict[str, int]) -> List[Dict[s
     return rows
 
 
+def read_image_cells(rows: List[Dict[str, object]], base_dir: str, inputs: Dict[str, int]) -> List[Dict[str, object]]:
+    """Rows whose string cells naming an image file (.png, .jpg, ...; relative to `base_dir`, the rows
+    file's folder) hold that file's bytes instead: a multimodal model's image inputs, from a CSV.
+
+    A cell that looks like such a path (one word ending in an image extension) whose file is missing
+    raises RowError naming the row, the feature and where it looked.
+    """
+    import os
+
+    strings = [k for k, v in inputs.items() if v == tf.string.as_datatype_enum]
+    out = []
+    for n, row in enumerate(rows, 1):
+        row = dict(row)
+        for name in strings:
+            value = row.get(name)
+            if not isinstance(value, str) or not is_image_path(value.strip()):
+                continue
+            path = os.path.join(base_dir, os.path.expanduser(value.strip()))
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    row[name] = f.read()
+            elif not any(c.isspace() for c in value.strip()):
+                raise RowError(f"row {n}: feature {name!r} names the image file {value.strip()!r}, and there is no "
+                               f"{path}; image paths are relative to the rows file's folder.")
+        out.append(row)
+    return out
+
+
 def read_text_rows(texts: Sequence[str], inputs: Dict[str, int], feature: Optional[str] = None
                    ) -> List[Dict[str, object]]:
     """One row per string, under `feature` or else the model's one string input (a text model's)."""

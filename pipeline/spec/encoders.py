@@ -113,6 +113,8 @@ class ImageEncoder(EncoderConfig):
     width: int = Field(default=16, ge=4, le=512, description="resnet_small only: filters of the first stage.")
     augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    frozen: bool = Field(default=False, description="With pretrained weights: keep the whole backbone frozen, also "
+                                                     "in training.fine_tune's phase (a fixed feature extractor).")
 
     @field_validator("image_size")
     @classmethod
@@ -148,6 +150,14 @@ class BertEncoder(TextEncoderConfig):
     type: Literal["bert"] = "bert"
     path: str
     freeze_epochs: int = Field(default=0, ge=0, le=100000)
+    frozen: bool = Field(default=False, description="Never fine-tune it: only the layers after it train.")
+
+    @model_validator(mode="after")
+    def _frozen_or_phased(self) -> "BertEncoder":
+        if self.frozen and self.freeze_epochs:
+            raise ValueError("`frozen: true` keeps the encoder frozen for every epoch; drop freeze_epochs, or "
+                             "frozen to fine-tune it after freeze_epochs.")
+        return self
 
 
 class TransformerEncoder(TextEncoderConfig):

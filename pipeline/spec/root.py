@@ -63,17 +63,20 @@ class Spec(StrictModel):
             return data
         data = dict(data)
         task = data.pop("task", None)
-        if task is None and isinstance(data.get("forecast"), dict):
+        model, head_type = data.get("model"), None
+        if isinstance(model, dict) and isinstance(model.get("head"), dict):
+            head_type = model["head"].get("type")
+        if task is None and (isinstance(data.get("forecast"), dict) or head_type == "forecast"):
             task = "forecast"
-        if task is not None:
-            model = dict(data.get("model") or {})
+        if task is not None and isinstance(model or {}, dict) and isinstance((model or {}).get("head") or {}, dict):
+            model = dict(model or {})
             head = dict(model.get("head") or {})
             if head.get("type", task) != task:
                 raise ValueError(f"task is {task!r} but model.head.type is {head['type']!r}; set one of them.")
             head["type"] = task
             model["head"] = head
             data["model"] = model
-            if task == "forecast":
+            if task == "forecast" and isinstance(data.get("evaluation") or {}, dict):
                 evaluation = dict(data.get("evaluation") or {})
                 evaluation.setdefault("metrics", ["mase", "mae", "rmse", "smape"])
                 data["evaluation"] = evaluation

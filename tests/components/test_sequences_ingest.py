@@ -52,7 +52,7 @@ def test_a_value_that_is_not_a_number_names_the_file_line_and_feature(tmp_path):
     with pytest.raises(CsvInputError) as info:
         scan_table(str(path), TablePolicy(label="status", sequences=(("log", ";"),)))
     assert str(info.value) == (
-        f"{path}: 1 row(s) do not match the header's 2 columns: line 4: sequence feature 'log': value 2, 'x5', is not "
+        f"{path}: 1 row(s) cannot be read: line 4: sequence feature 'log': value 2, 'x5', is not "
         f"a number in '4;x5;6'; expected numbers separated by ';'. Fix them, or set data.bad_rows: skip to leave "
         f"such rows out.")
     # With bad_rows: skip, the row is left out by the scan and by the rows ExampleGen reads alike.

@@ -123,3 +123,33 @@ def test_phase_one_leaves_the_backbone_bit_for_bit_unchanged(pretrained, few_sho
     model.fit(dataset(x, y, 16), epochs=1, verbose=0)
     moved = sorted(w.path for w in backbone.weights if not np.array_equal(before[w.path], w.numpy()))
     assert moved == [f"{top}_1_conv/kernel", f"{top}_2_conv/kernel"]
+
+
+def test_the_two_phase_schedule_applies_per_encoder(pretrained, few_shot, tmp_path):
+    """Two pretrained image encoders in one model: `frozen: true` keeps one a fixed feature extractor through
+    the fine-tuning phase, while the other's top block fine-tunes."""
+    import keras
+
+    (x, y), _ = few_shot
+    d = {"name": "two_images", "data": {"path": "t.csv", "label": "label",
+                                        "features": {"front": "image", "back": "image"}},
+         "model": {"encoders": {k: {"type": "resnet", "architecture": "resnet_small", "weights": str(pretrained),
+                                    "image_size": [SIZE, SIZE], "width": 8, "frozen": k == "back"}
+                                for k in ("front", "back")}, "combiner": {"type": "gated", "dim": 8, "hidden_units": []}},
+         "training": {"epochs": 1, "learning_rate": 0.05, "batch_size": 16, "seed": 1,
+                      "fine_tune": {"epochs": 1, "learning_rate": 0.002, "unfreeze_blocks": 1}}}
+    spec = Spec.from_dict(d, base_dir=str(tmp_path))
+    keras.utils.set_random_seed(1)
+    features = [FeatureInfo(k, IMAGE, image_size=(SIZE, SIZE)) for k in ("back", "front")]
+    model = build_model(spec, features, num_classes=5, compile=False)
+    backbones = {b.name: b for b in image_backbones(model)}
+    assert sorted(backbones) == ["back_resnet", "front_resnet"]
+    before = {n: [w.numpy().copy() for w in b.weights] for n, b in backbones.items()}
+    phase1, phase2 = training_phases(model, spec)
+    unfrozen = apply_phase(model, spec, phase2)
+    assert unfrozen == [f"front_resnet/{residual_blocks(backbones['front_resnet'])[-1]}"]
+    compile_model(model, spec, phase2.learning_rate)
+    model.fit(tf.data.Dataset.from_tensor_slices(({"front": x, "back": x}, y)).batch(16), epochs=1, verbose=0)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before["back_resnet"], backbones["back_resnet"].weights))
+    assert not all(np.array_equal(a, w.numpy())
+                   for a, w in zip(before["front_resnet"], backbones["front_resnet"].weights))

@@ -340,3 +340,55 @@ def test_export_section_lists_tflite_forms_once_each():
     with pytest.raises(SpecError) as info:
         Spec.from_dict(d, base_dir="/tmp")
     assert info.value.problems == ["export.tflite: each form at most once. Received 'float' twice"]
+
+
+FORECAST = {"task": "forecast", "data": {"path": "sales.csv", "label": "Units sold"},
+            "forecast": {"timestamp": "Date", "series_id": "Store", "frequency": "D", "lookback": 28, "horizon": 7,
+                         "known_future": ["Promo"], "past_only": ["Temp"]}}
+
+
+def test_task_forecast_sets_the_head_and_its_metrics():
+    spec = Spec.from_dict(FORECAST, base_dir="/tmp")
+    assert (spec.task, spec.model.head.type, spec.forecast.season) == ("forecast", "forecast", 7)
+    assert spec.evaluation.metrics == ["mase", "mae", "rmse", "smape"] and not spec.has_tabular_features
+    assert spec.encoder_for("Units sold", "sequence").type == "lstm"
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"forecast": None, "model": {"head": {"type": "forecast"}}},
+     "forecast: task forecast needs this section: timestamp, frequency, lookback and horizon (and series_id when "
+     "the table holds several series)."),
+    ({"forecast": {**FORECAST["forecast"], "past_only": ["Promo"]}},
+     "forecast: 'Promo' is in both known_future and past_only; a covariate is one or the other."),
+    ({"forecast": {**FORECAST["forecast"], "frequency": "Q"}},
+     "forecast.frequency: Received 'Q'; expected one of: 'H', 'D', 'W' or 'M'."),
+    ({"data": {**FORECAST["data"], "features": {"Temp": "numeric"}}},
+     "data.features: a forecast makes its own inputs from the target's history and forecast.known_future / "
+     "forecast.past_only; remove data.features."),
+    ({"evaluation": {"metrics": ["mase"], "baseline": {"must_beat": "gbt"}}},
+     "evaluation.baseline.must_beat: a forecast's baselines are 'seasonal_naive' and 'last_value' (or 'best', "
+     "both). Received: 'gbt'"),
+    ({"evaluation": {"metrics": ["accuracy"]}},
+     "evaluation.metrics.0: Received 'accuracy'; for a forecast head expected one of: 'mae', 'rmse', 'mape', "
+     "'smape', 'mase'."),
+    ({"model": {"encoders": {"Units sold": {"type": "embedding"}}}},
+     "model.encoders.Units sold.type: Received 'embedding'; a sequence feature expects one of: 'transformer', "
+     "'lstm', 'gru', 'conv1d'."),
+])
+def test_forecast_spec_errors(change, expected):
+    d = {**FORECAST, **change}
+    if d.get("forecast") is None:
+        d.pop("forecast")
+        d.pop("task")
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir="/tmp")
+    assert info.value.problems == [expected]
+
+
+def test_a_frozen_encoder_takes_no_freeze_epochs():
+    d = {"data": {"path": "t.csv", "label": "y", "features": {"note": "text"}},
+         "model": {"encoders": {"note": {"type": "bert", "path": "m", "frozen": True, "freeze_epochs": 2}}}}
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(d, base_dir="/tmp")
+    assert info.value.problems == ["model.encoders.note: `frozen: true` keeps the encoder frozen for every epoch; "
+                                   "drop freeze_epochs, or frozen to fine-tune it after freeze_epochs."]
