@@ -98,6 +98,13 @@ def convert(model, features: List[FeatureInfo], task: str, form: str,
 def _convert(converter, features: List[FeatureInfo], form: str, representative) -> bytes:
     if form in ("dynamic_range", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if any(f.kind == SEQUENCE for f in features) and form != "int8":
+        # Keras 3's masked recurrent loops are TensorList ops, which TFLite's builtins lack: they run as
+        # TF ops (the Flex delegate, built into TensorFlow's tf.lite.Interpreter; on a phone, add
+        # tensorflow-lite-select-tf-ops).
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        converter._experimental_lower_tensor_list_ops = False  # pylint: disable=protected-access
+        converter.experimental_enable_resource_variables = True
     if form == "int8":
         if representative is None:
             raise ValueError("int8 needs a representative sample of training examples")

@@ -343,7 +343,10 @@ def read_features(path: str) -> List[FeatureInfo]:
 def load_keras_model(path: str) -> keras.Model:
     """The Keras model a Trainer saved (uncompiled): `path` is its Model artifact or a SavedModel it wrote,
     a pushed version included."""
-    import lamina.models.images  # noqa: F401 - registers the custom layers the file names
+    import lamina.models.combiners  # noqa: F401 - registers the custom layers the file names
+    import lamina.models.forecast  # noqa: F401
+    import lamina.models.images  # noqa: F401
+    import lamina.models.sequence  # noqa: F401
     import lamina.models.text  # noqa: F401
 
     path = keras_model_path(path)

@@ -105,3 +105,36 @@ def test_an_lstm_learns_topics_from_text_with_a_learned_vocabulary(tmp_path):
     assert accuracy >= 0.85, accuracy
     encoder = next(l for l in model.get_layer("backbone").layers if isinstance(l, SequenceEncoderLayer))
     assert encoder.embedding.input_dim == tokenizer.vocabulary_size and encoder.pad_id == tokenizer.pad_id
+
+
+def test_a_sequence_model_converts_to_tflite_and_answers_as_keras(tmp_path):
+    from lamina.models import tflite
+
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "y", "features": {"log": "sequence"}},
+                           "model": {"encoders": {"log": {"type": "lstm", "units": 8, "max_length": 6}}}})
+    features = [FeatureInfo("log", SEQUENCE, max_length=6)]
+    model = build_model(spec, features, num_classes=2)
+    content = tflite.convert(model, features, "classification", "float")
+    np.testing.assert_allclose(tflite.run_interpreter(content, [{"log": LOGS}], "classification"),
+                               model({"log": LOGS}).numpy(), atol=1e-5)
+
+
+def test_a_saved_model_file_loads_in_a_fresh_process(tmp_path):
+    """load_keras_model registers every custom layer itself: the Explainer and TFLiteExporter load the
+    Trainer's file in another process when the Trainer's run is cached."""
+    import subprocess
+    import sys
+
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "y", "features": {"log": "sequence", "n": "numeric"}},
+                           "model": {"encoders": {"log": {"type": "gru", "units": 4, "max_length": 6}},
+                                     "combiner": {"type": "attention", "dim": 4, "heads": 2}}})
+    model = build_model(spec, [FeatureInfo("log", SEQUENCE, max_length=6), FeatureInfo("n", "numeric")],
+                        num_classes=2)
+    folder = tmp_path / "Format-Serving" / "assets.extra" / "lamina"
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    code = ("import sys; from lamina.models.trainer import load_keras_model; "
+            "print(load_keras_model(sys.argv[1]).count_params())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) == model.count_params()

@@ -276,3 +276,22 @@ def test_make_image_tags_the_image_the_spec_names(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert dry.returncode == 0, dry.stderr
     assert "docker build -t registry.example.com/team/lamina:2026.11.23 ." in dry.stdout.splitlines()
+
+
+def test_the_forecast_and_multimodal_specs_compile(tmp_path):
+    """The forecast's own components (windows split by time, its evaluator) and a multimodal table compile
+    into KFP v2 specs the kfp loader reads, each step in the Lamina image."""
+    import yaml
+
+    from lamina.pipeline.spec import Spec
+
+    for example, expected in (("timeseries", ["ForecastExampleGen", "ForecastEvaluator", "Pusher"]),
+                              ("multimodal", ["CsvExampleGen", "Evaluator", "Pusher"])):
+        d = yaml.safe_load(open(REPO / "examples" / example / "spec.yaml"))
+        d["data"]["path"] = f"gs://acme-ml/{example}/{d['data']['path']}"
+        d["serving"]["push_dir"] = f"gs://acme-ml/{example}/serving"
+        d["kubeflow"] = KUBEFLOW
+        spec = Spec.from_dict(d, base_dir=str(tmp_path))
+        ps = load(compile_pipeline(spec, str(tmp_path / f"{example}.json")))
+        assert set(expected) <= set(ps.root.dag.tasks), sorted(ps.root.dag.tasks)
+        assert executor(ps, expected[0])["container"]["image"] == IMAGE
