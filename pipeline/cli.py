@@ -26,6 +26,11 @@ def cmd_validate(args) -> int:
     except CsvInputError as e:
         _err(f"{args.spec}: the spec is valid, but its data is not: {e}")
         return 1
+    if spec.task == "forecast":
+        fc = spec.forecast
+        print(f"{args.spec}: valid. Pipeline {spec.name!r}, a forecast of {spec.data.label!r}: {fc.horizon} steps "
+              f"ahead from {fc.lookback} back, {len(fc.covariates)} covariate(s).")
+        return 0
     inferred = "" if spec.data.features is not None else f" ({len(resolved.data.features or [])} inferred)"
     print(f"{args.spec}: valid. Pipeline {spec.name!r}, label {spec.data.label!r}, "
           f"{declared} declared feature(s){inferred}, {resolved.task} head.")

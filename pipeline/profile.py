@@ -214,7 +214,24 @@ def infer_roles(spec: Spec, scans: List[TableScan]) -> DataProfile:
 def profile_data(spec: Spec, files: Optional[List[str]] = None) -> DataProfile:
     """Checks every data file and infers the columns' roles. Raises CsvInputError on bad input."""
     files = files if files is not None else spec.check_data_exists()
-    return infer_roles(spec, [scan_table(f, policy(spec)) for f in files])
+    scans = [scan_table(f, policy(spec)) for f in files]
+    if spec.task == "forecast":
+        check_forecast_rows(spec, scans)
+    return infer_roles(spec, scans)
+
+
+def check_forecast_rows(spec: Spec, scans: List[TableScan]) -> None:
+    """Every row's timestamp, target and covariates, as ForecastExampleGen reads them, in one streaming pass:
+    a bad cell stops the run here, before TFX starts, with the file, line and column."""
+    from lamina.components.forecast_windows import WindowSettings, check_columns, row_point
+    from lamina.components.table_source import iter_records
+
+    settings = WindowSettings.from_spec(spec)
+    for scan in scans:
+        check_columns(scan.names, settings, scan.path)
+        for line, record in iter_records(scan.path, scan.names, "", spec.data.format, scan.delimiter,
+                                         spec.data.encoding):
+            row_point(record, settings, f"{scan.path}, line {line}")
 
 
 def resolve_spec(spec: Spec, profile: DataProfile) -> Spec:

@@ -137,3 +137,27 @@ def test_bad_data_is_reported_before_tensorflow_is_imported(tmp_path, content, e
     assert proc.returncode == (2 if content is None else 1), proc.stderr
     assert expected in proc.stderr
     assert "imported: []" in proc.stdout
+
+
+def test_a_forecast_table_with_a_bad_date_stops_before_tensorflow_is_imported(tmp_path):
+    """A forecast's rows are checked as ForecastExampleGen reads them (timestamp, target, covariates) before
+    TFX, Beam and TensorFlow are imported: the message names the file, line and column."""
+    import subprocess
+    import sys
+
+    rows = ["\ufeffStore;Date;Units sold"] + [f"A;2024-01-{d:02d};{10 + d}" for d in range(1, 29)]
+    rows[17] = "A;2024-01-17;12 pcs"
+    (tmp_path / "sales.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "spec.yaml").write_text(
+        "task: forecast\ndata: {path: sales.csv, label: Units sold}\n"
+        "forecast: {timestamp: Date, series_id: Store, frequency: D, lookback: 7, horizon: 2}\n")
+    code = ("import sys\nfrom lamina.pipeline.cli import main\nrc = main(['run', sys.argv[1]])\n"
+            "print('imported:', sorted(m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules))\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spec.yaml")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().endswith(
+        f"{tmp_path / 'sales.csv'}, line 18: column 'Units sold' holds '12 pcs', which is not a number; a forecast's "
+        f"target and covariates are numbers (leave a cell blank for a missing value).")
+    assert "imported: []" in proc.stdout
