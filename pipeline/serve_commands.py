@@ -205,8 +205,6 @@ def _predict_tflite(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import grpc
-
     if args.tflite:
         return _predict_tflite(args)
     if not args.model:
@@ -215,7 +213,7 @@ def cmd_predict(args) -> int:
     if getattr(args, "spec", None):
         return _predict_forecast(args)
 
-    from lamina.serving.client import (PredictionClient, RowError, format_predictions, is_image_path, read_image_cells,
+    from lamina.serving.client import (RowError, format_predictions, is_image_path, read_image_cells,
                                        read_image_rows, read_rows, read_text_rows)
 
     images = [p for p in args.input if is_image_path(p)]
@@ -233,14 +231,7 @@ def cmd_predict(args) -> int:
         return 2
     source = (f"{len(args.text)} text(s)" if args.text is not None
               else args.input[0] if not images else f"{len(images)} image file(s)")
-    if args.rest:
-        from lamina.serving.client import RestCallError, RestClient
-
-        client_cm, where, call_errors = RestClient(args.rest, timeout=args.timeout,
-                                                   verify=args.tls_ca or True), args.rest, (RestCallError,)
-    else:
-        client_cm = PredictionClient(args.target, timeout=args.timeout, tls_ca=args.tls_ca)
-        where, call_errors = args.target, (grpc.RpcError,)
+    client_cm, where, call_errors = _client(args)
     with client_cm as client:
         try:
             if args.text is not None:
@@ -291,12 +282,10 @@ def cmd_predict(args) -> int:
 
 def _predict_forecast(args) -> int:
     """`lamina predict --spec SPEC recent.csv`: the next horizon of each series in a table of its recent history."""
-    import grpc
-
     from lamina.components.forecast_windows import WindowSettings, read_requests
     from lamina.components.table_cells import CsvInputError
     from lamina.pipeline.spec import Spec, SpecError
-    from lamina.serving.client import PredictionClient, RestCallError, RestClient, RowError
+    from lamina.serving.client import RowError
 
     try:
         spec = Spec.from_yaml(args.spec)
@@ -315,12 +304,7 @@ def _predict_forecast(args) -> int:
     except (OSError, CsvInputError) as e:
         _err(f"cannot read recent history from {args.input[0]}: {e}")
         return 2
-    if args.rest:
-        client_cm, where, call_errors = RestClient(args.rest, timeout=args.timeout, verify=args.tls_ca or True), \
-            args.rest, (RestCallError,)
-    else:
-        client_cm, where, call_errors = PredictionClient(args.target, timeout=args.timeout, tls_ca=args.tls_ca), \
-            args.target, (grpc.RpcError,)
+    client_cm, where, call_errors = _client(args)
     rows = [r.row for r in requests]
     with client_cm as client:
         try:
@@ -337,6 +321,19 @@ def _predict_forecast(args) -> int:
                           "forecast": [{"time": t, spec.data.label: round(float(v), 6)}
                                        for t, v in zip(request.times, values)]}, ensure_ascii=False))
     return 0
+
+
+def _client(args):
+    """(the gRPC or REST client the arguments name, where it talks to, the errors its calls raise)."""
+    if args.rest:
+        from lamina.serving.client import RestCallError, RestClient
+
+        return RestClient(args.rest, timeout=args.timeout, verify=args.tls_ca or True), args.rest, (RestCallError,)
+    import grpc
+
+    from lamina.serving.client import PredictionClient
+
+    return PredictionClient(args.target, timeout=args.timeout, tls_ca=args.tls_ca), args.target, (grpc.RpcError,)
 
 
 def _call_error(where: str, error: Exception) -> str:

@@ -75,13 +75,26 @@ def write_csv(path, rows, columns):
             w.writerow({c: r.get(c, "") for c in columns})
 
 
-def serving(push_dir):
-    """A LaminaServer on a free loopback port over `push_dir`, stopped when the fixture ends."""
+def serving(push_dir, rest: bool = False):
+    """A LaminaServer on a free loopback port over `push_dir` (and REST on another with `rest`), stopped
+    when the fixture ends."""
     from lamina.serving.server import LaminaServer
 
-    srv = LaminaServer(push_dir, port=0, poll_seconds=0.2).start()
+    srv = LaminaServer(push_dir, port=0, rest_port=0 if rest else None, poll_seconds=0.2).start()
     yield srv
     srv.stop()
+
+
+def run_example(root: Path, example: str, files=("spec.yaml",)):
+    """(spec, RunResult) of examples/<example>/spec.yaml run in `root`, its `files` copied there first."""
+    import shutil
+
+    from lamina.pipeline.local_runner import run_pipeline
+
+    for name in files:
+        shutil.copy(REPO / "examples" / example / name, Path(root) / name)
+    spec = Spec.from_yaml(Path(root) / "spec.yaml")
+    return spec, run_pipeline(spec)
 
 
 DIGITS_SPEC = REPO / "examples" / "digits" / "spec.yaml"

@@ -6,7 +6,6 @@ REST, against the pushed model in this process."""
 import csv
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import tensorflow as tf
 from lamina.components.forecast_windows import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY, WindowSettings, read_requests
 from lamina.pipeline import cli
 from lamina.serving.client import RestClient, row_to_example
-from lamina.serving.server import LaminaServer
+from tests.helpers import run_example, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -24,22 +23,12 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "timeseries"
 
 @pytest.fixture(scope="module")
 def forecast_run(tmp_path_factory):
-    from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.spec import load_spec
-
-    root = tmp_path_factory.mktemp("timeseries")
-    for name in ("spec.yaml", "sales.csv"):
-        shutil.copy(os.path.join(EXAMPLE, name), root / name)
-    spec = load_spec(root / "spec.yaml")
-    return spec, run_pipeline(spec)
+    return run_example(tmp_path_factory.mktemp("timeseries"), "timeseries", ("spec.yaml", "sales.csv"))
 
 
 @pytest.fixture(scope="module")
 def forecast_server(forecast_run):
-    spec, _ = forecast_run
-    server = LaminaServer(spec.push_dir, port=0, rest_port=0, poll_seconds=0.2).start()
-    yield server
-    server.stop()
+    yield from serving(forecast_run[0].push_dir, rest=True)
 
 
 def test_the_lstm_beats_the_seasonal_naive_and_last_value_forecasts(forecast_run):

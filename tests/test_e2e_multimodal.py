@@ -16,8 +16,8 @@ import yaml
 
 from lamina.models.features import safe_name
 from lamina.pipeline import cli
-from lamina.serving.client import PredictionClient, RestClient, read_image_cells, read_rows
-from lamina.serving.server import LaminaServer
+from lamina.serving.client import PredictionClient, RestClient, read_image_cells
+from tests.helpers import run_example, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -35,22 +35,14 @@ def _make_dataset(folder):
 
 @pytest.fixture(scope="module")
 def multimodal_run(tmp_path_factory):
-    from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.spec import load_spec
-
     root = tmp_path_factory.mktemp("multimodal")
     _make_dataset(root)
-    (root / "spec.yaml").write_text(open(os.path.join(EXAMPLE, "spec.yaml")).read())
-    spec = load_spec(root / "spec.yaml")
-    return spec, run_pipeline(spec)
+    return run_example(root, "multimodal")
 
 
 @pytest.fixture(scope="module")
 def multimodal_server(multimodal_run):
-    spec, _ = multimodal_run
-    server = LaminaServer(spec.push_dir, port=0, rest_port=0, poll_seconds=0.2).start()
-    yield server
-    server.stop()
+    yield from serving(multimodal_run[0].push_dir, rest=True)
 
 
 def _accuracy(spec_dict, base_dir, result, features, encoders, out_dir):

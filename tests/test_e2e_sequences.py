@@ -4,7 +4,6 @@ the Trainer, TFMA and the Pusher; then logs of different lengths in one request 
 
 import csv
 import os
-import shutil
 
 import grpc
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lamina.serving.client import PredictionClient, RestClient, RowError, row_to_example
-from lamina.serving.server import LaminaServer
+from tests.helpers import run_example, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -22,22 +21,12 @@ LOG = "Temperature log (°C)"
 
 @pytest.fixture(scope="module")
 def sequence_run(tmp_path_factory):
-    from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.spec import load_spec
-
-    root = tmp_path_factory.mktemp("sequences")
-    for name in ("spec.yaml", "machines.csv"):
-        shutil.copy(os.path.join(EXAMPLE, name), root / name)
-    spec = load_spec(root / "spec.yaml")
-    return spec, run_pipeline(spec)
+    return run_example(tmp_path_factory.mktemp("sequences"), "sequences", ("spec.yaml", "machines.csv"))
 
 
 @pytest.fixture(scope="module")
 def sequence_server(sequence_run):
-    spec, _ = sequence_run
-    server = LaminaServer(spec.push_dir, port=0, rest_port=0, poll_seconds=0.2).start()
-    yield server
-    server.stop()
+    yield from serving(sequence_run[0].push_dir, rest=True)
 
 
 def _logs():

@@ -225,6 +225,10 @@ def _check_forecast(spec) -> List[str]:
         if getattr(spec.evaluation, key):
             problems.append(f"evaluation.{key}: not available for a forecast; its metrics are over every series "
                             f"and step.")
+    for name, gate in spec.evaluation.thresholds.items():
+        if gate.max_regression is not None:
+            problems.append(f"evaluation.thresholds.{name}.max_regression: a forecast is gated on bounds and its "
+                            f"baselines, not against the last pushed model; use lower_bound or upper_bound.")
     if spec.evaluation.baseline.must_beat in ("gbt", "linear"):
         problems.append(f"evaluation.baseline.must_beat: a forecast's baselines are 'seasonal_naive' and "
                         f"'last_value' (or 'best', both). Received: {spec.evaluation.baseline.must_beat!r}")

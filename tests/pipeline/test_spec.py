@@ -368,6 +368,9 @@ def test_task_forecast_sets_the_head_and_its_metrics():
     ({"evaluation": {"metrics": ["mase"], "baseline": {"must_beat": "gbt"}}},
      "evaluation.baseline.must_beat: a forecast's baselines are 'seasonal_naive' and 'last_value' (or 'best', "
      "both). Received: 'gbt'"),
+    ({"evaluation": {"metrics": ["mase"], "thresholds": {"mase": {"max_regression": 0.1}}}},
+     "evaluation.thresholds.mase.max_regression: a forecast is gated on bounds and its baselines, not against the "
+     "last pushed model; use lower_bound or upper_bound."),
     ({"evaluation": {"metrics": ["accuracy"]}},
      "evaluation.metrics.0: Received 'accuracy'; for a forecast head expected one of: 'mae', 'rmse', 'mape', "
      "'smape', 'mase'."),
