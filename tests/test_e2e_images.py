@@ -64,7 +64,7 @@ def test_pipeline_ingests_trains_and_pushes_an_accurate_model(digits_run):
     assert sorted(os.listdir(backbone)) == sorted([BACKBONE_CONFIG, BACKBONE_WEIGHTS, COLUMNS_FILE, "features.json",
                                                    "model.keras", "tflite"])
     with open(os.path.join(backbone, COLUMNS_FILE)) as f:
-        assert json.load(f) == {"columns": {"image": "image"}, "dtypes": {"image": "string"}}
+        assert json.load(f) == {"columns": {"image": "image"}, "dtypes": {"image": "string"}, "sequences": []}
     assert "1797 examples from 1797 files" in open(result.report).read()
 
 
