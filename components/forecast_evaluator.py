@@ -20,9 +20,9 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
 
 from lamina import storage
+from lamina.components.gates import write_blessing
 
 FORECAST_FILE = "forecast.json"
-GATES_FILE = "gates.json"
 
 
 def read_windows(files: List[str], settings) -> Dict[str, np.ndarray]:
@@ -142,18 +142,8 @@ def ForecastEvaluator(  # pylint: disable=invalid-name
     spec = Spec.from_json(spec_json)
     record = evaluate(spec, saved_model_dir(model.uri), examples.uri)
     storage.write_json(os.path.join(blessing.uri, FORECAST_FILE), record)
-    storage.write_json(os.path.join(blessing.uri, GATES_FILE), {k: record[k] for k in ("gates", "failures",
-                                                                                        "blessed")})
-    storage.write_text(os.path.join(blessing.uri, "BLESSED" if record["blessed"] else "NOT_BLESSED"), "")
-    blessing.set_int_custom_property("blessed", int(record["blessed"]))
-    blessing.set_string_custom_property("current_model", model.uri)
-    blessing.set_int_custom_property("current_model_id", model.id)
     names = {"model": "network", **record["baseline_names"]}
     for name, m in record["metrics"].items():
         print(f"    {names[name]:<16} " + "  ".join(f"{k}={m[k]:.4f}" for k in spec.evaluation.metrics if k in m),
               flush=True)
-    for g in record["gates"]:
-        if not g["passed"]:
-            print(f"    gate failed: {g['message']}", flush=True)
-    print(f"    {sum(g['passed'] for g in record['gates'])} gate(s) passed, {len(record['failures'])} failed: the model "
-          f"is {'blessed' if record['blessed'] else 'not blessed'}", flush=True)
+    write_blessing(blessing, model, {k: record[k] for k in ("gates", "failures", "blessed")})

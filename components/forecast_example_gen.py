@@ -26,11 +26,11 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.forecast_windows import (WindowSettings, build_series, check_columns, cutoff_index,
-                                                row_point, seasonal_scale, series_windows, too_short, window_example)
+                                                file_points, seasonal_scale, series_windows, too_short, window_example)
 from lamina.components.image_example_gen import _settings, settings_to_custom_config
 from lamina.components.table_cells import CsvInputError
 from lamina.components.table_example_gen import policy_from_settings
-from lamina.components.table_source import iter_records, scan_table
+from lamina.components.table_source import scan_table
 
 REPORT_FILE = "forecast_report.json"
 
@@ -48,20 +48,14 @@ def settings_from_dict(s: Dict[str, Any]) -> WindowSettings:
     return WindowSettings(**w)
 
 
-def read_points(files: List[str], scans, settings: WindowSettings, fmt: str, encoding: str):
-    """(series, Point) for every row of every file, in file order (raises CsvInputError on a bad cell)."""
-    for path, scan in zip(files, scans):
-        for line, record in iter_records(path, scan.names, "", fmt, scan.delimiter, encoding):
-            yield row_point(record, settings, f"{path}, line {line}")
-
-
 class _Points(beam.DoFn):
+    """A table file -> (series ID, Point) for each of its rows."""
+
     def __init__(self, settings: WindowSettings, fmt: str, encoding: str, names: List[str], delimiter: str):
         self.settings, self.fmt, self.encoding, self.names, self.delimiter = settings, fmt, encoding, names, delimiter
 
     def process(self, path: str):
-        for line, record in iter_records(path, self.names, "", self.fmt, self.delimiter, self.encoding):
-            yield row_point(record, self.settings, f"{path}, line {line}")
+        yield from file_points(path, self.names, self.delimiter, self.settings, self.fmt, self.encoding)
 
 
 def _windows(item, settings: WindowSettings):
@@ -76,29 +70,38 @@ def _windows(item, settings: WindowSettings):
 
 
 def series_report(series, settings: WindowSettings) -> Dict[str, Any]:
-    key = series.key
-    cutoff = cutoff_index(len(series), settings)
+    """One series' line of forecast_report.json: its steps, gaps, cut-off and MASE scale."""
     short = too_short(series, settings)
-    return {"series": key, "steps": len(series), "gaps": series.gaps, "too_short": short,
+    scale = math.nan if short else seasonal_scale(series, settings)
+    return {"series": series.key, "steps": len(series), "gaps": series.gaps, "too_short": short,
             "first": series.time(0, settings.frequency), "last": series.time(len(series) - 1, settings.frequency),
-            "cutoff": None if short else series.time(cutoff, settings.frequency),
-            "mase_scale": None if short or math.isnan(seasonal_scale(series, settings)) else seasonal_scale(series, settings)}
+            "cutoff": None if short else series.time(cutoff_index(len(series), settings), settings.frequency),
+            "mase_scale": None if math.isnan(scale) else scale}
+
+
+@beam.ptransform_fn
+def _SeriesWindows(pipeline, files: List[str], read: _Points, settings: WindowSettings):  # pylint: disable=invalid-name
+    """Table files -> ('train' | 'eval', example) for every window, and ('report', a JSON line) per series."""
+    return (pipeline
+            | "Files" >> beam.Create(files)
+            | "ReadRows" >> beam.ParDo(read)
+            | "BySeries" >> beam.GroupByKey()
+            | "Windows" >> beam.FlatMap(_windows, settings))
 
 
 class Executor(BoundedMemoryExecutor):
     """Checks the rows, then windows and splits them by time on Beam (see the module docstring)."""
 
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # unused: the splits are by time
-        raise NotImplementedError("ForecastExampleGen splits by time in GenerateExamplesByBeam")
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        """The windows of every series, each tagged with its split (or 'report')."""
+        def to_windows(exec_properties, split_pattern):  # pylint: disable=unused-argument
+            read = _Points(self._windows, self._format, self._encoding, self._names, self._delimiter)
+            return _SeriesWindows(self._files, read, self._windows)  # pylint: disable=no-value-for-parameter
+        return to_windows
 
-    def GenerateExamplesByBeam(self, pipeline, exec_properties):  # pylint: disable=unused-argument
-        settings = self._windows
-        points = (pipeline
-                  | "Files" >> beam.Create(self._files)
-                  | "ReadRows" >> beam.ParDo(_Points(settings, self._format, self._encoding, self._names,
-                                                     self._delimiter))
-                  | "BySeries" >> beam.GroupByKey())
-        windows = points | "Windows" >> beam.FlatMap(_windows, settings)
+    def GenerateExamplesByBeam(self, pipeline, exec_properties):
+        """The splits by time (not TFX's hash of each example), and the series' reports on the side."""
+        windows = pipeline | "SeriesWindows" >> self.GetInputSourceToExamplePTransform()(exec_properties, "")
         train, evaluation, reports = windows | "SplitByTime" >> beam.Partition(
             lambda kv, n: {"train": 0, "eval": 1}.get(kv[0], 2), 3)
         _ = (reports | "ReportLines" >> beam.Map(lambda kv: kv[1])
@@ -124,7 +127,9 @@ class Executor(BoundedMemoryExecutor):
         self._names, self._delimiter = scans[0].names, scans[0].delimiter
         # One streaming pass before Beam: every cell is checked, and each series' first and last step kept.
         spans: Dict[str, list] = {}
-        for key, point in read_points(self._files, scans, settings, policy.format, policy.encoding):
+        points = (p for scan in scans for p in file_points(scan.path, scan.names, scan.delimiter, settings,
+                                                             policy.format, policy.encoding))
+        for key, point in points:
             span = spans.setdefault(key, [point.step, point.step])
             span[0], span[1] = min(span[0], point.step), max(span[1], point.step)
         need = settings.lookback + settings.horizon * (settings.eval_origins + 1)

@@ -164,6 +164,16 @@ def row_point(record: Dict[str, str], settings: WindowSettings, where: str) -> T
     return series, Point(step_of(t, settings.frequency), t, target, covs, where)
 
 
+def file_points(path: str, names: List[str], delimiter: str, settings: WindowSettings, fmt: str = "csv",
+                encoding: str = "utf-8") -> Iterator[Tuple[str, Point]]:
+    """(series ID, Point) of every readable row of a table file (`names` and `delimiter` from its scan);
+    raises CsvInputError on the first cell that is not what the forecast section says."""
+    from lamina.components.table_source import iter_records
+
+    for line, record in iter_records(path, names, "", fmt, delimiter, encoding):
+        yield row_point(record, settings, f"{path}, line {line}")
+
+
 def check_columns(names: Sequence[str], settings: WindowSettings, path: str) -> None:
     """Raises CsvInputError naming each column the forecast section names that the header lacks."""
     from difflib import get_close_matches
@@ -368,14 +378,14 @@ def request_windows(points: Dict[str, List[Point]], settings: WindowSettings) ->
 
 def read_requests(path: str, settings: WindowSettings, encoding: str = "utf-8") -> List[ForecastRequest]:
     """The requests for a CSV (or JSON Lines, Parquet) of recent history, read as ingestion reads tables."""
-    from lamina.components.table_source import TABLE_FORMATS, TablePolicy, iter_records, scan_table
+    from lamina.components.table_formats import TABLE_FORMATS
+    from lamina.components.table_source import TablePolicy, scan_table
 
     fmt = next((f for f in TABLE_FORMATS if path.lower().endswith("." + f)), "csv")
     fmt = {"pq": "parquet"}.get(fmt, fmt)
     scan = scan_table(path, TablePolicy(format=fmt, encoding=encoding, profile=False))
     check_columns(scan.names, settings, path)
     points: Dict[str, List[Point]] = {}
-    for line, record in iter_records(path, scan.names, "", fmt, scan.delimiter, encoding):
-        key, point = row_point(record, settings, f"{path}, line {line}")
+    for key, point in file_points(path, scan.names, scan.delimiter, settings, fmt, encoding):
         points.setdefault(key, []).append(point)
     return request_windows(points, settings)

@@ -255,6 +255,23 @@ def read_gates(folder: str) -> Optional[dict]:
     return storage.read_json_if_exists(os.path.join(folder, GATES_FILE))
 
 
+def write_blessing(blessing, model, record: dict) -> None:
+    """gates.json (the record's gates, failures and outcome), the BLESSED or NOT_BLESSED marker, and the
+    properties TFX's Pusher and the LatestBlessedModelResolver read; then the failed gates and the outcome,
+    printed. Shared by the PushGate and the ForecastEvaluator."""
+    storage.write_json(os.path.join(blessing.uri, GATES_FILE), record)
+    storage.write_text(os.path.join(blessing.uri, "BLESSED" if record["blessed"] else "NOT_BLESSED"), "")
+    blessing.set_int_custom_property("blessed", int(record["blessed"]))
+    blessing.set_string_custom_property("current_model", model.uri)
+    blessing.set_int_custom_property("current_model_id", model.id)
+    for g in record["gates"]:
+        if g.get("gated", True) and not g["passed"]:
+            print(f"    gate failed: {g['message']}", flush=True)
+    passed = sum(1 for g in record["gates"] if g.get("gated", True) and g["passed"])
+    print(f"    {passed} gate(s) passed, {len(record['failures'])} failed: the model is "
+          f"{'blessed' if record['blessed'] else 'not blessed'}", flush=True)
+
+
 @component
 def PushGate(  # pylint: disable=invalid-name
     model: InputArtifact[Model],
@@ -273,15 +290,4 @@ def PushGate(  # pylint: disable=invalid-name
         evaluator_blessed = bool(evaluator_blessing.get_int_custom_property("blessed"))
     record = run_gates(Spec.from_json(spec_json), evaluation.uri, transform_graph.uri,
                        baselines.uri if baselines is not None else None, evaluator_blessed)
-    storage.write_json(os.path.join(blessing.uri, GATES_FILE), record)
-    storage.write_text(os.path.join(blessing.uri, "BLESSED" if record["blessed"] else "NOT_BLESSED"), "")
-    # What TFX's Pusher and the LatestBlessedModelResolver read.
-    blessing.set_int_custom_property("blessed", int(record["blessed"]))
-    blessing.set_string_custom_property("current_model", model.uri)
-    blessing.set_int_custom_property("current_model_id", model.id)
-    for g in record["gates"]:
-        if g.get("gated", True) and not g["passed"]:
-            print(f"    gate failed: {g['message']}", flush=True)
-    passed = sum(1 for g in record["gates"] if g.get("gated", True) and g["passed"])
-    print(f"    {passed} gate(s) passed, {len(record['failures'])} failed: the model is "
-          f"{'blessed' if record['blessed'] else 'not blessed'}", flush=True)
+    write_blessing(blessing, model, record)

@@ -38,6 +38,7 @@ from tfx.utils import proto_utils
 
 from lamina import storage
 from lamina.components.example_writer import BoundedMemoryExecutor
+from lamina.components.image_paths import resolve_inside
 from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS
 from lamina.serving.image_limits import ImageTooLarge, check_image, image_format
 
@@ -171,8 +172,8 @@ def list_image_csv(csv_path: str, image_column: str, label_column: str,
             if not label:
                 bad.append(BadFile(where, "missing", f"{rel}: empty {label_column!r} column"))
                 continue
-            path = storage.normalize(os.path.join(root, rel))
-            if os.path.isabs(rel) or storage.is_uri(rel) or not storage.inside(root, path):
+            path, inside = resolve_inside(rel, root)
+            if not inside:
                 bad.append(BadFile(rel, "outside_root",
                                    f"{where}: resolves to {storage.resolve(path)}, outside the data root {root}"))
                 continue

@@ -25,7 +25,7 @@ and TFX's splitting and writing are reused.
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -36,7 +36,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number, parse_sequence
 from lamina import storage
-from lamina.components.table_source import TablePolicy, TableScan, image_cell_path, iter_records, scan_table
+from lamina.components.image_paths import image_cell_path
+from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
 from lamina.components.image_example_gen import _settings, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"

@@ -1,17 +1,14 @@
-"""Reading a user's table as it is: CSV, JSON Lines, Parquet or TFRecord, cell by cell.
+"""Checking a user's table as it is: CSV, JSON Lines, Parquet or TFRecord, cell by cell.
 
 Spreadsheet exports carry byte-order marks, `;` or tab delimiters, quoted cells with line
 breaks inside, headers with spaces and symbols, blank or repeated column names, rows with a
-field too many, numbers written as `$1,234.50` or `12%`, and bytes of another encoding. This
-module reads such files with Python's `csv` module (which handles the quoting and embedded
-newlines that TFX's line-based CsvExampleGen cannot) and turns each problem into a
-`CsvInputError` naming the file, the line and, for encodings, the byte offset.
+field too many, numbers written as `$1,234.50` or `12%`, and bytes of another encoding. Each
+problem becomes a `CsvInputError` naming the file, the line and, for encodings, the byte offset.
 
-The other formats are read into the same cells (strings, as a CSV has them), so one set of rules
-types, checks and profiles every format: `TABLE_FORMATS` registers a row source per format.
-JSON Lines: one object per line (keys may differ between lines; a missing key is a blank cell;
-nested values are bad rows). Parquet: its columns (list and struct columns are refused), read in
-batches with pyarrow. TFRecord: tf.Examples (gzipped or not) with at most one value per feature.
+Every format is read into the same cells (strings, as a CSV has them) by its row source in
+components/table_formats.py, so one set of rules here types, checks and profiles every format.
+A sequence cell must be a list of numbers and an image cell must name an image file inside the
+data root (components/image_paths.py); a row that breaks either is a bad row.
 
 `scan_table` is one streaming pass that checks a file and counts what the ingestion policy and
 the column-role inference need, in memory bounded by `MAX_DISTINCT` values per column; the
@@ -21,16 +18,15 @@ it, so the same message stops the run before Beam starts, locally and on Kubeflo
 values, dates, header names, delimiters, encodings) is in components/table_cells.py.
 """
 
-import csv
 import dataclasses
-import json
 import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from lamina import storage
+from lamina.components.image_paths import image_cell_problem
 from lamina.components.table_cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS,
-                                           PLAIN_NUMBER, SNIFF_BYTES, CsvInputError, check_encoding, clean_header,
-                                           date_layout, open_text, parse_number, parse_sequence, sniff_delimiter)
+                                           PLAIN_NUMBER, CsvInputError, check_encoding, date_layout, parse_number,
+                                           parse_sequence)
+from lamina.components.table_formats import TABLE_FORMATS, Row
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
@@ -187,244 +183,6 @@ class TablePolicy:
     max_pixels: int = 4096 * 4096
 
 
-def _reader(f, delimiter: str):
-    return csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=False, strict=False)
-
-
-def read_dialect(path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
-    """(the delimiter, the cleaned header) of a CSV whose encoding is already checked."""
-    with open_text(path, policy.encoding) as f:
-        sample = f.read(SNIFF_BYTES)
-    if not sample.strip():
-        raise CsvInputError(f"no data rows in {path}: the file is empty.")
-    delimiter = policy.delimiter or sniff_delimiter(sample)
-    with open_text(path, policy.encoding) as f:
-        header = next(_reader(f, delimiter), [])
-    return delimiter, clean_header(path, header)
-
-
-# -- row sources: one per format ----------------------------------------------------------------
-
-# (line, row or record number; the row's cells, or None for a bad row; what is wrong with a bad one)
-Row = Tuple[int, Optional[List[str]], str]
-
-
-class _BadRow(Exception):
-    pass
-
-
-class CsvRows:
-    """A CSV with a header row, in the dialect `read_dialect` finds."""
-
-    unit = "line"
-    text = True
-
-    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
-        return read_dialect(path, policy)
-
-    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
-        width = len(names)
-        with open_text(path, encoding) as f:
-            reader = _reader(f, dialect)
-            next(reader, None)
-            line = reader.line_num + 1
-            try:
-                for row in reader:
-                    start, line = line, reader.line_num + 1
-                    if not row or (len(row) == 1 and not row[0].strip()):
-                        continue  # a blank line
-                    if len(row) != width:
-                        yield start, None, f"{len(row)} fields, the header has {width}"
-                    else:
-                        yield start, row, ""
-            except csv.Error as e:  # a NUL byte, a cell past csv.field_size_limit()
-                raise CsvInputError(f"{path}, line {line}: cannot be read as CSV: {e}.") from None
-
-
-def _value_cell(value, key: str) -> str:
-    """A JSON, Parquet or tf.Example value as the cell text a CSV would hold."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _BadRow(f"{key!r} holds bytes that are not UTF-8 text") from None
-    if hasattr(value, "isoformat"):  # dates and timestamps
-        return value.isoformat()
-    if type(value).__name__ == "Decimal":
-        return str(value)
-    if isinstance(value, (list, tuple)) and not any(isinstance(v, (list, tuple, dict)) for v in value):
-        # A list of scalars: a sequence feature's values (any other column refuses it by name).
-        return LIST_SEPARATOR.join(_value_cell(v, key) or "nan" for v in value) + (LIST_SEPARATOR if len(value) < 2 else "")
-    kind = ("a list of lists or objects" if isinstance(value, (list, tuple)) else "an object"
-            if isinstance(value, dict) else type(value).__name__)
-    raise _BadRow(f"{key!r} holds {kind}; expected a number, a string, true/false, null, or a list of numbers "
-                  f"(a sequence)")
-
-
-class JsonLinesRows:
-    """One JSON object per line; the columns are every key seen, in the order first seen."""
-
-    unit = "line"
-    text = True
-
-    @staticmethod
-    def _objects(path: str, encoding: str):
-        def no_repeats(pairs):
-            keys = [k for k, _ in pairs]
-            repeated = sorted({k for k in keys if keys.count(k) > 1})
-            if repeated:
-                raise _BadRow(f"key {repeated[0]!r} appears twice in the object")
-            return dict(pairs)
-
-        with open_text(path, encoding) as f:
-            for line, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    value = json.loads(text.rstrip("\r\n"), object_pairs_hook=no_repeats)
-                except json.JSONDecodeError as e:
-                    yield line, None, f"not valid JSON: {e.msg} at column {e.colno}"
-                    continue
-                except _BadRow as e:
-                    yield line, None, str(e)
-                    continue
-                if not isinstance(value, dict):
-                    yield line, None, f"a JSON {type(value).__name__}, not an object of column names to values"
-                    continue
-                yield line, value, ""
-
-    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
-        names: Dict[str, None] = {}
-        for _, value, _ in self._objects(path, policy.encoding):
-            if value is not None:
-                names.update(dict.fromkeys(value))
-        if not names:
-            raise CsvInputError(f"no data rows in {path}: no line holds a JSON object.")
-        return "", clean_header(path, list(names))
-
-    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
-        for line, value, problem in self._objects(path, encoding):
-            if value is None:
-                yield line, None, problem
-                continue
-            try:
-                yield line, [_value_cell(value.get(n), n) for n in names], ""
-            except _BadRow as e:
-                yield line, None, str(e)
-
-
-class ParquetRows:
-    """A Parquet file's columns, read a batch at a time with pyarrow."""
-
-    unit = "row"
-    text = False
-
-    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            with storage.open_binary(path) as f:
-                schema = pq.ParquetFile(f).schema_arrow
-        except (pa.ArrowException, OSError) as e:
-            raise CsvInputError(f"{path}: not a Parquet file: {e}") from None
-        def scalar_list(t):
-            return (pa.types.is_list(t) or pa.types.is_large_list(t)) and not pa.types.is_nested(t.value_type)
-
-        nested = [f"{field.name!r} ({field.type})" for field in schema
-                  if pa.types.is_nested(field.type) and not scalar_list(field.type)]
-        if nested:
-            raise CsvInputError(f"{path}: column {nested[0]} holds structs or nested lists; expected numbers, "
-                                f"strings, booleans, dates, or lists of numbers (sequence features).")
-        names = clean_header(path, [field.name for field in schema])
-        return "", names
-
-    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
-        import pyarrow.parquet as pq
-
-        with storage.open_binary(path) as f:
-            number = 0
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
-                columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-                for values in zip(*columns):
-                    number += 1
-                    try:
-                        yield number, [_value_cell(v, n) for v, n in zip(values, names)], ""
-                    except _BadRow as e:
-                        yield number, None, str(e)
-
-
-class TfRecordRows:
-    """TFRecord files of tf.Example, gzipped or not; at most one value per feature."""
-
-    unit = "record"
-    text = False
-
-    @staticmethod
-    def _examples(path: str):
-        import tensorflow as tf
-
-        with storage.open_binary(path) as f:
-            gzipped = f.read(2) == b"\x1f\x8b"
-        records = tf.data.TFRecordDataset(path, compression_type="GZIP" if gzipped else "")
-        number = 0
-        iterator = iter(records.as_numpy_iterator())
-        while True:
-            try:
-                record = next(iterator)
-            except StopIteration:
-                return
-            except tf.errors.DataLossError as e:
-                raise CsvInputError(f"{path}: record {number + 1} is corrupt or cut off: "
-                                    f"{e.message.splitlines()[0]}") from None
-            number += 1
-            try:
-                yield number, tf.train.Example.FromString(record), ""
-            except Exception:  # noqa: BLE001 - protobuf's DecodeError
-                yield number, None, "not a serialized tf.Example"
-
-    @staticmethod
-    def _cell(feature, key: str) -> str:
-        kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value) if kind else []
-        if len(values) > 1:
-            return _value_cell(values, key)  # a sequence feature's values
-        return _value_cell(values[0], key) if values else ""
-
-    def header(self, path: str, policy: TablePolicy) -> Tuple[str, List[str]]:
-        names: Dict[str, None] = {}
-        for _, example, _ in self._examples(path):
-            if example is not None:
-                names.update(dict.fromkeys(sorted(example.features.feature)))
-        if not names:
-            raise CsvInputError(f"no data rows in {path}: the file holds no tf.Example.")
-        return "", clean_header(path, list(names))
-
-    def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
-        for number, example, problem in self._examples(path):
-            if example is None:
-                yield number, None, problem
-                continue
-            features = example.features.feature
-            try:
-                yield number, [self._cell(features[n], n) if n in features else "" for n in names], ""
-            except _BadRow as e:
-                yield number, None, str(e)
-
-
-# Every format a table can come in, once: the spec's `data.format`, the file extensions that imply
-# it, and its row source.
-TABLE_FORMATS = {"csv": CsvRows(), "jsonl": JsonLinesRows(), "parquet": ParquetRows(), "tfrecord": TfRecordRows()}
 
 
 def scan_table(path: str, policy: TablePolicy) -> TableScan:
@@ -463,45 +221,6 @@ def scan_table(path: str, policy: TablePolicy) -> TableScan:
                 stats.add(cell, line)
     _enforce(scan, policy, source.unit)
     return scan
-
-
-def image_cell_path(cell: str, root: str, where: str) -> Tuple[Optional[str], str]:
-    """(the image file's path, '') for a cell naming one relative to `root`, or (None, the problem).
-
-    Raises CsvInputError for a path that leaves the root: it always stops the run.
-    """
-    import os
-
-    rel = cell.strip()
-    if not rel:
-        return None, "no image path (a blank cell)"
-    path = storage.normalize(os.path.join(root, rel))
-    if os.path.isabs(rel) or storage.is_uri(rel) or not storage.inside(root, path):
-        raise CsvInputError(f"{where}: image path {rel!r} resolves to {storage.resolve(path)}, outside the data "
-                            f"root {root}; image paths are relative to the table's folder and stay inside it.")
-    if not storage.isfile(path):
-        return None, f"{rel}: no such file"
-    return path, ""
-
-
-def image_cell_problem(cell: str, root: str, where: str, max_pixels: int) -> str:
-    """'' when the cell names an image file inside `root` whose header reads, else the problem."""
-    from lamina.serving.image_limits import check_image, image_format
-
-    path, problem = image_cell_path(cell, root, where)
-    if path is None:
-        return problem
-    with storage.open_binary(path) as f:
-        data = f.read()
-    if not data:
-        return f"{cell.strip()}: the file is empty (0 bytes)"
-    if image_format(data) is None:
-        return f"{cell.strip()}: not a JPEG, PNG, GIF or BMP image"
-    try:
-        check_image(data, max_pixels, cell.strip())
-    except ValueError as e:  # ImageTooLarge included
-        return str(e).replace(" (lamina serve --max-image-pixels)", " (data.images.max_pixels)")
-    return ""
 
 
 def _checked_rows(source, path: str, dialect: str, names: List[str], policy: TablePolicy) -> Iterator[Row]:

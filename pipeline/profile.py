@@ -223,15 +223,13 @@ def profile_data(spec: Spec, files: Optional[List[str]] = None) -> DataProfile:
 def check_forecast_rows(spec: Spec, scans: List[TableScan]) -> None:
     """Every row's timestamp, target and covariates, as ForecastExampleGen reads them, in one streaming pass:
     a bad cell stops the run here, before TFX starts, with the file, line and column."""
-    from lamina.components.forecast_windows import WindowSettings, check_columns, row_point
-    from lamina.components.table_source import iter_records
+    from lamina.components.forecast_windows import WindowSettings, check_columns, file_points
 
     settings = WindowSettings.from_spec(spec)
     for scan in scans:
         check_columns(scan.names, settings, scan.path)
-        for line, record in iter_records(scan.path, scan.names, "", spec.data.format, scan.delimiter,
-                                         spec.data.encoding):
-            row_point(record, settings, f"{scan.path}, line {line}")
+        for _ in file_points(scan.path, scan.names, scan.delimiter, settings, spec.data.format, spec.data.encoding):
+            pass
 
 
 def resolve_spec(spec: Spec, profile: DataProfile) -> Spec:

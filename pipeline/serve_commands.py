@@ -256,21 +256,17 @@ def cmd_predict(args) -> int:
         if not rows:
             _err(f"{source}: no rows to send.")
             return 2
-        try:
+        def ask():
             if args.classify:
                 results = client.classify(args.model, rows, version=args.version)
-                out = [{"class": max(r, key=lambda c: c[1])[0], "scores": {l: round(s, 6) for l, s in r}}
-                       for r in results]
-            elif args.raw:
-                out = format_predictions(client.predict_raw(args.model, rows, version=args.version))
-            else:
-                out = format_predictions(client.predict(args.model, rows, version=args.version))
-        except RowError as e:
-            _err(f"{source}: {e}")
-            return 2
-        except call_errors as e:
-            _err(_call_error(where, e))
-            return 1
+                return [{"class": max(r, key=lambda c: c[1])[0], "scores": {l: round(s, 6) for l, s in r}}
+                        for r in results]
+            return format_predictions((client.predict_raw if args.raw else client.predict)(
+                args.model, rows, version=args.version))
+
+        out, code = _ask(ask, source, where, call_errors)
+        if code:
+            return code
     for i, row in enumerate(out):
         if images:
             row = {"file": images[i], **row}
@@ -285,7 +281,6 @@ def _predict_forecast(args) -> int:
     from lamina.components.forecast_windows import WindowSettings, read_requests
     from lamina.components.table_cells import CsvInputError
     from lamina.pipeline.spec import Spec, SpecError
-    from lamina.serving.client import RowError
 
     try:
         spec = Spec.from_yaml(args.spec)
@@ -307,14 +302,10 @@ def _predict_forecast(args) -> int:
     client_cm, where, call_errors = _client(args)
     rows = [r.row for r in requests]
     with client_cm as client:
-        try:
-            outputs = (client.predict_raw if args.raw else client.predict)(args.model, rows, version=args.version)
-        except RowError as e:
-            _err(f"{args.input[0]}: {e}")
-            return 2
-        except call_errors as e:
-            _err(_call_error(where, e))
-            return 1
+        outputs, code = _ask(lambda: (client.predict_raw if args.raw else client.predict)(
+            args.model, rows, version=args.version), args.input[0], where, call_errors)
+    if code:
+        return code
     # Over REST, TF Serving names no output when there is only one.
     for request, values in zip(requests, outputs["forecast"] if "forecast" in outputs else outputs["outputs"]):
         print(json.dumps({"series": request.series, "origin": request.origin,
@@ -334,6 +325,21 @@ def _client(args):
     from lamina.serving.client import PredictionClient
 
     return PredictionClient(args.target, timeout=args.timeout, tls_ca=args.tls_ca), args.target, (grpc.RpcError,)
+
+
+def _ask(call, source: str, where: str, call_errors: tuple):
+    """(what `call()` answers, 0), or (None, the exit code) with the error printed: 2 for a row that cannot
+    be sent (naming `source`), 1 for a call the server refused or did not answer."""
+    from lamina.serving.client import RowError
+
+    try:
+        return call(), 0
+    except RowError as e:
+        _err(f"{source}: {e}")
+        return None, 2
+    except call_errors as e:
+        _err(_call_error(where, e))
+        return None, 1
 
 
 def _call_error(where: str, error: Exception) -> str:

@@ -254,7 +254,8 @@ def write_starter_spec(data: str, output: str, label: Optional[str] = None, name
         text = image_folder_starter(data, spec_dir, name)
     elif os.path.isfile(data):
         if not label:
-            from lamina.components.table_source import TABLE_FORMATS, TablePolicy
+            from lamina.components.table_formats import TABLE_FORMATS
+            from lamina.components.table_source import TablePolicy
             from lamina.pipeline.spec import DataSpec
 
             fmt = DataSpec(path=data, label="?").format

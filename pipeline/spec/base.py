@@ -28,3 +28,11 @@ class StrictModel(BaseModel):
             raise SpecError(format_validation_error(e, type(self))) from None
         finally:
             _construction.depth = depth
+
+
+def repeated(values) -> list:
+    """The values that appear more than once, sorted."""
+    seen, twice = set(), set()
+    for v in values:
+        (twice if v in seen else seen).add(v)
+    return sorted(twice)

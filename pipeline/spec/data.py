@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.pipeline.spec.base import StrictModel, repeated
 
 
 class FeatureType(str, enum.Enum):
@@ -203,7 +203,7 @@ class DataSpec(StrictModel):
             if not v:
                 raise ValueError("expected at least one feature, or omit `features` to use every column.")
             names = [f.name for f in v]
-            dupes = sorted({n for n in names if names.count(n) > 1})
+            dupes = repeated(names)
             if dupes:
                 raise ValueError(f"feature names must be unique. Received duplicates: {', '.join(dupes)}")
         return v

@@ -4,7 +4,7 @@ from typing import List, Literal
 
 from pydantic import Field, field_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.pipeline.spec.base import StrictModel, repeated
 
 TFLITE_FORMS = ("float", "dynamic_range", "int8")
 
@@ -24,9 +24,9 @@ class ExportSpec(StrictModel):
     @field_validator("tflite")
     @classmethod
     def _no_repeats(cls, v: List[str]) -> List[str]:
-        repeated = sorted({f for f in v if v.count(f) > 1})
-        if repeated:
-            raise ValueError(f"each form at most once. Received {', '.join(repr(r) for r in repeated)} twice")
+        repeated_forms = repeated(v)
+        if repeated_forms:
+            raise ValueError(f"each form at most once. Received {', '.join(repr(r) for r in repeated_forms)} twice")
         return v
 
 

@@ -16,7 +16,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.pipeline.spec.base import StrictModel, repeated
 
 # Step per frequency, and the season the seasonal-naive forecast and MASE use by default.
 FREQUENCIES = {"H": "hourly", "D": "daily", "W": "weekly", "M": "monthly"}
@@ -45,7 +45,7 @@ class ForecastSpec(StrictModel):
     @field_validator("known_future", "past_only")
     @classmethod
     def _unique(cls, v: List[str]) -> List[str]:
-        dupes = sorted({c for c in v if v.count(c) > 1})
+        dupes = repeated(v)
         if dupes:
             raise ValueError(f"each column at most once. Received {dupes[0]!r} twice")
         return v

@@ -1,0 +1,55 @@
+"""Image files named by a table's cells: resolved against the data root, which they may not leave.
+
+One home for the rule, shared by ImageExampleGen's `image_csv` listing and by image columns in
+any table (TableExampleGen): a path is relative to the root; an absolute path, a URI, or one
+that climbs out (`..`, a symlink pointing out) is outside it.
+"""
+
+import os
+from typing import Optional, Tuple
+
+from lamina import storage
+from lamina.components.table_cells import CsvInputError
+
+
+def resolve_inside(rel: str, root: str) -> Tuple[str, bool]:
+    """(the normalized path of `rel` under `root`, whether it stays inside the root)."""
+    path = storage.normalize(os.path.join(root, rel))
+    return path, not (os.path.isabs(rel) or storage.is_uri(rel) or not storage.inside(root, path))
+
+
+def image_cell_path(cell: str, root: str, where: str) -> Tuple[Optional[str], str]:
+    """(the image file's path, '') for a cell naming one relative to `root`, or (None, the problem).
+
+    Raises CsvInputError for a path that leaves the root: it always stops the run.
+    """
+    rel = cell.strip()
+    if not rel:
+        return None, "no image path (a blank cell)"
+    path, inside = resolve_inside(rel, root)
+    if not inside:
+        raise CsvInputError(f"{where}: image path {rel!r} resolves to {storage.resolve(path)}, outside the data "
+                            f"root {root}; image paths are relative to the table's folder and stay inside it.")
+    if not storage.isfile(path):
+        return None, f"{rel}: no such file"
+    return path, ""
+
+
+def image_cell_problem(cell: str, root: str, where: str, max_pixels: int) -> str:
+    """'' when the cell names an image file inside `root` whose header reads, else the problem."""
+    from lamina.serving.image_limits import check_image, image_format
+
+    path, problem = image_cell_path(cell, root, where)
+    if path is None:
+        return problem
+    with storage.open_binary(path) as f:
+        data = f.read()
+    if not data:
+        return f"{cell.strip()}: the file is empty (0 bytes)"
+    if image_format(data) is None:
+        return f"{cell.strip()}: not a JPEG, PNG, GIF or BMP image"
+    try:
+        check_image(data, max_pixels, cell.strip())
+    except ValueError as e:  # ImageTooLarge included
+        return str(e).replace(" (lamina serve --max-image-pixels)", " (data.images.max_pixels)")
+    return ""
