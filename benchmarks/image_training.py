@@ -37,7 +37,7 @@ def write_records(directory: str, size: int, copies: int = 1) -> list:
     """Digits as PNG bytes (at `size` x `size`) in gzipped TFRecords, like Transform's output."""
     from PIL import Image
 
-    from lamina.pipeline.datasets import digits_arrays
+    from lamina.pipeline.cli.datasets import digits_arrays
 
     images, labels = digits_arrays(size=max(size, 8))
     path = os.path.join(directory, "part-00000.gz")
@@ -54,7 +54,7 @@ def write_records(directory: str, size: int, copies: int = 1) -> list:
 
 
 def make_spec(architecture: str, size: int, batch: int, mixed: str = "off", xla: bool = False):
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     return Spec.from_dict({
         "name": "bench", "data": {"format": "image_folder", "path": "unused", "label": "label"},

@@ -43,7 +43,7 @@ CORE_OFF = {"tuning": None, "export": {"tflite": []}}
 
 
 def lamina_spec(folder: Path, core: bool) -> Path:
-    from lamina.pipeline.datasets import write_penguins_csv
+    from lamina.pipeline.cli.datasets import write_penguins_csv
 
     spec = yaml.safe_load((REPO / "examples" / "penguins" / "spec.yaml").read_text())
     if core:  # TFX's example: one accuracy threshold, no slices, gates, baselines, explanations or TFLite

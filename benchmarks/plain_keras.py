@@ -27,7 +27,7 @@ def main():
 
     from lamina.models.builder import build_model
     from lamina.models.features import CATEGORICAL, NUMERIC, FeatureInfo
-    from lamina.pipeline.spec import load_spec
+    from lamina.spec import load_spec
 
     spec = load_spec(args.spec)
     df = pd.read_csv(spec.resolve(spec.data.path))

@@ -94,7 +94,7 @@ def write_images(folder: str, count: int, seed: int = 0) -> None:
     """`count` 32x32 grey PNGs of the digits, each with its own noise, in `<folder>/<digit>/`."""
     from PIL import Image
 
-    from lamina.pipeline.datasets import digits_arrays
+    from lamina.pipeline.cli.datasets import digits_arrays
 
     images, labels = digits_arrays(range(10), 32)
     rng = np.random.default_rng(seed)

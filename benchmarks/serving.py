@@ -39,8 +39,8 @@ def percentile(values, q):
 def penguin_inputs(model_dir):
     import csv
 
-    from lamina.pipeline.datasets import write_penguins_csv
-    from lamina.serving.client import row_to_example
+    from lamina.pipeline.cli.datasets import write_penguins_csv
+    from lamina.rows import row_to_example
 
     path = os.path.join(tempfile.mkdtemp(), "penguins.csv")
     write_penguins_csv(path)
@@ -188,7 +188,7 @@ def in_process_sender(model_dir, signature, inputs):
 
 
 def start_server(config, batching):
-    args = [sys.executable, "-m", "lamina.pipeline.cli", "serve", "--model-config-file", config, "--port", "0",
+    args = [sys.executable, "-m", "lamina.pipeline.cli.commands", "serve", "--model-config-file", config, "--port", "0",
             "--rest-port", "0"]
     if batching:
         args += ["--enable-batching", "--max-batch-size", "32", "--batch-timeout-micros", "2000",
@@ -216,9 +216,9 @@ def main():
     if not args.penguins:
         import shutil
 
-        from lamina.pipeline.datasets import write_penguins_csv
+        from lamina.pipeline.cli.datasets import write_penguins_csv
         from lamina.pipeline.local_runner import run_pipeline
-        from lamina.pipeline.spec import load_spec
+        from lamina.spec import load_spec
 
         work = tempfile.mkdtemp()
         shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "penguins",

@@ -66,7 +66,7 @@ def write_records(directory: str, texts, labels) -> list:
 
 
 def make_spec(encoder: dict, batch: int, mixed: str = "off", xla: bool = False):
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     return Spec.from_dict({
         "name": "bench", "data": {"path": "unused.csv", "label": "label", "features": {"text": "text"}},
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--model-dir", help="a BERT directory (default: all-MiniLM-L6-v2, fetched into the cache)")
     parser.add_argument("--gpu", action="store_true", help="also MiniLM and BERT-base with mixed precision +/- XLA")
     args = parser.parse_args()
-    from lamina.pipeline.datasets import fetch_minilm
+    from lamina.pipeline.cli.datasets import fetch_minilm
 
     minilm = args.model_dir or fetch_minilm()
     result = {"devices": [d.device_type for d in tf.config.list_physical_devices()],

@@ -56,10 +56,10 @@ def main() -> None:
 
     from lamina.models.trainer import train
     from lamina.models.tuning import SpecTuner, apply_hyperparameters
-    from lamina.pipeline.datasets import write_penguins_csv
+    from lamina.pipeline.cli.datasets import write_penguins_csv
     from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.results import latest_run_outputs
-    from lamina.pipeline.spec import Spec
+    from lamina.pipeline.runs.summary import latest_run_outputs
+    from lamina.spec import Spec
     import yaml
 
     work = Path(tempfile.mkdtemp(prefix="lamina_tuning_bench_"))

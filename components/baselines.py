@@ -157,7 +157,7 @@ def BaselineTrainer(  # pylint: disable=invalid-name
     spec_json: Parameter[str],
 ):
     """Fits gradient-boosted trees and a linear model on the train split; scores them on the eval split."""
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     record = train_baselines(Spec.from_json(spec_json), transform_graph.uri, transformed_examples, baselines.uri)
     for name, model in record.get("models", {}).items():

@@ -41,7 +41,7 @@ def bucket_count(examples: int, per_bucket: Optional[int] = None) -> int:
     return max(1, math.ceil(examples / (per_bucket or BUCKET_EXAMPLES)))
 
 
-class _WriteBuckets(beam.DoFn):
+class WriteBuckets(beam.DoFn):
     """Serialized examples -> `buckets` gzipped TFRecord files in `folder` (one set per bundle)."""
 
     def __init__(self, folder: str, buckets: int):
@@ -118,7 +118,7 @@ class BoundedMemoryExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         with self._make_beam_pipeline() as pipeline:
             splits = self.GenerateExamplesByBeam(pipeline, exec_properties)
             for name, split in splits.items():
-                _ = split | f"WriteBuckets[{name}]" >> beam.ParDo(_WriteBuckets(folders[name], buckets))
+                _ = split | f"WriteBuckets[{name}]" >> beam.ParDo(WriteBuckets(folders[name], buckets))
         self.split_counts = {}
         for i, name in enumerate(names):
             counts = shuffle_buckets(folders[name], artifact_utils.get_split_uri(examples, name), buckets, seed=i)

@@ -33,9 +33,9 @@ class Explanations(artifact.Artifact):
 
 
 def _eval_batches(spec, tf_transform_output, features, examples_uri_pattern: List[str]):
-    from lamina.models.trainer import _expand, make_dataset
+    from lamina.models.trainer import expand_file_patterns, make_dataset
 
-    return make_dataset(_expand(examples_uri_pattern), tf_transform_output, spec, features, 64, shuffle=False,
+    return make_dataset(expand_file_patterns(examples_uri_pattern), tf_transform_output, spec, features, 64, shuffle=False,
                         cache=False)
 
 
@@ -142,7 +142,7 @@ def Explainer(  # pylint: disable=invalid-name
     spec_json: Parameter[str],
 ):
     """Writes explanations of `model` on the eval split into `explanations`."""
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     record = explain_model(Spec.from_json(spec_json), model.uri, transform_graph.uri, transformed_examples,
                            explanations.uri)

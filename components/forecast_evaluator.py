@@ -29,7 +29,7 @@ def read_windows(files: List[str], settings) -> Dict[str, np.ndarray]:
     """The eval windows' serialized examples, histories, targets, series and folds."""
     import tensorflow as tf
 
-    from lamina.components.forecast_windows import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY
+    from lamina.constants import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY
 
     spec = {settings.target: tf.io.VarLenFeature(tf.float32), HORIZON_KEY: tf.io.VarLenFeature(tf.float32),
             ORIGIN_KEY: tf.io.FixedLenFeature([], tf.string), FOLD_KEY: tf.io.FixedLenFeature([], tf.int64)}
@@ -68,10 +68,10 @@ def evaluate(spec, model_dir: str, examples_uri: str) -> dict:
     from lamina.components.forecast_example_gen import read_report
     from lamina.components.forecast_windows import WindowSettings
     from lamina.models.forecast_metrics import NAMES, forecast_metrics, last_value, seasonal_naive
-    from lamina.models.trainer import _expand
+    from lamina.models.trainer import expand_file_patterns
 
     settings = WindowSettings.from_spec(spec)
-    files = _expand([os.path.join(examples_uri, "Split-eval", "*")])
+    files = expand_file_patterns([os.path.join(examples_uri, "Split-eval", "*")])
     windows = read_windows(files, settings)
     report = read_report(examples_uri) or {"series": []}
     scale_of = {r["series"]: r["mase_scale"] for r in report["series"]}
@@ -137,7 +137,7 @@ def ForecastEvaluator(  # pylint: disable=invalid-name
 ):
     """Scores the forecast and its seasonal-naive and last-value baselines on the eval windows; blesses it."""
     from lamina.models.trainer import saved_model_dir
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     spec = Spec.from_json(spec_json)
     record = evaluate(spec, saved_model_dir(model.uri), examples.uri)

@@ -27,8 +27,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.forecast_windows import (WindowSettings, build_series, check_columns, cutoff_index,
                                                 file_points, seasonal_scale, series_windows, too_short, window_example)
-from lamina.components.image_example_gen import _settings, settings_to_custom_config
-from lamina.components.table_cells import CsvInputError
+from lamina.components.image_example_gen import settings_from_config, settings_to_custom_config
+from lamina.cells import CsvInputError
 from lamina.components.table_example_gen import policy_from_settings
 from lamina.components.table_source import scan_table
 
@@ -112,7 +112,7 @@ class Executor(BoundedMemoryExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         import tensorflow as tf
 
-        s = _settings(exec_properties)
+        s = settings_from_config(exec_properties)
         settings = self._windows = settings_from_dict(s)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]

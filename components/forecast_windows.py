@@ -24,11 +24,9 @@ import datetime
 import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from lamina.components.table_cells import CsvInputError, date_layout, is_missing_number, parse_number
+from lamina.constants import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY, table_format_of
+from lamina.cells import CsvInputError, date_layout, is_missing_number, parse_number
 
-HORIZON_KEY = "horizon_target"
-ORIGIN_KEY = "forecast_origin"
-FOLD_KEY = "forecast_fold"
 RESERVED_KEYS = (HORIZON_KEY, ORIGIN_KEY, FOLD_KEY)
 _EPOCH = datetime.datetime(1970, 1, 1)
 
@@ -377,12 +375,11 @@ def request_windows(points: Dict[str, List[Point]], settings: WindowSettings) ->
 
 
 def read_requests(path: str, settings: WindowSettings, encoding: str = "utf-8") -> List[ForecastRequest]:
-    """The requests for a CSV (or JSON Lines, Parquet) of recent history, read as ingestion reads tables."""
-    from lamina.components.table_formats import TABLE_FORMATS
+    """The requests for a table of recent history (CSV, JSON Lines, Parquet or TFRecord, by the file's
+    ending as `lamina.constants.table_format_of` reads it), read as ingestion reads tables."""
     from lamina.components.table_source import TablePolicy, scan_table
 
-    fmt = next((f for f in TABLE_FORMATS if path.lower().endswith("." + f)), "csv")
-    fmt = {"pq": "parquet"}.get(fmt, fmt)
+    fmt = table_format_of(path)
     scan = scan_table(path, TablePolicy(format=fmt, encoding=encoding, profile=False))
     check_columns(scan.names, settings, path)
     points: Dict[str, List[Point]] = {}

@@ -46,7 +46,7 @@ def read_slices(evaluation_dir: str) -> List[dict]:
     """Every slice TFMA computed, overall first: {"slice", "features", "count", "metrics"}.
 
     `metrics` is keyed by TFMA's names (sparse_categorical_accuracy, auc, r_squared, ...;
-    pipeline.spec.TFMA_OUTPUT_NAMES maps the spec's names onto them); the positive-class metrics
+    lamina.spec.TFMA_OUTPUT_NAMES maps the spec's names onto them); the positive-class metrics
     of a binary task are read from TFMA's sub key of the positive class (`classId:<index>`: the
     eval config binarizes at that one class only).
     """
@@ -144,7 +144,7 @@ def evaluate_gates(spec, slices: List[dict], baselines: Optional[dict] = None,
                    recalls: Optional[Dict[str, float]] = None) -> List[dict]:
     """Every gate's outcome: {"gate", "passed", "message"} plus what the report marks
     ("slice", "metric" for a failing cell). Pure: reads nothing but its arguments."""
-    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES, higher_is_better
+    from lamina.spec import TFMA_OUTPUT_NAMES, higher_is_better
 
     def value_of(s: dict, metric: str) -> float:
         return s["metrics"].get(TFMA_OUTPUT_NAMES[metric], float("nan"))
@@ -283,7 +283,7 @@ def PushGate(  # pylint: disable=invalid-name
     baselines: InputArtifact[Baselines] = None,
 ):
     """Blesses `model` when the Evaluator did and every slice, fairness, baseline and per-class gate passes."""
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     evaluator_blessed = None
     if evaluator_blessing is not None and evaluator_blessing.has_custom_property("blessed"):

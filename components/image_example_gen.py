@@ -39,8 +39,8 @@ from tfx.utils import proto_utils
 from lamina import storage
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.image_paths import resolve_inside
-from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS
-from lamina.serving.image_limits import ImageTooLarge, check_image, image_format
+from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.image_headers import ImageTooLarge, check_image, image_format
 
 REPORT_FILE = "ingest_report.json"
 _BAD_PREFIX = "bad_files"
@@ -272,7 +272,7 @@ def settings_to_custom_config(settings: Dict[str, Any]) -> example_gen_pb2.Custo
     return config
 
 
-def _settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+def settings_from_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     config = example_gen_pb2.CustomConfig()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], config)
     struct = struct_pb2.Struct()
@@ -307,13 +307,13 @@ class Executor(BoundedMemoryExecutor):
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
-            s = _settings(exec_properties)
+            s = settings_from_config(exec_properties)
             return _ImagesToExamples(self._files, s["image_key"], s["label_key"], self._bad_prefix,  # pylint: disable=no-value-for-parameter
                                      s.get("max_pixels", DEFAULT_MAX_IMAGE_PIXELS))
         return to_examples
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
-        s = _settings(exec_properties)
+        s = settings_from_config(exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         report_path = os.path.join(examples.uri, REPORT_FILE)

@@ -9,7 +9,7 @@ import os
 from typing import Optional, Tuple
 
 from lamina import storage
-from lamina.components.table_cells import CsvInputError
+from lamina.cells import CsvInputError
 
 
 def resolve_inside(rel: str, root: str) -> Tuple[str, bool]:
@@ -37,7 +37,7 @@ def image_cell_path(cell: str, root: str, where: str) -> Tuple[Optional[str], st
 
 def image_cell_problem(cell: str, root: str, where: str, max_pixels: int) -> str:
     """'' when the cell names an image file inside `root` whose header reads, else the problem."""
-    from lamina.serving.image_limits import check_image, image_format
+    from lamina.image_headers import check_image, image_format
 
     path, problem = image_cell_path(cell, root, where)
     if path is None:

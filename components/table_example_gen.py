@@ -34,18 +34,16 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from lamina.components.example_writer import BoundedMemoryExecutor
-from lamina.components.table_cells import CsvInputError, is_missing_number, parse_number, parse_sequence
+from lamina.cells import CsvInputError, is_missing_number, parse_number, parse_sequence
 from lamina import storage
+from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS, EXAMPLE_GEN_IDS
 from lamina.components.image_paths import image_cell_path
 from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
-from lamina.components.image_example_gen import _settings, settings_to_custom_config
+from lamina.components.image_example_gen import settings_from_config, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"
 # floats: a sequence feature's list; image_file: a path whose file's bytes are written
 FLOAT, INT, BYTES, FLOATS, IMAGE_FILE = "float", "int", "bytes", "floats", "image_file"
-# The component's id in the pipeline, per format (what the run summary and the tests look up).
-COMPONENT_IDS = {"csv": "CsvExampleGen", "jsonl": "JsonExampleGen", "parquet": "ParquetExampleGen",
-                 "tfrecord": "TFRecordExampleGen"}
 
 
 def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy:
@@ -55,7 +53,7 @@ def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy
                      label=s["label"], max_missing_labels=float(s.get("max_missing_labels", 0.5)), profile=profile,
                      sequences=tuple(sorted((s.get("sequences") or {}).items())),
                      images=tuple(s.get("images") or ()), image_root=s.get("image_root", ""),
-                     max_pixels=int(s.get("max_pixels") or 4096 * 4096))
+                     max_pixels=int(s.get("max_pixels") or DEFAULT_MAX_IMAGE_PIXELS))
 
 
 def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str]]], label: str, task: str,
@@ -134,7 +132,7 @@ def record_to_example(record: Dict[str, str], types: Dict[str, str],
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-class _ReadTable(beam.DoFn):
+class ReadTable(beam.DoFn):
     """A file path -> its accepted rows as tf.Examples."""
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
@@ -160,7 +158,7 @@ class _ReadTable(beam.DoFn):
 
 
 @beam.ptransform_fn
-def _TableToExamples(pipeline, files: List[str], read: _ReadTable):  # pylint: disable=invalid-name
+def _TableToExamples(pipeline, files: List[str], read: ReadTable):  # pylint: disable=invalid-name
     return (pipeline
             | "Files" >> beam.Create(files)
             | "ReadRows" >> beam.ParDo(read))
@@ -188,7 +186,7 @@ class Executor(BoundedMemoryExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         import tensorflow as tf
 
-        s = _settings(exec_properties)
+        s = settings_from_config(exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         pattern = s["pattern"]
@@ -202,9 +200,9 @@ class Executor(BoundedMemoryExecutor):
             raise CsvInputError(f"the files of data.path use different delimiters "
                                 f"({', '.join(f'{sc.path}: {sc.delimiter!r}' for sc in scans)}); set data.delimiter.")
         self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
-        self._read = _ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
+        self._read = ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
                                 self._types, total=sum(sc.kept_rows for sc in scans),
-                                component=COMPONENT_IDS.get(policy.format, "ExampleGen"), policy=policy)
+                                component=EXAMPLE_GEN_IDS.get(policy.format, "ExampleGen"), policy=policy)
         self._expected_examples = sum(sc.kept_rows for sc in scans)
         super().Do(input_dict, output_dict, exec_properties)
         report = {
@@ -225,7 +223,7 @@ class TableExampleGen(FileBasedExampleGen):
     Args:
       input_base: the folder of the files.
       pattern: the file name or glob inside it.
-      format: 'csv', 'jsonl', 'parquet' or 'tfrecord' (lamina.components.table_source.TABLE_FORMATS).
+      format: 'csv', 'jsonl', 'parquet' or 'tfrecord' (lamina.constants.TABLE_FORMATS).
       label / task: the label column and 'classification' or 'regression'.
       features: declared feature types by column name (None: none declared).
       exclude: columns that are not features (IDs stay integers).
@@ -244,9 +242,9 @@ class TableExampleGen(FileBasedExampleGen):
                  exclude: Optional[List[str]] = None, delimiter: Optional[str] = None, encoding: str = "utf-8",
                  bad_rows: str = "fail", max_bad_rows: float = 0.01, max_missing_labels: float = 0.5,
                  sequences: Optional[Dict[str, str]] = None, images: Optional[List[str]] = None,
-                 max_pixels: int = 4096 * 4096):
-        if format not in COMPONENT_IDS:
-            raise ValueError(f"format must be one of {sorted(COMPONENT_IDS)}. Received: {format!r}")
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+        if format not in EXAMPLE_GEN_IDS:
+            raise ValueError(f"format must be one of {sorted(EXAMPLE_GEN_IDS)}. Received: {format!r}")
         settings = {"pattern": pattern, "format": format, "label": label, "task": task, "features": features,
                     "exclude": list(exclude or []), "delimiter": delimiter or "", "encoding": encoding,
                     "bad_rows": bad_rows, "max_bad_rows": max_bad_rows, "max_missing_labels": max_missing_labels,
@@ -257,4 +255,4 @@ class TableExampleGen(FileBasedExampleGen):
             output_config=output_config,
             custom_config=settings_to_custom_config(settings),
         )
-        self._id = COMPONENT_IDS[format]
+        self._id = EXAMPLE_GEN_IDS[format]

@@ -6,7 +6,7 @@ field too many, numbers written as `$1,234.50` or `12%`, and bytes of another en
 problem becomes a `CsvInputError` naming the file, the line and, for encodings, the byte offset.
 
 Every format is read into the same cells (strings, as a CSV has them) by its row source in
-components/table_formats.py, so one set of rules here types, checks and profiles every format.
+lamina/tables.py, so one set of rules here types, checks and profiles every format.
 A sequence cell must be a list of numbers and an image cell must name an image file inside the
 data root (components/image_paths.py); a row that breaks either is a bad row.
 
@@ -15,7 +15,7 @@ the column-role inference need, in memory bounded by `MAX_DISTINCT` values per c
 pipeline's preflight (`lamina validate`, `lamina run`) and the TableExampleGen executor both call
 it, so the same message stops the run before Beam starts, locally and on Kubeflow.
 `iter_records` yields the rows the scan accepted. What a cell may hold (numbers, missing
-values, dates, header names, delimiters, encodings) is in components/table_cells.py.
+values, dates, header names, delimiters, encodings) is in lamina/cells.py.
 """
 
 import dataclasses
@@ -23,10 +23,11 @@ import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina.components.image_paths import image_cell_problem
-from lamina.components.table_cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS,
+from lamina.cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS,
                                            PLAIN_NUMBER, CsvInputError, check_encoding, date_layout, parse_number,
                                            parse_sequence)
-from lamina.components.table_formats import TABLE_FORMATS, Row
+from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.tables import ROW_SOURCES, Row
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
@@ -180,7 +181,7 @@ class TablePolicy:
     # may not leave; a cell whose file is missing or not an image is a bad row.
     images: Tuple[str, ...] = ()
     image_root: str = ""
-    max_pixels: int = 4096 * 4096
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 
@@ -194,7 +195,7 @@ def scan_table(path: str, policy: TablePolicy) -> TableScan:
     differs from the header's, a line that is not a JSON object ...), and more than
     `max_missing_labels` of the rows without a label.
     """
-    source = TABLE_FORMATS[policy.format]
+    source = ROW_SOURCES[policy.format]
     if source.text:
         check_encoding(path, policy.encoding)
     dialect, names = source.header(path, policy)
@@ -284,7 +285,7 @@ def iter_records(path: str, names: List[str], label: str = "", fmt: str = "csv",
     blank. `names` and `dialect` are the scan's; `sequences` (or the whole `policy`) the policy's."""
     label_at = names.index(label) if label in names else -1
     policy = policy or TablePolicy(format=fmt, encoding=encoding, sequences=tuple(sequences))
-    for line, cells, _ in _checked_rows(TABLE_FORMATS[fmt], path, dialect, names, policy):
+    for line, cells, _ in _checked_rows(ROW_SOURCES[fmt], path, dialect, names, policy):
         if cells is None or (label_at >= 0 and not cells[label_at].strip()):
             continue
         yield line, dict(zip(names, cells))

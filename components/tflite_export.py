@@ -37,7 +37,7 @@ def export_tflite(spec, model_uri: str, transform_uri: str, examples, out_dir: s
 
     from lamina.models import tflite
     from lamina.models.features import label_vocabulary
-    from lamina.models.trainer import _expand, load_keras_model, make_dataset, read_features
+    from lamina.models.trainer import expand_file_patterns, load_keras_model, make_dataset, read_features
 
     stream = stream or sys.stdout
     tf.io.gfile.makedirs(out_dir)
@@ -48,10 +48,10 @@ def export_tflite(spec, model_uri: str, transform_uri: str, examples, out_dir: s
     features = read_features(model_uri)
     model = load_keras_model(model_uri)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
-    eval_ds = make_dataset(_expand(_split_files(examples, "eval")), tf_transform_output, spec, features, 64,
+    eval_ds = make_dataset(expand_file_patterns(_split_files(examples, "eval")), tf_transform_output, spec, features, 64,
                            shuffle=False, cache=False)
     eval_batches = [({k: v.numpy() for k, v in x.items()}, y.numpy()) for x, y in eval_ds]
-    train_ds = make_dataset(_expand(_split_files(examples, "train")), tf_transform_output, spec, features, 1,
+    train_ds = make_dataset(expand_file_patterns(_split_files(examples, "train")), tf_transform_output, spec, features, 1,
                             shuffle=True, seed=spec.training.seed, cache=False)
     representative = [{k: v.numpy() for k, v in x.items()}
                       for x, _ in train_ds.take(spec.export.calibration_examples)]
@@ -83,7 +83,7 @@ def TFLiteExporter(  # pylint: disable=invalid-name
     model_blessing: InputArtifact[ModelBlessing] = None,
 ):
     """Writes the spec's TFLite forms of the (blessed) model into `tflite_models`."""
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     spec = Spec.from_json(spec_json)
     blessed = None

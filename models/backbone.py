@@ -11,7 +11,7 @@ import keras
 from lamina.models.combiners import fuse
 from lamina.models.encoders import build_encoder
 from lamina.models.features import FeatureInfo
-from lamina.pipeline.spec import CombinerSpec, Spec
+from lamina.spec import CombinerSpec, Spec
 
 
 def feature_inputs(features: List[FeatureInfo]) -> dict:

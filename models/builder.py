@@ -7,7 +7,7 @@ import keras
 from lamina.models.backbone import build_tabular_backbone, feature_inputs
 from lamina.models.features import FeatureInfo
 from lamina.models.heads import build_head, task_loss_and_metrics
-from lamina.pipeline.spec import Spec, TrainingSpec
+from lamina.spec import Spec, TrainingSpec
 
 
 @keras.saving.register_keras_serializable(package="lamina")

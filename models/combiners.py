@@ -13,7 +13,7 @@ from typing import List
 
 import keras
 
-from lamina.pipeline.spec import CombinerSpec
+from lamina.spec import CombinerSpec
 
 
 @keras.saving.register_keras_serializable(package="lamina")

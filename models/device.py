@@ -6,7 +6,7 @@ from typing import List, Tuple
 import keras
 import tensorflow as tf
 
-from lamina.pipeline.spec import TrainingSpec
+from lamina.spec import TrainingSpec
 
 log = logging.getLogger("lamina.train")
 

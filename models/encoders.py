@@ -1,6 +1,6 @@
 """Per-feature encoders: each turns one transformed feature into a dense vector.
 
-`ENCODER_BUILDERS` maps each encoder spec class (`lamina.pipeline.spec.ENCODERS`) to the function
+`ENCODER_BUILDERS` maps each encoder spec class (`lamina.spec.ENCODERS`) to the function
 that builds its Keras layer; `build_encoder` looks it up. A new encoder is its spec class, its
 entry in `ENCODERS`, and its builder here; the combiner and heads stay as they are.
 """
@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional
 import keras
 
 from lamina.models.features import SEQUENCE, FeatureInfo
-from lamina.pipeline.spec import (ENCODERS, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
+from lamina.spec import (ENCODERS, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
                                   NumericEncoder, SequenceEncoder, TransformerEncoder, encoder_names)
 
 

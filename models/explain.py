@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from lamina.constants import DEFAULT_SIGNATURE, RAW_SIGNATURE
 from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo
 
 
@@ -385,7 +386,7 @@ def explain_pushed(model_dir: str, rows: List[dict], out_dir: str, steps: int = 
     from lamina.models.export import TRANSFORM_FEATURES, model_inputs
     from lamina.models.images import BACKBONE_DIR
     from lamina.models.trainer import FEATURES_FILE, load_keras_model, read_features
-    from lamina.serving.client import row_to_example
+    from lamina.rows import row_to_example
 
     with tf.io.gfile.GFile(os.path.join(model_dir, BACKBONE_DIR, FEATURES_FILE)) as f:
         meta = json.load(f)
@@ -393,9 +394,9 @@ def explain_pushed(model_dir: str, rows: List[dict], out_dir: str, steps: int = 
     model = load_keras_model(model_dir)
     saved = tf.saved_model.load(model_dir)
     dtypes = {k: v.dtype.as_datatype_enum
-              for k, v in saved.signatures["serving_raw"].structured_input_signature[1].items()}
+              for k, v in saved.signatures[RAW_SIGNATURE].structured_input_signature[1].items()}
     examples = [row_to_example(row, dtypes, n=i) for i, row in enumerate(rows, start=1)]
-    probe = saved.signatures["serving_default"](inputs=tf.constant([examples[0].SerializeToString()]))
+    probe = saved.signatures[DEFAULT_SIGNATURE](inputs=tf.constant([examples[0].SerializeToString()]))
     task = "classification" if "scores" in probe else "regression"
     classes = [c.decode() for c in probe["classes"].numpy()[0]] if task == "classification" else None
     if all(f.kind == IMAGE for f in features):  # Transform passes the bytes through: decode as the model does

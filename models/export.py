@@ -35,8 +35,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo, label_vocabulary, safe_name
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                            save_backbone)
-from lamina.pipeline.spec import Spec
-from lamina.serving.protocol import CLASSIFY_METHOD, DEFAULT_SIGNATURE, RAW_SIGNATURE, REGRESS_METHOD
+from lamina.spec import Spec
+from lamina.constants import CLASSIFY_METHOD, DEFAULT_SIGNATURE, RAW_SIGNATURE, REGRESS_METHOD
 
 SERVING_DEFAULT = DEFAULT_SIGNATURE
 SERVING_RAW = RAW_SIGNATURE
@@ -78,7 +78,7 @@ def padded_to_sparse(value: tf.Tensor) -> tf.SparseTensor:
     return tf.SparseTensor(tf.where(keep), tf.boolean_mask(value, keep), tf.shape(value, out_type=tf.int64))
 
 
-def _raw_to_tft_format(name: str, value: tf.Tensor, fspec) -> tf.Tensor:
+def raw_to_tft_format(name: str, value: tf.Tensor, fspec) -> tf.Tensor:
     """A dense [batch] raw tensor -> what the Transform graph expects for that feature."""
     if value.shape.rank == 2:  # a sequence feature, padded with NaN
         return padded_to_sparse(value)
@@ -131,11 +131,11 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
             sparse = parsed[k]
             dense = tf.sparse.to_dense(tf.SparseTensor(sparse.indices, sparse.values, [tf.shape(inputs)[0], 1]),
                                        default_value=missing)[:, 0]
-            parsed[k] = _raw_to_tft_format(k, dense, serving_spec[k])
+            parsed[k] = raw_to_tft_format(k, dense, serving_spec[k])
         return predict(parsed)
 
     def serve_raw(raw):
-        return predict({k: _raw_to_tft_format(k, v, serving_spec[k]) for k, v in raw.items()})
+        return predict({k: raw_to_tft_format(k, v, serving_spec[k]) for k, v in raw.items()})
 
     def transform_examples(examples):
         return tft_layer(tf.io.parse_example(examples, raw_spec))

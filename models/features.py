@@ -19,7 +19,7 @@ import re
 import unicodedata
 from typing import Dict, List, Optional, Sequence
 
-from lamina.pipeline.spec import CALENDAR_PARTS, BertEncoder, FeatureType, Spec
+from lamina.spec import CALENDAR_PARTS, BertEncoder, FeatureType, Spec
 
 # The feature kinds, as the spec names them.
 NUMERIC = FeatureType.NUMERIC.value
@@ -67,7 +67,7 @@ def transformed_label_key(label: str) -> str:
 def label_key(spec: Spec) -> str:
     """Transform's key of what the model learns to predict: the label, or a forecast's horizon of targets."""
     if spec.task == "forecast":
-        from lamina.components.forecast_windows import HORIZON_KEY
+        from lamina.constants import HORIZON_KEY
 
         return transformed_label_key(HORIZON_KEY)
     return transformed_label_key(spec.data.label)

@@ -19,7 +19,7 @@ import keras
 from lamina.models.features import safe_name
 from lamina.models.images import backbone_feature, image_backbones, set_trainable_blocks
 from lamina.models.text import set_encoder_trainable, text_encoders
-from lamina.pipeline.spec import BertEncoder, Spec
+from lamina.spec import BertEncoder, Spec
 
 
 @dataclasses.dataclass(frozen=True)

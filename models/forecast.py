@@ -16,7 +16,7 @@ from lamina.models.backbone import build_combiner, feature_inputs
 from lamina.models.encoders import build_encoder
 from lamina.models.features import CATEGORICAL, FeatureInfo, safe_name
 from lamina.models.sequence import build_sequence_encoder
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 
 @keras.saving.register_keras_serializable(package="lamina")

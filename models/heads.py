@@ -4,7 +4,7 @@ from typing import Optional
 
 import keras
 
-from lamina.pipeline.spec import HeadSpec
+from lamina.spec import HeadSpec
 
 
 def task_loss_and_metrics(config: HeadSpec):

@@ -1,4 +1,4 @@
-"""Tuned values onto the spec: what each tunable parameter (pipeline.spec.tuning.TUNABLE) sets.
+"""Tuned values onto the spec: what each tunable parameter (lamina.spec.tuning.TUNABLE) sets.
 
 The Tuner's trials and the Trainer (from the Tuner's best_hyperparameters artifact) both apply
 them here, so a trial trains exactly the model the Trainer will.
@@ -6,7 +6,7 @@ them here, so a trial trains exactly the model the Trainer will.
 
 from typing import Any, Dict, List
 
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 
 def combiner_units(width: int, depth: int) -> List[int]:
@@ -15,7 +15,7 @@ def combiner_units(width: int, depth: int) -> List[int]:
 
 
 def apply_hyperparameters(spec: Spec, values: Dict[str, Any]) -> Spec:
-    """A copy of `spec` with the tuned `values` in place of its own (see pipeline.spec.tuning.TUNABLE).
+    """A copy of `spec` with the tuned `values` in place of its own (see lamina.spec.tuning.TUNABLE).
 
     Only trainer-side settings change, so the Transform output stays valid for every trial.
     """

@@ -24,7 +24,7 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-from lamina.pipeline.spec import AugmentationSpec, ImageEncoder
+from lamina.spec import AugmentationSpec, ImageEncoder
 
 # keras.applications' weights location; a module constant so a test can point it elsewhere.
 IMAGENET_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"

@@ -2,7 +2,7 @@
 
 Each follows the definition TFMA uses for the same name (TFMA's AUCs interpolate over 10,000
 thresholds, so they agree to about 1e-3, not exactly). Binary metrics are of the positive class,
-`positive` in the label vocabulary (pipeline.spec.EvaluationSpec.positive_index).
+`positive` in the label vocabulary (lamina.spec.EvaluationSpec.positive_index).
 """
 
 from typing import Callable, Dict, Optional, Sequence
@@ -95,7 +95,7 @@ def compute(task: str, metrics: Sequence[str], labels, predictions, decision_thr
 
 def better(metric: str, a: float, b: float, direction: Optional[str] = None) -> bool:
     """Whether `a` beats `b` on `metric`."""
-    from lamina.pipeline.spec import higher_is_better
+    from lamina.spec import higher_is_better
 
     up = (direction == "max") if direction else higher_is_better(metric)
     return a > b if up else a < b

@@ -24,7 +24,7 @@ import math
 from lamina.models.features import (CATEGORICAL, CYCLIC_PERIODS, DATE, IMAGE, LABEL_VOCABULARY, MISSING_PART, NUMERIC,
                                     SEQUENCE, TEXT, input_feature_names, kind_from_dtype, transformed_label_key,
                                     transformed_name, vocabulary_name)
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 # Where year, month and day sit among a date's digit groups, per layout (the time follows them).
 _DATE_ORDER = {"%Y-%m-%d": (0, 1, 2), "%Y/%m/%d": (0, 1, 2), "%m/%d/%Y": (2, 0, 1), "%d/%m/%Y": (2, 1, 0),
@@ -181,7 +181,7 @@ def forecast_preprocessing(inputs, spec: Spec):
     """A forecast's windows: the target's history and its horizon stay in the target's units (the model
     scales each window by its own history), padded with NaN; covariates are z-scored sequences of
     lookback (past-only) or lookback + horizon (known-future) steps; the series ID is a category."""
-    from lamina.components.forecast_windows import HORIZON_KEY
+    from lamina.constants import HORIZON_KEY
 
     fc = spec.forecast
     outputs = {transformed_name(spec.data.label): sequence_values(inputs[spec.data.label], fc.lookback),

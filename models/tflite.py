@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from lamina.constants import DEFAULT_SIGNATURE
 from lamina.models.features import CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name, vocabulary_name
 
 FORMS = ("float", "dynamic_range", "int8")
@@ -64,7 +65,7 @@ def write_saved_model(model, features: List[FeatureInfo], task: str, path: str) 
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=[signature])
+    archive.add_endpoint(DEFAULT_SIGNATURE, serve, input_signature=[signature])
     archive.write_out(path, verbose=False)
     return path
 
@@ -145,7 +146,7 @@ def worse_by(task: str, reference: float, value: float) -> float:
 
 def _numeric_affine(tft_layer, raw_spec: Dict, feature: str) -> Dict[str, float]:
     """mean and std of a z-scored numeric feature, read off the Transform graph by probing it at 1 and 2."""
-    from lamina.models.export import _raw_to_tft_format
+    from lamina.models.export import raw_to_tft_format
     from lamina.models.features import transformed_name
 
     probe = {}
@@ -156,7 +157,7 @@ def _numeric_affine(tft_layer, raw_spec: Dict, feature: str) -> Dict[str, float]
             value = tf.constant(["", ""])
         else:
             value = tf.fill([2], tf.constant(float("nan"), v.dtype)) if v.dtype.is_floating else tf.zeros([2], v.dtype)
-        probe[k] = _raw_to_tft_format(k, value, v)
+        probe[k] = raw_to_tft_format(k, value, v)
     z1, z2 = tft_layer(probe)[transformed_name(feature)].numpy().reshape(-1)[:2]
     scale = float(z2 - z1)  # 1 / std
     if not scale:

@@ -25,7 +25,7 @@ from lamina.models.features import label_key as features_label_key
 from lamina.models.features import (IMAGE, TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
                                     safe_name, transformed_label_key, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
-from lamina.pipeline.spec import SequenceEncoder, Spec, TransformerEncoder
+from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
 
@@ -46,7 +46,7 @@ CACHE_ELEMENT_OVERHEAD = 400
 CACHE_TENSOR_OVERHEAD = 48
 
 
-def _decoded_bytes(features: List[FeatureInfo]) -> int:
+def decoded_bytes(features: List[FeatureInfo]) -> int:
     """What one decoded example costs in tf.data's cache: its values, its tensors and the label."""
     values = sum(4 * math.prod(f.shape) + CACHE_TENSOR_OVERHEAD for f in features)
     return values + CACHE_TENSOR_OVERHEAD + CACHE_ELEMENT_OVERHEAD
@@ -62,7 +62,7 @@ def fits_in_memory(files: List[str], features: List[FeatureInfo], budget_mb: Opt
                             else float(os.environ.get("LAMINA_CACHE_MB", CACHE_BUDGET_MB)))
     if sum(tf.io.gfile.stat(f).length for f in files) > budget:
         return False
-    return count_records(files) * _decoded_bytes(features) <= budget
+    return count_records(files) * decoded_bytes(features) <= budget
 
 
 def cache_plan(train_files: List[str], eval_files: List[str], features: List[FeatureInfo],
@@ -78,7 +78,7 @@ def cache_plan(train_files: List[str], eval_files: List[str], features: List[Fea
     return True, fits_in_memory(train_files + eval_files, features, budget_mb)
 
 
-def _expand(file_patterns: List[str]) -> List[str]:
+def expand_file_patterns(file_patterns: List[str]) -> List[str]:
     return sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
 
 
@@ -96,7 +96,7 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
         if not isinstance(cfg, (TransformerEncoder, SequenceEncoder)) or cfg.vocabulary:
             continue
         key = transformed_name(name)
-        texts = tf.data.TFRecordDataset(_expand(train_files), compression_type="GZIP").map(
+        texts = tf.data.TFRecordDataset(expand_file_patterns(train_files), compression_type="GZIP").map(
             lambda r: tf.io.parse_single_example(r, {key: feature_spec[key]})[key])
         started = time.perf_counter()
         learned[name] = learn_vocabulary(texts, cfg.vocabulary_size, cfg.lowercase,
@@ -122,7 +122,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     `part=(share, True)` keeps an evenly spread `share` of the examples (in file order), and
     `(share, False)` the rest: the Tuner's holdout and its training part.
     """
-    files = _expand(file_patterns)
+    files = expand_file_patterns(file_patterns)
     if not files:
         raise FileNotFoundError(f"no transformed examples match {file_patterns}")
     feature_spec = tf_transform_output.transformed_feature_spec()
@@ -191,7 +191,7 @@ def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes:
 
     key = features_label_key(spec)
     label_spec = {key: tf_transform_output.transformed_feature_spec()[key]}
-    ds = tf.data.TFRecordDataset(_expand(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    ds = tf.data.TFRecordDataset(expand_file_patterns(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     ds = ds.batch(4096).map(lambda r: tf.reshape(tf.io.parse_example(r, label_spec)[key], [-1]))
     counts = np.zeros(num_classes, np.int64)
     for labels in ds.as_numpy_iterator():
@@ -404,7 +404,7 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     features = describe_transformed_features(spec, tf_transform_output, learned)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
     batch = spec.training.batch_size * strategy.num_replicas_in_sync
-    cache_train, cache_eval = cache_plan(_expand(train_files), _expand(eval_files), features)
+    cache_train, cache_eval = cache_plan(expand_file_patterns(train_files), expand_file_patterns(eval_files), features)
     train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
                             seed=spec.training.seed, cache=cache_train)
     eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
@@ -414,7 +414,7 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     steps = steps_per_epoch or spec.training.steps_per_epoch
     batches = None
     if not steps and spec.lr_schedule != "constant":
-        batches = math.ceil(count_records(_expand(train_files)) / batch)
+        batches = math.ceil(count_records(expand_file_patterns(train_files)) / batch)
     callbacks = []
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))

@@ -25,7 +25,7 @@ import keras_tuner as kt
 import numpy as np
 
 from lamina.models.hyperparameters import apply_hyperparameters, combiner_units  # noqa: F401 (re-exported)
-from lamina.pipeline.spec import ParamSpec, Spec
+from lamina.spec import ParamSpec, Spec
 
 TRIALS_FILE = "trials.json"
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
@@ -33,7 +33,7 @@ HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner
 
 def search_space(space: Dict[str, ParamSpec]) -> kt.HyperParameters:
     """The spec's space as KerasTuner HyperParameters (ints as Int, floats as Float, lists as Choice)."""
-    from lamina.pipeline.spec import TUNABLE
+    from lamina.spec import TUNABLE
 
     hp = kt.HyperParameters()
     for name, p in space.items():
@@ -56,7 +56,7 @@ class OptunaOracle(kt.Oracle):
                  pruning: bool = True, warmup_epochs: int = 2):
         import optuna
 
-        from lamina.pipeline.spec import TUNABLE
+        from lamina.spec import TUNABLE
 
         super().__init__(objective=objective, max_trials=max_trials, hyperparameters=search_space(space), seed=seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -269,7 +269,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         from lamina.models.builder import build_model
-        from lamina.models.trainer import _expand, class_weights, count_records, fit, label_counts
+        from lamina.models.trainer import expand_file_patterns, class_weights, count_records, fit, label_counts
 
         values = dict(trial.hyperparameters.values)
         epochs = int(values.get("tuner/epochs") or self.spec.tuning.epochs or self.spec.training.epochs)
@@ -289,7 +289,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         batches = None
         if spec.lr_schedule != "constant":  # a warmup/decay schedule is sized by the steps, as in the Trainer
             if self._train_records is None:
-                self._train_records = count_records(_expand(self.train_files))
+                self._train_records = count_records(expand_file_patterns(self.train_files))
             batches = max(1, math.ceil(self._train_records * (1 - spec.tuning.holdout) / spec.training.batch_size))
         scorer = _EpochScore(score_fn, self.oracle, trial.trial_id)
         started = time.perf_counter()

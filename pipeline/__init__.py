@@ -10,7 +10,7 @@ Python API, mirroring the YAML spec:
 Importing this package loads only the spec (pydantic); TFX loads when a pipeline is built.
 """
 
-from lamina.pipeline.spec import (AugmentationSpec, BertEncoder, CategoricalEncoder, CombinerSpec, DataSpec,
+from lamina.spec import (AugmentationSpec, BertEncoder, CategoricalEncoder, CombinerSpec, DataSpec,
                                   EarlyStoppingSpec, EvaluationSpec, FeatureSpec, FineTuneSpec, HeadSpec,
                                   ImageEncoder, ImageIngestSpec, InferenceSpec, ModelSpec, NumericEncoder,
                                   RunnerSpec, ServingSpec, Spec, SpecError, SplitSpec, ThresholdSpec, TrainingSpec,

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Dict, List
 
-from lamina.pipeline.spec import KubeflowSpec, ResourceSpec, Spec, SpecError
+from lamina.spec import KubeflowSpec, ResourceSpec, Spec, SpecError
 
 # What every component's container runs (the image's ENTRYPOINT must be the same): TFX's KFP v2
 # executor entrypoint, which reads the component's executor input and runs its executor.

@@ -3,7 +3,7 @@
 It works out nothing but the run directory, calls `create_pipeline`, and shows progress: one
 line per component with its duration and whether it came from the cache, as ML Metadata
 records each execution (read-only, from a thread that polls the store while TFX writes it).
-What the run produced is read back by `lamina.pipeline.results`.
+What the run produced is read back by `lamina.pipeline.runs.summary`.
 """
 
 import contextlib
@@ -16,10 +16,11 @@ import time
 from typing import List, Optional, TextIO
 
 from lamina import storage
-from lamina.pipeline.report import write_report
-from lamina.pipeline.results import (ComponentRun, ExecutionRecord, ModelNotBlessedError, RunResult,
-                                     latest_run_executions, latest_run_outputs, open_store, summarize_run, write_run_report)
-from lamina.pipeline.spec import Spec, SpecError
+from lamina.pipeline.runs.report import write_report
+from lamina.pipeline.runs.metadata import ExecutionRecord
+from lamina.pipeline.runs.summary import (ComponentRun, ModelNotBlessedError, RunResult, latest_run_executions,
+                                          latest_run_outputs, open_store, summarize_run, write_run_report)
+from lamina.spec import Spec, SpecError
 
 __all__ = ["ComponentProgress", "ModelNotBlessedError", "RunResult", "check_pretrained_models", "quiet_logs",
            "run_pipeline"]
@@ -132,7 +133,7 @@ def check_pretrained_models(spec: Spec) -> None:
     Raises SpecError naming the encoder's key, the file and the key inside it, so a wrong path
     fails in a second, not after ingestion and Transform.
     """
-    from lamina.pipeline.spec import BertEncoder
+    from lamina.spec import BertEncoder
 
     problems = []
     for key, enc in spec.model.encoders.items():

@@ -38,13 +38,14 @@ from lamina.components.schema import SpecSchemaGen
 from lamina.components.explainer import Explainer
 from lamina.components.forecast_evaluator import ForecastEvaluator
 from lamina.components.forecast_example_gen import ForecastExampleGen
-from lamina.components.forecast_windows import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY, WindowSettings
+from lamina.constants import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY
+from lamina.components.forecast_windows import WindowSettings
 from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
 from lamina.models.features import transformed_label_key
-from lamina.pipeline.spec import (LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, SOURCE_PATH_KEY,
-                                  Spec)
+from lamina.constants import SOURCE_PATH_KEY
+from lamina.spec import LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, Spec
 
 PREPROCESSING_FN = "lamina.models.preprocessing.preprocessing_fn"
 RUN_FN = "lamina.models.trainer.run_fn"

@@ -26,9 +26,9 @@ import dataclasses
 import re
 from typing import Dict, List, Optional
 
-from lamina.components.table_cells import BOOLEAN_SPELLINGS
+from lamina.cells import BOOLEAN_SPELLINGS
 from lamina.components.table_source import ColumnStats, TablePolicy, TableScan, scan_table
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 _ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid)$|^id[^a-z0-9]|^(row|record)_?(number|no|num)$", re.IGNORECASE)
 _CAMEL_ID = re.compile(r"[a-z]I[dD]$")  # customerId, userID; case-sensitive, so 'paid' and 'valid' are not IDs

@@ -22,7 +22,7 @@ from typing import Dict, List
 import yaml
 
 from lamina import storage
-from lamina.serving.protocol import METRICS_PATH
+from lamina.constants import GRPC_PORT, METRICS_PATH, REST_PORT
 
 CONFIG_FILES = ("models.config", "batching.config", "monitoring.config")
 
@@ -31,8 +31,8 @@ CONFIG_FILES = ("models.config", "batching.config", "monitoring.config")
 class DeploySettings:
     serving_version: str = "2.16.1"  # tensorflow/serving tag, matching tensorflow-serving-api
     gpu: bool = False
-    grpc_port: int = 8500
-    rest_port: int = 8501
+    grpc_port: int = GRPC_PORT
+    rest_port: int = REST_PORT
     models_root: str = "/models"  # where the model directory is mounted in the container
     config_root: str = "/config"
     max_batch_size: int = 32

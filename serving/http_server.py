@@ -1,5 +1,11 @@
 """A small HTTP/1.1 server on asyncio, for the REST API: bounded connections, bounded threads.
 
+HTTP/1.1 is parsed by h11 (framing, keep-alive, chunked bodies, `Expect: 100-continue`). Framing
+that two parsers could read two ways is refused with 400 before any body is read (RFC 9112 §6.3):
+two different Content-Length values, Content-Length beside Transfer-Encoding, whitespace between a
+header's name and its colon; so is a second Host, Content-Type or Authorization header. Other
+repeated headers are combined with ", " (RFC 9110 §5.3), never last-wins.
+
 An open connection costs no thread: one event-loop thread accepts, runs TLS handshakes (with a
 timeout), reads each request (the head and the body each under a deadline, so a slow client
 is dropped) and writes the answers. A fixed pool of worker threads runs the handler, one
@@ -20,11 +26,15 @@ import logging
 import socket
 import ssl
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
+
+import h11
+
+from lamina.constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_REQUEST_BYTES
 
 log = logging.getLogger("lamina.serving")
 
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
            411: "Length Required", 413: "Content Too Large", 431: "Request Header Fields Too Large",
            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
            504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
@@ -34,10 +44,10 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 class HttpLimits:
     """What one client may hold of the server. Times are seconds."""
 
-    max_connections: int = 512  # open connections; past it, 503 and close
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections; past it, 503 and close
     worker_threads: int = 16  # threads answering requests (connections hold none)
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_head_bytes: int = 64 * 1024  # request line and headers
+    max_body_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # after chunked decoding, for chunked bodies
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES  # request line and headers
     head_timeout: float = 10.0  # to send the request line and headers of a new connection's first request
     body_timeout: float = 30.0  # to send the body once the head is in
     idle_timeout: float = 30.0  # between requests on a keep-alive connection
@@ -77,6 +87,50 @@ class _Refused(Exception):
 
     def __init__(self, response: Response):
         self.response = response
+
+
+def _refused(status: int, error: str) -> _Refused:
+    return _Refused(json_response(status, {"error": error}))
+
+
+# Headers a request may carry once: a second one is ambiguous (which host? which body type?).
+SINGLE_HEADERS = ("host", "content-type", "authorization")
+
+
+def framing_problem(head: bytes) -> Optional[Tuple[int, str]]:
+    """(status, message) for a request head whose framing is malformed or ambiguous; None when h11 may read it.
+
+    The exact reason, for the client, where h11 only says that it refused: the request line, a header
+    line without a colon or with whitespace before it, a Content-Length that is not a number or that
+    disagrees with another, Content-Length beside Transfer-Encoding.
+    """
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return 400, f"Malformed request line: {lines[0][:200]!r}."
+    lengths: List[str] = []
+    chunked = False
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            hint = " (no whitespace is allowed between a header's name and its colon)" if sep and name.strip() else ""
+            return 400, f"Malformed header line: {line[:200]!r}{hint}."
+        if name.lower() == "content-length":
+            lengths += [v.strip() for v in value.split(",")]
+        elif name.lower() == "transfer-encoding":
+            chunked = True
+    for length in lengths:
+        if not length.isdigit() or not length.isascii():
+            return 400, f"Content-Length {length!r} is not a non-negative integer."
+    if len(set(int(v) for v in lengths)) > 1:
+        return 400, (f"Content-Length is given as {' and '.join(sorted(set(lengths), key=int))}: the body's length is "
+                     f"ambiguous (RFC 9112 section 6.3). Send one Content-Length.")
+    if lengths and chunked:
+        return 400, ("Content-Length and Transfer-Encoding are both given: the body's length is ambiguous "
+                     "(RFC 9112 section 6.3). Send one of them.")
+    return None
 
 
 class HttpServer:
@@ -188,13 +242,14 @@ class HttpServer:
             return
         self.open_connections += 1
         self._idle[writer] = True
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_bytes)
         try:
             first = True
             while not self._stopping:
                 try:
-                    request = await self._read_request(reader, writer, first)
+                    request = await self._read_request(conn, reader, writer, first)
                 except _Refused as refused:
-                    await self._write(writer, refused.response, close=True)
+                    await self._write_raw(writer, refused.response)
                     break
                 if request is None:
                     break  # the client closed, or stayed idle past the keep-alive timeout
@@ -207,12 +262,11 @@ class HttpServer:
                     self.in_flight -= 1
                     if self._stopping and not self.in_flight:
                         self._drained.set()
-                close = (response.close or self._stopping or request.headers.get("connection", "").lower() == "close"
-                         or request.headers.get(":version") == "HTTP/1.0")
-                await self._write(writer, response, close)
+                await self._write(conn, writer, response, close=response.close or self._stopping)
                 self._idle[writer] = True
-                if close:
-                    break
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break  # the client asked to close (Connection: close, HTTP/1.0), or the server did
+                conn.start_next_cycle()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
             pass  # the client went away
         finally:
@@ -227,58 +281,97 @@ class HttpServer:
             log.exception("REST handler failed on %s %s", request.method, request.path)
             return json_response(500, {"error": f"{type(e).__name__}: {e}"})
 
-    async def _read_request(self, reader, writer, first: bool) -> Optional[Request]:
+    async def _next_event(self, conn: h11.Connection, reader, deadline: float, head: Optional[bytearray] = None):
+        """h11's next event, reading from the client until `deadline` (loop time); asyncio.TimeoutError past it.
+        `head`: the bytes of the request head so far, kept to say exactly what was wrong with it."""
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            data = await asyncio.wait_for(reader.read(65536), remaining)
+            if head is not None and len(head) <= self.limits.max_head_bytes:
+                head.extend(data)
+            conn.receive_data(data)  # b"": the client closed its side
+
+    async def _read_request(self, conn: h11.Connection, reader, writer, first: bool) -> Optional[Request]:
         limits = self.limits
+        head = bytearray(conn.trailing_data[0])  # a pipelined request's first bytes may be in already
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                          limits.head_timeout if first else limits.idle_timeout)
+            event = await self._next_event(conn, reader, self._loop.time() + (limits.head_timeout if first
+                                                                                else limits.idle_timeout), head)
         except asyncio.TimeoutError:
             return None
-        except asyncio.IncompleteReadError:
-            return None
-        except asyncio.LimitOverrunError:
-            raise _Refused(json_response(431, {"error": f"The request line and headers exceed "
-                                                        f"{limits.max_head_bytes} bytes."})) from None
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _Refused(json_response(400, {"error": f"Malformed request line: {lines[0][:200]!r}."}))
-        method, path, version = parts
-        headers = {":version": version}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _Refused(json_response(400, {"error": f"Malformed header line: {line[:200]!r}."}))
-            headers[name.lower()] = value.strip()
-        body = b""
-        if "transfer-encoding" in headers:
-            raise _Refused(json_response(411, {"error": "Chunked bodies are not accepted; send a Content-Length "
-                                                        "header."}))
-        length_text = headers.get("content-length")
-        if length_text is not None:
-            if not length_text.isdigit() or not length_text.isascii():
-                raise _Refused(json_response(400, {"error": f"Content-Length {length_text!r} is not a "
-                                                            f"non-negative integer."}))
-            length = int(length_text)
-            if length > limits.max_body_bytes:
-                raise _Refused(json_response(413, {"error": f"The request body is {length} bytes; the limit is "
-                                                            f"{limits.max_body_bytes} bytes."}))
-            try:
-                body = await asyncio.wait_for(reader.readexactly(length), limits.body_timeout)
-            except asyncio.TimeoutError:
-                raise _Refused(json_response(408, {"error": f"The body did not arrive within "
-                                                            f"{limits.body_timeout:g} s."})) from None
+        except h11.RemoteProtocolError as e:
+            problem = framing_problem(bytes(head))
+            if e.error_status_hint == 431 or len(head) > limits.max_head_bytes and problem is None:
+                raise _refused(431, f"The request line and headers exceed {limits.max_head_bytes} bytes.") from None
+            status, message = problem or (e.error_status_hint, f"Malformed request: {e}.")
+            raise _refused(status, message) from None
+        if not isinstance(event, h11.Request):
+            return None  # ConnectionClosed: the client is gone
+        start = event
+        end = bytes(head).find(b"\r\n\r\n")
+        if end < 0 or end + 4 > limits.max_head_bytes:  # h11 bounds only a head that arrives in pieces
+            raise _refused(431, f"The request line and headers exceed {limits.max_head_bytes} bytes.")
+        problem = framing_problem(bytes(head))  # what h11 accepts but reads one way of two
+        if problem is not None:
+            raise _refused(*problem)
+        headers: Dict[str, str] = {":version": "HTTP/" + event.http_version.decode("ascii")}
+        for raw_name, raw_value in event.headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if name in headers and name in SINGLE_HEADERS:
+                raise _refused(400, f"The {name!r} header is given twice; send it once.")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        length = int(headers["content-length"]) if "content-length" in headers else None
+        if length is not None and length > limits.max_body_bytes:
+            raise _refused(413, f"The request body is {length} bytes; the limit is {limits.max_body_bytes} bytes.")
+        if conn.they_are_waiting_for_100_continue:
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
+        body = bytearray()
+        deadline = self._loop.time() + limits.body_timeout
+        try:
+            while True:
+                event = await self._next_event(conn, reader, deadline)
+                if isinstance(event, h11.Data):
+                    body.extend(event.data)
+                    if len(body) > limits.max_body_bytes:
+                        raise _refused(413, f"The request body exceeds {limits.max_body_bytes} bytes, the limit.")
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:
+                    return None  # the client closed in the middle of its body
+        except asyncio.TimeoutError:
+            raise _refused(408, f"The body did not arrive within {limits.body_timeout:g} s.") from None
+        except h11.RemoteProtocolError as e:
+            raise _refused(400, f"Malformed request body: {e}.") from None
         peer = writer.get_extra_info("peername") or ("", 0)
-        return Request(method, path, headers, body, tuple(peer[:2]))
+        return Request(start.method.decode("ascii"), start.target.decode("latin-1"), headers, bytes(body),
+                       tuple(peer[:2]))
 
-    async def _write(self, writer: asyncio.StreamWriter, response: Response, close: bool) -> None:
-        head = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}",
-                f"Content-Type: {response.content_type}", f"Content-Length: {len(response.body)}",
-                f"Connection: {'close' if close else 'keep-alive'}"]
-        head += [f"{k}: {v}" for k, v in response.headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+    def _head(self, response: Response, close: bool) -> List[Tuple[str, str]]:
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+                   ("Connection", "close" if close else "keep-alive")]
+        return headers + [(k, str(v)) for k, v in response.headers.items()]
+
+    async def _write(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: Response,
+                     close: bool) -> None:
+        """The answer to a request h11 read; h11 closes the connection after it when either side asked."""
+        reason = REASONS.get(response.status, "Unknown").encode("latin-1")
+        data = conn.send(h11.Response(status_code=response.status, headers=self._head(response, close), reason=reason))
+        data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
+        await self._drain(writer, data)
+
+    async def _write_raw(self, writer: asyncio.StreamWriter, response: Response) -> None:
+        """An answer to a request h11 could not (or may not) read: written as is, then the connection closes."""
+        head = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}"]
+        head += [f"{k}: {v}" for k, v in self._head(response, close=True)]
+        await self._drain(writer, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+
+    async def _drain(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
         try:
             await asyncio.wait_for(writer.drain(), self.limits.body_timeout)
         except asyncio.TimeoutError:
@@ -288,9 +381,9 @@ class HttpServer:
         """503 for a connection past the limit, then a short read of what the client sent (closing a
         socket with unread data would reset it, and the client would never see the answer)."""
         try:
-            await self._write(writer, json_response(503, {"error": f"The server has "
-                                                                   f"{self.limits.max_connections} open connections, "
-                                                                   f"its limit; retry later."}), close=True)
+            await self._write_raw(writer, json_response(503, {"error": f"The server has "
+                                                                       f"{self.limits.max_connections} open "
+                                                                       f"connections, its limit; retry later."}))
             if writer.can_write_eof():
                 writer.write_eof()
             for _ in range(4):  # at most ~2 s and 256 KB per refused connection

@@ -20,12 +20,12 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, predict_pb2, regression_pb2, status_pb2)
 
 from lamina.serving.batching import Batcher
-from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS
-from lamina.serving.image_limits import check_image, image_format
+from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.image_headers import check_image, image_format
 from lamina.serving.metrics import ServingMetrics
-from lamina.serving.protocol import (API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_SIGNATURE,
-                                     MAX_WARMUP_RECORDS, REGRESS_METHOD, WARMUP_FILE, ServingError,
-                                     invalid_argument)
+from lamina.constants import (API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS,
+                              REGRESS_METHOD, WARMUP_FILE)
+from lamina.serving.protocol import ServingError, invalid_argument
 from lamina.serving.registry import LoadedModel, ModelRegistry
 from lamina.serving.warmup import iter_warmup_requests
 

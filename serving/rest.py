@@ -8,7 +8,7 @@
 
 JSON is TF Serving's (serving/rest_json.py). Errors are `{"error": "..."}` with 400 (bad input),
 404 (unknown model, version, label or signature), 405 with an `Allow` header (wrong method),
-411/413 (no or too large a body), 503 (too many connections) and 504 (deadline). The HTTP side
+411/413 (no body, or too large a one; chunked bodies are read within the same limit), 503 (too many connections) and 504 (deadline). The HTTP side
 (serving/http_server.py) bounds connections, threads and the time a client may take.
 """
 
@@ -22,7 +22,8 @@ from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, 
 
 from lamina.serving.http_server import HttpLimits, HttpServer, Request, Response, json_response
 from lamina.serving.inference import Observed, check_arrays
-from lamina.serving.protocol import DEFAULT_SIGNATURE, METRICS_PATH, RAW_SIGNATURE, ServingError, invalid_argument
+from lamina.constants import DEFAULT_SIGNATURE, METRICS_PATH, RAW_SIGNATURE
+from lamina.serving.protocol import ServingError, invalid_argument
 from lamina.serving.rest_json import (examples_from_json, model_status_json, parse_body, predict_answer,
                                      predict_arrays)
 
@@ -76,8 +77,8 @@ class RestApi:
                                 headers={"Allow": allowed})
             body = None
             if allowed == "POST":
-                if "content-length" not in request.headers:
-                    raise RestError(411, "The request needs a Content-Length header.")
+                if "content-length" not in request.headers and "transfer-encoding" not in request.headers:
+                    raise RestError(411, "The request needs a Content-Length header or a chunked body.")
                 body = parse_body(request.body)
             return json_response(200, self._answer(match, suffix, body, observed))
         except ServingError as e:

@@ -31,7 +31,8 @@ from lamina.serving.batching import Batcher, BatchingParameters
 from lamina.serving.http_server import HttpLimits
 from lamina.serving.inference import Inference, InputLimits, Observed, check_multi_inference
 from lamina.serving.metrics import ServingMetrics
-from lamina.serving.protocol import DEFAULT_MAX_REQUEST_BYTES, ServingError, invalid_argument, permission_denied
+from lamina.constants import DEFAULT_MAX_REQUEST_BYTES, GRPC_PORT, LOOPBACK
+from lamina.serving.protocol import ServingError, invalid_argument, permission_denied
 from lamina.serving.registry import ConfigError, LoadedModel, ModelRegistry, configs_from_proto
 from lamina.serving.rest import RestServer
 
@@ -139,7 +140,7 @@ class LaminaServer:
     loopback peers only, or, with client certificates on, from callers with `admin_token`.
     """
 
-    def __init__(self, source: str, port: int = 8500, host: str = "127.0.0.1", rest_port: Optional[int] = None,
+    def __init__(self, source: str, port: int = GRPC_PORT, host: str = LOOPBACK, rest_port: Optional[int] = None,
                  poll_seconds: float = 1.0, max_workers: int = 64,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, batching: Optional[BatchingParameters] = None,
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None, tls_client_ca: Optional[str] = None,

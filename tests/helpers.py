@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from lamina.pipeline.datasets import write_penguins_csv
-from lamina.pipeline.spec import Spec
+from lamina.pipeline.cli.datasets import write_penguins_csv
+from lamina.spec import Spec
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SPEC = REPO / "examples" / "penguins" / "spec.yaml"

@@ -24,7 +24,7 @@ def run_data_components(base_dir, penguins_csv, beam_args):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.pipeline import Pipeline
 
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
     from lamina.pipeline.pipeline import create_pipeline
 
     os.makedirs(os.path.join(base_dir, "data"), exist_ok=True)

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lamina.components.forecast_windows import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY, WindowSettings, read_requests
+from lamina.constants import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY
+from lamina.components.forecast_windows import WindowSettings, read_requests
 from lamina.pipeline import cli
-from lamina.serving.client import RestClient, row_to_example
+from lamina.rows import row_to_example
+from lamina.serving.client import RestClient
 from tests.helpers import run_example, serving
 
 pytestmark = pytest.mark.e2e

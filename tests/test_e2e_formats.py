@@ -7,10 +7,10 @@ import json
 import pytest
 import tensorflow as tf
 
-from lamina.pipeline.datasets import penguins_rows
-from lamina.pipeline.cli import main
+from lamina.pipeline.cli.datasets import penguins_rows
+from lamina.pipeline.cli.commands import main
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.spec import load_spec
+from lamina.spec import load_spec
 from lamina.serving.saved_model import read_signature_defs
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from lamina.models.export import COLUMNS_FILE
 from lamina.models.images import BACKBONE_CONFIG, BACKBONE_DIR, BACKBONE_WEIGHTS
 from lamina.pipeline import cli
-from lamina.serving.client import PredictionClient, read_image_rows
+from lamina.rows import read_image_rows
+from lamina.serving.client import PredictionClient
 from tests.helpers import read_prediction_logs, serving
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +37,7 @@ def image_server(digits_run):
 
 def eval_files(digits_run):
     """(path, digit) of every image in the eval split, read back from the examples TFMA scored."""
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec, _ = digits_run
     examples = latest_run_outputs(spec)[("ImageExampleGen", "examples")]

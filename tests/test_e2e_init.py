@@ -6,8 +6,8 @@ import shutil
 import pytest
 import yaml
 
-from lamina.pipeline.cli import main
-from lamina.pipeline.spec import load_spec
+from lamina.pipeline.cli.commands import main
+from lamina.spec import load_spec
 from tests.helpers import TOPICS_CSV
 from tests.messy import LABEL, write_messy_csv
 
@@ -29,7 +29,7 @@ def _pushed(out: str) -> str:
 
 
 def test_digits_folder(tmp_path, capsys):
-    from lamina.pipeline.datasets import write_digits_folder
+    from lamina.pipeline.cli.datasets import write_digits_folder
 
     write_digits_folder(str(tmp_path / "digits"), size=16, per_class=60)
     spec, out = _init_and_run(capsys, str(tmp_path / "digits"), "-o", str(tmp_path / "project" / "spec.yaml"))

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from lamina.pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline
-from lamina.pipeline.datasets import write_penguins_csv
-from lamina.serving.client import row_to_example
+from lamina.pipeline.cli.datasets import write_penguins_csv
+from lamina.rows import row_to_example
 from tests.helpers import make_spec, read_csv
 from tests.kfp_driver import KfpDriver
 

@@ -14,12 +14,13 @@ import pytest
 import tensorflow as tf
 
 from lamina.components.table_example_gen import record_to_example
-from lamina.components.table_cells import parse_number
+from lamina.cells import parse_number
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.results import format_result
-from lamina.pipeline.spec import Spec
-from lamina.serving.client import PredictionClient, RestClient, rows_to_tensors
-from lamina.serving.protocol import RAW_SIGNATURE
+from lamina.pipeline.runs.summary import format_result
+from lamina.spec import Spec
+from lamina.rows import rows_to_tensors
+from lamina.serving.client import PredictionClient, RestClient
+from lamina.constants import RAW_SIGNATURE
 from lamina.serving.server import LaminaServer
 from tests.messy import COLUMNS, LABEL, write_messy_csv
 
@@ -170,7 +171,7 @@ def test_rest_rows_with_integers_or_floats_by_original_names(served, messy_run):
 
 
 def test_lamina_predict_reads_the_users_own_export(served, messy_run, tmp_path):
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     server, model = served
     _, _, rows, _ = messy_run

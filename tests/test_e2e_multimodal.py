@@ -16,7 +16,8 @@ import yaml
 
 from lamina.models.features import safe_name
 from lamina.pipeline import cli
-from lamina.serving.client import PredictionClient, RestClient, read_image_cells
+from lamina.rows import read_image_cells
+from lamina.serving.client import PredictionClient, RestClient
 from tests.helpers import run_example, serving
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +52,7 @@ def _accuracy(spec_dict, base_dir, result, features, encoders, out_dir):
 
     from lamina.models.features import describe_transformed_features
     from lamina.models.trainer import make_dataset, train
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     d = json.loads(json.dumps(spec_dict))
     d["data"]["features"] = {k: v for k, v in d["data"]["features"].items() if k in features}

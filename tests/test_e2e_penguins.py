@@ -12,8 +12,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, m
 
 from lamina.models.export import CLASSIFY_METHOD
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.results import latest_run_states
-from lamina.serving.client import PredictionClient, row_to_example, rows_to_tensors
+from lamina.pipeline.runs.summary import latest_run_states
+from lamina.rows import row_to_example, rows_to_tensors
+from lamina.serving.client import PredictionClient
 from tests.helpers import make_spec, read_csv, read_prediction_logs
 
 pytestmark = pytest.mark.e2e
@@ -301,7 +302,7 @@ def test_classify_rejects_a_signature_that_is_not_for_classification(server):
 def test_cli_predict_prints_classes(server, penguins_dir, rows, capsys):
     import json
 
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     path = penguins_dir / "query.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows[:3]))
@@ -338,7 +339,7 @@ def test_tflite_files_take_transformed_inputs_the_input_spec_describes(penguins_
     import json
 
     from lamina.models.tflite import predict_rows
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     spec, result = penguins_run
     folder = os.path.join(result.pushed_model_dir, "assets.extra", "lamina", "tflite")
@@ -367,7 +368,7 @@ def test_tflite_files_take_transformed_inputs_the_input_spec_describes(penguins_
 
 
 def test_lamina_report_writes_the_page_again_from_ml_metadata(penguins_run, capsys, tmp_path):
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     spec, result = penguins_run
     before = open(result.report).read()
@@ -389,7 +390,7 @@ def test_explanations_are_complete_cover_every_class_and_are_recorded_against_th
 
     from ml_metadata.proto import metadata_store_pb2
 
-    from lamina.pipeline.results import latest_run_outputs, open_store
+    from lamina.pipeline.runs.summary import latest_run_outputs, open_store
 
     spec, result = penguins_run
     record = json.load(open(os.path.join(result.explanations_dir, "explanations.json")))
@@ -417,7 +418,7 @@ def test_lamina_explain_on_the_pushed_model_explains_raw_rows(penguins_run, in_p
                                                               capsys):
     import json
 
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     _, result = penguins_run
     path = tmp_path / "rows.jsonl"
@@ -474,7 +475,7 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows,
 
     # `lamina runs` lists the runs, newest first, from ML Metadata: every one pushed, the newest the second push.
     from lamina.pipeline import cli
-    from lamina.pipeline.runs import list_runs
+    from lamina.pipeline.runs.history import list_runs
 
     capsys.readouterr()  # the runs' own progress lines
     assert cli.main(["runs", os.path.dirname(spec.run_dir)]) == 0

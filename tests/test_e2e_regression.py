@@ -16,8 +16,9 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
 
 from lamina.models.export import REGRESS_METHOD
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.spec import Spec
-from lamina.serving.client import PredictionClient, row_to_example
+from lamina.spec import Spec
+from lamina.rows import row_to_example
+from lamina.serving.client import PredictionClient
 from lamina.serving.saved_model import read_signature_defs
 from lamina.serving.server import LaminaServer
 from tests import ramfs

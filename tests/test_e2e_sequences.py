@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lamina.serving.client import PredictionClient, RestClient, RowError, row_to_example
+from lamina.rows import RowError, row_to_example
+from lamina.serving.client import PredictionClient, RestClient
 from tests.helpers import run_example, serving
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from lamina.models.text import INVALID_UTF8_MESSAGE
 from lamina.pipeline import cli
-from lamina.serving.client import PredictionClient, read_text_rows
+from lamina.rows import read_text_rows
+from lamina.serving.client import PredictionClient
 from tests.helpers import read_csv, read_prediction_logs, serving
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def test_pipeline_fine_tunes_minilm_and_pushes(text_run):
     assert sorted(g["slice"] for g in topics) == ["topic=food", "topic=sports", "topic=technology", "topic=weather"]
     assert all(g["passed"] for g in result.gates["gates"])
     assert result.baselines is None  # text only: no tabular feature for the trees
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
 
     schema_dir = latest_run_outputs(spec)[("SchemaGen", "schema")].uri
     schema = schema_pb2.Schema()
@@ -172,8 +173,8 @@ def test_a_scratch_transformer_learns_its_vocabulary_and_serves_strings(text_run
     from lamina.models.images import BACKBONE_DIR
     from lamina.models.text import TextTokenizer, read_vocabulary
     from lamina.models.trainer import train
-    from lamina.pipeline.results import latest_run_outputs
-    from lamina.pipeline.spec import Spec
+    from lamina.pipeline.runs.summary import latest_run_outputs
+    from lamina.spec import Spec
 
     spec, _ = text_run
     d = json.loads(spec.to_json())

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from lamina.components.gates import read_slices, run_gates
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.results import ModelNotBlessedError
-from lamina.pipeline.spec import Spec
+from lamina.pipeline.runs.summary import ModelNotBlessedError
+from lamina.spec import Spec
 from tests.fair_data import NOISY_BRANCH, loans_spec_dict, write_loans_csv
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.results import format_result, latest_run_outputs
+from lamina.pipeline.runs.summary import format_result, latest_run_outputs
 from tests.helpers import make_spec, read_csv, serving, write_csv
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +88,8 @@ def test_report_shows_the_trials_and_the_gates(tuned_run):
 
 
 def test_the_tuned_model_is_served_as_it_answers_in_process(tuned_run):
-    from lamina.serving.client import PredictionClient, row_to_example
+    from lamina.rows import row_to_example
+    from lamina.serving.client import PredictionClient
 
     spec, result = tuned_run
     model = tf.saved_model.load(result.pushed_model_dir)

@@ -6,7 +6,7 @@ import pytest
 
 from lamina.components.anomaly_gate import DataAnomaliesError
 from lamina.pipeline.local_runner import run_pipeline
-from lamina.pipeline.results import ModelNotBlessedError, latest_run_states
+from lamina.pipeline.runs.summary import ModelNotBlessedError, latest_run_states
 from tests.helpers import make_spec, read_csv, write_csv
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def test_strings_in_a_numeric_column_stop_the_run(tmp_path, penguins_dir):
     assert "train  bill_length_mm" in message
     assert "<td>bill_length_mm<td>Unexpected data type" in open(info.value.report).read()
     _assert_stopped_before_transform(spec)
-    from lamina.pipeline.runs import list_runs
+    from lamina.pipeline.runs.history import list_runs
 
     [run] = list_runs(os.path.dirname(spec.run_dir))
     assert (run.pipeline, run.outcome, run.version, run.metric) == (
@@ -78,7 +78,7 @@ def test_a_model_below_its_threshold_is_not_pushed(tmp_path, penguins_dir):
     assert result.blessed is False and result.pushed is False
     assert latest_run_states(spec)["Pusher"] == "COMPLETE"  # it ran, and declined to push
     assert not os.path.exists(os.path.join(spec.push_dir, "penguins"))
-    from lamina.pipeline.runs import list_runs
+    from lamina.pipeline.runs.history import list_runs
 
     [run] = list_runs(spec.run_dir)
     assert (run.outcome, run.version, run.metric) == ("blocked: failed evaluation", None,

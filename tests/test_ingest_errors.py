@@ -7,8 +7,8 @@ import tracemalloc
 import pytest
 import yaml
 
-from lamina.pipeline.cli import main
-from lamina.pipeline.spec import SpecError, load_spec
+from lamina.pipeline.cli.commands import main
+from lamina.spec import SpecError, load_spec
 
 
 def _project(tmp_path, content: bytes, **data):
@@ -130,7 +130,7 @@ def test_bad_data_is_reported_before_tensorflow_is_imported(tmp_path, content, e
     spec_path, csv_path = _project(tmp_path, content or b"species,mass\nAdelie,1\n")
     if content is None:
         os.remove(csv_path)
-    code = ("import sys\nfrom lamina.pipeline.cli import main\nrc = main(['run', sys.argv[1]])\n"
+    code = ("import sys\nfrom lamina.pipeline.cli.commands import main\nrc = main(['run', sys.argv[1]])\n"
             "print('imported:', sorted(m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules))\n"
             "sys.exit(rc)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(spec_path)], capture_output=True, text=True, timeout=120)
@@ -151,7 +151,7 @@ def test_a_forecast_table_with_a_bad_date_stops_before_tensorflow_is_imported(tm
     (tmp_path / "spec.yaml").write_text(
         "task: forecast\ndata: {path: sales.csv, label: Units sold}\n"
         "forecast: {timestamp: Date, series_id: Store, frequency: D, lookback: 7, horizon: 2}\n")
-    code = ("import sys\nfrom lamina.pipeline.cli import main\nrc = main(['run', sys.argv[1]])\n"
+    code = ("import sys\nfrom lamina.pipeline.cli.commands import main\nrc = main(['run', sys.argv[1]])\n"
             "print('imported:', sorted(m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules))\n"
             "sys.exit(rc)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "spec.yaml")], capture_output=True, text=True,

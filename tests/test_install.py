@@ -44,7 +44,7 @@ def test_python_api_from_a_folder_with_the_users_own_packages(tmp_path):
                                        "baseline": {"must_beat": None}})
     (tmp_path / "run.py").write_text(
         "from lamina.pipeline import load_spec, run_pipeline\n"
-        "from lamina.pipeline.results import format_result\n"
+        "from lamina.pipeline.runs.summary import format_result\n"
         "result = run_pipeline(load_spec('spec.yaml'))\n"
         "print(format_result(result))\n"
         "print('blessed:', result.blessed)\n")
@@ -108,7 +108,7 @@ def test_lamina_demo_from_a_wheel_in_a_fresh_venv(tmp_path):
 
     work = tmp_path / "work"
     work.mkdir()
-    where = _run([str(python), "-c", "import lamina.pipeline.demos as d, lamina.models.trainer as t; "
+    where = _run([str(python), "-c", "import lamina.pipeline.cli.demos as d, lamina.models.trainer as t; "
                   "print(d.__file__); print(t.__file__); print(d.example_file('penguins', 'spec.yaml'))"], work)
     for path in where.stdout.split():
         assert path.startswith(site.stdout.strip()), path

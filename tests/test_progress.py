@@ -49,7 +49,7 @@ def test_an_epoch_reports_its_steps_and_later_epochs_an_eta():
 
 def test_example_gen_counts_rows_against_the_scan(tmp_path, monkeypatch, capsys):
     import lamina.progress
-    from lamina.components.table_example_gen import _ReadTable
+    from lamina.components.table_example_gen import ReadTable
     from lamina.components.table_source import TablePolicy, scan_table
 
     monkeypatch.setattr(lamina.progress, "PROGRESS_SECONDS", 0.0)
@@ -57,7 +57,7 @@ def test_example_gen_counts_rows_against_the_scan(tmp_path, monkeypatch, capsys)
     path.write_text("\ufeffID,Amount ($),Label\n" + "".join(f"{i},{i * 1.5},{'ab'[i % 2]}\n" for i in range(2500))
                     + ",,\n", encoding="utf-8")  # a trailing row without a label is not counted
     scan = scan_table(str(path), TablePolicy(label="Label"))
-    read = _ReadTable("csv", scan.names, scan.delimiter, "utf-8", "Label",
+    read = ReadTable("csv", scan.names, scan.delimiter, "utf-8", "Label",
                       {"ID": "int", "Amount ($)": "float", "Label": "bytes"}, total=scan.kept_rows,
                       component="CsvExampleGen")
     examples = list(read.process(str(path)))

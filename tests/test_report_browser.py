@@ -22,7 +22,7 @@ ARTIFACTS = Path(os.environ.get("LAMINA_TEST_ARTIFACTS", REPO / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def report_url(penguins_run, tmp_path_factory):
-    from lamina.pipeline.results import write_run_report
+    from lamina.pipeline.runs.summary import write_run_report
 
     _, result = penguins_run  # its own page, whatever later runs did to the run directory's report.html
     folder, name = str(tmp_path_factory.mktemp("report")), "report.html"

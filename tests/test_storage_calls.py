@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 # Every module whose paths can be an artifact URI, a data path or a push destination.
 URI_MODULES = sorted(
     [p for p in (REPO / "components").glob("*.py")]
-    + [REPO / "pipeline" / n for n in ("results.py", "report.py", "pipeline.py")]
+    + [REPO / "pipeline" / n for n in ("runs/summary.py", "runs/report.py", "runs/metadata.py", "pipeline.py")]
+    + [REPO / "lamina" / n for n in ("tables.py", "cells.py", "image_headers.py")]
     + [REPO / "serving" / n for n in ("registry.py", "deploy.py", "batching.py", "warmup.py", "saved_model.py")]
     + [REPO / "models" / n for n in ("export.py", "trainer.py")])
 LOCAL_ONLY = {"open", "io.open", "os.listdir", "os.scandir", "os.walk", "os.stat", "os.makedirs", "os.mkdir",

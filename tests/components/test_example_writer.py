@@ -71,7 +71,7 @@ def test_the_order_is_the_same_on_every_run(tmp_path):
         os.makedirs(buckets_dir)
         os.makedirs(split)
         with beam.Pipeline() as p:
-            _ = p | beam.Create(records, reshuffle=False) | beam.ParDo(example_writer._WriteBuckets(buckets_dir, 3))
+            _ = p | beam.Create(records, reshuffle=False) | beam.ParDo(example_writer.WriteBuckets(buckets_dir, 3))
         counts = example_writer.shuffle_buckets(buckets_dir, split, 3, seed=0)
         assert os.listdir(buckets_dir) == []
         out = []

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from lamina.components.forecast_windows import (HORIZON_KEY, CsvInputError, WindowSettings, build_series,
-                                                cutoff_index, parse_time, request_windows, row_point, seasonal_scale,
+from lamina.constants import HORIZON_KEY
+from lamina.components.forecast_windows import (CsvInputError, WindowSettings, build_series, cutoff_index, parse_time, request_windows, row_point, seasonal_scale,
                                                 series_windows, step_of, time_of)
 from lamina.models.forecast_metrics import forecast_metrics, last_value, seasonal_naive
 

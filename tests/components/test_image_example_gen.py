@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from lamina.components.image_example_gen import (BadFile, BadInputFilesError, ImageExampleGen, check_image_bytes,
                                           enforce_policy, list_image_csv, list_image_folder, read_report)
-from lamina.pipeline.datasets import write_digits_folder
+from lamina.pipeline.cli.datasets import write_digits_folder
 
 EXT = [".png", ".jpg", ".jpeg"]
 
@@ -29,9 +29,9 @@ def run_ingestion(root, tmp_path, **kwargs):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.pipeline import Pipeline
 
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
     from lamina.pipeline.pipeline import sqlite_metadata_config
-    from lamina.pipeline.spec import SOURCE_PATH_KEY
+    from lamina.constants import SOURCE_PATH_KEY
     from tests.helpers import digits_spec
 
     spec = digits_spec(tmp_path)
@@ -174,7 +174,7 @@ def test_too_many_bad_files_stop_the_run_with_the_list(folder, tmp_path):
 @pytest.mark.e2e
 def test_an_empty_class_or_an_escaping_path_stops_the_whole_run_before_training(folder, tmp_path):
     from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.results import latest_run_states
+    from lamina.pipeline.runs.summary import latest_run_states
     from tests.helpers import digits_spec
 
     os.makedirs(os.path.join(folder, "7"))

@@ -6,7 +6,7 @@
 import pytest
 
 from lamina.components.gates import OVERALL, class_recalls, evaluate_gates
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 
 def _spec(evaluation: dict, head: str = "classification") -> Spec:
@@ -85,7 +85,7 @@ def test_per_class_recall_bounds_every_class():
 
 
 def test_gate_spec_errors_name_the_key():
-    from lamina.pipeline.spec import SpecError
+    from lamina.spec import SpecError
 
     with pytest.raises(SpecError) as info:
         _spec({"metrics": ["accuracy"], "slice_thresholds": {"auc": {"lower_bound": 0.8}},

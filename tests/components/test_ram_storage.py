@@ -33,7 +33,7 @@ def run_on_ram(components, tmp_path):
     from tfx.orchestration.pipeline import Pipeline
 
     from lamina.pipeline.pipeline import sqlite_metadata_config
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec = make_spec(tmp_path)
     root = ramfs.ram_root("pipeline")
@@ -83,9 +83,9 @@ def test_table_example_gen_reads_and_writes_only_ram(tmp_path):
 
 def test_image_example_gen_lists_reads_and_reports_on_ram(tmp_path):
     from lamina.components.image_example_gen import ImageExampleGen, read_report
-    from lamina.pipeline.datasets import write_digits_folder
+    from lamina.pipeline.cli.datasets import write_digits_folder
     from lamina.pipeline.pipeline import split_config
-    from lamina.pipeline.spec import SOURCE_PATH_KEY
+    from lamina.constants import SOURCE_PATH_KEY
     from tests.helpers import digits_spec
 
     write_digits_folder(str(tmp_path / "local"), digits=range(2), size=16, per_class=6)
@@ -122,7 +122,7 @@ def test_an_image_csv_on_ram_cannot_name_a_file_outside_its_folder(tmp_path):
 
 
 def _one_png(tmp_path) -> bytes:
-    from lamina.pipeline.datasets import write_digits_folder
+    from lamina.pipeline.cli.datasets import write_digits_folder
 
     root = write_digits_folder(str(tmp_path / "digits"), digits=range(1), size=8, per_class=1)
     folder = os.path.join(str(root), "0")
@@ -220,7 +220,7 @@ def test_warmup_pusher_pushes_to_ram_and_says_when_it_has_no_warmup(tmp_path, ca
 
 def test_a_scheme_tensorflow_lacks_is_a_spec_error_with_the_fix(tmp_path):
     from lamina.pipeline.local_runner import prepare_spec
-    from lamina.pipeline.spec import SpecError
+    from lamina.spec import SpecError
 
     spec = make_spec(tmp_path, data={"path": "s3://acme/data/penguins.csv"},
                      runner={"pipeline_root": "hdfs://namenode/lamina"})

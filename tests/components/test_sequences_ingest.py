@@ -7,7 +7,7 @@ import math
 import pytest
 import tensorflow as tf
 
-from lamina.components.table_cells import LIST_SEPARATOR, parse_sequence
+from lamina.cells import LIST_SEPARATOR, parse_sequence
 from lamina.components.table_example_gen import record_to_example, wire_types
 from lamina.components.table_source import CsvInputError, TablePolicy, iter_records, scan_table
 

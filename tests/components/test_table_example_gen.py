@@ -52,7 +52,7 @@ def run_csv_example_gen(root, tmp_path, **kwargs):
     from tfx.orchestration.pipeline import Pipeline
 
     from lamina.pipeline.pipeline import split_config, sqlite_metadata_config
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
     from tests.helpers import make_spec
 
     spec = make_spec(tmp_path)

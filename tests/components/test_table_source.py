@@ -2,7 +2,7 @@
 
 import pytest
 
-from lamina.components.table_cells import CsvInputError, date_layout, parse_number, sniff_delimiter
+from lamina.cells import CsvInputError, date_layout, parse_number, sniff_delimiter
 from lamina.components.table_source import TablePolicy, iter_records, scan_table
 
 

@@ -8,7 +8,7 @@ from lamina.models.backbone import build_tabular_backbone
 from lamina.models.builder import build_model
 from lamina.models.features import CATEGORICAL, NUMERIC, FeatureInfo
 from lamina.models.heads import build_head
-from lamina.pipeline.spec import HeadSpec
+from lamina.spec import HeadSpec
 from tests.helpers import make_spec
 
 FEATURES = [FeatureInfo("bill_length_mm", NUMERIC), FeatureInfo("body_mass_g", NUMERIC),

@@ -3,7 +3,7 @@
 import pytest
 
 from lamina.models.trainer import class_weights
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 
 def _spec(setting):
@@ -29,7 +29,7 @@ def test_a_weight_for_a_class_the_label_lacks_names_the_classes():
 
 
 def test_weights_must_be_positive():
-    from lamina.pipeline.spec import SpecError
+    from lamina.spec import SpecError
 
     with pytest.raises(SpecError, match=r"training.class_weights: .*expected a positive weight per class name"):
         _spec({"yes": 0})

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from lamina.models.device import configure_devices, precision_policy
-from lamina.pipeline.spec import TrainingSpec
+from lamina.spec import TrainingSpec
 
 H100, A100, V100, T4 = (9, 0), (8, 0), (7, 0), (7, 5)
 

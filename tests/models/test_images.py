@@ -15,7 +15,7 @@ from PIL import Image
 from lamina.models import images
 from lamina.models.images import (ImageScaling, WeightsError, build_backbone, decode_image, decode_images, residual_blocks,
                            set_trainable_blocks)
-from lamina.pipeline.spec import ImageEncoder
+from lamina.spec import ImageEncoder
 
 
 @pytest.mark.parametrize("architecture, blocks, top", [

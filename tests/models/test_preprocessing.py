@@ -9,7 +9,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from lamina.models.preprocessing import preprocessing_fn
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 RAW = [
     {"length": [1.0], "count": [10], "colour": [b"red"], "label": [b"a"]},
@@ -159,7 +159,7 @@ def test_a_date_with_a_reference_gets_the_days_between_them():
 
 
 def test_a_reference_must_be_another_date_feature():
-    from lamina.pipeline.spec import SpecError
+    from lamina.spec import SpecError
 
     with pytest.raises(SpecError) as e:
         Spec.from_dict({"data": {"path": "x.csv", "label": "y", "features": {

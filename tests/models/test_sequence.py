@@ -12,7 +12,7 @@ from lamina.models.builder import build_model
 from lamina.models.features import SEQUENCE, TEXT, FeatureInfo
 from lamina.models.sequence import SequenceEncoderLayer
 from lamina.models.text import TextTokenizer, learn_vocabulary
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 NAN = float("nan")
 LOGS = np.array([[1.0, 2.0, 3.0, NAN, NAN, NAN],

@@ -17,7 +17,7 @@ from lamina.models.finetune import training_phases
 from lamina.models.text import (INVALID_UTF8_MESSAGE, TextModelError, TextTokenizer, inspect_pretrained,
                          learn_vocabulary, load_bert_backbone, read_vocabulary, text_encoders)
 from lamina.models.trainer import fit
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 
 GOLDEN = json.load(open(os.path.join(os.path.dirname(__file__), "..", "golden", "minilm_golden.json"),
                         encoding="utf-8"))
@@ -287,7 +287,7 @@ def test_scratch_transformer_has_the_spec_size(tmp_path, minilm):
 def test_text_encoder_config_round_trip():
     """config -> layer -> config is the identity, and the rebuilt layer computes the same vectors."""
     from lamina.models.text import TextEncoder, build_scratch_backbone
-    from lamina.pipeline.spec import TransformerEncoder
+    from lamina.spec import TransformerEncoder
 
     spec = TransformerEncoder(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_length=8,
                               dropout=0.0)
@@ -305,7 +305,7 @@ def test_text_encoder_config_round_trip():
 
 def test_text_encoder_rejects_an_unknown_pooling():
     from lamina.models.text import TextEncoder, build_scratch_backbone
-    from lamina.pipeline.spec import TransformerEncoder
+    from lamina.spec import TransformerEncoder
 
     backbone = build_scratch_backbone(TransformerEncoder(num_layers=1, num_heads=2, hidden_dim=16,
                                                          intermediate_dim=32, max_length=8), vocabulary_size=50)

@@ -13,7 +13,7 @@ from lamina.models.builder import build_model
 from lamina.models.features import TEXT, FeatureInfo
 from lamina.models.text import inspect_pretrained
 from lamina.models.trainer import fit
-from lamina.pipeline.spec import Spec
+from lamina.spec import Spec
 from tests.helpers import TOPICS_CSV
 
 LENGTH = 24

@@ -11,7 +11,7 @@ def test_the_trainer_caches_what_fits_its_budget_and_reads_the_rest_from_disk(tm
     import tensorflow as tf
 
     from lamina.models.features import NUMERIC, FeatureInfo
-    from lamina.models.trainer import _decoded_bytes, cache_plan
+    from lamina.models.trainer import decoded_bytes, cache_plan
 
     def records(name, n):
         path = str(tmp_path / f"{name}.gz")
@@ -23,7 +23,7 @@ def test_the_trainer_caches_what_fits_its_budget_and_reads_the_rest_from_disk(tm
 
     train, evaluation = records("train", 1000), records("eval", 300)
     features = [FeatureInfo("x", NUMERIC)]
-    per = _decoded_bytes(features)
+    per = decoded_bytes(features)
     assert per == 4 + 48 + 48 + 400  # the values, a tensor each (and the label's), the element
     mb = lambda n: n * per / 2**20  # noqa: E731
     assert cache_plan(train, evaluation, features, budget_mb=mb(1300)) == (True, True)
@@ -39,7 +39,7 @@ def test_examples_read_from_disk_equal_the_cached_ones(penguins_run):
 
     from lamina.models.features import describe_transformed_features
     from lamina.models.trainer import make_dataset
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec, result = penguins_run
     tft_output = tft.TFTransformOutput(result.transform_graph_dir)

@@ -11,8 +11,8 @@ from lamina.models.features import IMAGE, FeatureInfo
 from lamina.models.finetune import apply_phase, training_phases
 from lamina.models.images import image_backbones, residual_blocks, save_backbone
 from lamina.models.trainer import fit
-from lamina.pipeline.datasets import digits_arrays
-from lamina.pipeline.spec import Spec
+from lamina.pipeline.cli.datasets import digits_arrays
+from lamina.spec import Spec
 
 SIZE = 16
 FEATURES = [FeatureInfo("image", IMAGE, image_size=(SIZE, SIZE))]

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from lamina.models.tuning import SpecTuner, apply_hyperparameters, combiner_units
-from lamina.pipeline.spec import Spec, SpecError
+from lamina.spec import Spec, SpecError
 from tests.helpers import make_spec
 
 
@@ -61,7 +61,7 @@ def transform_output(penguins_run):
     """(TFTransformOutput, train file patterns) of the shared penguins run."""
     import tensorflow_transform as tft
 
-    from lamina.pipeline.results import latest_run_outputs
+    from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec, result = penguins_run
     examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri

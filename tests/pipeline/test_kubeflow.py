@@ -9,7 +9,7 @@ import pytest
 
 from lamina.pipeline import cli
 from lamina.pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline, memory_gb
-from lamina.pipeline.spec import SpecError
+from lamina.spec import SpecError
 from tests.helpers import REPO, digits_spec, make_spec
 
 IMAGE = "gcr.io/acme/lamina:0.1.0"
@@ -283,7 +283,7 @@ def test_the_forecast_and_multimodal_specs_compile(tmp_path):
     into KFP v2 specs the kfp loader reads, each step in the Lamina image."""
     import yaml
 
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     for example, expected in (("timeseries", ["ForecastExampleGen", "ForecastEvaluator", "Pusher"]),
                               ("multimodal", ["CsvExampleGen", "Evaluator", "Pusher"])):

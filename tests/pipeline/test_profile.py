@@ -3,8 +3,8 @@
 import pytest
 
 from lamina.pipeline.profile import format_roles, profile_data, resolve_spec
-from lamina.pipeline.spec import Spec, load_spec
-from lamina.pipeline.starter import InitError, write_starter_spec
+from lamina.spec import Spec, load_spec
+from lamina.pipeline.cli.starter import InitError, write_starter_spec
 from tests.messy import write_messy_csv
 
 

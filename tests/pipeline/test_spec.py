@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from lamina.pipeline.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
+from lamina.spec import DataSpec, HeadSpec, ModelSpec, Spec, SpecError, TrainingSpec, load_spec
 from tests.helpers import example_spec_dict, make_spec
 
 
@@ -151,7 +151,7 @@ def test_data_path_must_match_a_file(tmp_path):
 
 
 def test_cli_rejects_a_bad_spec_before_anything_runs(tmp_path, capsys):
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     bad = tmp_path / "spec.yaml"
     bad.write_text("name: x\ndata: {path: a.csv, label: y}\ntraining: {epochs: 0}\n")
@@ -257,7 +257,7 @@ def test_text_spec_error_messages(tmp_path, mutate, expected):
 def test_encoders_are_registered_once():
     """Every encoder spec is in ENCODERS, has a builder, and each feature type has one default."""
     from lamina.models.encoders import ENCODER_BUILDERS
-    from lamina.pipeline.spec import ENCODERS, FeatureType, default_encoder, encoder_names
+    from lamina.spec import ENCODERS, FeatureType, default_encoder, encoder_names
 
     assert set(ENCODER_BUILDERS) == set(ENCODERS)
     assert {t.value: encoder_names(t) for t in FeatureType} == {
@@ -324,7 +324,7 @@ def test_a_named_encoder_of_the_wrong_type_for_an_inferred_feature(tmp_path):
 
 
 def test_export_section_lists_tflite_forms_once_each():
-    from lamina.pipeline.spec import SpecError
+    from lamina.spec import SpecError
     from tests.helpers import example_spec_dict
 
     d = example_spec_dict()

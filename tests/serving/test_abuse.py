@@ -77,7 +77,7 @@ def served(tmp_path_factory):
     write_toy_model(str(root / "models" / "toy"), 1)
     write_image_model(str(root / "models" / "images"), 1)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli", "serve", "--model-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli.commands", "serve", "--model-dir",
                              str(root / "models"), "--port", "0", "--rest-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     line = ""
@@ -175,6 +175,92 @@ def test_a_negative_or_malformed_content_length_is_refused_unread(served, length
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body) == {"error": f"Content-Length {length!r} is not a non-negative integer."}
+    served.assert_still_serving()
+
+
+PREDICT = "POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize("framing, error", [
+    ("Content-Length: 17\r\nContent-Length: 18\r\n",
+     "Content-Length is given as 17 and 18: the body's length is ambiguous (RFC 9112 section 6.3). Send one "
+     "Content-Length."),
+    ("Content-Length: 17, 18\r\n",
+     "Content-Length is given as 17 and 18: the body's length is ambiguous (RFC 9112 section 6.3). Send one "
+     "Content-Length."),
+    ("Content-Length: 17\r\nTransfer-Encoding: chunked\r\n",
+     "Content-Length and Transfer-Encoding are both given: the body's length is ambiguous (RFC 9112 section 6.3). "
+     "Send one of them."),
+    ("Content-Length : 17\r\n",
+     "Malformed header line: 'Content-Length : 17' (no whitespace is allowed between a header's name and its "
+     "colon)."),
+], ids=["two-content-lengths", "a-content-length-list", "content-length-and-chunked", "space-before-colon"])
+def test_ambiguous_framing_gets_400_and_the_connection_closes(served, framing, error):
+    """RFC 9112 section 6.3: a request two parsers could frame two ways is refused, never guessed at (a
+    proxy that reads the first Content-Length and a server that reads the last smuggle a request)."""
+    body = json.dumps({"instances": X}).encode()  # 17 bytes; the smuggled request follows it
+    smuggled = b"GET /v1/models/toy HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = _raw_http(served, (PREDICT + framing + "\r\n").encode() + b"11\r\n" + body + b"\r\n0\r\n\r\n"
+                       + smuggled)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head
+    assert json.loads(rest) == {"error": error}
+    assert answer.count(b"HTTP/1.1") == 1  # nothing after the refusal is read as a request
+    served.assert_still_serving()
+
+
+def test_a_second_host_or_content_type_gets_400_and_other_repeats_combine(served):
+    body = json.dumps({"instances": X}).encode()
+    for repeated in ("Host: y\r\n", "Content-Type: text/plain\r\n"):
+        answer = _raw_http(served, (PREDICT + repeated + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    # Connection tokens are a list: "keep-alive, close" closes after the answer.
+    answer = _raw_http(served, (PREDICT + f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n"
+                                          f"Connection: close\r\n\r\n").encode() + body, timeout=5)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
+    assert json.loads(rest) == {"predictions": expected_y(X, 1.0, 1).tolist()}
+
+
+def test_chunked_bodies_within_the_limit_are_answered_and_above_it_get_413(served):
+    body = json.dumps({"instances": X}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 5]), body[i:i + 5]) for i in range(0, len(body), 5))
+    answer = _raw_http(served, (PREDICT + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+                       + chunks + b"0\r\n\r\n")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(rest) == {"predictions": expected_y(X, 1.0, 1).tolist()}
+    # 17 MB in 1 MB chunks: the server stops reading at the 16 MB limit (lamina serve --max-request-bytes).
+    with socket.create_connection((served.host, served.port), timeout=30) as s:
+        s.sendall((PREDICT + "Transfer-Encoding: chunked\r\n\r\n").encode())
+        chunk = b"100000\r\n" + b" " * 0x100000 + b"\r\n"
+        try:
+            for _ in range(17):
+                s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused mid-body: the answer is already waiting
+        answer = s.recv(65536)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(rest) == {"error": f"The request body exceeds {16 * 1024 * 1024} bytes, the limit."}
+    served.assert_still_serving()
+
+
+def test_expect_100_continue_is_answered_before_the_body(served):
+    body = json.dumps({"instances": X}).encode()
+    with socket.create_connection((served.host, served.port), timeout=5) as s:
+        s.sendall((PREDICT + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                             f"\r\n").encode())
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # at once: no second's wait, as curl's timer
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"predictions": expected_y(X, 1.0, 1).tolist()}
+    # Too large a body is refused without the 100: the client never sends it.
+    with socket.create_connection((served.host, served.port), timeout=5) as s:
+        s.sendall((PREDICT + "Content-Length: 99999999999\r\nExpect: 100-continue\r\n\r\n").encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 413 ")
     served.assert_still_serving()
 
 

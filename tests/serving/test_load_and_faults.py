@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from lamina.serving.batching import BatchingParameters
-from lamina.serving.client import row_to_example
+from lamina.rows import row_to_example
 from lamina.serving.server import LaminaServer
 from tests.helpers import read_csv
 from tests.serving.toy import expected_y, write_toy_model
@@ -249,7 +249,7 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(tmp_path):
     write_toy_model(str(tmp_path / "toy"), 1)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     # A 200 ms batch window keeps requests in flight (queued) when the signal arrives.
-    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli", "serve", "--model-dir", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli.commands", "serve", "--model-dir", str(tmp_path),
                              "--port", "0", "--rest-port", "-1", "--enable-batching",
                              "--batch-timeout-micros", "200000", "--max-batch-size", "64"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -136,7 +136,7 @@ def test_rest_image_bytes_as_in_resnet_client(digits_run):
 
 
 def test_pusher_writes_warmup_requests_that_the_server_replays(served, penguins_run):
-    from lamina.serving.protocol import WARMUP_FILE
+    from lamina.constants import WARMUP_FILE
     from lamina.serving.warmup import read_warmup_requests
 
     server, _ = served
@@ -152,7 +152,7 @@ def test_pusher_writes_warmup_requests_that_the_server_replays(served, penguins_
 
 
 def test_lamina_predict_over_rest_matches_grpc(served, tmp_path, capsys):
-    from lamina.pipeline.cli import main
+    from lamina.pipeline.cli.commands import main
 
     server, _ = served
     rows = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in PENGUIN.items()},

@@ -451,7 +451,7 @@ def test_tls_on_grpc_and_rest(tmp_path):
 
 def test_lamina_serve_binds_loopback_and_exits_0_on_sigterm(tmp_path):
     write_toy_model(str(tmp_path / "toy"), 1)
-    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli", "serve", "--model-dir", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "lamina.pipeline.cli.commands", "serve", "--model-dir", str(tmp_path),
                              "--port", "0", "--rest-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:

@@ -232,7 +232,7 @@ def test_tensorflow_model_server_flags_run_lamina_serve(tmp_path):
     write_toy_model(str(tmp_path / "toy"), 4)
     (tmp_path / "batching.config").write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lamina.pipeline.cli", "serve", "--port=0", "--rest_api_port=0",
+        [sys.executable, "-m", "lamina.pipeline.cli.commands", "serve", "--port=0", "--rest_api_port=0",
          "--model_name=penguin_toy", f"--model_base_path={tmp_path / 'toy'}", "--enable_batching=true",
          f"--batching_parameters_file={tmp_path / 'batching.config'}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

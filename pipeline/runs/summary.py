@@ -9,9 +9,12 @@ import dataclasses
 import os
 from typing import Dict, List, Optional
 
+from lamina.constants import DEFAULT_SIGNATURE
 from lamina import storage
-from lamina.pipeline.report import slice_metrics, write_report
-from lamina.pipeline.spec import Spec
+from lamina.constants import METADATA_FILE
+from lamina.pipeline.runs.metadata import ExecutionRecord, latest_run, open_metadata, run_outputs
+from lamina.pipeline.runs.report import slice_metrics, write_report
+from lamina.spec import Spec
 
 
 @dataclasses.dataclass
@@ -81,9 +84,9 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     """Reads the latest run's outputs from ML Metadata."""
     outputs = latest_run_outputs(spec)
     result = RunResult(spec=spec, components=components)
-    from lamina.components.table_example_gen import COMPONENT_IDS
+    from lamina.constants import EXAMPLE_GEN_IDS
 
-    rows = next((outputs[(i, "examples")] for i in COMPONENT_IDS.values() if (i, "examples") in outputs), None)
+    rows = next((outputs[(i, "examples")] for i in EXAMPLE_GEN_IDS.values() if (i, "examples") in outputs), None)
     if rows:
         from lamina.components.table_example_gen import read_report as read_table_report
 
@@ -162,61 +165,10 @@ def open_store(spec: Spec, readonly: bool = False):
     return open_metadata(spec.metadata_path, readonly)
 
 
-def open_metadata(path: str, readonly: bool = False):
-    """An ML Metadata store in a SQLite file."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-    from tfx.orchestration import metadata
-
-    config = metadata.sqlite_metadata_connection_config(path)
-    if readonly:
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
-
-
-def _latest_run(spec: Spec, store=None, since_ms: int = 0):
-    """(store, executions of the newest pipeline run, execution id -> component id).
-
-    `since_ms`: only a run created at or after this time (ms since the epoch) counts.
-    """
-    store = store or open_store(spec)
-    runs = [c for c in store.get_contexts_by_type("pipeline_run") if c.create_time_since_epoch >= since_ms]
-    if not runs:
-        return store, [], {}
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    executions = store.get_executions_by_context(run.id)
-    node_type = store.get_context_type("node").id
-    node_of = {}
-    for ex in executions:
-        for ctx in store.get_contexts_by_execution(ex.id):
-            if ctx.type_id == node_type and ctx.name.startswith(f"{spec.name}."):
-                node_of[ex.id] = ctx.name[len(spec.name) + 1:]
-    return store, executions, node_of
-
-
-@dataclasses.dataclass(frozen=True)
-class ExecutionRecord:
-    """One component's execution as ML Metadata records it."""
-
-    component: str
-    state: str  # NEW, RUNNING, COMPLETE, CACHED, FAILED, CANCELED
-    started: float  # seconds since the epoch
-    updated: float
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("COMPLETE", "CACHED", "FAILED", "CANCELED")
-
-
 def latest_run_executions(spec: Spec, store=None, since_ms: int = 0) -> List[ExecutionRecord]:
     """The newest run's executions, in the order they last changed."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    _, executions, node_of = _latest_run(spec, store, since_ms)
-    records = [ExecutionRecord(node_of[ex.id], metadata_store_pb2.Execution.State.Name(ex.last_known_state),
-                               ex.create_time_since_epoch / 1000.0, ex.last_update_time_since_epoch / 1000.0)
-               for ex in executions if ex.id in node_of]
-    return sorted(records, key=lambda r: (r.updated, r.started))
+    run = latest_run(store or open_store(spec), spec.name, since_ms)
+    return run.records() if run else []
 
 
 def latest_run_states(spec: Spec) -> Dict[str, str]:
@@ -226,20 +178,9 @@ def latest_run_states(spec: Spec) -> Dict[str, str]:
 
 def latest_run_outputs(spec: Spec) -> Dict[tuple, object]:
     """(component id, output key) -> artifact, for the newest pipeline run in ML Metadata."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    store, _, node_of = _latest_run(spec)
-    if not node_of:
-        return {}
-    events = store.get_events_by_execution_ids(list(node_of))
-    outputs = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
-    wanted = [e for e in events if e.type in outputs]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
-    out = {}
-    for e in wanted:
-        key = e.path.steps[0].key if e.path.steps else ""
-        out[(node_of[e.execution_id], key)] = artifacts[e.artifact_id]
-    return out
+    store = open_store(spec)
+    run = latest_run(store, spec.name)
+    return run_outputs(store, run) if run else {}
 
 
 def failed_thresholds(evaluation_dir: str) -> List[str]:
@@ -300,7 +241,7 @@ def format_result(result: RunResult) -> str:
 
 def positive_class(result: "RunResult") -> Optional[str]:
     """The class the binary metrics are of, when the spec asks for any and the label has two classes."""
-    from lamina.pipeline.spec import POSITIVE_CLASS_METRICS
+    from lamina.spec import POSITIVE_CLASS_METRICS
 
     ev = result.spec.evaluation
     if result.spec.task != "classification" or not set(ev.metrics) & set(POSITIVE_CLASS_METRICS):
@@ -363,7 +304,7 @@ def forecast_lines(result: "RunResult") -> List[str]:
 
 def baseline_lines(result: "RunResult") -> List[str]:
     """The network's metrics beside each baseline's."""
-    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES
+    from lamina.spec import TFMA_OUTPUT_NAMES
 
     b = result.baselines
     if not b or not b.get("models"):
@@ -432,7 +373,7 @@ def regression_sample(result: RunResult, limit: int = 1000) -> Optional[tuple]:
     if not kept:
         return None
     model = tf.saved_model.load(result.model_dir)
-    predicted = model.signatures["serving_default"](inputs=tf.constant(kept))["outputs"].numpy().reshape(-1)
+    predicted = model.signatures[DEFAULT_SIGNATURE](inputs=tf.constant(kept))["outputs"].numpy().reshape(-1)
     return [float(p) for p in np.asarray(predicted)], actual
 
 
@@ -473,11 +414,11 @@ def rewrite_report(run_dir: str) -> str:
     """Writes `<run_dir>/report.html` again from the run directory's ML Metadata and its resolved spec."""
     import yaml
 
-    from lamina.pipeline.spec import Spec
+    from lamina.spec import Spec
 
     run_dir = os.path.abspath(run_dir)
     spec_path = os.path.join(run_dir, "resolved_spec.yaml")
-    if not storage.isfile(os.path.join(run_dir, "metadata.sqlite")) or not storage.isfile(spec_path):
+    if not storage.isfile(os.path.join(run_dir, METADATA_FILE)) or not storage.isfile(spec_path):
         raise FileNotFoundError(f"{run_dir}: not a run directory (expected metadata.sqlite and resolved_spec.yaml, "
                                 f"as `lamina run` writes them)")
     data = yaml.safe_load(storage.read_text(spec_path))

@@ -1,5 +1,5 @@
 """The `lamina` command: the parser, and the verbs that build and run pipelines (validate, init, run,
-compile, submit, runs, report, demo). The serving verbs are in `lamina.pipeline.serve_commands`.
+compile, submit, runs, report, demo). The serving verbs are in `lamina.pipeline.cli.serve`.
 
 Every verb that takes a spec validates it before anything runs. Exit codes: 0 success,
 1 the run stopped (anomalies, a model below its thresholds, a failed component or request),
@@ -11,12 +11,14 @@ import os
 import sys
 from typing import List, Optional
 
-from lamina.pipeline.serve_commands import _err, _flag_bool, cmd_deploy_files, cmd_explain, cmd_predict, cmd_serve
-from lamina.pipeline.spec import DEFAULT_MAX_IMAGE_PIXELS, SpecError, load_spec
+from lamina.pipeline.cli.serve import print_error, flag_bool, cmd_deploy_files, cmd_explain, cmd_predict, cmd_serve
+from lamina.constants import (DEFAULT_GRPC_TARGET, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_REST_URL, GRPC_PORT, METADATA_FILE,
+                              REST_PORT)
+from lamina.spec import SpecError, load_spec
 
 
 def cmd_validate(args) -> int:
-    from lamina.components.table_cells import CsvInputError
+    from lamina.cells import CsvInputError
     from lamina.pipeline.local_runner import prepare_spec
 
     spec = load_spec(args.spec)
@@ -24,7 +26,7 @@ def cmd_validate(args) -> int:
     try:
         resolved = prepare_spec(spec, sys.stdout)
     except CsvInputError as e:
-        _err(f"{args.spec}: the spec is valid, but its data is not: {e}")
+        print_error(f"{args.spec}: the spec is valid, but its data is not: {e}")
         return 1
     if spec.task == "forecast":
         fc = spec.forecast
@@ -39,15 +41,15 @@ def cmd_validate(args) -> int:
 
 def cmd_init(args) -> int:
     """A commented starter spec for a CSV or an image folder."""
-    from lamina.components.table_cells import CsvInputError
-    from lamina.pipeline.starter import InitError, write_starter_spec
+    from lamina.cells import CsvInputError
+    from lamina.pipeline.cli.starter import InitError, write_starter_spec
 
     try:
         text_model = None if args.text_model == "none" else args.text_model
         text = write_starter_spec(args.data, args.output, label=args.label, name=args.name, force=args.force,
                                   text_model=text_model)
     except (InitError, CsvInputError) as e:
-        _err(str(e))
+        print_error(str(e))
         return 2 if isinstance(e, InitError) else 1
     del text
     print(f"Wrote {args.output}. Check the roles in it, then: lamina run {args.output}")
@@ -72,22 +74,22 @@ def _stopped_by_data(error: Exception) -> bool:
 
 
 def _run(spec, verbose: bool) -> int:
-    from lamina.components.table_cells import CsvInputError
+    from lamina.cells import CsvInputError
     from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.results import ModelNotBlessedError, format_result
+    from lamina.pipeline.runs.summary import ModelNotBlessedError, format_result
 
     try:
         result = run_pipeline(spec, verbose=verbose)
     except CsvInputError as e:
-        _err(f"The run stopped before it started: {e}")
+        print_error(f"The run stopped before it started: {e}")
         return 1
     except ModelNotBlessedError as e:
-        _err(str(e) + (f"\nRun report: {e.result.report}" if e.result.report else ""))
+        print_error(str(e) + (f"\nRun report: {e.result.report}" if e.result.report else ""))
         return 1
     except Exception as e:  # noqa: BLE001 - anything else goes on up
         if not _stopped_by_data(e):
             raise
-        _err(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
+        print_error(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
         return 1
     print(format_result(result), flush=True)
     return 0
@@ -117,23 +119,23 @@ def cmd_submit(args) -> int:
             schedule = schedule if schedule is not None else spec.kubeflow.schedule
             service_account = service_account or spec.kubeflow.service_account
     if not os.path.isfile(args.package):
-        _err(f"{args.package}: no such file; write it with `lamina compile SPEC -o {args.package}`.")
+        print_error(f"{args.package}: no such file; write it with `lamina compile SPEC -o {args.package}`.")
         return 2
     params = {}
     for item in args.param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            _err(f"--param expects KEY=VALUE. Received: {item!r}")
+            print_error(f"--param expects KEY=VALUE. Received: {item!r}")
             return 2
         params[key] = value
     if args.wait and schedule:
-        _err("--wait follows one run; a recurring run (--schedule) has none to wait for.")
+        print_error("--wait follows one run; a recurring run (--schedule) has none to wait for.")
         return 2
     try:
         result = submit(args.package, args.host, schedule=schedule, experiment=args.experiment,
                         run_name=args.run_name, params=params, service_account=service_account)
     except SubmitError as e:
-        _err(str(e))
+        print_error(str(e))
         return 1
     what = "new pipeline" if result.new_pipeline else f"new version {result.version_id}"
     if result.recurring_run_id:
@@ -147,45 +149,45 @@ def cmd_submit(args) -> int:
             state = wait_for_run(args.host, result.run_id, poll_seconds=args.poll_seconds,
                                  on_state=lambda s, t: print(f"  [{t:6.0f}s] run {result.run_id}: {s}", flush=True))
         except SubmitError as e:
-            _err(str(e))
+            print_error(str(e))
             return 1
         if state != "SUCCEEDED":
-            _err(f"run {result.run_id} ended {state}: {result.url}")
+            print_error(f"run {result.run_id} ended {state}: {result.url}")
             return 1
     return 0
 
 
 def cmd_runs(args) -> int:
     """Lists the runs under a run root from ML Metadata, or shows one run's lineage (`runs show`)."""
-    from lamina.pipeline.runs import find_run, find_version, format_lineage, format_runs, list_runs, run_lineage
+    from lamina.pipeline.runs.history import find_run, find_version, format_lineage, format_runs, list_runs, run_lineage
 
     words = list(args.words)
     if words[:1] == ["show"]:
         try:
             if args.version is not None:
                 if len(words) != 1:
-                    _err("usage: lamina runs show --version N MODEL_DIR [--root ROOT]")
+                    print_error("usage: lamina runs show --version N MODEL_DIR [--root ROOT]")
                     return 2
                 version, model_dir = args.version
                 path, run_id = find_version(args.root, model_dir, version)
             else:
                 if len(words) != 2:
-                    _err("usage: lamina runs show RUN [--root ROOT]  (RUN: the run column of `lamina runs`)")
+                    print_error("usage: lamina runs show RUN [--root ROOT]  (RUN: the run column of `lamina runs`)")
                     return 2
                 run_id = words[1]
                 path = find_run(args.root, run_id)
             print(format_lineage(run_lineage(path, run_id)))
         except KeyError as e:
-            _err(str(e).strip("'\""))
+            print_error(str(e).strip("'\""))
             return 1
         return 0
     if len(words) > 1:
-        _err(f"expected one run root, or `show RUN`. Received: {' '.join(words)}")
+        print_error(f"expected one run root, or `show RUN`. Received: {' '.join(words)}")
         return 2
     args.root = words[0] if words else args.root
     runs = list_runs(args.root)
     if not runs:
-        _err(f"{args.root}: no runs found (expected <root>/<pipeline>/metadata.sqlite, as `lamina run` writes).")
+        print_error(f"{args.root}: no runs found (expected <root>/<pipeline>/{METADATA_FILE}, as `lamina run` writes).")
         return 1
     print(format_runs(runs))
     return 0
@@ -193,12 +195,12 @@ def cmd_runs(args) -> int:
 
 def cmd_report(args) -> int:
     """Writes a run's report again from ML Metadata: `lamina report RUN_DIR`."""
-    from lamina.pipeline.results import rewrite_report
+    from lamina.pipeline.runs.summary import rewrite_report
 
     try:
         path = rewrite_report(args.run_dir)
     except FileNotFoundError as e:
-        _err(str(e))
+        print_error(str(e))
         return 1
     print(path)
     return 0
@@ -206,7 +208,7 @@ def cmd_report(args) -> int:
 
 def cmd_demo(args) -> int:
     """A bundled demo: its pipeline, then a gRPC server on a free loopback port and a few queries."""
-    from lamina.pipeline.demos import prepare_demo, query_demo
+    from lamina.pipeline.cli.demos import prepare_demo, query_demo
 
     demo = "digits" if args.images else "text" if args.text else "penguins"
     spec = load_spec(prepare_demo(demo, args.dir))
@@ -283,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_explain)
 
     p = sub.add_parser("report", help="write a run's HTML report again (report.html in the run directory)")
-    p.add_argument("run_dir", help="the run directory: <runner.root>/<name>, holding metadata.sqlite")
+    p.add_argument("run_dir", help="the run directory: <runner.root>/<name>, holding " + METADATA_FILE)
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("deploy-files", help="write TF Serving deployment files for a pushed model directory")
@@ -309,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", "--model_name", help="with --model-base-path: serve one model by this name")
     p.add_argument("--model-base-path", "--model_base_path",
                    help="one model's folder of <version>/ SavedModels (TF Serving's single-model flags)")
-    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
-    p.add_argument("--rest-port", type=int, default=8501, help="REST and metrics port (0: any free; -1: no REST)")
+    p.add_argument("--port", type=int, default=GRPC_PORT, help="gRPC port (0: any free port)")
+    p.add_argument("--rest-port", type=int, default=REST_PORT, help="REST and metrics port (0: any free; -1: no REST)")
     p.add_argument("--rest_api_port", type=int, help="TF Serving's spelling: the REST port, 0 for no REST")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
@@ -326,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-config-reload", action="store_true",
                    help="accept HandleReloadConfigRequest: from loopback, or with --admin-token-file under mTLS")
     p.add_argument("--admin-token-file", help="with --tls-client-ca: the token admin calls must send")
-    p.add_argument("--enable-batching", "--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
+    p.add_argument("--enable-batching", "--enable_batching", type=flag_bool, nargs="?", const=True, default=False,
                    help="merge concurrent requests into one model call (also --enable_batching=true)")
     p.add_argument("--batching-parameters-file", "--batching_parameters_file",
                    help="TF Serving's batching.config (implies batching)")
@@ -344,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", metavar="STRING",
                    help="a raw string for a text model (repeat for a batch); the model tokenizes it")
     p.add_argument("--feature", help="with --text: the text feature's name, when the model has several string inputs")
-    p.add_argument("--target", default="127.0.0.1:8500")
+    p.add_argument("--target", default=DEFAULT_GRPC_TARGET)
     p.add_argument("--model", help="the served model's name (not with --tflite)")
     p.add_argument("--tflite", metavar="FILE",
                    help="answer with this TFLite file through the interpreter, in this process (its "
@@ -352,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int)
     p.add_argument("--classify", action="store_true", help="use the Classify API instead of Predict")
     p.add_argument("--raw", action="store_true", help="Predict on the serving_raw signature (one tensor per feature)")
-    p.add_argument("--rest", metavar="URL", help="use the REST API at URL (http://127.0.0.1:8501) instead of gRPC")
+    p.add_argument("--rest", metavar="URL", help=f"use the REST API at URL ({DEFAULT_REST_URL}) instead of gRPC")
     p.add_argument("--tls-ca", help="PEM CA certificate to trust: talk TLS to a server started with --tls-cert")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (the deadline)")
     p.add_argument("--spec", metavar="SPEC",
@@ -386,7 +388,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.fn(args)
     except SpecError as e:
-        _err(str(e))
+        print_error(str(e))
         return 2
 
 

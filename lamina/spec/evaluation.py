@@ -5,7 +5,7 @@ from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.spec.base import StrictModel
 
 # Metric names the spec accepts, per head type, and the TFMA metric class each maps to.
 CLASSIFICATION_METRICS = {

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lamina.pipeline.spec.errors import SpecError, format_validation_error
+from lamina.spec.errors import SpecError, format_validation_error
 
 _construction = threading.local()
 

@@ -14,7 +14,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from lamina import storage
-import lamina.pipeline.plots as plots  # the module, not the package: no import circle through lamina.pipeline
+import lamina.pipeline.runs.plots as plots  # the module, not the package: no import circle through lamina.pipeline
 
 TEMPLATE = "report.html.j2"
 MAX_HISTOGRAMS = 40  # features plotted; the table lists them all
@@ -48,7 +48,7 @@ def tuning_section(trials: Optional[dict]) -> Optional[dict]:
 
 def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gates: Optional[dict]) -> Optional[dict]:
     """The network's metrics beside each baseline's, and which one leads on the first metric."""
-    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES, higher_is_better
+    from lamina.spec import TFMA_OUTPUT_NAMES, higher_is_better
 
     if not baselines or not baselines.get("models"):
         return None
@@ -185,7 +185,7 @@ def read_explanations(explanations_dir: Optional[str]) -> Optional[dict]:
 def render(context: dict) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("lamina.pipeline", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("lamina.pipeline.runs", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)
     return env.get_template(TEMPLATE).render(**context)
@@ -211,7 +211,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
     `trials` the Tuner's trials.json, `baselines` baselines.json, `gates` the PushGate's gates.json,
     `network_metrics` the model's metrics when no TFMA evaluation holds them (a forecast's).
     """
-    from lamina.pipeline.spec import TFMA_OUTPUT_NAMES
+    from lamina.spec import TFMA_OUTPUT_NAMES
 
     longest = max([c.seconds for c in components] + [1e-9])
     metrics = slice_metrics(evaluation_dir) if evaluation_dir and storage.isdir(evaluation_dir) else []

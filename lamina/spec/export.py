@@ -4,7 +4,7 @@ from typing import List, Literal
 
 from pydantic import Field, field_validator
 
-from lamina.pipeline.spec.base import StrictModel, repeated
+from lamina.spec.base import StrictModel, repeated
 
 TFLITE_FORMS = ("float", "dynamic_range", "int8")
 

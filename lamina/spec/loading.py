@@ -12,7 +12,7 @@ from typing import Any, Tuple, Union
 
 import yaml
 
-from lamina.pipeline.spec.errors import SpecError
+from lamina.spec.errors import SpecError
 
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_SPEC_NODES = 100_000

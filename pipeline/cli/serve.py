@@ -1,6 +1,6 @@
 """The `lamina` verbs about a pushed model: serve, predict, explain, deploy-files.
 
-`lamina.pipeline.cli` builds the parser and dispatches; the verbs that build and run pipelines
+`lamina.pipeline.cli.commands` builds the parser and dispatches; the verbs that build and run pipelines
 stay there, these (the serving side: a model folder in, answers or files out) live here.
 Exit codes as in cli: 0 success, 1 a failed request or check, 2 bad arguments.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 
 
-def _err(message: str) -> None:
+def print_error(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -25,14 +25,14 @@ def cmd_deploy_files(args) -> int:
     try:
         written = write_deploy_files(args.model_dir, args.output, settings)
     except (OSError, ValueError) as e:
-        _err(str(e))
+        print_error(str(e))
         return 2
     for path in written:
         print(path)
     return 0
 
 
-def _flag_bool(value: str) -> bool:
+def flag_bool(value: str) -> bool:
     """A TF Serving boolean flag's value: --enable_batching=true, =false (also 1/0)."""
     if value.lower() in ("true", "1", "yes"):
         return True
@@ -70,7 +70,7 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sources = [s for s in (args.model_config_file, args.model_dir, args.model_base_path) if s]
     if len(sources) != 1:
-        _err("give one of --model-dir (a folder of pushed models), --model-config-file (TF Serving's "
+        print_error("give one of --model-dir (a folder of pushed models), --model-config-file (TF Serving's "
              "models.config), or --model-base-path with --model-name (one model).")
         return 2
     source = sources[0]
@@ -101,7 +101,7 @@ def cmd_serve(args) -> int:
                               rest_limits=rest_limits, allow_config_reload=args.allow_config_reload,
                               admin_token=admin_token).start()
     except (ConfigError, ValueError, OSError) as e:
-        _err(str(e))
+        print_error(str(e))
         return 2
     server.catch_signals()  # before the line below: whoever reads it may signal at once
     rest = f", REST on {server.rest_url}" if server.rest else ""
@@ -119,12 +119,12 @@ def cmd_explain(args) -> int:
     import tensorflow as tf
 
     from lamina.models.explain import EXPLANATIONS_FILE, TEXT_FILE, explain_pushed, top_attributions
-    from lamina.serving.client import RowError, is_image_path, read_rows
+    from lamina.rows import RowError, is_image_path, read_rows
 
     images = [p for p in args.input if is_image_path(p)]
     saved_model = os.path.join(args.model, "saved_model.pb")
     if not tf.io.gfile.exists(saved_model):
-        _err(f"{args.model}: no saved_model.pb; --model takes a pushed version folder (<push dir>/<name>/<version>)")
+        print_error(f"{args.model}: no saved_model.pb; --model takes a pushed version folder (<push dir>/<name>/<version>)")
         return 2
     try:
         if args.text is not None:
@@ -132,7 +132,7 @@ def cmd_explain(args) -> int:
 
             text = next((f.name for f in read_features(args.model) if f.kind == "text"), None)
             if text is None:
-                _err(f"{args.model}: the model has no text feature; send rows or image files")
+                print_error(f"{args.model}: the model has no text feature; send rows or image files")
                 return 2
             rows, names = [{args.feature or text: t} for t in args.text], list(args.text)
         elif images and len(images) == len(args.input):
@@ -140,7 +140,7 @@ def cmd_explain(args) -> int:
 
             image = args.feature or next((f.name for f in read_features(args.model) if f.kind == "image"), None)
             if image is None:
-                _err(f"{args.model}: the model has no image feature; send rows or --text")
+                print_error(f"{args.model}: the model has no image feature; send rows or --text")
                 return 2
             rows, names = [], images
             for path in images:
@@ -150,14 +150,14 @@ def cmd_explain(args) -> int:
             rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
             names = [f"row {i}" for i in range(1, len(rows) + 1)]
         else:
-            _err("expected image files, one CSV/JSON/JSONL file (or -), or --text STRING.")
+            print_error("expected image files, one CSV/JSON/JSONL file (or -), or --text STRING.")
             return 2
         if not rows:
-            _err("no inputs to explain")
+            print_error("no inputs to explain")
             return 2
         record = explain_pushed(args.model, rows, args.out, steps=args.steps, baseline=args.baseline, names=names)
     except (OSError, RowError, json.JSONDecodeError) as e:
-        _err(f"cannot explain: {e}")
+        print_error(f"cannot explain: {e}")
         return 2
     for i, example in enumerate(record["examples"]):
         print(f"{example['name']}: {example['predicted']} (score {example['score']:.4f})")
@@ -174,7 +174,7 @@ def cmd_explain(args) -> int:
 
 def _predict_tflite(args) -> int:
     from lamina.models.tflite import InputError, predict_rows, read_input_spec
-    from lamina.serving.client import RowError, is_image_path, read_rows
+    from lamina.rows import RowError, is_image_path, read_rows
 
     images = [p for p in args.input if is_image_path(p)]
     try:
@@ -189,14 +189,14 @@ def _predict_tflite(args) -> int:
         elif len(args.input) == 1:
             rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
         else:
-            _err("expected one CSV/JSON/JSONL file (or -), image files, or --text STRING.")
+            print_error("expected one CSV/JSON/JSONL file (or -), image files, or --text STRING.")
             return 2
         out = predict_rows(args.tflite, rows)
     except StopIteration:
-        _err(f"{args.tflite}: the model has no input of that kind (see input_spec.json beside it)")
+        print_error(f"{args.tflite}: the model has no input of that kind (see input_spec.json beside it)")
         return 2
     except (OSError, RowError, InputError, json.JSONDecodeError) as e:
-        _err(f"{args.tflite}: {e}")
+        print_error(f"{args.tflite}: {e}")
         return 2
     for i, row in enumerate(out):
         extra = {"file": images[i]} if images else {"text": args.text[i]} if args.text is not None else {}
@@ -208,26 +208,26 @@ def cmd_predict(args) -> int:
     if args.tflite:
         return _predict_tflite(args)
     if not args.model:
-        _err("--model is required (or --tflite FILE to answer with a TFLite file in this process)")
+        print_error("--model is required (or --tflite FILE to answer with a TFLite file in this process)")
         return 2
     if getattr(args, "spec", None):
         return _predict_forecast(args)
 
-    from lamina.serving.client import (RowError, format_predictions, is_image_path, read_image_cells,
-                                       read_image_rows, read_rows, read_text_rows)
+    from lamina.rows import RowError, is_image_path, read_image_cells, read_image_rows, read_rows, read_text_rows
+    from lamina.serving.client import format_predictions
 
     images = [p for p in args.input if is_image_path(p)]
     if args.text is not None and args.input:
-        _err(f"send either --text strings or a rows file or image files, not both. Received: {' '.join(args.input)}")
+        print_error(f"send either --text strings or a rows file or image files, not both. Received: {' '.join(args.input)}")
         return 2
     if args.text is None and not args.input:
-        _err("expected a CSV/JSON/JSONL file (or -), image files, or --text STRING.")
+        print_error("expected a CSV/JSON/JSONL file (or -), image files, or --text STRING.")
         return 2
     if images and len(images) != len(args.input):
-        _err(f"send either image files or one rows file, not both. Received: {' '.join(args.input)}")
+        print_error(f"send either image files or one rows file, not both. Received: {' '.join(args.input)}")
         return 2
     if args.text is None and not images and len(args.input) != 1:
-        _err(f"expected one CSV/JSON/JSONL file (or -), or image files. Received: {' '.join(args.input)}")
+        print_error(f"expected one CSV/JSON/JSONL file (or -), or image files. Received: {' '.join(args.input)}")
         return 2
     source = (f"{len(args.text)} text(s)" if args.text is not None
               else args.input[0] if not images else f"{len(images)} image file(s)")
@@ -248,13 +248,13 @@ def cmd_predict(args) -> int:
                     base = os.path.dirname(os.path.abspath(args.input[0])) if args.input[0] != "-" else os.getcwd()
                     rows = read_image_cells(rows, base, client.raw_inputs(args.model, args.version))
         except (OSError, RowError, json.JSONDecodeError) as e:
-            _err(f"cannot read rows from {source}: {e}")
+            print_error(f"cannot read rows from {source}: {e}")
             return 2
         except call_errors as e:
-            _err(_call_error(where, e))
+            print_error(_call_error(where, e))
             return 1
         if not rows:
-            _err(f"{source}: no rows to send.")
+            print_error(f"{source}: no rows to send.")
             return 2
         def ask():
             if args.classify:
@@ -279,25 +279,25 @@ def cmd_predict(args) -> int:
 def _predict_forecast(args) -> int:
     """`lamina predict --spec SPEC recent.csv`: the next horizon of each series in a table of its recent history."""
     from lamina.components.forecast_windows import WindowSettings, read_requests
-    from lamina.components.table_cells import CsvInputError
-    from lamina.pipeline.spec import Spec, SpecError
+    from lamina.cells import CsvInputError
+    from lamina.spec import Spec, SpecError
 
     try:
         spec = Spec.from_yaml(args.spec)
     except SpecError as e:
-        _err(str(e))
+        print_error(str(e))
         return 2
     if spec.task != "forecast":
-        _err(f"--spec {args.spec}: not a forecast (task is {spec.task!r}); --spec is for forecasts, whose rows are "
+        print_error(f"--spec {args.spec}: not a forecast (task is {spec.task!r}); --spec is for forecasts, whose rows are "
              f"a table of recent history.")
         return 2
     if len(args.input) != 1 or args.text is not None:
-        _err("a forecast reads one CSV/JSON Lines/Parquet file of recent history (a row per series and step).")
+        print_error("a forecast reads one CSV/JSON Lines/Parquet file of recent history (a row per series and step).")
         return 2
     try:
         requests = read_requests(args.input[0], WindowSettings.from_spec(spec), spec.data.encoding)
     except (OSError, CsvInputError) as e:
-        _err(f"cannot read recent history from {args.input[0]}: {e}")
+        print_error(f"cannot read recent history from {args.input[0]}: {e}")
         return 2
     client_cm, where, call_errors = _client(args)
     rows = [r.row for r in requests]
@@ -330,15 +330,15 @@ def _client(args):
 def _ask(call, source: str, where: str, call_errors: tuple):
     """(what `call()` answers, 0), or (None, the exit code) with the error printed: 2 for a row that cannot
     be sent (naming `source`), 1 for a call the server refused or did not answer."""
-    from lamina.serving.client import RowError
+    from lamina.rows import RowError
 
     try:
         return call(), 0
     except RowError as e:
-        _err(f"{source}: {e}")
+        print_error(f"{source}: {e}")
         return None, 2
     except call_errors as e:
-        _err(_call_error(where, e))
+        print_error(_call_error(where, e))
         return None, 1
 
 

@@ -16,7 +16,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.pipeline.spec.base import StrictModel, repeated
+from lamina.spec.base import StrictModel, repeated
 
 # Step per frequency, and the season the seasonal-naive forecast and MASE use by default.
 FREQUENCIES = {"H": "hourly", "D": "daily", "W": "weekly", "M": "monthly"}

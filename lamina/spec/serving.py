@@ -4,7 +4,7 @@ import re
 
 from pydantic import field_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.spec.base import StrictModel
 
 
 class ServingSpec(StrictModel):

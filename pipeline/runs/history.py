@@ -14,12 +14,14 @@ import datetime
 import os
 from typing import List, Optional
 
+from lamina.constants import EXAMPLE_GEN_IDS, METADATA_FILE
+from lamina.pipeline.runs.metadata import custom_property, open_metadata, pipeline_runs, run_outputs
+
 # The metric a run is summed up by, first one found in its evaluation.
 KEY_METRICS = ("sparse_categorical_accuracy", "accuracy", "binary_accuracy", "auc", "mean_absolute_error",
                "root_mean_squared_error", "mean_squared_error")
 # Components whose failure means the data stopped the run, and the reason shown.
-DATA_GATES = {"AnomalyGate": "data anomalies", "CsvExampleGen": "bad input rows", "JsonExampleGen": "bad input rows",
-              "ParquetExampleGen": "bad input rows", "TFRecordExampleGen": "bad input rows",
+DATA_GATES = {"AnomalyGate": "data anomalies", **{i: "bad input rows" for i in EXAMPLE_GEN_IDS.values()},
               "ImageExampleGen": "bad input files"}
 
 
@@ -40,13 +42,11 @@ class RunSummary:
 
 
 def _store(path: str):
-    from lamina.pipeline.results import open_metadata
-
     return open_metadata(path, readonly=True)
 
 
 def _key_metric(evaluation_uri: str):
-    from lamina.pipeline.results import overall_metrics
+    from lamina.pipeline.runs.summary import overall_metrics
 
     try:
         metrics = overall_metrics(evaluation_uri)
@@ -56,35 +56,14 @@ def _key_metric(evaluation_uri: str):
     return (name, metrics[name]) if name else (None, None)
 
 
-def _outputs(store, component_of: dict) -> dict:
-    """(component, output key) -> artifact for the executions in `component_of` (execution id -> component)."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    events = store.get_events_by_execution_ids(list(component_of)) if component_of else []
-    wanted = [e for e in events if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in wanted}))}
-    return {(component_of[e.execution_id], e.path.steps[0].key if e.path.steps else ""): artifacts[e.artifact_id]
-            for e in wanted}
-
-
 def runs_in_store(metadata_path: str) -> List[RunSummary]:
     """Every run one ML Metadata store records, oldest first."""
-    from ml_metadata.proto import metadata_store_pb2
-
     store = _store(metadata_path)
-    node_type = store.get_context_type("node").id
-    Execution = metadata_store_pb2.Execution
     summaries = []
-    for run in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id)):
-        executions = store.get_executions_by_context(run.id)
-        component, pipeline = {}, ""
-        for ex in executions:
-            for ctx in store.get_contexts_by_execution(ex.id):
-                if ctx.type_id == node_type and "." in ctx.name:
-                    pipeline, component[ex.id] = ctx.name.split(".", 1)
-        states = {component.get(ex.id, "?"): Execution.State.Name(ex.last_known_state) for ex in executions}
-        summary = RunSummary(pipeline, run.name, run.create_time_since_epoch / 1000.0, "running")
-        outputs = _outputs(store, {ex.id: component.get(ex.id, "?") for ex in executions})
+    for run in pipeline_runs(store):
+        states = run.states()
+        summary = RunSummary(run.pipeline, run.run_id, run.started, "running")
+        outputs = run_outputs(store, run)
         evaluation = outputs.get(("Evaluator", "evaluation"))
         if evaluation is not None and states.get("Evaluator") in ("COMPLETE", "CACHED"):
             summary.metric, summary.value = _key_metric(evaluation.uri)
@@ -108,12 +87,12 @@ def runs_in_store(metadata_path: str) -> List[RunSummary]:
 
 def stores(root: str) -> List[str]:
     """The ML Metadata stores under a run root (`<root>/<name>/metadata.sqlite`), or one run directory's."""
-    single = os.path.join(root, "metadata.sqlite")
+    single = os.path.join(root, METADATA_FILE)
     if os.path.isfile(single):
         return [single]
     if not os.path.isdir(root):
         return []
-    return [p for p in (os.path.join(root, n, "metadata.sqlite") for n in sorted(os.listdir(root))) if os.path.isfile(p)]
+    return [p for p in (os.path.join(root, n, METADATA_FILE) for n in sorted(os.listdir(root))) if os.path.isfile(p)]
 
 
 def list_runs(root: str) -> List[RunSummary]:
@@ -139,45 +118,31 @@ def format_runs(runs: List[RunSummary]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def _node_names(store, execution_id: int) -> str:
-    node_type = store.get_context_type("node").id
-    for ctx in store.get_contexts_by_execution(execution_id):
-        if ctx.type_id == node_type and "." in ctx.name:
-            return ctx.name.split(".", 1)[1]
-    return "?"
-
-
-def _property(execution, key: str):
-    value = execution.custom_properties.get(key)
-    if value is None:
-        return None
-    return value.string_value or value.int_value or value.double_value
-
-
 def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
     """(what, value) lines tracing one run's model from the data files to the pushed version."""
     import json
 
 
     store = _store(metadata_path)
-    runs = {c.name: c for c in store.get_contexts_by_type("pipeline_run")}
+    runs = {r.run_id: r for r in pipeline_runs(store)}
     if run_id not in runs:
         known = ", ".join(sorted(runs)[-5:]) or "none"
         raise KeyError(f"{metadata_path}: no run {run_id!r}; the newest runs: {known}")
     summary = next(r for r in runs_in_store(metadata_path) if r.run_id == run_id)
-    executions = {_node_names(store, ex.id): ex for ex in store.get_executions_by_context(runs[run_id].id)}
-    outputs = _outputs(store, {ex.id: name for name, ex in executions.items()})
+    run = runs[run_id]
+    executions = {run.component_of[ex.id]: ex for ex in run.executions if ex.id in run.component_of}
+    outputs = run_outputs(store, run)
     lines = [("run", f"{run_id} ({summary.when}), {summary.outcome}")]
     gen = next((n for n in executions if n.endswith("ExampleGen")), None)
     if gen:
         ex = executions[gen]
         pattern = ""
         try:
-            splits = json.loads(_property(ex, "input_config") or "{}").get("splits", [])
+            splits = json.loads(custom_property(ex, "input_config") or "{}").get("splits", [])
             pattern = splits[0].get("pattern", "") if splits else ""
         except ValueError:
             pass
-        lines.append(("data", os.path.join(_property(ex, "input_base") or "", pattern)))
+        lines.append(("data", os.path.join(custom_property(ex, "input_base") or "", pattern)))
         examples = outputs.get((gen, "examples"))
         if examples is not None:
             lines.append(("data fingerprint", examples.custom_properties["input_fingerprint"].string_value))
@@ -188,7 +153,7 @@ def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
             lines.append((what, outputs[key].uri))
     trainer = executions.get("Trainer")
     if trainer is not None:
-        config = json.loads(_property(trainer, "custom_config") or "{}")
+        config = json.loads(custom_property(trainer, "custom_config") or "{}")
         spec = json.loads(config.get("spec", "{}"))
         training = spec.get("training", {})
         shown = {k: training[k] for k in ("epochs", "batch_size", "learning_rate", "optimizer", "seed")

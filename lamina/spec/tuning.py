@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.pipeline.spec.base import StrictModel
-from lamina.pipeline.spec.errors import one_of
+from lamina.spec.base import StrictModel
+from lamina.spec.errors import one_of
 
 # What can be searched, and the type of its values.
 TUNABLE = {

@@ -18,38 +18,37 @@ Example:
     'species'
 """
 
-from lamina.pipeline.spec.errors import SpecError
-from lamina.pipeline.spec.data import (CSV_DELIMITERS, DATE_FORMATS, DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS,
-                                       IMAGE_FORMATS, SEQUENCE_SEPARATORS, SOURCE_PATH_KEY, DataSpec, FeatureSpec, FeatureType,
-                                       ImageIngestSpec, SplitSpec)
-from lamina.pipeline.spec.encoders import (CALENDAR_PARTS, ENCODERS, AugmentationSpec, BertEncoder, CalendarEncoder,
+from lamina.spec.errors import SpecError
+from lamina.spec.data import (CSV_DELIMITERS, DATE_FORMATS, SEQUENCE_SEPARATORS, DataSpec, FeatureSpec, FeatureType,
+                              ImageIngestSpec, SplitSpec)
+from lamina.spec.encoders import (CALENDAR_PARTS, ENCODERS, AugmentationSpec, BertEncoder, CalendarEncoder,
                                            CategoricalEncoder,
                                            EncoderConfig, ImageEncoder, NumericEncoder, SequenceEncoder,
                                            TextEncoderConfig,
                                            TransformerEncoder, default_encoder, encoder_names, encoders_for)
-from lamina.pipeline.spec.forecast import DEFAULT_SEASONALITY, FORECAST_BASELINES, FREQUENCIES, ForecastSpec
-from lamina.pipeline.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
+from lamina.spec.forecast import DEFAULT_SEASONALITY, FORECAST_BASELINES, FREQUENCIES, ForecastSpec
+from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
                                              POSITIVE_CLASS_METRICS, REGRESSION_METRICS, TFMA_OUTPUT_NAMES,
                                              BaselineSpec, EvaluationSpec, FairnessSpec, SliceThresholdSpec,
                                              ThresholdSpec, higher_is_better)
-from lamina.pipeline.spec.tuning import ENGINES, TUNABLE, ParamSpec, TuningSpec
-from lamina.pipeline.spec.export import TFLITE_FORMS, ExplainSpec, ExportSpec
-from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec
-from lamina.pipeline.spec.model import CombinerSpec, HeadSpec, ModelSpec
-from lamina.pipeline.spec.root import Spec, load_spec
-from lamina.pipeline.spec.runner import RunnerSpec
-from lamina.pipeline.spec.serving import InferenceSpec, ServingSpec
-from lamina.pipeline.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
+from lamina.spec.tuning import ENGINES, TUNABLE, ParamSpec, TuningSpec
+from lamina.spec.export import TFLITE_FORMS, ExplainSpec, ExportSpec
+from lamina.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec
+from lamina.spec.model import CombinerSpec, HeadSpec, ModelSpec
+from lamina.spec.root import Spec, load_spec
+from lamina.spec.runner import RunnerSpec
+from lamina.spec.serving import InferenceSpec, ServingSpec
+from lamina.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
 
 __all__ = [
     "DEFAULT_SEASONALITY", "FORECAST_BASELINES", "FORECAST_METRICS", "FREQUENCIES", "ForecastSpec",
     "AugmentationSpec", "BaselineSpec", "BeamSpec", "ENGINES", "FairnessSpec", "LAMINA_TFMA_METRICS",
     "POSITIVE_CLASS_METRICS", "ParamSpec", "SliceThresholdSpec", "TFMA_OUTPUT_NAMES", "TUNABLE", "TuningSpec",
     "higher_is_better", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",
-    "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DEFAULT_MAX_IMAGE_PIXELS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "ExplainSpec", "ExportSpec", "FeatureSpec", "FeatureType",
-    "FineTuneSpec", "HeadSpec", "IMAGE_EXTENSIONS", "IMAGE_FORMATS", "ImageEncoder", "ImageIngestSpec",
+    "CalendarEncoder", "CategoricalEncoder", "CombinerSpec", "DATE_FORMATS", "DataSpec", "ENCODERS", "EarlyStoppingSpec", "EncoderConfig", "EvaluationSpec", "ExplainSpec", "ExportSpec", "FeatureSpec", "FeatureType",
+    "FineTuneSpec", "HeadSpec", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
-    "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SEQUENCE_SEPARATORS", "SOURCE_PATH_KEY", "SequenceEncoder", "ServingSpec", "Spec", "SpecError",
+    "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SEQUENCE_SEPARATORS", "SequenceEncoder", "ServingSpec", "Spec", "SpecError",
     "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "default_encoder",
     "encoder_names", "encoders_for", "load_spec",
 ]

@@ -1,29 +1,40 @@
 """The row sources of tables: one per format, each reading a file into cells (strings, as a CSV has them).
 
-`TABLE_FORMATS` registers them. CSV: Python's `csv` (quotes, line breaks in cells), the delimiter
+`ROW_SOURCES` registers them. CSV: Python's `csv` (quotes, line breaks in cells), the delimiter
 sniffed or set. JSON Lines: one object per line (keys may differ between lines; a missing key is a
 blank cell). Parquet: its columns, a batch at a time with pyarrow (a list column is a sequence
 feature's; structs and nested lists are refused). TFRecord: tf.Examples, gzipped or not (several
 values in a feature are a sequence feature's). A list reaches its cell joined by LIST_SEPARATOR.
 Each source yields `Row`s: (line or record number, the cells or None for a bad row, the problem).
-The scan and its checks are in components/table_source.py.
+The scan and its checks are in components/table_source.py; `lamina.rows` reads a user's file for
+`lamina predict` through the same sources.
 """
 
 import csv
+import dataclasses
 import json
 import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina import storage
-from lamina.components.table_cells import (LIST_SEPARATOR, SNIFF_BYTES, CsvInputError, clean_header, open_text,
+from lamina.constants import TABLE_FORMATS
+from lamina.cells import (LIST_SEPARATOR, SNIFF_BYTES, CsvInputError, clean_header, open_text,
                                            sniff_delimiter)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableOptions:
+    """What a row source's `header` reads a file with; ingestion's TablePolicy carries the same fields."""
+
+    delimiter: Optional[str] = None
+    encoding: str = "utf-8"
 
 
 def _reader(f, delimiter: str):
     return csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=False, strict=False)
 
 
-def read_dialect(path: str, policy: "TablePolicy") -> Tuple[str, List[str]]:
+def read_dialect(path: str, policy: TableOptions) -> Tuple[str, List[str]]:
     """(the delimiter, the cleaned header) of a CSV whose encoding is already checked."""
     with open_text(path, policy.encoding) as f:
         sample = f.read(SNIFF_BYTES)
@@ -51,7 +62,7 @@ class CsvRows:
     unit = "line"
     text = True
 
-    def header(self, path: str, policy: "TablePolicy") -> Tuple[str, List[str]]:
+    def header(self, path: str, policy: TableOptions) -> Tuple[str, List[str]]:
         return read_dialect(path, policy)
 
     def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
@@ -135,7 +146,7 @@ class JsonLinesRows:
                     continue
                 yield line, value, ""
 
-    def header(self, path: str, policy: "TablePolicy") -> Tuple[str, List[str]]:
+    def header(self, path: str, policy: TableOptions) -> Tuple[str, List[str]]:
         names: Dict[str, None] = {}
         for _, value, _ in self._objects(path, policy.encoding):
             if value is not None:
@@ -161,7 +172,7 @@ class ParquetRows:
     unit = "row"
     text = False
 
-    def header(self, path: str, policy: "TablePolicy") -> Tuple[str, List[str]]:
+    def header(self, path: str, policy: TableOptions) -> Tuple[str, List[str]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -233,7 +244,7 @@ class TfRecordRows:
             return _value_cell(values, key)  # a sequence feature's values
         return _value_cell(values[0], key) if values else ""
 
-    def header(self, path: str, policy: "TablePolicy") -> Tuple[str, List[str]]:
+    def header(self, path: str, policy: TableOptions) -> Tuple[str, List[str]]:
         names: Dict[str, None] = {}
         for _, example, _ in self._examples(path):
             if example is not None:
@@ -254,6 +265,8 @@ class TfRecordRows:
                 yield number, None, str(e)
 
 
-# Every format a table can come in, once: the spec's `data.format`, the file extensions that imply
-# it, and its row source.
-TABLE_FORMATS = {"csv": CsvRows(), "jsonl": JsonLinesRows(), "parquet": ParquetRows(), "tfrecord": TfRecordRows()}
+# Every format a table can come in, once, with its row source (the names and file endings are in
+# lamina.constants: TABLE_FORMATS, FORMAT_EXTENSIONS).
+ROW_SOURCES = {"csv": CsvRows(), "jsonl": JsonLinesRows(), "parquet": ParquetRows(), "tfrecord": TfRecordRows()}
+if tuple(ROW_SOURCES) != TABLE_FORMATS:  # a new format is named in lamina.constants and read here
+    raise ImportError(f"lamina.tables reads {tuple(ROW_SOURCES)}, lamina.constants names {TABLE_FORMATS}")

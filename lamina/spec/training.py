@@ -4,7 +4,7 @@ from typing import Dict, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.spec.base import StrictModel
 
 
 class EarlyStoppingSpec(StrictModel):

@@ -12,7 +12,8 @@ import os
 import re
 from typing import List, Optional
 
-from lamina.pipeline.spec import IMAGE_EXTENSIONS, Spec
+from lamina.constants import IMAGE_EXTENSIONS
+from lamina.spec import Spec
 
 # Images at most this many pixels on their longer side get a small ResNet trained from scratch.
 SMALL_IMAGE_SIDE = 64
@@ -22,7 +23,7 @@ _PRETRAINED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 def cached_text_model() -> Optional[str]:
     """A BERT-family model in Hugging Face format in Lamina's model cache (`make minilm` puts
     all-MiniLM-L6-v2 there), or None. Nothing is downloaded."""
-    from lamina.pipeline.datasets import MINILM_NAME, model_cache_dir
+    from lamina.pipeline.cli.datasets import MINILM_NAME, model_cache_dir
 
     root = model_cache_dir()
     if not os.path.isdir(root):
@@ -254,12 +255,11 @@ def write_starter_spec(data: str, output: str, label: Optional[str] = None, name
         text = image_folder_starter(data, spec_dir, name)
     elif os.path.isfile(data):
         if not label:
-            from lamina.components.table_formats import TABLE_FORMATS
-            from lamina.components.table_source import TablePolicy
-            from lamina.pipeline.spec import DataSpec
+            from lamina.spec import DataSpec
+            from lamina.tables import ROW_SOURCES, TableOptions
 
             fmt = DataSpec(path=data, label="?").format
-            _, header = TABLE_FORMATS[fmt].header(data, TablePolicy(format=fmt))
+            _, header = ROW_SOURCES[fmt].header(data, TableOptions())
             raise InitError(f"name the column to predict: lamina init {data} --label COLUMN; the columns are "
                             f"{', '.join(repr(h) for h in header)}.")
         text = csv_starter(data, label, spec_dir, name, text_model)

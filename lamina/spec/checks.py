@@ -7,10 +7,11 @@ being validated (not imported here: `root` imports this module).
 
 from typing import List
 
-from lamina.pipeline.spec.data import SOURCE_PATH_KEY, FeatureType
-from lamina.pipeline.spec.encoders import BertEncoder, ImageEncoder, encoder_names
-from lamina.pipeline.spec.errors import did_you_mean, one_of
-from lamina.pipeline.spec.kubeflow import REMOTE_SCHEMES
+from lamina.constants import SOURCE_PATH_KEY
+from lamina.spec.data import FeatureType
+from lamina.spec.encoders import BertEncoder, ImageEncoder, encoder_names
+from lamina.spec.errors import did_you_mean, one_of
+from lamina.spec.kubeflow import REMOTE_SCHEMES
 
 
 

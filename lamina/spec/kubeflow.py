@@ -5,7 +5,7 @@ from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.spec.base import StrictModel
 
 
 class TolerationSpec(StrictModel):

@@ -14,9 +14,9 @@ from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional, Tupl
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from lamina.pipeline.spec.base import StrictModel
-from lamina.pipeline.spec.data import FeatureType
-from lamina.pipeline.spec.errors import UNKNOWN_TYPE_ERROR
+from lamina.spec.base import StrictModel
+from lamina.spec.data import FeatureType
+from lamina.spec.errors import UNKNOWN_TYPE_ERROR
 
 
 class EncoderConfig(StrictModel):

@@ -4,7 +4,7 @@ from typing import List, Optional
 
 from pydantic import Field
 
-from lamina.pipeline.spec.base import StrictModel
+from lamina.spec.base import StrictModel
 
 
 class RunnerSpec(StrictModel):

@@ -6,7 +6,9 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.pipeline.spec.base import StrictModel, repeated
+from lamina.constants import (DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, TABLE_FORMATS,
+                              table_format_of)
+from lamina.spec.base import StrictModel, repeated
 
 
 class FeatureType(str, enum.Enum):
@@ -31,18 +33,6 @@ CSV_DELIMITERS = (",", ";", "\t", "|")
 SEQUENCE_SEPARATORS = " ,;|"
 
 
-IMAGE_FORMATS = ("image_folder", "image_csv")
-TABLE_FORMATS = ("csv", "jsonl", "parquet", "tfrecord")
-# File endings that say a table's format when the spec does not.
-FORMAT_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
-                     ".tfrecord": "tfrecord", ".tfrecords": "tfrecord", ".tfrecord.gz": "tfrecord",
-                     ".tfrecords.gz": "tfrecord"}
-# The column ImageExampleGen adds to every example: the image's path relative to the data root.
-SOURCE_PATH_KEY = "source_path"
-IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".gif", ".bmp"]
-# Pixels an encoded image may declare in its header, at ingest and in `lamina serve`: far above what
-# the image encoders resize to, far below a decompression bomb.
-DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 class FeatureSpec(StrictModel):
     """One input feature, by its column name as the file has it (any header works).
@@ -153,8 +143,7 @@ class DataSpec(StrictModel):
     def _format_from_extension(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("format") is None and isinstance(data.get("path"), str):
             path = data["path"].lower()
-            fmt = next((f for ext, f in sorted(FORMAT_EXTENSIONS.items(), key=lambda kv: -len(kv[0]))
-                        if path.endswith(ext)), None)
+            fmt = table_format_of(path, default=None)
             if fmt:
                 data = dict(data, format=fmt)
         return data

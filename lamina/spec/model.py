@@ -4,8 +4,8 @@ from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from lamina.pipeline.spec.base import StrictModel
-from lamina.pipeline.spec.encoders import EncoderSpec
+from lamina.spec.base import StrictModel
+from lamina.spec.encoders import EncoderSpec
 
 
 class CombinerSpec(StrictModel):
