@@ -25,7 +25,7 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lamina.serving.batching import Batcher, BatchingParameters  # noqa: E402
+from lamina.serving.batching import Batcher, BatchingParameters
 
 PARAMS = BatchingParameters(max_batch_size=32, batch_timeout_micros=2000, num_batch_threads=4)
 

@@ -24,6 +24,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
+from lamina.constants import FORECAST_EXAMPLE_GEN
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.forecast_windows import (WindowSettings, build_series, check_columns, cutoff_index,
                                                 file_points, seasonal_scale, series_windows, too_short, window_example)
@@ -191,4 +192,4 @@ class ForecastExampleGen(FileBasedExampleGen):
                 example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])),
             custom_config=settings_to_custom_config(settings),
         )
-        self._id = "ForecastExampleGen"
+        self._id = FORECAST_EXAMPLE_GEN

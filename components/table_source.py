@@ -23,9 +23,8 @@ import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina.components.image_paths import image_cell_problem
-from lamina.cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS,
-                                           PLAIN_NUMBER, CsvInputError, check_encoding, date_layout, parse_number,
-                                           parse_sequence)
+from lamina.cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS, PLAIN_NUMBER,
+                          CsvInputError, check_encoding, date_layout, parse_number, parse_sequence)
 from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
 from lamina.tables import ROW_SOURCES, Row
 

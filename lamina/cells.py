@@ -4,7 +4,7 @@ look like, which delimiter and encoding a file has, and the error that names whe
 Spreadsheet exports carry byte-order marks, `;` or tab delimiters, headers with spaces and
 symbols, blank or repeated column names, numbers written as `$1,234.50` or `12%`, and bytes of
 another encoding. `parse_number` is the one home of what a number may look like in a cell; the
-scan (components/table_source.py) and the served model's clients (serving/client.py) both use it.
+scan (components/table_source.py) and the rows sent to a served model (lamina.rows) both use it.
 Every problem is a `CsvInputError` naming the file, the line and, for encodings, the byte offset.
 """
 

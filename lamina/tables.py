@@ -18,8 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina import storage
 from lamina.constants import TABLE_FORMATS
-from lamina.cells import (LIST_SEPARATOR, SNIFF_BYTES, CsvInputError, clean_header, open_text,
-                                           sniff_delimiter)
+from lamina.cells import LIST_SEPARATOR, SNIFF_BYTES, CsvInputError, clean_header, open_text, sniff_delimiter
 
 
 @dataclasses.dataclass(frozen=True)

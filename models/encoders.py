@@ -11,7 +11,7 @@ import keras
 
 from lamina.models.features import SEQUENCE, FeatureInfo
 from lamina.spec import (ENCODERS, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
-                                  NumericEncoder, SequenceEncoder, TransformerEncoder, encoder_names)
+                         NumericEncoder, SequenceEncoder, TransformerEncoder, encoder_names)
 
 
 def _numeric(feature: FeatureInfo, config: NumericEncoder, base_dir, seed) -> keras.layers.Layer:

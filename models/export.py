@@ -34,7 +34,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo, label_vocabulary, safe_name
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
-                           save_backbone)
+                                  save_backbone)
 from lamina.spec import Spec
 from lamina.constants import CLASSIFY_METHOD, DEFAULT_SIGNATURE, RAW_SIGNATURE, REGRESS_METHOD
 

@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from lamina.constants import DEFAULT_SIGNATURE
-from lamina.models.features import CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name, vocabulary_name
+from lamina.models.features import (CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name,
+                                    vocabulary_name)
 
 FORMS = ("float", "dynamic_range", "int8")
 INPUT_SPEC_FILE = "input_spec.json"

@@ -21,9 +21,9 @@ import tensorflow_transform as tft
 from lamina.models.builder import build_model, compile_model
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model, model_inputs
-from lamina.models.features import label_key as features_label_key
-from lamina.models.features import (IMAGE, TEXT, FeatureInfo, describe_transformed_features, label_vocabulary,
-                                    safe_name, transformed_label_key, transformed_name)
+from lamina.models.features import (label_key as features_label_key, IMAGE, TEXT, FeatureInfo,
+                                    describe_transformed_features, label_vocabulary, safe_name, transformed_label_key,
+                                    transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
 from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 

@@ -24,7 +24,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from lamina.models.hyperparameters import apply_hyperparameters, combiner_units  # noqa: F401 (re-exported)
+from lamina.models.hyperparameters import apply_hyperparameters, combiner_units
 from lamina.spec import ParamSpec, Spec
 
 TRIALS_FILE = "trials.json"

@@ -10,11 +10,10 @@ Python API, mirroring the YAML spec:
 Importing this package loads only the spec (pydantic); TFX loads when a pipeline is built.
 """
 
-from lamina.spec import (AugmentationSpec, BertEncoder, CategoricalEncoder, CombinerSpec, DataSpec,
-                                  EarlyStoppingSpec, EvaluationSpec, FeatureSpec, FineTuneSpec, HeadSpec,
-                                  ImageEncoder, ImageIngestSpec, InferenceSpec, ModelSpec, NumericEncoder,
-                                  RunnerSpec, ServingSpec, Spec, SpecError, SplitSpec, ThresholdSpec, TrainingSpec,
-                                  TransformerEncoder, load_spec)
+from lamina.spec import (AugmentationSpec, BertEncoder, CategoricalEncoder, CombinerSpec, DataSpec, EarlyStoppingSpec,
+                         EvaluationSpec, FeatureSpec, FineTuneSpec, HeadSpec, ImageEncoder, ImageIngestSpec,
+                         InferenceSpec, ModelSpec, NumericEncoder, RunnerSpec, ServingSpec, Spec, SpecError,
+                         SplitSpec, ThresholdSpec, TrainingSpec, TransformerEncoder, load_spec)
 
 
 def create_pipeline(spec):

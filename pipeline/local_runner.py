@@ -6,15 +6,14 @@ records each execution (read-only, from a thread that polls the store while TFX 
 What the run produced is read back by `lamina.pipeline.runs.summary`.
 """
 
-import contextlib
 import json
-import logging
 import os
 import sys
 import threading
 import time
 from typing import List, Optional, TextIO
 
+from lamina.constants import STATISTICS_GEN
 from lamina import storage
 from lamina.pipeline.runs.report import write_report
 from lamina.pipeline.runs.metadata import ExecutionRecord
@@ -22,7 +21,7 @@ from lamina.pipeline.runs.summary import (ComponentRun, ModelNotBlessedError, Ru
                                           latest_run_outputs, open_store, summarize_run, write_run_report)
 from lamina.spec import Spec, SpecError
 
-__all__ = ["ComponentProgress", "ModelNotBlessedError", "RunResult", "check_pretrained_models", "quiet_logs",
+__all__ = ["ComponentProgress", "ModelNotBlessedError", "RunResult", "check_pretrained_models", "local_beam_args",
            "run_pipeline"]
 
 
@@ -102,31 +101,6 @@ class ComponentProgress:
         return f"[{len(self.runs) + 1:>2}/{self.total}] {self.current}: stopped the run"
 
 
-def quiet_logs(verbose: bool = False) -> None:
-    """TFX logs whole protos at INFO; people see our progress lines instead.
-
-    With `verbose`, TFX's, Beam's and TensorFlow's own logs go to stderr as usual.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
-    absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    absl_logger.propagate = verbose
-    if not verbose and not any(isinstance(h, logging.NullHandler) for h in absl_logger.handlers):
-        absl_logger.addHandler(logging.NullHandler())  # else Python's last-resort handler prints TFX's warnings
-    if not verbose:
-        import warnings
-
-        warnings.filterwarnings("ignore")
-        for name in ("tensorflow", "apache_beam", "tensorflow_transform", "tensorflow_model_analysis"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        try:
-            from absl import logging as absl_logging
-
-            absl_logger.removeHandler(absl_logging.get_absl_handler())
-        except ImportError:
-            pass
-
-
 def check_pretrained_models(spec: Spec) -> None:
     """Reads each pretrained text model's config and vocabulary before anything runs.
 
@@ -175,27 +149,27 @@ def prepare_spec(spec: Spec, stream: Optional[TextIO] = None) -> Spec:
     return resolve_spec(spec, profile)
 
 
-@contextlib.contextmanager
-def local_beam_workers(beam_args: List[str]):
-    """While a pipeline runs on Beam's DirectRunner, TFX's Beam executors skip packaging TFX for workers.
+# TFX's Beam executors package TFX itself for remote workers (`tfx_ephemeral`, built by
+# tfx.utils.dependency_utils.make_beam_dependency_flags: 3.7 s per component on 2 cores, and 42 MB left
+# in /tmp every time) unless one of these Beam flags says the workers have their dependencies already.
+TFX_DEPENDENCY_FLAGS = ("--extra_packages", "--extra_package", "--setup_file", "--requirements_file",
+                        "--worker_harness_container_image", "--sdk_container_image")
+# The DirectRunner's workers are this Python process or its subprocesses, which have TFX: this flag says
+# so. The DirectRunner starts no container and reads no image, so it changes nothing else.
+LOCAL_WORKERS_FLAG = "--sdk_container_image=lamina-local-python-environment"
 
-    Each one (ExampleGen, StatisticsGen, Transform, Evaluator, ...) otherwise copies TFX's install into
-    a temp folder and builds an sdist of it (`tfx_ephemeral`) for remote workers to install: 3.7 s
-    per component on 2 cores, and 42 MB left in /tmp every time. DirectRunner's workers run in this
-    environment, which has TFX already. Other runners (Dataflow, Flink, Spark) keep TFX's behaviour.
+
+def local_beam_args(beam_args: List[str]) -> List[str]:
+    """The spec's Beam arguments for a local run: on the DirectRunner, with the flag that tells TFX's
+    executors not to package TFX for workers; other runners (Dataflow, Flink, Spark) keep TFX's behaviour.
+
+    >>> local_beam_args(["--direct_num_workers=2"])
+    ['--direct_num_workers=2', '--sdk_container_image=lamina-local-python-environment']
     """
     runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "DirectRunner")
-    if runner not in ("DirectRunner", "direct"):
-        yield
-        return
-    from tfx.utils import dependency_utils
-
-    original = dependency_utils.make_beam_dependency_flags
-    dependency_utils.make_beam_dependency_flags = list
-    try:
-        yield
-    finally:
-        dependency_utils.make_beam_dependency_flags = original
+    if runner not in ("DirectRunner", "direct") or any(a.split("=", 1)[0] in TFX_DEPENDENCY_FLAGS for a in beam_args):
+        return list(beam_args)
+    return list(beam_args) + [LOCAL_WORKERS_FLAG]
 
 
 def record_spec(spec: Spec) -> str:
@@ -216,8 +190,11 @@ def record_spec(spec: Spec) -> str:
     return storage.write_text(path, "\n".join(header) + "\n" + yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
 
 
-def run_pipeline(spec: Spec, stream: Optional[TextIO] = None, verbose: bool = False) -> RunResult:
+def run_pipeline(spec: Spec, stream: Optional[TextIO] = None) -> RunResult:
     """Runs `spec` end to end and returns what it produced.
+
+    Progress lines go to `stream` (standard output). The caller's warnings filters and logging are left as
+    they are: `lamina run` quiets TFX's logs in its own entry point (lamina.pipeline.cli.commands).
 
     Raises:
       SpecError: the data path matches no file, or a pretrained model directory is unusable.
@@ -232,7 +209,6 @@ def run_pipeline(spec: Spec, stream: Optional[TextIO] = None, verbose: bool = Fa
     # (about 14 s on 2 cores), so a wrong path or a bad file is reported at once.
     spec = prepare_spec(spec, stream)
     check_pretrained_models(spec)
-    quiet_logs(verbose)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from lamina.components.anomaly_gate import DataAnomaliesError
@@ -241,17 +217,17 @@ def run_pipeline(spec: Spec, stream: Optional[TextIO] = None, verbose: bool = Fa
 
     os.makedirs(spec.run_dir, exist_ok=True)
     record_spec(spec)
-    pipeline = create_pipeline(spec)
+    pipeline = create_pipeline(spec, beam_pipeline_args=local_beam_args(spec.runner.beam_args))
     progress = ComponentProgress(spec, len(pipeline.components), stream)
     print(f"Running pipeline {spec.name!r} ({len(pipeline.components)} components); run directory {spec.run_dir}",
           file=stream, flush=True)
     title = f"Lamina run: {spec.name}"
     try:
-        with progress, local_beam_workers(spec.runner.beam_args):
+        with progress:
             LocalDagRunner().run(pipeline)
     except DataAnomaliesError as e:
         print(progress.stopped(), file=stream, flush=True)
-        statistics = latest_run_outputs(spec).get(("StatisticsGen", "statistics"))
+        statistics = latest_run_outputs(spec).get((STATISTICS_GEN, "statistics"))
         e.report = write_report(spec.report_path, title, progress.runs, "stopped: data validation found anomalies",
                                 ok=False, anomalies=e.anomalies, artifacts={"anomaly report": e.report_dir},
                                 statistics_dir=statistics.uri if statistics else None)

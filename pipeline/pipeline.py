@@ -28,6 +28,9 @@ from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
+from lamina.constants import (ANOMALY_GATE, BASELINES, EVALUATOR, EXPLAINER, FORECAST_EVALUATOR, PUSHER, PUSH_GATE,
+                              SCHEMA_GEN, TFLITE_EXPORTER, TRAINER, TUNER, FOLD_KEY, HORIZON_KEY, ORIGIN_KEY,
+                              SOURCE_PATH_KEY)
 from lamina.components.anomaly_gate import AnomalyGate
 from lamina.components.baselines import BaselineTrainer
 from lamina.components.gates import PushGate
@@ -38,13 +41,11 @@ from lamina.components.schema import SpecSchemaGen
 from lamina.components.explainer import Explainer
 from lamina.components.forecast_evaluator import ForecastEvaluator
 from lamina.components.forecast_example_gen import ForecastExampleGen
-from lamina.constants import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY
 from lamina.components.forecast_windows import WindowSettings
 from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
 from lamina.models.features import transformed_label_key
-from lamina.constants import SOURCE_PATH_KEY
 from lamina.spec import LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, Spec
 
 PREPROCESSING_FN = "lamina.models.preprocessing.preprocessing_fn"
@@ -209,11 +210,11 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
             declared_types=json.dumps(declared, sort_keys=True),
             label=HORIZON_KEY if spec.task == "forecast" else spec.data.label,
             task=spec.task,
-        ).with_id("SchemaGen")
+        ).with_id(SCHEMA_GEN)
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"],
-                               schema=schema_gen.outputs["schema"]).with_id("AnomalyGate")
+                               schema=schema_gen.outputs["schema"]).with_id(ANOMALY_GATE)
     validated_schema = anomaly_gate.outputs["validated_schema"]
 
     # The Lamina version rides along: ML Metadata then records which code made each model.
@@ -238,7 +239,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
             train_args=trainer_pb2.TrainArgs(splits=["train"]),
             eval_args=trainer_pb2.EvalArgs(splits=["eval"]),  # unused: trials are scored on a train holdout
             custom_config=custom_config,
-        ).with_id("Tuner")
+        ).with_id(TUNER)
     trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -251,27 +252,27 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
     )
     if spec.task == "forecast":
         evaluator = ForecastEvaluator(model=trainer.outputs["model"], examples=examples.outputs["examples"],
-                                      spec_json=spec.to_json()).with_id("ForecastEvaluator")
+                                      spec_json=spec.to_json()).with_id(FORECAST_EVALUATOR)
         pusher = WarmupPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
-            examples=examples.outputs["examples"]).with_id("Pusher")
+            examples=examples.outputs["examples"]).with_id(PUSHER)
         return _pipeline(spec, [examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform,
                                 trainer, evaluator, pusher], metadata_connection_config, beam_pipeline_args)
     baselines = None
     if spec.evaluation.baseline.enabled and spec.has_tabular_features:
         baselines = BaselineTrainer(transform_graph=transform.outputs["transform_graph"],
                                     transformed_examples=transform.outputs["transformed_examples"],
-                                    spec_json=spec.to_json()).with_id("Baselines")
+                                    spec_json=spec.to_json()).with_id(BASELINES)
     # The last model the run's final gate blessed (the PushGate's blessing when the spec has one): a
     # model the Evaluator passed but a slice, fairness or baseline gate stopped is never a baseline.
     model_resolver = Resolver(
         strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=standard_artifacts.Model, producer_component_id="Trainer", output_key="model"),
+        model=Channel(type=standard_artifacts.Model, producer_component_id=TRAINER, output_key="model"),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing,
-                               producer_component_id="PushGate" if spec.evaluation.gated_beyond_tfma
-                               else "Evaluator", output_key="blessing"),
+                               producer_component_id=PUSH_GATE if spec.evaluation.gated_beyond_tfma
+                               else EVALUATOR, output_key="blessing"),
     ).with_id("LatestBlessedModelResolver")
     evaluator = Evaluator(
         examples=examples.outputs["examples"],
@@ -288,7 +289,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         push_gate = PushGate(model=trainer.outputs["model"], evaluation=evaluator.outputs["evaluation"],
                              transform_graph=transform.outputs["transform_graph"], evaluator_blessing=blessing,
                              baselines=baselines.outputs["baselines"] if baselines else None,
-                             spec_json=spec.to_json()).with_id("PushGate")
+                             spec_json=spec.to_json()).with_id(PUSH_GATE)
         if blessing is None:  # no TFMA threshold: still after the Evaluator
             push_gate.add_upstream_node(evaluator)
         blessing = push_gate.outputs["blessing"]
@@ -296,14 +297,14 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
     if spec.export.tflite:
         tflite = TFLiteExporter(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
                                 transformed_examples=transform.outputs["transformed_examples"],
-                                model_blessing=blessing, spec_json=spec.to_json()).with_id("TFLiteExporter")
+                                model_blessing=blessing, spec_json=spec.to_json()).with_id(TFLITE_EXPORTER)
         if blessing is None:  # no gate: still after the Evaluator
             tflite.add_upstream_node(evaluator)
     explainer = None
     if spec.explain.enabled:
         explainer = Explainer(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
                               transformed_examples=transform.outputs["transformed_examples"],
-                              spec_json=spec.to_json()).with_id("Explainer")
+                              spec_json=spec.to_json()).with_id(EXPLAINER)
         explainer.add_upstream_node(evaluator)  # after the Evaluator, as people read a run
     pusher = WarmupPusher(
         model=trainer.outputs["model"],
@@ -312,7 +313,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
             base_directory=os.path.join(spec.push_dir, spec.serving.model_name))),
         examples=examples.outputs["examples"],  # a few eval examples become TF Serving warmup requests
         tflite_models=tflite.outputs["tflite_models"] if tflite else None,
-    ).with_id("Pusher")
+    ).with_id(PUSHER)
     components = ([examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform]
                   + [c for c in (tuner, baselines) if c] + [trainer, model_resolver, evaluator]
                   + [c for c in (push_gate, explainer, tflite) if c] + [pusher])

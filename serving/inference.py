@@ -20,11 +20,10 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, predict_pb2, regression_pb2, status_pb2)
 
 from lamina.serving.batching import Batcher
-from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.constants import (DEFAULT_MAX_IMAGE_PIXELS, API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS,
+                              DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS, REGRESS_METHOD, WARMUP_FILE)
 from lamina.image_headers import check_image, image_format
 from lamina.serving.metrics import ServingMetrics
-from lamina.constants import (API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS,
-                              REGRESS_METHOD, WARMUP_FILE)
 from lamina.serving.protocol import ServingError, invalid_argument
 from lamina.serving.registry import LoadedModel, ModelRegistry
 from lamina.serving.warmup import iter_warmup_requests

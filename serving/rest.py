@@ -24,8 +24,7 @@ from lamina.serving.http_server import HttpLimits, HttpServer, Request, Response
 from lamina.serving.inference import Observed, check_arrays
 from lamina.constants import DEFAULT_SIGNATURE, METRICS_PATH, RAW_SIGNATURE
 from lamina.serving.protocol import ServingError, invalid_argument
-from lamina.serving.rest_json import (examples_from_json, model_status_json, parse_body, predict_answer,
-                                     predict_arrays)
+from lamina.serving.rest_json import examples_from_json, model_status_json, parse_body, predict_answer, predict_arrays
 
 log = logging.getLogger("lamina.serving")
 

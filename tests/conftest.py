@@ -28,8 +28,25 @@ def penguins_run(penguins_dir):
 
     spec = make_spec(penguins_dir, tuned=True, gated=True, inference={"enabled": True},
                      export={"tflite": ["float", "dynamic_range", "int8"]})
+    before = caller_process_state()
     result = run_pipeline(spec)
+    CALLER_STATE["penguins"] = (before, caller_process_state())
     return spec, result
+
+
+# What a caller of the Python API had before and after `run_pipeline` (test_e2e_penguins checks them equal).
+CALLER_STATE = {}
+
+
+def caller_process_state() -> dict:
+    """The warnings filters, logging handlers and levels, and TF's log level of this process."""
+    import logging
+    import warnings
+
+    loggers = ("", "absl", "tensorflow", "apache_beam", "tensorflow_transform", "tensorflow_model_analysis")
+    return {"warnings": list(warnings.filters), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL"),
+            **{f"logger {n or 'root'}": (logging.getLogger(n).level, logging.getLogger(n).propagate,
+                                         list(logging.getLogger(n).handlers)) for n in loggers}}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from lamina.models.export import CLASSIFY_METHOD
+from lamina.constants import CLASSIFY_METHOD
 from lamina.pipeline.local_runner import run_pipeline
 from lamina.pipeline.runs.summary import latest_run_states
 from lamina.rows import row_to_example, rows_to_tensors
@@ -71,6 +71,15 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
     assert "model pushed" in report and result.pushed_model_dir in report
     for slice_name in ("all examples", "island=Biscoe", "island=Dream", "island=Torgersen", "sex=female"):
         assert f"<td>{slice_name}<td class=num>" in report
+
+
+def test_run_pipeline_leaves_the_callers_warnings_and_logging_alone(penguins_run):
+    """The Python API is a library call: no global warning filter, handler or level is changed (the CLI
+    quiets TFX's logs in its own entry point)."""
+    from tests.conftest import CALLER_STATE
+
+    before, after = CALLER_STATE["penguins"]
+    assert after == before
 
 
 def test_exported_signatures(in_process, penguins_run):

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
 
-from lamina.models.export import REGRESS_METHOD
+from lamina.constants import REGRESS_METHOD
 from lamina.pipeline.local_runner import run_pipeline
 from lamina.spec import Spec
 from lamina.rows import row_to_example

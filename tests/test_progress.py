@@ -1,6 +1,7 @@
 """Progress inside long components: the count, the rate and an ETA, throttled to a line every few seconds."""
 
 import io
+import os
 
 import keras
 import numpy as np
@@ -68,19 +69,26 @@ def test_example_gen_counts_rows_against_the_scan(tmp_path, monkeypatch, capsys)
 
 
 def test_local_beam_runs_build_no_tfx_package_for_workers(tmp_path):
-    """TFX's Beam executors package TFX itself for remote workers (3.7 s and 42 MB in /tmp each);
-    on the DirectRunner `local_beam_workers` skips it, and a remote runner keeps it."""
+    """TFX's Beam executors package TFX itself for remote workers (3.7 s and 42 MB in /tmp each); a local
+    run's Beam arguments carry the flag that tells them not to, TFX's own code is left as it is, and a
+    remote runner keeps TFX's behaviour."""
+    import glob
+    import tempfile
+
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.utils import dependency_utils
 
     from lamina.components.table_example_gen import Executor
-    from lamina.pipeline.local_runner import local_beam_workers
+    from lamina.pipeline.local_runner import LOCAL_WORKERS_FLAG, local_beam_args
 
-    args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     original = dependency_utils.make_beam_dependency_flags
-    with local_beam_workers(args):
-        executor = Executor(BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=str(tmp_path)))
-    assert not [a for a in executor._beam_pipeline_args if a.startswith("--extra_package")]
-    assert dependency_utils.make_beam_dependency_flags is original  # restored
-    with local_beam_workers(["--runner=DataflowRunner"]):
-        assert dependency_utils.make_beam_dependency_flags is original
+    pattern = os.path.join(tempfile.gettempdir(), "*", "build", "tfx")
+    before = set(glob.glob(pattern))
+    args = local_beam_args(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert args == ["--direct_running_mode=in_memory", "--direct_num_workers=1", LOCAL_WORKERS_FLAG]
+    # The executor's constructor is where TFX builds the package: a real one, with the run's arguments.
+    Executor(BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=str(tmp_path)))
+    assert set(glob.glob(pattern)) == before
+    assert dependency_utils.make_beam_dependency_flags is original  # nothing of TFX's is patched
+    assert local_beam_args(["--runner=DataflowRunner", "--project=p"]) == ["--runner=DataflowRunner", "--project=p"]
+    assert local_beam_args(["--extra_packages=dist/x.tar.gz"]) == ["--extra_packages=dist/x.tar.gz"]

@@ -22,15 +22,12 @@ from lamina.spec.errors import SpecError
 from lamina.spec.data import (CSV_DELIMITERS, DATE_FORMATS, SEQUENCE_SEPARATORS, DataSpec, FeatureSpec, FeatureType,
                               ImageIngestSpec, SplitSpec)
 from lamina.spec.encoders import (CALENDAR_PARTS, ENCODERS, AugmentationSpec, BertEncoder, CalendarEncoder,
-                                           CategoricalEncoder,
-                                           EncoderConfig, ImageEncoder, NumericEncoder, SequenceEncoder,
-                                           TextEncoderConfig,
-                                           TransformerEncoder, default_encoder, encoder_names, encoders_for)
+                                  CategoricalEncoder, EncoderConfig, ImageEncoder, NumericEncoder, SequenceEncoder,
+                                  TextEncoderConfig, TransformerEncoder, default_encoder, encoder_names, encoders_for)
 from lamina.spec.forecast import DEFAULT_SEASONALITY, FORECAST_BASELINES, FREQUENCIES, ForecastSpec
 from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER,
-                                             POSITIVE_CLASS_METRICS, REGRESSION_METRICS, TFMA_OUTPUT_NAMES,
-                                             BaselineSpec, EvaluationSpec, FairnessSpec, SliceThresholdSpec,
-                                             ThresholdSpec, higher_is_better)
+                                    POSITIVE_CLASS_METRICS, REGRESSION_METRICS, TFMA_OUTPUT_NAMES, BaselineSpec,
+                                    EvaluationSpec, FairnessSpec, SliceThresholdSpec, ThresholdSpec, higher_is_better)
 from lamina.spec.tuning import ENGINES, TUNABLE, ParamSpec, TuningSpec
 from lamina.spec.export import TFLITE_FORMS, ExplainSpec, ExportSpec
 from lamina.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec

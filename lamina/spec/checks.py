@@ -7,7 +7,7 @@ being validated (not imported here: `root` imports this module).
 
 from typing import List
 
-from lamina.constants import SOURCE_PATH_KEY
+from lamina.constants import TRAINER, TUNER, SOURCE_PATH_KEY
 from lamina.spec.data import FeatureType
 from lamina.spec.encoders import BertEncoder, ImageEncoder, encoder_names
 from lamina.spec.errors import did_you_mean, one_of
@@ -60,7 +60,7 @@ def _check_fine_tune(spec) -> List[str]:
     return problems
 
 
-GPU_COMPONENTS = ("Trainer", "Tuner")
+GPU_COMPONENTS = (TRAINER, TUNER)
 
 
 def _check_kubeflow(spec) -> List[str]:

@@ -6,8 +6,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.constants import (DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, TABLE_FORMATS,
-                              table_format_of)
+from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, TABLE_FORMATS, table_format_of
 from lamina.spec.base import StrictModel, repeated
 
 

@@ -13,11 +13,10 @@ from lamina.spec.base import StrictModel
 from lamina.spec.errors import CrossFieldError, SpecError
 from lamina.spec.checks import cross_field_problems
 from lamina.spec.data import DataSpec, FeatureType, SplitSpec
-from lamina.spec.encoders import (EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder,
-                                           encoder_names)
+from lamina.spec.encoders import EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder, encoder_names
 from lamina.spec.export import ExplainSpec, ExportSpec
-from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, REGRESSION_METRICS,
-                                             EvaluationSpec, higher_is_better)
+from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, REGRESSION_METRICS, EvaluationSpec,
+                                    higher_is_better)
 from lamina.spec.forecast import ForecastSpec
 from lamina.spec.kubeflow import KubeflowSpec
 from lamina.spec.loading import read_spec_file

@@ -7,13 +7,14 @@ Every verb that takes a spec validates it before anything runs. Exit codes: 0 su
 """
 
 import argparse
+import logging
 import os
 import sys
 from typing import List, Optional
 
 from lamina.pipeline.cli.serve import print_error, flag_bool, cmd_deploy_files, cmd_explain, cmd_predict, cmd_serve
-from lamina.constants import (DEFAULT_GRPC_TARGET, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_REST_URL, GRPC_PORT, METADATA_FILE,
-                              REST_PORT)
+from lamina.constants import (DEFAULT_GRPC_TARGET, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_REST_URL, GRPC_PORT,
+                              METADATA_FILE, REST_PORT)
 from lamina.spec import SpecError, load_spec
 
 
@@ -58,7 +59,7 @@ def cmd_init(args) -> int:
 
 def cmd_run(args) -> int:
     spec = load_spec(args.spec)
-    return _run(spec, args.verbose)
+    return _run(spec)
 
 
 def _stopped_by_data(error: Exception) -> bool:
@@ -73,13 +74,13 @@ def _stopped_by_data(error: Exception) -> bool:
     return bool(kinds) and isinstance(error, tuple(kinds))
 
 
-def _run(spec, verbose: bool) -> int:
+def _run(spec) -> int:
     from lamina.cells import CsvInputError
     from lamina.pipeline.local_runner import run_pipeline
     from lamina.pipeline.runs.summary import ModelNotBlessedError, format_result
 
     try:
-        result = run_pipeline(spec, verbose=verbose)
+        result = run_pipeline(spec)
     except CsvInputError as e:
         print_error(f"The run stopped before it started: {e}")
         return 1
@@ -212,7 +213,7 @@ def cmd_demo(args) -> int:
 
     demo = "digits" if args.images else "text" if args.text else "penguins"
     spec = load_spec(prepare_demo(demo, args.dir))
-    code = _run(spec, args.verbose)
+    code = _run(spec)
     if code:
         return code
     query_demo(demo, spec)
@@ -373,6 +374,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_logs(verbose: bool = False) -> None:
+    """TFX logs whole protos at INFO; people see our progress lines instead. The CLI's alone: the Python
+    API (`lamina.run_pipeline`) leaves the caller's warnings and logging as they are.
+
+    With `verbose`, TFX's, Beam's and TensorFlow's own logs go to stderr as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
+    absl_logger = logging.getLogger("absl")
+    absl_logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    absl_logger.propagate = verbose
+    if not verbose and not any(isinstance(h, logging.NullHandler) for h in absl_logger.handlers):
+        absl_logger.addHandler(logging.NullHandler())  # else Python's last-resort handler prints TFX's warnings
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        for name in ("tensorflow", "apache_beam", "tensorflow_transform", "tensorflow_model_analysis"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            from absl import logging as absl_logging
+
+            absl_logger.removeHandler(absl_logging.get_absl_handler())
+        except ImportError:
+            pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import warnings
@@ -380,8 +407,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     # google-api-core warns on every start that Python 3.10 is old; TFX 1.16 needs 3.10.
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.command in ("run", "demo"):
-        from lamina.pipeline.local_runner import quiet_logs
-
         quiet_logs(args.verbose)
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

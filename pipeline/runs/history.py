@@ -14,7 +14,8 @@ import datetime
 import os
 from typing import List, Optional
 
-from lamina.constants import EXAMPLE_GEN_IDS, METADATA_FILE
+from lamina.constants import (ANOMALY_GATE, EVALUATOR, IMAGE_EXAMPLE_GEN, PUSHER, TRAINER, TRANSFORM, EXAMPLE_GEN_IDS,
+                              METADATA_FILE)
 from lamina.pipeline.runs.metadata import custom_property, open_metadata, pipeline_runs, run_outputs
 
 # The metric a run is summed up by, first one found in its evaluation.
@@ -22,7 +23,7 @@ KEY_METRICS = ("sparse_categorical_accuracy", "accuracy", "binary_accuracy", "au
                "root_mean_squared_error", "mean_squared_error")
 # Components whose failure means the data stopped the run, and the reason shown.
 DATA_GATES = {"AnomalyGate": "data anomalies", **{i: "bad input rows" for i in EXAMPLE_GEN_IDS.values()},
-              "ImageExampleGen": "bad input files"}
+              IMAGE_EXAMPLE_GEN: "bad input files"}
 
 
 @dataclasses.dataclass
@@ -64,22 +65,22 @@ def runs_in_store(metadata_path: str) -> List[RunSummary]:
         states = run.states()
         summary = RunSummary(run.pipeline, run.run_id, run.started, "running")
         outputs = run_outputs(store, run)
-        evaluation = outputs.get(("Evaluator", "evaluation"))
-        if evaluation is not None and states.get("Evaluator") in ("COMPLETE", "CACHED"):
+        evaluation = outputs.get((EVALUATOR, "evaluation"))
+        if evaluation is not None and states.get(EVALUATOR) in ("COMPLETE", "CACHED"):
             summary.metric, summary.value = _key_metric(evaluation.uri)
         failed = [c for c, s in states.items() if s == "FAILED"]
-        pushed = outputs.get(("Pusher", "pushed_model"))
+        pushed = outputs.get((PUSHER, "pushed_model"))
         if failed:
             gate = next((c for c in failed if c in DATA_GATES), None)
             summary.outcome = f"blocked: {DATA_GATES[gate]} ({gate})" if gate else f"failed at {', '.join(failed)}"
-        elif pushed is not None and states.get("Pusher") in ("COMPLETE", "CACHED"):
+        elif pushed is not None and states.get(PUSHER) in ("COMPLETE", "CACHED"):
             if pushed.custom_properties["pushed"].int_value == 1:
                 summary.outcome = "pushed"
                 summary.pushed_to = pushed.custom_properties["pushed_destination"].string_value
                 summary.version = os.path.basename(summary.pushed_to.rstrip("/"))
             else:
                 summary.outcome = "blocked: failed evaluation"
-        elif all(s in ("COMPLETE", "CACHED") for s in states.values()) and "Pusher" not in states:
+        elif all(s in ("COMPLETE", "CACHED") for s in states.values()) and PUSHER not in states:
             summary.outcome = "no push step"
         summaries.append(summary)
     return summaries
@@ -147,11 +148,11 @@ def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
         if examples is not None:
             lines.append(("data fingerprint", examples.custom_properties["input_fingerprint"].string_value))
             lines.append(("examples", examples.uri))
-    for what, key in (("schema", ("AnomalyGate", "validated_schema")), ("transform graph", ("Transform", "transform_graph")),
-                      ("model", ("Trainer", "model")), ("evaluation", ("Evaluator", "evaluation"))):
+    for what, key in (("schema", (ANOMALY_GATE, "validated_schema")), ("transform graph", (TRANSFORM, "transform_graph")),
+                      ("model", (TRAINER, "model")), ("evaluation", (EVALUATOR, "evaluation"))):
         if key in outputs:
             lines.append((what, outputs[key].uri))
-    trainer = executions.get("Trainer")
+    trainer = executions.get(TRAINER)
     if trainer is not None:
         config = json.loads(custom_property(trainer, "custom_config") or "{}")
         spec = json.loads(config.get("spec", "{}"))

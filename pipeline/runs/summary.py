@@ -9,9 +9,10 @@ import dataclasses
 import os
 from typing import Dict, List, Optional
 
-from lamina.constants import DEFAULT_SIGNATURE
+from lamina.constants import (BASELINES, BULK_INFERRER, EVALUATOR, EXAMPLE_VALIDATOR, EXPLAINER, FORECAST_EVALUATOR,
+                              FORECAST_EXAMPLE_GEN, IMAGE_EXAMPLE_GEN, PUSHER, PUSH_GATE, STATISTICS_GEN,
+                              TFLITE_EXPORTER, TRAINER, TRANSFORM, TUNER, DEFAULT_SIGNATURE, METADATA_FILE)
 from lamina import storage
-from lamina.constants import METADATA_FILE
 from lamina.pipeline.runs.metadata import ExecutionRecord, latest_run, open_metadata, run_outputs
 from lamina.pipeline.runs.report import slice_metrics, write_report
 from lamina.spec import Spec
@@ -91,7 +92,7 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         from lamina.components.table_example_gen import read_report as read_table_report
 
         result.rows = read_table_report(rows.uri)
-    images = outputs.get(("ImageExampleGen", "examples"))
+    images = outputs.get((IMAGE_EXAMPLE_GEN, "examples"))
     if images:
         from lamina.components.image_example_gen import read_report
 
@@ -100,40 +101,40 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         found = outputs.get((component, key))
         return found.uri if found else None
 
-    examples = rows or images or outputs.get(("ForecastExampleGen", "examples"))
+    examples = rows or images or outputs.get((FORECAST_EXAMPLE_GEN, "examples"))
     result.examples_dir = examples.uri if examples else None
-    result.statistics_dir = uri("StatisticsGen", "statistics")
-    result.transform_graph_dir = uri("Transform", "transform_graph")
-    result.transformed_examples_dir = uri("Transform", "transformed_examples")
-    result.tflite_dir = uri("TFLiteExporter", "tflite_models")
+    result.statistics_dir = uri(STATISTICS_GEN, "statistics")
+    result.transform_graph_dir = uri(TRANSFORM, "transform_graph")
+    result.transformed_examples_dir = uri(TRANSFORM, "transformed_examples")
+    result.tflite_dir = uri(TFLITE_EXPORTER, "tflite_models")
     if result.tflite_dir:
         from lamina.models.tflite import read_report as read_tflite_report
 
         result.tflite = read_tflite_report(result.tflite_dir)
-    result.explanations_dir = uri("Explainer", "explanations")
-    result.anomalies_dir = uri("ExampleValidator", "anomalies")
-    model = uri("Trainer", "model")
+    result.explanations_dir = uri(EXPLAINER, "explanations")
+    result.anomalies_dir = uri(EXAMPLE_VALIDATOR, "anomalies")
+    model = uri(TRAINER, "model")
     result.model_dir = os.path.join(model, "Format-Serving") if model else None
-    result.tensorboard_dir = uri("Trainer", "model_run")
-    evaluation = outputs.get(("Evaluator", "evaluation"))
+    result.tensorboard_dir = uri(TRAINER, "model_run")
+    evaluation = outputs.get((EVALUATOR, "evaluation"))
     if evaluation:
         result.evaluation_dir = evaluation.uri
         result.metrics = overall_metrics(evaluation.uri)
         result.failed_thresholds = failed_thresholds(evaluation.uri)
-    blessing = outputs.get(("Evaluator", "blessing"))
+    blessing = outputs.get((EVALUATOR, "blessing"))
     if blessing and "blessed" in blessing.custom_properties:  # absent when no gate was set
         result.blessed = bool(blessing.custom_properties["blessed"].int_value)
-    tuner_results = uri("Tuner", "tuner_results")
+    tuner_results = uri(TUNER, "tuner_results")
     if tuner_results:
         from lamina.models.tuning import read_trials
 
         result.trials = read_trials(tuner_results)
-    baselines = uri("Baselines", "baselines")
+    baselines = uri(BASELINES, "baselines")
     if baselines:
         from lamina.components.baselines import read_baselines
 
         result.baselines = read_baselines(baselines)
-    gate = outputs.get(("PushGate", "blessing"))
+    gate = outputs.get((PUSH_GATE, "blessing"))
     if gate:  # the final word: the Evaluator's thresholds and the slice, fairness and baseline gates
         from lamina.components.gates import read_gates
 
@@ -141,7 +142,7 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
         if result.gates is not None:
             result.blessed = bool(result.gates["blessed"])
             result.failed_thresholds = list(result.gates["failures"])
-    forecast = outputs.get(("ForecastEvaluator", "blessing"))
+    forecast = outputs.get((FORECAST_EVALUATOR, "blessing"))
     if forecast:
         from lamina.components.forecast_evaluator import read_forecast
 
@@ -151,11 +152,11 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
             result.metrics = {k: v for k, v in result.forecast["metrics"]["model"].items() if k != "points"}
             result.blessed = bool(result.forecast["blessed"])
             result.failed_thresholds = list(result.forecast["failures"])
-    pushed = outputs.get(("Pusher", "pushed_model"))
+    pushed = outputs.get((PUSHER, "pushed_model"))
     if pushed and pushed.custom_properties["pushed"].int_value == 1:
         result.pushed = True
         result.pushed_model_dir = pushed.custom_properties["pushed_destination"].string_value
-    inference = outputs.get(("BulkInferrer", "inference_result"))
+    inference = outputs.get((BULK_INFERRER, "inference_result"))
     result.inference_dir = inference.uri if inference else None
     return result
 

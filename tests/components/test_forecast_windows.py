@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from lamina.constants import HORIZON_KEY
-from lamina.components.forecast_windows import (CsvInputError, WindowSettings, build_series, cutoff_index, parse_time, request_windows, row_point, seasonal_scale,
-                                                series_windows, step_of, time_of)
+from lamina.components.forecast_windows import (CsvInputError, WindowSettings, build_series, cutoff_index, parse_time,
+                                                request_windows, row_point, seasonal_scale, series_windows, step_of,
+                                                time_of)
 from lamina.models.forecast_metrics import forecast_metrics, last_value, seasonal_naive
 
 SETTINGS = WindowSettings(target="Units sold", timestamp="Date", frequency="D", lookback=4, horizon=2,
@@ -133,3 +134,51 @@ def test_baselines_and_metrics_by_hand():
                                  "smape": (2 / 7 + 4 / 18) / 2, "mase": 0.75, "points": 2})
     series = build_series("A", _points(10), SETTINGS)  # 10, 11, ...: a change of 2 over a season of 2
     assert seasonal_scale(series, SETTINGS) == 2.0
+
+
+def test_recent_history_reads_the_same_requests_from_every_table_format(tmp_path):
+    """`lamina predict --spec` on CSV, JSON Lines, Parquet and gzipped TFRecord: the format comes from the
+    file's ending (lamina.constants.table_format_of), and each gives the CSV's requests."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    from lamina.components.forecast_windows import read_requests
+
+    records = []
+    for store in ("A", "B"):
+        for d in range(8):
+            known = d < 6  # the last two days: the promotion is planned, sales and temperature not known yet
+            records.append({"Date": f"2024-01-{d + 1:02d}", "Store": store, "Units sold": 10 + d if known else None,
+                            "Promo": d % 2, "Temp": d + 0.5 if known else None})
+    columns = list(records[0])
+    csv_path = tmp_path / "recent.csv"
+    csv_path.write_text(",".join(columns) + "\n" + "".join(
+        ",".join("" if r[c] is None else str(r[c]) for c in columns) + "\n" for r in records))
+    (tmp_path / "recent.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "recent.ndjson").write_text((tmp_path / "recent.jsonl").read_text())
+    pq.write_table(pa.Table.from_pylist(records), str(tmp_path / "recent.parquet"))
+    pq.write_table(pa.Table.from_pylist(records), str(tmp_path / "recent.pq"))
+    with tf.io.TFRecordWriter(str(tmp_path / "recent.tfrecord.gz"), options="GZIP") as writer:
+        for r in records:
+            example = tf.train.Example()
+            for c, v in r.items():
+                if isinstance(v, str):
+                    example.features.feature[c].bytes_list.value.append(v.encode())
+                elif isinstance(v, int):
+                    example.features.feature[c].int64_list.value.append(v)
+                elif isinstance(v, float):
+                    example.features.feature[c].float_list.value.append(v)
+            writer.write(example.SerializeToString())
+
+    def read(name):
+        return [(r.series, r.origin, r.times, json.dumps(r.row, sort_keys=True))
+                for r in read_requests(str(tmp_path / name), SETTINGS)]
+
+    expected = read("recent.csv")
+    assert [r[:2] for r in expected] == [("A", "2024-01-07"), ("B", "2024-01-07")]
+    assert json.loads(expected[0][3])["Units sold"] == [12.0, 13.0, 14.0, 15.0]
+    for name in ("recent.jsonl", "recent.ndjson", "recent.parquet", "recent.pq", "recent.tfrecord.gz"):
+        assert read(name) == expected, name

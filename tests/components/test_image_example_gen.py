@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from lamina.components.image_example_gen import (BadFile, BadInputFilesError, ImageExampleGen, check_image_bytes,
-                                          enforce_policy, list_image_csv, list_image_folder, read_report)
+                                                 enforce_policy, list_image_csv, list_image_folder, read_report)
 from lamina.pipeline.cli.datasets import write_digits_folder
 
 EXT = [".png", ".jpg", ".jpeg"]

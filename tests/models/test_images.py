@@ -13,8 +13,8 @@ import tensorflow as tf
 from PIL import Image
 
 from lamina.models import images
-from lamina.models.images import (ImageScaling, WeightsError, build_backbone, decode_image, decode_images, residual_blocks,
-                           set_trainable_blocks)
+from lamina.models.images import (ImageScaling, WeightsError, build_backbone, decode_image, decode_images,
+                                  residual_blocks, set_trainable_blocks)
 from lamina.spec import ImageEncoder
 
 

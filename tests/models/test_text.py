@@ -15,7 +15,7 @@ from lamina.models.builder import LinearWarmupDecay, build_model
 from lamina.models.features import TEXT, FeatureInfo
 from lamina.models.finetune import training_phases
 from lamina.models.text import (INVALID_UTF8_MESSAGE, TextModelError, TextTokenizer, inspect_pretrained,
-                         learn_vocabulary, load_bert_backbone, read_vocabulary, text_encoders)
+                                learn_vocabulary, load_bert_backbone, read_vocabulary, text_encoders)
 from lamina.models.trainer import fit
 from lamina.spec import Spec
 

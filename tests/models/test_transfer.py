@@ -16,7 +16,7 @@ from lamina.spec import Spec
 
 SIZE = 16
 FEATURES = [FeatureInfo("image", IMAGE, image_size=(SIZE, SIZE))]
-# Few-shot: with TF's Eigen CPU kernels (oneDNN is off, see pipeline/__init__.py) a scratch model
+# Few-shot: with TF's Eigen CPU kernels (oneDNN is off, see lamina/__init__.py) a scratch model
 # catches up by 10 examples per class (transfer 0.80, scratch 0.81); at 5, 0.69 vs 0.65; at 3,
 # 0.68 vs 0.27 (measured 2026-11-23, same seeds and step budget).
 PER_CLASS = 3

@@ -86,9 +86,10 @@ def test_32_clients_10000_predicts_with_batching_all_equal_in_process(penguins_r
         started = time.perf_counter()
         results = _run_clients(10_000, CLIENTS, send)
         elapsed = time.perf_counter() - started
-        batches = srv.metrics.batch_size.labels("penguins", str(srv.registry.get("penguins").version),
-                                                "serving_default")
-        calls = sum(b.get() for b in batches._buckets)
+        labels = {"model": "penguins", "version": str(srv.registry.get("penguins").version),
+                  "signature": "serving_default"}
+        calls = srv.metrics.registry.get_sample_value("lamina_batch_size_count", labels)
+        rows = srv.metrics.registry.get_sample_value("lamina_batch_size_sum", labels)
         channel.close()
     finally:
         srv.stop()
@@ -97,7 +98,7 @@ def test_32_clients_10000_predicts_with_batching_all_equal_in_process(penguins_r
     worst = max(float(np.max(np.abs(r - expected[i % len(examples)]))) for i, r in enumerate(results))
     # Merged calls run the same float32 kernels on more rows; the answers match to float32 rounding.
     assert worst <= 1e-6, worst
-    assert batches._sum.get() == 10_000
+    assert rows == 10_000
     assert calls < 10_000  # requests were merged
     print(f"10000 Predicts from {CLIENTS} clients in {elapsed:.1f}s, {calls:.0f} model calls, max |diff| {worst:.2e}")
 

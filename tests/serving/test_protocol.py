@@ -390,9 +390,9 @@ def test_batching_merges_concurrent_requests_and_answers_equal_unbatched(tmp_pat
             t.start()
         for t in threads:
             t.join()
-        batches = srv.metrics.batch_size.labels("toy", "1", "serving_default")
-        merged = batches._sum.get()
-        calls = sum(b.get() for b in batches._buckets)
+        labels = {"model": "toy", "version": "1", "signature": "serving_default"}
+        merged = srv.metrics.registry.get_sample_value("lamina_batch_size_sum", labels)
+        calls = srv.metrics.registry.get_sample_value("lamina_batch_size_count", labels)
     finally:
         srv.stop()
     assert not [r for r in results if isinstance(r, str)]
@@ -415,8 +415,8 @@ def test_a_deadline_that_passes_in_the_batch_queue_is_not_run(tmp_path):
             _stub(srv).Predict(_predict(), 0.2)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert dropped.wait(30)  # the batch closed and dropped the expired request
-        calls = sum(b.get() for b in srv.metrics.batch_size.labels("toy", "1", "serving_default")._buckets)
-        assert calls == 0
+        labels = {"model": "toy", "version": "1", "signature": "serving_default"}
+        assert srv.metrics.registry.get_sample_value("lamina_batch_size_count", labels) in (None, 0.0)
         assert srv.metrics.registry.get_sample_value(
             "lamina_batch_expired_total", {"model": "toy", "version": "1", "signature": "serving_default"}) == 1
         ok = _stub(srv).Predict(_predict(), 5.0)

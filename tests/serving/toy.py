@@ -17,7 +17,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from lamina.models.export import CLASSIFY_METHOD, REGRESS_METHOD, set_signature_method
+from lamina.constants import CLASSIFY_METHOD, REGRESS_METHOD
+from lamina.models.export import set_signature_method
 
 FEATURES = {"x": tf.io.FixedLenFeature([3], tf.float32)}
 
