@@ -3,7 +3,10 @@ and a server that speaks TensorFlow Serving's protocol.
 
 Every Lamina module has one import name under `lamina.`; the folders of the checkout map onto it
 (pyproject.toml's `package-dir`): `pipeline/` is `lamina.pipeline`, `models/` is `lamina.models`,
-`components/` is `lamina.components`, `serving/` is `lamina.serving`. So a user's own `models`
+`components/` is `lamina.components`, `serving/` is `lamina.serving`. This folder holds the core
+that every room uses and that uses no room: the spec (`lamina.spec`), `constants`, the cell
+grammar (`cells`), the table row sources (`tables`), a user's file as rows (`rows`),
+`image_headers`, `storage` and `progress` (docs/architecture.md). So a user's own `models`
 or `pipeline` package never shadows Lamina's, and the module paths handed to TFX
 (`lamina.models.trainer.run_fn`) mean the same in every process.
 

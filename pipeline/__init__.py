@@ -1,4 +1,5 @@
-"""lamina.pipeline: the spec, `create_pipeline`, the runners and the CLI.
+"""lamina.pipeline: `create_pipeline` and the runners (here), reading finished runs (`runs/`) and the CLI
+(`cli/`). The spec's classes are re-exported for the Python API; they live in `lamina.spec`.
 
 Python API, mirroring the YAML spec:
 
