@@ -26,7 +26,7 @@ from lamina.components.image_paths import image_cell_problem
 from lamina.cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS, PLAIN_NUMBER,
                           CsvInputError, check_encoding, date_layout, parse_number, parse_sequence)
 from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
-from lamina.tables import ROW_SOURCES, Row
+from lamina.tables import ROW_SOURCES, Row, TableOptions
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
@@ -163,12 +163,11 @@ class TableScan:
 
 
 @dataclasses.dataclass(frozen=True)
-class TablePolicy:
-    """What a scan accepts (the spec's data section, as the executor receives it)."""
+class TablePolicy(TableOptions):
+    """What a scan accepts (the spec's data section, as the executor receives it): the row source's
+    options (delimiter, encoding) and the checks."""
 
     format: str = "csv"
-    delimiter: Optional[str] = None
-    encoding: str = "utf-8"
     bad_rows: str = "fail"
     max_bad_rows: float = 0.01
     label: str = ""

@@ -19,8 +19,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from lamina.cells import SNIFF_BYTES, clean_header, is_missing_number, parse_number, parse_sequence, sniff_delimiter
+from lamina.cells import (SNIFF_BYTES, CsvInputError, clean_header, is_missing_number, parse_number, parse_sequence,
+                          sniff_delimiter)
 from lamina.constants import IMAGE_EXTENSIONS, table_format_of
+from lamina.tables import ROW_SOURCES, TableOptions
 
 
 class RowError(ValueError):
@@ -65,9 +67,6 @@ def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
 
 def _read_table(path: str, fmt: str) -> List[Dict[str, object]]:
     """A Parquet or TFRecord file's rows, cells as ingestion reads them (a list: a sequence's values)."""
-    from lamina.cells import CsvInputError
-    from lamina.tables import ROW_SOURCES, TableOptions
-
     source = ROW_SOURCES[fmt]
     try:
         dialect, names = source.header(path, TableOptions())
@@ -79,8 +78,6 @@ def _read_table(path: str, fmt: str) -> List[Dict[str, object]]:
     except CsvInputError as e:
         raise RowError(str(e)) from None
     return rows
-
-
 
 
 def _to_bytes(value) -> bytes:

@@ -23,7 +23,7 @@ from lamina.cells import LIST_SEPARATOR, SNIFF_BYTES, CsvInputError, clean_heade
 
 @dataclasses.dataclass(frozen=True)
 class TableOptions:
-    """What a row source's `header` reads a file with; ingestion's TablePolicy carries the same fields."""
+    """What a row source's `header` reads a file with (ingestion's TablePolicy adds its checks)."""
 
     delimiter: Optional[str] = None
     encoding: str = "utf-8"

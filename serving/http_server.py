@@ -34,7 +34,8 @@ from lamina.constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DE
 
 log = logging.getLogger("lamina.serving")
 
-REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout",
            411: "Length Required", 413: "Content Too Large", 431: "Request Header Fields Too Large",
            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
            504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
@@ -307,16 +308,16 @@ class HttpServer:
         except h11.RemoteProtocolError as e:
             problem = framing_problem(bytes(head))
             if e.error_status_hint == 431 or len(head) > limits.max_head_bytes and problem is None:
-                raise _refused(431, f"The request line and headers exceed {limits.max_head_bytes} bytes.") from None
+                raise self._head_too_large() from None
             status, message = problem or (e.error_status_hint, f"Malformed request: {e}.")
             raise _refused(status, message) from None
         if not isinstance(event, h11.Request):
             return None  # ConnectionClosed: the client is gone
-        start = event
-        end = bytes(head).find(b"\r\n\r\n")
+        start, head = event, bytes(head)
+        end = head.find(b"\r\n\r\n")
         if end < 0 or end + 4 > limits.max_head_bytes:  # h11 bounds only a head that arrives in pieces
-            raise _refused(431, f"The request line and headers exceed {limits.max_head_bytes} bytes.")
-        problem = framing_problem(bytes(head))  # what h11 accepts but reads one way of two
+            raise self._head_too_large()
+        problem = framing_problem(head)  # what h11 accepts but reads one way of two
         if problem is not None:
             raise _refused(*problem)
         headers: Dict[str, str] = {":version": "HTTP/" + event.http_version.decode("ascii")}
@@ -350,6 +351,9 @@ class HttpServer:
         peer = writer.get_extra_info("peername") or ("", 0)
         return Request(start.method.decode("ascii"), start.target.decode("latin-1"), headers, bytes(body),
                        tuple(peer[:2]))
+
+    def _head_too_large(self) -> _Refused:
+        return _refused(431, f"The request line and headers exceed {self.limits.max_head_bytes} bytes.")
 
     def _head(self, response: Response, close: bool) -> List[Tuple[str, str]]:
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),

@@ -7,8 +7,8 @@ allowed, e.g.::
     model.head.units: Received -3; expected an integer >= 1.
     model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head.
 
-A leaf package: it imports nothing else of Lamina's, so `lamina.models`, `lamina.components`
-and `lamina.serving` depend on it and on nothing above them. One module per section
+Part of the core (docs/architecture.md): it imports only `lamina.constants` and `lamina.storage`,
+and no TensorFlow, so every room may use it and a spec error is reported in a second. One module per section
 (`data`, `encoders`, `model`, `training`, `evaluation`, `serving`, `runner`, `kubeflow`), the
 cross-field rules in `checks`, the error lines in `errors`, YAML in `loading`.
 

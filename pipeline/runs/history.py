@@ -42,10 +42,6 @@ class RunSummary:
         return datetime.datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _store(path: str):
-    return open_metadata(path, readonly=True)
-
-
 def _key_metric(evaluation_uri: str):
     from lamina.pipeline.runs.summary import overall_metrics
 
@@ -59,7 +55,7 @@ def _key_metric(evaluation_uri: str):
 
 def runs_in_store(metadata_path: str) -> List[RunSummary]:
     """Every run one ML Metadata store records, oldest first."""
-    store = _store(metadata_path)
+    store = open_metadata(metadata_path, readonly=True)
     summaries = []
     for run in pipeline_runs(store):
         states = run.states()
@@ -124,7 +120,7 @@ def run_lineage(metadata_path: str, run_id: str) -> List[tuple]:
     import json
 
 
-    store = _store(metadata_path)
+    store = open_metadata(metadata_path, readonly=True)
     runs = {r.run_id: r for r in pipeline_runs(store)}
     if run_id not in runs:
         known = ", ".join(sorted(runs)[-5:]) or "none"

@@ -68,9 +68,6 @@ class RunRecord:
                    for ex in self.executions if ex.id in self.component_of]
         return sorted(records, key=lambda r: (r.updated, r.started))
 
-    def execution(self, component: str):
-        return next((ex for ex in self.executions if self.component_of.get(ex.id) == component), None)
-
 
 def pipeline_runs(store, pipeline: Optional[str] = None, since_ms: int = 0) -> List[RunRecord]:
     """The runs `store` records, oldest first; only `pipeline`'s components when it is given, and only
