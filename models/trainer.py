@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from lamina.models.builder import build_model, compile_model
+from lamina.models.callbacks import EpochProgress, early_stopping
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model, model_inputs
 from lamina.models.features import (label_key as features_label_key, IMAGE, TEXT, FeatureInfo,
@@ -110,7 +111,8 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
 
 def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, features: List[FeatureInfo],
                  batch_size: int, shuffle: bool, seed: int = 0, cache: Optional[bool] = None,
-                 part: Optional[Tuple[float, bool]] = None) -> tf.data.Dataset:
+                 part: Optional[Tuple[float, bool]] = None,
+                 shard: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
     """(features, label) batches from Transform's gzipped TFRecords.
 
     Records are read and parsed in parallel, images decoded and resized in parallel, the
@@ -121,6 +123,10 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
 
     `part=(share, True)` keeps an evenly spread `share` of the examples (in file order), and
     `(share, False)` the rest: the Tuner's holdout and its training part.
+
+    `shard=(count, index)` keeps every count-th example from the index-th, after the shuffle (every
+    worker shuffles alike, from the same seed): the workers' batches of one step together hold the
+    examples of one global batch of a single process.
     """
     files = expand_file_patterns(file_patterns)
     if not files:
@@ -166,6 +172,8 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     if not cache and not any(f.kind == IMAGE for f in features):
         # Read from disk every epoch: a batch of records parsed at once (parse_example), several
         # times faster per example than one parse per record (benchmarks/scale.py).
+        if shard:
+            ds = ds.shard(*shard)
         return ds.batch(batch_size).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
                                         deterministic=True).prefetch(tf.data.AUTOTUNE)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -176,6 +184,8 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+    if shard:
+        ds = ds.shard(*shard)
     ds = ds.batch(batch_size)
     if texts:
         ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -222,39 +232,6 @@ def class_weights(spec: Spec, classes: List[str], counts: List[int]) -> Optional
     return {i: total / (len(classes) * max(n, 1)) for i, n in enumerate(counts)}
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch: number, duration and every metric; and, in an epoch that takes longer
-    than `lamina.progress.PROGRESS_SECONDS`, a line with the steps done, their rate and an ETA
-    (the step count is known from the dataset, or from the first epoch)."""
-
-    def __init__(self, epochs: int, stream=None):
-        from lamina.progress import Progress
-
-        super().__init__()
-        self.epochs = epochs
-        self.stream = stream  # None: sys.stdout at print time (TFX and pytest swap it)
-        self._start = 0.0
-        self._steps: Optional[int] = None
-        self._step = 0
-        self._progress = Progress("epoch", unit="steps", stream=stream, indent="      ")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._step = 0
-        self._progress.what = f"epoch {epoch + 1}/{self.epochs}"
-        self._progress.restart(self.params.get("steps") or self._steps)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step = batch + 1
-        self._progress.update(self._step)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._steps = self._steps or self._step or None
-        metrics = "  ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if isinstance(v, (int, float)))
-        print(f"    epoch {epoch + 1:>3}/{self.epochs}  {time.perf_counter() - self._start:5.2f}s  {metrics}",
-              file=self.stream or sys.stdout, flush=True)
-
-
 def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
         callbacks: Optional[list] = None, stream=None,
         batches_per_epoch: Optional[int] = None,
@@ -276,11 +253,7 @@ def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Opti
             print(f"    phase {i}/{len(phases)}: {phase.name}; {phase.epochs} epochs at learning rate "
                   f"{phase.learning_rate:g}, {trainable} trainable parameters"
                   + (f" ({', '.join(unfrozen)})" if unfrozen else ""), file=stream or sys.stdout, flush=True)
-        phase_callbacks = [progress] + list(callbacks or [])
-        if spec.training.early_stopping:
-            es = spec.training.early_stopping
-            phase_callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
-                                                                 min_delta=es.min_delta, restore_best_weights=True))
+        phase_callbacks = [progress] + list(callbacks or []) + early_stopping(spec)
         histories.append(model.fit(train_ds, validation_data=eval_ds, initial_epoch=epoch,
                                    epochs=epoch + phase.epochs, steps_per_epoch=steps_per_epoch,
                                    callbacks=phase_callbacks, class_weight=class_weight, verbose=0))
@@ -390,36 +363,83 @@ def save_keras_model(model: keras.Model, path: str) -> str:
     return path
 
 
+def scaled_learning_rate(spec: Spec, replicas: int) -> Spec:
+    """`training.distribution.scale_learning_rate`: every phase's learning rate times the replicas."""
+    if not spec.training.distribution.scale_learning_rate or replicas == 1:
+        return spec
+    t = spec.training
+    update = {"learning_rate": t.learning_rate * replicas}
+    if t.fine_tune:
+        update["fine_tune"] = t.fine_tune.model_copy(update={"learning_rate": t.fine_tune.learning_rate * replicas})
+    print(f"    learning rate x{replicas} replicas: {t.learning_rate:g} -> {t.learning_rate * replicas:g}", flush=True)
+    return spec.model_copy(update={"training": t.model_copy(update=update)})
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns when every worker has called it (an all-reduce of one number)."""
+    tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                        strategy.run(lambda: tf.constant(1.0)), axis=None))()
+
+
 def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: List[str],
-          serving_model_dir: str, log_dir: Optional[str] = None, steps_per_epoch: Optional[int] = None):
+          serving_model_dir: str, log_dir: Optional[str] = None, steps_per_epoch: Optional[int] = None,
+          strategy: Optional[tf.distribute.Strategy] = None, checkpoint_dir: Optional[str] = None):
     """Builds, fits and exports the model. Returns (model, one History per phase).
 
     Into the SavedModel's assets.extra/lamina/ it also writes the Keras model (`model.keras`) and
     its inputs (`features.json`); with a `log_dir`, the per-epoch history (`history.json`).
+
+    `strategy`: given by a launched worker (models.worker); else `configure_devices` makes it. Under a
+    MultiWorkerMirroredStrategy the model is fitted by `models.distributed.fit_loop`, each worker
+    reading its shard of every global batch, and only the chief exports, while the others wait.
     """
+    from lamina.models.distributed import fit_loop, is_chief
+
+    strategy = strategy or configure_devices(spec.training)
     keras.utils.set_random_seed(spec.training.seed)
-    strategy = configure_devices(spec.training)
+    # Lamina's loop for more than one replica: `fit` under MultiWorkerMirroredStrategy breaks (keras#20585),
+    # and under MirroredStrategy its first epoch already differs from one device's (docs/distributed.md).
+    own_loop = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or strategy.num_replicas_in_sync > 1
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    chief = is_chief(strategy) if multi_worker else True
+    spec = scaled_learning_rate(spec, strategy.num_replicas_in_sync)
     vocab_dir = tempfile.mkdtemp(prefix="lamina_vocab_")
     learned = learn_text_vocabularies(spec, tf_transform_output, train_files, vocab_dir)
     features = describe_transformed_features(spec, tf_transform_output, learned)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
     batch = spec.training.batch_size * strategy.num_replicas_in_sync
     cache_train, cache_eval = cache_plan(expand_file_patterns(train_files), expand_file_patterns(eval_files), features)
-    train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
-                            seed=spec.training.seed, cache=cache_train)
-    eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
+    steps = steps_per_epoch or spec.training.steps_per_epoch
+
+    def dataset_fn(files, shuffle, cache, repeat, seed=spec.training.seed):
+        def fn(context: tf.distribute.InputContext):
+            ds = make_dataset(files, tf_transform_output, spec, features, context.get_per_replica_batch_size(batch),
+                              shuffle=shuffle, seed=seed, cache=cache,
+                              shard=(context.num_input_pipelines, context.input_pipeline_id))
+            return ds.repeat() if repeat else ds
+        return fn
+
+    if own_loop:
+        # Every epoch's input is built afresh from seed + epoch (a distributed iterator rebuilds its
+        # dataset, so a reshuffle would repeat the first order); epoch 1 is one device's first epoch.
+        train_ds = lambda epoch: dataset_fn(train_files, True, cache_train, bool(steps),  # noqa: E731
+                                            seed=spec.training.seed + epoch)
+        eval_ds = dataset_fn(eval_files, False, cache_eval, False)
+    else:
+        train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
+                                seed=spec.training.seed, cache=cache_train)
+        eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
+        if steps:
+            train_ds = train_ds.repeat()
     with strategy.scope():
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
 
-    steps = steps_per_epoch or spec.training.steps_per_epoch
     batches = None
     if not steps and spec.lr_schedule != "constant":
         batches = math.ceil(count_records(expand_file_patterns(train_files)) / batch)
     callbacks = []
-    if log_dir:
+    if log_dir and chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    if steps:
-        train_ds = train_ds.repeat()
     positive = spec.evaluation.positive_class
     if classes and positive is not None:
         counts = label_counts(train_files, tf_transform_output, spec, len(classes))
@@ -438,17 +458,32 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
                   f"{shares}", flush=True)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    print(f"    training {model.name}: {len(features)} features, batch {batch}, "
-          f"{model.count_params()} parameters, on {device}", flush=True)
-    with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
-        histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
-                        class_weight=weights)
-    export_serving_model(model, tf_transform_output, spec, features, serving_model_dir)
-    save_keras_model(model, keras_model_path(serving_model_dir))
-    write_features(features, serving_model_dir, spec.data.label, spec.task,
-                   {k: v.dtype.name for k, v in tf_transform_output.raw_feature_spec().items()})
-    if log_dir:
-        write_history(histories, os.path.join(log_dir, HISTORY_FILE))
+    replicas = strategy.num_replicas_in_sync
+    print(f"    training {model.name}: {len(features)} features, batch {batch}"
+          + (f" ({replicas} replicas x {spec.training.batch_size})" if replicas > 1 else "")
+          + f", {model.count_params()} parameters, on {device}"
+          + ("" if keras.mixed_precision.global_policy().name == "float32"
+             else f" in {keras.mixed_precision.global_policy().name}"), flush=True)
+    if own_loop:
+        histories = fit_loop(model, spec, strategy, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
+                             class_weight=weights, checkpoint_dir=checkpoint_dir)
+    else:
+        with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
+            histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
+                            class_weight=weights)
+    if chief:
+        exported = model
+        if own_loop:  # a plain copy of the weights: saving never waits on the other workers
+            exported = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
+            exported.set_weights(model.get_weights())
+        export_serving_model(exported, tf_transform_output, spec, features, serving_model_dir)
+        save_keras_model(exported, keras_model_path(serving_model_dir))
+        write_features(features, serving_model_dir, spec.data.label, spec.task,
+                       {k: v.dtype.name for k, v in tf_transform_output.raw_feature_spec().items()})
+        if log_dir:
+            write_history(histories, os.path.join(log_dir, HISTORY_FILE))
+    if multi_worker:
+        barrier(strategy)  # the other workers end when the chief's export is written
     shutil.rmtree(vocab_dir, ignore_errors=True)
     return model, histories
 
@@ -463,6 +498,14 @@ def run_fn(fn_args):
         spec = apply_hyperparameters(spec, values)
         print("    tuned hyperparameters: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                       for k, v in sorted(values.items())), flush=True)
+    from lamina.models.device import needs_workers
+
+    if needs_workers(spec.training):
+        from lamina.models.launcher import launch_workers
+
+        launch_workers(spec, fn_args.transform_output, fn_args.train_files, fn_args.eval_files,
+                       fn_args.serving_model_dir, fn_args.model_run_dir)
+        return
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train(spec, tf_transform_output, fn_args.train_files, fn_args.eval_files, fn_args.serving_model_dir,
           log_dir=fn_args.model_run_dir)

@@ -44,7 +44,12 @@ def for_kubeflow(spec: Spec) -> Spec:
         raise SpecError(problems)
     root = kf.pipeline_root.rstrip("/")
     push_dir = kf.push_dir or f"{root}/serving_models"
+    training = spec.training
+    if training.distribution.strategy == "multi_worker":  # the Trainer's pod starts the workers' pods
+        training = training.model_copy(update={"distribution": training.distribution.model_copy(
+            update={"launcher": "kubernetes"})})
     return spec.model_copy(update={
+        "training": training,
         "runner": spec.runner.model_copy(update={"root": root}),
         "serving": spec.serving.model_copy(update={"push_dir": push_dir}),
     })
@@ -91,10 +96,7 @@ def kubernetes_executor_config(res: ResourceSpec) -> dict:
     if res.node_selector:
         config["nodeSelector"] = {"labels": dict(sorted(res.node_selector.items()))}
     if res.tolerations:
-        config["tolerations"] = [
-            {k: v for k, v in (("key", t.key), ("operator", t.operator), ("value", t.value), ("effect", t.effect),
-                               ("tolerationSeconds", t.toleration_seconds)) if v is not None}
-            for t in res.tolerations]
+        config["tolerations"] = [t.as_kubernetes() for t in res.tolerations]
     return config
 
 

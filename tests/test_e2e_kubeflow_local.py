@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lamina.models.kubernetes import check_manifest
 from lamina.pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline
 from lamina.pipeline.cli.datasets import write_penguins_csv
 from lamina.rows import row_to_example
@@ -31,12 +32,16 @@ def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_
     gates = make_spec(tmp_path, gated=True).evaluation.model_dump(mode="json")
     gates["baseline"] = {"enabled": False}
     spec = make_spec(tmp_path, data={"path": str(volume / "data" / "penguins.csv")}, evaluation=gates,
-                     training={"epochs": 8}, kubeflow={
+                     training={"epochs": 8, "distribution": {"strategy": "multi_worker", "workers": 2}}, kubeflow={
                          "image": "gcr.io/acme/lamina:0.1.0", "pipeline_root": str(volume / "lamina"),
-                         "volume_mount": str(volume), "resources": {"Trainer": {"cpu": 2, "memory": "4G"}},
+                         "volume_mount": str(volume), "volume_claim": "lamina-shared",
+                         "resources": {"Trainer": {"cpu": 2, "memory": "4G"}},
                          "beam": {"direct_running_mode": "in_memory", "direct_num_workers": 1}})
     package = compile_pipeline(spec, str(tmp_path / "pipeline.json"))
-    driver = KfpDriver(package, root=str(volume / "lamina" / "run-1"), env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    # The Trainer launches its 2 workers as a Kubernetes Indexed Job; with no cluster here, it plays the
+    # Job's pods as local processes with the environment each pod gets (models.launcher).
+    driver = KfpDriver(package, root=str(volume / "lamina" / "run-1"),
+                       env={"TF_CPP_MIN_LOG_LEVEL": "2", "LAMINA_LAUNCHER": "processes"})
     order = driver.run()
 
     assert order.index("AnomalyGate") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
@@ -44,6 +49,24 @@ def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_
     assert set(driver.commands) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
                                     "AnomalyGate", "Transform", "Trainer", "Evaluator", "PushGate", "Explainer",
                                     "TFLiteExporter", "Pusher"}
+    # The Trainer wrote its Job and Service (valid for the Kubernetes API's schemas, or it would have
+    # stopped), and its two workers trained the model that was pushed.
+    run_dir = driver.artifacts["Trainer"]["model_run"][0]["uri"]
+    with open(os.path.join(run_dir, "workers", "kubernetes.json")) as f:
+        manifests = json.load(f)
+    for manifest in manifests.values():
+        check_manifest(manifest)
+    job = manifests["job"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"], job["backoffLimit"]) == ("Indexed", 2, 2, 0)
+    pod = job["template"]["spec"]
+    assert pod["subdomain"] == manifests["service"]["metadata"]["name"]
+    assert pod["volumes"] == [{"name": "shared", "persistentVolumeClaim": {"claimName": "lamina-shared"}}]
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "2", "memory": "4G"},
+                                                 "limits": {"cpu": "2", "memory": "4G"}}
+    assert "Job lamina-penguins-" in driver.logs["Trainer"] and "2 pod(s) run as local processes" in driver.logs["Trainer"]
+    assert "batch 32 (2 replicas x 16)" in driver.logs["Trainer"]
+    for i in (0, 1):
+        assert os.path.getsize(os.path.join(run_dir, "workers", f"worker-{i}.log")) > 0
     examples = driver.artifacts["CsvExampleGen"]["examples"][0]
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
     blessing = driver.artifacts["Evaluator"]["blessing"][0]

@@ -27,7 +27,7 @@ def test_nothing_is_printed_before_the_interval():
 
 
 def test_an_epoch_reports_its_steps_and_later_epochs_an_eta():
-    from lamina.models.trainer import EpochProgress
+    from lamina.models.callbacks import EpochProgress
 
     out = io.StringIO()
     callback = EpochProgress(2, stream=out)

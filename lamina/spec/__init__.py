@@ -35,7 +35,7 @@ from lamina.spec.model import CombinerSpec, HeadSpec, ModelSpec
 from lamina.spec.root import Spec, load_spec
 from lamina.spec.runner import RunnerSpec
 from lamina.spec.serving import InferenceSpec, ServingSpec
-from lamina.spec.training import EarlyStoppingSpec, FineTuneSpec, TrainingSpec
+from lamina.spec.training import DistributionSpec, EarlyStoppingSpec, FineTuneSpec, TrainingSpec
 
 __all__ = [
     "DEFAULT_SEASONALITY", "FORECAST_BASELINES", "FORECAST_METRICS", "FREQUENCIES", "ForecastSpec",
@@ -46,6 +46,6 @@ __all__ = [
     "FineTuneSpec", "HeadSpec", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
     "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SEQUENCE_SEPARATORS", "SequenceEncoder", "ServingSpec", "Spec", "SpecError",
-    "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "default_encoder",
+    "DistributionSpec", "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "default_encoder",
     "encoder_names", "encoders_for", "load_spec",
 ]

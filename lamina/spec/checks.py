@@ -80,6 +80,10 @@ def _check_kubeflow(spec) -> List[str]:
         if res.gpu and name not in GPU_COMPONENTS:
             problems.append(f"kubeflow.resources.{name}.gpu: only {' and '.join(GPU_COMPONENTS)} use GPUs; "
                             f"the data components run on Beam workers.")
+    if spec.training.distribution.strategy == "multi_worker" and kf.volume_mount and not kf.volume_claim:
+        problems.append("kubeflow.volume_claim: required with kubeflow.volume_mount when "
+                        "training.distribution.strategy is multi_worker: the Trainer's worker pods mount the same "
+                        "PersistentVolumeClaim, and Lamina needs its name.")
     return problems
 
 

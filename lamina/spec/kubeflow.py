@@ -17,6 +17,12 @@ class TolerationSpec(StrictModel):
     effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
     toleration_seconds: Optional[int] = Field(default=None, ge=0, description="NoExecute only: how long it stays.")
 
+    def as_kubernetes(self) -> dict:
+        """The toleration as a pod spec (and kfp-kubernetes) writes it."""
+        return {k: v for k, v in (("key", self.key), ("operator", self.operator), ("value", self.value),
+                                  ("effect", self.effect), ("tolerationSeconds", self.toleration_seconds))
+                if v is not None}
+
 
 class ResourceSpec(StrictModel):
     """What one component's pod asks for: CPU cores, memory, GPUs, and where it may be scheduled."""
@@ -75,6 +81,8 @@ class KubeflowSpec(StrictModel):
     push_dir: Optional[str] = Field(default=None, description="Where Pusher writes; default <pipeline_root>/"
                                                               "serving_models.")
     volume_mount: Optional[str] = Field(default=None, description="Mount path of a shared PVC, e.g. /mnt/lamina.")
+    volume_claim: Optional[str] = Field(default=None, description="The PersistentVolumeClaim mounted at "
+                                        "volume_mount: the worker pods of a multi_worker Trainer mount it too.")
     resources: Dict[str, ResourceSpec] = Field(
         default_factory=dict, description="Per component id (Trainer, Transform, ...) or 'default'.")
     beam: BeamSpec = Field(default_factory=BeamSpec)

@@ -26,6 +26,41 @@ class FineTuneSpec(StrictModel):
     unfreeze_blocks: int = Field(default=2, ge=1, le=1000)
 
 
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+class DistributionSpec(StrictModel):
+    """Where the Trainer's steps run: one device, several devices of one machine, or several machines.
+
+    - `auto`: every GPU under MirroredStrategy when there are several, else one device.
+    - `one_device`: one device, even when more are present.
+    - `mirrored`: MirroredStrategy and Keras' `fit` over `devices` devices of one machine (default: every
+      GPU). Without GPUs the CPU is split into `devices` logical devices, which must be configured
+      before TensorFlow starts, so the Trainer then runs in a fresh process.
+    - `multi_worker`: `workers` processes, each with a MultiWorkerMirroredStrategy, running Lamina's own
+      training loop (Keras 3's `fit` does not work under that strategy: keras-team/keras#20585).
+
+    `training.batch_size` is per replica: a step's global batch is batch_size x replicas (devices x workers).
+    """
+
+    strategy: Literal[STRATEGIES] = "auto"
+    devices: Optional[int] = Field(default=None, ge=1, le=64, description="mirrored: devices per machine "
+                                   "(default: every GPU; on a CPU-only machine, logical CPU devices, default 2).")
+    workers: int = Field(default=2, ge=1, le=256, description="multi_worker: how many worker processes (pods).")
+    scale_learning_rate: bool = Field(default=False, description="Multiply the learning rate by the number of "
+                                      "replicas (the linear scaling rule for a global batch that grows with them).")
+    launcher: Literal["processes", "kubernetes"] = Field(
+        default="processes", description="multi_worker: local processes on loopback ports, or a Kubernetes Indexed "
+        "Job with a headless Service (what `lamina compile` sets for Kubeflow).")
+    port: int = Field(default=0, ge=0, le=65535, description="processes: the first worker's port on loopback "
+                      "(0: free ports the system picks); kubernetes: the port every pod listens on (default 2222).")
+    checkpoint_dir: Optional[str] = Field(default=None, description="multi_worker: where the per-epoch checkpoint "
+                                          "lives, on storage every worker reaches (default: the Trainer's run "
+                                          "folder). A rerun resumes from it.")
+    worker_timeout_s: float = Field(default=86400.0, gt=0, description="How long the launcher waits for the "
+                                    "workers before stopping them.")
+
+
 class TrainingSpec(StrictModel):
     epochs: int = Field(default=20, ge=1, le=100000)
     steps_per_epoch: Optional[int] = Field(default=None, ge=1, description="Default: one pass over the train split.")
@@ -37,6 +72,7 @@ class TrainingSpec(StrictModel):
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     jit_compile: bool = False
     fine_tune: Optional[FineTuneSpec] = None
+    distribution: DistributionSpec = Field(default_factory=DistributionSpec)
     lr_schedule: Optional[Literal["constant", "linear_warmup_decay"]] = Field(
         default=None, description="Default: linear_warmup_decay for text encoders, constant otherwise.")
     warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from lamina.pipeline import cli
-from lamina.pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline, memory_gb
-from lamina.spec import SpecError
+from lamina.pipeline.kubeflow_runner import ENTRYPOINT, compile_pipeline, memory_gb, read_package
+from lamina.spec import Spec, SpecError
 from tests.helpers import REPO, digits_spec, make_spec
 
 IMAGE = "gcr.io/acme/lamina:0.1.0"
@@ -144,7 +144,11 @@ def test_the_image_spec_compiles_with_its_image_example_gen(tmp_path):
     (dict(kubeflow={**KUBEFLOW, "image": "lamina"}),
      "kubeflow.image: expected an image reference with a tag or digest, e.g. 'gcr.io/project/lamina:0.1.0'. "
      "Received: 'lamina'"),
-], ids=["local_root", "gpu_on_transform", "untagged_image"])
+    (dict(kubeflow={**KUBEFLOW, "pipeline_root": "/mnt/lamina/runs", "volume_mount": "/mnt/lamina"},
+          training={"distribution": {"strategy": "multi_worker", "workers": 4}}),
+     "kubeflow.volume_claim: required with kubeflow.volume_mount when training.distribution.strategy is "
+     "multi_worker: the Trainer's worker pods mount the same PersistentVolumeClaim, and Lamina needs its name."),
+], ids=["local_root", "gpu_on_transform", "untagged_image", "workers_without_the_claim"])
 def test_spec_rejects_what_kubeflow_cannot_run(tmp_path, overrides, expected):
     with pytest.raises(SpecError) as info:
         make_spec(tmp_path, data={"path": "gs://acme-ml/data/penguins.csv"}, **overrides)
@@ -276,6 +280,53 @@ def test_make_image_tags_the_image_the_spec_names(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert dry.returncode == 0, dry.stderr
     assert "docker build -t registry.example.com/team/lamina:2026.11.23 ." in dry.stdout.splitlines()
+
+
+def test_a_multi_worker_trainer_compiles_to_a_launcher_of_an_indexed_job(tmp_path):
+    """The compiled Trainer keeps one container (it launches the workers); the spec it carries says to
+    launch them as a Kubernetes Job, whose manifests follow the Kubernetes API's schemas."""
+    from lamina.models.kubernetes import check_manifest, job_manifests
+    from lamina.models.cluster import tf_config
+
+    spec = make_spec(tmp_path, data={"path": "gs://acme-ml/data/penguins.csv"}, kubeflow={
+        **KUBEFLOW, "service_account": "lamina-trainer",
+        "resources": {"Trainer": {"cpu": 8, "memory": "32Gi", "gpu": 2, "node_selector": {"pool": "gpu"},
+                                  "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                   "effect": "NoSchedule"}]}}},
+        training={"distribution": {"strategy": "multi_worker", "workers": 3}})
+    path = compile_pipeline(spec, str(tmp_path / "p.json"))
+    pipeline_spec, _ = read_package(open(path).read())
+    trainer = json.loads(pipeline_spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]["custom_config"]
+                         ["runtimeValue"]["constantValue"]["stringValue"])
+    compiled = Spec.from_json(trainer["spec"])
+    assert compiled.training.distribution.launcher == "kubernetes"
+    assert compiled.training.distribution.workers == 3
+
+    manifests = job_manifests(compiled, "gs://acme-ml/runs/Trainer/model_run/7/workers/job.json", 3, "7")
+    for manifest in manifests.values():
+        check_manifest(manifest)
+    name = manifests["job"]["metadata"]["name"]
+    assert re.fullmatch(r"lamina-penguins-[0-9a-f]{8}", name)
+    assert manifests["service"]["spec"]["clusterIP"] == "None"
+    pod = manifests["job"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == KUBEFLOW["image"]
+    assert container["command"] == ["python", "-m", "lamina.models.worker",
+                                    "gs://acme-ml/runs/Trainer/model_run/7/workers/job.json"]
+    assert container["resources"] == {"requests": {"cpu": "8", "memory": "32Gi"},
+                                      "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"}}
+    assert pod["nodeSelector"] == {"pool": "gpu"} and pod["serviceAccountName"] == "lamina-trainer"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # Pod 2's TF_CONFIG, as models.worker builds it from the Job's index and the Service's DNS names.
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert tf_config({**env, "JOB_COMPLETION_INDEX": "2"}) == {
+        "cluster": {"worker": [f"{name}-{i}.{name}:2222" for i in range(3)]}, "task": {"type": "worker", "index": 2}}
+
+    broken = json.loads(json.dumps(manifests["job"]))
+    broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(ValueError, match=re.escape(f"Job {name}: fields outside the V1Job schema: "
+                                                   f"['spec.template.spec.containers[0].imagePullPolicyy']")):
+        check_manifest(broken)
 
 
 def test_the_forecast_and_multimodal_specs_compile(tmp_path):

@@ -55,6 +55,13 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["training"].update(optimizer="adamm"),
      "training.optimizer: Received 'adamm'; expected one of: 'adam', 'adamw', 'sgd' or 'rmsprop'. "
      "Did you mean 'adam'?"),
+    (lambda d: d["training"].update(distribution={"strategy": "multiworker"}),
+     "training.distribution.strategy: Received 'multiworker'; expected one of: 'auto', 'one_device', 'mirrored' or "
+     "'multi_worker'. Did you mean 'multi_worker'?"),
+    (lambda d: d["training"].update(distribution={"strategy": "multi_worker", "workers": 0}),
+     "training.distribution.workers: Received 0; expected an integer >= 1."),
+    (lambda d: d["training"].update(distribution={"strategy": "mirrored", "launcher": "slurm"}),
+     "training.distribution.launcher: Received 'slurm'; expected one of: 'processes' or 'kubernetes'."),
     (lambda d: d["split"].update(train=0),
      "split.train: Received 0; expected an integer >= 1."),
     (lambda d: d["data"].pop("label"),
@@ -90,7 +97,7 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["serving"].update(model_name="../evil"),
      "serving.model_name: expected letters, digits, '_', '.' or '-'. Received: '../evil'"),
 ], ids=["negative_units", "typo_section", "typo_top_level", "bad_literal", "encoder_type_typo",
-        "encoder_key_typo", "encoder_wrong_kind", "not_an_int", "zero_learning_rate", "optimizer_typo",
+        "encoder_key_typo", "encoder_wrong_kind", "not_an_int", "zero_learning_rate", "optimizer_typo", "strategy_typo", "zero_workers", "unknown_launcher",
         "zero_split", "missing_label", "unsupported_type", "text_encoder_kind", "freeze_all_epochs",
             "heads_width", "image_in_csv", "feature_type_typo", "label_as_feature",
         "unknown_metric", "empty_threshold", "unknown_slice", "unsafe_model_name"])
@@ -129,7 +136,8 @@ def test_python_api_validates_like_yaml():
     with pytest.raises(SpecError) as info:
         TrainingSpec(epocs=3)
     assert info.value.problems == ["epocs: unknown key. Did you mean 'epochs'? Allowed keys: batch_size, "
-                                   "class_weights, early_stopping, epochs, fine_tune, jit_compile, learning_rate, lr_schedule, "
+                                   "class_weights, distribution, early_stopping, epochs, fine_tune, jit_compile, "
+                                   "learning_rate, lr_schedule, "
                                    "mixed_precision, optimizer, seed, steps_per_epoch, warmup_fraction, "
                                    "weight_decay."]
     spec = Spec(name="p", data=DataSpec(path="p.csv", label="species", features={"island": "categorical"}),
