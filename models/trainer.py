@@ -501,8 +501,15 @@ def run_fn(fn_args):
     from lamina.models.device import needs_workers
 
     if needs_workers(spec.training):
-        from lamina.models.launcher import launch_workers
+        from lamina.models.launcher import default_checkpoint_dir, launch_workers
 
+        if spec.training.distribution.launcher == "vertex":  # Vertex AI started this replica, TF_CONFIG set
+            strategy = configure_devices(spec.training, cluster=True)
+            train(spec, tft.TFTransformOutput(fn_args.transform_output), fn_args.train_files, fn_args.eval_files,
+                  fn_args.serving_model_dir, log_dir=fn_args.model_run_dir, strategy=strategy,
+                  checkpoint_dir=spec.training.distribution.checkpoint_dir or default_checkpoint_dir(
+                      spec, fn_args.transform_output, fn_args.train_files, fn_args.model_run_dir))
+            return
         launch_workers(spec, fn_args.transform_output, fn_args.train_files, fn_args.eval_files,
                        fn_args.serving_model_dir, fn_args.model_run_dir)
         return

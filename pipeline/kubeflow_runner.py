@@ -47,7 +47,7 @@ def for_kubeflow(spec: Spec) -> Spec:
     training = spec.training
     if training.distribution.strategy == "multi_worker":  # the Trainer's pod starts the workers' pods
         training = training.model_copy(update={"distribution": training.distribution.model_copy(
-            update={"launcher": "kubernetes"})})
+            update={"launcher": "vertex" if kf.vertex_training else "kubernetes"})})
     return spec.model_copy(update={
         "training": training,
         "runner": spec.runner.model_copy(update={"root": root}),

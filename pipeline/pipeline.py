@@ -154,6 +154,27 @@ def split_config(spec: Spec, partition_feature_name: str = "") -> example_gen_pb
     return example_gen_pb2.Output(split_config=config)
 
 
+def vertex_trainer(spec: Spec, custom_config: dict):
+    """(TFX's Vertex AI Trainer, its custom_config): a CustomJob of one chief and `workers - 1` workers in the
+    spec's image, each on the machine `kubeflow.vertex_training` names with the Trainer's accelerators."""
+    from tfx.extensions.google_cloud_ai_platform import constants as vertex
+    from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
+    from tfx.extensions.google_cloud_ai_platform.trainer.component import Trainer as VertexTrainer
+
+    kf = spec.kubeflow
+    vt = kf.vertex_training
+    machine = {"machine_type": vt.machine_type}
+    res = kf.resources.get(TRAINER) or kf.resources.get("default")
+    if res is not None and res.gpu:
+        machine.update(accelerator_type=res.accelerator, accelerator_count=res.gpu)
+    workers = spec.training.distribution.workers
+    pools = [{"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": kf.image}}]
+    if workers > 1:
+        pools.append({"machine_spec": machine, "replica_count": workers - 1, "container_spec": {"image_uri": kf.image}})
+    return VertexTrainer, {**custom_config, vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: vt.region,
+                           vertex_executor.TRAINING_ARGS_KEY: {"project": vt.project, "worker_pool_specs": pools}}
+
+
 def example_gen(spec: Spec):
     """TableExampleGen for tables (its id names the format: CsvExampleGen, ...); ImageExampleGen (split by
     file path) for images; ForecastExampleGen (windows, split by time) for a forecast."""
@@ -240,7 +261,10 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
             eval_args=trainer_pb2.EvalArgs(splits=["eval"]),  # unused: trials are scored on a train holdout
             custom_config=custom_config,
         ).with_id(TUNER)
-    trainer = Trainer(
+    trainer_class, trainer_config = Trainer, custom_config
+    if spec.training.distribution.launcher == "vertex":  # set by the Kubeflow compile: worker pools on Vertex AI
+        trainer_class, trainer_config = vertex_trainer(spec, custom_config)
+    trainer = trainer_class(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -248,7 +272,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
-        custom_config=custom_config,
+        custom_config=trainer_config,
     )
     if spec.task == "forecast":
         evaluator = ForecastEvaluator(model=trainer.outputs["model"], examples=examples.outputs["examples"],

@@ -30,7 +30,7 @@ from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, LA
                                     EvaluationSpec, FairnessSpec, SliceThresholdSpec, ThresholdSpec, higher_is_better)
 from lamina.spec.tuning import ENGINES, TUNABLE, ParamSpec, TuningSpec
 from lamina.spec.export import TFLITE_FORMS, ExplainSpec, ExportSpec
-from lamina.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec
+from lamina.spec.kubeflow import REMOTE_SCHEMES, BeamSpec, KubeflowSpec, ResourceSpec, VertexTrainingSpec
 from lamina.spec.model import CombinerSpec, HeadSpec, ModelSpec
 from lamina.spec.root import Spec, load_spec
 from lamina.spec.runner import RunnerSpec
@@ -46,6 +46,6 @@ __all__ = [
     "FineTuneSpec", "HeadSpec", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
     "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SEQUENCE_SEPARATORS", "SequenceEncoder", "ServingSpec", "Spec", "SpecError",
-    "DistributionSpec", "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "default_encoder",
+    "DistributionSpec", "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "VertexTrainingSpec", "default_encoder",
     "encoder_names", "encoders_for", "load_spec",
 ]

@@ -69,6 +69,15 @@ class BeamSpec(StrictModel):
         return out
 
 
+class VertexTrainingSpec(StrictModel):
+    """A multi_worker Trainer on Vertex AI's training service (a CustomJob with worker pools), through TFX's
+    google_cloud_ai_platform Trainer: one chief pool and `workers - 1` workers."""
+
+    project: str = Field(description="The Google Cloud project of the CustomJob.")
+    region: str = Field(default="us-central1", description="Where the CustomJob runs.")
+    machine_type: str = Field(default="n1-standard-8", description="Every replica's machine type.")
+
+
 class KubeflowSpec(StrictModel):
     """Where and how the pipeline runs on Kubeflow Pipelines 2.x or Vertex AI Pipelines.
 
@@ -86,6 +95,8 @@ class KubeflowSpec(StrictModel):
     resources: Dict[str, ResourceSpec] = Field(
         default_factory=dict, description="Per component id (Trainer, Transform, ...) or 'default'.")
     beam: BeamSpec = Field(default_factory=BeamSpec)
+    vertex_training: Optional[VertexTrainingSpec] = Field(
+        default=None, description="multi_worker on Vertex AI's training service instead of a Kubernetes Job.")
     schedule: Optional[str] = Field(default=None, description="A cron expression for a recurring run, "
                                                               "e.g. '0 0 3 * * *' (KFP cron has seconds).")
     service_account: Optional[str] = Field(default=None, description="The Kubernetes service account the run's "

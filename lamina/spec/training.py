@@ -49,9 +49,9 @@ class DistributionSpec(StrictModel):
     workers: int = Field(default=2, ge=1, le=256, description="multi_worker: how many worker processes (pods).")
     scale_learning_rate: bool = Field(default=False, description="Multiply the learning rate by the number of "
                                       "replicas (the linear scaling rule for a global batch that grows with them).")
-    launcher: Literal["processes", "kubernetes"] = Field(
-        default="processes", description="multi_worker: local processes on loopback ports, or a Kubernetes Indexed "
-        "Job with a headless Service (what `lamina compile` sets for Kubeflow).")
+    launcher: Literal["processes", "kubernetes", "vertex"] = Field(
+        default="processes", description="multi_worker: local processes on loopback ports, a Kubernetes Indexed "
+        "Job with a headless Service, or Vertex AI's worker pools (`lamina compile` sets one of the last two).")
     port: int = Field(default=0, ge=0, le=65535, description="processes: the first worker's port on loopback "
                       "(0: free ports the system picks); kubernetes: the port every pod listens on (default 2222).")
     checkpoint_dir: Optional[str] = Field(default=None, description="multi_worker: where the per-epoch checkpoint "

@@ -329,6 +329,26 @@ def test_a_multi_worker_trainer_compiles_to_a_launcher_of_an_indexed_job(tmp_pat
         check_manifest(broken)
 
 
+def test_a_multi_worker_trainer_compiles_to_vertex_ai_worker_pools(tmp_path):
+    """With kubeflow.vertex_training, the Trainer is TFX's Vertex AI Trainer: one chief pool and N-1 workers in
+    the spec's image (compiled only: Vertex AI cannot be reached here)."""
+    spec = make_spec(tmp_path, data={"path": "gs://acme-ml/data/penguins.csv"}, kubeflow={
+        **KUBEFLOW, "vertex_training": {"project": "acme", "region": "europe-west4", "machine_type": "n1-highmem-8"}},
+        training={"distribution": {"strategy": "multi_worker", "workers": 4}})
+    pipeline_spec, _ = read_package(open(compile_pipeline(spec, str(tmp_path / "p.json"))).read())
+    task = pipeline_spec["root"]["dag"]["tasks"]["Trainer"]
+    executor = pipeline_spec["deploymentSpec"]["executors"][
+        pipeline_spec["components"][task["componentRef"]["name"]]["executorLabel"]]
+    assert "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor" in json.dumps(executor)
+    config = json.loads(task["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+    assert config["ai_platform_enable_vertex"] is True and config["ai_platform_vertex_region"] == "europe-west4"
+    machine = {"machine_type": "n1-highmem-8", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}
+    assert config["ai_platform_training_args"] == {"project": "acme", "worker_pool_specs": [
+        {"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": KUBEFLOW["image"]}},
+        {"machine_spec": machine, "replica_count": 3, "container_spec": {"image_uri": KUBEFLOW["image"]}}]}
+    assert Spec.from_json(config["spec"]).training.distribution.launcher == "vertex"
+
+
 def test_the_forecast_and_multimodal_specs_compile(tmp_path):
     """The forecast's own components (windows split by time, its evaluator) and a multimodal table compile
     into KFP v2 specs the kfp loader reads, each step in the Lamina image."""

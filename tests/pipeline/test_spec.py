@@ -61,7 +61,7 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["training"].update(distribution={"strategy": "multi_worker", "workers": 0}),
      "training.distribution.workers: Received 0; expected an integer >= 1."),
     (lambda d: d["training"].update(distribution={"strategy": "mirrored", "launcher": "slurm"}),
-     "training.distribution.launcher: Received 'slurm'; expected one of: 'processes' or 'kubernetes'."),
+     "training.distribution.launcher: Received 'slurm'; expected one of: 'processes', 'kubernetes' or 'vertex'."),
     (lambda d: d["split"].update(train=0),
      "split.train: Received 0; expected an integer >= 1."),
     (lambda d: d["data"].pop("label"),
