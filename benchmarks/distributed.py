@@ -85,7 +85,7 @@ def prepare(model: str, work: Path):
     outputs = latest_run_outputs(spec)
     examples = outputs[("Transform", "transformed_examples")].uri
     train = os.path.join(examples, "Split-train", "*")
-    from lamina.models.trainer import count_records, expand_file_patterns
+    from lamina.models.datasets import count_records, expand_file_patterns
 
     return spec, outputs[("Transform", "transform_graph")].uri, train, os.path.join(examples, "Split-eval", "*"), \
         count_records(expand_file_patterns([train]))
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    from lamina.models.trainer import load_keras_model
+    from lamina.models.artifacts import load_keras_model
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "models": {}}
     for model in args.models:

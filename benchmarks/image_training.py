@@ -1,7 +1,7 @@
 """What the image input pipeline costs: training steps per second for one model, fed three ways.
 
   in-memory      one batch of decoded pixels held in memory, repeated (the ceiling)
-  tf.data        Lamina's real input pipeline (lamina.models.trainer.make_dataset) over gzipped
+  tf.data        Lamina's real input pipeline (lamina.models.datasets.make_dataset) over gzipped
                  TFRecords of PNG bytes, as Transform writes them: parallel parse and decode,
                  decoded examples cached in memory, shuffled, batched, prefetched
   tf.data, no cache
@@ -76,7 +76,7 @@ def input_pipeline_overhead(architecture: str, size: int, batch: int, steps: int
     from lamina.models.builder import build_model, compile_model
     from lamina.models.device import configure_devices
     from lamina.models.features import IMAGE, FeatureInfo
-    from lamina.models.trainer import make_dataset
+    from lamina.models.datasets import make_dataset
 
     spec = make_spec(architecture, size, batch)
     configure_devices(spec.training)

@@ -8,7 +8,7 @@ side by side in one run.
   fine-tune, in-memory     all-MiniLM-L6-v2 training steps at length 128 on one batch of token ids
                            held in memory (the ceiling): sequences/s
   fine-tune, tf.data       the same steps fed by Lamina's real input pipeline
-                           (lamina.models.trainer.make_dataset) over gzipped TFRecords of raw strings,
+                           (lamina.models.datasets.make_dataset) over gzipped TFRecords of raw strings,
                            tokenizing every string at every step (no cache): sequences/s
 
 The measurements alternate for several rounds in one process (these machines are shared and
@@ -107,7 +107,7 @@ def side_by_side(minilm: str, batch: int, steps: int, rounds: int, n_texts: int)
     from lamina.models.device import configure_devices
     from lamina.models.features import TEXT, FeatureInfo
     from lamina.models.text import inspect_pretrained
-    from lamina.models.trainer import make_dataset
+    from lamina.models.datasets import make_dataset
 
     spec = make_spec({"type": "bert", "path": minilm}, batch)
     configure_devices(spec.training)

@@ -37,7 +37,7 @@ class Baselines(artifact.Artifact):
 def _arrays(spec, tf_transform_output, features, files: List[str], max_rows: Optional[int]):
     """(X [n, d], labels [n], categorical column mask) from Transform's output, at most `max_rows` rows."""
     from lamina.models.features import CATEGORICAL, SEQUENCE
-    from lamina.models.trainer import make_dataset
+    from lamina.models.datasets import make_dataset
 
     batch = 4096
     ds = make_dataset(files, tf_transform_output, spec, features, batch, shuffle=False, cache=False)

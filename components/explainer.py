@@ -33,7 +33,7 @@ class Explanations(artifact.Artifact):
 
 
 def _eval_batches(spec, tf_transform_output, features, examples_uri_pattern: List[str]):
-    from lamina.models.trainer import expand_file_patterns, make_dataset
+    from lamina.models.datasets import expand_file_patterns, make_dataset
 
     return make_dataset(expand_file_patterns(examples_uri_pattern), tf_transform_output, spec, features, 64, shuffle=False,
                         cache=False)
@@ -95,7 +95,7 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
 
     from lamina.models import explain
     from lamina.models.features import IMAGE, label_vocabulary
-    from lamina.models.trainer import load_keras_model, read_features
+    from lamina.models.artifacts import load_keras_model, read_features
 
     stream = stream or sys.stdout
     tf.io.gfile.makedirs(out_dir)

@@ -68,7 +68,7 @@ def evaluate(spec, model_dir: str, examples_uri: str) -> dict:
     from lamina.components.forecast_example_gen import read_report
     from lamina.components.forecast_windows import WindowSettings
     from lamina.models.forecast_metrics import NAMES, forecast_metrics, last_value, seasonal_naive
-    from lamina.models.trainer import expand_file_patterns
+    from lamina.models.datasets import expand_file_patterns
 
     settings = WindowSettings.from_spec(spec)
     files = expand_file_patterns([os.path.join(examples_uri, "Split-eval", "*")])
@@ -136,7 +136,7 @@ def ForecastEvaluator(  # pylint: disable=invalid-name
     spec_json: Parameter[str],
 ):
     """Scores the forecast and its seasonal-naive and last-value baselines on the eval windows; blesses it."""
-    from lamina.models.trainer import saved_model_dir
+    from lamina.models.artifacts import saved_model_dir
     from lamina.spec import Spec
 
     spec = Spec.from_json(spec_json)

@@ -37,7 +37,8 @@ def export_tflite(spec, model_uri: str, transform_uri: str, examples, out_dir: s
 
     from lamina.models import tflite
     from lamina.models.features import label_vocabulary
-    from lamina.models.trainer import expand_file_patterns, load_keras_model, make_dataset, read_features
+    from lamina.models.artifacts import load_keras_model, read_features
+    from lamina.models.datasets import expand_file_patterns, make_dataset
 
     stream = stream or sys.stdout
     tf.io.gfile.makedirs(out_dir)

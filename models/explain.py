@@ -385,7 +385,7 @@ def explain_pushed(model_dir: str, rows: List[dict], out_dir: str, steps: int = 
 
     from lamina.models.export import TRANSFORM_FEATURES, model_inputs
     from lamina.models.images import BACKBONE_DIR
-    from lamina.models.trainer import FEATURES_FILE, load_keras_model, read_features
+    from lamina.models.artifacts import FEATURES_FILE, load_keras_model, read_features
     from lamina.rows import row_to_example
 
     with tf.io.gfile.GFile(os.path.join(model_dir, BACKBONE_DIR, FEATURES_FILE)) as f:

@@ -236,7 +236,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         return best
 
     def _datasets(self, spec: Spec):
-        from lamina.models.trainer import make_dataset
+        from lamina.models.datasets import make_dataset
 
         share = spec.tuning.holdout
         batch = spec.training.batch_size
@@ -269,7 +269,8 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         from lamina.models.builder import build_model
-        from lamina.models.trainer import expand_file_patterns, class_weights, count_records, fit, label_counts
+        from lamina.models.datasets import expand_file_patterns, count_records, label_counts
+        from lamina.models.trainer import class_weights, fit
 
         values = dict(trial.hyperparameters.values)
         epochs = int(values.get("tuner/epochs") or self.spec.tuning.epochs or self.spec.training.epochs)

@@ -51,7 +51,8 @@ def _accuracy(spec_dict, base_dir, result, features, encoders, out_dir):
     import tensorflow_transform as tft
 
     from lamina.models.features import describe_transformed_features
-    from lamina.models.trainer import make_dataset, train
+    from lamina.models.datasets import make_dataset
+    from lamina.models.trainer import train
     from lamina.spec import Spec
 
     d = json.loads(json.dumps(spec_dict))

@@ -128,7 +128,7 @@ def cmd_explain(args) -> int:
         return 2
     try:
         if args.text is not None:
-            from lamina.models.trainer import read_features
+            from lamina.models.artifacts import read_features
 
             text = next((f.name for f in read_features(args.model) if f.kind == "text"), None)
             if text is None:
@@ -136,7 +136,7 @@ def cmd_explain(args) -> int:
                 return 2
             rows, names = [{args.feature or text: t} for t in args.text], list(args.text)
         elif images and len(images) == len(args.input):
-            from lamina.models.trainer import read_features
+            from lamina.models.artifacts import read_features
 
             image = args.feature or next((f.name for f in read_features(args.model) if f.kind == "image"), None)
             if image is None:

@@ -126,7 +126,7 @@ def category_plot(name: str, top: List[tuple], unique: int) -> str:
 
 def read_history(model_run_dir: Optional[str]) -> List[dict]:
     """The Trainer's per-epoch history (history.json in its model_run output), or []."""
-    from lamina.models.trainer import HISTORY_FILE
+    from lamina.models.artifacts import HISTORY_FILE
 
     if not model_run_dir:
         return []

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from lamina.models.cluster import WorkerFailed, tf_config
 from lamina.models.launcher import JOB_FILE, WORKERS_DIR, launch_workers
-from lamina.models.trainer import HISTORY_FILE, load_keras_model
+from lamina.models.artifacts import HISTORY_FILE, load_keras_model
 from lamina.pipeline.runs.summary import latest_run_outputs
 from lamina.rows import row_to_example
 from tests.helpers import make_spec, read_csv, serving

@@ -133,7 +133,7 @@ def test_a_saved_model_file_loads_in_a_fresh_process(tmp_path):
     folder = tmp_path / "Format-Serving" / "assets.extra" / "lamina"
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
-    code = ("import sys; from lamina.models.trainer import load_keras_model; "
+    code = ("import sys; from lamina.models.artifacts import load_keras_model; "
             "print(load_keras_model(sys.argv[1]).count_params())")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -11,7 +11,7 @@ def test_the_trainer_caches_what_fits_its_budget_and_reads_the_rest_from_disk(tm
     import tensorflow as tf
 
     from lamina.models.features import NUMERIC, FeatureInfo
-    from lamina.models.trainer import decoded_bytes, cache_plan
+    from lamina.models.datasets import decoded_bytes, cache_plan
 
     def records(name, n):
         path = str(tmp_path / f"{name}.gz")
@@ -38,7 +38,7 @@ def test_examples_read_from_disk_equal_the_cached_ones(penguins_run):
     import tensorflow_transform as tft
 
     from lamina.models.features import describe_transformed_features
-    from lamina.models.trainer import make_dataset
+    from lamina.models.datasets import make_dataset
     from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec, result = penguins_run

@@ -1,0 +1,156 @@
+"""The Trainer's input: Transform's gzipped TFRecords as batches, cached in memory when they fit.
+
+Shared by the Trainer, the Tuner's trials, the baselines, the explanations and the TFLite export.
+"""
+
+import math
+import os
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+
+from lamina.models.export import model_inputs
+from lamina.models.features import label_key as features_label_key, IMAGE, TEXT, FeatureInfo
+from lamina.spec import Spec
+
+# Decoded examples are cached in memory when they take at most this much (LAMINA_CACHE_MB overrides).
+# It bounds the Trainer's memory: a larger train split is read from disk every epoch instead.
+CACHE_BUDGET_MB = 256
+# What tf.data's cache holds per example beyond the values: measured on TF 2.16 with 1 to 26 scalar
+# features (benchmarks/scale.py, docs/benchmarks.md): about 360 bytes an element and 32 a tensor.
+CACHE_ELEMENT_OVERHEAD = 400
+CACHE_TENSOR_OVERHEAD = 48
+
+
+def decoded_bytes(features: List[FeatureInfo]) -> int:
+    """What one decoded example costs in tf.data's cache: its values, its tensors and the label."""
+    values = sum(4 * math.prod(f.shape) + CACHE_TENSOR_OVERHEAD for f in features)
+    return values + CACHE_TENSOR_OVERHEAD + CACHE_ELEMENT_OVERHEAD
+
+
+def count_records(files: List[str]) -> int:
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def fits_in_memory(files: List[str], features: List[FeatureInfo], budget_mb: Optional[float] = None) -> bool:
+    """Whether the decoded examples of `files` fit the cache budget (counts records only if it might)."""
+    budget = 1024 * 1024 * (budget_mb if budget_mb is not None
+                            else float(os.environ.get("LAMINA_CACHE_MB", CACHE_BUDGET_MB)))
+    if sum(tf.io.gfile.stat(f).length for f in files) > budget:
+        return False
+    return count_records(files) * decoded_bytes(features) <= budget
+
+
+def cache_plan(train_files: List[str], eval_files: List[str], features: List[FeatureInfo],
+               budget_mb: Optional[float] = None) -> Tuple[bool, bool]:
+    """(cache the train split, cache the eval split): both when they fit the budget together, else
+    the train split alone when it fits (it is read every epoch, and shuffled), else neither.
+
+    The caches are what grows with the data in the Trainer; past the budget, examples are read
+    from disk every epoch and memory stays flat (docs/benchmarks.md, "Cost growth").
+    """
+    if not fits_in_memory(train_files, features, budget_mb):
+        return False, False
+    return True, fits_in_memory(train_files + eval_files, features, budget_mb)
+
+
+def expand_file_patterns(file_patterns: List[str]) -> List[str]:
+    return sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+
+
+def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, features: List[FeatureInfo],
+                 batch_size: int, shuffle: bool, seed: int = 0, cache: Optional[bool] = None,
+                 part: Optional[Tuple[float, bool]] = None,
+                 shard: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
+    """(features, label) batches from Transform's gzipped TFRecords.
+
+    Records are read and parsed in parallel, images decoded and resized in parallel, the
+    decoded examples (texts still as strings) cached in memory when they fit (`cache=None`
+    decides by size), shuffled after the cache, batched, texts tokenized a batch at a time, and
+    prefetched. When they do not fit, the serialized records are shuffled before decoding
+    instead, so the shuffle buffer holds small strings, not pixels.
+
+    `part=(share, True)` keeps an evenly spread `share` of the examples (in file order), and
+    `(share, False)` the rest: the Tuner's holdout and its training part.
+
+    `shard=(count, index)` keeps every count-th example from the index-th, after the shuffle (every
+    worker shuffles alike, from the same seed): the workers' batches of one step together hold the
+    examples of one global batch of a single process.
+    """
+    files = expand_file_patterns(file_patterns)
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {file_patterns}")
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    label_key = features_label_key(spec)
+    if cache is None:
+        cache = fits_in_memory(files, features)
+
+    texts = [f for f in features if f.kind == TEXT]
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, feature_spec)
+        inputs = model_inputs(parsed, [f for f in features if f.kind != TEXT], batched=False)
+        for f in texts:  # the raw string; tokenized a batch at a time below
+            inputs[f.key] = parsed[f.transformed_key]
+        return inputs, parsed[label_key]
+
+    def tokenize(inputs, label):
+        # A batch of strings at once: ~10x the throughput of tokenizing string by string.
+        return {**inputs, **{f.key: f.tokenizer()(inputs[f.key]) for f in texts}}, label
+
+    def parse_batch(serialized):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        inputs, label = model_inputs(parsed, features, batched=True), parsed[label_key]
+        if spec.task == "classification":  # labels unseen in training (-1) cannot be learned from
+            keep = label >= 0
+            inputs, label = {k: tf.boolean_mask(v, keep) for k, v in inputs.items()}, tf.boolean_mask(label, keep)
+        return inputs, label
+
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    if part is not None:  # before any shuffle: the same examples in every epoch and every trial
+        share, take = part
+
+        def keep(i, record):
+            step = tf.cast(i, tf.float64)
+            hit = tf.math.floor((step + 1.0) * share) - tf.math.floor(step * share) >= 1.0
+            return hit if take else tf.logical_not(hit)
+
+        ds = ds.enumerate().filter(keep).map(lambda i, record: record)
+    if shuffle and not cache:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    if not cache and not any(f.kind == IMAGE for f in features):
+        # Read from disk every epoch: a batch of records parsed at once (parse_example), several
+        # times faster per example than one parse per record (benchmarks/scale.py).
+        if shard:
+            ds = ds.shard(*shard)
+        return ds.batch(batch_size).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if spec.task == "classification":
+        # Labels unseen in training map to -1 in Transform; they cannot be learned from.
+        ds = ds.filter(lambda x, y: y >= 0)
+    if cache:
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+    if shard:
+        ds = ds.shard(*shard)
+    ds = ds.batch(batch_size)
+    if texts:
+        ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes: int) -> List[int]:
+    """Examples per class index in `files` (Transform's output), in one pass over the labels."""
+    import numpy as np
+
+    key = features_label_key(spec)
+    label_spec = {key: tf_transform_output.transformed_feature_spec()[key]}
+    ds = tf.data.TFRecordDataset(expand_file_patterns(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    ds = ds.batch(4096).map(lambda r: tf.reshape(tf.io.parse_example(r, label_spec)[key], [-1]))
+    counts = np.zeros(num_classes, np.int64)
+    for labels in ds.as_numpy_iterator():
+        labels = labels[(labels >= 0) & (labels < num_classes)]
+        counts += np.bincount(labels, minlength=num_classes)
+    return counts.tolist()
