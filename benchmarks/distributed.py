@@ -26,6 +26,7 @@ Usage:
 import argparse
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -94,14 +95,12 @@ def prepare(model: str, work: Path):
 def trained(spec, graph, train, evals, out: Path, strategy: str, workers: int, epochs: int, global_batch: int):
     """(seconds per epoch after the first, the chief's output) of one launch."""
     from lamina.models.launcher import launch_workers
-    from tests.helpers import _with_overrides
+    from lamina.spec import DistributionSpec
 
     replicas = workers if strategy == "multi_worker" else 2
-    d = json.loads(spec.to_json())
-    d.pop("base_dir", None)
-    changed = _with_overrides(d, spec.base_dir, {"training": {
+    changed = spec.model_copy(update={"training": spec.training.model_copy(update={
         "epochs": epochs, "batch_size": global_batch // replicas, "early_stopping": None,
-        "distribution": {"strategy": strategy, "workers": workers}}})
+        "distribution": DistributionSpec(strategy=strategy, workers=workers)})})
     stream = io.StringIO()
     launch_workers(changed, graph, [train], [evals], str(out / "serving"), str(out / "model_run" / "1"),
                    stream=stream)
@@ -158,7 +157,7 @@ def main(argv=None) -> int:
         reduce_ms = allreduce_ms(shapes, args.reduces)
         step_ms = 1000 * rows["2 workers"]["epoch_s"] / steps
         results["models"][model] = {"train_examples": count, "global_batch": global_batch,
-                                    "parameters": int(sum(__import__("math").prod(s) for s in shapes)),
+                                    "parameters": int(sum(math.prod(s) for s in shapes)),
                                     "settings": rows, "allreduce_ms": reduce_ms, "step_ms_2_workers": step_ms,
                                     "communication_share": reduce_ms / step_ms}
         print(f"{model:9} all-reduce of the gradients {reduce_ms:.2f} ms; a 2-worker step {step_ms:.2f} ms: "

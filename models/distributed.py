@@ -18,7 +18,9 @@ Every epoch the chief writes a checkpoint (weights, optimizer state, epoch) to s
 worker reaches; a rerun resumes from it, as Keras' BackupAndRestore does for `fit`.
 """
 
+import hashlib
 import io
+import json
 import os
 import sys
 from typing import Callable, Dict, List, Optional
@@ -34,24 +36,34 @@ from lamina.models.heads import task_loss_and_metrics
 from lamina.spec import Spec
 
 CHECKPOINT_PREFIX = "epoch-"
+CHECKPOINT_DIR = "checkpoints"  # beside the Trainer's run folders
 SUM = tf.distribute.ReduceOp.SUM
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process exports and writes checkpoints: worker 0 (or the only process)."""
+    """Whether this process exports and writes checkpoints: the chief, else worker 0, else the only process."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
         return True
-    return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0
-                                                     and "chief" not in resolver.cluster_spec().as_dict())
+    if "chief" in cluster:  # Vertex AI's worker pools name one
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
 
 
-def worker_count(strategy: tf.distribute.Strategy) -> int:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return 1
-    cluster = resolver.cluster_spec().as_dict()
-    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns when every worker has called it (an all-reduce of one number)."""
+    tf.function(lambda: strategy.reduce(SUM, strategy.run(lambda: tf.constant(1.0)), axis=None))()
+
+
+def checkpoint_dir_for(spec: Spec, transform_output: str, train_files: List[str], run_dir: str) -> str:
+    """`training.distribution.checkpoint_dir`, or beside the Trainer's run folders, keyed by what the
+    training depends on, so that a rerun of a failed Trainer (a new execution, a new run folder) finds
+    the checkpoint of the failed one."""
+    if spec.training.distribution.checkpoint_dir:
+        return spec.training.distribution.checkpoint_dir
+    key = hashlib.sha256(json.dumps([spec.to_json(), transform_output, sorted(train_files)]).encode()).hexdigest()
+    return os.path.join(os.path.dirname(run_dir.rstrip("/")), CHECKPOINT_DIR, key[:16])
 
 
 def per_example_metrics(metrics: list) -> Dict[str, Callable]:

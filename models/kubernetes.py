@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import time
 from typing import Dict
 
 import tensorflow as tf
@@ -103,13 +102,13 @@ def write_manifests(manifests: Dict[str, dict], folder: str) -> str:
     return path
 
 
-def run_indexed_job(manifests: Dict[str, dict], timeout_s: float, stream=None, poll_s: float = 5.0) -> None:
+def run_indexed_job(manifests: Dict[str, dict], timeout_s: float, stream=None) -> None:
     """Creates the Service and the Job in this pod's namespace and waits for every index to succeed.
 
-    A failed pod stops the Job (its pods are deleted) and raises WorkerFailed naming the worker,
-    with the end of its log.
+    The Job's status changes arrive through the API's watch (no polling). A failed pod stops the Job
+    (its pods are deleted) and raises WorkerFailed naming the worker, with the end of its log.
     """
-    from kubernetes import client, config
+    from kubernetes import client, config, watch
 
     out = stream or sys.stdout
     config.load_incluster_config()
@@ -120,35 +119,39 @@ def run_indexed_job(manifests: Dict[str, dict], timeout_s: float, stream=None, p
     workers = manifests["job"]["spec"]["completions"]
     core.create_namespaced_service(namespace, manifests["service"])
     batch.create_namespaced_job(namespace, manifests["job"])
-    deadline = time.monotonic() + timeout_s
-    reported = -1
+    reported, finished = -1, False
     try:
-        while True:
-            status = batch.read_namespaced_job_status(name, namespace).status
+        # The Job's own activeDeadlineSeconds ends it on the server; the watch ends with it at the latest.
+        for event in watch.Watch().stream(batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}",
+                                          timeout_seconds=int(timeout_s)):
+            status = event["object"].status
             done = status.succeeded or 0
             if done != reported:
                 print(f"    {done}/{workers} workers done", file=out, flush=True)
                 reported = done
             if done >= workers:
+                finished = True
                 return
             if status.failed:
-                pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
-                bad = next((p for p in pods if p.status.phase == "Failed"), None)
-                index = bad.metadata.annotations.get(INDEX_ANNOTATION, "?") if bad else "?"
-                tail = ""
-                if bad is not None:
-                    tail = core.read_namespaced_pod_log(bad.metadata.name, namespace, tail_lines=20)
-                raise WorkerFailed(f"training worker {index} of {workers} (pod {bad.metadata.name if bad else '?'}) "
-                                   f"failed; Job {name} was stopped. Run again to resume from the last checkpoint."
-                                   + (f"\n{tail}" if tail else ""))
-            if time.monotonic() > deadline:
-                raise WorkerFailed(f"training.distribution: Job {name} ran past worker_timeout_s ({timeout_s:g} s) "
-                                   f"and was stopped")
-            time.sleep(poll_s)
+                raise WorkerFailed(_failed_worker(core, namespace, name, workers))
+        raise WorkerFailed(f"training.distribution: Job {name} ran past worker_timeout_s ({timeout_s:g} s) "
+                           f"and was stopped")
     finally:
-        if (batch.read_namespaced_job_status(name, namespace).status.succeeded or 0) < workers:
+        if not finished:
             batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground")
         core.delete_namespaced_service(name, namespace)
+
+
+def _failed_worker(core, namespace: str, job: str, workers: int) -> str:
+    """The message for a failed Job: which worker (pod index), and the end of its log."""
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    bad = next((p for p in pods if p.status.phase == "Failed"), None)
+    if bad is None:
+        return f"training Job {job} failed; it was stopped. Run again to resume from the last checkpoint."
+    index = bad.metadata.annotations.get(INDEX_ANNOTATION, "?")
+    tail = core.read_namespaced_pod_log(bad.metadata.name, namespace, tail_lines=20)
+    return (f"training worker {index} of {workers} (pod {bad.metadata.name}) failed; Job {job} was stopped. Run "
+            f"again to resume from the last checkpoint." + (f"\n{tail}" if tail else ""))
 
 
 KINDS = {("v1", "Service"): "V1Service", ("batch/v1", "Job"): "V1Job"}

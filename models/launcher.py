@@ -15,9 +15,9 @@ Two launchers share the job file, the worker's command and its environment:
   cluster.
 """
 
-import hashlib
 import json
 import os
+import queue
 import re
 import socket
 import subprocess
@@ -30,12 +30,11 @@ import tensorflow as tf
 
 from lamina.constants import LOOPBACK
 from lamina.models.cluster import HOSTS_ENV, INDEX_ENV, WorkerFailed
-from lamina.models.distributed import Checkpoints, checkpoint_epoch
+from lamina.models.distributed import Checkpoints, checkpoint_dir_for, checkpoint_epoch
 from lamina.spec import Spec
 
 JOB_FILE = "job.json"
 WORKERS_DIR = "workers"  # in the Trainer's run folder: the job, each worker's log, the manifests
-CHECKPOINT_DIR = "checkpoints"
 LAUNCHER_ENV = "LAMINA_LAUNCHER"
 WORKER_COMMAND = [sys.executable, "-m", "lamina.models.worker"]
 LOG_TAIL_LINES = 20
@@ -54,22 +53,13 @@ def write_job(spec: Spec, transform_output: str, train_files: List[str], eval_fi
     """The job every worker reads: the spec and the Trainer's inputs and outputs."""
     folder = os.path.join(run_dir, WORKERS_DIR)
     tf.io.gfile.makedirs(folder)
-    dist = spec.training.distribution
     job = {"spec": spec.to_json(), "transform_output": transform_output, "train_files": list(train_files),
            "eval_files": list(eval_files), "serving_model_dir": serving_model_dir, "log_dir": run_dir,
-           "checkpoint_dir": dist.checkpoint_dir or default_checkpoint_dir(spec, transform_output, train_files,
-                                                                            run_dir)}
+           "checkpoint_dir": checkpoint_dir_for(spec, transform_output, train_files, run_dir)}
     path = os.path.join(folder, JOB_FILE)
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(job, f, indent=1)
     return path
-
-
-def default_checkpoint_dir(spec: Spec, transform_output: str, train_files: List[str], run_dir: str) -> str:
-    """Beside the Trainer's run folders, keyed by what the training depends on, so that a rerun of a
-    failed Trainer (a new execution, a new run folder) finds the checkpoint of the failed one."""
-    key = hashlib.sha256(json.dumps([spec.to_json(), transform_output, sorted(train_files)]).encode()).hexdigest()
-    return os.path.join(os.path.dirname(run_dir.rstrip("/")), CHECKPOINT_DIR, key[:16])
 
 
 def free_ports(count: int) -> List[int]:
@@ -163,29 +153,28 @@ def run_processes(job_file: str, envs: List[Dict[str, str]], timeout_s: float, s
         proc = subprocess.Popen(WORKER_COMMAND + [job_file], env=env, stdout=subprocess.PIPE if i == 0 else log,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
         procs.append(proc)
-        if i == 0:
+        if i == 0:  # the pump writes and closes the chief's log
             pump = threading.Thread(target=_pump, args=(proc.stdout, log, out), daemon=True)
             pump.start()
             pumps.append(pump)
+        else:  # the worker holds its own copy of the file
+            log.close()
     with open(os.path.join(log_dir, "pids.json"), "w") as f:
         json.dump([p.pid for p in procs], f)
+    # One waiter per worker reports its exit; the first failure to arrive is the one that caused the others'.
+    exits: "queue.Queue[tuple]" = queue.Queue()
+    for i, proc in enumerate(procs):
+        threading.Thread(target=lambda i=i, proc=proc: exits.put((i, proc.wait())), daemon=True).start()
     deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            codes = [p.poll() for p in procs]
-            # A worker killed by a signal first: the others then fail on their lost peer.
-            failed = sorted(((i, c) for i, c in enumerate(codes) if c not in (None, 0)), key=lambda ic: ic[1] >= 0)
-            if failed:
-                index, code = failed[0]
-                stop(procs)
-                raise WorkerFailed(failure_message(index, len(procs), procs[index].pid, code, logs[index], job_file))
-            if all(c == 0 for c in codes):
-                break
-            if time.monotonic() > deadline:
-                stop(procs)
+        for _ in procs:
+            try:
+                index, code = exits.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
                 raise WorkerFailed(f"training.distribution: the {len(procs)} worker(s) ran past worker_timeout_s "
-                                   f"({timeout_s:g} s) and were stopped; logs in {log_dir}")
-            time.sleep(0.2)
+                                   f"({timeout_s:g} s) and were stopped; logs in {log_dir}") from None
+            if code != 0:
+                raise WorkerFailed(failure_message(index, len(procs), procs[index].pid, code, logs[index], job_file))
     finally:
         stop(procs)
         for pump in pumps:

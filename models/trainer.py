@@ -125,12 +125,6 @@ def scaled_learning_rate(spec: Spec, replicas: int) -> Spec:
     return spec.model_copy(update={"training": t.model_copy(update=update)})
 
 
-def barrier(strategy: tf.distribute.Strategy) -> None:
-    """Returns when every worker has called it (an all-reduce of one number)."""
-    tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                        strategy.run(lambda: tf.constant(1.0)), axis=None))()
-
-
 def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: List[str],
           serving_model_dir: str, log_dir: Optional[str] = None, steps_per_epoch: Optional[int] = None,
           strategy: Optional[tf.distribute.Strategy] = None, checkpoint_dir: Optional[str] = None):
@@ -143,7 +137,7 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     MultiWorkerMirroredStrategy the model is fitted by `models.distributed.fit_loop`, each worker
     reading its shard of every global batch, and only the chief exports, while the others wait.
     """
-    from lamina.models.distributed import fit_loop, is_chief
+    from lamina.models.distributed import barrier, fit_loop, is_chief
 
     strategy = strategy or configure_devices(spec.training)
     keras.utils.set_random_seed(spec.training.seed)
@@ -250,19 +244,19 @@ def run_fn(fn_args):
                                                       for k, v in sorted(values.items())), flush=True)
     from lamina.models.device import needs_workers
 
+    strategy = checkpoint_dir = None
     if needs_workers(spec.training):
-        from lamina.models.launcher import default_checkpoint_dir, launch_workers
+        if spec.training.distribution.launcher != "vertex":
+            from lamina.models.launcher import launch_workers
 
-        if spec.training.distribution.launcher == "vertex":  # Vertex AI started this replica, TF_CONFIG set
-            strategy = configure_devices(spec.training, cluster=True)
-            train(spec, tft.TFTransformOutput(fn_args.transform_output), fn_args.train_files, fn_args.eval_files,
-                  fn_args.serving_model_dir, log_dir=fn_args.model_run_dir, strategy=strategy,
-                  checkpoint_dir=spec.training.distribution.checkpoint_dir or default_checkpoint_dir(
-                      spec, fn_args.transform_output, fn_args.train_files, fn_args.model_run_dir))
+            launch_workers(spec, fn_args.transform_output, fn_args.train_files, fn_args.eval_files,
+                           fn_args.serving_model_dir, fn_args.model_run_dir)
             return
-        launch_workers(spec, fn_args.transform_output, fn_args.train_files, fn_args.eval_files,
-                       fn_args.serving_model_dir, fn_args.model_run_dir)
-        return
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train(spec, tf_transform_output, fn_args.train_files, fn_args.eval_files, fn_args.serving_model_dir,
-          log_dir=fn_args.model_run_dir)
+        # Vertex AI started this process as one of its replicas, with TF_CONFIG set: it is a worker.
+        from lamina.models.distributed import checkpoint_dir_for
+
+        strategy = configure_devices(spec.training, cluster=True)
+        checkpoint_dir = checkpoint_dir_for(spec, fn_args.transform_output, fn_args.train_files,
+                                            fn_args.model_run_dir)
+    train(spec, tft.TFTransformOutput(fn_args.transform_output), fn_args.train_files, fn_args.eval_files,
+          fn_args.serving_model_dir, log_dir=fn_args.model_run_dir, strategy=strategy, checkpoint_dir=checkpoint_dir)

@@ -6,6 +6,7 @@ ports), one process with 2 logical CPU devices (MirroredStrategy), and 1 worker,
 same global batch and seed. Lamina's loop must give the same weights in all three.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -13,7 +14,6 @@ import re
 import shutil
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -118,13 +118,8 @@ def test_the_two_worker_model_serves_what_it_computes_in_process(runs, penguins_
               for k, v in model.signatures["serving_raw"].structured_input_signature[1].items()}
     batch = tf.constant([row_to_example(f, dtypes).SerializeToString() for f in features])
     in_process = model.signatures["serving_default"](inputs=batch)["scores"].numpy()
-    server = serving(str(push_dir))
-    srv = next(server)
-    try:
-        with PredictionClient(srv.target) as client:
-            served = client.predict(spec.name, features)
-    finally:
-        next(server, None)
+    with contextlib.contextmanager(serving)(str(push_dir)) as srv, PredictionClient(srv.target) as client:
+        served = client.predict(spec.name, features)
     np.testing.assert_allclose(served["scores"], in_process, rtol=1e-6, atol=1e-7)
     classes = served["classes"].astype(str)
     predicted = classes[np.arange(len(rows)), served["scores"].argmax(axis=1)]
@@ -134,27 +129,28 @@ def test_the_two_worker_model_serves_what_it_computes_in_process(runs, penguins_
 def test_a_dead_worker_stops_the_run_and_a_rerun_resumes_from_its_checkpoint(runs, penguins_run, tmp_path):
     out = tmp_path / "faulty"
     failure = {}
+    second_epoch = threading.Event()  # epoch 2's line comes after the chief wrote epoch 1's checkpoint
+
+    class Output(io.StringIO):
+        def write(self, text):
+            if re.match(r"^    epoch +2/", text):
+                second_epoch.set()
+            return super().write(text)
 
     def target():
         try:
-            run(penguins_run, out, "multi_worker", 2)
+            run(penguins_run, out, "multi_worker", 2, stream=Output())
         except WorkerFailed as e:
             failure["error"] = e
+        finally:
+            second_epoch.set()
 
     thread = threading.Thread(target=target)
     thread.start()
+    assert second_epoch.wait(timeout=300) and thread.is_alive(), failure
     job_file = tmp_path / "model_run" / "faulty" / WORKERS_DIR / JOB_FILE
-    deadline = time.monotonic() + 300
-    checkpoint = None
-    while time.monotonic() < deadline and thread.is_alive():
-        if job_file.exists():
-            folder = json.loads(job_file.read_text())["checkpoint_dir"]
-            found = tf.io.gfile.glob(os.path.join(folder, "epoch-*.npz"))
-            if found:
-                checkpoint = found[0]
-                break
-        time.sleep(0.02)
-    assert checkpoint, "no checkpoint was written"
+    folder = json.loads(job_file.read_text())["checkpoint_dir"]
+    assert tf.io.gfile.glob(os.path.join(folder, "epoch-*.npz")), "no checkpoint was written"
     pids = json.loads((job_file.parent / "pids.json").read_text())
     os.kill(pids[1], signal.SIGKILL)
     thread.join(timeout=120)
