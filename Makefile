@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lock bench bench-scale clean minilm image push-image browser
+.PHONY: install demo test test-fast lock bench bench-scale clean minilm image push-image browser test-packages
 
 $(PY):
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10"; exit 1; }
@@ -30,21 +30,26 @@ demo: install
 # Debian's packages: CI). A user who is not root and has no Chromium runs everything else; the browser
 # test is skipped with a message saying how to add it.
 test: install
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || [ "$$(id -u)" = 0 ]; then \
-	  $(MAKE) --no-print-directory browser && $(PY) -m pytest -ra --durations=25; \
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && [ -d /usr/share/klettres ] \
+	    || [ "$$(id -u)" = 0 ]; then \
+	  $(MAKE) --no-print-directory test-packages && $(PY) -m pytest -ra --durations=25; \
 	else \
-	  echo "make test: no Chromium here, and installing it needs root: the report's browser test is skipped."; \
-	  echo "           sudo apt-get install chromium chromium-driver, then make test, runs it too."; \
+	  echo "make test: no Chromium or klettres-data here, and installing them needs root: the report's browser"; \
+	  echo "           test and the audio tests are skipped. sudo make test-packages, then make test, runs them too."; \
 	  LAMINA_NO_BROWSER=1 $(PY) -m pytest -ra --durations=25; \
 	fi
 
-# Headless Chromium and its driver from Debian's packages, for the report's browser test.
-browser:
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+# Debian's packages the tests use: headless Chromium and its driver (the report's browser test) and
+# klettres-data (1,836 real recordings of spoken letters, for the audio tests and examples/audio).
+TEST_PACKAGES = chromium chromium-driver klettres-data
+test-packages:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && [ -d /usr/share/klettres ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium and chromium-driver (the report's browser test)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	else echo "make browser: install Debian's chromium and chromium-driver packages (sudo apt-get install chromium chromium-driver)"; exit 1; fi
+	  echo "installing Debian's $(TEST_PACKAGES) (the browser and audio tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
+	else echo "make test-packages: install Debian's packages: sudo apt-get install $(TEST_PACKAGES)"; exit 1; fi
+
+browser: test-packages
 
 test-fast: install
 	$(PY) -m pytest -ra -m "not e2e"

@@ -99,12 +99,12 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
     """Fits and scores the baselines; writes and returns baselines.json's content."""
     import tensorflow_transform as tft
 
-    from lamina.models.features import DATE, IMAGE, TEXT, describe_transformed_features, label_vocabulary
+    from lamina.models.features import AUDIO, DATE, IMAGE, TEXT, describe_transformed_features, label_vocabulary
     from lamina.models.metrics import compute
 
     stream = stream or sys.stdout
     tf_transform_output = tft.TFTransformOutput(transform_uri)
-    features = describe_transformed_features(spec, tf_transform_output, skip_kinds=(TEXT, IMAGE))
+    features = describe_transformed_features(spec, tf_transform_output, skip_kinds=(TEXT, IMAGE, AUDIO))
     metrics = [m for m in spec.evaluation.metrics]
     record = {"metrics": metrics, "features": [f.key for f in features], "models": {}}
     if not features:

@@ -94,7 +94,7 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
     import tensorflow_transform as tft
 
     from lamina.models import explain
-    from lamina.models.features import IMAGE, label_vocabulary
+    from lamina.models.features import AUDIO, IMAGE, label_vocabulary
     from lamina.models.artifacts import load_keras_model, read_features
 
     stream = stream or sys.stdout
@@ -106,7 +106,7 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
         classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
         pattern = [os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*")]
         batches = _eval_batches(spec, tf_transform_output, features, pattern)
-        has_images = any(f.kind == IMAGE for f in features)
+        has_images = any(f.kind in (IMAGE, AUDIO) for f in features)
         inputs, labels = pick_examples(model, batches, spec.task, spec, classes, has_images)
         record = explain.explain(model, features, spec.task, classes, inputs, labels, steps=spec.explain.steps,
                                  baseline=spec.explain.baseline)
@@ -128,7 +128,7 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
         what.append(f"Integrated Gradients over tokens of {len(record['examples'])} texts (completeness within "
                     f"{100 * record['completeness_error']:.2g}%)")
     if record.get("images"):
-        what.append(f"Grad-CAM on {len(record['images'])} images")
+        what.append(f"Grad-CAM on {len(record['images'])} {'spectrograms' if spec.data.is_audio else 'images'}")
     print(f"    explanations: {'; '.join(what)}", file=stream, flush=True)
     return record
 

@@ -1,16 +1,19 @@
-"""ImageExampleGen: images on disk -> split TFRecords of tf.Example, on Beam.
+"""ImageExampleGen: images or audio files on disk -> split TFRecords of tf.Example, on Beam.
 
-Two layouts:
+Three layouts:
   image_folder  <root>/<class>/<file>: one subfolder per class, named after it.
   image_csv     a CSV with a header, whose image column holds paths relative to the CSV's
                 folder and whose label column holds the class.
+  audio_folder  <root>/<class>/<file> of WAV, FLAC or Ogg files.
 
-Every example holds the encoded bytes (under the image feature's name), the label, the
-path relative to the root (`source_path`, which also decides the split, so an image never
-moves between splits), and its decoded height and width (so StatisticsGen shows the sizes).
+Every example holds the encoded bytes (under the feature's name), the label, the
+path relative to the root (`source_path`, which also decides the split, so a file never
+moves between splits), and what the header says of it: an image's decoded height and width, an
+audio clip's seconds, rate and channels (so StatisticsGen shows them). Audio examples hold WAV
+bytes: FLAC and Ogg files are turned into WAV here (`lamina.components.audio_files`).
 
-Files are checked on the workers with the same decoder the model uses (tf.io.decode_image).
-Bad files (empty, not an image, corrupt, missing) are skipped and listed in
+Files are checked on the workers with the same decoder the model uses (tf.io.decode_image; for
+audio, the WAV header). Bad files (empty, not an image or audio, corrupt, missing) are skipped and listed in
 `<examples>/ingest_report.json` (`ImageExampleGen/stopped/<id>-ingest_report.json` when the run
 stops) and in the run report; with `bad_files: fail`, or when more
 than `max_bad_fraction` of the files are bad, the run stops. Paths that leave the root
@@ -37,9 +40,10 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from lamina import storage
+from lamina.components.audio_files import audio_features, check_audio_bytes
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.components.image_paths import resolve_inside
-from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.constants import AUDIO_EXTENSIONS, DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS
 from lamina.image_headers import ImageTooLarge, check_image, image_format
 
 REPORT_FILE = "ingest_report.json"
@@ -58,19 +62,19 @@ class ImageFile:
 @dataclasses.dataclass(frozen=True)
 class BadFile:
     path: str  # relative to the root when it is inside, else as written
-    problem: str  # empty | unsupported | corrupt | too_large | missing | unreadable | bad_name | outside_root | empty_class | bad_csv
+    problem: str  # empty | unsupported | corrupt | too_large | too_long | missing | unreadable | bad_name | outside_root | empty_class | bad_csv
     detail: str
 
 
 class BadInputFilesError(RuntimeError):
     """The input images failed the ingestion policy; `bad` lists every problem found."""
 
-    def __init__(self, bad: List[BadFile], total: int, reason: str, report_path: str = ""):
+    def __init__(self, bad: List[BadFile], total: int, reason: str, report_path: str = "", kind: str = "Image"):
         self.bad = bad
         self.total = total
         self.report_path = report_path
         self.report = ""  # the HTML run report, once the runner has written it
-        lines = [f"Image ingestion stopped the run: {reason}"]
+        lines = [f"{kind} ingestion stopped the run: {reason}"]
         lines += [f"  {b.path}: {b.problem}: {b.detail}" for b in bad[:20]]
         if len(bad) > 20:
             lines.append(f"  ... and {len(bad) - 20} more")
@@ -103,8 +107,9 @@ def _extension_problem(name: str, extensions: List[str]) -> Optional[str]:
     return None
 
 
-def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile], List[BadFile]]:
-    """Images under `<root>/<class>/`, and the problems found while listing.
+def list_image_folder(root: str, extensions: List[str], noun: str = "images"
+                      ) -> Tuple[List[ImageFile], List[BadFile]]:
+    """Files (`noun`: images, audio files) under `<root>/<class>/`, and the problems found while listing.
 
     Hidden files and folders (starting with '.') are ignored.
     """
@@ -120,7 +125,7 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
             bad.append(BadFile(entry, "outside_root", f"links to {storage.resolve(path)}, outside the data root {root}"))
             continue
         if not storage.isdir(path):
-            bad.append(BadFile(entry, "unsupported", "a file directly in the data root; images go in one folder per class"))
+            bad.append(BadFile(entry, "unsupported", f"a file directly in the data root; {noun} go in one folder per class"))
             continue
         count = 0
         for name in sorted(storage.listdir(path)):
@@ -136,7 +141,7 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
                                    f"links to {storage.resolve(file_path)}, outside the data root {root}"))
                 continue
             if storage.isdir(file_path):
-                bad.append(BadFile(rel, "unsupported", "a folder inside a class folder; class folders hold image files"))
+                bad.append(BadFile(rel, "unsupported", f"a folder inside a class folder; class folders hold {noun}"))
                 continue
             problem = _extension_problem(name, extensions)
             if problem:
@@ -145,7 +150,7 @@ def list_image_folder(root: str, extensions: List[str]) -> Tuple[List[ImageFile]
             files.append(ImageFile(file_path, rel, entry))
             count += 1
         if count == 0:
-            bad.append(BadFile(entry + "/", "empty_class", f"class folder {entry!r} has no images; add images or remove it"))
+            bad.append(BadFile(entry + "/", "empty_class", f"class folder {entry!r} has no {noun}; add {noun} or remove it"))
     return files, bad
 
 
@@ -219,12 +224,23 @@ def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 class _ReadImage(beam.DoFn):
-    """ImageFile -> tf.Example, or a BadFile on the 'bad' output."""
+    """ImageFile (an image or an audio file, by `audio`) -> tf.Example, or a BadFile on the 'bad' output."""
 
-    def __init__(self, image_key: str, label_key: str, max_pixels: int):
+    def __init__(self, image_key: str, label_key: str, max_pixels: int, audio: bool = False,
+                 max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS):
         self.image_key = image_key
         self.label_key = label_key
         self.max_pixels = max_pixels
+        self.audio = audio
+        self.max_seconds = max_seconds
+
+    def _check(self, data: bytes):
+        """(the bytes to keep, {feature: number} beside them, None) or (None, None, problem)."""
+        if self.audio:
+            wav, info, problem = check_audio_bytes(data, self.max_seconds)
+            return wav, (audio_features(info) if info else None), problem
+        size, problem = check_image_bytes(data, self.max_pixels)
+        return data, ({"image_height": size[0], "image_width": size[1]} if size else None), problem
 
     def process(self, item: ImageFile):
         import tensorflow as tf
@@ -235,7 +251,7 @@ class _ReadImage(beam.DoFn):
         except (OSError, tf.errors.OpError) as e:
             yield beam.pvalue.TaggedOutput("bad", BadFile(item.relpath, "unreadable", str(e)))
             return
-        size, problem = check_image_bytes(data, self.max_pixels)
+        data, numbers, problem = self._check(data)
         if problem:
             yield beam.pvalue.TaggedOutput("bad", BadFile(item.relpath, *problem))
             return
@@ -243,18 +259,20 @@ class _ReadImage(beam.DoFn):
             self.image_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
             self.label_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.label.encode("utf-8")])),
             "source_path": tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.relpath.encode("utf-8")])),
-            "image_height": tf.train.Feature(int64_list=tf.train.Int64List(value=[size[0]])),
-            "image_width": tf.train.Feature(int64_list=tf.train.Int64List(value=[size[1]])),
         }
+        for key, number in numbers.items():
+            feature[key] = (tf.train.Feature(float_list=tf.train.FloatList(value=[number])) if isinstance(number, float)
+                            else tf.train.Feature(int64_list=tf.train.Int64List(value=[number])))
         yield tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 @beam.ptransform_fn
 def _ImagesToExamples(pipeline, files: List[ImageFile], image_key: str, label_key: str, bad_prefix: str,  # pylint: disable=invalid-name
-                      max_pixels: int):
+                      max_pixels: int, audio: bool = False, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS):
+    read = _ReadImage(image_key, label_key, max_pixels, audio, max_seconds)
     results = (pipeline
                | "ListedFiles" >> beam.Create(files, reshuffle=True)
-               | "ReadAndCheck" >> beam.ParDo(_ReadImage(image_key, label_key, max_pixels)).with_outputs("bad", main="examples"))
+               | "ReadAndCheck" >> beam.ParDo(read).with_outputs("bad", main="examples"))
     _ = (results.bad
          | "BadToJson" >> beam.Map(lambda b: json.dumps(dataclasses.asdict(b), sort_keys=True))
          | "WriteBad" >> beam.io.WriteToText(bad_prefix, file_name_suffix=".jsonl"))
@@ -280,19 +298,21 @@ def settings_from_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
-def enforce_policy(bad: List[BadFile], total: int, bad_files: str, max_bad_fraction: float) -> Optional[str]:
+def enforce_policy(bad: List[BadFile], total: int, bad_files: str, max_bad_fraction: float,
+                   audio: bool = False) -> Optional[str]:
     """Why the run must stop, or None. `total` counts every file listed, good or bad."""
+    section = "data.audio" if audio else "data.images"
     structural = [b for b in bad if b.problem in STRUCTURAL]
     if structural:
         kinds = sorted({b.problem for b in structural})
         return f"{len(structural)} problem(s) that always stop the run ({', '.join(kinds)})."
     if total == 0:
-        return "no image files found."
+        return f"no {'audio' if audio else 'image'} files found."
     if bad and bad_files == "fail":
-        return f"{len(bad)} of {total} files are bad and data.images.bad_files is 'fail'."
+        return f"{len(bad)} of {total} files are bad and {section}.bad_files is 'fail'."
     if bad and len(bad) / total > max_bad_fraction:
         return (f"{len(bad)} of {total} files are bad ({len(bad) / total:.1%}), more than "
-                f"data.images.max_bad_fraction {max_bad_fraction:.1%}.")
+                f"{section}.max_bad_fraction {max_bad_fraction:.1%}.")
     return None
 
 
@@ -309,7 +329,8 @@ class Executor(BoundedMemoryExecutor):
         def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
             s = settings_from_config(exec_properties)
             return _ImagesToExamples(self._files, s["image_key"], s["label_key"], self._bad_prefix,  # pylint: disable=no-value-for-parameter
-                                     s.get("max_pixels", DEFAULT_MAX_IMAGE_PIXELS))
+                                     s.get("max_pixels", DEFAULT_MAX_IMAGE_PIXELS), s["format"] == "audio_folder",
+                                     s.get("max_seconds", DEFAULT_MAX_AUDIO_SECONDS))
         return to_examples
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
@@ -318,24 +339,26 @@ class Executor(BoundedMemoryExecutor):
         root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         report_path = os.path.join(examples.uri, REPORT_FILE)
         self._bad_prefix = os.path.join(examples.uri, "ingest", _BAD_PREFIX)
-        if s["format"] == "image_folder":
-            self._files, bad = list_image_folder(root, s["extensions"])
+        audio = s["format"] == "audio_folder"
+        if s["format"] in ("image_folder", "audio_folder"):
+            self._files, bad = list_image_folder(root, s["extensions"], "audio files" if audio else "images")
         else:
             self._files, bad = list_image_csv(os.path.join(root, s["csv_file"]), s["image_key"], s["label_key"],
                                               s["extensions"])
         total = len(self._files) + len(bad)
-        reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"])
+        reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"], audio)
         if reason is None and self._files:
             self._expected_examples = len(self._files)
             super().Do(input_dict, output_dict, exec_properties)
             bad = bad + self._read_bad_files()
-            reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"])
+            reason = enforce_policy(bad, total, s["bad_files"], s["max_bad_fraction"], audio)
         classes: Dict[str, int] = {}
         good = {f.relpath for f in self._files} - {b.path for b in bad}
         for f in self._files:
             if f.relpath in good:
                 classes[f.label] = classes.get(f.label, 0) + 1
-        report = {"root": root, "files": total, "examples": len(good), "bad": len(bad),
+        report = {"root": root, "media": "audio" if audio else "images", "files": total, "examples": len(good),
+                  "bad": len(bad),
                   "classes": dict(sorted(classes.items())), "stopped": reason,
                   "bad_files": [dataclasses.asdict(b) for b in sorted(bad, key=lambda b: b.path)]}
         if reason:
@@ -344,7 +367,8 @@ class Executor(BoundedMemoryExecutor):
                                        f"{posixpath.basename(examples.uri)}-{REPORT_FILE}")
         storage.write_json(report_path, report)
         if reason:
-            raise BadInputFilesError(sorted(bad, key=lambda b: b.path), total, reason, report_path)
+            raise BadInputFilesError(sorted(bad, key=lambda b: b.path), total, reason, report_path,
+                                     "Audio" if audio else "Image")
 
     def _read_bad_files(self) -> List[BadFile]:
         import tensorflow as tf
@@ -357,14 +381,16 @@ class Executor(BoundedMemoryExecutor):
 
 
 class ImageExampleGen(FileBasedExampleGen):
-    """Images in class folders, or listed in a CSV, to split tf.Example TFRecords.
+    """Images in class folders or listed in a CSV, or audio files in class folders, to split tf.Example
+    TFRecords.
 
     Args:
       root: the data root (the class folders' parent, or the CSV's folder).
-      format: 'image_folder' or 'image_csv'.
+      format: 'image_folder', 'image_csv' or 'audio_folder'.
       image_key / label_key: feature names for the encoded bytes and the label (and the CSV's columns).
       csv_file: the CSV's file name in `root` (image_csv only).
-      bad_files, max_bad_fraction, extensions, max_pixels: the ingestion policy (see the module docstring).
+      bad_files, max_bad_fraction, extensions, max_pixels, max_seconds: the ingestion policy (see the
+        module docstring); max_seconds is for audio, max_pixels for images.
       output_config: the split, which should partition by `source_path`.
     """
 
@@ -373,14 +399,15 @@ class ImageExampleGen(FileBasedExampleGen):
     def __init__(self, root: str, format: str, image_key: str, label_key: str,  # pylint: disable=redefined-builtin
                  output_config: example_gen_pb2.Output, csv_file: str = "", bad_files: str = "skip",
                  max_bad_fraction: float = 0.05, extensions: Optional[List[str]] = None,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
-        if format not in ("image_folder", "image_csv"):
-            raise ValueError(f"format must be 'image_folder' or 'image_csv'. Received: {format!r}")
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS):
+        if format not in ("image_folder", "image_csv", "audio_folder"):
+            raise ValueError(f"format must be 'image_folder', 'image_csv' or 'audio_folder'. Received: {format!r}")
         # The driver fingerprints what this pattern matches: every file one folder down, or the CSV.
-        pattern = "*/*" if format == "image_folder" else csv_file
+        pattern = csv_file if format == "image_csv" else "*/*"
+        default_extensions = AUDIO_EXTENSIONS if format == "audio_folder" else IMAGE_EXTENSIONS
         settings = {"format": format, "image_key": image_key, "label_key": label_key, "csv_file": csv_file,
                     "bad_files": bad_files, "max_bad_fraction": max_bad_fraction, "max_pixels": max_pixels,
-                    "extensions": list(extensions or [".png", ".jpg", ".jpeg", ".gif", ".bmp"])}
+                    "max_seconds": max_seconds, "extensions": list(extensions or default_extensions)}
         super().__init__(
             input_base=root,
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="images", pattern=pattern)]),

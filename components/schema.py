@@ -7,7 +7,7 @@ declarations over it: a `numeric` feature must be INT or FLOAT and a declared fe
 must be present. ExampleValidator then reports any violation as an anomaly.
 
 Image features must be bytes in every example and get an `image_domain` instead of an
-inferred string domain; `identifier` columns (an image's source path) keep no domain, so
+inferred string domain; audio features (WAV bytes) must be bytes in every example and keep no domain; `identifier` columns (an image's source path) keep no domain, so
 unseen values in the eval split are not anomalies.
 """
 
@@ -34,7 +34,7 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
 
     Args:
       schema: the inferred schema.
-      declared: feature name -> 'numeric' | 'categorical' | 'image' | 'text' | 'identifier' | None
+      declared: feature name -> 'numeric' | 'categorical' | 'image' | 'audio' | 'text' | 'identifier' | None
         (None: keep the inferred type).
       label: the label column, which must be present in every example.
       task: 'classification' or 'regression'; a regression label must be numeric.
@@ -51,10 +51,10 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
             feature = schema.feature.add(name=name)
             feature.type = schema_pb2.FLOAT if kind in ("numeric", "sequence") else schema_pb2.BYTES
             feature.presence.min_count = 1
-            feature.presence.min_fraction = 1.0 if name == label or kind == "image" else 0.0
+            feature.presence.min_fraction = 1.0 if name == label or kind in ("image", "audio") else 0.0
             by_name[name] = feature
             continue
-        if kind in ("image", "identifier", "text"):
+        if kind in ("image", "audio", "identifier", "text"):
             feature.ClearField("domain")
             feature.ClearField("string_domain")
             if kind == "text":
@@ -66,9 +66,10 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
                 feature.value_count.min = 1
                 feature.value_count.max = 1
                 feature.presence.min_fraction = 0.0
-            if kind == "image":
+            if kind in ("image", "audio"):
                 feature.type = schema_pb2.BYTES
-                feature.image_domain.SetInParent()
+                if kind == "image":
+                    feature.image_domain.SetInParent()
                 feature.presence.min_fraction = 1.0
                 feature.presence.min_count = 1
         if kind == "sequence":

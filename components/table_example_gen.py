@@ -36,14 +36,15 @@ from tfx.types import artifact_utils, standard_component_specs
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.cells import CsvInputError, is_missing_number, parse_number, parse_sequence
 from lamina import storage
-from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS, EXAMPLE_GEN_IDS
-from lamina.components.image_paths import image_cell_path
+from lamina.constants import DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS, EXAMPLE_GEN_IDS
+from lamina.components.image_paths import audio_cell_wav, image_cell_path
 from lamina.components.table_source import TablePolicy, TableScan, iter_records, scan_table
 from lamina.components.image_example_gen import settings_from_config, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"
-# floats: a sequence feature's list; image_file: a path whose file's bytes are written
-FLOAT, INT, BYTES, FLOATS, IMAGE_FILE = "float", "int", "bytes", "floats", "image_file"
+# floats: a sequence feature's list; image_file: a path whose file's bytes are written; audio_file: a
+# path whose file is written as WAV bytes
+FLOAT, INT, BYTES, FLOATS, IMAGE_FILE, AUDIO_FILE = "float", "int", "bytes", "floats", "image_file", "audio_file"
 
 
 def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy:
@@ -53,7 +54,9 @@ def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy
                      label=s["label"], max_missing_labels=float(s.get("max_missing_labels", 0.5)), profile=profile,
                      sequences=tuple(sorted((s.get("sequences") or {}).items())),
                      images=tuple(s.get("images") or ()), image_root=s.get("image_root", ""),
-                     max_pixels=int(s.get("max_pixels") or DEFAULT_MAX_IMAGE_PIXELS))
+                     max_pixels=int(s.get("max_pixels") or DEFAULT_MAX_IMAGE_PIXELS),
+                     audio=tuple(s.get("audio") or ()),
+                     max_seconds=float(s.get("max_seconds") or DEFAULT_MAX_AUDIO_SECONDS))
 
 
 def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str]]], label: str, task: str,
@@ -84,6 +87,8 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
             types[name] = FLOATS
         elif kind == "image":
             types[name] = IMAGE_FILE
+        elif kind == "audio":
+            types[name] = AUDIO_FILE
         elif name == label:
             types[name] = FLOAT if task == "regression" and numbers else BYTES
         elif kind in ("categorical",) or name in exclude:
@@ -96,12 +101,13 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
 
 
 def record_to_example(record: Dict[str, str], types: Dict[str, str],
-                      delimiters: Optional[Dict[str, str]] = None, image_root: str = ""):
+                      delimiters: Optional[Dict[str, str]] = None, image_root: str = "",
+                      max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS):
     """One row's cells -> tf.Example; a blank (or, in a number column, 'NA'-like) cell is left out.
 
     A sequence cell becomes a float list of its values (NaN where a value is missing), split by
     `delimiters[name]` (default: any of SEQUENCE_SEPARATORS). An image cell's file (a path relative
-    to `image_root`, checked by the scan) becomes its encoded bytes.
+    to `image_root`, checked by the scan) becomes its encoded bytes; an audio cell's file, its WAV bytes.
     """
     import tensorflow as tf
 
@@ -115,6 +121,12 @@ def record_to_example(record: Dict[str, str], types: Dict[str, str],
                 raise CsvInputError(f"image column {name!r}: {problem}")
             with storage.open_binary(path) as f:
                 feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f.read()]))
+            continue
+        if kind == AUDIO_FILE:
+            wav, problem = audio_cell_wav(cell, image_root, f"column {name!r}", max_seconds)
+            if wav is None:
+                raise CsvInputError(f"audio column {name!r}: {problem}")
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[wav]))
             continue
         if kind == FLOATS:
             values = parse_sequence(cell, (delimiters or {}).get(name) or None)
@@ -151,7 +163,7 @@ class ReadTable(beam.DoFn):
         delimiters = dict(self.policy.sequences)
         for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding,
                                       policy=self.policy):
-            yield record_to_example(record, self.types, delimiters, self.policy.image_root)
+            yield record_to_example(record, self.types, delimiters, self.policy.image_root, self.policy.max_seconds)
             self._done += 1
             if not self._done % 1000:
                 self._progress.update(self._done)
@@ -230,6 +242,8 @@ class TableExampleGen(FileBasedExampleGen):
       sequences: the sequence features' cell delimiters by column name ('' for the default).
       images: the image features: columns of image file paths relative to the table's folder (the data root).
       max_pixels: the most pixels an image may declare (data.images.max_pixels).
+      audio: the audio features: columns of audio file paths relative to the table's folder.
+      max_seconds: the most seconds a WAV file may declare (data.audio.max_seconds).
       delimiter, encoding, bad_rows, max_bad_rows, max_missing_labels: the spec's data section.
       output_config: the split.
     """
@@ -242,13 +256,15 @@ class TableExampleGen(FileBasedExampleGen):
                  exclude: Optional[List[str]] = None, delimiter: Optional[str] = None, encoding: str = "utf-8",
                  bad_rows: str = "fail", max_bad_rows: float = 0.01, max_missing_labels: float = 0.5,
                  sequences: Optional[Dict[str, str]] = None, images: Optional[List[str]] = None,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, audio: Optional[List[str]] = None,
+                 max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS):
         if format not in EXAMPLE_GEN_IDS:
             raise ValueError(f"format must be one of {sorted(EXAMPLE_GEN_IDS)}. Received: {format!r}")
         settings = {"pattern": pattern, "format": format, "label": label, "task": task, "features": features,
                     "exclude": list(exclude or []), "delimiter": delimiter or "", "encoding": encoding,
                     "bad_rows": bad_rows, "max_bad_rows": max_bad_rows, "max_missing_labels": max_missing_labels,
-                    "sequences": dict(sequences or {}), "images": list(images or []), "max_pixels": max_pixels}
+                    "sequences": dict(sequences or {}), "images": list(images or []), "max_pixels": max_pixels,
+                    "audio": list(audio or []), "max_seconds": max_seconds}
         super().__init__(
             input_base=input_base,
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="data", pattern=pattern)]),

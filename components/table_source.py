@@ -22,10 +22,10 @@ import dataclasses
 import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from lamina.components.image_paths import image_cell_problem
+from lamina.components.image_paths import audio_cell_wav, image_cell_problem
 from lamina.cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS, PLAIN_NUMBER,
                           CsvInputError, check_encoding, date_layout, parse_number, parse_sequence)
-from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS
+from lamina.constants import DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS
 from lamina.tables import ROW_SOURCES, Row, TableOptions
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
@@ -180,6 +180,10 @@ class TablePolicy(TableOptions):
     images: Tuple[str, ...] = ()
     image_root: str = ""
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    # Audio features: columns of audio file paths, under the same rule; a file that is not usable audio
+    # (lamina.components.audio_files) makes a bad row.
+    audio: Tuple[str, ...] = ()
+    max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
 
 
 
@@ -227,12 +231,19 @@ def _checked_rows(source, path: str, dialect: str, names: List[str], policy: Tab
     image file, becomes a bad row."""
     sequences = [(names.index(n), n, d or None) for n, d in policy.sequences if n in names]
     images = [(names.index(n), n) for n in policy.images if n in names]
+    audio = [(names.index(n), n) for n in policy.audio if n in names]
     for line, cells, problem in source.rows(path, dialect, names, policy.encoding):
         for at, name in images if cells is not None else ():
             found = image_cell_problem(cells[at], policy.image_root, f"{path}, line {line}, column {name!r}",
                                        policy.max_pixels)
             if found:
                 cells, problem = None, f"image column {name!r}: {found}"
+                break
+        for at, name in audio if cells is not None else ():
+            _, found = audio_cell_wav(cells[at], policy.image_root, f"{path}, line {line}, column {name!r}",
+                                      policy.max_seconds)
+            if found:
+                cells, problem = None, f"audio column {name!r}: {found}"
                 break
         if cells is not None:
             for at, name, delimiter in sequences:

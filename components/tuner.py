@@ -3,7 +3,8 @@
 The search itself is TFX's (`tfx.components.tuner.executor.search` calls `tuner_fn`, then the
 tuner's `search`), and so is the `best_hyperparameters` artifact the Trainer consumes. The
 executor adds `trials.json` to the `tuner_results` artifact: each trial's values, its metric
-after every epoch, whether it was pruned, and the best trial (models.tuning.SpecTuner.summary).
+after every epoch, whether it was pruned, and the best trial (models.tuning.SpecTuner.summary);
+and `tensorboard/`, the same trials for TensorBoard's HParams dashboard (models.tensorboard).
 """
 
 import os
@@ -14,6 +15,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 
 from lamina import storage
+from lamina.models.tensorboard import HPARAMS_DIR, write_hparams
 from lamina.models.tuning import TRIALS_FILE
 
 
@@ -23,7 +25,9 @@ class Executor(tuner_executor.Executor):
         tuner_executor.write_best_hyperparameters(tuner, output_dict)
         if hasattr(tuner, "summary"):
             folder = artifact_utils.get_single_uri(output_dict[standard_component_specs.TUNER_RESULTS_KEY])
-            storage.write_json(os.path.join(folder, TRIALS_FILE), tuner.summary())
+            summary = tuner.summary()
+            storage.write_json(os.path.join(folder, TRIALS_FILE), summary)
+            write_hparams(os.path.join(folder, HPARAMS_DIR), summary)
 
 
 class SpecTunerComponent(Tuner):

@@ -15,6 +15,8 @@ REST_PORT = 8501
 LOOPBACK = "127.0.0.1"
 DEFAULT_GRPC_TARGET = f"{LOOPBACK}:{GRPC_PORT}"
 DEFAULT_REST_URL = f"http://{LOOPBACK}:{REST_PORT}"
+# TensorBoard's default port; `lamina tensorboard` serves a run's logs there, on loopback.
+TENSORBOARD_PORT = 6006
 
 # Signature keys. `serving_default` is TF Serving's default; `serving_raw` is Lamina's
 # one-tensor-per-feature signature (lamina.models.export).
@@ -44,6 +46,9 @@ DEFAULT_MAX_HEAD_BYTES = 64 * 1024  # an HTTP request line and its headers
 # Pixels an encoded image may declare in its header, at ingest and in `lamina serve`: far above what
 # the image encoders resize to, far below a decompression bomb.
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+# Seconds a WAV file may declare in its header, at ingest and in `lamina serve`: checked before any
+# sample is read, so a small file claiming hours is refused without allocating them.
+DEFAULT_MAX_AUDIO_SECONDS = 600.0
 
 # -- Files and formats ---------------------------------------------------------------------------
 
@@ -52,11 +57,14 @@ METADATA_FILE = "metadata.sqlite"
 
 TABLE_FORMATS = ("csv", "jsonl", "parquet", "tfrecord")
 IMAGE_FORMATS = ("image_folder", "image_csv")
+AUDIO_FORMATS = ("audio_folder",)
 # File endings that say a table's format when the spec (or `lamina predict`) does not; anything else
 # is read as CSV. The one table every reader of a user's file looks the format up in.
 FORMAT_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".tfrecord": "tfrecord",
                      ".tfrecords": "tfrecord", ".tfrecord.gz": "tfrecord", ".tfrecords.gz": "tfrecord"}
 IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".gif", ".bmp"]
+# Audio files ingestion and `lamina predict` take; all but .wav are turned into WAV by soundfile.
+AUDIO_EXTENSIONS = [".wav", ".flac", ".ogg", ".oga", ".opus"]
 
 
 def table_format_of(path: str, default: str = "csv") -> str:

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from lamina.cells import (SNIFF_BYTES, CsvInputError, clean_header, is_missing_number, parse_number, parse_sequence,
                           sniff_delimiter)
-from lamina.constants import IMAGE_EXTENSIONS, table_format_of
+from lamina.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, table_format_of
 from lamina.tables import ROW_SOURCES, TableOptions
 
 
@@ -88,22 +88,36 @@ def is_image_path(path: str) -> bool:
     return path.lower().endswith(tuple(IMAGE_EXTENSIONS))
 
 
+def is_audio_path(path: str) -> bool:
+    return path.lower().endswith(tuple(AUDIO_EXTENSIONS))
+
+
 def read_image_rows(paths: Sequence[str], inputs: Dict[str, int]) -> List[Dict[str, object]]:
-    """One row per image file: its bytes under the model's one string input (an image model's)."""
+    """One row per image or audio file: its bytes under the model's one string input (an image or audio
+    model's). FLAC and Ogg files are sent as WAV (the served model decodes WAV), turned by soundfile."""
+    from lamina.audio_headers import to_wav
+
     strings = [k for k, v in inputs.items() if v == tf.string.as_datatype_enum]
     if len(strings) != 1 or len(inputs) != 1:
-        raise RowError(f"image files need a model with one image input; this one takes "
+        raise RowError(f"image and audio files need a model with one image or audio input; this one takes "
                        f"{', '.join(f'{k} ({tf.dtypes.as_dtype(v).name})' for k, v in inputs.items())}.")
     rows = []
     for path in paths:
         with open(path, "rb") as f:
-            rows.append({strings[0]: f.read()})
+            data = f.read()
+        if is_audio_path(path):
+            try:
+                data = to_wav(data, path)
+            except ValueError as e:
+                raise RowError(str(e)) from None
+        rows.append({strings[0]: data})
     return rows
 
 
 def read_image_cells(rows: List[Dict[str, object]], base_dir: str, inputs: Dict[str, int]) -> List[Dict[str, object]]:
-    """Rows whose string cells naming an image file (.png, .jpg, ...; relative to `base_dir`, the rows
-    file's folder) hold that file's bytes instead: a multimodal model's image inputs, from a CSV.
+    """Rows whose string cells naming an image or audio file (.png, .jpg, .wav, .ogg, ...; relative to
+    `base_dir`, the rows file's folder) hold that file's bytes instead (audio as WAV): a multimodal
+    model's image and audio inputs, from a CSV.
 
     A cell that looks like such a path (one word ending in an image extension) whose file is missing
     raises RowError naming the row, the feature and where it looked.
@@ -114,15 +128,22 @@ def read_image_cells(rows: List[Dict[str, object]], base_dir: str, inputs: Dict[
         row = dict(row)
         for name in strings:
             value = row.get(name)
-            if not isinstance(value, str) or not is_image_path(value.strip()):
+            if not isinstance(value, str) or not (is_image_path(value.strip()) or is_audio_path(value.strip())):
                 continue
             path = os.path.join(base_dir, os.path.expanduser(value.strip()))
             if os.path.isfile(path):
                 with open(path, "rb") as f:
                     row[name] = f.read()
+                if is_audio_path(path):
+                    from lamina.audio_headers import to_wav
+
+                    try:
+                        row[name] = to_wav(row[name], path)
+                    except ValueError as e:
+                        raise RowError(f"row {n}: feature {name!r}: {e}") from None
             elif not any(c.isspace() for c in value.strip()):
-                raise RowError(f"row {n}: feature {name!r} names the image file {value.strip()!r}, and there is no "
-                               f"{path}; image paths are relative to the rows file's folder.")
+                raise RowError(f"row {n}: feature {name!r} names the file {value.strip()!r}, and there is no "
+                               f"{path}; image and audio paths are relative to the rows file's folder.")
         out.append(row)
     return out
 

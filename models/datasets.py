@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 import tensorflow as tf
 
 from lamina.models.export import model_inputs
-from lamina.models.features import label_key as features_label_key, IMAGE, TEXT, FeatureInfo
+from lamina.models.features import label_key as features_label_key, AUDIO, IMAGE, TEXT, FeatureInfo
 from lamina.spec import Spec
 
 # Decoded examples are cached in memory when they take at most this much (LAMINA_CACHE_MB overrides).
@@ -118,7 +118,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         ds = ds.enumerate().filter(keep).map(lambda i, record: record)
     if shuffle and not cache:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    if not cache and not any(f.kind == IMAGE for f in features):
+    if not cache and not any(f.kind in (IMAGE, AUDIO) for f in features):
         # Read from disk every epoch: a batch of records parsed at once (parse_example), several
         # times faster per example than one parse per record (benchmarks/scale.py).
         if shard:

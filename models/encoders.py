@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional
 import keras
 
 from lamina.models.features import SEQUENCE, FeatureInfo
-from lamina.spec import (ENCODERS, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
+from lamina.spec import (ENCODERS, AudioEncoder, BertEncoder, CalendarEncoder, CategoricalEncoder, EncoderConfig, ImageEncoder,
                          NumericEncoder, SequenceEncoder, TransformerEncoder, encoder_names)
 
 
@@ -31,6 +31,12 @@ def _image(feature: FeatureInfo, config: ImageEncoder, base_dir, seed) -> keras.
     from lamina.models.images import build_image_encoder
 
     return build_image_encoder(feature.key, feature.shape, config, base_dir=base_dir, seed=seed)
+
+
+def _audio(feature: FeatureInfo, config: AudioEncoder, base_dir, seed) -> keras.layers.Layer:
+    from lamina.models.audio import build_audio_encoder
+
+    return build_audio_encoder(feature.key, config, base_dir=base_dir, seed=seed)
 
 
 def _text(feature: FeatureInfo, config, base_dir, seed) -> keras.layers.Layer:
@@ -66,6 +72,7 @@ ENCODER_BUILDERS: Dict[type, Callable] = {
     TransformerEncoder: _text,
     CalendarEncoder: _calendar,
     SequenceEncoder: _sequence,
+    AudioEncoder: _audio,
 }
 _unbuilt = [cls.__name__ for cls in ENCODERS if cls not in ENCODER_BUILDERS]
 if _unbuilt:  # fails at import, not halfway through a training run

@@ -19,11 +19,12 @@ import dataclasses
 import os
 from typing import Dict, List, Optional
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from lamina.constants import DEFAULT_SIGNATURE, RAW_SIGNATURE
-from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo
+from lamina.models.features import AUDIO, IMAGE, SEQUENCE, TEXT, FeatureInfo
 
 
 COMPLETENESS_TARGET = 0.005  # attributions add up to f(x) - f(baseline) within 0.5%
@@ -58,7 +59,7 @@ def explained_layers(model, features: List[FeatureInfo]) -> Dict[str, object]:
     backbone = model.get_layer("backbone")
     out = {}
     for f in features:
-        if f.kind in (IMAGE, SEQUENCE):
+        if f.kind in (IMAGE, SEQUENCE, AUDIO):
             continue
         if f.kind == TEXT:
             encoder = next(l for l in _walk(backbone) if isinstance(l, TextEncoder) and l.name.startswith(f"{f.key}_"))
@@ -158,15 +159,45 @@ def integrated_gradients(model, inputs: Dict[str, np.ndarray], features: List[Fe
     return Attributions(values, targets, ends["input"], ends["baseline"])
 
 
+def _encoder(model, feature: FeatureInfo):
+    """The feature's encoder model inside `model` (named `<feature key>_encoder`)."""
+    found = next((l for l in _walk(model) if isinstance(l, keras.Model) and l.name == f"{feature.key}_encoder"), None)
+    if found is None:
+        raise ValueError(f"no encoder for feature {feature.name!r}")
+    return found
+
+
 def last_conv_layer(model, feature: FeatureInfo):
-    """The image encoder's last layer with a 4-D (batch, height, width, channels) output."""
+    """The image encoder's (or an audio encoder's) last layer with a 4-D (batch, height, width, channels)
+    output: the ResNet backbone's, or audio_cnn's last block."""
     from lamina.models.images import backbone_feature, image_backbones
 
     backbone = next((b for b in image_backbones(model) if backbone_feature(b, [feature.name]) == feature.name), None)
+    if backbone is None and feature.kind == AUDIO:
+        backbone = _encoder(model, feature)
     if backbone is None:
         raise ValueError(f"no image backbone for feature {feature.name!r}")
     convs = [l for l in backbone.layers if len(getattr(l, "output").shape) == 4]
     return convs[-1]
+
+
+def spectrogram_pictures(model, feature: FeatureInfo, waveforms: np.ndarray) -> np.ndarray:
+    """[n, H, W, 3] pixels in [0, 255] of what an audio encoder looks at, frequency up and time across:
+    its spectrogram image (audio_resnet), or its log-mel spectrogram as grey pixels (audio_cnn)."""
+    from lamina.models.audio import LogMelSpectrogram, SpectrogramImage
+
+    encoder = _encoder(model, feature)
+    image = next((l for l in encoder.layers if isinstance(l, SpectrogramImage)), None)
+    if image is not None:
+        return keras.Model(encoder.input, image.output)(tf.constant(waveforms)).numpy()
+    spectrogram = next(l for l in encoder.layers if isinstance(l, LogMelSpectrogram))
+    frames, bins = spectrogram.output.shape[1:]
+    return SpectrogramImage([bins, frames])(spectrogram(tf.constant(waveforms))).numpy()
+
+
+def _spectrogram_orientation(cam: tf.Tensor, feature: FeatureInfo, size) -> tf.Tensor:
+    """audio_cnn's activations run (time, frequency): as a picture, frequency up and time across."""
+    return tf.reverse(tf.transpose(cam, [0, 2, 1, 3]), [1]) if feature.kind == AUDIO and size is None else cam
 
 
 def grad_cam(model, inputs: Dict[str, np.ndarray], feature: FeatureInfo, task: str,
@@ -189,7 +220,16 @@ def grad_cam(model, inputs: Dict[str, np.ndarray], feature: FeatureInfo, task: s
     grads = tf.cast(tape.gradient(scores, store["activations"]), tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[..., None]
-    cam = tf.image.resize(cam, feature.image_size)[..., 0].numpy()
+    if feature.kind == AUDIO:  # at the size of the picture spectrogram_pictures draws
+        from lamina.models.audio import SpectrogramImage
+
+        encoder = _encoder(model, feature)
+        image = next((l for l in encoder.layers if isinstance(l, SpectrogramImage)), None)
+        cam = _spectrogram_orientation(cam, feature, image and image.image_size)
+        size = image.image_size if image else spectrogram_pictures(model, feature, inputs[feature.key][:1]).shape[1:3]
+    else:
+        size = feature.image_size
+    cam = tf.image.resize(cam, size)[..., 0].numpy()
     peak = cam.reshape(cam.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
     return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0), targets, scores.numpy()
 
@@ -262,7 +302,7 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
         examples.append(row)
     record = {"task": task, "examples": examples, "tabular": None, "text": {}, "_heatmaps": {}}
     # Images get Grad-CAM; a sequence's NaN padding has no straight path from a baseline, so it gets none.
-    attributed = [f for f in features if f.kind not in (IMAGE, SEQUENCE)]
+    attributed = [f for f in features if f.kind not in (IMAGE, SEQUENCE, AUDIO)]
     if attributed:
         targets = predicted.astype(np.int64) if task == "classification" else None
         # A sharp model (ReLUs, a large learning rate) needs a finer path: tabular models double the steps
@@ -298,9 +338,11 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
                              "attributions": [float(a) for a in ig.values[f.key][i][keep]]})
             record["text"][f.name] = rows
     for f in features:
-        if f.kind == IMAGE:
+        if f.kind in (IMAGE, AUDIO):
             targets = predicted.astype(np.int64) if task == "classification" else None
             record["_heatmaps"][f.key] = grad_cam(model, inputs, f, task, targets)[0]
+            if f.kind == AUDIO:  # drawn over the spectrogram the encoder looks at
+                record.setdefault("_pictures", {})[f.key] = spectrogram_pictures(model, f, inputs[f.key])
     return record
 
 
@@ -311,6 +353,7 @@ def write_explanations(record: dict, inputs: Dict[str, np.ndarray], features: Li
 
     tf.io.gfile.makedirs(out_dir)
     heatmaps = record.pop("_heatmaps", {})
+    pictures = record.pop("_pictures", {})
     images = []
     for f in features:
         if f.key not in heatmaps:
@@ -322,7 +365,7 @@ def write_explanations(record: dict, inputs: Dict[str, np.ndarray], features: Li
                     + f"as_{_slug(str(example['predicted']))}")
             path = f"{GRADCAM_DIR}/{_slug(f.name)}_{stem}.png"
             with tf.io.gfile.GFile(os.path.join(out_dir, path), "wb") as fh:
-                fh.write(overlay_png(np.asarray(inputs[f.key][i]), heat))
+                fh.write(overlay_png(np.asarray(pictures[f.key][i] if f.key in pictures else inputs[f.key][i]), heat))
             images.append({"feature": f.name, "file": path, "example": i})
     record["images"] = images
     if record.get("text"):

@@ -8,6 +8,8 @@ Signatures:
                       symbols and any script included) -> the same predictions.
                       Missing values: NaN for floats, '' for strings. An image feature takes
                       the encoded JPEG/PNG/GIF/BMP bytes; decoding and resizing happen here.
+                      An audio feature takes a WAV file's bytes; decoding, mono mixdown and
+                      resampling happen here (lamina.models.audio).
                       A text feature takes UTF-8 strings; WordPiece tokenization happens here.
                       A sequence feature takes [batch, length] float32, each row's values
                       followed by NaN up to the longest row's length (ragged lists, padded).
@@ -32,7 +34,8 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from lamina.models.features import IMAGE, SEQUENCE, TEXT, FeatureInfo, label_vocabulary, safe_name
+from lamina.models.audio import decode_wav, decode_wavs
+from lamina.models.features import AUDIO, IMAGE, SEQUENCE, TEXT, FeatureInfo, label_vocabulary, safe_name
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                                   save_backbone)
 from lamina.spec import Spec
@@ -59,6 +62,9 @@ def model_inputs(transformed: Dict[str, tf.Tensor], features: List[FeatureInfo],
         value = transformed[f.transformed_key]
         if f.kind == IMAGE:
             out[f.key] = (decode_images if batched else decode_image)(value, f.image_size)
+        elif f.kind == AUDIO:
+            seconds = f.max_length / f.sample_rate
+            out[f.key] = (decode_wavs if batched else decode_wav)(value, f.sample_rate, seconds)
         elif f.kind == TEXT:
             out[f.key] = f.tokenizer()(value)
         else:
@@ -102,7 +108,7 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     feature_names = [f.name for f in features]
-    image_names = {f.name for f in features if f.kind == IMAGE}
+    image_names = {f.name for f in features if f.kind in (IMAGE, AUDIO)}
     serving_spec = {k: v for k, v in raw_spec.items() if k in feature_names}
     classes: Optional[List[str]] = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
 

@@ -7,7 +7,7 @@ rendering plus a short hash of the original, so two names that clean to the same
 apart. Transform writes each input feature under `transformed_name(name)` (`<safe name>_xf`), so the
 raw and the transformed value never shadow each other (TFMA slices on the raw one).
 Numeric features come out as z-scored float32, categorical ones as int64 vocabulary
-indices with a vocabulary file named after the feature, image features as the encoded
+indices with a vocabulary file named after the feature, image and audio features as the encoded
 bytes (decoding and resizing happen in tf.data and in the serving graph, not in Transform), text features as
 the raw UTF-8 string (tokenized by the model's WordPiece tokenizer, in tf.data and in the serving graph
 alike). The label comes out under `transformed_label_key(label)`.
@@ -28,6 +28,7 @@ IMAGE = FeatureType.IMAGE.value
 TEXT = FeatureType.TEXT.value
 DATE = FeatureType.DATE.value
 SEQUENCE = FeatureType.SEQUENCE.value
+AUDIO = FeatureType.AUDIO.value
 LABEL_VOCABULARY = "__label__"
 # Calendar parts that wrap around get a sine and a cosine beside their z-score.
 CYCLIC_PERIODS = {"month": 12, "day": 31, "day_of_week": 7, "hour": 24}
@@ -97,7 +98,8 @@ class FeatureInfo:
     image_size: tuple = ()  # image only: (height, width) the model takes
     vocabulary: str = ""  # text only: the WordPiece vocab file
     lowercase: bool = True  # text only
-    max_length: int = 0  # text: token ids per text; sequence: values per sequence
+    max_length: int = 0  # text: token ids per text; sequence: values per sequence; audio: samples per clip
+    sample_rate: int = 0  # audio only: the rate the model takes clips at
     width: int = 1  # date only: calendar values per example
     part: str = ""  # a derived input of the column, such as 'missing' (its 0/1 missing indicator)
 
@@ -121,7 +123,7 @@ class FeatureInfo:
             return (*self.image_size, 3)
         if self.kind == DATE:
             return (self.width,)
-        return (self.max_length,) if self.kind in (TEXT, SEQUENCE) else (1,)
+        return (self.max_length,) if self.kind in (TEXT, SEQUENCE, AUDIO) else (1,)
 
     def tokenizer(self):
         """Text only: the WordPiece tokenizer, shared by tf.data and the serving graph."""
@@ -188,6 +190,9 @@ def describe_transformed_features(spec: Spec, tf_transform_output,
             infos.append(FeatureInfo(name, IMAGE, image_size=tuple(spec.image_encoder(name).image_size)))
         elif kind == TEXT:
             infos.append(text_feature(spec, name, learned_vocabularies))
+        elif kind == AUDIO:
+            cfg = spec.audio_encoder(name)
+            infos.append(FeatureInfo(name, AUDIO, max_length=cfg.samples, sample_rate=cfg.sample_rate))
         elif kind == SEQUENCE:
             infos.append(FeatureInfo(name, SEQUENCE, max_length=spec.encoder_for(name, SEQUENCE).max_length))
         elif kind == DATE:

@@ -21,7 +21,7 @@ import tensorflow_transform as tft
 
 import math
 
-from lamina.models.features import (CATEGORICAL, CYCLIC_PERIODS, DATE, IMAGE, LABEL_VOCABULARY, MISSING_PART, NUMERIC,
+from lamina.models.features import (AUDIO, CATEGORICAL, CYCLIC_PERIODS, DATE, IMAGE, LABEL_VOCABULARY, MISSING_PART, NUMERIC,
                                     SEQUENCE, TEXT, input_feature_names, kind_from_dtype, transformed_label_key,
                                     transformed_name, vocabulary_name)
 from lamina.spec import Spec
@@ -215,7 +215,7 @@ def preprocessing_fn(inputs, custom_config):
                 outputs[transformed_name(name, MISSING_PART)] = _missing(x)
         elif kind == CATEGORICAL:
             outputs[transformed_name(name)] = _categorical(x, name, spec.encoder_for(name, CATEGORICAL))
-        elif kind in (IMAGE, TEXT):
+        elif kind in (IMAGE, TEXT, AUDIO):
             outputs[transformed_name(name)] = tf.identity(_to_dense(x, ""))
         elif kind == SEQUENCE:
             outputs[transformed_name(name)] = _sequence(x, spec.encoder_for(name, SEQUENCE).max_length)
@@ -225,7 +225,7 @@ def preprocessing_fn(inputs, custom_config):
             outputs[transformed_name(name)] = _date(x, f.format, spec.encoder_for(name, DATE).parts, reference)
         else:  # rejected by the spec already; kept as a guard for new feature types
             raise ValueError(f"feature {name!r}: type {kind!r} has no preprocessing; expected 'numeric', "
-                             f"'categorical', 'image', 'text', 'date' or 'sequence'.")
+                             f"'categorical', 'image', 'text', 'date', 'sequence' or 'audio'.")
 
     raw_label = inputs[spec.data.label]
     label = _to_dense(raw_label, "" if raw_label.dtype == tf.string else tf.cast(0, raw_label.dtype))

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from lamina.constants import DEFAULT_SIGNATURE
-from lamina.models.features import (CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name,
+from lamina.models.features import (AUDIO, CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name,
                                     vocabulary_name)
 
 FORMS = ("float", "dynamic_range", "int8")
@@ -202,6 +202,9 @@ def input_spec(features: List[FeatureInfo], tf_transform_output, out_dir: str, t
             entry.update({"vocabulary": local, "lowercase": f.lowercase, "max_length": f.max_length})
             entry["how"] = (f"WordPiece token ids (int32) from {local}: [CLS] tokens [SEP], cut and padded with "
                             f"the pad id to {f.max_length}; lowercase={f.lowercase}")
+        elif f.kind == AUDIO:
+            entry["how"] = (f"mono float32 samples in [-1, 1] at {f.sample_rate} Hz, the clip's first {f.max_length} "
+                            f"(zero-padded), as lamina.models.audio.decode_wav makes them from a WAV file")
         elif f.kind == SEQUENCE:
             entry["how"] = (f"the last {f.max_length} values, each z-scored as Lamina's Transform does "
                             f"(lamina.models.preprocessing.sequence_values), then NaN up to {f.max_length}")

@@ -182,8 +182,18 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     if not steps and spec.lr_schedule != "constant":
         batches = math.ceil(count_records(expand_file_patterns(train_files)) / batch)
     callbacks = []
+    board = spec.training.tensorboard
     if log_dir and chief:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+        profile = tuple(board.profile_batches) if board.profile_batches else 0
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", profile_batch=profile))
+        if board.histograms:
+            from lamina.models.finetune import training_phases
+            from lamina.models.tensorboard import NetworkHistograms
+
+            # Gradients on one fixed batch; the own loop's replicas keep theirs, so it writes weights only.
+            sample = None if own_loop else tuple(next(iter(train_ds.take(1))))[:2]
+            total = sum(p.epochs for p in training_phases(model, spec))
+            callbacks.append(NetworkHistograms(log_dir, total, board.max_layers, board.histogram_epochs, sample))
     positive = spec.evaluation.positive_class
     if classes and positive is not None:
         counts = label_counts(train_files, tf_transform_output, spec, len(classes))
@@ -226,6 +236,13 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                        {k: v.dtype.name for k, v in tf_transform_output.raw_feature_spec().items()})
         if log_dir:
             write_history(histories, os.path.join(log_dir, HISTORY_FILE))
+        if log_dir and board.projector and spec.task != "forecast":
+            from lamina.models.tensorboard import write_projector
+
+            sample_ds = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
+                                     shuffle=False)
+            write_projector(log_dir, exported, features, sample_ds, board.projector_samples, classes,
+                            tf_transform_output)
     if multi_worker:
         barrier(strategy)  # the other workers end when the chief's export is written
     shutil.rmtree(vocab_dir, ignore_errors=True)

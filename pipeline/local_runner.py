@@ -140,7 +140,7 @@ def prepare_spec(spec: Spec, stream: Optional[TextIO] = None) -> Spec:
     if problems:
         raise SpecError(problems)
     files = spec.check_data_exists()
-    if spec.data.is_images:
+    if spec.data.is_files:
         return spec
     profile = profile_data(spec, files)
     if stream is not None:

@@ -187,15 +187,15 @@ def example_gen(spec: Spec):
             input_base=input_base, pattern=pattern, windows=dataclasses.asdict(WindowSettings.from_spec(spec)),
             format=spec.data.format, delimiter=spec.data.delimiter or "", encoding=spec.data.encoding,
             bad_rows=spec.data.bad_rows, max_bad_rows=spec.data.max_bad_rows)
-    if spec.data.is_images:
-        images = spec.data.images
-        image_key = next(f.name for f in spec.data.features if f.type.value == "image")
-        folder = spec.data.format == "image_folder"
+    if spec.data.is_files:
+        policy = spec.data.audio if spec.data.is_audio else spec.data.images
+        folder = spec.data.format != "image_csv"
         return ImageExampleGen(
-            root=path if folder else os.path.dirname(path), format=spec.data.format, image_key=image_key,
-            label_key=spec.data.label, csv_file="" if folder else os.path.basename(path),
-            output_config=split_config(spec, SOURCE_PATH_KEY), bad_files=images.bad_files,
-            max_bad_fraction=images.max_bad_fraction, extensions=images.extensions, max_pixels=images.max_pixels)
+            root=path if folder else os.path.dirname(path), format=spec.data.format,
+            image_key=spec.data.file_feature, label_key=spec.data.label,
+            csv_file="" if folder else os.path.basename(path), output_config=split_config(spec, SOURCE_PATH_KEY),
+            bad_files=policy.bad_files, max_bad_fraction=policy.max_bad_fraction, extensions=policy.extensions,
+            max_pixels=spec.data.images.max_pixels, max_seconds=spec.data.audio.max_seconds)
     input_base, pattern = input_config(spec)
     data = spec.data
     return TableExampleGen(
@@ -204,7 +204,8 @@ def example_gen(spec: Spec):
         features=data.feature_types if data.features else None, exclude=data.exclude, delimiter=data.delimiter,
         encoding=data.encoding, bad_rows=data.bad_rows, max_bad_rows=data.max_bad_rows,
         max_missing_labels=data.max_missing_labels, sequences=data.sequence_delimiters,
-        images=[f.name for f in data.features or [] if f.type.value == "image"], max_pixels=data.images.max_pixels)
+        images=[f.name for f in data.features or [] if f.type.value == "image"], max_pixels=data.images.max_pixels,
+        audio=[f.name for f in data.features or [] if f.type.value == "audio"], max_seconds=data.audio.max_seconds)
 
 
 def create_pipeline(spec: Spec, metadata_connection_config=None,
@@ -222,7 +223,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         schema_gen = ImportSchemaGen(schema_file=spec.resolve(spec.data.schema_path))
     else:
         declared = dict(spec.data.feature_types)
-        if spec.data.is_images:
+        if spec.data.is_files:
             declared[SOURCE_PATH_KEY] = "identifier"
         if spec.task == "forecast":
             declared = forecast_declared_types(spec)

@@ -83,7 +83,9 @@ def policy(spec: Spec) -> TablePolicy:
                      label=d.label, max_missing_labels=d.max_missing_labels,
                      sequences=tuple(sorted(d.sequence_delimiters.items())),
                      images=tuple(f.name for f in d.features or [] if f.type is not None and f.type.value == "image"),
-                     image_root=os.path.dirname(spec.resolve(d.path)), max_pixels=d.images.max_pixels)
+                     image_root=os.path.dirname(spec.resolve(d.path)), max_pixels=d.images.max_pixels,
+                     audio=tuple(f.name for f in d.features or [] if f.type is not None and f.type.value == "audio"),
+                     max_seconds=d.audio.max_seconds)
 
 
 def _merged(scans: List[TableScan], name: str) -> ColumnStats:

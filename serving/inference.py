@@ -20,7 +20,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, predict_pb2, regression_pb2, status_pb2)
 
 from lamina.serving.batching import Batcher
-from lamina.constants import (DEFAULT_MAX_IMAGE_PIXELS, API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS,
+from lamina.audio_headers import check_wav, is_wav
+from lamina.constants import (DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS, API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS,
                               DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS, REGRESS_METHOD, WARMUP_FILE)
 from lamina.image_headers import check_image, image_format
 from lamina.serving.metrics import ServingMetrics
@@ -31,10 +32,12 @@ from lamina.serving.warmup import iter_warmup_requests
 
 @dataclasses.dataclass(frozen=True)
 class InputLimits:
-    """What one request may make the server allocate: tensor elements, and pixels per image."""
+    """What one request may make the server allocate: tensor elements, pixels per image, seconds per
+    WAV file."""
 
     max_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS  # over all input tensors of a request
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # per encoded image, read from its header
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS  # per WAV file, read from its header
 
 
 # The TensorProto field that carries each dtype's values when tensor_content is empty.
@@ -110,7 +113,7 @@ def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str,
             raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
                                    f"{spec.shape.as_list()} (None: any size).")
         if spec.dtype == tf.string:
-            check_images(key, value, limits.max_image_pixels, examples=list(expected) == ["inputs"])
+            check_files(key, value, limits, examples=list(expected) == ["inputs"])
         tensors[key] = tf.constant(value, dtype=spec.dtype)
     sizes = {k: int(t.shape[0]) for k, t in sorted(tensors.items()) if t.shape.rank}
     if len(set(sizes.values())) > 1:
@@ -118,28 +121,37 @@ def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str,
     return tensors
 
 
-def check_images(key: str, values: np.ndarray, max_pixels: int, examples: bool = False) -> None:
-    """Every encoded image in a string input (or, with `examples`, in the bytes features of serialized
-    tf.Examples) within `max_pixels`, read from its header before anything decodes it."""
+def check_file(data: bytes, limits: InputLimits, where: str) -> bool:
+    """Whether `data` is an encoded image or a WAV file, checked against `limits` from its header before
+    anything decodes it (ValueError naming `where` when it is over them or broken)."""
+    if image_format(data):
+        check_image(data, limits.max_image_pixels, where)
+        return True
+    if is_wav(data):
+        check_wav(data, limits.max_audio_seconds, where)
+        return True
+    return False
+
+
+def check_files(key: str, values: np.ndarray, limits: InputLimits, examples: bool = False) -> None:
+    """Every encoded image and WAV file in a string input (or, with `examples`, in the bytes features of
+    serialized tf.Examples) within `limits`."""
     for i, item in enumerate(np.reshape(values, [-1])):
         if not isinstance(item, bytes):
             continue
         try:
-            if image_format(item):
-                check_image(item, max_pixels, f"Input {key!r} element {i}")
-            elif examples:
-                check_example_images(tf.train.Example.FromString(item), max_pixels, f"Input {key!r} example {i}")
+            if not check_file(item, limits, f"Input {key!r} element {i}") and examples:
+                check_example_files(tf.train.Example.FromString(item), limits, f"Input {key!r} example {i}")
         except ValueError as e:
             raise invalid_argument(str(e)) from None
         except Exception:  # noqa: BLE001 - not an Example: the model's own parsing reports it
             continue
 
 
-def check_example_images(example, max_pixels: int, where: str) -> None:
+def check_example_files(example, limits: InputLimits, where: str) -> None:
     for name, feature in example.features.feature.items():
         for value in feature.bytes_list.value:
-            if image_format(value):
-                check_image(value, max_pixels, f"{where} feature {name!r}")
+            check_file(value, limits, f"{where} feature {name!r}")
 
 
 def _declared_size(key: str, proto, spec: tf.TensorSpec, signature: str) -> int:
@@ -211,9 +223,9 @@ def call_signature(fn, tensors: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in fn(**tensors).items()}
 
 
-def examples_from_input(request_input, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list:
+def examples_from_input(request_input, limits: InputLimits = InputLimits()) -> list:
     """Serialized tf.Examples from a Classify/Regress `Input`, context merged into each example,
-    every image in them within `max_image_pixels`."""
+    every image and WAV file in them within `limits`."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
         examples = list(request_input.example_list.examples)
@@ -231,7 +243,7 @@ def examples_from_input(request_input, max_image_pixels: int = DEFAULT_MAX_IMAGE
         raise invalid_argument("Input has no examples.")
     for n, example in enumerate(examples):
         try:
-            check_example_images(example, max_image_pixels, f"Example {n}")
+            check_example_files(example, limits, f"Example {n}")
         except ValueError as e:
             raise invalid_argument(str(e)) from None
     return [ex.SerializeToString() for ex in examples]
@@ -343,7 +355,7 @@ class Inference:
 
     def _examples(self, model, signature, method, api, request_input, deadline, batch):
         _example_signature(model, signature, method, api)
-        serialized = examples_from_input(request_input, self.limits.max_image_pixels)
+        serialized = examples_from_input(request_input, self.limits)
         if batch:
             self.metrics.observe_examples(model.name, len(serialized))
         outputs = self.run(model, signature, {"inputs": tf.constant(serialized, tf.string)}, deadline, batch, api)

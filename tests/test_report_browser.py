@@ -115,3 +115,85 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
     shot = ARTIFACTS / "report.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 50_000  # a page of plots, not a blank one
+
+
+def _plugins(browser, url):
+    """TensorBoard's plugin listing, fetched by the page itself: {plugin: enabled (has data)}."""
+    browser.get(url)
+    listing = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('data/plugins_listing').then(r => r.json()).then(done, e => done(String(e)));")
+    return {name: info["enabled"] for name, info in listing.items()}
+
+
+def _fetch(browser, path):
+    return browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch({path!r}).then(r => r.json()).then(done, e => done(String(e)));")
+
+
+@pytest.mark.parametrize("run", ["penguins_run", "text_run"])
+def test_tensorboard_shows_histograms_projector_and_hparams(browser, run, request):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from lamina.pipeline.cli.board import log_dirs, start_tensorboard
+
+    spec, result = request.getfixturevalue(run)
+    dirs = log_dirs(spec)
+    assert dirs["trainer"] == result.tensorboard_dir
+    url, _ = start_tensorboard(dirs, port=0)
+    assert url.startswith("http://127.0.0.1:")
+    plugins = _plugins(browser, url)
+    assert plugins["scalars"] and plugins["histograms"] and plugins["projector"]
+    assert plugins["hparams"] or run != "penguins_run"  # the penguins run tunes (the text run's is inferred)
+
+    # Histograms: weights and gradients of at most 12 layers, at most 10 epochs each.
+    tags = _fetch(browser, "data/plugin/histograms/tags")["trainer/network"]
+    weights = [t for t in tags if t.startswith("weights/")]
+    assert weights and {t.replace("weights/", "gradients/", 1) for t in weights} <= set(tags)
+    assert len({t.rsplit("/", 1)[0] for t in weights}) <= 12  # weights/<layer path>/<variable>
+    series = _fetch(browser, f"data/plugin/histograms/histograms?run=trainer/network&tag={weights[0]}")
+    assert 2 <= len(series) <= 10
+    # The learning rate of every epoch the Trainer ran, as history.json lists them.
+    from lamina.models.artifacts import HISTORY_FILE
+
+    epochs = __import__("json").load(open(os.path.join(result.tensorboard_dir, HISTORY_FILE)))["epochs"]
+    rates = _fetch(browser, "data/plugin/scalars/scalars?run=trainer/network&tag=learning_rate")
+    assert [step for _, step, _ in rates] == [e["epoch"] for e in epochs]
+    assert all(rate > 0 for _, _, rate in rates)
+
+    # The projector: the head's input for eval examples with their labels, and each encoding.
+    runs = _fetch(browser, "data/plugin/projector/runs")
+    info = _fetch(browser, f"data/plugin/projector/info?run={[r for r in runs if r.endswith('projector')][0]}")
+    tensors = {e["tensorName"].split("/")[0]: e for e in info["embeddings"]}
+    expected = {"examples", "island_embedding", "sex_embedding"} if run == "penguins_run" else {"examples",
+                                                                                              "text_encoding"}
+    assert expected <= set(tensors)
+    assert all(e.get("metadataPath") for e in tensors.values())
+    assert tensors["examples"]["tensorShape"][0] == min(500, int(result.metrics["example_count"]))
+    if run == "penguins_run":  # a row per island and per sex, and the out-of-vocabulary bucket
+        assert tensors["island_embedding"]["tensorShape"][0] == 4 and tensors["sex_embedding"]["tensorShape"][0] >= 3
+
+    if run == "penguins_run":  # every trial in the HParams dashboard, with its values and its curve
+        from lamina.models.tuning import read_trials
+
+        trials = read_trials(os.path.dirname(dirs["tuner"]))["trials"]
+        experiment = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('data/plugin/hparams/experiment', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+            " body: JSON.stringify({experimentName: ''})}).then(r => r.json()).then(done, e => done(String(e)));")
+        names = {h["name"] for h in experiment["hparamInfos"]}
+        assert names == set(trials[0]["values"])
+        sessions = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('data/plugin/hparams/session_groups', {method: 'POST', headers: {'Content-Type': "
+            "'application/json'}, body: JSON.stringify({experimentName: '', allowedStatuses: ['STATUS_UNKNOWN', "
+            "'STATUS_SUCCESS', 'STATUS_FAILURE', 'STATUS_RUNNING'], colParams: [], startIndex: 0, sliceSize: 100})})"
+            ".then(r => r.json()).then(done, e => done(String(e)));")
+        assert sessions["totalSize"] == len(trials)
+
+    # The page itself shows the dashboards' tabs once it has loaded.
+    browser.get(url)
+    wanted = ["HISTOGRAMS", "PROJECTOR"] + (["HPARAMS"] if run == "penguins_run" else [])
+    WebDriverWait(browser, 60).until(lambda b: all(w in b.find_element("tag name", "body").text.upper()
+                                                   for w in wanted))

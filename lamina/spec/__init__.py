@@ -20,8 +20,8 @@ Example:
 
 from lamina.spec.errors import SpecError
 from lamina.spec.data import (CSV_DELIMITERS, DATE_FORMATS, SEQUENCE_SEPARATORS, DataSpec, FeatureSpec, FeatureType,
-                              ImageIngestSpec, SplitSpec)
-from lamina.spec.encoders import (CALENDAR_PARTS, ENCODERS, AugmentationSpec, BertEncoder, CalendarEncoder,
+                              AudioIngestSpec, FileIngestSpec, ImageIngestSpec, SplitSpec)
+from lamina.spec.encoders import (CALENDAR_PARTS, ENCODERS, AudioAugmentationSpec, AudioEncoder, AugmentationSpec, BertEncoder, CalendarEncoder,
                                   CategoricalEncoder, EncoderConfig, ImageEncoder, NumericEncoder, SequenceEncoder,
                                   TextEncoderConfig, TransformerEncoder, default_encoder, encoder_names, encoders_for)
 from lamina.spec.forecast import DEFAULT_SEASONALITY, FORECAST_BASELINES, FREQUENCIES, ForecastSpec
@@ -35,10 +35,11 @@ from lamina.spec.model import CombinerSpec, HeadSpec, ModelSpec
 from lamina.spec.root import Spec, load_spec
 from lamina.spec.runner import RunnerSpec
 from lamina.spec.serving import InferenceSpec, ServingSpec
-from lamina.spec.training import DistributionSpec, EarlyStoppingSpec, FineTuneSpec, TrainingSpec
+from lamina.spec.training import DistributionSpec, EarlyStoppingSpec, FineTuneSpec, TensorBoardSpec, TrainingSpec
 
 __all__ = [
     "DEFAULT_SEASONALITY", "FORECAST_BASELINES", "FORECAST_METRICS", "FREQUENCIES", "ForecastSpec",
+    "AudioAugmentationSpec", "AudioEncoder", "AudioIngestSpec", "FileIngestSpec",
     "AugmentationSpec", "BaselineSpec", "BeamSpec", "ENGINES", "FairnessSpec", "LAMINA_TFMA_METRICS",
     "POSITIVE_CLASS_METRICS", "ParamSpec", "SliceThresholdSpec", "TFMA_OUTPUT_NAMES", "TUNABLE", "TuningSpec",
     "higher_is_better", "BertEncoder", "CALENDAR_PARTS", "CLASSIFICATION_METRICS", "CSV_DELIMITERS",
@@ -46,6 +47,6 @@ __all__ = [
     "FineTuneSpec", "HeadSpec", "ImageEncoder", "ImageIngestSpec",
     "InferenceSpec", "KubeflowSpec", "LOWER_IS_BETTER", "ModelSpec", "NumericEncoder", "REGRESSION_METRICS",
     "REMOTE_SCHEMES", "ResourceSpec", "RunnerSpec", "SEQUENCE_SEPARATORS", "SequenceEncoder", "ServingSpec", "Spec", "SpecError",
-    "DistributionSpec", "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "VertexTrainingSpec", "default_encoder",
+    "DistributionSpec", "TensorBoardSpec", "SplitSpec", "TFLITE_FORMS", "TextEncoderConfig", "ThresholdSpec", "TrainingSpec", "TransformerEncoder", "VertexTrainingSpec", "default_encoder",
     "encoder_names", "encoders_for", "load_spec",
 ]

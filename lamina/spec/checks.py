@@ -24,19 +24,23 @@ def _check_label_not_feature(spec) -> List[str]:
 def _check_data_format(spec) -> List[str]:
     data = spec.data
     images = [f.name for f in data.features or [] if f.type == FeatureType.IMAGE]
-    if not data.is_images:
-        if images and data.format == "tfrecord":
-            return [f"data.features: image feature {n!r} in a table is a column of image file paths; format "
-                    f"'tfrecord' holds no paths. Use csv, jsonl or parquet." for n in images]
-        return []  # a table whose image columns hold file paths, with any other features
+    audio = [f.name for f in data.features or [] if f.type == FeatureType.AUDIO]
+    if not data.is_files:
+        if data.format == "tfrecord":
+            return [f"data.features: {kind} feature {n!r} in a table is a column of {kind} file paths; format "
+                    f"'tfrecord' holds no paths. Use csv, jsonl or parquet."
+                    for kind, names in (("image", images), ("audio", audio)) for n in names]
+        return []  # a table whose image and audio columns hold file paths, with any other features
     problems = []
-    others = [f.name for f in data.features or [] if f.type != FeatureType.IMAGE]
-    if len(images) != 1 or others:
-        problems.append(f"data.features: format {data.format!r} expects exactly one feature, of type 'image'. "
-                        f"Received: {data.feature_types}. For several images, or images with text and numbers, use "
-                        f"format 'csv' with a column of image paths per image feature.")
+    kind = FeatureType.IMAGE if data.is_images else FeatureType.AUDIO
+    ours = images if data.is_images else audio
+    if len(ours) != 1 or len(data.features) != 1:
+        problems.append(f"data.features: format {data.format!r} expects exactly one feature, of type "
+                        f"'{kind.value}'. Received: {data.feature_types}."
+                        + (" For several images, or images with text and numbers, use format 'csv' with a column "
+                           "of image paths per image feature." if data.is_images else ""))
     if SOURCE_PATH_KEY in (data.label, *data.feature_types):
-        problems.append(f"data: {SOURCE_PATH_KEY!r} is the column that holds each image's path; "
+        problems.append(f"data: {SOURCE_PATH_KEY!r} is the column that holds each file's path; "
                         f"name the label and features otherwise.")
     return problems
 

@@ -2,11 +2,12 @@
 
 import codecs
 import enum
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from lamina.constants import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTENSIONS, IMAGE_FORMATS, TABLE_FORMATS, table_format_of
+from lamina.constants import (AUDIO_EXTENSIONS, AUDIO_FORMATS, DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS,
+                              IMAGE_EXTENSIONS, IMAGE_FORMATS, TABLE_FORMATS, table_format_of)
 from lamina.spec.base import StrictModel, repeated
 
 
@@ -19,6 +20,7 @@ class FeatureType(str, enum.Enum):
     IMAGE = "image"
     DATE = "date"
     SEQUENCE = "sequence"
+    AUDIO = "audio"
 
 
 # The date and timestamp layouts a `date` feature may have; each may be followed by a time,
@@ -79,27 +81,45 @@ class FeatureSpec(StrictModel):
         return self
 
 
-class ImageIngestSpec(StrictModel):
-    """How ImageExampleGen treats files it cannot use (corrupt, empty, not an image).
+class FileIngestSpec(StrictModel):
+    """How a folder's ExampleGen treats files it cannot use (corrupt, empty, not an image or audio).
 
     Bad files are skipped and listed in the run report. `bad_files: fail` stops the run at
     the first one; with `skip`, the run stops when more than `max_bad_fraction` of all files
     are bad. Paths outside the data root and empty class folders always stop the run.
+    `extensions`: the file endings read, from the subclass's KNOWN_EXTENSIONS.
     """
 
+    KNOWN_EXTENSIONS: ClassVar[List[str]] = []
     bad_files: Literal["skip", "fail"] = "skip"
     max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    @field_validator("extensions", check_fields=False)
+    @classmethod
+    def _check_extensions(cls, v: List[str]) -> List[str]:
+        bad = [e for e in v if e.lower() not in cls.KNOWN_EXTENSIONS]
+        if bad or not v:
+            raise ValueError(f"expected a non-empty list from {cls.KNOWN_EXTENSIONS}. Received: {v}")
+        return [e.lower() for e in v]
+
+
+class ImageIngestSpec(FileIngestSpec):
+    """Image files: which endings are read, and the pixel bound checked in each header."""
+
+    KNOWN_EXTENSIONS: ClassVar[List[str]] = IMAGE_EXTENSIONS
     extensions: List[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
     max_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1, description="An image declaring more pixels "
                             "in its header is a bad file ('too_large'), never decoded.")
 
-    @field_validator("extensions")
-    @classmethod
-    def _check_extensions(cls, v: List[str]) -> List[str]:
-        bad = [e for e in v if e.lower() not in IMAGE_EXTENSIONS]
-        if bad or not v:
-            raise ValueError(f"expected a non-empty list from {IMAGE_EXTENSIONS}. Received: {v}")
-        return [e.lower() for e in v]
+
+class AudioIngestSpec(FileIngestSpec):
+    """Audio files: which endings are read (all but .wav are turned into 16-bit WAV by soundfile), and the
+    duration bound checked in each WAV header."""
+
+    KNOWN_EXTENSIONS: ClassVar[List[str]] = AUDIO_EXTENSIONS
+    extensions: List[str] = Field(default_factory=lambda: list(AUDIO_EXTENSIONS))
+    max_seconds: float = Field(default=DEFAULT_MAX_AUDIO_SECONDS, gt=0.0, description="A file declaring more "
+                               "seconds is a bad file ('too_long'), never decoded.")
 
 
 class DataSpec(StrictModel):
@@ -109,14 +129,17 @@ class DataSpec(StrictModel):
     formats alike (one column per key, column or feature). `format: image_folder` reads a folder with one
     subfolder per class; `format: image_csv` reads a CSV whose image column holds file paths
     relative to the CSV's folder. Both image formats default to one image feature, `image`.
+    `format: audio_folder` reads a folder with one subfolder of audio files per class, as one
+    audio feature, `audio`.
     """
 
     path: str = Field(description="A CSV file or glob; an image folder; or a CSV of image paths and labels.")
     label: str
-    format: Literal[TABLE_FORMATS + IMAGE_FORMATS] = Field(
+    format: Literal[TABLE_FORMATS + IMAGE_FORMATS + AUDIO_FORMATS] = Field(
         default="csv", description="Default: from the file extension (.jsonl/.ndjson, .parquet/.pq, .tfrecord/"
         ".tfrecord.gz), else csv.")
     images: ImageIngestSpec = Field(default_factory=ImageIngestSpec)
+    audio: AudioIngestSpec = Field(default_factory=AudioIngestSpec)
     features: Optional[List[FeatureSpec]] = Field(
         default=None,
         description="Input features. Omitted: Lamina infers each column's role from the data and prints them.",
@@ -150,13 +173,30 @@ class DataSpec(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _default_image_feature(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("format") in IMAGE_FORMATS and data.get("features") is None:
-            data = dict(data, features={"image": "image"})
+        if isinstance(data, dict) and data.get("features") is None:
+            if data.get("format") in IMAGE_FORMATS:
+                data = dict(data, features={"image": "image"})
+            elif data.get("format") in AUDIO_FORMATS:
+                data = dict(data, features={"audio": "audio"})
         return data
 
     @property
     def is_images(self) -> bool:
         return self.format in IMAGE_FORMATS
+
+    @property
+    def is_audio(self) -> bool:
+        return self.format in AUDIO_FORMATS
+
+    @property
+    def is_files(self) -> bool:
+        """Examples made one per file (image or audio folders, image CSVs), each keyed by its path."""
+        return self.is_images or self.is_audio
+
+    @property
+    def file_feature(self) -> str:
+        """is_files: the one feature that holds each file's bytes."""
+        return self.features[0].name
 
     @field_validator("features", mode="before")
     @classmethod

@@ -128,6 +128,86 @@ class ImageEncoder(EncoderConfig):
         return self.weights != "random"
 
 
+class AudioAugmentationSpec(StrictModel):
+    """Random audio augmentation, in training only: a circular time shift and Gaussian noise on the
+    waveform, then SpecAugment-style masks (one band of mel bins, one run of frames) on the spectrogram."""
+
+    time_shift: float = Field(default=0.0, ge=0.0, le=0.5, description="Fraction of the clip, either way.")
+    noise: float = Field(default=0.0, ge=0.0, le=1.0, description="Noise standard deviation (samples are in "
+                         "[-1, 1]).")
+    freq_mask: int = Field(default=0, ge=0, le=512, description="Up to this many mel bins masked.")
+    time_mask: int = Field(default=0, ge=0, le=10000, description="Up to this many frames masked.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.time_shift or self.noise or self.freq_mask or self.time_mask)
+
+
+class AudioEncoder(EncoderConfig):
+    """An audio clip as a log-mel spectrogram (or MFCCs), then a network over it.
+
+    The clip is decoded from WAV bytes in the graph, mixed down to mono, cut or zero-padded to
+    `seconds` at its own rate and resampled to `sample_rate` (FFT resampling, as
+    scipy.signal.resample). Frames of `frame_ms` every `hop_ms`, a periodic Hann window, and
+    `mel_bins` HTK mel bands from `fmin` to `fmax` (default: half the rate).
+
+    `audio_cnn`: four blocks of 3x3 convolutions (`width`, 2x, 4x, 4x filters), batch norm and
+    max pooling, then each frequency band's mean and standard deviation over time (statistics
+    pooling), beside the same statistics of the spectrogram itself. `audio_resnet`: the spectrogram as an image (resized to `image_size`, scaled to
+    [0, 255], grey in three channels) through the image encoders' ResNet `architecture` with
+    `weights` ('random', 'imagenet', a file or a Lamina model).
+    """
+
+    feature_type: ClassVar[FeatureType] = FeatureType.AUDIO
+    is_default: ClassVar[bool] = True
+    type: Literal["audio_cnn", "audio_resnet"] = "audio_cnn"
+    sample_rate: int = Field(default=16000, ge=1000, le=192000)
+    seconds: float = Field(default=1.0, gt=0.0, le=60.0, description="Clip length the model takes.")
+    frame_ms: float = Field(default=25.0, ge=1.0, le=1000.0)
+    hop_ms: float = Field(default=10.0, ge=1.0, le=1000.0)
+    mel_bins: int = Field(default=64, ge=4, le=512)
+    fmin: float = Field(default=20.0, ge=0.0)
+    fmax: Optional[float] = Field(default=None, gt=0.0)
+    features: Literal["log_mel", "mfcc"] = "log_mel"
+    mfcc: int = Field(default=20, ge=1, le=512, description="mfcc only: coefficients kept.")
+    width: int = Field(default=16, ge=4, le=512, description="Filters of the first block (audio_cnn), or of "
+                       "resnet_small's first stage.")
+    architecture: Literal[RESNET_ARCHITECTURES] = Field(default="resnet_small", description="audio_resnet only.")
+    weights: str = Field(default="random", description="audio_resnet only.")
+    image_size: List[int] = Field(default_factory=lambda: [64, 96], description="audio_resnet only: [height, "
+                                  "width] of the spectrogram image.")
+    augmentation: AudioAugmentationSpec = Field(default_factory=AudioAugmentationSpec)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check_frames(self) -> "AudioEncoder":
+        nyquist = self.sample_rate / 2
+        if self.fmax is not None and self.fmax > nyquist:
+            raise ValueError(f"fmax ({self.fmax:g} Hz) must be at most half the sample rate ({nyquist:g} Hz).")
+        if self.fmin >= (self.fmax or nyquist):
+            raise ValueError(f"fmin ({self.fmin:g} Hz) must be below fmax ({self.fmax or nyquist:g} Hz).")
+        if self.hop_ms > self.frame_ms:
+            raise ValueError(f"hop_ms ({self.hop_ms:g}) must be at most frame_ms ({self.frame_ms:g}).")
+        if self.frame_ms > self.seconds * 1000:
+            raise ValueError(f"frame_ms ({self.frame_ms:g}) must fit in the clip (seconds: {self.seconds:g}).")
+        if self.features == "mfcc" and self.mfcc > self.mel_bins:
+            raise ValueError(f"mfcc ({self.mfcc}) must be at most mel_bins ({self.mel_bins}).")
+        if len(self.image_size) != 2 or any(s < 8 or s > 4096 for s in self.image_size):
+            raise ValueError(f"image_size: expected [height, width], each between 8 and 4096. "
+                             f"Received: {self.image_size}")
+        return self
+
+    @property
+    def samples(self) -> int:
+        """Samples per clip at `sample_rate`."""
+        return int(round(self.seconds * self.sample_rate))
+
+    def image_encoder(self) -> ImageEncoder:
+        """audio_resnet: the image encoder its spectrogram image goes through."""
+        return ImageEncoder(architecture=self.architecture, weights=self.weights, image_size=self.image_size,
+                            width=self.width, dropout=self.dropout)
+
+
 class TextEncoderConfig(EncoderConfig):
     """What every text encoder takes: its token budget, its pooling and dropout on the pooled vector."""
 
@@ -224,7 +304,7 @@ class SequenceEncoder(EncoderConfig):
 
 # The registry: every encoder spec, once.
 ENCODERS: Tuple[type, ...] = (NumericEncoder, CategoricalEncoder, ImageEncoder, BertEncoder, TransformerEncoder,
-                               CalendarEncoder, SequenceEncoder)
+                               CalendarEncoder, SequenceEncoder, AudioEncoder)
 
 # -- derived from ENCODERS ----------------------------------------------------------------------
 

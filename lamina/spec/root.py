@@ -13,7 +13,7 @@ from lamina.spec.base import StrictModel
 from lamina.spec.errors import CrossFieldError, SpecError
 from lamina.spec.checks import cross_field_problems
 from lamina.spec.data import DataSpec, FeatureType, SplitSpec
-from lamina.spec.encoders import EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder, encoder_names
+from lamina.spec.encoders import AudioEncoder, EncoderConfig, ImageEncoder, TextEncoderConfig, default_encoder, encoder_names
 from lamina.spec.export import ExplainSpec, ExportSpec
 from lamina.spec.evaluation import (CLASSIFICATION_METRICS, FORECAST_METRICS, REGRESSION_METRICS, EvaluationSpec,
                                     higher_is_better)
@@ -151,7 +151,7 @@ class Spec(StrictModel):
     @property
     def has_tabular_features(self) -> bool:
         """Whether any input is a number, a category or a date (features inferred from a table count too)."""
-        if self.data.is_images or self.task == "forecast":
+        if self.data.is_files or self.task == "forecast":
             return False
         if not self.data.features:
             return True
@@ -197,8 +197,15 @@ class Spec(StrictModel):
             or default_encoder(feature_type)
 
     def image_encoder(self, name: str) -> ImageEncoder:
-        """The encoder of image feature `name`."""
+        """The encoder of image feature `name`; for an audio feature, the image encoder its audio_resnet
+        sends the spectrogram through."""
+        if self.data.feature_types.get(name) == FeatureType.AUDIO.value:
+            return self.audio_encoder(name).image_encoder()
         return self.encoder_for(name, FeatureType.IMAGE)
+
+    def audio_encoder(self, name: str) -> AudioEncoder:
+        """The encoder of audio feature `name`."""
+        return self.encoder_for(name, FeatureType.AUDIO)
 
     def text_encoder(self, name: str) -> TextEncoderConfig:
         """The encoder of text feature `name` (a small Transformer unless the spec names one)."""
@@ -223,10 +230,11 @@ class Spec(StrictModel):
             raise SpecError([f"data.path: {e}"]) from None
 
     def _matched_data_files(self, pattern: str) -> List[str]:
-        if self.data.format == "image_folder":
+        if self.data.format in ("image_folder", "audio_folder"):
             if not storage.isdir(pattern):
-                raise SpecError([f"data.path: {pattern!r} is not a folder; format image_folder expects a folder "
-                                 f"with one subfolder of images per class."])
+                kind = "images" if self.data.is_images else "audio files"
+                raise SpecError([f"data.path: {pattern!r} is not a folder; format {self.data.format} expects a "
+                                 f"folder with one subfolder of {kind} per class."])
             return [pattern]
         if self.data.format == "image_csv" and not storage.isfile(pattern):
             raise SpecError([f"data.path: no file {pattern!r}; format image_csv expects a CSV with an image path "

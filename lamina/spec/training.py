@@ -1,6 +1,6 @@
 """The training section: epochs, batches, the optimizer and its schedule, fine-tuning."""
 
-from typing import Dict, Literal, Optional, Union
+from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
@@ -61,6 +61,34 @@ class DistributionSpec(StrictModel):
                                     "workers before stopping them.")
 
 
+class TensorBoardSpec(StrictModel):
+    """What a Trainer run writes for TensorBoard beyond the epoch curves (`models/tensorboard.py`).
+
+    Histograms: the weights of up to `max_layers` layers (spread over the network's depth) and their
+    gradients on one fixed training batch, at up to `histogram_epochs` epochs (the first, the last and
+    evenly between), plus the learning rate each epoch. Projector: the combined representation and
+    each text, image and audio encoding of up to `projector_samples` eval examples, labelled, and each
+    categorical embedding's rows by vocabulary value. Profile: a trace of training batches
+    `profile_batches` [first, last] of the first epoch (off by default: it slows those batches and
+    writes several MB).
+    """
+
+    histograms: bool = True
+    max_layers: int = Field(default=12, ge=1, le=1000)
+    histogram_epochs: int = Field(default=10, ge=1, le=100000)
+    projector: bool = True
+    projector_samples: int = Field(default=500, ge=1, le=100000)
+    profile_batches: Optional[List[int]] = Field(default=None, description="[first, last] batch of the first "
+                                                 "epoch to trace, e.g. [2, 4].")
+
+    @field_validator("profile_batches")
+    @classmethod
+    def _check_batches(cls, v: Optional[List[int]]) -> Optional[List[int]]:
+        if v is not None and (len(v) != 2 or v[0] < 1 or v[1] < v[0]):
+            raise ValueError(f"expected [first, last] batch numbers, 1 <= first <= last. Received: {v}")
+        return v
+
+
 class TrainingSpec(StrictModel):
     epochs: int = Field(default=20, ge=1, le=100000)
     steps_per_epoch: Optional[int] = Field(default=None, ge=1, description="Default: one pass over the train split.")
@@ -73,6 +101,7 @@ class TrainingSpec(StrictModel):
     jit_compile: bool = False
     fine_tune: Optional[FineTuneSpec] = None
     distribution: DistributionSpec = Field(default_factory=DistributionSpec)
+    tensorboard: TensorBoardSpec = Field(default_factory=TensorBoardSpec)
     lr_schedule: Optional[Literal["constant", "linear_warmup_decay"]] = Field(
         default=None, description="Default: linear_warmup_decay for text encoders, constant otherwise.")
     warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")

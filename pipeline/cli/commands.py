@@ -13,8 +13,8 @@ import sys
 from typing import List, Optional
 
 from lamina.pipeline.cli.serve import print_error, flag_bool, cmd_deploy_files, cmd_explain, cmd_predict, cmd_serve
-from lamina.constants import (DEFAULT_GRPC_TARGET, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_REST_URL, GRPC_PORT,
-                              METADATA_FILE, REST_PORT)
+from lamina.constants import (DEFAULT_GRPC_TARGET, DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_REST_URL, GRPC_PORT,
+                              METADATA_FILE, REST_PORT, TENSORBOARD_PORT)
 from lamina.spec import SpecError, load_spec
 
 
@@ -41,7 +41,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_init(args) -> int:
-    """A commented starter spec for a CSV or an image folder."""
+    """A commented starter spec for a CSV, an image folder or an audio folder."""
     from lamina.cells import CsvInputError
     from lamina.pipeline.cli.starter import InitError, write_starter_spec
 
@@ -158,6 +158,12 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def _tensorboard(args) -> int:
+    from lamina.pipeline.cli.board import cmd_tensorboard
+
+    return cmd_tensorboard(args)
+
+
 def cmd_runs(args) -> int:
     """Lists the runs under a run root from ML Metadata, or shows one run's lineage (`runs show`)."""
     from lamina.pipeline.runs.history import find_run, find_version, format_lineage, format_runs, list_runs, run_lineage
@@ -228,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.set_defaults(fn=cmd_validate)
 
-    p = sub.add_parser("init", help="write a commented starter spec.yaml for a CSV or an image folder")
+    p = sub.add_parser("init", help="write a commented starter spec.yaml for a CSV, an image folder or an audio folder")
     p.add_argument("data", help="a CSV file, or a folder with one subfolder of images per class")
     p.add_argument("--label", help="the CSV column to predict")
     p.add_argument("-o", "--output", default="spec.yaml")
@@ -273,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", nargs=2, metavar=("N", "MODEL_DIR"),
                    help="with show: the run that pushed MODEL_DIR/N (a served version folder)")
     p.set_defaults(fn=cmd_runs)
+
+    p = sub.add_parser("tensorboard", help="TensorBoard on the latest run's logs (curves, histograms, projector, "
+                                           "HParams), on loopback")
+    p.add_argument("spec", nargs="?", default="spec.yaml")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=TENSORBOARD_PORT, help="port (0: any free port)")
+    p.set_defaults(fn=_tensorboard)
 
     p = sub.add_parser("explain", help="explain inputs against a pushed model: Grad-CAM for images, Integrated "
                                          "Gradients for rows and texts")
@@ -323,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tensor elements one request's inputs may declare, together")
     p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                    help="pixels per encoded image, read from its header before it is decoded")
+    p.add_argument("--max-audio-seconds", type=float, default=DEFAULT_MAX_AUDIO_SECONDS,
+                   help="seconds per WAV file, read from its header before it is decoded")
     p.add_argument("--rest-max-connections", type=int, default=512,
                    help="open REST connections; past it a new one gets 503")
     p.add_argument("--rest-threads", type=int, default=16, help="threads answering REST requests")
@@ -341,9 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS, both ports)")
     p.set_defaults(fn=cmd_serve)
 
-    p = sub.add_parser("predict", help="send rows or image files to a TF Serving-protocol server")
+    p = sub.add_parser("predict", help="send rows, image or audio files to a TF Serving-protocol server")
     p.add_argument("input", nargs="*",
-                   help="CSV with a header, JSON array, JSON Lines, - for stdin; or image files (.png, .jpg, ...)")
+                   help="CSV with a header, JSON array, JSON Lines, - for stdin; or image files (.png, .jpg, ...); "
+                        "or audio files (.wav, .flac, .ogg: sent as WAV)")
     p.add_argument("--text", action="append", metavar="STRING",
                    help="a raw string for a text model (repeat for a batch); the model tokenizes it")
     p.add_argument("--feature", help="with --text: the text feature's name, when the model has several string inputs")

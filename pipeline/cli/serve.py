@@ -97,7 +97,8 @@ def cmd_serve(args) -> int:
                               poll_seconds=args.poll_seconds, max_request_bytes=args.max_request_bytes,
                               batching=batching, tls_cert=args.tls_cert, tls_key=args.tls_key,
                               tls_client_ca=args.tls_client_ca,
-                              input_limits=InputLimits(args.max_request_elements, args.max_image_pixels),
+                              input_limits=InputLimits(args.max_request_elements, args.max_image_pixels,
+                                                         args.max_audio_seconds),
                               rest_limits=rest_limits, allow_config_reload=args.allow_config_reload,
                               admin_token=admin_token).start()
     except (ConfigError, ValueError, OSError) as e:
@@ -213,10 +214,11 @@ def cmd_predict(args) -> int:
     if getattr(args, "spec", None):
         return _predict_forecast(args)
 
-    from lamina.rows import RowError, is_image_path, read_image_cells, read_image_rows, read_rows, read_text_rows
+    from lamina.rows import (RowError, is_audio_path, is_image_path, read_image_cells, read_image_rows, read_rows,
+                             read_text_rows)
     from lamina.serving.client import format_predictions
 
-    images = [p for p in args.input if is_image_path(p)]
+    images = [p for p in args.input if is_image_path(p) or is_audio_path(p)]
     if args.text is not None and args.input:
         print_error(f"send either --text strings or a rows file or image files, not both. Received: {' '.join(args.input)}")
         return 2
@@ -230,7 +232,7 @@ def cmd_predict(args) -> int:
         print_error(f"expected one CSV/JSON/JSONL file (or -), or image files. Received: {' '.join(args.input)}")
         return 2
     source = (f"{len(args.text)} text(s)" if args.text is not None
-              else args.input[0] if not images else f"{len(images)} image file(s)")
+              else args.input[0] if not images else f"{len(images)} image or audio file(s)")
     client_cm, where, call_errors = _client(args)
     with client_cm as client:
         try:
@@ -238,13 +240,14 @@ def cmd_predict(args) -> int:
                 # Raw strings: the model tokenizes them in its own graph.
                 rows = read_text_rows(args.text, client.raw_inputs(args.model, args.version), args.feature)
             elif images:
-                # Image files go to the serving_raw signature as their encoded bytes.
+                # Image and audio files go to the serving_raw signature as their encoded bytes.
                 rows = read_image_rows(images, client.raw_inputs(args.model, args.version))
                 args.raw = args.raw or not args.classify
             else:
                 rows = read_rows(args.input[0], sys.stdin.read() if args.input[0] == "-" else None)
-                if any(isinstance(v, str) and is_image_path(v.strip()) for r in rows for v in r.values()):
-                    # A multimodal model's image columns name files: send their bytes.
+                if any(isinstance(v, str) and (is_image_path(v.strip()) or is_audio_path(v.strip()))
+                       for r in rows for v in r.values()):
+                    # A multimodal model's image and audio columns name files: send their bytes.
                     base = os.path.dirname(os.path.abspath(args.input[0])) if args.input[0] != "-" else os.getcwd()
                     rows = read_image_cells(rows, base, client.raw_inputs(args.model, args.version))
         except (OSError, RowError, json.JSONDecodeError) as e:

@@ -4,15 +4,17 @@ For a CSV it checks the file as a run would (`lamina.pipeline.profile`), infers 
 role, and writes the features with the reason for each as a comment, the split, the task's
 metrics and a gate suited to the class balance, and the serving name. For a folder with one
 subfolder of images per class it writes an image spec (a small ResNet trained from scratch for
-small images; ImageNet weights for larger ones). `lamina run` on what it writes works unchanged.
+small images; ImageNet weights for larger ones); for one of audio files, an audio spec whose clip
+length covers most files. `lamina run` on what it writes works unchanged.
 """
 
 import json
+import math
 import os
 import re
-from typing import List, Optional
+from typing import Dict, List, Optional
 
-from lamina.constants import IMAGE_EXTENSIONS
+from lamina.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from lamina.spec import Spec
 
 # Images at most this many pixels on their longer side get a small ResNet trained from scratch.
@@ -186,17 +188,94 @@ def _regression_slack(profile, label: str) -> float:
     return round(max(0.05 * var ** 0.5, 1e-6), 6)
 
 
+def _class_files(folder: str, extensions) -> Dict[str, List[str]]:
+    """Class folder -> its files with one of `extensions` (hidden ones left out)."""
+    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)) and not d.startswith("."))
+    return {c: sorted(f for f in os.listdir(os.path.join(folder, c))
+                      if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions) for c in classes}
+
+
+def is_audio_folder(folder: str) -> bool:
+    """Whether the class folders under `folder` hold more audio files than images."""
+    audio = sum(len(v) for v in _class_files(folder, AUDIO_EXTENSIONS).values())
+    return audio > sum(len(v) for v in _class_files(folder, IMAGE_EXTENSIONS).values())
+
+
+def _check_classes(folder: str, files: Dict[str, List[str]], noun: str) -> None:
+    if len(files) < 2:
+        raise InitError(f"{folder}: expected one subfolder of {noun} per class (at least 2); found "
+                        f"{len(files)}: {sorted(files)}")
+
+
+def audio_folder_starter(folder: str, spec_dir: str, name: Optional[str] = None) -> str:
+    """The starter spec for `<folder>/<class>/<audio file>`, as YAML text with comments: clips as long as
+    most files (the 90th percentile of a sample's durations, read from their headers)."""
+    import soundfile
+
+    files = _class_files(folder, AUDIO_EXTENSIONS)
+    _check_classes(folder, files, "audio files")
+    durations, rates = [], []
+    for c, names in files.items():
+        for f in names[:20]:
+            try:
+                info = soundfile.info(os.path.join(folder, c, f))
+            except (RuntimeError, soundfile.LibsndfileError):
+                continue
+            durations.append(info.duration)
+            rates.append(info.samplerate)
+    durations.sort()
+    typical = durations[int(0.9 * (len(durations) - 1))] if durations else 1.0
+    seconds = min(10.0, max(0.5, math.ceil(typical * 2) / 2))
+    rate = 16000 if not rates or min(rates) >= 16000 else min(rates)
+    counts = {c: len(v) for c, v in files.items()}
+    total = sum(counts.values())
+    rel = os.path.relpath(os.path.abspath(folder), os.path.abspath(spec_dir))
+    name = name or spec_name(folder)
+    lines = [f"# Starter spec written by `lamina init` for {rel}: {total} audio files in {len(files)} classes",
+             f"# ({', '.join(f'{c}: {n}' for c, n in list(counts.items())[:10])}{', ...' if len(counts) > 10 else ''}).",
+             f"# 90% of the {len(durations)} files sampled last at most {typical:.2f} s.",
+             f"name: {_scalar(name)}",
+             "data:",
+             "  format: audio_folder",
+             f"  path: {_scalar(rel)}",
+             "  label: label",
+             "  features: {audio: audio}",
+             "  audio: {bad_files: skip, max_bad_fraction: 0.01}   # corrupt files are skipped and listed",
+             "split: {train: 4, eval: 1}",
+             "model:",
+             "  encoders:",
+             "    audio:",
+             "      type: audio_cnn             # log-mel spectrogram, then a small CNN from scratch",
+             f"      sample_rate: {rate}",
+             f"      seconds: {seconds:g}                # longer clips are cut, shorter ones padded with silence",
+             "      mel_bins: 64",
+             "      augmentation: {time_shift: 0.1, freq_mask: 8, time_mask: 10}",
+             "      dropout: 0.2",
+             "  combiner: {hidden_units: []}",
+             "  head: {type: classification, dropout: 0.1}",
+             "training:",
+             "  epochs: 20",
+             "  batch_size: 32",
+             "  learning_rate: 0.003",
+             "  lr_schedule: linear_warmup_decay   # settles the last epochs",
+             "evaluation:",
+             "  metrics: [accuracy, crossentropy]"]
+    lines += _classification_gate([n / total for n in counts.values()] if total else [])
+    lines += ["serving:", f"  model_name: {_scalar(name)}", "  push_dir: serving_models",
+              "runner:", "  root: lamina_runs"]
+    return "\n".join(lines) + "\n"
+
+
 def image_folder_starter(folder: str, spec_dir: str, name: Optional[str] = None) -> str:
     """The starter spec for `<folder>/<class>/<image>`, as YAML text with comments."""
     from PIL import Image
 
-    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)) and not d.startswith("."))
-    if len(classes) < 2:
-        raise InitError(f"{folder}: expected one subfolder of images per class (at least 2); found "
-                        f"{len(classes)}: {classes}")
+    by_class = _class_files(folder, IMAGE_EXTENSIONS)
+    _check_classes(folder, by_class, "images")
+    classes = list(by_class)
     counts, side = {}, 0
     for c in classes:
-        files = [f for f in os.listdir(os.path.join(folder, c)) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        files = by_class[c]
         counts[c] = len(files)
         for f in files[:5]:
             try:
@@ -252,7 +331,8 @@ def write_starter_spec(data: str, output: str, label: Optional[str] = None, name
         raise InitError(f"{output} exists; pass --force to replace it, or -o to write elsewhere.")
     spec_dir = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(data):
-        text = image_folder_starter(data, spec_dir, name)
+        starter = audio_folder_starter if is_audio_folder(data) else image_folder_starter
+        text = starter(data, spec_dir, name)
     elif os.path.isfile(data):
         if not label:
             from lamina.spec import DataSpec

@@ -212,7 +212,7 @@ def format_result(result: RunResult) -> str:
                      + (f" ({'; '.join(left_out)})" if left_out else ""))
     if result.ingest:
         i = result.ingest
-        lines.append(f"  images:         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
+        lines.append(f"  {'audio: ' if i.get('media') == 'audio' else 'images:'}         {i['examples']} examples from {i['files']} files in {len(i['classes'])} "
                      f"classes; {i['bad']} bad file(s) skipped" + (" (listed in the report)" if i["bad"] else ""))
     positive = positive_class(result)
     if positive is not None:

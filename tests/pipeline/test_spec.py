@@ -41,7 +41,7 @@ def test_example_spec_is_valid(tmp_path):
      "model.head.type: Received 'clasification'; expected one of: 'classification', 'regression' or 'forecast'. "
      "Did you mean 'classification'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embeding"}),
-     "model.encoders.island.type: Received 'embeding'; expected one of: 'bert', 'calendar', 'conv1d', 'dense', "
+     "model.encoders.island.type: Received 'embeding'; expected one of: 'audio_cnn', 'audio_resnet', 'bert', 'calendar', 'conv1d', 'dense', "
      "'embedding', 'gru', 'lstm', 'normalized', 'one_hot', 'resnet', 'transformer'. Did you mean 'embedding'?"),
     (lambda d: d["model"]["encoders"].update(island={"type": "embedding", "dimm": 3}),
      "model.encoders.island.dimm: unknown key. Did you mean 'dim'? Allowed keys: dim, num_oov_buckets, top_k, type."),
@@ -66,9 +66,9 @@ def test_example_spec_is_valid(tmp_path):
      "split.train: Received 0; expected an integer >= 1."),
     (lambda d: d["data"].pop("label"),
      "data.label: required key is missing."),
-    (lambda d: d["data"]["features"].update(notes="audio"),
-     "data.features.6.type: Received 'audio'; expected one of: 'numeric', 'categorical', 'text', 'image', 'date' "
-     "or 'sequence'."),
+    (lambda d: d["data"]["features"].update(notes="video"),
+     "data.features.6.type: Received 'video'; expected one of: 'numeric', 'categorical', 'text', 'image', 'date', "
+     "'sequence' or 'audio'."),
     (lambda d: (d["data"]["features"].update(notes="text"), d["model"]["encoders"].update(notes={"type": "resnet"})),
      "model.encoders.notes.type: Received 'resnet'; a text feature expects one of: 'bert', 'transformer', 'lstm', 'gru', 'conv1d'."),
     (lambda d: (d["data"]["features"].update(notes="text"),
@@ -82,7 +82,7 @@ def test_example_spec_is_valid(tmp_path):
      "paths. Use csv, jsonl or parquet."),
     (lambda d: d["data"]["features"].update(island="categorial"),
      "data.features.4.type: Received 'categorial'; expected one of: 'numeric', 'categorical', 'text', 'image', "
-     "'date' or 'sequence'. Did you mean 'categorical'?"),
+     "'date', 'sequence' or 'audio'. Did you mean 'categorical'?"),
     (lambda d: d["data"]["features"].update(species="categorical"),
      "data.features: the label 'species' must not also be an input feature."),
     (lambda d: d["evaluation"].update(metrics=["acuracy"], thresholds={}),
@@ -138,7 +138,7 @@ def test_python_api_validates_like_yaml():
     assert info.value.problems == ["epocs: unknown key. Did you mean 'epochs'? Allowed keys: batch_size, "
                                    "class_weights, distribution, early_stopping, epochs, fine_tune, jit_compile, "
                                    "learning_rate, lr_schedule, "
-                                   "mixed_precision, optimizer, seed, steps_per_epoch, warmup_fraction, "
+                                   "mixed_precision, optimizer, seed, steps_per_epoch, tensorboard, warmup_fraction, "
                                    "weight_decay."]
     spec = Spec(name="p", data=DataSpec(path="p.csv", label="species", features={"island": "categorical"}),
                 model=ModelSpec(head=HeadSpec(type="classification")))
@@ -203,7 +203,7 @@ DIGITS = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..",
      "model.encoders.image.architecture: Received 'resnet51'; expected one of: 'resnet50', 'resnet101', "
      "'resnet152', 'resnet50v2', 'resnet101v2', 'resnet152v2' or 'resnet_small'. Did you mean 'resnet50'?"),
     (lambda d: d["data"].update(label="source_path"),
-     "data: 'source_path' is the column that holds each image's path; name the label and features otherwise."),
+     "data: 'source_path' is the column that holds each file's path; name the label and features otherwise."),
     (lambda d: d["model"]["encoders"].update(image={"type": "embedding"}),
      "model.encoders.image.type: Received 'embedding'; an image feature expects 'resnet'."),
 ], ids=["small_for_resnet50", "small_has_no_imagenet", "fine_tune_random", "image_plus_tabular", "extension",
@@ -271,10 +271,10 @@ def test_encoders_are_registered_once():
     assert {t.value: encoder_names(t) for t in FeatureType} == {
         "numeric": ["normalized", "dense"], "categorical": ["embedding", "one_hot"],
         "text": ["bert", "transformer", "lstm", "gru", "conv1d"], "image": ["resnet"], "date": ["calendar"],
-        "sequence": ["transformer", "lstm", "gru", "conv1d"]}
+        "sequence": ["transformer", "lstm", "gru", "conv1d"], "audio": ["audio_cnn", "audio_resnet"]}
     assert [type(default_encoder(t)).__name__ for t in FeatureType] == [
         "NumericEncoder", "CategoricalEncoder", "TransformerEncoder", "ImageEncoder", "CalendarEncoder",
-        "SequenceEncoder"]
+        "SequenceEncoder", "AudioEncoder"]
 
 
 SEQUENCE_DATA = {"path": "m.csv", "label": "status", "features": {"log": {"type": "sequence", "delimiter": ";"},
