@@ -190,8 +190,12 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             from lamina.models.finetune import training_phases
             from lamina.models.tensorboard import NetworkHistograms
 
-            # Gradients on one fixed batch; the own loop's replicas keep theirs, so it writes weights only.
-            sample = None if own_loop else tuple(next(iter(train_ds.take(1))))[:2]
+            # Gradients on one fixed batch, read from a dataset of its own: iterating the training one would
+            # move its reshuffling on. The own loop's replicas keep theirs, so it writes weights only.
+            sample = None
+            if not own_loop:
+                sample = tuple(next(iter(make_dataset(train_files, tf_transform_output, spec, features, batch,
+                                                      shuffle=False).take(1))))[:2]
             total = sum(p.epochs for p in training_phases(model, spec))
             callbacks.append(NetworkHistograms(log_dir, total, board.max_layers, board.histogram_epochs, sample))
     positive = spec.evaluation.positive_class
