@@ -36,17 +36,23 @@ def _example_module(name):
     return module
 
 
-def _write_folder(root: str) -> dict:
-    """The example's recordings (PER_CLASS per language), each re-encoded in its turn's format, and three
-    files no model could use. Returns {language: count}."""
-    import soundfile
-
+def _klettres_maker():
+    """examples/audio/make_dataset.py, once Debian's klettres-data is there: make test installs it, so under CI
+    its absence fails; elsewhere the test is skipped with the command that adds it."""
     make = _example_module("make_dataset")
     if not os.path.isdir(make.KLETTRES):
         if os.environ.get("CI"):
             pytest.fail("klettres-data is not installed; make test installs it (apt-get install klettres-data)")
         pytest.skip("klettres-data is not installed (apt-get install klettres-data)")
-    counts = make.write_dataset(root, per_class=PER_CLASS)
+    return make
+
+
+def _write_folder(root: str) -> dict:
+    """The example's recordings (PER_CLASS per language), each re-encoded in its turn's format, and three
+    files no model could use. Returns {language: count}."""
+    import soundfile
+
+    counts = _klettres_maker().write_dataset(root, per_class=PER_CLASS)
     for i, path in enumerate(sorted(glob.glob(os.path.join(root, "*", "*.ogg")))):
         ext, subtype = FORMATS[i % len(FORMATS)]
         if ext == "ogg":
@@ -211,10 +217,7 @@ def table_run(tmp_path_factory):
     from lamina.spec import Spec
 
     root = tmp_path_factory.mktemp("audio_table")
-    make = _example_module("make_dataset")
-    if not os.path.isdir(make.KLETTRES):
-        pytest.skip("klettres-data is not installed (apt-get install klettres-data)")
-    counts = make.write_dataset(str(root / "clips"), per_class=30)
+    counts = _klettres_maker().write_dataset(str(root / "clips"), per_class=30)
     languages = sorted(counts)[:4]
     with open(root / "recordings.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
