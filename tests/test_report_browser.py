@@ -10,6 +10,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,15 +118,6 @@ def test_report_renders_every_plot_offline_without_console_errors(browser, repor
     assert shot.stat().st_size > 50_000  # a page of plots, not a blank one
 
 
-def _plugins(browser, url):
-    """TensorBoard's plugin listing, fetched by the page itself: {plugin: enabled (has data)}."""
-    browser.get(url)
-    listing = browser.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "fetch('data/plugins_listing').then(r => r.json()).then(done, e => done(String(e)));")
-    return {name: info["enabled"] for name, info in listing.items()}
-
-
 def _fetch(browser, path):
     return browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -136,17 +128,24 @@ def _fetch(browser, path):
 def test_tensorboard_shows_histograms_projector_and_hparams(browser, run, request):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from lamina.pipeline.cli.board import log_dirs, start_tensorboard
+    from lamina.pipeline.cli.board import run_log_dirs, start_tensorboard
 
     spec, result = request.getfixturevalue(run)
-    # This run's own folders: later tests may have rerun the same spec, which log_dirs would pick.
-    dirs = {name: folder for name, folder in log_dirs(spec).items() if name == "tuner"}
-    dirs["trainer"] = result.tensorboard_dir
+    # This run's own folders (later tests may have rerun the same spec, which `lamina tensorboard` would pick).
+    dirs = run_log_dirs(result.tensorboard_dir, result.tuner_dir)
+    assert set(dirs) == ({"trainer", "tuner"} if run == "penguins_run" else {"trainer"})  # the text run doesn't tune
     url, _ = start_tensorboard(dirs, port=0)
     assert url.startswith("http://127.0.0.1:")
-    plugins = _plugins(browser, url)
-    assert plugins["scalars"] and plugins["histograms"] and plugins["projector"]
-    assert plugins["hparams"] or run != "penguins_run"  # the penguins run tunes (the text run's is inferred)
+    # TensorBoard reads the folders in a thread of its own; a plugin is listed as enabled once its data is read.
+    wanted = {"scalars", "histograms", "projector"} | ({"hparams"} if "tuner" in dirs else set())
+    browser.get(url)
+    plugins = {}
+    for _ in range(60):
+        plugins = {name: info["enabled"] for name, info in _fetch(browser, "data/plugins_listing").items()}
+        if all(plugins.get(p) for p in wanted):
+            break
+        time.sleep(1)
+    assert {p for p in wanted if plugins.get(p)} == wanted
 
     # Histograms: weights and gradients of at most 12 layers, at most 10 epochs each.
     tags = _fetch(browser, "data/plugin/histograms/tags")["trainer/network"]
@@ -178,7 +177,7 @@ def test_tensorboard_shows_histograms_projector_and_hparams(browser, run, reques
     if run == "penguins_run":  # every trial in the HParams dashboard, with its values and its curve
         from lamina.models.tuning import read_trials
 
-        trials = read_trials(os.path.dirname(dirs["tuner"]))["trials"]
+        trials = read_trials(result.tuner_dir)["trials"]
         experiment = browser.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "fetch('data/plugin/hparams/experiment', {method: 'POST', headers: {'Content-Type': 'application/json'},"

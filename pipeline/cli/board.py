@@ -7,7 +7,7 @@ The Trainer's run folder holds the curves, the network's histograms and the proj
 
 import os
 import threading
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from lamina import storage
 from lamina.constants import LOOPBACK, TENSORBOARD_PORT, TRAINER, TUNER
@@ -16,17 +16,22 @@ from lamina.spec import Spec
 
 def log_dirs(spec: Spec) -> Dict[str, str]:
     """{'trainer': the Trainer's run folder, 'tuner': the trials' folder} of the spec's latest run."""
-    from lamina.models.tensorboard import HPARAMS_DIR
     from lamina.pipeline.runs.summary import latest_run_outputs
 
     outputs = latest_run_outputs(spec)
+    trainer, tuner = outputs.get((TRAINER, "model_run")), outputs.get((TUNER, "tuner_results"))
+    return run_log_dirs(trainer.uri if trainer else None, tuner.uri if tuner else None)
+
+
+def run_log_dirs(trainer_run: Optional[str], tuner_results: Optional[str]) -> Dict[str, str]:
+    """The named log folders of one run, from its Trainer's `model_run` and its Tuner's `tuner_results`."""
+    from lamina.models.tensorboard import HPARAMS_DIR
+
     dirs = {}
-    trainer = outputs.get((TRAINER, "model_run"))
-    if trainer is not None:
-        dirs["trainer"] = trainer.uri
-    tuner = outputs.get((TUNER, "tuner_results"))
-    if tuner is not None and storage.isdir(os.path.join(tuner.uri, HPARAMS_DIR)):
-        dirs["tuner"] = os.path.join(tuner.uri, HPARAMS_DIR)
+    if trainer_run:
+        dirs["trainer"] = trainer_run
+    if tuner_results and storage.isdir(os.path.join(tuner_results, HPARAMS_DIR)):
+        dirs["tuner"] = os.path.join(tuner_results, HPARAMS_DIR)
     return dirs
 
 

@@ -52,6 +52,7 @@ class RunResult:
     tflite: Optional[dict] = None  # TFLiteExporter's report: the forms, their sizes and metrics
     explanations_dir: Optional[str] = None  # the Explainer's output
     trials: Optional[dict] = None  # the Tuner's trials.json
+    tuner_dir: Optional[str] = None  # the Tuner's output folder (trials.json, tensorboard/)
     baselines: Optional[dict] = None  # the Baselines component's baselines.json
     gates: Optional[dict] = None  # the PushGate's gates.json
     forecast: Optional[dict] = None  # a forecast's ForecastEvaluator forecast.json: metrics, baselines, gates
@@ -125,6 +126,7 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     if blessing and "blessed" in blessing.custom_properties:  # absent when no gate was set
         result.blessed = bool(blessing.custom_properties["blessed"].int_value)
     tuner_results = uri(TUNER, "tuner_results")
+    result.tuner_dir = tuner_results
     if tuner_results:
         from lamina.models.tuning import read_trials
 
