@@ -107,6 +107,25 @@ def is_missing_number(text: str) -> bool:
     return text.strip().lower() in MISSING_NUMBER_TOKENS
 
 
+# Boolean spellings whose case a categorical column ignores ('Yes', 'YES' and 'yes' are one value).
+CATEGORY_BOOLEANS = frozenset(k for k in BOOLEAN_SPELLINGS if not k.isdigit())
+
+
+def normalize_category(text: str) -> str:
+    """A categorical cell as the model reads it, in training and in serving alike: surrounding spaces
+    dropped, a missing marker ('?', 'NA', 'n/a', ...) is '' (missing), and a boolean spelling is
+    lower-cased. `lamina.models.preprocessing.normalize_categories` is the same rule in the graph.
+
+    >>> normalize_category(" male"), normalize_category(" ?"), normalize_category("Yes")
+    ('male', '', 'yes')
+    """
+    s = text.strip()
+    low = s.lower()
+    if low in MISSING_NUMBER_TOKENS:
+        return ""
+    return low if low in CATEGORY_BOOLEANS else s
+
+
 def date_layout(text: str) -> Optional[str]:
     """The DATE_FORMATS layout a cell is written in ('%Y-%m-%d', '%d/%m/%Y', ...), or None.
 

@@ -2,7 +2,8 @@
 
 Numeric features: missing values are filled with the mean, then z-scored; with
 `missing_indicator`, a 0/1 feature says which values were missing.
-Categorical features: missing values become '', then a vocabulary maps them to ids.
+Categorical features: surrounding spaces are dropped, missing values and markers ('?', 'NA') become '',
+boolean spellings are lower-cased (`normalize_categories`), then a vocabulary maps them to ids.
 Date features: the string is parsed in the graph by its layout (`FeatureSpec.format`) into
 calendar parts (year, month, day of week, hour, ...), each z-scored, the cyclic ones also as sine and
 cosine; a missing or unparseable date takes the training mean of each part.
@@ -20,7 +21,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 import math
+import re
 
+from lamina.cells import CATEGORY_BOOLEANS, MISSING_NUMBER_TOKENS
 from lamina.models.features import (AUDIO, CATEGORICAL, CYCLIC_PERIODS, DATE, IMAGE, LABEL_VOCABULARY, MISSING_PART, NUMERIC,
                                     SEQUENCE, TEXT, input_feature_names, kind_from_dtype, transformed_label_key,
                                     transformed_name, vocabulary_name)
@@ -138,13 +141,31 @@ def _date(x, layout: str, parts, reference=None):
     return tf.concat(columns, axis=1)
 
 
+# What Python's str.strip() takes off both ends: ASCII and Unicode spaces (RE2's \s is ASCII only).
+_SPACE = r"[\s\x{0b}\x{1c}-\x{1f}\x{85}\p{Z}]"
+_ALTERNATIVES = "|".join
+
+
+def normalize_categories(x):
+    """`lamina.cells.normalize_category` in the graph, on a string tensor: ingestion strips every cell,
+    so a client's ' male' must mean 'male'; '?', 'NA' and the other missing markers are ''; 'Yes' is 'yes'."""
+    s = tf.strings.regex_replace(x, f"^{_SPACE}+|{_SPACE}+$", "")
+    low = tf.strings.lower(s)
+    missing = tf.strings.regex_full_match(low, _ALTERNATIVES(re.escape(t) for t in sorted(MISSING_NUMBER_TOKENS)))
+    s = tf.where(missing, tf.zeros_like(s), s)
+    boolean = tf.strings.regex_full_match(low, _ALTERNATIVES(sorted(CATEGORY_BOOLEANS)))
+    return tf.where(boolean, low, s)
+
+
 def _categorical(x, name, cfg):
     if x.dtype != tf.string:
         if isinstance(x, tf.SparseTensor):
             x = tf.SparseTensor(x.indices, tf.strings.as_string(x.values), x.dense_shape)
         else:
             x = tf.strings.as_string(x)
-    dense = _to_dense(x, "")
+        dense = _to_dense(x, "")
+    else:
+        dense = normalize_categories(_to_dense(x, ""))
     return tft.compute_and_apply_vocabulary(
         dense, top_k=cfg.top_k, num_oov_buckets=cfg.num_oov_buckets, vocab_filename=vocabulary_name(name))
 

@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from lamina.cells import normalize_category
 from lamina.constants import DEFAULT_SIGNATURE
 from lamina.models.features import (AUDIO, CATEGORICAL, DATE, IMAGE, NUMERIC, SEQUENCE, TEXT, FeatureInfo, safe_name,
                                     vocabulary_name)
@@ -190,7 +191,8 @@ def input_spec(features: List[FeatureInfo], tf_transform_output, out_dir: str, t
             local = f"{safe_name(f.name)}_vocabulary.txt"
             tf.io.gfile.copy(vocab, os.path.join(out_dir, local), overwrite=True)
             entry["vocabulary"] = local
-            entry["how"] = (f"the 0-based line number of the value in {local} (a missing value is ''); a value "
+            entry["how"] = (f"the 0-based line number of the value in {local}, stripped (a missing value or marker "
+                            f"such as '?' or 'NA' is '', and yes/no/true/false are lower-case); a value "
                             f"not in it takes an id from its line count up to {f.vocab_size - 1}")
         elif f.kind == IMAGE:
             h, w = f.image_size
@@ -315,7 +317,8 @@ def rows_to_inputs(rows: List[dict], input_spec: dict, folder: str) -> Dict[str,
         elif "vocabulary" in entry:
             with tf.io.gfile.GFile(os.path.join(folder, entry["vocabulary"])) as f:
                 ids = {line.rstrip("\n"): i for i, line in enumerate(f)}
-            out[name] = np.array([[ids.get("" if _missing(v) else str(v), len(ids))] for v in values], np.int64)
+            out[name] = np.array([[ids.get("" if _missing(v) else normalize_category(v) if isinstance(v, str)
+                                            else str(v), len(ids))] for v in values], np.int64)
         elif len(entry["shape"]) == 4:  # an image: [batch, H, W, 3]
             h, w = entry["shape"][1:3]
             pixels = []

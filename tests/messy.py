@@ -8,6 +8,7 @@ What makes it messy, each on purpose:
 - an ID column, a constant column, a free-text column with quotes, `;` and line breaks inside
   quoted cells, a date column written day-first, yes/no booleans;
 - numbers written `$1,234.50`, `12%` and `4.90 €`, with blanks and `n/a` among them;
+- a category written after a space (` basic`, as UCI Adult writes every value) and `?` for a missing one;
 - a skewed yes/no label (about 11% `yes`), blank in a few rows;
 - optionally, rows with a field too many.
 
@@ -47,9 +48,9 @@ def messy_rows(n: int = 400, seed: int = 0) -> List[Dict[str, str]]:
             "monthly_spend": f"{spend * rng.uniform(0.8, 1.2):.1f}",
             "Preis (€)": f"{rng.uniform(1, 9):.2f} €",
             "Größe": str(rng.randint(150, 200)),
-            "2nd_choice": rng.choice(["A", "B", "C"]),
+            "2nd_choice": "?" if i % 13 == 4 else rng.choice(["A", "B", "C"]),
             "": str(rng.randint(0, 9)),
-            "plan": plan,
+            "plan": " " + plan,
             "country": "DE",
             "notes": note,
             "auto_renew": "yes" if renew else "no",

@@ -170,6 +170,26 @@ def test_rest_rows_with_integers_or_floats_by_original_names(served, messy_run):
     np.testing.assert_allclose(as_floats["scores"], expected, atol=1e-5)
 
 
+def test_a_cell_means_what_ingestion_read_whatever_its_spaces_markers_or_case(served, messy_run):
+    """The file writes ' basic' and '?', ingestion strips them; any client may send ' basic', 'basic ',
+    '?', 'NA' or 'Yes': the served graph reads each as the value the model was trained on."""
+    server, model = served
+    _, _, rows, _ = messy_run
+    row = _as_read([r for r in rows if r["2nd_choice"] == "?"][:1])[0]
+    assert row["plan"].startswith(" ")  # as the file has it
+    expected = _in_process(model, [row])[0]
+    canonical = dict(row, plan=row["plan"].strip(), **{"2nd_choice": ""})
+    spellings = [canonical, dict(row, plan=row["plan"] + "  ", **{"2nd_choice": " NA "}),
+                 dict(canonical, auto_renew=row["auto_renew"].upper(), **{"2nd_choice": "n/a"})]
+    with PredictionClient(server.target) as client:
+        raw = client.predict_raw("churn", spellings)["scores"]
+        examples = client.predict("churn", spellings)["scores"]
+    with RestClient(server.rest_url) as client:
+        rest = client.predict_raw("churn", spellings)["scores"]
+    for answers in (raw, examples, rest):
+        np.testing.assert_allclose(answers, [expected] * len(spellings), atol=1e-5)
+
+
 def test_lamina_predict_reads_the_users_own_export(served, messy_run, tmp_path):
     from lamina.pipeline.cli.commands import main
 

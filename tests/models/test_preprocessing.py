@@ -216,3 +216,29 @@ def test_a_sequence_keeps_its_last_values_z_scored_by_every_value_and_pads_with_
     for i, row in enumerate([[20, 21, 22], [32, 33, 34, 35], [], [25, nan, 27]]):
         expected[i, :len(row)] = (np.array(row) - mean) / std
     np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+# Cells as spreadsheets and clients write them, beside what ingestion reads: one value each.
+SPELLINGS = [" male", "male ", "\u00a0male\u3000", "\tmale\n", " ?", "NA", "n/a", "#N/A", "-", "none", "",
+             "  ", "Yes", "YES", " no ", "True", "Y", "1", "0", "?x", "Male", "None of these", "日本 ", "Ölçek"]
+
+
+def test_a_categorical_cell_means_the_same_in_the_graph_as_in_python():
+    from lamina.cells import normalize_category
+    from lamina.models.preprocessing import normalize_categories
+
+    graph = [v.decode("utf-8") for v in normalize_categories(tf.constant(SPELLINGS)).numpy()]
+    assert graph == [normalize_category(s) for s in SPELLINGS]
+    assert graph[:13] == ["male"] * 4 + [""] * 8 + ["yes"]
+    assert graph[13:] == ["yes", "no", "true", "y", "1", "0", "?x", "Male", "None of these", "日本", "Ölçek"]
+
+
+def test_spaces_markers_and_boolean_case_map_to_one_vocabulary_id():
+    rows = [{"colour": np.array([c], object), "label": b"a"} for c in
+            [b"red", b" red", b"red  ", b"?", b"NA", b"", b"Yes", b"yes", b"YES", b"blue"]]
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "label", "features": {"colour": "categorical"}}})
+    data = _run_transform(spec, rows, {"colour": tf.io.VarLenFeature(tf.string),
+                                       "label": tf.io.FixedLenFeature([], tf.string)})
+    ids = [int(row["colour_xf"]) for row in data]
+    assert ids[0] == ids[1] == ids[2] and ids[3] == ids[4] == ids[5] and ids[6] == ids[7] == ids[8]
+    assert len(set(ids)) == 4  # red, '' (missing), yes, blue
