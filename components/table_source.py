@@ -20,6 +20,7 @@ values, dates, header names, delimiters, encodings) is in lamina/cells.py.
 
 import dataclasses
 import math
+import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from lamina.components.image_paths import audio_cell_wav, image_cell_problem
@@ -30,6 +31,10 @@ from lamina.tables import ROW_SOURCES, Row, TableOptions
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana and CJK
+# ideographs (Korean is written with spaces and is left out).
+SPACELESS_SCRIPTS = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
+                               "\u4e00-\u9fff\uf900-\ufaff]")
 
 
 # -- the scan --------------------------------------------------------------------------------------
@@ -60,6 +65,10 @@ class ColumnStats:
     sum_count: int = 0
     lists: int = 0  # list values (JSON Lines, Parquet, TFRecord)
     first_list_line: int = 0
+    ascii_cells: int = 0  # cells of ASCII characters only
+    # Characters of scripts written without spaces between words (Chinese, Japanese, Thai, ...): each
+    # counts as a word, so a Chinese review is as wordy as an English one.
+    spaceless: int = 0
 
     @property
     def missing(self) -> int:
@@ -93,6 +102,10 @@ class ColumnStats:
         self.total_length += n
         if n > self.max_length:
             self.max_length = n
+        if s.isascii():
+            self.ascii_cells += 1
+        else:
+            self.spaceless += len(SPACELESS_SCRIPTS.findall(s))
         self.words += s.count(" ") + 1
         if not self.distinct_overflow:
             distinct = self.distinct

@@ -141,6 +141,14 @@ def prepare_spec(spec: Spec, stream: Optional[TextIO] = None) -> Spec:
         raise SpecError(problems)
     files = spec.check_data_exists()
     if spec.data.is_files:
+        folder = spec.resolve(spec.data.path)
+        if spec.data.format != "image_csv" and not storage.is_uri(folder):
+            from lamina.cells import CsvInputError
+            from lamina.pipeline.profile import media_folder_problem
+
+            problem = media_folder_problem(folder, (spec.data.audio if spec.data.is_audio else spec.data.images).extensions)
+            if problem:
+                raise CsvInputError(f"{problem} (data.format: {spec.data.format}).")
         return spec
     profile = profile_data(spec, files)
     if stream is not None:

@@ -7,6 +7,7 @@ role from those counts when the spec names no features, with the reason for each
 | role        | when                                                   | becomes                         |
 |-------------|--------------------------------------------------------|---------------------------------|
 | id          | a name like `id`, `*_id`, `uuid`; or unique per row    | left out (`data.exclude`)        |
+| rare values | most values in one row only (names, tickets, cabins)   | left out (`data.exclude`)        |
 | constant    | one value in every row, or no values                   | left out                         |
 | date        | dates or timestamps in one layout                      | calendar features                |
 | numeric     | numbers (`$1,234`, `12%`, thousands separators parsed) | z-score (+ missing indicator)    |
@@ -37,6 +38,10 @@ REGRESSION_MIN_DISTINCT = 20
 IMBALANCE_SHARE = 0.2
 TEXT_MIN_AVERAGE_CHARS = 30
 TEXT_MIN_AVERAGE_WORDS = 4
+# A string column with more distinct values than this, most of them in one row only, is left out.
+RARE_MIN_DISTINCT = 20
+RARE_SINGLES_SHARE = 0.5
+NAME_MAX_WORDS = 6
 # The Transformer a free-text column gets in a tabular model: small, trained with the rest.
 SMALL_TEXT_ENCODER = {"type": "transformer", "num_layers": 1, "num_heads": 2, "hidden_dim": 32,
                       "intermediate_dim": 64, "max_length": 48, "vocabulary_size": 2000, "dropout": 0.1}
@@ -96,7 +101,7 @@ def _merged(scans: List[TableScan], name: str) -> ColumnStats:
     out = ColumnStats(name, stats[0].position)
     for c in stats:
         for field in ("present", "blank", "numbers", "plain_numbers", "integers", "number_tokens", "booleans",
-                      "total_length", "words", "total", "total_sq", "sum_count", "lists"):
+                      "total_length", "words", "total", "total_sq", "sum_count", "lists", "ascii_cells", "spaceless"):
             setattr(out, field, getattr(out, field) + getattr(c, field))
         out.max_length = max(out.max_length, c.max_length)
         out.not_numbers += c.not_numbers[: 5 - len(out.not_numbers)]
@@ -136,7 +141,7 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
         return ColumnRole(c.name, "date", "date", f"dates written {date_format}: year, month, day of week, hour"
                           + (f"; {missing} missing, imputed" if missing else ""), missing, format=date_format)
     average_chars = c.total_length / c.present
-    average_words = c.words / c.present
+    average_words = average_word_count(c)
     short = average_words < 3 and average_chars < TEXT_MIN_AVERAGE_CHARS
     if unique and rows >= 20 and (c.all_integers or (not c.all_numbers and short)):
         return ColumnRole(c.name, "id", None, f"unique in each of the {rows} rows", missing)
@@ -151,6 +156,9 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
         if missing:
             reason += f"; {missing} missing: imputed with the mean, plus a missing indicator"
         return ColumnRole(c.name, "numeric", "numeric", reason, missing, missing_indicator=bool(missing))
+    rare = _rare_values(c, average_words, average_chars)
+    if rare:
+        return ColumnRole(c.name, "rare values", None, rare, missing)
     many = c.distinct_overflow or c.n_distinct >= 0.5 * c.present
     if many and (average_chars >= TEXT_MIN_AVERAGE_CHARS or average_words >= TEXT_MIN_AVERAGE_WORDS):
         return ColumnRole(c.name, "text", "text", f"free text: {average_words:.1f} words on average, "
@@ -161,6 +169,38 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
         reason += (f"; {c.numbers} cells are numbers but others are not, e.g. {examples}: read as categories "
                    f"(declare it numeric to stop the run on them instead)")
     return ColumnRole(c.name, "categorical", "categorical", reason, missing)
+
+
+def average_word_count(c: ColumnStats) -> float:
+    """Words per cell: space-separated words, and each character of a script written without spaces."""
+    return (c.words + c.spaceless) / max(c.present, 1)
+
+
+def _looks_like_names(values: List[str]) -> bool:
+    """Whether most values are a few capitalized words ('Allen, Miss Elisabeth Walton'), as names are."""
+    sample = values[:500]
+    capitalized = 0
+    for v in sample:
+        words = [w for w in re.split(r"[\s,]+", v) if w[:1].isalpha()]
+        if 1 < len(words) <= NAME_MAX_WORDS and all(w[0].isupper() for w in words):
+            capitalized += 1
+    return bool(sample) and capitalized >= 0.8 * len(sample)
+
+
+def _rare_values(c: ColumnStats, average_words: float, average_chars: float) -> Optional[str]:
+    """Why a column of strings is left out as one whose values are too rare to learn from (names, ticket
+    numbers, cabins), or None. Long free text is text, not this."""
+    if c.distinct_overflow or c.n_distinct <= RARE_MIN_DISTINCT:
+        return None
+    singles = sum(1 for n in c.distinct.values() if n == 1)
+    if singles < RARE_SINGLES_SHARE * c.present:
+        return None
+    said = f"{c.n_distinct} distinct values in {c.present} rows, {singles} of them in one row only"
+    if _looks_like_names(list(c.distinct)):
+        return f"{said}, capitalized like names: nothing shared across rows to learn from"
+    if average_words < TEXT_MIN_AVERAGE_WORDS and average_chars < TEXT_MIN_AVERAGE_CHARS:
+        return f"{said}: too rare to learn from (declare it categorical to keep it)"
+    return None
 
 
 def _label_task(spec: Spec, c: ColumnStats) -> (str, str):
@@ -211,6 +251,30 @@ def infer_roles(spec: Spec, scans: List[TableScan]) -> DataProfile:
             roles.append(column_role(c, rows))
     classes = dict(sorted(label.distinct.items(), key=lambda kv: (-kv[1], kv[0]))) if task == "classification" else {}
     return DataProfile(scans, roles, task, task_reason, classes)
+
+
+def media_folder_problem(folder: str, extensions) -> Optional[str]:
+    """Why a local folder of class subfolders cannot be trained on: no file in them has one of `extensions`
+    (what they hold instead is counted), or None."""
+    from lamina.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+
+    classes = [d for d in sorted(os.listdir(folder)) if d[:1] != "." and os.path.isdir(os.path.join(folder, d))]
+    kinds: Dict[str, int] = {}
+    for c in classes:
+        for f in os.listdir(os.path.join(folder, c)):
+            if f[:1] != "." and os.path.isfile(os.path.join(folder, c, f)):
+                ext = os.path.splitext(f)[1].lower() or "(no extension)"
+                kinds[ext] = kinds.get(ext, 0) + 1
+    if any(ext in extensions for ext in kinds):
+        return None
+    found = ", ".join(f"{n} {ext}" for ext, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))[:8])
+    supported = []
+    if set(IMAGE_EXTENSIONS) & set(extensions):
+        supported.append(f"images ({', '.join(e for e in IMAGE_EXTENSIONS if e in extensions)})")
+    if set(AUDIO_EXTENSIONS) & set(extensions):
+        supported.append(f"audio files ({', '.join(e for e in AUDIO_EXTENSIONS if e in extensions)})")
+    return (f"{folder}: no file to train on in its {len(classes)} class subfolder(s) (found {found or 'no files'}); "
+            f"Lamina trains on one subfolder per class holding {' or '.join(supported)}")
 
 
 def profile_data(spec: Spec, files: Optional[List[str]] = None) -> DataProfile:

@@ -48,7 +48,7 @@ def cmd_init(args) -> int:
     try:
         text_model = None if args.text_model == "none" else args.text_model
         text = write_starter_spec(args.data, args.output, label=args.label, name=args.name, force=args.force,
-                                  text_model=text_model)
+                                  text_model=text_model, stream=sys.stdout)
     except (InitError, CsvInputError) as e:
         print_error(str(e))
         return 2 if isinstance(e, InitError) else 1

