@@ -29,8 +29,12 @@ NUMERIC_TYPES = (schema_pb2.INT, schema_pb2.FLOAT)
 
 
 def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional[str]], label: str,
-                         task: str) -> schema_pb2.Schema:
+                         task: str, max_unseen_share: float = 0.0) -> schema_pb2.Schema:
     """Returns a copy of `schema` with the spec's declarations enforced.
+
+    A categorical feature's values that the train split lacks are an anomaly only past `max_unseen_share`
+    of its values (TFDV's `min_domain_mass`); below it they are rare categories, which the vocabulary's
+    out-of-vocabulary bucket takes, as at serving time. The label's values are never allowed to be new.
 
     Args:
       schema: the inferred schema.
@@ -86,6 +90,12 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
         if name == label:
             feature.presence.min_fraction = 1.0
             feature.presence.min_count = 1
+    for feature in schema.feature:
+        if feature.name != label and feature.WhichOneof("domain_info") in ("domain", "string_domain"):
+            if max_unseen_share > 0:
+                feature.distribution_constraints.min_domain_mass = round(1.0 - max_unseen_share, 6)
+            else:
+                feature.ClearField("distribution_constraints")
     return schema
 
 
@@ -96,6 +106,7 @@ def SpecSchemaGen(  # pylint: disable=invalid-name
     declared_types: Parameter[str],
     label: Parameter[str],
     task: Parameter[str],
+    max_unseen_share: Parameter[float] = 0.0,
 ):
     """Infers a schema from the train split and enforces the spec's feature types.
 
@@ -105,10 +116,11 @@ def SpecSchemaGen(  # pylint: disable=invalid-name
       declared_types: JSON object, feature name -> 'numeric' | 'categorical' | null.
       label: the label column.
       task: 'classification' or 'regression'.
+      max_unseen_share: see `apply_declared_types`.
     """
     splits = artifact_utils.decode_split_names(statistics.split_names)
     split = "train" if "train" in splits else splits[0]
     stats = stats_artifact_utils.load_statistics(statistics, split).proto()
     inferred = tfdv.infer_schema(stats, infer_feature_shape=True)
-    enforced = apply_declared_types(inferred, json.loads(declared_types), label, task)
+    enforced = apply_declared_types(inferred, json.loads(declared_types), label, task, max_unseen_share)
     io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE), enforced)

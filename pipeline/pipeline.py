@@ -232,6 +232,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
             declared_types=json.dumps(declared, sort_keys=True),
             label=HORIZON_KEY if spec.task == "forecast" else spec.data.label,
             task=spec.task,
+            max_unseen_share=spec.data.max_unseen_share,
         ).with_id(SCHEMA_GEN)
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])

@@ -155,6 +155,11 @@ class DataSpec(StrictModel):
                                 "fraction of rows that may be skipped.")
     max_missing_labels: float = Field(default=0.5, ge=0.0, le=1.0, description="Rows without a label are left "
                                       "out of training and evaluation; more than this fraction stops the run.")
+    max_unseen_share: float = Field(
+        default=0.02, ge=0.0, le=1.0,
+        description="A categorical column's values in the eval split that the train split never had go to the "
+                    "out-of-vocabulary bucket, as at serving time; past this share of the column's values they are "
+                    "an anomaly and stop the run (TFDV's min_domain_mass is 1 - this).")
     schema_path: Optional[str] = Field(
         default=None,
         description="A curated schema.pbtxt; when set, ImportSchemaGen replaces schema inference.",

