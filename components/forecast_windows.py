@@ -21,6 +21,7 @@ and `FOLD_KEY` (0 for training, 1... for the eval origins).
 
 import dataclasses
 import datetime
+import re
 import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -68,12 +69,20 @@ class WindowSettings:
 # -- time ------------------------------------------------------------------------------------------
 
 
+_YEAR_MONTH = re.compile(r"^(\d{4})[-/](\d{1,2})$")
+
+
 def parse_time(text: str) -> Optional[datetime.datetime]:
-    """A timestamp cell: ISO 8601 (2024-03-05, 2024-03-05 14:00, 2024-03-05T14:00:00Z) or a
-    data.DATE_FORMATS layout (05/03/2024, 05.03.2024) with an optional time; None when it is none."""
+    """A timestamp cell: ISO 8601 (2024-03-05, 2024-03-05 14:00, 2024-03-05T14:00:00Z), a month
+    (1949-01, 1949/1), or a data.DATE_FORMATS layout (05/03/2024, 05.03.2024) with an optional time;
+    None when it is none."""
     s = text.strip()
     if not s:
         return None
+    month = _YEAR_MONTH.match(s)
+    if month:  # 1949-01, 1949/1: a monthly series' first day of the month
+        year, number = int(month.group(1)), int(month.group(2))
+        return datetime.datetime(year, number, 1) if 1 <= number <= 12 else None
     iso = s[:-1] if s.endswith("Z") else s
     try:
         t = datetime.datetime.fromisoformat(iso)

@@ -27,7 +27,7 @@ FORECAST_BASELINES = ("seasonal_naive", "last_value")
 class ForecastSpec(StrictModel):
     """`forecast: {timestamp: date, series_id: store, frequency: D, lookback: 28, horizon: 7}`."""
 
-    timestamp: str = Field(description="The column of each row's time: YYYY-MM-DD, optionally with a time, or "
+    timestamp: str = Field(description="The column of each row's time: YYYY-MM-DD, optionally with a time, YYYY-MM (a month), or "
                                        "one of data.DATE_FORMATS.")
     series_id: Optional[str] = Field(default=None, description="The column naming each series; omitted: one series.")
     frequency: Literal[tuple(FREQUENCIES)] = Field(description="H (hourly), D (daily), W (weekly), M (monthly).")

@@ -58,7 +58,8 @@ class Spec(StrictModel):
     @classmethod
     def _task_shorthand(cls, data: Any) -> Any:
         """`task: forecast` (or classification, regression) is `model.head.type`; a forecast section implies it,
-        and a forecast is scored by forecast metrics unless the spec names others."""
+        and a forecast is scored by forecast metrics unless the spec names others, and must beat the better of
+        its naive baselines (seasonal naive, last value) unless `evaluation.baseline.must_beat` says otherwise."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -79,6 +80,10 @@ class Spec(StrictModel):
             if task == "forecast" and isinstance(data.get("evaluation") or {}, dict):
                 evaluation = dict(data.get("evaluation") or {})
                 evaluation.setdefault("metrics", ["mase", "mae", "rmse", "smape"])
+                if isinstance(evaluation.get("baseline") or {}, dict):
+                    baseline = dict(evaluation.get("baseline") or {})
+                    baseline.setdefault("must_beat", "best")
+                    evaluation["baseline"] = baseline
                 data["evaluation"] = evaluation
         return data
 

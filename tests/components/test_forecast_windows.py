@@ -33,6 +33,7 @@ def _points(days, store="A", start=datetime.date(2024, 1, 1), skip=()):
     ("2024-03-05", datetime.datetime(2024, 3, 5)), ("2024-03-05 14:30", datetime.datetime(2024, 3, 5, 14, 30)),
     ("2024-03-05T14:00:00Z", datetime.datetime(2024, 3, 5, 14)), ("05.03.2024", datetime.datetime(2024, 3, 5)),
     ("2024-03-05T15:00:00+01:00", datetime.datetime(2024, 3, 5, 14)), ("31/12/2024", datetime.datetime(2024, 12, 31)),
+    ("1949-01", datetime.datetime(1949, 1, 1)), ("1960/12", datetime.datetime(1960, 12, 1)), ("1949-13", None),
     ("next tuesday", None), ("", None)])
 def test_parse_time(text, expected):
     assert parse_time(text) == expected
@@ -182,3 +183,14 @@ def test_recent_history_reads_the_same_requests_from_every_table_format(tmp_path
     assert json.loads(expected[0][3])["Units sold"] == [12.0, 13.0, 14.0, 15.0]
     for name in ("recent.jsonl", "recent.ndjson", "recent.parquet", "recent.pq", "recent.tfrecord.gz"):
         assert read(name) == expected, name
+
+
+def test_a_forecast_must_beat_the_better_naive_baseline_unless_the_spec_says_otherwise():
+    from lamina.spec import Spec
+
+    forecast = {"timestamp": "Month", "frequency": "M", "lookback": 24, "horizon": 12}
+    spec = Spec.from_dict({"data": {"path": "air.csv", "label": "value"}, "forecast": forecast})
+    assert spec.evaluation.baseline.must_beat == "best"
+    spec = Spec.from_dict({"data": {"path": "air.csv", "label": "value"}, "forecast": forecast,
+                           "evaluation": {"baseline": {"must_beat": None}}})
+    assert spec.evaluation.baseline.must_beat is None
