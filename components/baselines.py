@@ -14,7 +14,7 @@ Text and image features are left out: the baselines are of the tabular part of t
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -34,56 +34,20 @@ class Baselines(artifact.Artifact):
     TYPE_NAME = "lamina.Baselines"  # importable as lamina.<Name>, as Kubeflow needs
 
 
-def _arrays(spec, tf_transform_output, features, files: List[str], max_rows: Optional[int]):
-    """(X [n, d], labels [n], categorical column mask) from Transform's output, at most `max_rows` rows."""
-    from lamina.models.features import CATEGORICAL, SEQUENCE
-    from lamina.models.datasets import make_dataset
-
-    batch = 4096
-    ds = make_dataset(files, tf_transform_output, spec, features, batch, shuffle=False, cache=False)
-    if max_rows:
-        ds = ds.take(-(-max_rows // batch))
-    columns: Dict[str, list] = {f.key: [] for f in features}
-    labels = []
-    for x, y in ds.as_numpy_iterator():
-        for f in features:
-            columns[f.key].append(np.asarray(x[f.key]).reshape(len(y), -1))
-        labels.append(np.asarray(y).reshape(-1))
-    if not labels:
-        return np.zeros((0, 0)), np.zeros(0), np.zeros(0, bool)
-    blocks, mask = [], []
-    for f in features:
-        block = np.concatenate(columns[f.key]).astype(np.float64)
-        if f.kind == SEQUENCE:  # NaN pads a sequence; the linear model takes none, and 0 is the mean
-            block = np.nan_to_num(block, nan=0.0)
-        blocks.append(block)
-        mask += [f.kind == CATEGORICAL] * block.shape[1]
-    x, y = np.concatenate(blocks, axis=1), np.concatenate(labels)
-    if max_rows and len(y) > max_rows:
-        x, y = x[:max_rows], y[:max_rows]
-    return x, y, np.array(mask, bool)
-
-
 def _models(task: str, mask: np.ndarray, seed: int, categories: List[int]):
-    """{name: unfitted estimator}: HistGradientBoosting, and a linear model over one-hot categories."""
+    """{name: unfitted estimator}: HistGradientBoosting (as `model.type: gbt` fits it), and a linear model
+    over one-hot categories."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    cat_idx = np.flatnonzero(mask)
-    num_idx = np.flatnonzero(~mask)
-    # Vocabulary ids may exceed HistGradientBoosting's 255 categories: those columns stay numeric.
-    native = np.array([m and n <= 255 for m, n in zip(mask, categories)], bool)
-    gbt_args = dict(categorical_features=native if native.any() else None, random_state=seed, max_iter=200,
-                    early_stopping=False)
-    one_hot = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), cat_idx),
-                                 ("numbers", "passthrough", num_idx)])
-    if task == "classification":
-        return {"gbt": HistGradientBoostingClassifier(**gbt_args),
-                "linear": make_pipeline(one_hot, LogisticRegression(max_iter=2000))}
-    return {"gbt": HistGradientBoostingRegressor(**gbt_args), "linear": make_pipeline(one_hot, Ridge(alpha=1.0))}
+    from lamina.models.trees import gbt_estimator
+
+    one_hot = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), np.flatnonzero(mask)),
+                                 ("numbers", "passthrough", np.flatnonzero(~mask))])
+    linear = LogisticRegression(max_iter=2000) if task == "classification" else Ridge(alpha=1.0)
+    return {"gbt": gbt_estimator(task, mask, categories, seed), "linear": make_pipeline(one_hot, linear)}
 
 
 def _predict(model, task: str, x: np.ndarray, num_classes: int) -> np.ndarray:
@@ -99,8 +63,9 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
     """Fits and scores the baselines; writes and returns baselines.json's content."""
     import tensorflow_transform as tft
 
-    from lamina.models.features import AUDIO, DATE, IMAGE, TEXT, describe_transformed_features, label_vocabulary
+    from lamina.models.features import AUDIO, IMAGE, TEXT, describe_transformed_features, label_vocabulary
     from lamina.models.metrics import compute
+    from lamina.models.trees import column_categories, tabular_matrix
 
     stream = stream or sys.stdout
     tf_transform_output = tft.TFTransformOutput(transform_uri)
@@ -113,12 +78,10 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
     else:
         pattern = lambda split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]  # noqa: E731
         limit = spec.evaluation.baseline.max_train_rows
-        x_train, y_train, mask = _arrays(spec, tf_transform_output, features, pattern("train"), limit)
-        x_eval, y_eval, _ = _arrays(spec, tf_transform_output, features, pattern("eval"), None)
+        x_train, y_train, mask = tabular_matrix(spec, tf_transform_output, features, pattern("train"), limit)
+        x_eval, y_eval, _ = tabular_matrix(spec, tf_transform_output, features, pattern("eval"), None)
         classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
-        categories = []
-        for f in features:
-            categories += [f.vocab_size if f.kind not in (DATE,) else 0] * (f.width if f.kind == DATE else f.shape[0])
+        categories = column_categories(features)
         record.update({"train_rows": int(len(y_train)), "eval_rows": int(len(y_eval)),
                        "sampled": bool(len(y_train) >= limit), "classes": classes})
         if classes:

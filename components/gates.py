@@ -223,8 +223,8 @@ def evaluate_gates(spec, slices: List[dict], baselines: Optional[dict] = None,
             gates.append({
                 "gate": "baseline", "passed": bool(ok), "gated": True, "metric": metric, "value": network,
                 "baseline": name, "baseline_value": value, "slice": OVERALL,
-                "message": f"baseline: the network's {metric} is {network:.4f} and {NAMES[name]}' is {value:.4f}"
-                + ("" if ok else f"; the network is {side} it by {abs(network - value):.4f}, more than the "
+                "message": f"baseline: the model's {metric} is {network:.4f} and {NAMES[name]}' is {value:.4f}"
+                + ("" if ok else f"; the model is {side} it by {abs(network - value):.4f}, more than the "
                    f"tolerance {ev.baseline.tolerance:g}, so it is not pushed")})
     return gates
 

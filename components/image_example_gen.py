@@ -381,30 +381,20 @@ class Executor(BoundedMemoryExecutor):
         return bad
 
 
-def folder_fingerprint(split: str, pattern: str) -> str:
-    """TFX's input fingerprint (`tfx.utils.io_utils.generate_fingerprint`: file count, bytes and mtimes) of a
-    local pattern, listed as bytes: TFX's own listing (`tf.io.gfile.glob`) raises UnicodeDecodeError on a
-    file name that is not UTF-8 before any executor runs, where the executor lists it as a bad file."""
-    import glob
-
-    total = xor = added = 0
-    names = glob.glob(os.fsencode(pattern))
-    for name in names:
-        mtime = int(os.stat(name).st_mtime_ns // 1_000_000_000)
-        total += os.stat(name).st_size
-        xor ^= mtime
-        added += mtime
-    return f"split:{split},num_files:{len(names)},total_bytes:{total},xor_checksum:{xor},sum_checksum:{added}"
-
-
 class MediaFolderInputProcessor(input_processor.FileBasedInputProcessor):
-    """TFX's file-based input processor with the fingerprint listed as bytes for a local folder."""
+    """TFX's file-based input processor, fingerprinting the input with `lamina.storage`."""
 
     def resolve_span_and_version(self):
-        if storage.is_uri(self._input_base_uri):
-            return super().resolve_span_and_version()
-        self._fingerprint = "\n".join(folder_fingerprint(split.name, os.path.join(self._input_base_uri, split.pattern))
-                                      for split in self._splits)
+        """TFX's fingerprint (`tfx.utils.io_utils.generate_fingerprint`: file count, bytes and mtimes) of each
+        split's pattern, from `lamina.storage.fingerprint`: TFX's own listing (`tf.io.gfile.glob`) raises
+        UnicodeDecodeError on a local file name that is not UTF-8 before the executor, which lists it as a
+        bad file, runs. The pattern has no span or version."""
+        parts = []
+        for split in self._splits:
+            files, size, xor, added = storage.fingerprint(os.path.join(self._input_base_uri, split.pattern))
+            parts.append(f"split:{split.name},num_files:{files},total_bytes:{size},xor_checksum:{xor},"
+                         f"sum_checksum:{added}")
+        self._fingerprint = "\n".join(parts)
         return 0, None
 
 

@@ -12,6 +12,7 @@ that only work on a local disk, each behind `is_uri`:
   that normalized prefix.
 - `glob`, `isdir` and `isfile` use `glob.glob` and `os.path` on a local path, again without
   importing TensorFlow.
+- `fingerprint` lists a local pattern as bytes (`glob.glob`, `os.stat`), for TFX's input fingerprint.
 - `open_binary` opens a local file with the builtin `open`, which keeps `lamina validate` free
   of TensorFlow's import time.
 
@@ -120,6 +121,24 @@ def glob(pattern: str) -> List[str]:
 
     check_filesystem(pattern)
     return sorted(tf.io.gfile.glob(pattern))
+
+
+def fingerprint(pattern: str) -> Tuple[int, int, int, int]:
+    """(files, bytes, xor and sum of their whole-second mtimes) of what `pattern` matches: TFX's input
+    fingerprint. A local pattern is listed as bytes, so a file name that is not UTF-8 is counted where
+    `tf.io.gfile.glob` raises UnicodeDecodeError."""
+    if is_uri(pattern):
+        import tensorflow as tf
+
+        stats = [tf.io.gfile.stat(name) for name in tf.io.gfile.glob(pattern)]
+        found = [(s.length, s.mtime_nsec // 1_000_000_000) for s in stats]
+    else:
+        stats = [os.stat(name) for name in _glob.glob(os.fsencode(pattern))]
+        found = [(s.st_size, s.st_mtime_ns // 1_000_000_000) for s in stats]
+    xor = 0
+    for _, mtime in found:
+        xor ^= mtime
+    return len(found), sum(size for size, _ in found), xor, sum(mtime for _, mtime in found)
 
 
 def isdir(path: str) -> bool:

@@ -20,15 +20,17 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from lamina import storage
 from lamina.models.artifacts import HISTORY_FILE, keras_model_path, save_keras_model, write_features, write_history
 from lamina.models.builder import build_model, compile_model
 from lamina.models.callbacks import EpochProgress, early_stopping
 from lamina.models.datasets import cache_plan, count_records, expand_file_patterns, label_counts, make_dataset
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model
-from lamina.models.features import (TEXT, describe_transformed_features, label_vocabulary, safe_name,
-                                    transformed_name)
+from lamina.models.features import (AUDIO, IMAGE, TEXT, describe_transformed_features, label_vocabulary,
+                                    safe_name, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
+from lamina.models.trees import MODEL_CHOICE_FILE, compare_on_eval, train_trees
 from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
@@ -175,6 +177,20 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
         if steps:
             train_ds = train_ds.repeat()
+    trees_fit = spec.model.type != "network" and all(f.kind not in (TEXT, IMAGE, AUDIO) for f in features)
+    if spec.model.type == "auto" and not trees_fit:
+        print("    model.type auto: the network only (gradient-boosted trees take tabular features only)", flush=True)
+    if spec.model.type == "gbt":
+        counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
+        weights = class_weights(spec, classes, counts) if classes and spec.training.class_weights != "none" else None
+        trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
+        if chief:
+            _export(spec, trees, tf_transform_output, features, serving_model_dir, log_dir, [], eval_files, classes,
+                    {"type": "gbt", "exported": "gbt"})
+        if multi_worker:
+            barrier(strategy)
+        shutil.rmtree(vocab_dir, ignore_errors=True)
+        return trees, []
     with strategy.scope():
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
 
@@ -234,23 +250,45 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         if own_loop:  # a plain copy of the weights: saving never waits on the other workers
             exported = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
             exported.set_weights(model.get_weights())
-        export_serving_model(exported, tf_transform_output, spec, features, serving_model_dir)
-        save_keras_model(exported, keras_model_path(serving_model_dir))
-        write_features(features, serving_model_dir, spec.data.label, spec.task,
-                       {k: v.dtype.name for k, v in tf_transform_output.raw_feature_spec().items()})
-        if log_dir:
-            write_history(histories, os.path.join(log_dir, HISTORY_FILE))
-        if log_dir and board.projector and spec.task != "forecast":
-            from lamina.models.tensorboard import write_projector
-
-            sample_ds = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
-                                     shuffle=False)
-            write_projector(log_dir, exported, features, sample_ds, board.projector_samples, classes,
-                            tf_transform_output)
+        choice = {"type": spec.model.type, "exported": "network"}
+        if trees_fit:
+            trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
+            eval_batches = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
+                                        shuffle=False)
+            choice.update(compare_on_eval(spec, {"network": exported, "gbt": trees}, eval_batches))
+            if choice["exported"] == "gbt":
+                exported = trees
+            print(f"    model.type auto on the eval split ({choice['metric']}): gradient-boosted trees "
+                  f"{choice['scores']['gbt']:.4f}, network {choice['scores']['network']:.4f}: the "
+                  f"{'trees are' if choice['exported'] == 'gbt' else 'network is'} exported", flush=True)
+        _export(spec, exported, tf_transform_output, features, serving_model_dir, log_dir, histories, eval_files,
+                classes, choice)
     if multi_worker:
         barrier(strategy)  # the other workers end when the chief's export is written
     shutil.rmtree(vocab_dir, ignore_errors=True)
     return model, histories
+
+
+def _export(spec: Spec, exported: keras.Model, tf_transform_output, features, serving_model_dir: str,
+            log_dir: Optional[str], histories, eval_files: List[str], classes, choice: dict) -> None:
+    """The SavedModel, the Keras model and its inputs beside it, and in the run folder the history, the
+    model choice and the projector (a network's)."""
+    export_serving_model(exported, tf_transform_output, spec, features, serving_model_dir)
+    save_keras_model(exported, keras_model_path(serving_model_dir))
+    write_features(features, serving_model_dir, spec.data.label, spec.task,
+                   {k: v.dtype.name for k, v in tf_transform_output.raw_feature_spec().items()})
+    if not log_dir:
+        return
+    write_history(histories, os.path.join(log_dir, HISTORY_FILE))
+    storage.write_json(os.path.join(log_dir, MODEL_CHOICE_FILE), choice)
+    board = spec.training.tensorboard
+    if board.projector and spec.task != "forecast" and choice["exported"] == "network":
+        from lamina.models.tensorboard import write_projector
+
+        sample_ds = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
+                                 shuffle=False)
+        write_projector(log_dir, exported, features, sample_ds, board.projector_samples, classes,
+                        tf_transform_output)
 
 
 def run_fn(fn_args):

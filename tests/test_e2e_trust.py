@@ -67,7 +67,7 @@ def test_fair_and_baseline_gates_block_the_push(loans_run):
         f"fairness: accuracy differs by {north_acc - south_acc:.4f} across the slices of 'Branch': "
         f"Branch={NOISY_BRANCH} has {south_acc:.4f} ({south['count']} examples), Branch=North has "
         f"{north_acc:.4f} ({north['count']} examples); the largest gap allowed is 0.1, so the model is not pushed",
-        f"baseline: the network's accuracy is {accuracy:.4f} and gradient-boosted trees' is {gbt:.4f}; the network "
+        f"baseline: the model's accuracy is {accuracy:.4f} and gradient-boosted trees' is {gbt:.4f}; the model "
         f"is below it by {gbt - accuracy:.4f}, more than the tolerance 0.01, so it is not pushed",
     ]
     assert str(error).startswith("The model failed evaluation and was not pushed:\n  - fairness: accuracy differs")

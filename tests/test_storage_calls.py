@@ -63,7 +63,7 @@ def test_the_check_sees_aliases_and_methods(tmp_path):
 
 def test_the_local_only_calls_live_behind_is_uri_in_lamina_storage():
     calls = local_only_calls(REPO / "lamina" / "storage.py")
-    local = {"os.listdir", "os.path.realpath", "open", "glob.glob", "os.path.isdir", "os.path.isfile"}
+    local = {"os.listdir", "os.path.realpath", "open", "glob.glob", "os.path.isdir", "os.path.isfile", "os.stat"}
     assert {name for _, name in calls} == local
     source = (REPO / "lamina" / "storage.py").read_text()
     tree = ast.parse(source)

@@ -258,9 +258,24 @@ def _check_baseline_kind(spec) -> List[str]:
     return []
 
 
+def _check_model_type(spec) -> List[str]:
+    kind = spec.model.type
+    if kind == "network":
+        return []
+    if spec.task == "forecast":
+        return [f"model.type: {kind!r} is for classification and regression; a forecast is a network."]
+    if kind == "gbt":
+        media = [f"{name!r} ({t})" for name, t in spec.data.feature_types.items() if t in ("text", "image", "audio")]
+        if media:
+            return [f"model.type: 'gbt' takes tabular features only (numbers, categories, dates, sequences); "
+                    f"{', '.join(media)} need the network. Use 'network' or 'auto' (which then trains the network)."]
+    return []
+
+
 # Every cross-field rule, in the order their problems are reported.
 CHECKS = (_check_label_not_feature, _check_date_references, _check_data_format, _check_metrics, _check_thresholds, _check_slices,
-          _check_encoders, _check_fine_tune, _check_kubeflow, _check_tuning, _check_forecast, _check_baseline_kind)
+          _check_encoders, _check_fine_tune, _check_kubeflow, _check_tuning, _check_forecast, _check_baseline_kind,
+          _check_model_type)
 
 
 def cross_field_problems(spec) -> List[str]:

@@ -137,6 +137,10 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     lines.append("split: {train: 4, eval: 1}     # hash buckets: 80% train, 20% eval")
     lines.append("model:")
     encoders = resolved.model.encoders
+    if encoders:
+        lines.append("  type: auto    # text needs the network; gradient-boosted trees take tables without text")
+    else:
+        lines.append("  type: auto    # the network and gradient-boosted trees: the better on the eval split is pushed")
     pretrained = cached_text_model() if text_model == "auto" else text_model
     if pretrained and text_model == "auto" and encoders:
         stats = [c for key in encoders for c in (s.column(key) for s in profile.scans)]

@@ -53,6 +53,7 @@ class RunResult:
     explanations_dir: Optional[str] = None  # the Explainer's output
     trials: Optional[dict] = None  # the Tuner's trials.json
     tuner_dir: Optional[str] = None  # the Tuner's output folder (trials.json, tensorboard/)
+    model_choice: Optional[dict] = None  # the Trainer's model_choice.json: model.type, what was exported, scores
     baselines: Optional[dict] = None  # the Baselines component's baselines.json
     gates: Optional[dict] = None  # the PushGate's gates.json
     forecast: Optional[dict] = None  # a forecast's ForecastEvaluator forecast.json: metrics, baselines, gates
@@ -117,6 +118,10 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     model = uri(TRAINER, "model")
     result.model_dir = os.path.join(model, "Format-Serving") if model else None
     result.tensorboard_dir = uri(TRAINER, "model_run")
+    if result.tensorboard_dir:
+        from lamina.models.trees import MODEL_CHOICE_FILE
+
+        result.model_choice = storage.read_json_if_exists(os.path.join(result.tensorboard_dir, MODEL_CHOICE_FILE))
     evaluation = outputs.get((EVALUATOR, "evaluation"))
     if evaluation:
         result.evaluation_dir = evaluation.uri
@@ -221,6 +226,7 @@ def format_result(result: RunResult) -> str:
         why = "evaluation.positive_class" if result.spec.evaluation.positive_class else "the rarer class"
         lines.append(f"  positive class: {positive!r} ({why}): auc, precision, recall and the like are of it")
     lines += tuning_lines(result.trials)
+    lines += model_choice_lines(result.model_choice)
     lines += baseline_lines(result)
     lines += forecast_lines(result)
     if result.gates:
@@ -305,6 +311,26 @@ def forecast_lines(result: "RunResult") -> List[str]:
     return lines
 
 
+def exported_name(choice: Optional[dict]) -> str:
+    """What the Trainer exported: 'network' or 'gradient-boosted trees'."""
+    from lamina.models.trees import TREES_NAME
+
+    return TREES_NAME if (choice or {}).get("exported") == "gbt" else "network"
+
+
+def model_choice_lines(choice: Optional[dict]) -> List[str]:
+    """The model the Trainer exported and why (model.type gbt, or auto with both scores)."""
+    if not choice or choice.get("type", "network") == "network":
+        return []
+    name = exported_name(choice)
+    scores = choice.get("scores")
+    if not scores:
+        return [f"  model:          {name} (model.type: {choice['type']})"]
+    other = "network" if choice["exported"] == "gbt" else "gbt"
+    return [f"  model:          {name} (model.type: auto): {choice['metric']} {scores[choice['exported']]:.4f} on the "
+            f"eval split against {scores[other]:.4f} for the {exported_name({'exported': other})}"]
+
+
 def baseline_lines(result: "RunResult") -> List[str]:
     """The network's metrics beside each baseline's."""
     from lamina.spec import TFMA_OUTPUT_NAMES
@@ -317,7 +343,9 @@ def baseline_lines(result: "RunResult") -> List[str]:
     recalls = (result.gates or {}).get("class_recalls")
     if recalls and "class_recall" in network:
         network["class_recall"] = min(recalls.values())
-    rows = [("network", network)] + [(m["name"], m.get("metrics")) for m in b["models"].values()]
+    chosen = (result.model_choice or {}).get("type", "network") != "network"
+    rows = [(f"pushed model ({exported_name(result.model_choice)})" if chosen else "network", network)]
+    rows += [(m["name"], m.get("metrics")) for m in b["models"].values()]
     width = max(len(n) for n, _ in rows)
     for name, values in rows:
         shown = ("  ".join(f"{k}={v:.4f}" for k, v in values.items() if v is not None) if values

@@ -69,8 +69,8 @@ def test_baseline_gate_respects_the_metric_direction_and_the_tolerance():
     tight = _spec({"metrics": ["mae"], "baseline": {"must_beat": "gbt", "tolerance": 1}}, head="regression")
     [gate] = evaluate_gates(tight, overall, baselines)
     assert gate["passed"] is False
-    assert gate["message"] == ("baseline: the network's mae is 105.0000 and gradient-boosted trees' is 100.0000; the "
-                               "network is above it by 5.0000, more than the tolerance 1, so it is not pushed")
+    assert gate["message"] == ("baseline: the model's mae is 105.0000 and gradient-boosted trees' is 100.0000; the "
+                               "model is above it by 5.0000, more than the tolerance 1, so it is not pushed")
     linear = _spec({"metrics": ["mae"], "baseline": {"must_beat": "linear", "tolerance": 0}}, head="regression")
     assert evaluate_gates(linear, overall, baselines)[0]["passed"]  # 105 beats the linear model's 130
 

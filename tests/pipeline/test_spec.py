@@ -33,7 +33,7 @@ def test_example_spec_is_valid(tmp_path):
     (lambda d: d["model"]["head"].update(units=-3),
      "model.head.units: Received -3; expected an integer >= 1."),
     (lambda d: d["model"].update(hed={}),
-     "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head."),
+     "model.hed: unknown key. Did you mean 'head'? Allowed keys: combiner, encoders, head, type."),
     (lambda d: d.update(trainig={}),
      "trainig: unknown key. Did you mean 'training'? Allowed keys: data, evaluation, explain, export, forecast, inference, kubeflow, model, "
      "name, runner, serving, split, training, tuning."),
