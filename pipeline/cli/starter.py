@@ -80,6 +80,8 @@ def _classification_gate(shares: List[float]) -> List[str]:
 # A pretrained model from the cache (all-MiniLM is English) is chosen for a text column only when at
 # least this share of its cells are ASCII; other scripts get the small Transformer from scratch.
 PRETRAINED_MIN_ASCII_SHARE = 0.9
+# Feature types the Baselines component (and gradient-boosted trees) can read.
+TABULAR_TYPES = ("numeric", "categorical", "date", "sequence")
 # Slices are written for categorical columns with at most this many values.
 MAX_SLICE_VALUES = 20
 
@@ -182,7 +184,7 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     if profile.task == "classification" and profile.imbalanced:
         lines.append("  class_weights: auto            # the rare class counts as much as the common one")
     lines.append("evaluation:")
-    lines += _table_gate(profile, label)
+    lines += _table_gate(profile, label, any(r.type in TABULAR_TYPES for r in profile.roles))
     few = {r.name for r in profile.roles
            if all(not c.distinct_overflow and c.n_distinct <= MAX_SLICE_VALUES for c in (s.column(r.name)
                                                                                      for s in profile.scans))}
@@ -200,19 +202,25 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     return text + "# What the data looked like:\n" + comment + "\n"
 
 
-def _table_gate(profile, label: str) -> List[str]:
+def _table_gate(profile, label: str, tabular: bool = True) -> List[str]:
     """A table's metrics and its gate, relative rather than guessed: the model must score within a tolerance
-    of the linear baseline (logistic or ridge regression, fit on the same split by the Baselines component)
-    and no worse than the model last pushed by more than `max_regression`. An imbalanced binary label is
-    gated on AUC, which no decision threshold moves; accuracy is still reported beside it."""
+    of the linear baseline (logistic or ridge regression, fit on the same split by the Baselines component,
+    when the table has tabular features) and no worse than the model last pushed by more than
+    `max_regression`. An imbalanced binary label is gated on AUC, which no decision threshold moves;
+    accuracy is still reported beside it."""
+    def gate(metric: str, linear: str, tolerance, regression) -> List[str]:
+        if not tabular:
+            return ["  # The gate: no worse than the model last pushed (text only: no linear baseline to compare).",
+                    "  thresholds:", f"    {metric}: {{max_regression: {regression}}}"]
+        return [f"  # The gate: {metric} within {tolerance} of the linear baseline's ({linear} on the same split),",
+                f"  # and no worse than the model last pushed by more than {regression}.",
+                "  thresholds:", f"    {metric}: {{max_regression: {regression}}}",
+                f"  baseline: {{must_beat: linear, tolerance: {tolerance}}}"]
+
     if profile.task != "classification":
         slack = _regression_slack(profile, label)
-        return ["  metrics: [mae, rmse]",
-                "  # The gate: an MAE no worse than the linear baseline's (ridge regression on the same split) by",
-                "  # more than 5% of the label's spread, nor than the model last pushed.",
-                "  thresholds:",
-                f"    mae: {{max_regression: {slack}}}",
-                f"  baseline: {{must_beat: linear, tolerance: {slack}}}"]
+        return ["  metrics: [mae, rmse]", "  # Tolerances: 5% of the label's spread."] + gate(
+            "mae", "ridge regression", slack, slack)
     total = sum(profile.classes.values()) or 1
     shares = {k: v / total for k, v in profile.classes.items()}
     majority, share = max(shares.items(), key=lambda kv: kv[1])
@@ -220,21 +228,11 @@ def _table_gate(profile, label: str) -> List[str]:
         rare = min(shares, key=shares.get)
         return ["  metrics: [auc, accuracy, crossentropy]",
                 f"  # {rare!r} is {shares[rare]:.0%} of the rows: always answering {majority!r} is {share:.0%} accurate and",
-                "  # finds none of them. AUC, which no decision threshold moves, comes first and is gated: within",
-                "  # 0.01 of the linear baseline's (logistic regression on the same split), and no more than 0.02",
-                "  # below the model last pushed.",
-                f"  positive_class: {_scalar(rare)}",
-                "  thresholds:",
-                "    auc: {max_regression: 0.02}",
-                "  baseline: {must_beat: linear, tolerance: 0.01}"]
+                "  # finds none of them. AUC, which no decision threshold moves, comes first and is gated.",
+                f"  positive_class: {_scalar(rare)}"] + gate("auc", "logistic regression", 0.01, 0.02)
     first = "crossentropy" if share >= DOMINANT_CLASS_SHARE else "accuracy"
     return [f"  metrics: [{first}, {'accuracy' if first == 'crossentropy' else 'crossentropy'}]",
-            f"  # The gate: {first} within 0.01 of the linear baseline's (logistic regression on the same split),",
-            f"  # and no worse than the model last pushed by more than 0.05. Always answering {majority!r} scores "
-            f"{share:.2f}.",
-            "  thresholds:",
-            f"    {first}: {{max_regression: 0.05}}",
-            "  baseline: {must_beat: linear, tolerance: 0.01}"]
+            f"  # Always answering {majority!r} scores {share:.2f}."] + gate(first, "logistic regression", 0.01, 0.05)
 
 
 def _regression_slack(profile, label: str) -> float:

@@ -104,8 +104,10 @@ def test_init_writes_a_commented_spec_that_loads_as_the_roles_say(messy, tmp_pat
     # 89% / 11%: AUC of 'yes' comes first and gates, relative to the linear baseline, not a guessed bound.
     assert ("  metrics: [auc, accuracy, crossentropy]\n"
             "  # 'yes' is 11% of the rows: always answering 'no' is 89% accurate and\n") in text
-    assert ("  positive_class: \"yes\"\n  thresholds:\n    auc: {max_regression: 0.02}\n"
-            "  baseline: {must_beat: linear, tolerance: 0.01}\n") in text
+    assert ("  positive_class: \"yes\"\n"
+            "  # The gate: auc within 0.01 of the linear baseline's (logistic regression on the same split),\n"
+            "  # and no worse than the model last pushed by more than 0.02.\n"
+            "  thresholds:\n    auc: {max_regression: 0.02}\n  baseline: {must_beat: linear, tolerance: 0.01}\n") in text
     spec = load_spec(out)
     assert spec.data.delimiter == ";" and spec.serving.model_name == "churn"
     assert {f.name: f.type.value for f in spec.data.features} == {r.name: r.type for r in profile.roles if r.type}
@@ -125,9 +127,9 @@ def test_init_on_a_balanced_label_gates_on_accuracy(penguins_dir, tmp_path):
     text = write_starter_spec(str(penguins_dir / "data" / "penguins.csv"), str(tmp_path / "spec.yaml"),
                               label="species")
     # No bound guessed from the class shares: within 0.01 of logistic regression, and of the last model pushed.
-    assert ("  metrics: [accuracy, crossentropy]\n"
+    assert ("  metrics: [accuracy, crossentropy]\n  # Always answering 'Adelie' scores 0.44.\n"
             "  # The gate: accuracy within 0.01 of the linear baseline's (logistic regression on the same split),\n"
-            "  # and no worse than the model last pushed by more than 0.05. Always answering 'Adelie' scores 0.44.\n"
+            "  # and no worse than the model last pushed by more than 0.05.\n"
             "  thresholds:\n    accuracy: {max_regression: 0.05}\n  baseline: {must_beat: linear, tolerance: 0.01}\n"
             ) in text
     spec = load_spec(tmp_path / "spec.yaml")
@@ -193,7 +195,10 @@ def test_chinese_reviews_are_text_and_get_a_transformer_from_scratch(tmp_path, m
     assert "    review: text    # text: free text: " in text
     assert ("# The text is 100% non-ASCII and the cached pretrained model (all-MiniLM-L6-v2) reads English:\n"
             "# a small Transformer learns from this data instead.\n") in text
-    assert load_spec(tmp_path / "spec.yaml").text_encoder("review").type == "transformer"
+    spec = load_spec(tmp_path / "spec.yaml")
+    assert spec.text_encoder("review").type == "transformer"
+    # Text only: no linear baseline to compare with, so the gate is the model last pushed.
+    assert spec.evaluation.baseline.must_beat is None and spec.evaluation.thresholds["accuracy"].max_regression == 0.05
     # English text with the same cache gets the pretrained model.
     (tmp_path / "en.csv").write_text("note,y\n" + "".join(f"the parcel number {i} arrived late and the box was "
                                                           f"broken,{i % 2}\n" for i in range(40)))
