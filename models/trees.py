@@ -113,14 +113,13 @@ def tree_arrays(model, num_classes: Optional[int]) -> Dict[str, np.ndarray]:
     arrays.update({
         "roots": np.array(roots, np.int32), "bitsets": _bits(np.concatenate(bitsets)),
         "known": _bits(np.concatenate([np.zeros((1, 8), np.int64), np.asarray(known, np.int64).reshape(-1, 8)])),
-        "known_row": (np.asarray(f_idx_map, np.int32) + 1), "categorical_feature": np.zeros(0, np.int32),
+        "known_row": (np.asarray(f_idx_map, np.int32) + 1),
         "baseline": np.asarray(model._baseline_prediction, np.float32).reshape(-1),  # pylint: disable=protected-access
         "placement": placement, "depth": np.array(depth, np.int32), "per_iteration": np.array(per_iteration, np.int32),
         "order": order, "cat_maps": np.concatenate(maps + [np.full(1, -1, np.int32)]),
         "cat_sizes": np.array(sizes + [0], np.int32),
         "cat_offsets": np.array(list(np.cumsum([0] + sizes[:-1])) + [0] if sizes else [0], np.int32),
     })
-    arrays.pop("categorical_feature")
     return arrays
 
 
