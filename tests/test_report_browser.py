@@ -10,7 +10,6 @@ import http.server
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -134,17 +133,11 @@ def test_tensorboard_shows_histograms_projector_and_hparams(browser, run, reques
     # This run's own folders (later tests may have rerun the same spec, which `lamina tensorboard` would pick).
     dirs = run_log_dirs(result.tensorboard_dir, result.tuner_dir)
     assert set(dirs) == {"trainer", "tuner"}  # both examples tune (the text one with two short trials)
-    url, _ = start_tensorboard(dirs, port=0)
+    url, _ = start_tensorboard(dirs, port=0, load_once=True)  # every folder read before it returns
     assert url.startswith("http://127.0.0.1:")
-    # TensorBoard reads the folders in a thread of its own; a plugin is listed as enabled once its data is read.
     wanted = {"scalars", "histograms", "projector"} | ({"hparams"} if "tuner" in dirs else set())
     browser.get(url)
-    plugins = {}
-    for _ in range(60):
-        plugins = {name: info["enabled"] for name, info in _fetch(browser, "data/plugins_listing").items()}
-        if all(plugins.get(p) for p in wanted):
-            break
-        time.sleep(1)
+    plugins = {name: info["enabled"] for name, info in _fetch(browser, "data/plugins_listing").items()}
     assert {p for p in wanted if plugins.get(p)} == wanted
 
     # Histograms: weights and gradients of at most 12 layers, at most 10 epochs each.

@@ -35,10 +35,12 @@ def run_log_dirs(trainer_run: Optional[str], tuner_results: Optional[str]) -> Di
     return dirs
 
 
-def start_tensorboard(dirs: Dict[str, str], host: str = LOOPBACK, port: int = TENSORBOARD_PORT) -> Tuple[str, object]:
+def start_tensorboard(dirs: Dict[str, str], host: str = LOOPBACK, port: int = TENSORBOARD_PORT,
+                      load_once: bool = False) -> Tuple[str, object]:
     """(its URL, the running TensorBoard) serving `dirs` ({run name: folder}) in this process's threads.
 
-    Local folders are linked into one temporary log folder, because TensorBoard's projector reads only a
+    With `load_once`, every folder is read before this returns and never again (for finished runs);
+    otherwise TensorBoard reads them in a thread of its own, again and again. Local folders are linked into one temporary log folder, because TensorBoard's projector reads only a
     single local `--logdir`; remote ones (gs://) are served as a `--logdir_spec`, without the projector.
     """
     import tempfile
@@ -53,7 +55,8 @@ def start_tensorboard(dirs: Dict[str, str], host: str = LOOPBACK, port: int = TE
     else:
         where = ["--logdir_spec", ",".join(f"{k}:{v}" for k, v in sorted(dirs.items()))]
     board = program.TensorBoard()
-    board.configure(argv=[None, *where, "--host", host, "--port", str(port), "--load_fast", "false"])
+    once = ["--reload_task", "blocking", "--reload_interval", "0"] if load_once else []
+    board.configure(argv=[None, *where, "--host", host, "--port", str(port), "--load_fast", "false", *once])
     return board.launch(), board
 
 
