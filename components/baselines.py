@@ -35,19 +35,12 @@ class Baselines(artifact.Artifact):
 
 
 def _models(task: str, mask: np.ndarray, seed: int, categories: List[int]):
-    """{name: unfitted estimator}: HistGradientBoosting (as `model.type: gbt` fits it), and a linear model
-    over one-hot categories."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
+    """{name: unfitted estimator}: HistGradientBoosting and the linear model, as `model.type: gbt` and `auto`
+    fit them."""
+    from lamina.models.linear import linear_estimator
     from lamina.models.trees import gbt_estimator
 
-    one_hot = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), np.flatnonzero(mask)),
-                                 ("numbers", "passthrough", np.flatnonzero(~mask))])
-    linear = LogisticRegression(max_iter=2000) if task == "classification" else Ridge(alpha=1.0)
-    return {"gbt": gbt_estimator(task, mask, categories, seed), "linear": make_pipeline(one_hot, linear)}
+    return {"gbt": gbt_estimator(task, mask, categories, seed), "linear": linear_estimator(task, mask)}
 
 
 def _predict(model, task: str, x: np.ndarray, num_classes: int) -> np.ndarray:

@@ -24,10 +24,14 @@ from tfx.types import artifact, artifact_utils
 from tfx.types.standard_artifacts import Examples, Model, TransformGraph
 
 from lamina import storage
+from lamina.models.linear import LinearScores
 from lamina.models.trees import TreeEnsemble
 
 TREES_UNEXPLAINED = ("the exported model is gradient-boosted trees, and Integrated Gradients needs a model with "
                      "gradients (the network's explanations are made when the network is exported)")
+LINEAR_UNEXPLAINED = ("the exported model is the linear model, whose coefficients on the z-scored numbers and "
+                      "one-hot categories are its explanation; Integrated Gradients explains the network when the "
+                      "network is exported")
 MAX_SCANNED_BATCHES = 40  # images: how far into the eval split to look for a wrong answer per class
 
 
@@ -108,10 +112,12 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
         tf_transform_output = tft.TFTransformOutput(transform_uri)
         features = read_features(model_uri)
         model = load_keras_model(model_uri)
-        if any(isinstance(layer, TreeEnsemble) for layer in model.layers):
-            record = {"error": TREES_UNEXPLAINED}
+        unexplained = next((m for kind, m in ((TreeEnsemble, TREES_UNEXPLAINED), (LinearScores, LINEAR_UNEXPLAINED))
+                            if any(isinstance(layer, kind) for layer in model.layers)), None)
+        if unexplained:
+            record = {"error": unexplained}
             storage.write_json(os.path.join(out_dir, explain.EXPLANATIONS_FILE), record)
-            print(f"    explanations: none: {TREES_UNEXPLAINED}", file=stream, flush=True)
+            print(f"    explanations: none: {unexplained}", file=stream, flush=True)
             return record
         classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
         pattern = [os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*")]

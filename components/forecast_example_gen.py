@@ -46,6 +46,7 @@ def settings_from_dict(s: Dict[str, Any]) -> WindowSettings:
             w[field.name] = int(w[field.name])
     for key in ("known_future", "past_only"):
         w[key] = tuple(w.get(key) or ())
+    w["timestamp"] = w["timestamp"] if isinstance(w["timestamp"], str) else tuple(w["timestamp"])
     return WindowSettings(**w)
 
 

@@ -27,6 +27,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from lamina.constants import FOLD_KEY, HORIZON_KEY, ORIGIN_KEY, table_format_of
 from lamina.cells import CsvInputError, date_layout, is_missing_number, parse_number
+from lamina.spec.forecast import TIME_PARTS
 
 RESERVED_KEYS = (HORIZON_KEY, ORIGIN_KEY, FOLD_KEY)
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -37,7 +38,7 @@ class WindowSettings:
     """The spec's forecast section, as ForecastExampleGen and `lamina predict` receive it."""
 
     target: str
-    timestamp: str
+    timestamp: Tuple[str, ...]  # one column, or the year, month[, day[, hour]] columns
     frequency: str
     lookback: int
     horizon: int
@@ -49,10 +50,14 @@ class WindowSettings:
     backtest: int = 0
     season: int = 7
 
+    def __post_init__(self):
+        if isinstance(self.timestamp, str):  # one column, named alone
+            object.__setattr__(self, "timestamp", (self.timestamp,))
+
     @classmethod
     def from_spec(cls, spec) -> "WindowSettings":
         fc = spec.forecast
-        return cls(target=spec.data.label, timestamp=fc.timestamp, frequency=fc.frequency, lookback=fc.lookback,
+        return cls(target=spec.data.label, timestamp=tuple(fc.timestamp_columns), frequency=fc.frequency, lookback=fc.lookback,
                    horizon=fc.horizon, series_id=fc.series_id or "", known_future=tuple(fc.known_future),
                    past_only=tuple(fc.past_only), gaps=fc.gaps, stride=fc.stride, backtest=fc.backtest,
                    season=fc.season)
@@ -154,14 +159,37 @@ def _number(cell: str, column: str, where: str) -> float:
     return value
 
 
+def row_time(record: Dict[str, str], columns: Sequence[str], where: str) -> datetime.datetime:
+    """The time of one row, from its timestamp column or its year, month[, day[, hour]] columns; raises
+    CsvInputError naming the place, the column and what is allowed."""
+    if len(columns) == 1:
+        text = record.get(columns[0], "")
+        t = parse_time(text)
+        if t is None:
+            raise CsvInputError(f"{where}: column {columns[0]!r} (forecast.timestamp) holds {text.strip()!r}, which "
+                                f"is not a time; expected YYYY-MM-DD, optionally with HH:MM[:SS], YYYY-MM, or one of "
+                                f"05/03/2024, 05.03.2024.")
+        return t
+    parts = {"month": 1, "day": 1, "hour": 0}
+    for part, column in zip(TIME_PARTS, columns):
+        text = record.get(column, "").strip()
+        value = parse_number(text) if text else None
+        if value is None or value != int(value):
+            raise CsvInputError(f"{where}: column {column!r} (forecast.timestamp, the {part}) holds {text!r}, which "
+                                f"is not a whole number; the timestamp's columns hold the "
+                                f"{', '.join(TIME_PARTS[:len(columns)])} as numbers.")
+        parts[part] = int(value)
+    try:
+        return datetime.datetime(parts["year"], parts["month"], parts["day"], parts["hour"])
+    except ValueError as e:
+        named = ", ".join(f"{part} {parts[part]}" for part in TIME_PARTS[:len(columns)])
+        raise CsvInputError(f"{where}: columns {', '.join(repr(c) for c in columns)} (forecast.timestamp) make "
+                            f"{named}, which is not a time ({e}).") from None
+
+
 def row_point(record: Dict[str, str], settings: WindowSettings, where: str) -> Tuple[str, Point]:
     """(series ID, Point) of one row; raises CsvInputError naming the place and the column."""
-    text = record.get(settings.timestamp, "")
-    t = parse_time(text)
-    if t is None:
-        raise CsvInputError(f"{where}: column {settings.timestamp!r} (forecast.timestamp) holds {text.strip()!r}, "
-                            f"which is not a time; expected YYYY-MM-DD, optionally with HH:MM[:SS], or one of "
-                            f"05/03/2024, 05.03.2024.")
+    t = row_time(record, settings.timestamp, where)
     series = record.get(settings.series_id, "").strip() if settings.series_id else ""
     if settings.series_id and not series:
         raise CsvInputError(f"{where}: column {settings.series_id!r} (forecast.series_id) is blank; every row "
@@ -185,7 +213,7 @@ def check_columns(names: Sequence[str], settings: WindowSettings, path: str) -> 
     """Raises CsvInputError naming each column the forecast section names that the header lacks."""
     from difflib import get_close_matches
 
-    wanted = [("forecast.timestamp", settings.timestamp), ("data.label", settings.target)]
+    wanted = [("forecast.timestamp", c) for c in settings.timestamp] + [("data.label", settings.target)]
     wanted += [("forecast.series_id", settings.series_id)] if settings.series_id else []
     wanted += [("forecast.known_future", c) for c in settings.known_future]
     wanted += [("forecast.past_only", c) for c in settings.past_only]

@@ -91,6 +91,16 @@ def apply_declared_types(schema: schema_pb2.Schema, declared: Dict[str, Optional
             feature.presence.min_fraction = 1.0
             feature.presence.min_count = 1
     for feature in schema.feature:
+        if (feature.name != label and required.get(feature.name) not in ("image", "audio")
+                and [d.size for d in feature.shape.dim] == [1]):
+            # Present in every train example, but a blank may come in any split (credit data's `Marital`
+            # is blank in 1 eval row of 700): one value or none, as a column with blanks in the train
+            # split is inferred. Transform imputes a missing value, and serving does the same. A column
+            # absent from a whole split still breaks presence.min_count.
+            feature.ClearField("shape")
+            feature.value_count.min = 1
+            feature.value_count.max = 1
+            feature.presence.min_fraction = 0.0
         if feature.name != label and feature.WhichOneof("domain_info") in ("domain", "string_domain"):
             if max_unseen_share > 0:
                 feature.distribution_constraints.min_domain_mass = round(1.0 - max_unseen_share, 6)

@@ -78,6 +78,8 @@ def load_keras_model(path: str) -> keras.Model:
     import lamina.models.images  # noqa: F401
     import lamina.models.sequence  # noqa: F401
     import lamina.models.text  # noqa: F401
+    import lamina.models.linear  # noqa: F401
+    import lamina.models.trees  # noqa: F401
 
     path = keras_model_path(path)
     local_dir = None

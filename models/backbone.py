@@ -36,5 +36,7 @@ def build_tabular_backbone(spec: Spec, features: List[FeatureInfo]) -> keras.Mod
     encoded = [build_encoder(f, spec.encoder_for(f.name, f.kind), base_dir=spec.base_dir,
                              seed=spec.training.seed)(inputs[f.key]) for f in features]
     x = fuse(spec.model.combiner, encoded, [f.key for f in features])
-    x = build_combiner(spec.model.combiner)(x) if spec.model.combiner.hidden_units else x
+    if spec.model.combiner.hidden_units:
+        deep = build_combiner(spec.model.combiner)(x)
+        x = keras.layers.Concatenate(name="wide_and_deep")([deep, x]) if spec.model.combiner.skip else deep
     return keras.Model(inputs, x, name="backbone")

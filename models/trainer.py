@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -30,7 +31,8 @@ from lamina.models.export import export_serving_model
 from lamina.models.features import (AUDIO, IMAGE, TEXT, describe_transformed_features, label_vocabulary,
                                     safe_name, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
-from lamina.models.trees import MODEL_CHOICE_FILE, compare_on_eval, train_trees
+from lamina.models.linear import train_linear
+from lamina.models.trees import MODEL_CHOICE_FILE, MODEL_NAMES, compare_on_eval, train_trees
 from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
@@ -84,6 +86,25 @@ def class_weights(spec: Spec, classes: List[str], counts: List[int]) -> Optional
     if not total or (setting == "auto" and min(counts) / total >= IMBALANCE_SHARE):
         return None
     return {i: total / (len(classes) * max(n, 1)) for i, n in enumerate(counts)}
+
+
+def class_balance(classes: Optional[List[str]], counts: Optional[List[int]],
+                  weights: Optional[Dict[int, float]]) -> dict:
+    """For model_choice.json and the run summary: the train split's majority class and its share, and with
+    two weighted classes the decision threshold the weights imply. Weighted training scales each class's odds
+    by its weight, so answering the rarer class r where its weighted probability passes 0.5 is answering r
+    where its unweighted probability passes w_other / (w_other + w_r)."""
+    if not classes or not counts or not sum(counts):
+        return {}
+    majority = int(np.argmax(counts))
+    out = {"majority": classes[majority], "majority_share": counts[majority] / sum(counts)}
+    present = [i for i, n in enumerate(counts) if n]
+    if weights and len(present) == 2:
+        rare, other = sorted(present, key=lambda i: counts[i])
+        w_rare, w_other = weights.get(rare, 1.0), weights.get(other, 1.0)
+        if w_rare != w_other:
+            out["threshold"] = {"class": classes[rare], "probability": w_other / (w_other + w_rare)}
+    return out
 
 
 def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
@@ -186,7 +207,7 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
         if chief:
             _export(spec, trees, tf_transform_output, features, serving_model_dir, log_dir, [], eval_files, classes,
-                    {"type": "gbt", "exported": "gbt"})
+                    {"type": "gbt", "exported": "gbt", **class_balance(classes, counts, weights)})
         if multi_worker:
             barrier(strategy)
         shutil.rmtree(vocab_dir, ignore_errors=True)
@@ -215,22 +236,23 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             total = sum(p.epochs for p in training_phases(model, spec))
             callbacks.append(NetworkHistograms(log_dir, total, board.max_layers, board.histogram_epochs, sample))
     positive = spec.evaluation.positive_class
+    counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
     if classes and positive is not None:
-        counts = label_counts(train_files, tf_transform_output, spec, len(classes))
         if not counts[0]:  # reserved at index 0 by Transform, so present in the vocabulary even when absent
             seen = ", ".join(repr(c) for c, n in zip(classes, counts) if n)
             raise ValueError(f"evaluation.positive_class: {positive!r} is not a value of the label "
                              f"{spec.data.label!r} in the train split; its values are {seen}.")
     weights = None
     if classes and spec.training.class_weights != "none":
-        counts = label_counts(train_files, tf_transform_output, spec, len(classes))
         weights = class_weights(spec, classes, counts)
         if weights:
             setting = spec.training.class_weights
             shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
                                for i, (c, n) in enumerate(zip(classes, counts)))
+            implied = class_balance(classes, counts, weights).get("threshold")
             print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
-                  f"{shares}", flush=True)
+                  f"{shares}" + (f"; the model answers {implied['class']!r} where its unweighted probability passes "
+                                 f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     replicas = strategy.num_replicas_in_sync
     print(f"    training {model.name}: {len(features)} features, batch {batch}"
@@ -250,17 +272,18 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         if own_loop:  # a plain copy of the weights: saving never waits on the other workers
             exported = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
             exported.set_weights(model.get_weights())
-        choice = {"type": spec.model.type, "exported": "network"}
+        choice = {"type": spec.model.type, "exported": "network", **class_balance(classes, counts, weights)}
         if trees_fit:
-            trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
+            candidates = {"network": exported,
+                          "gbt": train_trees(spec, tf_transform_output, features, train_files, classes, weights),
+                          "linear": train_linear(spec, tf_transform_output, features, train_files, classes, weights)}
             eval_batches = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
                                         shuffle=False)
-            choice.update(compare_on_eval(spec, {"network": exported, "gbt": trees}, eval_batches))
-            if choice["exported"] == "gbt":
-                exported = trees
-            print(f"    model.type auto on the eval split ({choice['metric']}): gradient-boosted trees "
-                  f"{choice['scores']['gbt']:.4f}, network {choice['scores']['network']:.4f}: the "
-                  f"{'trees are' if choice['exported'] == 'gbt' else 'network is'} exported", flush=True)
+            choice.update(compare_on_eval(spec, candidates, eval_batches))
+            exported = candidates[choice["exported"]]
+            print(f"    model.type auto on the eval split ({choice['metric']}): "
+                  + ", ".join(f"{MODEL_NAMES[k]} {v:.4f}" for k, v in choice["scores"].items())
+                  + f": exporting the {MODEL_NAMES[choice['exported']]}", flush=True)
         _export(spec, exported, tf_transform_output, features, serving_model_dir, log_dir, histories, eval_files,
                 classes, choice)
     if multi_worker:

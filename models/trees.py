@@ -26,6 +26,8 @@ from lamina.models.features import CATEGORICAL, SEQUENCE, FeatureInfo
 # Beside the Trainer's run folder: which model was exported, and how each scored on the eval split.
 MODEL_CHOICE_FILE = "model_choice.json"
 TREES_NAME = "gradient-boosted trees"
+# What `model.type: auto` chooses between, by the names model_choice.json uses.
+MODEL_NAMES = {"network": "network", "gbt": TREES_NAME, "linear": "linear model"}
 # Vocabulary ids above this stay numeric columns for the trees (scikit-learn's native categorical
 # splits take at most 255 categories).
 MAX_NATIVE_CATEGORIES = 255

@@ -222,7 +222,7 @@ def infer_roles(spec: Spec, scans: List[TableScan]) -> DataProfile:
     fc = spec.forecast if task == "forecast" else None
     forecast_roles = {}
     if fc is not None:
-        forecast_roles = {fc.timestamp: ("timestamp", "forecast.timestamp"),
+        forecast_roles = {**{c: ("timestamp", "forecast.timestamp") for c in fc.timestamp_columns},
                           **({fc.series_id: ("series ID", "forecast.series_id")} if fc.series_id else {}),
                           **{c: ("covariate", "forecast.known_future: known for the horizon too")
                              for c in fc.known_future},

@@ -74,3 +74,15 @@ def test_the_messy_export(tmp_path, capsys):
     assert "  rows:           585 examples from 600 rows (15 without a label left out)" in out
     assert "    class weights (training.class_weights: auto): 'yes' " in out  # the positive class first
     assert _pushed(out).startswith(str(tmp_path / "serving_models" / "churn"))
+    # The threshold the weights imply: the weighted model's 0.5 is w_no / (w_no + w_yes) unweighted, shown in
+    # the run's summary and at the top of its report.
+    import re
+
+    w_yes, w_no = map(float, re.search(r"'yes' \d+% -> ([\d.]+), 'no' \d+% -> ([\d.]+)", out).groups())
+    line = next(l for l in out.splitlines() if l.startswith("  threshold:"))
+    assert line == (f"  threshold:      the class weights make the model answer 'yes' where its unweighted probability "
+                    f"passes {w_no / (w_no + w_yes):.2f}, not 0.5")
+    report = open(spec.report_path, encoding="utf-8").read()
+    from markupsafe import escape
+
+    assert f'<p class="note notice">{escape(" ".join(line.split()))}</p>' in report

@@ -80,6 +80,19 @@ def test_init_and_run_unedited_serve_a_model_as_good_as_logistic_regression(tita
     assert spec.model.type == "auto" and spec.data.exclude == ["rownames", "Name"]
     choice = next(line for line in out.splitlines() if line.startswith("  model:          "))
     assert "(model.type: auto): accuracy " in choice
+    # The three candidates on the eval split; the linear one is the Baselines component's linear model (same
+    # rows, same fit, no class weights on this balanced label), so their scores are equal.
+    import re
+
+    scores = re.search(r"model.type auto on the eval split \(accuracy\): network ([\d.]+), gradient-boosted trees "
+                       r"([\d.]+), linear model ([\d.]+): exporting the ", out)
+    baseline = re.search(r"baseline linear model: accuracy=([\d.]+)", out)
+    assert scores and baseline and scores.group(3) == baseline.group(1)
+    report = open(spec.report_path, encoding="utf-8").read()
+    paragraph = report.split('<p class="note" id="model-choice">')[1].split("</p>")[0]
+    assert paragraph.startswith("model.type auto: the candidates on the eval split by accuracy: ")
+    assert paragraph.count("(exported)") == 1 and f"linear model {scores.group(3)}" in paragraph
+    assert f"network {scores.group(1)}" in paragraph and f"gradient-boosted trees {scores.group(2)}" in paragraph
     for srv in serving(spec.push_dir):
         predicted, _, _ = _served_classes(srv.target, spec.serving.model_name, kept)
     served = float(np.mean([p == r[LABEL] for p, r in zip(predicted, kept)]))
@@ -102,7 +115,8 @@ def test_gradient_boosted_trees_are_served_as_a_graph_equal_to_their_evaluation(
         "serving": {"model_name": "titanic_gbt"},
     }, base_dir=str(root))
     result = run_pipeline(spec)
-    assert result.pushed and result.model_choice == {"type": "gbt", "exported": "gbt"}
+    assert result.pushed and result.model_choice == {"type": "gbt", "exported": "gbt", "majority": "0",
+                                                     "majority_share": pytest.approx(0.6568, abs=1e-4)}
     gbt = result.baselines["models"]["gbt"]["metrics"]["accuracy"]
     assert result.metrics["sparse_categorical_accuracy"] == pytest.approx(gbt, abs=1e-6)
     forms = {f["form"]: f for f in result.tflite["forms"]}

@@ -13,7 +13,9 @@ class CombinerSpec(StrictModel):
 
     `concat`: side by side. `gated`: each encoding projected to `dim` and scaled by a learned gate
     per modality and example. `attention`: each encoding projected to `dim` is a token, and
-    `heads`-head self-attention runs across them (cross-modal attention).
+    `heads`-head self-attention runs across them (cross-modal attention). `skip`: the head sees the
+    fused encodings beside the dense stack's output, so the network holds a linear model of them
+    (wide & deep).
     """
 
     type: Literal["concat", "gated", "attention"] = "concat"
@@ -23,6 +25,8 @@ class CombinerSpec(StrictModel):
     hidden_units: List[int] = Field(default_factory=lambda: [32, 16])
     activation: Literal["relu", "gelu", "tanh", "selu", "swish"] = "relu"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    skip: bool = Field(default=False, description="The head also sees the fused encodings (a linear path beside "
+                                                  "the dense stack, as in wide & deep).")
 
     @field_validator("hidden_units")
     @classmethod

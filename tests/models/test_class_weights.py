@@ -34,3 +34,32 @@ def test_weights_must_be_positive():
     with pytest.raises(SpecError, match=r"training.class_weights: .*expected a positive weight per class name"):
         _spec({"yes": 0})
 
+
+
+def test_the_threshold_balanced_weights_imply_is_the_rare_class_share_and_the_summary_says_so():
+    """modeldata's mlc_churn: 14.6% of 3,226 train rows churn. Balanced weights scale the odds of 'yes' by
+    w_yes / w_no, so the weighted model answers 'yes' where the unweighted probability passes 0.146."""
+    import numpy as np
+
+    from lamina.models.trainer import class_balance
+    from lamina.pipeline.runs.summary import class_balance_lines
+
+    counts = [0, 2755, 471]  # index 0: Transform's reserved slot, absent
+    classes = ["", "no", "yes"]
+    weights = class_weights(_spec("auto"), classes, counts)
+    balance = class_balance(classes, counts, weights)
+    assert balance["majority"] == "no" and balance["majority_share"] == pytest.approx(2755 / 3226)
+    assert balance["threshold"] == {"class": "yes", "probability": pytest.approx(471 / 3226)}
+    # The weighted model's 0.5 is the unweighted model's 0.146: odds scaled by w_yes / w_no.
+    p = balance["threshold"]["probability"]
+    odds = p / (1 - p) * weights[2] / weights[1]
+    assert odds / (1 + odds) == pytest.approx(0.5)
+    lines = class_balance_lines(balance, {"sparse_categorical_accuracy": 0.8421})
+    assert lines == [
+        "  threshold:      the class weights make the model answer 'yes' where its unweighted probability passes "
+        "0.15, not 0.5",
+        "  warning:        accuracy 0.8421 on the eval split is below always answering 'no' (0.8540 of the train "
+        "split); that is the class weights' doing (training.class_weights: none answers at 0.5)"]
+    assert class_balance_lines(class_balance(classes, counts, None), {"sparse_categorical_accuracy": 0.9}) == []
+    assert class_balance(["a", "b", "c"], [5, 3, 2], {0: 1.0, 1: 2.0, 2: 3.0}).get("threshold") is None
+    assert np.isclose(class_balance(["a", "b"], [5, 5], None)["majority_share"], 0.5)

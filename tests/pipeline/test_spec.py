@@ -370,6 +370,12 @@ def test_task_forecast_sets_the_head_and_its_metrics():
      "forecast: 'Promo' is in both known_future and past_only; a covariate is one or the other."),
     ({"forecast": {**FORECAST["forecast"], "frequency": "Q"}},
      "forecast.frequency: Received 'Q'; expected one of: 'H', 'D', 'W' or 'M'."),
+    ({"forecast": {**FORECAST["forecast"], "timestamp": ["year"]}},
+     "forecast.timestamp: a list names 2 to 4 columns: the year, month, day and hour, in that order. Received 1 "
+     "column(s): ['year']"),
+    ({"forecast": {**FORECAST["forecast"], "timestamp": ["year", "month"]}},
+     "forecast: a daily series' timestamp split over columns names its year, month, day; timestamp names 2 (year, "
+     "month), the year, month."),
     ({"data": {**FORECAST["data"], "features": {"Temp": "numeric"}}},
      "data.features: a forecast makes its own inputs from the target's history and forecast.known_future / "
      "forecast.past_only; remove data.features."),

@@ -1,0 +1,138 @@
+"""A linear model (logistic or ridge regression) on the tabular columns, as a Keras model of TensorFlow ops.
+
+On some small tables (IBM's attrition data, Titanic) a regularized linear model is what generalizes best,
+and `model.type: auto` should be able to serve it. scikit-learn fits it on the tabular part of Transform's
+output (`trees.tabular_matrix`: numbers z-scored, categories as vocabulary ids one-hot encoded), exactly as
+the Baselines component fits its linear baseline. `LinearScores` then holds the coefficients: a matrix for
+the numeric columns and, per categorical column, a table indexed by vocabulary id (a one-hot vector times
+the coefficients is that row). An id the fit never saw scores 0, as `OneHotEncoder(handle_unknown="ignore")`
+does. The answers equal `predict_proba` / `predict` to float32 rounding, and the model is exported through
+`models.export` with the network's signatures.
+"""
+
+from typing import Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lamina.models.features import FeatureInfo
+
+LINEAR_NAME = "linear model"
+_SHAPES = ("numeric_index", "numeric_weights", "categorical_index", "offsets", "sizes", "table", "intercept",
+           "placement")
+_INT = ("numeric_index", "categorical_index", "offsets", "sizes")
+
+
+def linear_estimator(task: str, mask: np.ndarray):
+    """An unfitted linear model over the tabular columns (the Baselines component's and `model.type: auto`'s):
+    categories (`mask`) one-hot, numbers as they are (Transform z-scored them)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    one_hot = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), np.flatnonzero(mask)),
+                                 ("numbers", "passthrough", np.flatnonzero(~mask))])
+    linear = LogisticRegression(max_iter=2000) if task == "classification" else Ridge(alpha=1.0)
+    return make_pipeline(one_hot, linear)
+
+
+def linear_arrays(pipeline, mask: np.ndarray, categories: List[int], num_classes: Optional[int]
+                  ) -> Dict[str, np.ndarray]:
+    """A fitted `linear_estimator`'s coefficients as the arrays `LinearScores` holds."""
+    encoder = pipeline[0].named_transformers_["categories"]
+    fitted = pipeline[-1]
+    coef = np.atleast_2d(fitted.coef_).astype(np.float64)  # [k, one-hot columns + numeric columns]
+    k = coef.shape[0]
+    cat_columns, num_columns = np.flatnonzero(mask), np.flatnonzero(~mask)
+    sizes = [int(categories[c]) + 1 for c in cat_columns]  # + a zero row for ids out of range
+    offsets = np.cumsum([0] + sizes[:-1]).astype(np.int32)
+    table = np.zeros((max(sum(sizes), 1), k), np.float32)
+    position = 0
+    for j, seen in enumerate(encoder.categories_ if len(cat_columns) else []):
+        for value in seen:
+            if 0 <= int(value) < sizes[j] - 1:
+                table[offsets[j] + int(value)] = coef[:, position]
+            position += 1
+    numeric_weights = coef[:, position:].T.astype(np.float32).reshape(len(num_columns), k)
+    placement = np.zeros((1, 1), np.float32)
+    if num_classes:
+        classes = fitted.classes_
+        placement = np.zeros((len(classes), num_classes), np.float32)
+        placement[np.arange(len(classes)), classes.astype(int)] = 1.0  # a class absent from the train split: 0
+    return {"numeric_index": num_columns.astype(np.int32), "numeric_weights": numeric_weights,
+            "categorical_index": cat_columns.astype(np.int32), "offsets": offsets,
+            "sizes": np.array(sizes, np.int32), "table": table,
+            "intercept": np.atleast_1d(fitted.intercept_).astype(np.float32), "placement": placement}
+
+
+@keras.saving.register_keras_serializable(package="lamina")
+class LinearScores(keras.layers.Layer):
+    """[batch, d] float32 columns -> class probabilities [batch, classes], or [batch, 1] for regression."""
+
+    def __init__(self, shapes: Dict[str, list], task: str, **kwargs):
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.shapes = {k: list(v) for k, v in shapes.items()}
+        self.task = task
+        self.arrays = {name: self.add_weight(name=name, shape=tuple(self.shapes[name]), trainable=False,
+                                             dtype="int32" if name in _INT else "float32", initializer="zeros")
+                       for name in _SHAPES}
+
+    @classmethod
+    def from_fitted(cls, pipeline, mask: np.ndarray, categories: List[int], task: str, num_classes: Optional[int],
+                    name: str = "linear") -> "LinearScores":
+        arrays = linear_arrays(pipeline, mask, categories, num_classes)
+        layer = cls({k: list(arrays[k].shape) for k in _SHAPES}, task, name=name)
+        for k in _SHAPES:
+            layer.arrays[k].assign(arrays[k])
+        return layer
+
+    def get_config(self):
+        return {**super().get_config(), "shapes": self.shapes, "task": self.task}
+
+    def call(self, x):
+        a = {k: tf.convert_to_tensor(v) for k, v in self.arrays.items()}
+        x = tf.cast(x, tf.float32)
+        z = tf.matmul(tf.gather(x, a["numeric_index"], axis=1), a["numeric_weights"]) + a["intercept"]
+        if self.shapes["categorical_index"][0]:
+            ids = tf.gather(x, a["categorical_index"], axis=1)
+            inside = (ids >= 0) & (ids < tf.cast(a["sizes"] - 1, tf.float32)) & tf.equal(ids, tf.floor(ids))
+            rows = tf.where(inside, tf.cast(ids, tf.int32), a["sizes"] - 1 + tf.zeros_like(ids, tf.int32))
+            z += tf.reduce_sum(tf.gather(a["table"], rows + a["offsets"]), axis=1)
+        if self.task != "classification":
+            return z[:, :1]
+        if self.shapes["intercept"][0] == 1:
+            p = tf.sigmoid(z)
+            probs = tf.concat([1.0 - p, p], axis=1)
+        else:
+            probs = tf.nn.softmax(z, axis=1)
+        return tf.matmul(probs, a["placement"])
+
+
+def train_linear(spec, tf_transform_output, features: List[FeatureInfo], train_files: List[str],
+                 classes: Optional[List[str]], class_weight: Optional[Dict[int, float]] = None) -> keras.Model:
+    """The linear model fitted on the train split's tabular columns (the rows the trees see), as a Keras model
+    with the network's inputs."""
+    import time
+
+    from lamina.models.trees import TabularColumns, column_categories, tabular_matrix
+    from lamina.models.backbone import feature_inputs
+    from lamina.models.features import SEQUENCE
+
+    started = time.perf_counter()
+    x, y, mask = tabular_matrix(spec, tf_transform_output, features, train_files,
+                                spec.evaluation.baseline.max_train_rows)
+    weight = np.array([class_weight.get(int(c), 1.0) for c in y]) if class_weight else None
+    pipeline = linear_estimator(spec.task, mask)
+    target = y.astype(np.int64) if spec.task == "classification" else y
+    pipeline.fit(x, target, **{f"{pipeline.steps[-1][0]}__sample_weight": weight} if weight is not None else {})
+    categories = column_categories(features)
+    scores = LinearScores.from_fitted(pipeline, mask, categories, spec.task, len(classes) if classes else None)
+    print(f"    {LINEAR_NAME}: {x.shape[1]} columns ({int(mask.sum())} categorical, one-hot) on {len(y)} rows in "
+          f"{time.perf_counter() - started:.1f}s", flush=True)
+    inputs = feature_inputs(features)
+    columns = TabularColumns([f.key for f in features], [f.key for f in features if f.kind == SEQUENCE],
+                             name="tabular_columns")(inputs)
+    return keras.Model(inputs, scores(columns), name="linear_model")
