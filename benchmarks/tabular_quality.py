@@ -240,9 +240,12 @@ def in_process_answers(task: str, model_dir: str, rows: List[dict]):
 
     from lamina.rows import row_to_example
 
+    from lamina.serving.saved_model import read_signature_defs
+
     model = tf.saved_model.load(model_dir)
-    raw = model.signatures["serving_raw"].structured_input_signature[1]
-    inputs = {k: v.dtype.as_datatype_enum for k, v in raw.items()}
+    # The signature's own input names (the column names), as a client reads them; the loaded function's
+    # argument names are made safe for Python.
+    inputs = {k: v.dtype for k, v in read_signature_defs(model_dir)["serving_raw"].inputs.items()}
     examples = tf.constant([row_to_example({k: v for k, v in r.items() if k in inputs}, inputs, n).SerializeToString()
                             for n, r in enumerate(rows, 1)])
     out = model.signatures["serving_default"](inputs=examples)
