@@ -17,8 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from lamina.models.features import FeatureInfo
+from lamina.models.trees import MODEL_NAMES, build_tree_model, column_categories, tabular_matrix
 
-LINEAR_NAME = "linear model"
+LINEAR_NAME = MODEL_NAMES["linear"]
 _SHAPES = ("numeric_index", "numeric_weights", "categorical_index", "offsets", "sizes", "table", "intercept",
            "placement")
 _INT = ("numeric_index", "categorical_index", "offsets", "sizes")
@@ -117,10 +118,6 @@ def train_linear(spec, tf_transform_output, features: List[FeatureInfo], train_f
     with the network's inputs."""
     import time
 
-    from lamina.models.trees import TabularColumns, column_categories, tabular_matrix
-    from lamina.models.backbone import feature_inputs
-    from lamina.models.features import SEQUENCE
-
     started = time.perf_counter()
     x, y, mask = tabular_matrix(spec, tf_transform_output, features, train_files,
                                 spec.evaluation.baseline.max_train_rows)
@@ -132,7 +129,4 @@ def train_linear(spec, tf_transform_output, features: List[FeatureInfo], train_f
     scores = LinearScores.from_fitted(pipeline, mask, categories, spec.task, len(classes) if classes else None)
     print(f"    {LINEAR_NAME}: {x.shape[1]} columns ({int(mask.sum())} categorical, one-hot) on {len(y)} rows in "
           f"{time.perf_counter() - started:.1f}s", flush=True)
-    inputs = feature_inputs(features)
-    columns = TabularColumns([f.key for f in features], [f.key for f in features if f.kind == SEQUENCE],
-                             name="tabular_columns")(inputs)
-    return keras.Model(inputs, scores(columns), name="linear_model")
+    return build_tree_model(features, scores, name="linear_model")  # the trees' inputs, this layer on top
