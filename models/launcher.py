@@ -166,6 +166,7 @@ def run_processes(job_file: str, envs: List[Dict[str, str]], timeout_s: float, s
     for i, proc in enumerate(procs):
         threading.Thread(target=lambda i=i, proc=proc: exits.put((i, proc.wait())), daemon=True).start()
     deadline = time.monotonic() + timeout_s
+    failed = None
     try:
         for _ in procs:
             try:
@@ -174,11 +175,15 @@ def run_processes(job_file: str, envs: List[Dict[str, str]], timeout_s: float, s
                 raise WorkerFailed(f"training.distribution: the {len(procs)} worker(s) ran past worker_timeout_s "
                                    f"({timeout_s:g} s) and were stopped; logs in {log_dir}") from None
             if code != 0:
-                raise WorkerFailed(failure_message(index, len(procs), procs[index].pid, code, logs[index], job_file))
+                failed = index, code
+                break
     finally:
         stop(procs)
         for pump in pumps:
             pump.join(timeout=5)
+    if failed:  # named once the others have stopped: the chief may have written a checkpoint meanwhile
+        index, code = failed
+        raise WorkerFailed(failure_message(index, len(procs), procs[index].pid, code, logs[index], job_file))
 
 
 def _pump(source, log, out) -> None:
