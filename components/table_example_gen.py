@@ -33,6 +33,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
+from lamina.components import table_arrow
+from lamina.components.table_arrow import BYTES, FLOAT, INT
 from lamina.components.example_writer import BoundedMemoryExecutor
 from lamina.cells import CsvInputError, is_missing_number, parse_number, parse_sequence
 from lamina import storage
@@ -42,9 +44,10 @@ from lamina.components.table_source import TablePolicy, TableScan, iter_records,
 from lamina.components.image_example_gen import settings_from_config, settings_to_custom_config
 
 REPORT_FILE = "ingest_report.json"
+# float, int, bytes: one value of that type (table_arrow.py defines them);
 # floats: a sequence feature's list; image_file: a path whose file's bytes are written; audio_file: a
 # path whose file is written as WAV bytes
-FLOAT, INT, BYTES, FLOATS, IMAGE_FILE, AUDIO_FILE = "float", "int", "bytes", "floats", "image_file", "audio_file"
+FLOATS, IMAGE_FILE, AUDIO_FILE = "floats", "image_file", "audio_file"
 
 
 def policy_from_settings(s: Dict[str, Any], profile: bool = True) -> TablePolicy:
@@ -148,10 +151,13 @@ class ReadTable(beam.DoFn):
     """A file path -> its accepted rows as tf.Examples."""
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
-                 total: Optional[int] = None, component: str = "ExampleGen", policy: Optional[TablePolicy] = None):
+                 total: Optional[int] = None, component: str = "ExampleGen", policy: Optional[TablePolicy] = None,
+                 arrow_rows: Optional[Dict[str, int]] = None):
         self.fmt, self.names, self.dialect, self.encoding = fmt, names, dialect, encoding
         self.label, self.types, self.policy = label, types, policy or TablePolicy(format=fmt, encoding=encoding)
         self.total, self.component = total, component
+        # path -> the rows its scan read, for the files the Arrow path may take (components/table_arrow.py)
+        self.arrow_rows = arrow_rows or {}
         self._progress = None
         self._done = 0
 
@@ -160,6 +166,10 @@ class ReadTable(beam.DoFn):
 
         if self._progress is None:
             self._progress = Progress(self.component, self.total, "rows")
+        if path in self.arrow_rows and table_arrow.count_rows(
+                path, self.names, self.dialect, self.encoding) == self.arrow_rows[path]:
+            yield from self._arrow(path)
+            return
         delimiters = dict(self.policy.sequences)
         for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding,
                                       policy=self.policy):
@@ -167,6 +177,16 @@ class ReadTable(beam.DoFn):
             self._done += 1
             if not self._done % 1000:
                 self._progress.update(self._done)
+
+    def _arrow(self, path: str):
+        def to_example(record: Dict[str, str]) -> bytes:  # the Python path, for a batch Arrow cannot type
+            return record_to_example(record, self.types).SerializeToString(deterministic=True)
+
+        for batch in table_arrow.examples(path, self.names, self.dialect, self.encoding, self.label, self.types,
+                                          to_example):
+            yield from batch
+            self._done += len(batch)
+            self._progress.update(self._done)
 
 
 @beam.ptransform_fn
@@ -212,9 +232,12 @@ class Executor(BoundedMemoryExecutor):
             raise CsvInputError(f"the files of data.path use different delimiters "
                                 f"({', '.join(f'{sc.path}: {sc.delimiter!r}' for sc in scans)}); set data.delimiter.")
         self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
+        arrow_rows = {sc.path: sc.rows for sc in scans
+                      if table_arrow.applies(policy.format, self._types, sc.bad_row_count)}
         self._read = ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
-                                self._types, total=sum(sc.kept_rows for sc in scans),
-                                component=EXAMPLE_GEN_IDS.get(policy.format, "ExampleGen"), policy=policy)
+                               self._types, total=sum(sc.kept_rows for sc in scans),
+                               component=EXAMPLE_GEN_IDS.get(policy.format, "ExampleGen"), policy=policy,
+                               arrow_rows=arrow_rows)
         self._expected_examples = sum(sc.kept_rows for sc in scans)
         super().Do(input_dict, output_dict, exec_properties)
         report = {

@@ -18,7 +18,10 @@ it, so the same message stops the run before Beam starts, locally and on Kubeflo
 values, dates, header names, delimiters, encodings) is in lamina/cells.py.
 """
 
+import collections
+import copy
 import dataclasses
+import hashlib
 import math
 import re
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -27,6 +30,7 @@ from lamina.components.image_paths import audio_cell_wav, image_cell_problem
 from lamina.cells import (BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS, PLAIN_NUMBER,
                           CsvInputError, check_encoding, date_layout, parse_number, parse_sequence)
 from lamina.constants import DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS
+from lamina import storage
 from lamina.tables import ROW_SOURCES, Row, TableOptions
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
@@ -201,7 +205,36 @@ class TablePolicy(TableOptions):
 
 
 
+# The last scans, by file (its size, mtime and a hash of its first and last bytes) and policy: the
+# preflight's scan serves ExampleGen's in the same process (`lamina run` on the local runner).
+_SCANS: "collections.OrderedDict[tuple, TableScan]" = collections.OrderedDict()
+SCAN_CACHE_SIZE = 8
+SAMPLE_BYTES = 1 << 16
+
+
+def _file_key(path: str) -> tuple:
+    size, mtime = storage.stat(path)
+    digest = hashlib.sha256()
+    with storage.open_binary(path) as f:
+        digest.update(f.read(SAMPLE_BYTES))
+        if size > 2 * SAMPLE_BYTES:
+            f.seek(size - SAMPLE_BYTES)
+            digest.update(f.read(SAMPLE_BYTES))
+    return path, size, mtime, digest.hexdigest()
+
+
 def scan_table(path: str, policy: TablePolicy) -> TableScan:
+    """`_scan_table`, or its result for the same file and policy earlier in this process (a copy)."""
+    key = (_file_key(path), policy)
+    if key not in _SCANS:
+        _SCANS[key] = _scan_table(path, policy)
+        while len(_SCANS) > SCAN_CACHE_SIZE:
+            _SCANS.popitem(last=False)
+    _SCANS.move_to_end(key)
+    return copy.deepcopy(_SCANS[key])
+
+
+def _scan_table(path: str, policy: TablePolicy) -> TableScan:
     """Checks `path` and counts its rows and columns in one streaming pass.
 
     Raises CsvInputError for: bytes the encoding cannot decode (line and byte offset), an empty

@@ -141,6 +141,17 @@ def fingerprint(pattern: str) -> Tuple[int, int, int, int]:
     return len(found), sum(size for size, _ in found), xor, sum(mtime for _, mtime in found)
 
 
+def stat(path: str) -> Tuple[int, int]:
+    """(bytes, mtime in nanoseconds) of one file, local or at a filesystem URI."""
+    if is_uri(path):
+        import tensorflow as tf
+
+        s = tf.io.gfile.stat(path)
+        return s.length, s.mtime_nsec
+    s = os.stat(path)
+    return s.st_size, s.st_mtime_ns
+
+
 def isdir(path: str) -> bool:
     if not is_uri(path):
         return os.path.isdir(path)

@@ -1,0 +1,182 @@
+"""TableExampleGen's fast path: a CSV read by pyarrow in record batches, its cells typed with
+`pyarrow.compute`, and each row serialized as a tf.Example by vectorized steps.
+
+`record_to_example` (components/table_example_gen.py) stays the rule book. This path writes, for
+every row, the bytes `record_to_example(...).SerializeToString(deterministic=True)` gives: features
+sorted by name, a blank cell left out. Those bytes are what TFX's split hashes, so a row lands in
+the split it would land in on the Python path, and `tests/components/test_table_arrow.py` holds the
+two paths to byte equality on real, messy files.
+
+A file takes this path when its format is CSV, every column is a number, an integer or a string on
+the wire (no sequence, image or audio column), the scan found no bad row, and pyarrow reads as many
+rows as the scan did. Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
+`parse_number`, one cell at a time. A batch whose cells pyarrow cannot type exactly as Python
+would (an integer past int64, digits of another script) goes through `record_to_example`, row by
+row, so the rules and messages stay those of the Python path.
+"""
+
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pa_csv
+
+from lamina import storage
+from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, parse_number
+
+FLOAT, INT, BYTES = "float", "int", "bytes"  # wire types (components/table_example_gen.py has the others)
+BLOCK_BYTES = 16 << 20  # pyarrow's read block: about 100k rows of a 25-column table
+# What Python's str.strip() removes: pyarrow trims exactly these characters.
+WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+_EMPTY = pa.scalar(b"", pa.binary())
+# The protobuf tags on the way from a value to an Example: a list's values (field 1); a Feature's
+# bytes_list (1), float_list (2) or int64_list (3); a map entry's key (1) and value (2); the map's
+# entries (Features.feature, 1); Example.features (1).
+VALUES_TAG = b"\x0a"
+KIND_TAGS = {BYTES: b"\x0a", FLOAT: b"\x12", INT: b"\x1a"}
+KEY_TAG, VALUE_TAG, ENTRY_TAG, FEATURES_TAG = b"\x0a", b"\x12", b"\x0a", b"\x0a"
+
+
+class Unsupported(Exception):
+    """A batch this path cannot type exactly as `record_to_example` would."""
+
+
+def applies(fmt: str, types: Dict[str, str], bad_rows: int) -> bool:
+    return fmt == "csv" and bad_rows == 0 and set(types.values()) <= {FLOAT, INT, BYTES}
+
+
+def _open(path: str, names: List[str], delimiter: str, encoding: str):
+    read = pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES,
+                              encoding="utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding)
+    parse = pa_csv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
+                                newlines_in_values=True, ignore_empty_lines=True)
+    convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                    quoted_strings_can_be_null=False)
+    return pa_csv.open_csv(storage.open_binary(path), read_options=read, parse_options=parse,
+                           convert_options=convert)
+
+
+def count_rows(path: str, names: List[str], delimiter: str, encoding: str) -> Optional[int]:
+    """The data rows pyarrow reads in `path`, or None where it cannot read the file as the scan did."""
+    try:
+        return sum(batch.num_rows for batch in _open(path, names, delimiter, encoding))
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
+        return None
+
+
+def examples(path: str, names: List[str], delimiter: str, encoding: str, label: str, types: Dict[str, str],
+             to_example: Callable[[Dict[str, str]], bytes]) -> Iterator[List[bytes]]:
+    """Each batch's serialized examples, in the file's order, rows without a label left out.
+
+    `to_example` serializes one row's cells the Python way (for a batch this path cannot type)."""
+    for batch in _open(path, names, delimiter, encoding):
+        try:
+            yield batch_examples(batch, types, label)
+        except Unsupported:
+            rows = batch.to_pylist()
+            yield [to_example(r) for r in rows if not label or r[label].strip()]
+
+
+def batch_examples(batch: pa.RecordBatch, types: Dict[str, str], label: str = "") -> List[bytes]:
+    """A record batch of cells (strings) -> one serialized tf.Example per row with a label."""
+    columns = {name: pc.utf8_trim(batch.column(i), characters=WHITESPACE) for i, name in enumerate(batch.schema.names)}
+    if label:
+        keep = pc.not_equal(columns[label], "")
+        columns = {name: pc.filter(c, keep) for name, c in columns.items()}
+    entries = [_entries(name, columns[name], types[name]) for name in sorted(columns, key=lambda n: n.encode())]
+    if not entries:
+        return []
+    features = pc.binary_join_element_wise(*entries, _EMPTY, null_handling="skip")
+    return _wrap(FEATURES_TAG, features).to_pylist()
+
+
+def _entries(name: str, cells: pa.Array, kind: str) -> pa.Array:
+    """One column's map entries (`feature { key: name value {...} }`, tagged), null where the cell is left out."""
+    present = pc.not_equal(cells, "")
+    if kind != BYTES:
+        present = pc.and_(present, pc.invert(pc.is_in(pc.utf8_lower(cells), value_set=pa.array(
+            sorted(MISSING_NUMBER_TOKENS)))))
+    present = present.to_numpy(zero_copy_only=False)
+    if kind == BYTES:
+        payload = cells.cast(pa.binary())
+    elif kind == FLOAT:
+        payload = _fixed(_floats(cells, present).astype("<f4").tobytes(), 4, len(cells))
+    else:
+        payload = _varints(_integers(cells, present))
+    payload = pc.if_else(pa.array(present), payload, pa.scalar(None, pa.binary()))
+    key = name.encode("utf-8")
+    value = _wrap(VALUE_TAG, _wrap(KIND_TAGS[kind], _wrap(VALUES_TAG, payload)))
+    body = pc.binary_join_element_wise(pa.scalar(KEY_TAG + _varint(len(key)) + key, pa.binary()), value, _EMPTY)
+    return _wrap(ENTRY_TAG, body)
+
+
+def _floats(cells: pa.Array, present: np.ndarray) -> np.ndarray:
+    """float64 values of the present cells (0 elsewhere), as `parse_number` reads them."""
+    values = np.zeros(len(cells))
+    plain = present & pc.match_substring_regex(cells, PLAIN_NUMBER.pattern).to_numpy(zero_copy_only=False)
+    if plain.any():
+        text = pc.replace_substring_regex(pc.filter(cells, pa.array(plain)), r"^\+", "")
+        try:
+            values[plain] = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            raise Unsupported() from None
+    for i in np.flatnonzero(present & ~plain):  # '$1,234.50', '12%', digits of another script
+        value = parse_number(cells[int(i)].as_py())
+        if value is None:
+            raise Unsupported()
+        values[i] = value
+    return values
+
+
+def _integers(cells: pa.Array, present: np.ndarray) -> np.ndarray:
+    values = np.zeros(len(cells), np.int64)
+    if present.any():
+        text = pc.filter(cells, pa.array(present))
+        if not pc.all(pc.match_substring_regex(text, INTEGER.pattern)).as_py():
+            raise Unsupported()
+        try:
+            values[present] = pc.cast(pc.replace_substring_regex(text, r"^\+", ""), pa.int64()).to_numpy()
+        except pa.ArrowInvalid:  # past int64: Int64List refuses it on the Python path too
+            raise Unsupported() from None
+    return values
+
+
+def _fixed(data: bytes, width: int, n: int) -> pa.Array:
+    offsets = np.arange(n + 1, dtype=np.int32) * width
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _varints(values: np.ndarray) -> pa.Array:
+    """Each value's protobuf varint (negative int64 as ten bytes, as protobuf writes them)."""
+    rest = values.astype(np.int64).view(np.uint64).copy()
+    n = len(rest)
+    out = np.zeros((n, 10), np.uint8)
+    lengths = np.ones(n, np.int64)
+    for i in range(10):
+        out[:, i] = (rest & np.uint64(0x7F)).astype(np.uint8)
+        rest >>= np.uint64(7)
+        more = rest > 0
+        if not more.any():
+            break
+        out[more, i] |= 0x80
+        lengths += more
+    data = out[np.arange(10) < lengths[:, None]]
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())])
+
+
+def _wrap(tag: bytes, values: pa.Array) -> pa.Array:
+    """tag + varint(length) + value, for each value: a length-delimited protobuf field; null stays null."""
+    lengths = pc.fill_null(pc.binary_length(values), 0).to_numpy(zero_copy_only=False)
+    return pc.binary_join_element_wise(pa.scalar(tag, pa.binary()), _varints(lengths), values, _EMPTY)

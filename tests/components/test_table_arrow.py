@@ -1,0 +1,100 @@
+"""The Arrow path of TableExampleGen writes, row for row, the bytes the Python path's examples serialize to
+(deterministically: what TFX's split hashes), on real and messy files; where it cannot, the Python path runs."""
+
+import os
+
+import palmerpenguins
+import pytest
+import tensorflow as tf
+
+from lamina.components import table_arrow, table_source
+from lamina.components.table_example_gen import ReadTable, policy_from_settings, record_to_example, wire_types
+from lamina.components.table_source import TablePolicy, iter_records, scan_table
+from tests.messy import LABEL, write_messy_csv
+from tests.public_data import write_chinese_reviews_csv, write_titanic_csv
+
+
+def both_paths(path, label, exclude=(), features=None, task="classification", encoding="utf-8"):
+    scan = scan_table(str(path), TablePolicy(label=label, encoding=encoding))
+    types = wire_types([scan], features, label, task, list(exclude))
+    python = [record_to_example(r, types).SerializeToString(deterministic=True)
+              for _, r in iter_records(str(path), scan.names, label, "csv", scan.delimiter, encoding)]
+    assert table_arrow.applies("csv", types, scan.bad_row_count)
+    assert table_arrow.count_rows(str(path), scan.names, scan.delimiter, encoding) == scan.rows
+    arrow = [e for batch in table_arrow.examples(str(path), scan.names, scan.delimiter, encoding, label, types,
+                                                 lambda r: record_to_example(r, types).SerializeToString(deterministic=True))
+             for e in batch]
+    return python, arrow, types
+
+
+@pytest.mark.parametrize("source", ["messy", "titanic", "penguins_raw", "chinese_reviews", "latin1"])
+def test_the_arrow_path_writes_the_python_paths_bytes(source, tmp_path):
+    path = tmp_path / f"{source}.csv"
+    label, exclude, encoding = {"messy": (LABEL, ["customer_id"], "utf-8"), "titanic": ("Survived", [], "utf-8"),
+                                "penguins_raw": ("Species", ["Sample Number"], "utf-8"),
+                                "chinese_reviews": ("sentiment", [], "utf-8"),
+                                "latin1": (LABEL, ["customer_id"], "latin-1")}[source]
+    if source in ("messy", "latin1"):  # BOM, ';', CRLF, quoted line breaks, '$1,234.50', '12%', '4.90 €', 'n/a'
+        write_messy_csv(str(path))
+        if source == "latin1":
+            text = path.read_bytes().decode("utf-8-sig").replace("€", "EUR")
+            path.write_bytes(text.encode("latin-1"))
+    elif source == "titanic":
+        write_titanic_csv(str(path))
+    elif source == "chinese_reviews":
+        write_chinese_reviews_csv(str(path), n=500)
+    else:
+        path = os.path.join(os.path.dirname(palmerpenguins.__file__), "data", "penguins-raw.csv")
+    python, arrow, types = both_paths(path, label, exclude, encoding=encoding)
+    assert len(arrow) == len(python) > 300
+    assert arrow == python
+    assert ("float" in types.values()) == (source != "chinese_reviews")  # reviews: text and a label only
+
+
+def test_integers_and_cells_arrow_cannot_type_fall_back_to_python_per_batch(tmp_path):
+    path = tmp_path / "ids.csv"
+    # An excluded integer ID (int64 on the wire) with signs and zeros; a number in Arabic-Indic digits, which
+    # Python's float() reads and Arrow's cast does not: that batch goes through record_to_example.
+    path.write_text("id,code,x,y\n-5,+7,1.5,a\n007,-9223372036854775808,\u0663,b\n12,3,,\n4,5, 1e3 ,c\n",
+                    encoding="utf-8")
+    python, arrow, types = both_paths(path, "y", exclude=["id"], features={"code": "categorical"})
+    assert types == {"id": "int", "code": "int", "x": "float", "y": "bytes"}
+    assert arrow == python
+    example = tf.train.Example.FromString(arrow[1])
+    assert example.features.feature["x"].float_list.value == [3.0]
+    assert example.features.feature["code"].int64_list.value == [-9223372036854775808]
+    assert len(arrow) == 3  # the row without a label is left out
+
+
+def test_a_file_arrow_reads_otherwise_takes_the_python_path(tmp_path):
+    # A line of spaces: Python's reader skips it as blank, Arrow reads a row of one field.
+    path = tmp_path / "spaces.csv"
+    path.write_text("a,b,y\n1,x,p\n   \n2,z,q\n")
+    scan = scan_table(str(path), TablePolicy(label="y"))
+    assert scan.rows == 2 and scan.bad_row_count == 0
+    assert table_arrow.count_rows(str(path), scan.names, scan.delimiter, "utf-8") is None
+    types = wire_types([scan], None, "y", "classification", [])
+    read = ReadTable("csv", scan.names, scan.delimiter, "utf-8", "y", types, total=2,
+                     arrow_rows={str(path): scan.rows})
+    out = list(read.process(str(path)))
+    assert all(isinstance(e, tf.train.Example) for e in out)  # the Python path's objects
+    assert [e.features.feature["a"].float_list.value[0] for e in out] == [1.0, 2.0]
+
+
+def test_the_preflight_scan_serves_example_gen_until_the_file_changes(tmp_path, monkeypatch):
+    path = tmp_path / "d.csv"
+    write_messy_csv(str(path), n=50)
+    calls = []
+    real = table_source._scan_table
+    monkeypatch.setattr(table_source, "_scan_table", lambda p, pol: calls.append(p) or real(p, pol))
+    settings = {"format": "csv", "label": LABEL, "delimiter": "", "encoding": "utf-8", "bad_rows": "fail",
+                "max_bad_rows": 0.01, "max_missing_labels": 0.5, "sequences": {}, "images": [], "audio": [],
+                "image_root": str(tmp_path)}
+    first = scan_table(str(path), policy_from_settings(settings))
+    again = scan_table(str(path), policy_from_settings(settings))
+    assert len(calls) == 1 and again == first and again is not first
+    assert len(scan_table(str(path), policy_from_settings({**settings, "bad_rows": "skip"})).columns) == 14
+    assert len(calls) == 2  # another policy is another scan
+    write_messy_csv(str(path), n=60)
+    assert scan_table(str(path), policy_from_settings(settings)).rows == 60
+    assert len(calls) == 3
