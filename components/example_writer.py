@@ -35,6 +35,7 @@ from tfx.utils import proto_utils
 BUCKET_EXAMPLES = 50_000
 BUCKET_DIR = ".buckets"
 SHARD_NAME = "data_tfrecord-{:05d}-of-{:05d}.gz"
+READ_BATCH = 4096  # records per read when shuffling a bucket
 
 
 def bucket_count(examples: int, per_bucket: Optional[int] = None) -> int:
@@ -42,7 +43,8 @@ def bucket_count(examples: int, per_bucket: Optional[int] = None) -> int:
 
 
 class WriteBuckets(beam.DoFn):
-    """Serialized examples -> `buckets` gzipped TFRecord files in `folder` (one set per bundle)."""
+    """Serialized examples -> `buckets` TFRecord files in `folder` (one set per bundle; not compressed:
+    they live only until the shuffle)."""
 
     def __init__(self, folder: str, buckets: int):
         self.folder, self.buckets = folder, buckets
@@ -54,15 +56,17 @@ class WriteBuckets(beam.DoFn):
         self._bundle = uuid.uuid4().hex[:12]
 
     def process(self, example):
+        """An example (a proto or its bytes), or a list of serialized examples."""
         import tensorflow as tf
 
-        data = example if isinstance(example, bytes) else example.SerializeToString()
-        k = zlib.crc32(data) % self.buckets
-        writer = self._writers.get(k)
-        if writer is None:
-            path = os.path.join(self.folder, f"bucket-{k:05d}-{self._bundle}.gz")
-            writer = self._writers[k] = tf.io.TFRecordWriter(path, options="GZIP")
-        writer.write(data)
+        for data in example if isinstance(example, list) else [example]:
+            data = data if isinstance(data, bytes) else data.SerializeToString()
+            k = zlib.crc32(data) % self.buckets
+            writer = self._writers.get(k)
+            if writer is None:
+                path = os.path.join(self.folder, f"bucket-{k:05d}-{self._bundle}.tfrecord")
+                writer = self._writers[k] = tf.io.TFRecordWriter(path)
+            writer.write(data)
 
     def finish_bundle(self):
         for writer in self._writers.values():
@@ -77,8 +81,10 @@ def shuffle_buckets(folder: str, split_uri: str, buckets: int, seed: int) -> Lis
     rng = np.random.default_rng(seed)
     counts = []
     for k in range(buckets):
-        files = sorted(tf.io.gfile.glob(os.path.join(folder, f"bucket-{k:05d}-*.gz")))
-        records = [r for f in files for r in tf.data.TFRecordDataset(f, compression_type="GZIP").as_numpy_iterator()]
+        files = sorted(tf.io.gfile.glob(os.path.join(folder, f"bucket-{k:05d}-*.tfrecord")))
+        records = [r for f in files
+                   for batch in tf.data.TFRecordDataset(f).batch(READ_BATCH).as_numpy_iterator()
+                   for r in batch.tolist()]  # in batches: tf.data's per-element cost is ~50 us
         order = rng.permutation(len(records))
         with tf.io.TFRecordWriter(os.path.join(split_uri, SHARD_NAME.format(k, buckets)), options="GZIP") as w:
             for i in order:

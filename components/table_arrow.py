@@ -46,21 +46,33 @@ def applies(fmt: str, types: Dict[str, str], bad_rows: int) -> bool:
     return fmt == "csv" and bad_rows == 0 and set(types.values()) <= {FLOAT, INT, BYTES}
 
 
-def _open(path: str, names: List[str], delimiter: str, encoding: str):
+def _open(f, names: List[str], delimiter: str, encoding: str):
     read = pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES,
                               encoding="utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding)
     parse = pa_csv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
                                 newlines_in_values=True, ignore_empty_lines=True)
     convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
                                     quoted_strings_can_be_null=False)
-    return pa_csv.open_csv(storage.open_binary(path), read_options=read, parse_options=parse,
+    return pa_csv.open_csv(f, read_options=read, parse_options=parse,
                            convert_options=convert)
+
+
+def batches(path: str, names: List[str], delimiter: str, encoding: str) -> Iterator[pa.RecordBatch]:
+    """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
+    the wrong width)."""
+    with storage.open_stream(path) as f:
+        yield from _open(f, names, delimiter, encoding)
+
+
+def strip(cells: pa.Array) -> pa.Array:
+    """The cells without the spaces around them, as Python's str.strip() leaves them."""
+    return pc.utf8_trim(cells, characters=WHITESPACE)
 
 
 def count_rows(path: str, names: List[str], delimiter: str, encoding: str) -> Optional[int]:
     """The data rows pyarrow reads in `path`, or None where it cannot read the file as the scan did."""
     try:
-        return sum(batch.num_rows for batch in _open(path, names, delimiter, encoding))
+        return sum(batch.num_rows for batch in batches(path, names, delimiter, encoding))
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
         return None
 
@@ -70,7 +82,7 @@ def examples(path: str, names: List[str], delimiter: str, encoding: str, label: 
     """Each batch's serialized examples, in the file's order, rows without a label left out.
 
     `to_example` serializes one row's cells the Python way (for a batch this path cannot type)."""
-    for batch in _open(path, names, delimiter, encoding):
+    for batch in batches(path, names, delimiter, encoding):
         try:
             yield batch_examples(batch, types, label)
         except Unsupported:
@@ -80,7 +92,7 @@ def examples(path: str, names: List[str], delimiter: str, encoding: str, label: 
 
 def batch_examples(batch: pa.RecordBatch, types: Dict[str, str], label: str = "") -> List[bytes]:
     """A record batch of cells (strings) -> one serialized tf.Example per row with a label."""
-    columns = {name: pc.utf8_trim(batch.column(i), characters=WHITESPACE) for i, name in enumerate(batch.schema.names)}
+    columns = {name: strip(batch.column(i)) for i, name in enumerate(batch.schema.names)}
     if label:
         keep = pc.not_equal(columns[label], "")
         columns = {name: pc.filter(c, keep) for name, c in columns.items()}

@@ -18,11 +18,16 @@ Parquet and Import ExampleGens keep integer columns int64. This one reads every 
   internal names are derived later (`lamina.models.features.safe_name`).
 - Rows without a label are left out and counted; `ingest_report.json` beside the examples says
   how many rows were read, skipped and kept, and each column's type.
+- A CSV of numbers, integers and strings without bad rows is read by pyarrow and serialized in
+  vectorized steps (components/table_arrow.py), to the same bytes `record_to_example` gives; the
+  rest goes through `record_to_example` row by row. Either way the examples travel through Beam in
+  batches, and `SplitBatches` puts each where TFX's own hash split would.
 
 It is a FileBasedExampleGen with its own executor, so TFX's driver fingerprints the input files
 and TFX's splitting and writing are reused.
 """
 
+import itertools
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -32,6 +37,7 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from lamina.components import table_arrow
 from lamina.components.table_arrow import BYTES, FLOAT, INT
@@ -148,7 +154,10 @@ def record_to_example(record: Dict[str, str], types: Dict[str, str],
 
 
 class ReadTable(beam.DoFn):
-    """A file path -> its accepted rows as tf.Examples."""
+    """A file path -> its accepted rows as serialized tf.Examples (deterministic: features sorted by name),
+    in batches of up to a block of rows: one Beam element per batch, not per row."""
+
+    PYTHON_BATCH = 2000
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
                  total: Optional[int] = None, component: str = "ExampleGen", policy: Optional[TablePolicy] = None,
@@ -168,25 +177,50 @@ class ReadTable(beam.DoFn):
             self._progress = Progress(self.component, self.total, "rows")
         if path in self.arrow_rows and table_arrow.count_rows(
                 path, self.names, self.dialect, self.encoding) == self.arrow_rows[path]:
-            yield from self._arrow(path)
-            return
-        delimiters = dict(self.policy.sequences)
-        for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding,
-                                      policy=self.policy):
-            yield record_to_example(record, self.types, delimiters, self.policy.image_root, self.policy.max_seconds)
-            self._done += 1
-            if not self._done % 1000:
-                self._progress.update(self._done)
-
-    def _arrow(self, path: str):
-        def to_example(record: Dict[str, str]) -> bytes:  # the Python path, for a batch Arrow cannot type
-            return record_to_example(record, self.types).SerializeToString(deterministic=True)
-
-        for batch in table_arrow.examples(path, self.names, self.dialect, self.encoding, self.label, self.types,
-                                          to_example):
-            yield from batch
+            batches = table_arrow.examples(path, self.names, self.dialect, self.encoding, self.label, self.types,
+                                           self._serialize)
+        else:
+            batches = self._python(path)
+        for batch in batches:
+            if batch:
+                yield batch
             self._done += len(batch)
             self._progress.update(self._done)
+
+    def _serialize(self, record: Dict[str, str]) -> bytes:
+        return record_to_example(record, self.types, dict(self.policy.sequences), self.policy.image_root,
+                                 self.policy.max_seconds).SerializeToString(deterministic=True)
+
+    def _python(self, path: str):
+        batch = []
+        for _, record in iter_records(path, self.names, self.label, self.fmt, self.dialect, self.encoding,
+                                      policy=self.policy):
+            batch.append(self._serialize(record))
+            if len(batch) == self.PYTHON_BATCH:
+                yield batch
+                batch = []
+        yield batch
+
+
+class SplitBatches(beam.DoFn):
+    """Batches of serialized examples -> batches per split, each example where TFX's own split puts it."""
+
+    def __init__(self, names: List[str], split_config: example_gen_pb2.SplitConfig):
+        self.names, self.split_config = names, split_config
+        self.buckets = list(itertools.accumulate(s.hash_buckets for s in split_config.splits))
+
+    def process(self, batch: List[bytes]):
+        import tensorflow as tf
+        from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
+
+        by_feature = self.split_config.HasField("partition_feature_name")
+        out = [[] for _ in self.names]
+        for record in batch:
+            key = tf.train.Example.FromString(record) if by_feature else record
+            out[_PartitionFn(key, len(self.buckets), self.buckets, self.split_config)].append(record)
+        for name, records in zip(self.names, out):
+            if records:
+                yield beam.pvalue.TaggedOutput(name, records)
 
 
 @beam.ptransform_fn
@@ -214,6 +248,19 @@ class Executor(BoundedMemoryExecutor):
         def to_examples(exec_properties, split_pattern):  # pylint: disable=unused-argument
             return _TableToExamples(self._files, self._read)  # pylint: disable=no-value-for-parameter
         return to_examples
+
+    def GenerateExamplesByBeam(self, pipeline, exec_properties):
+        """TFX's split, applied to batches of examples (`SplitBatches`) rather than one element per row."""
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        split_config = output_config.split_config
+        if not split_config.splits:
+            return super().GenerateExamplesByBeam(pipeline, exec_properties)
+        names = [s.name for s in split_config.splits]
+        splits = (pipeline
+                  | "InputToRecord" >> _TableToExamples(self._files, self._read)  # pylint: disable=no-value-for-parameter
+                  | "SplitData" >> beam.ParDo(SplitBatches(names, split_config)).with_outputs(*names))
+        return {name: splits[name] for name in names}
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         import tensorflow as tf

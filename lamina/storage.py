@@ -236,8 +236,12 @@ class _RawReader(io.RawIOBase):
         super().close()
 
 
+def open_stream(path: str) -> io.BufferedIOBase:
+    """`open_binary` as a standard buffered stream (what io.TextIOWrapper and pyarrow read from)."""
+    raw = open_binary(path)
+    return raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(_RawReader(raw), 1 << 20)
+
+
 def open_text(path: str, encoding: str = "utf-8") -> io.TextIOWrapper:
     """A text reader that keeps line breaks inside quoted cells as they are (`newline=""`, for `csv`)."""
-    raw = open_binary(path)
-    stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(_RawReader(raw), 1 << 20)
-    return io.TextIOWrapper(stream, encoding=encoding, newline="")
+    return io.TextIOWrapper(open_stream(path), encoding=encoding, newline="")

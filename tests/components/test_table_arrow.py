@@ -76,9 +76,10 @@ def test_a_file_arrow_reads_otherwise_takes_the_python_path(tmp_path):
     types = wire_types([scan], None, "y", "classification", [])
     read = ReadTable("csv", scan.names, scan.delimiter, "utf-8", "y", types, total=2,
                      arrow_rows={str(path): scan.rows})
-    out = list(read.process(str(path)))
-    assert all(isinstance(e, tf.train.Example) for e in out)  # the Python path's objects
+    [batch] = list(read.process(str(path)))
+    out = [tf.train.Example.FromString(e) for e in batch]
     assert [e.features.feature["a"].float_list.value[0] for e in out] == [1.0, 2.0]
+    assert [e.features.feature["b"].bytes_list.value[0] for e in out] == [b"x", b"z"]
 
 
 def test_the_preflight_scan_serves_example_gen_until_the_file_changes(tmp_path, monkeypatch):
@@ -98,3 +99,51 @@ def test_the_preflight_scan_serves_example_gen_until_the_file_changes(tmp_path, 
     write_messy_csv(str(path), n=60)
     assert scan_table(str(path), policy_from_settings(settings)).rows == 60
     assert len(calls) == 3
+
+
+def scans_equal(a, b):
+    assert a == b
+    for x, y in zip(a.columns, b.columns):  # and the dicts' order, which ties are broken by
+        assert list(x.distinct.items()) == list(y.distinct.items()) and list(x.dates) == list(y.dates)
+
+
+@pytest.mark.parametrize("source", ["messy", "titanic", "penguins_raw", "chinese_reviews", "odd_cells"])
+def test_the_arrow_scan_counts_what_the_python_scan_counts(source, tmp_path):
+    path = tmp_path / f"{source}.csv"
+    label = {"messy": LABEL, "titanic": "Survived", "penguins_raw": "Species", "chinese_reviews": "sentiment",
+             "odd_cells": "y"}[source]
+    if source == "messy":
+        write_messy_csv(str(path))
+    elif source == "titanic":
+        write_titanic_csv(str(path))
+    elif source == "chinese_reviews":
+        write_chinese_reviews_csv(str(path), n=500)
+    elif source == "odd_cells":  # not-numbers past a quoted line break, dates, booleans, other scripts' digits
+        path.write_text('x,note,when,flag,y\n1,"two\nlines",2024-01-31,yes,a\n2.5,b,31/01/2024,No,\n'
+                        '\u0663,c,01/02/2024,1,b\nabc,d,x,0,a\n1e999,e,,TRUE,b\nn/a,f,2024-13-01,off,a\n-,g,,,a\n'
+                        'oops,h,,,b\n"$1,234",i,,,b\n7%,\u4e2d\u6587\u5b57,,,a\n', encoding="utf-8")
+    else:
+        path = os.path.join(os.path.dirname(palmerpenguins.__file__), "data", "penguins-raw.csv")
+    policy = TablePolicy(label=label)
+    python = table_source._scan_table(str(path), policy, arrow=False)
+    scan = table_source.arrow_scan(str(path), policy, python.delimiter, python.names)
+    assert scan is not None
+    scans_equal(scan, python)
+    if source == "odd_cells":
+        x = scan.column("x")
+        assert x.not_numbers == [(6, "abc"), (10, "oops")] and x.numbers == 6 and x.number_tokens == 2
+        assert scan.column("when").dates == {"%Y-%m-%d": 1, "%d/%m/%Y": 1, "%m/%d/%Y": 1}
+
+
+def test_example_gen_asks_for_the_scan_the_preflight_made(tmp_path):
+    """The cache only helps if `lamina run`'s preflight and the executor ask with equal policies."""
+    from lamina.components.image_example_gen import settings_from_config
+    from lamina.pipeline.pipeline import example_gen
+    from lamina.pipeline.profile import policy
+    from tests.helpers import make_spec
+
+    write_messy_csv(str(tmp_path / "churn.csv"), n=50)
+    spec = make_spec(str(tmp_path), data={"path": "churn.csv", "label": LABEL, "exclude": ["customer_id"],
+                                          "bad_rows": "skip", "max_missing_labels": 0.2})
+    props = example_gen(spec).exec_properties
+    assert policy_from_settings({**settings_from_config(props), "image_root": props["input_base"]}) == policy(spec)

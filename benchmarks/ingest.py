@@ -1,0 +1,146 @@
+"""Ingestion, side by side on one CSV: Lamina's TableExampleGen against TFX 1.16's own CsvExampleGen,
+each alone in a TFX pipeline on Beam's DirectRunner (SQLite ML Metadata, a fresh root), and the
+preflight scan (`lamina validate`'s check of the file) on its Arrow and Python paths.
+
+The file is `benchmarks/scale.py`'s table (20 numeric and 5 categorical columns, 2% blank cells,
+a binary label). Both ExampleGens split 4:1 by hash and write gzipped TFRecords of tf.Examples.
+Each is run in a child process of its own, so neither pays for the other's imports or caches;
+the figure is the component's own time, as TFX's launcher reports it, and the child's wall time.
+
+Usage:
+    .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--work /tmp/lamina-ingest] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+CHILD = r"""
+import json, os, sys, time
+sys.path.insert(0, {repo!r}); sys.path.insert(0, os.path.join({repo!r}, "benchmarks"))
+which, csv_path, root = sys.argv[1:4]
+t0 = time.perf_counter()
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration import metadata
+from tfx.proto import example_gen_pb2
+output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+folder = os.path.dirname(csv_path)
+if which == "tfx":
+    from tfx.components import CsvExampleGen
+    component = CsvExampleGen(input_base=folder, output_config=output)
+elif which == "lamina":
+    from lamina.components.table_example_gen import TableExampleGen
+    from scale import CATEGORICAL, LABEL, NUMERIC
+    component = TableExampleGen(input_base=folder, pattern=os.path.basename(csv_path), label=LABEL,
+                                task="classification", output_config=output,
+                                features={{**{{c: "numeric" for c in NUMERIC}}, **{{c: "categorical" for c in CATEGORICAL}}}})
+imported = time.perf_counter()
+p = tfx_pipeline.Pipeline(pipeline_name="ingest-" + which, pipeline_root=os.path.join(root, "root"),
+                          components=[component], enable_cache=False,
+                          metadata_connection_config=metadata.sqlite_metadata_connection_config(
+                              os.path.join(root, "metadata.sqlite")),
+                          beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+start = time.perf_counter()
+LocalDagRunner().run(p)
+end = time.perf_counter()
+out = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "root")) for f in fs if ".gz" in f]
+print("RESULT " + json.dumps({{"imports_s": imported - t0, "component_s": end - start,
+                              "bytes": sum(os.path.getsize(f) for f in out)}}))
+"""
+
+
+def run_child(which: str, csv_path: str, root: str) -> dict:
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    script = os.path.join(root, "child.py")
+    with open(script, "w") as f:
+        f.write(CHILD.format(repo=REPO))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, script, which, csv_path, root], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"{which} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["wall_s"] = wall
+    return result
+
+
+def count_examples(root: str) -> dict:
+    import tensorflow as tf
+
+    counts = {}
+    for d, _, files in os.walk(os.path.join(root, "root")):
+        for f in files:
+            if ".gz" in f:
+                split = os.path.basename(d).replace("Split-", "")
+                counts[split] = counts.get(split, 0) + sum(
+                    1 for _ in tf.data.TFRecordDataset(os.path.join(d, f), compression_type="GZIP"))
+    return counts
+
+
+def time_scans(csv_path: str) -> dict:
+    from lamina.components import table_source
+    from lamina.components.table_source import TablePolicy
+    from scale import LABEL
+
+    policy = TablePolicy(label=LABEL)
+    out = {}
+    for name, arrow in (("scan_arrow_s", True), ("scan_python_s", False)):
+        start = time.perf_counter()
+        scan = table_source._scan_table(csv_path, policy, arrow=arrow)
+        out[name] = time.perf_counter() - start
+        out.setdefault("scans", []).append(scan)
+    a, b = out.pop("scans")
+    out["scans_equal"] = a == b
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--work", default="/tmp/lamina-ingest")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    from scale import write_table
+
+    os.makedirs(args.work, exist_ok=True)
+    csv_path = os.path.join(args.work, "data", f"table_{args.rows}.csv")
+    if not os.path.exists(csv_path):
+        os.makedirs(os.path.dirname(csv_path), exist_ok=True)
+        write_table(csv_path, args.rows)
+    print(f"{platform.node()}: {os.cpu_count()} CPUs; {args.rows:,} rows, "
+          f"{os.path.getsize(csv_path) / 1e6:.1f} MB", flush=True)
+    results = {"rows": args.rows, "csv_bytes": os.path.getsize(csv_path)}
+    for which in ("lamina", "tfx"):
+        root = os.path.join(args.work, which)
+        r = run_child(which, csv_path, root)
+        r["examples"] = count_examples(root)
+        results[which] = r
+        print(f"  {which:<7} ExampleGen {r['component_s']:7.1f} s (process {r['wall_s']:.1f} s, imports "
+              f"{r['imports_s']:.1f} s), {sum(r['examples'].values()):,} examples {r['examples']}, "
+              f"{r['bytes'] / 1e6:.1f} MB written", flush=True)
+    results["speedup"] = results["tfx"]["component_s"] / results["lamina"]["component_s"]
+    print(f"  TFX CsvExampleGen / Lamina TableExampleGen: {results['speedup']:.2f}x", flush=True)
+    results.update(time_scans(csv_path))
+    print(f"  preflight scan: Arrow {results['scan_arrow_s']:.1f} s, Python {results['scan_python_s']:.1f} s "
+          f"({results['scan_python_s'] / results['scan_arrow_s']:.1f}x); equal: {results['scans_equal']}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
