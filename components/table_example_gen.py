@@ -157,7 +157,7 @@ class ReadTable(beam.DoFn):
     """A file path -> its accepted rows as serialized tf.Examples (deterministic: features sorted by name),
     in batches of up to a block of rows: one Beam element per batch, not per row."""
 
-    PYTHON_BATCH = 2000
+    PYTHON_BATCH = 1000  # rows per batch on the Python path: also how often progress is counted
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
                  total: Optional[int] = None, component: str = "ExampleGen", policy: Optional[TablePolicy] = None,

@@ -321,17 +321,17 @@ def _file_key(path: str) -> tuple:
 
 
 def scan_table(path: str, policy: TablePolicy) -> TableScan:
-    """`_scan_table`, or its result for the same file and policy earlier in this process (a copy)."""
+    """`scan_uncached`, or its result for the same file and policy earlier in this process (a copy)."""
     key = (_file_key(path), policy)
     if key not in _SCANS:
-        _SCANS[key] = _scan_table(path, policy)
+        _SCANS[key] = scan_uncached(path, policy)
         while len(_SCANS) > SCAN_CACHE_SIZE:
             _SCANS.popitem(last=False)
     _SCANS.move_to_end(key)
     return copy.deepcopy(_SCANS[key])
 
 
-def _scan_table(path: str, policy: TablePolicy, arrow: bool = True) -> TableScan:
+def scan_uncached(path: str, policy: TablePolicy, arrow: bool = True) -> TableScan:
     """Checks `path` and counts its rows and columns in one streaming pass.
 
     Raises CsvInputError for: bytes the encoding cannot decode (line and byte offset), an empty

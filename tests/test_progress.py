@@ -61,10 +61,11 @@ def test_example_gen_counts_rows_against_the_scan(tmp_path, monkeypatch, capsys)
     read = ReadTable("csv", scan.names, scan.delimiter, "utf-8", "Label",
                       {"ID": "int", "Amount ($)": "float", "Label": "bytes"}, total=scan.kept_rows,
                       component="CsvExampleGen")
-    examples = list(read.process(str(path)))
-    assert len(examples) == 2500
+    batches = list(read.process(str(path)))  # batches of serialized examples
+    assert [len(b) for b in batches] == [1000, 1000, 500]
     lines = [l.strip() for l in capsys.readouterr().out.splitlines()]
-    assert [l.split(",")[0] for l in lines] == ["CsvExampleGen: 1", "CsvExampleGen: 2"]
+    assert [l.split(" rows")[0] for l in lines] == ["CsvExampleGen: 1,000 of 2,500", "CsvExampleGen: 2,000 of 2,500",
+                                                   "CsvExampleGen: 2,500 of 2,500"]
     assert lines[0].startswith("CsvExampleGen: 1,000 of 2,500 rows (40%)")
 
 

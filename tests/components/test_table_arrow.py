@@ -86,8 +86,8 @@ def test_the_preflight_scan_serves_example_gen_until_the_file_changes(tmp_path, 
     path = tmp_path / "d.csv"
     write_messy_csv(str(path), n=50)
     calls = []
-    real = table_source._scan_table
-    monkeypatch.setattr(table_source, "_scan_table", lambda p, pol: calls.append(p) or real(p, pol))
+    real = table_source.scan_uncached
+    monkeypatch.setattr(table_source, "scan_uncached", lambda p, pol: calls.append(p) or real(p, pol))
     settings = {"format": "csv", "label": LABEL, "delimiter": "", "encoding": "utf-8", "bad_rows": "fail",
                 "max_bad_rows": 0.01, "max_missing_labels": 0.5, "sequences": {}, "images": [], "audio": [],
                 "image_root": str(tmp_path)}
@@ -125,7 +125,7 @@ def test_the_arrow_scan_counts_what_the_python_scan_counts(source, tmp_path):
     else:
         path = os.path.join(os.path.dirname(palmerpenguins.__file__), "data", "penguins-raw.csv")
     policy = TablePolicy(label=label)
-    python = table_source._scan_table(str(path), policy, arrow=False)
+    python = table_source.scan_uncached(str(path), policy, arrow=False)
     scan = table_source.arrow_scan(str(path), policy, python.delimiter, python.names)
     assert scan is not None
     scans_equal(scan, python)
