@@ -388,6 +388,8 @@ def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -
     lines_wanted = []  # (row, column, cell): the first few cells of each column that are not numbers
     try:
         for batch in table_arrow.batches(path, names, dialect, policy.encoding):
+            if any(_python_refuses(c) for c in batch.columns):
+                return None  # the Python reader stops the run there, with the line
             cells = [table_arrow.strip(c) for c in batch.columns]
             if label_at >= 0:
                 scan.missing_label += int(pc.sum(pc.equal(cells[label_at], "")).as_py() or 0)
@@ -408,6 +410,14 @@ def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -
         for row, i, cell in sorted(lines_wanted):
             scan.columns[i].not_numbers.append((lines[row], cell))
     return scan
+
+
+def _python_refuses(cells: pa.Array) -> bool:
+    """Whether Python's csv reader refuses a cell: a NUL byte, or more than csv.field_size_limit() characters."""
+    import csv
+
+    return bool(pc.any(pc.match_substring(cells, "\x00")).as_py()
+                or (pc.max(pc.utf8_length(cells)).as_py() or 0) > csv.field_size_limit())
 
 
 def _checked_rows(source, path: str, dialect: str, names: List[str], policy: TablePolicy) -> Iterator[Row]:

@@ -147,3 +147,14 @@ def test_example_gen_asks_for_the_scan_the_preflight_made(tmp_path):
                                           "bad_rows": "skip", "max_missing_labels": 0.2})
     props = example_gen(spec).exec_properties
     assert policy_from_settings({**settings_from_config(props), "image_root": props["input_base"]}) == policy(spec)
+
+
+@pytest.mark.parametrize("cell, problem", [("x\x00y", "line contains NUL"),
+                                           ("9" * 200_000, "field larger than field limit")])
+def test_cells_pythons_reader_refuses_stop_the_run_with_its_message(cell, problem, tmp_path):
+    """Arrow reads them; the scan leaves such a file to the Python reader, which names the line."""
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n" + "".join(f"{i},x{i}\n" for i in range(100)) + f"1,{cell}\n", encoding="utf-8")
+    assert table_source.arrow_scan(str(path), TablePolicy(), ",", ["a", "b"]) is None
+    with pytest.raises(table_source.CsvInputError, match=rf"d.csv, line 102: cannot be read as CSV: {problem}"):
+        scan_table(str(path), TablePolicy())
