@@ -7,15 +7,15 @@ sorted by name, a blank cell left out. Those bytes are what TFX's split hashes, 
 the split it would land in on the Python path, and `tests/components/test_table_arrow.py` holds the
 two paths to byte equality on real, messy files.
 
-A file takes this path when its format is CSV, every column is a number, an integer or a string on
-the wire (no sequence, image or audio column), the scan found no bad row, and pyarrow reads as many
-rows as the scan did. Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
+A file takes this path when its scan was read by pyarrow (`table_source.arrow_scan`: a CSV that
+pyarrow reads row for row as Python's csv reader does), found no bad row, and every column is a
+number, an integer or a string on the wire (no sequence, image or audio column). Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
 `parse_number`, one cell at a time. A batch whose cells pyarrow cannot type exactly as Python
 would (an integer past int64, digits of another script) goes through `record_to_example`, row by
 row, so the rules and messages stay those of the Python path.
 """
 
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List
 
 import numpy as np
 import pyarrow as pa
@@ -42,39 +42,27 @@ class Unsupported(Exception):
     """A batch this path cannot type exactly as `record_to_example` would."""
 
 
-def applies(fmt: str, types: Dict[str, str], bad_rows: int) -> bool:
-    return fmt == "csv" and bad_rows == 0 and set(types.values()) <= {FLOAT, INT, BYTES}
+def applies(scan, types: Dict[str, str]) -> bool:
+    """Whether ExampleGen converts the file of `scan` (a table_source.TableScan) on this path."""
+    return scan.by_arrow and scan.bad_row_count == 0 and set(types.values()) <= {FLOAT, INT, BYTES}
 
 
-def _open(f, names: List[str], delimiter: str, encoding: str):
+def batches(path: str, names: List[str], delimiter: str, encoding: str) -> Iterator[pa.RecordBatch]:
+    """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
+    the wrong width). The file is opened by `lamina.storage`: tf.io.gfile for gs://, s3:// and other URIs."""
     read = pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES,
                               encoding="utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding)
     parse = pa_csv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
                                 newlines_in_values=True, ignore_empty_lines=True)
     convert = pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
                                     quoted_strings_can_be_null=False)
-    return pa_csv.open_csv(f, read_options=read, parse_options=parse,
-                           convert_options=convert)
-
-
-def batches(path: str, names: List[str], delimiter: str, encoding: str) -> Iterator[pa.RecordBatch]:
-    """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
-    the wrong width)."""
     with storage.open_stream(path) as f:
-        yield from _open(f, names, delimiter, encoding)
+        yield from pa_csv.open_csv(f, read_options=read, parse_options=parse, convert_options=convert)
 
 
 def strip(cells: pa.Array) -> pa.Array:
     """The cells without the spaces around them, as Python's str.strip() leaves them."""
     return pc.utf8_trim(cells, characters=WHITESPACE)
-
-
-def count_rows(path: str, names: List[str], delimiter: str, encoding: str) -> Optional[int]:
-    """The data rows pyarrow reads in `path`, or None where it cannot read the file as the scan did."""
-    try:
-        return sum(batch.num_rows for batch in batches(path, names, delimiter, encoding))
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
-        return None
 
 
 def examples(path: str, names: List[str], delimiter: str, encoding: str, label: str, types: Dict[str, str],

@@ -30,7 +30,7 @@ and TFX's splitting and writing are reused.
 import itertools
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -161,12 +161,11 @@ class ReadTable(beam.DoFn):
 
     def __init__(self, fmt: str, names: List[str], dialect: str, encoding: str, label: str, types: Dict[str, str],
                  total: Optional[int] = None, component: str = "ExampleGen", policy: Optional[TablePolicy] = None,
-                 arrow_rows: Optional[Dict[str, int]] = None):
+                 arrow_files: Tuple[str, ...] = ()):
         self.fmt, self.names, self.dialect, self.encoding = fmt, names, dialect, encoding
         self.label, self.types, self.policy = label, types, policy or TablePolicy(format=fmt, encoding=encoding)
         self.total, self.component = total, component
-        # path -> the rows its scan read, for the files the Arrow path may take (components/table_arrow.py)
-        self.arrow_rows = arrow_rows or {}
+        self.arrow_files = arrow_files  # the files converted on the Arrow path (components/table_arrow.py)
         self._progress = None
         self._done = 0
 
@@ -175,8 +174,7 @@ class ReadTable(beam.DoFn):
 
         if self._progress is None:
             self._progress = Progress(self.component, self.total, "rows")
-        if path in self.arrow_rows and table_arrow.count_rows(
-                path, self.names, self.dialect, self.encoding) == self.arrow_rows[path]:
+        if path in self.arrow_files:
             batches = table_arrow.examples(path, self.names, self.dialect, self.encoding, self.label, self.types,
                                            self._serialize)
         else:
@@ -258,7 +256,7 @@ class Executor(BoundedMemoryExecutor):
             return super().GenerateExamplesByBeam(pipeline, exec_properties)
         names = [s.name for s in split_config.splits]
         splits = (pipeline
-                  | "InputToRecord" >> _TableToExamples(self._files, self._read)  # pylint: disable=no-value-for-parameter
+                  | "InputToRecord" >> self.GetInputSourceToExamplePTransform()(exec_properties, "")
                   | "SplitData" >> beam.ParDo(SplitBatches(names, split_config)).with_outputs(*names))
         return {name: splits[name] for name in names}
 
@@ -279,12 +277,11 @@ class Executor(BoundedMemoryExecutor):
             raise CsvInputError(f"the files of data.path use different delimiters "
                                 f"({', '.join(f'{sc.path}: {sc.delimiter!r}' for sc in scans)}); set data.delimiter.")
         self._types = wire_types(scans, s.get("features"), s["label"], s["task"], s.get("exclude", []))
-        arrow_rows = {sc.path: sc.rows for sc in scans
-                      if table_arrow.applies(policy.format, self._types, sc.bad_row_count)}
+        arrow_files = tuple(sc.path for sc in scans if table_arrow.applies(sc, self._types))
         self._read = ReadTable(policy.format, scans[0].names, self._delimiter, self._encoding, s["label"],
                                self._types, total=sum(sc.kept_rows for sc in scans),
                                component=EXAMPLE_GEN_IDS.get(policy.format, "ExampleGen"), policy=policy,
-                               arrow_rows=arrow_rows)
+                               arrow_files=arrow_files)
         self._expected_examples = sum(sc.kept_rows for sc in scans)
         super().Do(input_dict, output_dict, exec_properties)
         report = {

@@ -263,6 +263,9 @@ class TableScan:
     bad_row_count: int = 0
     missing_label: int = 0
     blank_lines: int = 0
+    # Read by pyarrow (`arrow_scan`): ExampleGen may then convert the file on the Arrow path, which reads
+    # it with the same options. Not part of what a scan counts.
+    by_arrow: bool = dataclasses.field(default=False, compare=False)
 
     @property
     def names(self) -> List[str]:
@@ -383,7 +386,7 @@ def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -
     if policy.format != "csv" or policy.sequences or policy.images or policy.audio or len(names) < 2:
         return None
     scan = TableScan(path, dialect, policy.encoding, [ColumnStats(n, i) for i, n in enumerate(names, start=1)],
-                     format=policy.format)
+                     format=policy.format, by_arrow=True)
     label_at = names.index(policy.label) if policy.label else -1
     lines_wanted = []  # (row, column, cell): the first few cells of each column that are not numbers
     try:

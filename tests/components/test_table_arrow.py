@@ -1,6 +1,7 @@
 """The Arrow path of TableExampleGen writes, row for row, the bytes the Python path's examples serialize to
 (deterministically: what TFX's split hashes), on real and messy files; where it cannot, the Python path runs."""
 
+import dataclasses
 import os
 
 import palmerpenguins
@@ -19,8 +20,8 @@ def both_paths(path, label, exclude=(), features=None, task="classification", en
     types = wire_types([scan], features, label, task, list(exclude))
     python = [record_to_example(r, types).SerializeToString(deterministic=True)
               for _, r in iter_records(str(path), scan.names, label, "csv", scan.delimiter, encoding)]
-    assert table_arrow.applies("csv", types, scan.bad_row_count)
-    assert table_arrow.count_rows(str(path), scan.names, scan.delimiter, encoding) == scan.rows
+    assert table_arrow.applies(scan, types)
+    assert scan.by_arrow  # pyarrow read it row for row as the Python reader does
     arrow = [e for batch in table_arrow.examples(str(path), scan.names, scan.delimiter, encoding, label, types,
                                                  lambda r: record_to_example(r, types).SerializeToString(deterministic=True))
              for e in batch]
@@ -72,10 +73,11 @@ def test_a_file_arrow_reads_otherwise_takes_the_python_path(tmp_path):
     path.write_text("a,b,y\n1,x,p\n   \n2,z,q\n")
     scan = scan_table(str(path), TablePolicy(label="y"))
     assert scan.rows == 2 and scan.bad_row_count == 0
-    assert table_arrow.count_rows(str(path), scan.names, scan.delimiter, "utf-8") is None
+    assert table_source.arrow_scan(str(path), TablePolicy(label="y"), scan.delimiter, scan.names) is None
+    assert not scan.by_arrow
     types = wire_types([scan], None, "y", "classification", [])
     read = ReadTable("csv", scan.names, scan.delimiter, "utf-8", "y", types, total=2,
-                     arrow_rows={str(path): scan.rows})
+                     arrow_files=(str(path),) if table_arrow.applies(scan, types) else ())
     [batch] = list(read.process(str(path)))
     out = [tf.train.Example.FromString(e) for e in batch]
     assert [e.features.feature["a"].float_list.value[0] for e in out] == [1.0, 2.0]
@@ -127,7 +129,9 @@ def test_the_arrow_scan_counts_what_the_python_scan_counts(source, tmp_path):
     policy = TablePolicy(label=label)
     python = table_source.scan_uncached(str(path), policy, arrow=False)
     scan = table_source.arrow_scan(str(path), policy, python.delimiter, python.names)
-    assert scan is not None
+    rows, missing_label, columns = {"messy": (400, 10, 14), "titanic": (1313, 0, 7), "penguins_raw": (344, 0, 17),
+                                    "chinese_reviews": (500, 0, 2), "odd_cells": (10, 1, 5)}[source]
+    assert (scan.rows, scan.missing_label, len(scan.columns), scan.by_arrow) == (rows, missing_label, columns, True)
     scans_equal(scan, python)
     if source == "odd_cells":
         x = scan.column("x")
@@ -158,3 +162,21 @@ def test_cells_pythons_reader_refuses_stop_the_run_with_its_message(cell, proble
     assert table_source.arrow_scan(str(path), TablePolicy(), ",", ["a", "b"]) is None
     with pytest.raises(table_source.CsvInputError, match=rf"d.csv, line 102: cannot be read as CSV: {problem}"):
         scan_table(str(path), TablePolicy())
+
+
+def test_the_arrow_path_reads_a_filesystem_uri_through_tf_io_gfile(tmp_path):
+    """On ram:// (a URI like gs://, where open() finds nothing), the scan and the examples are the local file's."""
+    from tests import ramfs
+
+    local = tmp_path / "churn.csv"
+    write_messy_csv(str(local))
+    remote = ramfs.ram_root("arrow") + "/churn.csv"
+    tf.io.gfile.copy(str(local), remote)
+    scans = [scan_table(p, TablePolicy(label=LABEL)) for p in (str(local), remote)]
+    assert [s.by_arrow for s in scans] == [True, True]
+    scans_equal(scans[1], dataclasses.replace(scans[0], path=remote))
+    types = wire_types(scans[:1], None, LABEL, "classification", ["customer_id"])
+    local_examples, remote_examples = (
+        [e for b in table_arrow.examples(s.path, s.names, s.delimiter, "utf-8", LABEL, types, None) for e in b]
+        for s in scans)
+    assert len(remote_examples) == 390 and remote_examples == local_examples
