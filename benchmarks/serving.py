@@ -12,7 +12,8 @@ its own (forked from this one, with its own channel or HTTP connection), so the 
 of the CPU is what the figures show, not a client thread's fight for this process's GIL; each
 sends requests that were serialized before the clock starts, one row per request. Penguins
 requests are one serialized tf.Example to serving_default; image requests are one PNG to
-serving_raw. The in-process row calls the loaded signature from threads here: the floor.
+serving_raw. The in-process row calls the loaded signature from threads here: the floor. The
+"served call" row makes, in this process, the call the server makes (serving.signature).
 """
 
 import argparse
@@ -177,8 +178,14 @@ def rest_payloads(signature, inputs):
         {k: {"b64": base64.b64encode(v[0]).decode()} for k, v in x.items()}]}).encode() for x in inputs]
 
 
-def in_process_sender(model_dir, signature, inputs):
+def in_process_sender(model_dir, signature, inputs, served=False):
+    """The public call of the loaded signature, or (`served`) the call the server makes (ServedSignature:
+    the graph function called directly, on the caller's thread)."""
+    from lamina.serving.signature import ServedSignature
+
     fn = tf.saved_model.load(model_dir).signatures[signature]
+    if served:
+        fn = ServedSignature(fn, signature)
     tensors = [{k: tf.constant(v) for k, v in x.items()} for x in inputs]
     fn(**tensors[0])  # traced before timing
 
@@ -243,8 +250,10 @@ def main():
         for name, (path, make_inputs) in models.items():
             version = max(int(v) for v in os.listdir(path) if v.isdigit())
             inputs, signature = make_inputs(os.path.join(path, str(version)))
-            floor = in_process_sender(os.path.join(path, str(version)), signature, inputs)
-            senders = {("in-process", "-"): None}
+            floors = {label: in_process_sender(os.path.join(path, str(version)), signature, inputs,
+                                               served=label == "served call")
+                      for label in ("in-process", "served call")}
+            senders = {("in-process", "-"): None, ("served call", "-"): None}
             for batching, (_, target, url) in servers.items():
                 label = "on" if batching else "off"
                 senders[("grpc", label)] = (target, grpc_payloads(name, signature, inputs))
@@ -252,8 +261,8 @@ def main():
             for n in clients:  # every configuration at one client count runs back to back
                 for (api, batching), sender in senders.items():
                     if sender is None:
-                        run_clients(1, 0.3, floor)  # warm the path
-                        r = run_clients(n, args.seconds, floor)
+                        run_clients(1, 0.3, floors[api])  # warm the path
+                        r = run_clients(n, args.seconds, floors[api])
                     else:
                         r = run_client_processes(n, args.seconds, api, *sender)
                     r.update(model=name, api=api, batching=batching, clients=n)
@@ -271,10 +280,12 @@ def main():
             return next(r for r in results if r["model"] == name and r["api"] == api and r["batching"] == batching
                         and r["clients"] == n)
         floor = get("in-process", "-", 1)["p50_ms"]
+        served = get("served call", "-", 1)["p50_ms"]
         grpc_p50 = get("grpc", "off", 1)["p50_ms"]
         rest_p50 = get("rest", "off", 1)["p50_ms"]
-        print(f"  {name}: in-process p50 {floor:.2f} ms; gRPC p50 {grpc_p50:.2f} ms (overhead {grpc_p50 - floor:.2f} ms);"
-              f" REST p50 {rest_p50:.2f} ms (overhead {rest_p50 - floor:.2f} ms)")
+        print(f"  {name}: in-process p50 {floor:.2f} ms (the server's own call {served:.2f} ms); gRPC p50 "
+              f"{grpc_p50:.2f} ms (overhead {grpc_p50 - floor:.2f} ms; {grpc_p50 - served:.2f} ms over the server's "
+              f"call); REST p50 {rest_p50:.2f} ms (overhead {rest_p50 - floor:.2f} ms)")
         top = max(clients)
         on, off = get("grpc", "on", top)["rps"], get("grpc", "off", top)["rps"]
         print(f"  {name}: gRPC throughput at {top} clients: batching {on:.0f} req/s vs {off:.0f} without "

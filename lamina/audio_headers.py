@@ -45,8 +45,11 @@ class WavInfo:
         return self.frames / self.sample_rate
 
 
+WAV_MARKER = b"RIFF"  # bytes that do not contain it hold no WAV file
+
+
 def is_wav(data: bytes) -> bool:
-    return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    return len(data) >= 12 and data[:4] == WAV_MARKER and data[8:12] == b"WAVE"
 
 
 def wav_info(data: bytes) -> WavInfo:

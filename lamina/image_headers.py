@@ -17,6 +17,8 @@ class ImageTooLarge(ValueError):
 
 
 _PNG = b"\x89PNG\r\n\x1a\n"
+# What every image `image_format` knows starts with: bytes that contain none of these hold no image.
+IMAGE_MARKERS = (_PNG[:4], b"\xff\xd8\xff", b"GIF8", b"BM")
 # JPEG start-of-frame markers (SOF0-SOF15 but DHT C4, JPG C8 and DAC CC), which carry the size.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 

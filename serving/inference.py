@@ -7,6 +7,7 @@ rejects comes back as INVALID_ARGUMENT with TensorFlow's one useful line.
 """
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -20,13 +21,14 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, predict_pb2, regression_pb2, status_pb2)
 
 from lamina.serving.batching import Batcher
-from lamina.audio_headers import check_wav, is_wav
+from lamina.audio_headers import WAV_MARKER, check_wav, is_wav
 from lamina.constants import (DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS, API_OF_METHOD, CLASSIFY_METHOD, DEFAULT_MAX_REQUEST_ELEMENTS,
                               DEFAULT_SIGNATURE, MAX_WARMUP_RECORDS, REGRESS_METHOD, WARMUP_FILE)
-from lamina.image_headers import check_image, image_format
+from lamina.image_headers import IMAGE_MARKERS, check_image, image_format
 from lamina.serving.metrics import ServingMetrics
 from lamina.serving.protocol import ServingError, invalid_argument
 from lamina.serving.registry import LoadedModel, ModelRegistry
+from lamina.serving.signature import InputSpec, ServedSignature
 from lamina.serving.warmup import iter_warmup_requests
 
 
@@ -101,23 +103,23 @@ def check_input_names(expected, given, signature: str) -> None:
                                f"expected inputs: {', '.join(sorted(expected))}.")
 
 
-def check_arrays(fn, arrays: Dict[str, np.ndarray], signature: str,
+def check_arrays(fn: ServedSignature, arrays: Dict[str, np.ndarray], signature: str,
                  limits: InputLimits = InputLimits()) -> Dict[str, tf.Tensor]:
     """Shapes, batch sizes and images of already-typed arrays against the signature; returns tensors."""
-    expected = expected_inputs(fn)
-    check_input_names(expected, arrays, signature)
-    tensors = {}
-    for key, spec in expected.items():
+    check_input_names(fn.inputs, arrays, signature)
+    tensors, sizes = {}, {}
+    for key, spec in fn.inputs.items():
         value = arrays[key]
-        if not spec.shape.is_compatible_with(value.shape):
+        if not spec.accepts(value.shape):
             raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
-                                   f"{spec.shape.as_list()} (None: any size).")
+                                   f"{spec.describe()} (None: any size).")
         if spec.dtype == tf.string:
-            check_files(key, value, limits, examples=list(expected) == ["inputs"])
+            check_files(key, value, limits, examples=fn.takes_examples)
         tensors[key] = tf.constant(value, dtype=spec.dtype)
-    sizes = {k: int(t.shape[0]) for k, t in sorted(tensors.items()) if t.shape.rank}
+        if value.ndim:
+            sizes[key] = int(value.shape[0])
     if len(set(sizes.values())) > 1:
-        raise invalid_argument(f"Inputs have different batch sizes: {sizes}.")
+        raise invalid_argument(f"Inputs have different batch sizes: {dict(sorted(sizes.items()))}.")
     return tensors
 
 
@@ -133,11 +135,15 @@ def check_file(data: bytes, limits: InputLimits, where: str) -> bool:
     return False
 
 
+# A serialized tf.Example holding none of these bytes holds no image or WAV file: it is not parsed.
+_FILE_MARKERS = IMAGE_MARKERS + (WAV_MARKER,)
+
+
 def check_files(key: str, values: np.ndarray, limits: InputLimits, examples: bool = False) -> None:
     """Every encoded image and WAV file in a string input (or, with `examples`, in the bytes features of
     serialized tf.Examples) within `limits`."""
     for i, item in enumerate(np.reshape(values, [-1])):
-        if not isinstance(item, bytes):
+        if not isinstance(item, bytes) or (examples and not any(m in item for m in _FILE_MARKERS)):
             continue
         try:
             if not check_file(item, limits, f"Input {key!r} element {i}") and examples:
@@ -154,20 +160,25 @@ def check_example_files(example, limits: InputLimits, where: str) -> None:
             check_file(value, limits, f"{where} feature {name!r}")
 
 
-def _declared_size(key: str, proto, spec: tf.TensorSpec, signature: str) -> int:
+@functools.lru_cache(maxsize=None)
+def _itemsize(dtype_enum: int) -> int:
+    return tf.dtypes.as_dtype(dtype_enum).size
+
+
+def _declared_size(key: str, proto, spec: InputSpec, signature: str) -> int:
     """The element count a TensorProto declares, checked against the signature and the values it carries."""
     if proto.tensor_shape.unknown_rank:
         raise invalid_argument(f"Input {key!r} has no shape; signature {signature!r} expects "
-                               f"{spec.shape.as_list()}.")
+                               f"{spec.describe()}.")
     dims = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in dims):
         raise invalid_argument(f"Input {key!r} declares shape {dims}, with a negative dimension.")
-    if not spec.shape.is_compatible_with(dims):
+    if not spec.accepts(dims):
         raise invalid_argument(f"Input {key!r} has shape {dims}; signature {signature!r} expects "
-                               f"{spec.shape.as_list()} (None: any size).")
+                               f"{spec.describe()} (None: any size).")
     count = math.prod(dims)
     if proto.tensor_content:
-        itemsize = tf.dtypes.as_dtype(proto.dtype).size
+        itemsize = _itemsize(proto.dtype)
         if len(proto.tensor_content) != count * itemsize:
             raise invalid_argument(f"Input {key!r} declares shape {dims} ({count} values of {itemsize} bytes) but "
                                    f"carries {len(proto.tensor_content)} bytes of tensor_content.")
@@ -179,20 +190,19 @@ def _declared_size(key: str, proto, spec: tf.TensorSpec, signature: str) -> int:
     return count
 
 
-def tensor_inputs(fn, inputs, signature: str, limits: InputLimits = InputLimits()) -> Dict[str, tf.Tensor]:
+def tensor_inputs(fn: ServedSignature, inputs, signature: str,
+                  limits: InputLimits = InputLimits()) -> Dict[str, tf.Tensor]:
     """Checks a request's TensorProtos against the signature and the limits, then converts them.
 
     Declared shapes are checked against the signature, the values actually sent and the element
     bound before any array is made: a few bytes cannot make the server allocate gigabytes.
     """
-    expected = expected_inputs(fn)
-    check_input_names(expected, inputs, signature)
+    check_input_names(fn.inputs, inputs, signature)
     total = 0
-    for key, spec in expected.items():
+    for key, spec in fn.inputs.items():
         proto = inputs[key]
         # Integers for a float input are converted (a numeric column is float32 on the wire).
-        widened = spec.dtype.is_floating and proto.dtype in _INTEGER_TYPES
-        if proto.dtype != spec.dtype.as_datatype_enum and not widened:
+        if proto.dtype != spec.enum and not (spec.dtype.is_floating and proto.dtype in _INTEGER_TYPES):
             got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
             raise invalid_argument(f"Input {key!r} has dtype {_dtype_name(got) if got else 'DT_INVALID'}; "
                                    f"signature {signature!r} expects {_dtype_name(spec.dtype)}.")
@@ -201,7 +211,7 @@ def tensor_inputs(fn, inputs, signature: str, limits: InputLimits = InputLimits(
             raise invalid_argument(f"The request's inputs declare {total:,} elements; the limit is "
                                    f"{limits.max_elements:,} (lamina serve --max-request-elements).")
     arrays = {}
-    for key in expected:
+    for key in fn.inputs:
         try:
             arrays[key] = tf.make_ndarray(inputs[key])
         except Exception as e:
@@ -255,8 +265,7 @@ def _example_signature(model: LoadedModel, signature: str, method: str, api: str
     if sig_def is not None and sig_def.method_name != method:
         raise invalid_argument(f"Signature {signature!r} of model {model.name!r} has method "
                                f"{sig_def.method_name!r}; {api} needs {method!r}.")
-    inputs = expected_inputs(fn)
-    if list(inputs) != ["inputs"] or inputs["inputs"].dtype != tf.string:
+    if not fn.takes_examples:
         raise invalid_argument(f"Signature {signature!r} does not take serialized tf.Examples under 'inputs'.")
     return fn
 

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 try:  # registers the tokenizer ops text models call (WordPiece); TF Serving's own build links them in
@@ -31,8 +31,9 @@ except ImportError:  # pragma: no cover - a locked install always has it
     tensorflow_text = None
 
 from lamina import storage
-from lamina.serving.protocol import ServingError, invalid_argument, not_found
+from lamina.serving.protocol import not_found
 from lamina.serving.saved_model import read_signature_defs
+from lamina.serving.signature import ServedSignature
 
 log = logging.getLogger("lamina.serving")
 
@@ -123,37 +124,6 @@ def configs_from_dir(root: str) -> List[ModelConfig]:
 # -- loaded models ------------------------------------------------------------------------
 
 
-class KeyedSignature:
-    """A loaded signature that takes its inputs by the SignatureDef's keys, as TF Serving does.
-
-    TensorFlow's loader names a signature's arguments after its placeholders, which must be
-    identifiers; a SavedModel may key its SignatureDef otherwise (Lamina's exports key
-    `serving_raw` by the columns' own names, such as 'monthly spend'). Each key maps to the
-    argument whose placeholder its tensor names (`<signature>_<argument>:0`).
-    """
-
-    def __init__(self, fn, aliases: Dict[str, str]):
-        self._fn = fn
-        self._aliases = aliases  # SignatureDef key -> argument
-        args, kwargs = fn.structured_input_signature
-        inverse = {arg: key for key, arg in aliases.items()}
-        self.structured_input_signature = (args, {inverse.get(k, k): v for k, v in kwargs.items()})
-        self.structured_outputs = fn.structured_outputs
-
-    @classmethod
-    def wrap(cls, fn, signature: str, sig_def):
-        arguments = set(fn.structured_input_signature[1])
-        if set(sig_def.inputs) == arguments:
-            return fn
-        by_tensor = {f"{signature}_{arg}:0": arg for arg in arguments}
-        aliases = {key: by_tensor[info.name] for key, info in sig_def.inputs.items()
-                   if key not in arguments and info.name in by_tensor}
-        return cls(fn, aliases) if aliases else fn
-
-    def __call__(self, **inputs):
-        return self._fn(**{self._aliases.get(k, k): v for k, v in inputs.items()})
-
-
 @dataclasses.dataclass(eq=False)
 class LoadedModel:
     """One loaded version of one model, with its signatures and its in-flight count."""
@@ -168,14 +138,18 @@ class LoadedModel:
     retired: bool = False
     on_released: Optional[Callable[["LoadedModel"], None]] = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    _signatures: Dict[str, ServedSignature] = dataclasses.field(default_factory=dict, repr=False)
 
-    def signature(self, key: str):
-        fn = self.module.signatures.get(key)
-        if fn is None:
-            raise not_found(f"Serving signature key {key!r} not found in model {self.name!r} version "
-                            f"{self.version}; available signatures: {', '.join(sorted(self.module.signatures))}.")
-        sig_def = self.signature_defs.get(key)
-        return KeyedSignature.wrap(fn, key, sig_def) if sig_def is not None else fn
+    def signature(self, key: str) -> ServedSignature:
+        served = self._signatures.get(key)
+        if served is None:
+            fn = self.module.signatures.get(key)
+            if fn is None:
+                raise not_found(f"Serving signature key {key!r} not found in model {self.name!r} version "
+                                f"{self.version}; available signatures: "
+                                f"{', '.join(sorted(self.module.signatures))}.")
+            served = self._signatures.setdefault(key, ServedSignature(fn, key, self.signature_defs.get(key)))
+        return served
 
     def acquire(self) -> "LoadedModel":
         with self._lock:
