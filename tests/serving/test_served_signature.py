@@ -35,6 +35,12 @@ class _Columns(tf.Module):
         return {"y": self.w[0] * inputs["zeta"] + self.w[1] * inputs["alpha"] + self.w[2] * inputs["mid"]}
 
 
+class _Logs(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def logs(self, x):
+        return {"y": tf.math.log(x)}
+
+
 def _load(module, fn, tmp_path, name="serving_default"):
     path = str(tmp_path / "m")
     tf.saved_model.save(module, path, signatures={name: fn})
@@ -74,6 +80,14 @@ def test_inputs_reach_their_own_arguments_whatever_the_declared_order(tmp_path):
     got = served(zeta=tf.constant([1.0]), alpha=tf.constant([2.0]), mid=tf.constant([3.0]))
     assert served.flat
     np.testing.assert_array_equal(got["y"].numpy(), [1.0 + 20.0 + 300.0])
+
+
+def test_a_nan_in_the_first_answer_still_counts_as_the_same_answer(tmp_path):
+    module = _Logs()
+    served = ServedSignature(_load(module, module.logs, tmp_path), "serving_default")
+    got = served(x=tf.constant([-1.0, 1.0]))["y"].numpy()
+    assert served.flat
+    assert np.isnan(got[0]) and got[1] == 0.0
 
 
 def _png_header(width, height):
