@@ -19,7 +19,7 @@ Transform, one epoch of `resnet_small` (width 16) and the Evaluator.
 
 Usage:
     .venv/bin/python benchmarks/scale.py [--rows 10000 100000 1000000] [--work /tmp/lamina-scale]
-                                         [--json results.json]
+                                         [--json results.json] [--beam-args="ARG ARG"]
     .venv/bin/python benchmarks/scale.py --images --rows 5000 50000
 """
 
@@ -181,7 +181,7 @@ def dir_size(path: str) -> int:
     return total
 
 
-def run_size(rows: int, work: str, keep: bool, images: bool = False) -> dict:
+def run_size(rows: int, work: str, keep: bool, images: bool = False, beam_args: str = "") -> dict:
     import yaml
 
     folder = os.path.join(work, f"{'images' if images else 'rows'}_{rows}")
@@ -200,6 +200,8 @@ def run_size(rows: int, work: str, keep: bool, images: bool = False) -> dict:
     spec_path = os.path.join(folder, "spec.yaml")
     with open(spec_path, "w") as f:
         spec = image_spec(data_path, folder) if images else scale_spec(data_path, folder)
+        if beam_args:
+            spec["runner"]["beam_args"] = beam_args.split()
         yaml.safe_dump(spec, f, sort_keys=False)
     lamina = os.path.join(os.path.dirname(sys.executable), "lamina")
     components: List[dict] = []
@@ -214,7 +216,7 @@ def run_size(rows: int, work: str, keep: bool, images: bool = False) -> dict:
                 log.flush()
                 m = COMPONENT_LINE.match(line)
                 if m:
-                    index, total, name, seconds = int(m[1]), int(m[2]), m[3], float(m[4])
+                    name, seconds = m[3], float(m[4])
                     components.append({"component": name, "seconds": seconds,
                                        "peak_rss": memory.peaks.get(memory.current_component, 0)})
                     print(f"    {line.rstrip()}   peak {components[-1]['peak_rss'] / 2**30:.2f} GiB", flush=True)
@@ -266,13 +268,17 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep each size's artifacts")
     parser.add_argument("--images", action="store_true", help="PNG files instead of table rows")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--beam-args", metavar="ARGS",
+                        help="runner.beam_args for the spec, space-separated, e.g. "
+                             "--beam-args='--direct_running_mode=multi_processing --direct_num_workers=2' "
+                             "(default: Lamina's)")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
     results = []
     for rows in args.rows:
         print(f"{rows:,} rows", flush=True)
-        results.append(run_size(rows, args.work, args.keep, args.images))
+        results.append(run_size(rows, args.work, args.keep, args.images, args.beam_args))
         print(f"  {results[-1]['wall_s']:.1f}s, {results[-1]['us_per_row']:.1f} us/row, "
               f"peak {results[-1]['peak_rss'] / 2**30:.2f} GiB", flush=True)
         if args.json:
