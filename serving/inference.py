@@ -113,7 +113,7 @@ def check_arrays(fn: ServedSignature, arrays: Dict[str, np.ndarray], signature: 
         if not spec.accepts(value.shape):
             raise invalid_argument(f"Input {key!r} has shape {list(value.shape)}; signature {signature!r} expects "
                                    f"{spec.describe()} (None: any size).")
-        if spec.dtype == tf.string:
+        if spec.enum == types_pb2.DT_STRING:
             check_files(key, value, limits, examples=fn.takes_examples)
         tensors[key] = tf.constant(value, dtype=spec.dtype)
         if value.ndim:
@@ -213,10 +213,21 @@ def tensor_inputs(fn: ServedSignature, inputs, signature: str,
     arrays = {}
     for key in fn.inputs:
         try:
-            arrays[key] = tf.make_ndarray(inputs[key])
+            arrays[key] = _proto_array(inputs[key])
         except Exception as e:
             raise invalid_argument(f"Input {key!r} is not a valid tensor: {e}") from None
     return check_arrays(fn, arrays, signature, limits)
+
+
+def _proto_array(proto) -> np.ndarray:
+    """`tf.make_ndarray(proto)`; strings that carry every value (serialized tf.Examples, encoded files)
+    are taken as they are, without its per-dtype dispatch."""
+    if proto.dtype == types_pb2.DT_STRING:
+        dims = [d.size for d in proto.tensor_shape.dim]
+        values = proto.string_val
+        if len(values) == math.prod(dims):
+            return np.array(values, dtype=object).reshape(dims)
+    return tf.make_ndarray(proto)
 
 
 def _tf_error_summary(error: Exception) -> str:
