@@ -25,6 +25,8 @@ from tensorflow.python.eager import context  # the executor of a function call i
 log = logging.getLogger("lamina.serving")
 
 INLINE_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
+# How each of that executor's refusals begins (reference-typed edges, low-level control flow, Switch).
+REFUSED = "Single-threaded executor does not support"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +109,12 @@ class ServedSignature:
             try:
                 with context.function_executor_type(INLINE_EXECUTOR):
                     return self._call(tensors)
-            except tf.errors.FailedPreconditionError as e:
-                if "Single-threaded executor" not in str(e):
+            except tf.errors.OpError as e:
+                if REFUSED not in str(e):
                     raise
                 self.inline = False
-                log.info("signature %r has control flow the single-threaded executor does not run; it runs on "
-                         "TensorFlow's default executor", self.key)
+                reason = str(e)[str(e).index(REFUSED):].split(".")[0]
+                log.info("signature %r runs on TensorFlow's default executor: %s", self.key, reason)
         return self._call(tensors)
 
     def _call(self, tensors):
