@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import time
 from typing import Callable, Dict, Optional
 
@@ -230,13 +231,15 @@ def _proto_array(proto) -> np.ndarray:
     return tf.make_ndarray(proto)
 
 
-def _tf_error_summary(error: Exception) -> str:
-    """The line of a TF runtime error that says what was wrong, without graph and stack noise."""
+def tf_error_summary(error: Exception) -> str:
+    """The line of a TF runtime error that says what was wrong, without graph and stack noise (and
+    without the ' [Op:...]' a direct function call appends to that line)."""
     message = getattr(error, "message", None) or str(error)
     lines = [l.strip() for l in message.splitlines()]
     noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
     useful = [l for l in lines if l and not l.startswith(noise)]
     summary = useful[0] if useful else lines[0]
+    summary = re.sub(r"\s*\[Op:[^\]]*\]$", "", summary)
     return summary.replace("Name: <unknown>, ", "")[:500]
 
 
@@ -348,7 +351,7 @@ class Inference:
             if batch:
                 self.metrics.observe_runtime(model.name, api, time.monotonic() - started)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            raise invalid_argument(f"Model {model.name!r} rejected the input: {_tf_error_summary(e)}") from None
+            raise invalid_argument(f"Model {model.name!r} rejected the input: {tf_error_summary(e)}") from None
         if batch:  # warmup calls (batch=False) are not traffic
             rows = {int(t.shape[0]) for t in tensors.values() if t.shape.rank}
             self.observe_batch((model, signature), rows.pop() if len(rows) == 1 else 1)

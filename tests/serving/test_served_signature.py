@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lamina.serving.inference import InputLimits, check_files
+from lamina.serving.inference import InputLimits, check_files, tf_error_summary
 from lamina.serving.protocol import ServingError
 from lamina.serving.signature import ServedSignature
 from tests.serving.toy import write_toy_model
@@ -57,6 +57,24 @@ def test_a_plain_signature_runs_inline_and_direct_with_the_public_calls_answers(
         assert served.inline and served.flat
         np.testing.assert_array_equal(got["y"].numpy(), [2.0 * 6.0 + 3.0, 2.0 * 3.5 + 3.0])
         np.testing.assert_array_equal(got["y"].numpy(), loaded(x=x)["y"].numpy())
+
+
+def test_a_model_error_from_the_direct_call_names_the_key_without_tensorflows_op_suffix(tmp_path):
+    write_toy_model(str(tmp_path), 1)
+    loaded = tf.saved_model.load(str(tmp_path / "1")).signatures["classify"]
+    served = ServedSignature(loaded, "classify")
+    example = tf.train.Example()
+    example.features.feature["x"].bytes_list.value.append(b"long")
+    inputs = tf.constant([example.SerializeToString()])
+    summaries = []
+    for call in (served, loaded):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            call(inputs=inputs)
+        summaries.append(tf_error_summary(info.value))
+    # ParseExample words the mismatch in one of two ways, from one call to the next; both name the key.
+    wordings = {"Key: x, Index: 0.  Data types don't match. Data type: string but expected type: float",
+                "Key: x, Index: 0.  Data types don't match. Expected type: float, Actual type: string"}
+    assert set(summaries) <= wordings, summaries
 
 
 def test_control_flow_falls_back_to_the_default_executor_with_the_same_answers(tmp_path, caplog):
