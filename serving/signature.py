@@ -63,7 +63,7 @@ class KeyedSignature:
 
     def __init__(self, fn, aliases: Dict[str, str]):
         self._fn = fn
-        self._aliases = aliases  # SignatureDef key -> argument
+        self.aliases = aliases  # SignatureDef key -> argument
         args, kwargs = fn.structured_input_signature
         inverse = {arg: key for key, arg in aliases.items()}
         self.structured_input_signature = (args, {inverse.get(k, k): v for k, v in kwargs.items()})
@@ -80,7 +80,7 @@ class KeyedSignature:
         return cls(fn, aliases) if aliases else fn
 
     def __call__(self, **inputs):
-        return self._fn(**{self._aliases.get(k, k): v for k, v in inputs.items()})
+        return self._fn(**{self.aliases.get(k, k): v for k, v in inputs.items()})
 
 
 class ServedSignature:
@@ -146,7 +146,7 @@ def _flat_function(loaded, keyed):
     function_type = getattr(loaded, "function_type", None)
     if graph is None or function_type is None or not hasattr(graph, "call_preflattened"):
         return None, None
-    aliases = getattr(keyed, "_aliases", {})  # SignatureDef key -> argument
+    aliases = keyed.aliases if isinstance(keyed, KeyedSignature) else {}
     key_of = {argument: key for key, argument in aliases.items()}
     order = [key_of.get(name, name) for name in function_type.parameters]
     if sorted(order) != sorted(keyed.structured_input_signature[1]):
