@@ -1,6 +1,6 @@
 """Builds and compiles the Keras model from the spec: backbone, then head."""
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import keras
 
@@ -70,10 +70,11 @@ def compile_model(model: keras.Model, spec: Spec, learning_rate: Optional[float]
 
 
 def build_model(spec: Spec, features: List[FeatureInfo], num_classes: Optional[int] = None,
-                compile: bool = True) -> keras.Model:
+                compile: bool = True, label_moments: Optional[Tuple[float, float]] = None) -> keras.Model:
     """The compiled model: dict of transformed features -> predictions.
 
     Inputs are [batch, 1] per tabular feature and [batch, H, W, 3] pixels in [0, 255] per image.
+    `label_moments`: a regression label's train-split (mean, std), for `build_head`.
 
     Example:
         >>> features = [FeatureInfo("bill_length_mm", "numeric"), FeatureInfo("island", "categorical", 4)]
@@ -90,7 +91,7 @@ def build_model(spec: Spec, features: List[FeatureInfo], num_classes: Optional[i
         return model
     inputs = feature_inputs(features)
     backbone = build_tabular_backbone(spec, features)
-    head = build_head(spec.model.head, num_classes)
+    head = build_head(spec.model.head, num_classes, label_moments)
     outputs = head(backbone(inputs))
     model = keras.Model(inputs, outputs, name=f"{spec.name}_{spec.task}")
     if compile:

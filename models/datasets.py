@@ -144,16 +144,45 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes: int) -> List[int]:
-    """Examples per class index in `files` (Transform's output), in one pass over the labels."""
-    import numpy as np
-
+def _label_batches(files: List[str], tf_transform_output, spec: Spec):
+    """The label of every record in `files` (Transform's output), 4,096 at a time, as numpy arrays."""
     key = features_label_key(spec)
     label_spec = {key: tf_transform_output.transformed_feature_spec()[key]}
     ds = tf.data.TFRecordDataset(expand_file_patterns(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     ds = ds.batch(4096).map(lambda r: tf.reshape(tf.io.parse_example(r, label_spec)[key], [-1]))
+    return ds.as_numpy_iterator()
+
+
+def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes: int) -> List[int]:
+    """Examples per class index in `files` (Transform's output), in one pass over the labels."""
+    import numpy as np
+
     counts = np.zeros(num_classes, np.int64)
-    for labels in ds.as_numpy_iterator():
+    for labels in _label_batches(files, tf_transform_output, spec):
         labels = labels[(labels >= 0) & (labels < num_classes)]
         counts += np.bincount(labels, minlength=num_classes)
     return counts.tolist()
+
+
+def label_moments(files: List[str], tf_transform_output, spec: Spec) -> Tuple[float, float]:
+    """(mean, standard deviation) of a regression label in `files`, in one pass over the labels.
+
+    NaN labels are left out. A label with no spread, or no values, gets a deviation of 1.
+    """
+    import numpy as np
+
+    n, total, squares = 0, 0.0, 0.0
+    shift = None  # sums around the first value seen: no cancellation for labels far from 0
+    for labels in _label_batches(files, tf_transform_output, spec):
+        labels = labels[np.isfinite(labels)].astype(np.float64)
+        if not labels.size:
+            continue
+        if shift is None:
+            shift = float(labels[0])
+        labels = labels - shift
+        n, total, squares = n + labels.size, total + labels.sum(), squares + np.square(labels).sum()
+    if not n:
+        return 0.0, 1.0
+    mean = total / n
+    std = math.sqrt(max(squares / n - mean * mean, 0.0))
+    return mean + shift, (std if std > 0 and math.isfinite(std) else 1.0)

@@ -1,6 +1,6 @@
 """Task heads: the last layers, the loss and the training metrics for each task type."""
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import keras
 
@@ -18,8 +18,13 @@ def task_loss_and_metrics(config: HeadSpec):
     return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
 
 
-def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> keras.Sequential:
+def build_head(config: HeadSpec, num_classes: Optional[int] = None,
+               label_moments: Optional[Tuple[float, float]] = None) -> keras.Sequential:
     """A classification head (softmax over `num_classes`) or a regression head (one unit).
+
+    `label_moments`: a regression label's (mean, standard deviation). The unit then predicts the label
+    in standard units and a last layer maps it back to the label's own (`prediction * std + mean`),
+    so training starts at the mean whatever the label's scale (a house's price, a rate in percent).
 
     The output layer stays float32 under a mixed-precision policy, for stable losses.
     """
@@ -36,5 +41,9 @@ def build_head(config: HeadSpec, num_classes: Optional[int] = None) -> keras.Seq
         return keras.Sequential(layers, name="head")
     if config.type == "regression":
         layers.append(keras.layers.Dense(1, dtype="float32", name="prediction"))
+        if label_moments is not None:
+            mean, std = label_moments
+            layers.append(keras.layers.Rescaling(scale=float(std), offset=float(mean), dtype="float32",
+                                                 name="label_units"))
         return keras.Sequential(layers, name="head")
     raise ValueError(f"unknown head type; expected 'classification' or 'regression'. Received: type={config.type!r}")

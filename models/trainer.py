@@ -25,7 +25,8 @@ from lamina import storage
 from lamina.models.artifacts import HISTORY_FILE, keras_model_path, save_keras_model, write_features, write_history
 from lamina.models.builder import build_model, compile_model
 from lamina.models.callbacks import EpochProgress, early_stopping
-from lamina.models.datasets import cache_plan, count_records, expand_file_patterns, label_counts, make_dataset
+from lamina.models.datasets import (cache_plan, count_records, expand_file_patterns, label_counts, label_moments,
+                                    make_dataset)
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model
 from lamina.models.features import (AUDIO, IMAGE, TEXT, describe_transformed_features, label_vocabulary,
@@ -105,6 +106,16 @@ def class_balance(classes: Optional[List[str]], counts: Optional[List[int]],
         if w_rare != w_other:
             out["threshold"] = {"class": classes[rare], "probability": w_other / (w_other + w_rare)}
     return out
+
+
+def regression_moments(spec: Spec, tf_transform_output, train_files: List[str]):
+    """The regression label's train-split (mean, std) for the head (`model.head.standardize`), else None."""
+    if spec.model.head.type != "regression" or not spec.model.head.standardize:
+        return None
+    mean, std = label_moments(train_files, tf_transform_output, spec)
+    print(f"    label {spec.data.label!r} in standard units (model.head.standardize): mean {mean:.6g}, "
+          f"standard deviation {std:.6g}", flush=True)
+    return mean, std
 
 
 def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
@@ -212,8 +223,10 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             barrier(strategy)
         shutil.rmtree(vocab_dir, ignore_errors=True)
         return trees, []
+    moments = regression_moments(spec, tf_transform_output, train_files)
     with strategy.scope():
-        model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
+        model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False,
+                            label_moments=moments)
 
     batches = None
     if not steps and spec.lr_schedule != "constant":
@@ -270,7 +283,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     if chief:
         exported = model
         if own_loop:  # a plain copy of the weights: saving never waits on the other workers
-            exported = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False)
+            exported = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False,
+                                   label_moments=moments)
             exported.set_weights(model.get_weights())
         choice = {"type": spec.model.type, "exported": "network", **class_balance(classes, counts, weights)}
         if trees_fit:

@@ -200,6 +200,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         self._holdout_labels: Optional[np.ndarray] = None
         self._train_records: Optional[int] = None
         self._label_counts = None  # read once: every trial weighs the classes alike
+        self._label_moments = False  # read once (None: not standardized)
         self._started = 0.0
         oracle = make_oracle(spec)
         self.budget = _Budget(oracle, spec.tuning.trials, spec.tuning.time_budget_s)
@@ -270,7 +271,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, *args, **kwargs):
         from lamina.models.builder import build_model
         from lamina.models.datasets import expand_file_patterns, count_records, label_counts
-        from lamina.models.trainer import class_weights, fit
+        from lamina.models.trainer import class_weights, fit, regression_moments
 
         values = dict(trial.hyperparameters.values)
         epochs = int(values.get("tuner/epochs") or self.spec.tuning.epochs or self.spec.training.epochs)
@@ -280,8 +281,10 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         keras.utils.set_random_seed(self.seed + number)
         train, holdout = self._datasets(spec)
         score_fn = self._scorer(holdout)
+        if self._label_moments is False:
+            self._label_moments = regression_moments(spec, self.tf_transform_output, self.train_files)
         model = build_model(spec, self.features, num_classes=len(self.classes) if self.classes else None,
-                            compile=False)
+                            compile=False, label_moments=self._label_moments)
         weights = None
         if self.classes and spec.training.class_weights != "none":
             if self._label_counts is None:

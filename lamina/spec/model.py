@@ -44,6 +44,11 @@ class HeadSpec(StrictModel):
     type: Literal["classification", "regression", "forecast"] = "classification"
     units: Optional[int] = Field(default=None, ge=1, le=65536, description="Width of an extra hidden layer.")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    standardize: bool = Field(
+        default=True,
+        description="regression: the network predicts the label in standard units (the train split's mean and "
+                    "standard deviation) and its last layer maps the answer back to the label's units. Answers "
+                    "and metrics are in the label's units either way.")
 
 
 class ModelSpec(StrictModel):
