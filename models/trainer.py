@@ -110,7 +110,7 @@ def class_balance(classes: Optional[List[str]], counts: Optional[List[int]],
 
 def regression_moments(spec: Spec, tf_transform_output, train_files: List[str]):
     """The regression label's train-split (mean, std) for the head (`model.head.standardize`), else None."""
-    if spec.model.head.type != "regression" or not spec.model.head.standardize:
+    if spec.task != "regression" or not spec.model.head.standardize:
         return None
     mean, std = label_moments(train_files, tf_transform_output, spec)
     print(f"    label {spec.data.label!r} in standard units (model.head.standardize): mean {mean:.6g}, "

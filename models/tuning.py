@@ -187,6 +187,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
     def __init__(self, spec: Spec, tf_transform_output, train_files: List[str], working_dir: str,
                  learned_vocabularies: Optional[Dict[str, str]] = None, stream=None):
         from lamina.models.features import describe_transformed_features, label_vocabulary
+        from lamina.models.trainer import regression_moments
 
         self.spec = spec
         self.metric, self.direction = spec.tuning_objective
@@ -200,7 +201,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         self._holdout_labels: Optional[np.ndarray] = None
         self._train_records: Optional[int] = None
         self._label_counts = None  # read once: every trial weighs the classes alike
-        self._label_moments = False  # read once (None: not standardized)
+        self.label_moments = regression_moments(spec, tf_transform_output, train_files)  # once, as the Trainer does
         self._started = 0.0
         oracle = make_oracle(spec)
         self.budget = _Budget(oracle, spec.tuning.trials, spec.tuning.time_budget_s)
@@ -271,7 +272,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, *args, **kwargs):
         from lamina.models.builder import build_model
         from lamina.models.datasets import expand_file_patterns, count_records, label_counts
-        from lamina.models.trainer import class_weights, fit, regression_moments
+        from lamina.models.trainer import class_weights, fit
 
         values = dict(trial.hyperparameters.values)
         epochs = int(values.get("tuner/epochs") or self.spec.tuning.epochs or self.spec.training.epochs)
@@ -281,10 +282,8 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         keras.utils.set_random_seed(self.seed + number)
         train, holdout = self._datasets(spec)
         score_fn = self._scorer(holdout)
-        if self._label_moments is False:
-            self._label_moments = regression_moments(spec, self.tf_transform_output, self.train_files)
         model = build_model(spec, self.features, num_classes=len(self.classes) if self.classes else None,
-                            compile=False, label_moments=self._label_moments)
+                            compile=False, label_moments=self.label_moments)
         weights = None
         if self.classes and spec.training.class_weights != "none":
             if self._label_counts is None:

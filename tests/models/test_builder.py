@@ -130,18 +130,18 @@ def test_label_moments_are_the_train_splits_mean_and_deviation(tmp_path):
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
         {key: tf.io.FixedLenFeature([], tf.float32)})), str(tmp_path / "tft" / "transformed_metadata"))
     # House prices: large, close together (the sums are taken around the first value), and one NaN left out.
-    prices = 1.0e9 + np.random.default_rng(0).normal(0, 25_000, size=5000).astype(np.float64)
     path = str(tmp_path / "train.gz")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for value in list(prices.astype(np.float32)) + [math.nan]:
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                key: tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})).SerializeToString())
-    mean, std = label_moments([path], tft.TFTransformOutput(str(tmp_path / "tft")), spec)
+
+    def moments(values):
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for value in values:
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    key: tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})).SerializeToString())
+        return label_moments([path], tft.TFTransformOutput(str(tmp_path / "tft")), spec)
+
+    prices = 1.0e9 + np.random.default_rng(0).normal(0, 25_000, size=5000).astype(np.float64)
+    mean, std = moments(list(prices.astype(np.float32)) + [math.nan])
     stored = prices.astype(np.float32).astype(np.float64)
     assert mean == pytest.approx(stored.mean(), rel=1e-12)
     assert std == pytest.approx(stored.std(), rel=1e-9)
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:  # no spread: a deviation of 1, not 0
-        for _ in range(3):
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                key: tf.train.Feature(float_list=tf.train.FloatList(value=[7.5]))})).SerializeToString())
-    assert label_moments([path], tft.TFTransformOutput(str(tmp_path / "tft")), spec) == (7.5, 1.0)
+    assert moments([7.5, 7.5, 7.5]) == (7.5, 1.0)  # no spread: a deviation of 1, not 0
