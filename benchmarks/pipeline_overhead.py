@@ -40,6 +40,7 @@ from scale import COMPONENT_LINE  # benchmarks/ is on sys.path when a script in 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 CORE_OFF = {"tuning": None, "export": {"tflite": []}}
+NAMES = ["tfx", "lamina", "lamina-core", "keras"]
 
 
 def lamina_spec(folder: Path, core: bool) -> Path:
@@ -74,8 +75,9 @@ def one_round(work: Path, order) -> dict:
     python = sys.executable
     runs = {}
     shipped, core = work / "lamina", work / "lamina-core"
-    lamina_spec(shipped, core=False)
-    lamina_spec(core, core=True)
+    lamina_spec(shipped, core=False)  # the keras process reads its spec too
+    if "lamina-core" in order:
+        lamina_spec(core, core=True)
     (work / "tfx").mkdir()
     (work / "keras").mkdir()
     commands = {
@@ -90,7 +92,8 @@ def one_round(work: Path, order) -> dict:
         if name == "lamina":
             runs["lamina-rerun"] = timed(lamina, shipped, work / "lamina-rerun.log")
         print(f"    {name:12s} {runs[name]['wall_s']:6.1f}s", flush=True)
-    print(f"    {'lamina-rerun':12s} {runs['lamina-rerun']['wall_s']:6.1f}s", flush=True)
+    if "lamina-rerun" in runs:
+        print(f"    {'lamina-rerun':12s} {runs['lamina-rerun']['wall_s']:6.1f}s", flush=True)
     return runs
 
 
@@ -98,8 +101,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write every round's numbers to this file")
+    parser.add_argument("--only", nargs="+", choices=NAMES, default=NAMES,
+                        help="run only these processes (lamina brings lamina-rerun)")
     args = parser.parse_args()
-    names = ["tfx", "lamina", "lamina-core", "keras"]
+    names = list(args.only)
     rounds = []
     for i in range(args.rounds):
         order = names[i % len(names):] + names[:i % len(names)]
@@ -111,20 +116,24 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rounds, indent=1))
-    med = {n: statistics.median(r[n]["wall_s"] for r in rounds) for n in names + ["lamina-rerun"]}
+    measured = names + (["lamina-rerun"] if "lamina" in names else [])
+    med = {n: statistics.median(r[n]["wall_s"] for r in rounds) for n in measured}
     print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{args.rounds} rounds, medians of whole-process wall time")
     print("| process | median wall | each round |\n|---|---:|---|")
-    for n in names + ["lamina-rerun"]:
+    for n in measured:
         print(f"| {n} | {med[n]:.1f} s | " + ", ".join(f"{r[n]['wall_s']:.1f}" for r in rounds) + " |")
     print("\n| ratio | median | target |\n|---|---:|---:|")
     for a, b, target in [("lamina", "tfx", 0.25), ("lamina-core", "tfx", 0.25), ("lamina", "keras", 2.0),
                          ("lamina-core", "keras", 2.0), ("lamina-rerun", "keras", 1.5)]:
-        print(f"| {a} / {b} | {med[a] / med[b]:.2f} | {target} |")
+        if a in med and b in med:
+            print(f"| {a} / {b} | {med[a] / med[b]:.2f} | {target} |")
+    if "lamina" not in names:
+        return
     median_round = sorted(rounds, key=lambda r: r["lamina"]["wall_s"])[len(rounds) // 2]
     print("\n| component | lamina (s) | lamina-core (s) | lamina-rerun (s) |\n|---|---:|---:|---:|")
     for c, s in median_round["lamina"]["components"].items():
-        core = median_round["lamina-core"]["components"].get(c)
+        core = median_round.get("lamina-core", {"components": {}})["components"].get(c)
         rerun = median_round["lamina-rerun"]["components"].get(c)
         print(f"| {c} | {s:.1f} | {'' if core is None else f'{core:.1f}'} | {'' if rerun is None else f'{rerun:.1f}'} |")
 

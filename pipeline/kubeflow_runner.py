@@ -135,7 +135,7 @@ def compile_pipeline(spec: Spec, output: str) -> str:
 
     kf = kubeflow_settings(spec)
     on_cluster = for_kubeflow(spec)
-    pipeline = create_pipeline(on_cluster, beam_pipeline_args=kf.beam.args())
+    pipeline = create_pipeline(on_cluster, beam_pipeline_args=kf.beam.args(), kubeflow=True)
     components = [c for c in pipeline.components if isinstance(c, base_component.BaseComponent)]
     resources = component_resources(spec, [c.id for c in components])
     for cid, res in resources.items():

@@ -32,6 +32,7 @@ from lamina.constants import (ANOMALY_GATE, BASELINES, EVALUATOR, EXPLAINER, FOR
                               SCHEMA_GEN, TFLITE_EXPORTER, TRAINER, TUNER, FOLD_KEY, HORIZON_KEY, ORIGIN_KEY,
                               SOURCE_PATH_KEY)
 from lamina.components.anomaly_gate import AnomalyGate
+from lamina.components.baseline_resolver import PreviousBlessedModelStrategy
 from lamina.components.baselines import BaselineTrainer
 from lamina.components.gates import PushGate
 from lamina.components.tuner import SpecTunerComponent
@@ -209,13 +210,16 @@ def example_gen(spec: Spec):
 
 
 def create_pipeline(spec: Spec, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> Pipeline:
+                    beam_pipeline_args: Optional[List[str]] = None, kubeflow: bool = False) -> Pipeline:
     """Builds the TFX pipeline for `spec`.
 
     Args:
       spec: a validated Spec.
       metadata_connection_config: ML Metadata connection; default SQLite under the run directory.
       beam_pipeline_args: override of the spec's Beam arguments (runners for other platforms).
+      kubeflow: for Kubeflow Pipelines' compiler, which takes only TFX's own resolver strategies: the
+        Evaluator's baseline is then TFX's latest blessed model (components.baseline_resolver says why
+        Lamina's own leaves the candidate out).
     """
     examples = example_gen(spec)
     statistics_gen = StatisticsGen(examples=examples.outputs["examples"])
@@ -293,13 +297,21 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
                                     spec_json=spec.to_json()).with_id(BASELINES)
     # The last model the run's final gate blessed (the PushGate's blessing when the spec has one): a
     # model the Evaluator passed but a slice, fairness or baseline gate stopped is never a baseline.
-    model_resolver = Resolver(
-        strategy_class=LatestBlessedModelStrategy,
+    # Not the candidate itself, so that an unchanged re-run is cached through the Pusher.
+    blessed = dict(
         model=Channel(type=standard_artifacts.Model, producer_component_id=TRAINER, output_key="model"),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing,
                                producer_component_id=PUSH_GATE if spec.evaluation.gated_beyond_tfma
-                               else EVALUATOR, output_key="blessing"),
-    ).with_id("LatestBlessedModelResolver")
+                               else EVALUATOR, output_key="blessing"))
+    if kubeflow:
+        model_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **blessed)
+    else:
+        # Every model, not the Trainer's channel again: TFX's compiler merges two inputs of one producer and
+        # output key into one node and then fails to resolve the second. Only the Trainer's models are blessed.
+        blessed["model"] = Channel(type=standard_artifacts.Model)
+        model_resolver = Resolver(strategy_class=PreviousBlessedModelStrategy, candidate=trainer.outputs["model"],
+                                  **blessed)
+    model_resolver = model_resolver.with_id("LatestBlessedModelResolver")
     evaluator = Evaluator(
         examples=examples.outputs["examples"],
         model=trainer.outputs["model"],

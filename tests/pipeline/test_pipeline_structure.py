@@ -25,6 +25,10 @@ def test_components_and_dependencies(tmp_path):
     # Gradient-boosted trees and a linear model on the same Transform output, for the report (no gate set).
     assert _upstream(by_id["Baselines"]) == ["Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
+    # The baseline resolver reads the candidate, to leave it out (components.baseline_resolver).
+    assert _upstream(by_id["LatestBlessedModelResolver"]) == ["Trainer"]
+    assert by_id["LatestBlessedModelResolver"].exec_properties["resolver_class"].__name__ == \
+        "PreviousBlessedModelStrategy"
     # The Pusher copies the TFLite files the exporter made from the blessed model into the version it pushes.
     # The example sets slice, fairness, per-class and baseline gates: the PushGate's blessing is the final word.
     assert _upstream(by_id["PushGate"]) == ["Baselines", "Evaluator", "Trainer", "Transform"]

@@ -1,0 +1,53 @@
+"""The Evaluator's baseline: the latest blessed model other than the candidate itself.
+
+TFX's `LatestBlessedModelStrategy` returns the latest blessed model, whatever it is. When a run is repeated
+with the same spec and data, the Trainer's output comes from the cache: the candidate is the model the last
+run trained and blessed, so TFX's resolver makes it its own baseline. The Evaluator's inputs then differ from
+the last run's (a baseline where there was none, or another one), and it, the gates, the explanations, the
+TFLite files and the Pusher all run again, to compare a model with itself.
+
+`PreviousBlessedModelStrategy` takes the candidate as a third input and leaves it out: the baseline is the
+latest blessed model that is not the candidate, which is what it was when the candidate was first evaluated.
+So an unchanged re-run gets the same inputs everywhere and every component is a cache hit; a retrained model
+is still compared with the last one blessed.
+
+Kubeflow Pipelines' compiler knows only TFX's own strategies (`KubeflowV2DagRunner` refuses others), so the
+pipeline compiled for Kubeflow keeps `LatestBlessedModelStrategy`; KFP caches by its own rules there.
+"""
+
+from typing import Dict, List, Optional
+
+from tfx import types
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+
+MODEL, BLESSING, CANDIDATE = "model", "model_blessing", "candidate"
+
+
+def previous_blessed(models: List[types.Artifact], blessings: List[types.Artifact],
+                     candidates: List[types.Artifact]) -> Dict[str, List[types.Artifact]]:
+    """{model: [the newest blessed model whose id is not a candidate's], model_blessing: [its blessing]}, both
+    empty when there is none. A blessing counts when its `blessed` property is 1 (TFX's Evaluator and the
+    PushGate write it so)."""
+    excluded = {c.id for c in candidates}
+    blessed = {b.get_int_custom_property("current_model_id"): b for b in blessings
+               if b.get_int_custom_property("blessed") == 1}
+    for model in sorted(models, key=lambda a: a.id, reverse=True):
+        if model.id in blessed and model.id not in excluded:
+            return {MODEL: [model], BLESSING: [blessed[model.id]]}
+    return {MODEL: [], BLESSING: []}
+
+
+class PreviousBlessedModelStrategy(LatestBlessedModelStrategy):
+    """Resolver strategy over three channels: `model` (every model the Trainer made), `model_blessing` (the
+    blessings) and `candidate` (this run's Trainer output). Outputs the same three keys: the baseline model
+    and its blessing, and the candidate as given."""
+
+    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+        missing = {MODEL, BLESSING, CANDIDATE} - set(input_dict)
+        if missing:
+            raise ValueError(f"PreviousBlessedModelStrategy: expected the inputs {MODEL!r}, {BLESSING!r} and "
+                             f"{CANDIDATE!r}; missing {', '.join(sorted(missing))}")
+        candidates = list(input_dict[CANDIDATE])
+        return {**previous_blessed(list(input_dict[MODEL]), list(input_dict[BLESSING]), candidates),
+                CANDIDATE: candidates}
