@@ -2,7 +2,8 @@
 
 After the Evaluator (blessed or not: a failed model is the one people most want to understand).
 Tabular and text features get Integrated Gradients over `explain.samples` eval examples (per
-example, per feature or token, and a global ranking by mean |attribution|); images get Grad-CAM
+example, per feature or token, and a global ranking by mean |attribution|); gradient-boosted trees
+and the linear model, which have no gradients, get Shapley values instead (models.shapley); images get Grad-CAM
 overlays for `explain.images_per_class` examples of each class, a wrong answer first where there
 is one. The artifact (explanations.json, gradcam/*.png, text.html) is recorded in ML Metadata
 against the model it explains, and the run report shows it.
@@ -23,15 +24,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils
 from tfx.types.standard_artifacts import Examples, Model, TransformGraph
 
-from lamina import storage
-from lamina.models.linear import LinearScores
-from lamina.models.trees import TreeEnsemble
 
-TREES_UNEXPLAINED = ("the exported model is gradient-boosted trees, and Integrated Gradients needs a model with "
-                     "gradients (the network's explanations are made when the network is exported)")
-LINEAR_UNEXPLAINED = ("the exported model is the linear model, whose coefficients on the z-scored numbers and "
-                      "one-hot categories are its explanation; Integrated Gradients explains the network when the "
-                      "network is exported")
 MAX_SCANNED_BATCHES = 40  # images: how far into the eval split to look for a wrong answer per class
 
 
@@ -112,13 +105,6 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
         tf_transform_output = tft.TFTransformOutput(transform_uri)
         features = read_features(model_uri)
         model = load_keras_model(model_uri)
-        unexplained = next((m for kind, m in ((TreeEnsemble, TREES_UNEXPLAINED), (LinearScores, LINEAR_UNEXPLAINED))
-                            if any(isinstance(layer, kind) for layer in model.layers)), None)
-        if unexplained:
-            record = {"error": unexplained}
-            storage.write_json(os.path.join(out_dir, explain.EXPLANATIONS_FILE), record)
-            print(f"    explanations: none: {unexplained}", file=stream, flush=True)
-            return record
         classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
         pattern = [os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*")]
         batches = _eval_batches(spec, tf_transform_output, features, pattern)
@@ -138,7 +124,7 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
     what = []
     if record.get("tabular"):
         top = ", ".join(f"{r['feature']} {r['importance']:.3g}" for r in record["tabular"][:3])
-        what.append(f"Integrated Gradients on {len(record['examples'])} examples (top: {top}; completeness "
+        what.append(f"{record['method']} on {len(record['examples'])} examples (top: {top}; completeness "
                     f"within {100 * record['completeness_error']:.2g}%)")
     elif record.get("text"):
         what.append(f"Integrated Gradients over tokens of {len(record['examples'])} texts (completeness within "

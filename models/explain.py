@@ -27,6 +27,7 @@ from lamina.constants import DEFAULT_SIGNATURE, RAW_SIGNATURE
 from lamina.models.features import AUDIO, IMAGE, SEQUENCE, TEXT, FeatureInfo
 
 
+INTEGRATED_GRADIENTS = "Integrated Gradients"
 COMPLETENESS_TARGET = 0.005  # attributions add up to f(x) - f(baseline) within 0.5%
 MAX_STEP_GROWTH = 8  # tabular models: up to 8x explain.steps to get there
 
@@ -271,6 +272,35 @@ TEXT_FILE = "text.html"
 GRADCAM_DIR = "gradcam"
 
 
+def without_gradients(model) -> bool:
+    """Gradient-boosted trees or the linear model: explained with Shapley values (models.shapley)."""
+    from lamina.models.linear import LinearScores
+    from lamina.models.trees import TreeEnsemble
+
+    return any(isinstance(layer, (TreeEnsemble, LinearScores)) for layer in model.layers)
+
+
+@dataclasses.dataclass
+class ShapleyAttributions(Attributions):
+    how: str = "exact"  # or "sampled" (models.shapley)
+
+
+def shapley_attributions(model, inputs: Dict[str, np.ndarray], features: List[FeatureInfo], task: str,
+                         targets: Optional[np.ndarray], baseline: str = "zeros") -> ShapleyAttributions:
+    """Shapley values of every tabular feature of `inputs` for a model without gradients (trees, linear)."""
+    from lamina.models.shapley import shapley_values
+    from lamina.models.trees import column_categories
+
+    players = [f.key for f in features]
+    categorical = [f.key for f, n in zip(features, column_categories(features)) if n > 0]
+
+    def score(batch, rows_targets):
+        return explained_score(model(batch, training=False), rows_targets, task).numpy()
+
+    values, full, empty, how = shapley_values(score, inputs, players, categorical, targets, baseline)
+    return ShapleyAttributions(values, targets, full, empty, how)
+
+
 def display_name(f: FeatureInfo) -> str:
     return f.name + (f" ({f.part})" if f.part else "")
 
@@ -305,18 +335,25 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
     attributed = [f for f in features if f.kind not in (IMAGE, SEQUENCE, AUDIO)]
     if attributed:
         targets = predicted.astype(np.int64) if task == "classification" else None
-        # A sharp model (ReLUs, a large learning rate) needs a finer path: tabular models double the steps
-        # until the attributions add up within COMPLETENESS_TARGET (text is costly: it keeps the spec's steps).
-        most = steps * (1 if any(f.kind == TEXT for f in attributed) else MAX_STEP_GROWTH)
-        while True:
-            ig = integrated_gradients(model, inputs, features, task, targets, steps=steps, baseline=baseline)
+        if without_gradients(model):
+            ig = shapley_attributions(model, inputs, attributed, task, targets, baseline)
             gap = ig.score - ig.baseline_score
             error = float(np.max(np.abs(ig.total() - gap) / np.maximum(np.abs(gap), 1e-6)))
-            if error <= COMPLETENESS_TARGET or steps * 2 > most:
-                break
-            steps *= 2
+            record["method"] = f"Shapley values ({ig.how})"
+        else:
+            # A sharp model (ReLUs, a large learning rate) needs a finer path: tabular models double the steps
+            # until the attributions add up within COMPLETENESS_TARGET (text is costly: it keeps the spec's steps).
+            most = steps * (1 if any(f.kind == TEXT for f in attributed) else MAX_STEP_GROWTH)
+            while True:
+                ig = integrated_gradients(model, inputs, features, task, targets, steps=steps, baseline=baseline)
+                gap = ig.score - ig.baseline_score
+                error = float(np.max(np.abs(ig.total() - gap) / np.maximum(np.abs(gap), 1e-6)))
+                if error <= COMPLETENESS_TARGET or steps * 2 > most:
+                    break
+                steps *= 2
+            record["method"] = INTEGRATED_GRADIENTS
+            record["steps"] = steps
         record["completeness_error"] = error
-        record["steps"] = steps
         record["baseline"] = baseline
         tabular = [f for f in attributed if f.kind != TEXT]
         for i, row in enumerate(examples):

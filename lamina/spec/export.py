@@ -31,7 +31,8 @@ class ExportSpec(StrictModel):
 
 
 class ExplainSpec(StrictModel):
-    """`explain:` the Explainer after the Evaluator: Integrated Gradients (tabular, text), Grad-CAM (images)."""
+    """`explain:` the Explainer after the Evaluator: Integrated Gradients (tabular, text), Grad-CAM (images),
+    Shapley values (gradient-boosted trees and the linear model)."""
 
     enabled: bool = True
     samples: int = Field(default=8, ge=1, le=1000,
@@ -42,4 +43,5 @@ class ExplainSpec(StrictModel):
     steps: int = Field(default=128, ge=4, le=1024, description="Integrated Gradients' integration steps.")
     baseline: Literal["zeros", "mean"] = Field(
         default="zeros", description="Integrated Gradients' baseline in each feature's encoded space: the zero "
-                                     "vector, or the mean over the explained examples.")
+                                     "vector, or the mean over the explained examples. For Shapley values, "
+                                     "the reference row's numbers: their train mean, or the examples' mean.")

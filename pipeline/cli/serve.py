@@ -116,7 +116,8 @@ def cmd_serve(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    """Explains inputs against a pushed model: image files (Grad-CAM), JSON/CSV rows or --text (Integrated Gradients)."""
+    """Explains inputs against a pushed model: image files (Grad-CAM), JSON/CSV rows or --text (Integrated Gradients;
+    Shapley values for trees and the linear model)."""
     import tensorflow as tf
 
     from lamina.models.explain import EXPLANATIONS_FILE, TEXT_FILE, explain_pushed, top_attributions

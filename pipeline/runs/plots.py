@@ -121,11 +121,11 @@ def sizes(labels: Sequence[str], kib: Sequence[float], title: Optional[str] = No
     return _svg(fig)
 
 
-def importance(rows: Sequence[dict]) -> str:
+def importance(rows: Sequence[dict], method: str = "Integrated Gradients") -> str:
     """Horizontal bars of mean |attribution| per feature, most important on top."""
     rows = list(rows)[:20]
     fig, ax = _figure(width=4.8, height=max(1.4, 0.3 * len(rows) + 0.8))
     ax.barh([r["feature"][:28] for r in rows][::-1], [r["importance"] for r in rows][::-1], color=BLUE)
-    ax.set_xlabel("mean |attribution| (Integrated Gradients)", fontsize=8)
+    ax.set_xlabel(f"mean |attribution| ({method})", fontsize=8)
     ax.set_title("feature importance on the explained eval examples", fontsize=9)
     return _svg(fig)

@@ -182,7 +182,8 @@ def read_explanations(explanations_dir: Optional[str]) -> Optional[dict]:
         with storage.open_binary(os.path.join(explanations_dir, image["file"])) as f:
             image["src"] = "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
         image.update({k: examples[image["example"]].get(k) for k in ("label", "predicted", "correct")})
-    record["importance_plot"] = plots.importance(record["tabular"]) if record.get("tabular") else ""
+    record["importance_plot"] = plots.importance(record["tabular"], record.get("method", "Integrated Gradients")) \
+        if record.get("tabular") else ""
     record["texts"] = [
         {"feature": feature, "rows": [dict(examples[i], spans=token_spans(r["tokens"], r["attributions"]))
                                       for i, r in enumerate(rows)]}
