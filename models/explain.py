@@ -91,6 +91,11 @@ class Attributions:
         """Per example, the sum over every feature (and token): completeness says f(x) - f(baseline)."""
         return sum(v.reshape(v.shape[0], -1).sum(axis=1) for v in self.values.values())
 
+    def completeness_error(self) -> float:
+        """The largest relative gap, over the examples, between the attributions' sum and f(x) - f(baseline)."""
+        gap = self.score - self.baseline_score
+        return float(np.max(np.abs(self.total() - gap) / np.maximum(np.abs(gap), 1e-6)))
+
 
 def integrated_gradients(model, inputs: Dict[str, np.ndarray], features: List[FeatureInfo], task: str,
                          targets: Optional[np.ndarray] = None, steps: int = 128,
@@ -337,8 +342,7 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
         targets = predicted.astype(np.int64) if task == "classification" else None
         if without_gradients(model):
             ig = shapley_attributions(model, inputs, attributed, task, targets, baseline)
-            gap = ig.score - ig.baseline_score
-            error = float(np.max(np.abs(ig.total() - gap) / np.maximum(np.abs(gap), 1e-6)))
+            error = ig.completeness_error()
             record["method"] = f"Shapley values ({ig.how})"
         else:
             # A sharp model (ReLUs, a large learning rate) needs a finer path: tabular models double the steps
@@ -346,8 +350,7 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
             most = steps * (1 if any(f.kind == TEXT for f in attributed) else MAX_STEP_GROWTH)
             while True:
                 ig = integrated_gradients(model, inputs, features, task, targets, steps=steps, baseline=baseline)
-                gap = ig.score - ig.baseline_score
-                error = float(np.max(np.abs(ig.total() - gap) / np.maximum(np.abs(gap), 1e-6)))
+                error = ig.completeness_error()
                 if error <= COMPLETENESS_TARGET or steps * 2 > most:
                     break
                 steps *= 2
