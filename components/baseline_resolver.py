@@ -26,15 +26,11 @@ MODEL, BLESSING, CANDIDATE = "model", "model_blessing", "candidate"
 def previous_blessed(models: List[types.Artifact], blessings: List[types.Artifact],
                      candidates: List[types.Artifact]) -> Dict[str, List[types.Artifact]]:
     """{model: [the newest blessed model whose id is not a candidate's], model_blessing: [its blessing]}, both
-    empty when there is none. A blessing counts when its `blessed` property is 1 (TFX's Evaluator and the
-    PushGate write it so)."""
+    empty when there is none: TFX's own choice among the models that are not candidates."""
     excluded = {c.id for c in candidates}
-    blessed = {b.get_int_custom_property("current_model_id"): b for b in blessings
-               if b.get_int_custom_property("blessed") == 1}
-    for model in sorted(models, key=lambda a: a.id, reverse=True):
-        if model.id in blessed and model.id not in excluded:
-            return {MODEL: [model], BLESSING: [blessed[model.id]]}
-    return {MODEL: [], BLESSING: []}
+    others = [m for m in models if m.id not in excluded]
+    return LatestBlessedModelStrategy()._resolve(  # pylint: disable=protected-access
+        {MODEL: others, BLESSING: list(blessings)}, MODEL, BLESSING)
 
 
 class PreviousBlessedModelStrategy(LatestBlessedModelStrategy):

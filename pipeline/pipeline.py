@@ -297,20 +297,17 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
                                     spec_json=spec.to_json()).with_id(BASELINES)
     # The last model the run's final gate blessed (the PushGate's blessing when the spec has one): a
     # model the Evaluator passed but a slice, fairness or baseline gate stopped is never a baseline.
-    # Not the candidate itself, so that an unchanged re-run is cached through the Pusher.
-    blessed = dict(
-        model=Channel(type=standard_artifacts.Model, producer_component_id=TRAINER, output_key="model"),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing,
-                               producer_component_id=PUSH_GATE if spec.evaluation.gated_beyond_tfma
-                               else EVALUATOR, output_key="blessing"))
+    blessing = Channel(type=standard_artifacts.ModelBlessing, output_key="blessing",
+                       producer_component_id=PUSH_GATE if spec.evaluation.gated_beyond_tfma else EVALUATOR)
     if kubeflow:
-        model_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **blessed)
+        model_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, model_blessing=blessing, model=Channel(
+            type=standard_artifacts.Model, producer_component_id=TRAINER, output_key="model"))
     else:
-        # Every model, not the Trainer's channel again: TFX's compiler merges two inputs of one producer and
-        # output key into one node and then fails to resolve the second. Only the Trainer's models are blessed.
-        blessed["model"] = Channel(type=standard_artifacts.Model)
-        model_resolver = Resolver(strategy_class=PreviousBlessedModelStrategy, candidate=trainer.outputs["model"],
-                                  **blessed)
+        # Not the candidate itself, so that an unchanged re-run is cached through the Pusher. Every model, not the
+        # Trainer's channel a second time: TFX's compiler merges two inputs of one producer and output key into
+        # one node and then fails to resolve the second. Only the Trainer's models are ever blessed.
+        model_resolver = Resolver(strategy_class=PreviousBlessedModelStrategy, model_blessing=blessing,
+                                  model=Channel(type=standard_artifacts.Model), candidate=trainer.outputs["model"])
     model_resolver = model_resolver.with_id("LatestBlessedModelResolver")
     evaluator = Evaluator(
         examples=examples.outputs["examples"],

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from lamina.models.builder import build_model
-from lamina.models.explain import grad_cam, integrated_gradients
+from lamina.models.explain import integrated_gradients
+from lamina.models.gradcam import grad_cam
 from lamina.models.features import CATEGORICAL, IMAGE, NUMERIC, TEXT, FeatureInfo
 from tests.helpers import make_spec
 
