@@ -4,7 +4,7 @@ On small tabular data a tree ensemble often beats a network; this component says
 the tabular features Transform wrote (numbers z-scored with missing values filled, categories as
 vocabulary ids, dates as calendar parts), fits scikit-learn's HistGradientBoosting (categories
 as native categorical splits) and a linear model (logistic or ridge regression, categories
-one-hot) on the train split, and scores both on the eval split with the spec's metrics
+one-hot, its regularization chosen by cross-validation) on the train split, and scores both on the eval split with the spec's metrics
 (models.metrics). `baselines.json` holds the numbers; the PushGate compares the network with
 them when `evaluation.baseline.must_beat` is set, and the run report shows them.
 

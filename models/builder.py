@@ -1,8 +1,9 @@
 """Builds and compiles the Keras model from the spec: backbone, then head."""
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import keras
+import numpy as np
 
 from lamina.models.backbone import build_tabular_backbone, feature_inputs
 from lamina.models.features import FeatureInfo
@@ -70,11 +71,14 @@ def compile_model(model: keras.Model, spec: Spec, learning_rate: Optional[float]
 
 
 def build_model(spec: Spec, features: List[FeatureInfo], num_classes: Optional[int] = None,
-                compile: bool = True, label_moments: Optional[Tuple[float, float]] = None) -> keras.Model:
+                compile: bool = True, label_moments: Optional[Tuple[float, float]] = None,
+                linear: Optional[Dict[str, np.ndarray]] = None) -> keras.Model:
     """The compiled model: dict of transformed features -> predictions.
 
     Inputs are [batch, 1] per tabular feature and [batch, H, W, 3] pixels in [0, 255] per image.
     `label_moments`: a regression label's train-split (mean, std), for `build_head`.
+    `linear`: the fitted linear model's arrays (`models.linear.fit_linear`) for `model.head.linear_start`:
+    the network then starts as that model and learns what it misses.
 
     Example:
         >>> features = [FeatureInfo("bill_length_mm", "numeric"), FeatureInfo("island", "categorical", 4)]
@@ -91,8 +95,12 @@ def build_model(spec: Spec, features: List[FeatureInfo], num_classes: Optional[i
         return model
     inputs = feature_inputs(features)
     backbone = build_tabular_backbone(spec, features)
-    head = build_head(spec.model.head, num_classes, label_moments)
+    head = build_head(spec.model.head, num_classes, label_moments, residual=linear is not None)
     outputs = head(backbone(inputs))
+    if linear is not None:
+        from lamina.models.linear import add_linear_start
+
+        outputs = add_linear_start(spec.task, features, inputs, outputs, linear, label_moments)
     model = keras.Model(inputs, outputs, name=f"{spec.name}_{spec.task}")
     if compile:
         compile_model(model, spec)

@@ -40,10 +40,34 @@ class EpochProgress(keras.callbacks.Callback):
               file=self.stream or sys.stdout, flush=True)
 
 
-def early_stopping(spec) -> list:
-    """`training.early_stopping` as Keras' callback (best weights restored), or nothing."""
+class EarlyStoppingFromStart(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping whose first "best" is the model before training: `start`, the monitored value then.
+    An epoch must beat the start to be kept, and when none does the starting weights come back. For a network
+    that starts as a fitted model (`model.head.linear_start`), so the fit never ends worse on the eval split."""
+
+    def __init__(self, start: float, **kwargs):
+        super().__init__(**kwargs)
+        self.start = float(start)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.best = self.start
+        self.best_weights = self.model.get_weights()
+        self.best_epoch = -1  # printed as "epoch 0": the start
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if self.best_epoch < 0:
+            print(f"      no epoch beat the start's {self.monitor} {self.start:.4f}: the starting weights are kept",
+                  flush=True)
+
+
+def early_stopping(spec, start: Optional[float] = None) -> list:
+    """`training.early_stopping` as Keras' callback (best weights restored), or nothing.
+
+    `start`: the monitored value before training, which an epoch must then beat (`EarlyStoppingFromStart`)."""
     es = spec.training.early_stopping
     if not es:
         return []
-    return [keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, min_delta=es.min_delta,
-                                          restore_best_weights=True)]
+    kwargs = dict(monitor=es.monitor, patience=es.patience, min_delta=es.min_delta, restore_best_weights=True)
+    return [EarlyStoppingFromStart(start, **kwargs) if start is not None else keras.callbacks.EarlyStopping(**kwargs)]

@@ -13,7 +13,8 @@ models without gradients, Shapley values (models.shapley); the record, its files
 
 Both intercept a layer's output during one eager forward pass (models.attribution's `replaced_output`),
 so they need no second model. Gradient-boosted trees and the linear model have no gradients: their
-tabular features get Shapley values.
+tabular features get Shapley values. So does a network that starts from the linear model, whose answer
+also reads the raw inputs, a path that Integrated Gradients on the encoders' outputs would not see.
 """
 
 import contextlib
@@ -133,8 +134,11 @@ TEXT_FILE = "text.html"
 GRADCAM_DIR = "gradcam"
 
 
-def without_gradients(model) -> bool:
-    """Gradient-boosted trees or the linear model: explained with Shapley values (models.shapley)."""
+def explained_by_shapley(model) -> bool:
+    """Gradient-boosted trees, the linear model, and a network that starts from the linear model
+    (`model.head.linear_start`): explained with Shapley values (models.shapley), from the model's answers alone.
+    Trees have no gradients. A linear start reads the raw inputs beside the encoders, and Integrated Gradients,
+    which follows the encoders' outputs, would miss that part of the answer."""
     from lamina.models.linear import LinearScores
     from lamina.models.trees import TreeEnsemble
 
@@ -148,7 +152,7 @@ class ShapleyAttributions(Attributions):
 
 def shapley_attributions(model, inputs: Dict[str, np.ndarray], features: List[FeatureInfo], task: str,
                          targets: Optional[np.ndarray], baseline: str = "zeros") -> ShapleyAttributions:
-    """Shapley values of every tabular feature of `inputs` for a model without gradients (trees, linear)."""
+    """Shapley values of every tabular feature of `inputs` (trees, the linear model, a linear start)."""
     from lamina.models.shapley import shapley_values
     from lamina.models.trees import column_categories
 
@@ -196,7 +200,7 @@ def explain(model, features: List[FeatureInfo], task: str, classes: Optional[Lis
     attributed = [f for f in features if f.kind not in (IMAGE, SEQUENCE, AUDIO)]
     if attributed:
         targets = predicted.astype(np.int64) if task == "classification" else None
-        if without_gradients(model):
+        if explained_by_shapley(model):
             ig = shapley_attributions(model, inputs, attributed, task, targets, baseline)
             error = ig.completeness_error()
             record["method"] = f"Shapley values ({ig.how})"

@@ -29,10 +29,10 @@ from lamina.models.datasets import (cache_plan, count_records, expand_file_patte
                                     make_dataset)
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model
-from lamina.models.features import (AUDIO, IMAGE, TEXT, describe_transformed_features, label_vocabulary,
+from lamina.models.features import (TEXT, describe_transformed_features, label_vocabulary,
                                     safe_name, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
-from lamina.models.linear import train_linear
+from lamina.models.linear import fit_linear, linear_model, tabular_only
 from lamina.models.trees import MODEL_CHOICE_FILE, MODEL_NAMES, compare_on_eval, train_trees
 from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 
@@ -121,11 +121,17 @@ def regression_moments(spec: Spec, tf_transform_output, train_files: List[str]):
 def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Optional[int] = None,
         callbacks: Optional[list] = None, stream=None,
         batches_per_epoch: Optional[int] = None,
-        class_weight: Optional[Dict[int, float]] = None) -> List[keras.callbacks.History]:
+        class_weight: Optional[Dict[int, float]] = None, from_start: bool = False) -> List[keras.callbacks.History]:
     """Fits `model` phase by phase (see models.finetune); returns one History per phase.
 
     `batches_per_epoch` (when `steps_per_epoch` is None) sizes a warmup/decay schedule.
+    With `class_weight`, the validation loss is weighted the same way: the loss the model is fitted on is the one
+    early stopping watches and the history records (the metrics, such as accuracy, stay unweighted).
+    `from_start`: the model before training is a fitted one (`model.head.linear_start`); early stopping must beat
+    its score on `eval_ds`, else restores it.
     """
+    if class_weight:  # validation weighs the classes as training does, so early stopping watches the same loss
+        eval_ds = weighted_by_class(eval_ds, class_weight)
     phases = training_phases(model, spec)
     total = sum(p.epochs for p in phases)
     progress = EpochProgress(total, stream)
@@ -139,12 +145,34 @@ def fit(model: keras.Model, spec: Spec, train_ds, eval_ds, steps_per_epoch: Opti
             print(f"    phase {i}/{len(phases)}: {phase.name}; {phase.epochs} epochs at learning rate "
                   f"{phase.learning_rate:g}, {trainable} trainable parameters"
                   + (f" ({', '.join(unfrozen)})" if unfrozen else ""), file=stream or sys.stdout, flush=True)
-        phase_callbacks = [progress] + list(callbacks or []) + early_stopping(spec)
+        phase_callbacks = [progress] + list(callbacks or []) + early_stopping(spec, starting_score(model, spec, eval_ds)
+                                                                               if from_start else None)
         histories.append(model.fit(train_ds, validation_data=eval_ds, initial_epoch=epoch,
                                    epochs=epoch + phase.epochs, steps_per_epoch=steps_per_epoch,
                                    callbacks=phase_callbacks, class_weight=class_weight, verbose=0))
         epoch += phase.epochs
     return histories
+
+
+def weighted_by_class(ds, class_weight: Dict[int, float]):
+    """(features, label) batches -> (features, label, each example's class weight)."""
+    table = tf.constant([class_weight.get(i, 1.0) for i in range(max(class_weight) + 1)], tf.float32)
+
+    def add(x, y):
+        ids = tf.reshape(tf.cast(y, tf.int32), [-1])
+        return x, y, tf.gather(table, tf.clip_by_value(ids, 0, int(table.shape[0]) - 1))
+    return ds.map(add)
+
+
+def starting_score(model: keras.Model, spec: Spec, eval_ds) -> Optional[float]:
+    """The value early stopping monitors (a `val_` metric) for `model` as it is, or None."""
+    es = spec.training.early_stopping
+    if not es or not es.monitor.startswith("val_"):
+        return None
+    value = model.evaluate(eval_ds, verbose=0, return_dict=True).get(es.monitor[len("val_"):])
+    if value is not None:
+        print(f"    before training: {es.monitor}={value:.4f}", flush=True)
+    return value
 
 
 def scaled_learning_rate(spec: Spec, replicas: int) -> Spec:
@@ -209,7 +237,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
         if steps:
             train_ds = train_ds.repeat()
-    trees_fit = spec.model.type != "network" and all(f.kind not in (TEXT, IMAGE, AUDIO) for f in features)
+    tabular = tabular_only(features)
+    trees_fit = spec.model.type != "network" and tabular
     if spec.model.type == "auto" and not trees_fit:
         print("    model.type auto: the network only (gradient-boosted trees take tabular features only)", flush=True)
     if spec.model.type == "gbt":
@@ -223,10 +252,39 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             barrier(strategy)
         shutil.rmtree(vocab_dir, ignore_errors=True)
         return trees, []
+    positive = spec.evaluation.positive_class
+    counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
+    if classes and positive is not None:
+        if not counts[0]:  # reserved at index 0 by Transform, so present in the vocabulary even when absent
+            seen = ", ".join(repr(c) for c, n in zip(classes, counts) if n)
+            raise ValueError(f"evaluation.positive_class: {positive!r} is not a value of the label "
+                             f"{spec.data.label!r} in the train split; its values are {seen}.")
+    weights = None
+    if classes and spec.training.class_weights != "none":
+        weights = class_weights(spec, classes, counts)
+        if weights:
+            setting = spec.training.class_weights
+            shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
+                               for i, (c, n) in enumerate(zip(classes, counts)))
+            implied = class_balance(classes, counts, weights).get("threshold")
+            print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
+                  f"{shares}" + (f"; the model answers {implied['class']!r} where its unweighted probability passes "
+                                 f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
     moments = regression_moments(spec, tf_transform_output, train_files)
+    linear = None
+    if spec.model.head.linear_start and spec.task in ("classification", "regression"):
+        if own_loop:
+            print("    model.head.linear_start: off, not yet supported with several replicas (Lamina's own loop)",
+                  flush=True)
+        elif tabular:
+            linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
+            print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns what "
+                  "it misses", flush=True)
+        else:
+            print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
     with strategy.scope():
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False,
-                            label_moments=moments)
+                            label_moments=moments, linear=linear)
 
     batches = None
     if not steps and spec.lr_schedule != "constant":
@@ -248,24 +306,6 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                                                       shuffle=False).take(1))))[:2]
             total = sum(p.epochs for p in training_phases(model, spec))
             callbacks.append(NetworkHistograms(log_dir, total, board.max_layers, board.histogram_epochs, sample))
-    positive = spec.evaluation.positive_class
-    counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
-    if classes and positive is not None:
-        if not counts[0]:  # reserved at index 0 by Transform, so present in the vocabulary even when absent
-            seen = ", ".join(repr(c) for c, n in zip(classes, counts) if n)
-            raise ValueError(f"evaluation.positive_class: {positive!r} is not a value of the label "
-                             f"{spec.data.label!r} in the train split; its values are {seen}.")
-    weights = None
-    if classes and spec.training.class_weights != "none":
-        weights = class_weights(spec, classes, counts)
-        if weights:
-            setting = spec.training.class_weights
-            shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
-                               for i, (c, n) in enumerate(zip(classes, counts)))
-            implied = class_balance(classes, counts, weights).get("threshold")
-            print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
-                  f"{shares}" + (f"; the model answers {implied['class']!r} where its unweighted probability passes "
-                                 f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     replicas = strategy.num_replicas_in_sync
     print(f"    training {model.name}: {len(features)} features, batch {batch}"
@@ -279,18 +319,19 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     else:
         with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
             histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
-                            class_weight=weights)
+                            class_weight=weights, from_start=linear is not None)
     if chief:
         exported = model
         if own_loop:  # a plain copy of the weights: saving never waits on the other workers
             exported = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False,
-                                   label_moments=moments)
+                                   label_moments=moments, linear=linear)
             exported.set_weights(model.get_weights())
         choice = {"type": spec.model.type, "exported": "network", **class_balance(classes, counts, weights)}
         if trees_fit:
             candidates = {"network": exported,
                           "gbt": train_trees(spec, tf_transform_output, features, train_files, classes, weights),
-                          "linear": train_linear(spec, tf_transform_output, features, train_files, classes, weights)}
+                          "linear": linear_model(spec, features, linear if linear is not None else fit_linear(
+                              spec, tf_transform_output, features, train_files, classes, weights))}
             eval_batches = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
                                         shuffle=False)
             choice.update(compare_on_eval(spec, candidates, eval_batches))

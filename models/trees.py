@@ -51,13 +51,13 @@ def _columns(inputs, keys: List[str], sequences) -> tf.Tensor:
 
 
 def tabular_matrix(spec, tf_transform_output, features: List[FeatureInfo], files: List[str],
-                   max_rows: Optional[int] = None):
+                   max_rows: Optional[int] = None, part=None):
     """(X [n, d] float64, labels [n], categorical column mask [d]) from Transform's output, at most
-    `max_rows` rows, in the files' order."""
+    `max_rows` rows, in the files' order. `part`: as `make_dataset`'s (the Tuner's rows without its holdout)."""
     from lamina.models.datasets import make_dataset
 
     batch = 4096
-    ds = make_dataset(files, tf_transform_output, spec, features, batch, shuffle=False, cache=False)
+    ds = make_dataset(files, tf_transform_output, spec, features, batch, shuffle=False, cache=False, part=part)
     if max_rows:
         ds = ds.take(-(-max_rows // batch))
     blocks, labels = [], []

@@ -201,6 +201,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         self._holdout_labels: Optional[np.ndarray] = None
         self._train_records: Optional[int] = None
         self._label_counts = None  # read once: every trial weighs the classes alike
+        self._linear = None  # model.head.linear_start: fitted once, for every trial
         self.label_moments = regression_moments(spec, tf_transform_output, train_files)  # once, as the Trainer does
         self._started = 0.0
         oracle = make_oracle(spec)
@@ -265,6 +266,18 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
                            self.spec.evaluation.decision_threshold, self.spec.evaluation.positive_index)[self.metric]
         return score
 
+    def _linear_start(self, spec: Spec, weights):
+        """`model.head.linear_start`: the linear model fitted once, on the trials' rows without the holdout."""
+        from lamina.models.linear import fit_linear, tabular_only
+
+        if (not spec.model.head.linear_start or spec.task not in ("classification", "regression")
+                or not tabular_only(self.features)):
+            return None
+        if self._linear is None:
+            self._linear = fit_linear(spec, self.tf_transform_output, self.features, self.train_files, self.classes,
+                                      weights, part=(spec.tuning.holdout, False))
+        return self._linear
+
     def on_search_begin(self):
         self._started = time.perf_counter()
         super().on_search_begin()
@@ -282,13 +295,14 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         keras.utils.set_random_seed(self.seed + number)
         train, holdout = self._datasets(spec)
         score_fn = self._scorer(holdout)
-        model = build_model(spec, self.features, num_classes=len(self.classes) if self.classes else None,
-                            compile=False, label_moments=self.label_moments)
         weights = None
         if self.classes and spec.training.class_weights != "none":
             if self._label_counts is None:
                 self._label_counts = label_counts(self.train_files, self.tf_transform_output, spec, len(self.classes))
             weights = class_weights(spec, self.classes, self._label_counts)
+        linear = self._linear_start(spec, weights)
+        model = build_model(spec, self.features, num_classes=len(self.classes) if self.classes else None,
+                            compile=False, label_moments=self.label_moments, linear=linear)
         batches = None
         if spec.lr_schedule != "constant":  # a warmup/decay schedule is sized by the steps, as in the Trainer
             if self._train_records is None:
@@ -299,7 +313,7 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
         devnull = open(os.devnull, "w")
         try:
             histories = fit(model, spec, train, holdout, callbacks=[scorer], stream=devnull, class_weight=weights,
-                            batches_per_epoch=batches)
+                            batches_per_epoch=batches, from_start=linear is not None)
         finally:
             devnull.close()
         final = score_fn(model) if scorer.pruned_at is None else scorer.curve[-1]

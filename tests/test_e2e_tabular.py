@@ -89,6 +89,11 @@ def test_init_and_run_unedited_serve_a_model_as_good_as_logistic_regression(tita
                        r"([\d.]+), linear model ([\d.]+): exporting the ", out)
     baseline = re.search(r"baseline linear model: accuracy=([\d.]+)", out)
     assert scores and baseline and scores.group(3) == baseline.group(1)
+    # init's network starts as that linear model: before training, its eval loss is the baseline's crossentropy.
+    assert spec.model.head.linear_start
+    start = float(re.search(r"before training: val_loss=([\d.]+)", out).group(1))
+    assert start == pytest.approx(float(re.search(r"baseline linear model: .*crossentropy=([\d.]+)", out).group(1)),
+                                  abs=2e-4)
     report = open(spec.report_path, encoding="utf-8").read()
     paragraph = report.split('<p class="note" id="model-choice">')[1].split("</p>")[0]
     assert paragraph.startswith("model.type auto: the candidates on the eval split by accuracy: ")

@@ -49,6 +49,12 @@ class HeadSpec(StrictModel):
         description="regression: the network predicts the label in standard units (the train split's mean and "
                     "standard deviation) and its last layer maps the answer back to the label's units. Answers "
                     "and metrics are in the label's units either way.")
+    linear_start: bool = Field(
+        default=False,
+        description="Tabular features, classification or regression: the network starts as the linear model "
+                    "(logistic or ridge regression, fitted on the train split first) and learns what it misses. "
+                    "Its head starts at zero and adds to the linear model's scores, and early stopping keeps the "
+                    "start when no epoch beats it on the eval split.")
 
 
 class ModelSpec(StrictModel):

@@ -172,7 +172,11 @@ def csv_starter(data_path: str, label: str, spec_dir: str, name: Optional[str] =
             lines.append(f"    {_scalar(key)}: {{{fields}}}   # or {{type: bert, path: <a Hugging Face model dir>}}")
     lines.append("  combiner: {hidden_units: [32, 16], dropout: 0.1, skip: true}   # skip: a linear path beside the "
                  "dense layers (wide & deep)")
-    lines.append(f"  head: {{type: {profile.task}}}")
+    if encoders:
+        lines.append(f"  head: {{type: {profile.task}}}")
+    else:
+        lines.append(f"  head: {{type: {profile.task}, linear_start: true}}   # the network starts as the linear "
+                     "model and learns what it misses")
     lines.append("training:")
     if pretrained and encoders:
         lines.append("  epochs: 3                      # fine-tuning a pretrained text encoder needs few")

@@ -63,3 +63,32 @@ def test_the_threshold_balanced_weights_imply_is_the_rare_class_share_and_the_su
     assert class_balance_lines(class_balance(classes, counts, None), {"sparse_categorical_accuracy": 0.9}) == []
     assert class_balance(["a", "b", "c"], [5, 3, 2], {0: 1.0, 1: 2.0, 2: 3.0}).get("threshold") is None
     assert np.isclose(class_balance(["a", "b"], [5, 5], None)["majority_share"], 0.5)
+
+
+def test_with_class_weights_early_stopping_watches_the_weighted_loss_training_minimizes(tmp_path):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from lamina.models.builder import build_model
+    from lamina.models.features import NUMERIC, FeatureInfo
+    from lamina.models.trainer import fit, weighted_by_class
+    from tests.helpers import make_spec
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(400, 2).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.randn(400) > 1.2).astype(np.int64)  # about 15% positive
+    features = [FeatureInfo("a", NUMERIC), FeatureInfo("b", NUMERIC)]
+    spec = make_spec(tmp_path, training={"epochs": 3, "batch_size": 32, "learning_rate": 0.01, "early_stopping": None})
+
+    def ds(rows):
+        return tf.data.Dataset.from_tensor_slices(({"a": x[rows, :1], "b": x[rows, 1:]}, y[rows])).batch(32)
+    weights = {0: 0.6, 1: 3.0}
+    keras.utils.set_random_seed(0)
+    model = build_model(spec, features, num_classes=2, compile=False)
+    history = fit(model, spec, ds(slice(0, 300)), ds(slice(300, None)), class_weight=weights)[-1]
+    weighted = model.evaluate(weighted_by_class(ds(slice(300, None)), weights), verbose=0, return_dict=True)
+    plain = model.evaluate(ds(slice(300, None)), verbose=0, return_dict=True)
+    assert history.history["val_loss"][-1] == pytest.approx(weighted["loss"], rel=1e-4)
+    assert abs(weighted["loss"] - plain["loss"]) > 0.01  # the weights change the loss ...
+    assert history.history["val_accuracy"][-1] == pytest.approx(plain["accuracy"])  # ... and not the metrics

@@ -123,3 +123,21 @@ def test_kerastuner_engines_search_the_same_space(tmp_path, transform_output, en
         assert r["status"] == "completed" and len(r["curve"]) == r["epochs"] and r["curve"][-1] == r["score"]
     best = tuner.get_best_hyperparameters()[0].values
     assert best["learning_rate"] == tuner.best_record()["values"]["learning_rate"]
+
+
+@pytest.mark.e2e
+def test_a_linear_start_is_fitted_once_without_the_trials_holdout(tmp_path, transform_output, capsys):
+    from lamina.models.datasets import count_records, expand_file_patterns
+
+    spec = make_spec(tmp_path, model={**make_spec(tmp_path).model.model_dump(),
+                                      "head": {"type": "classification", "linear_start": True}},
+                     training={"epochs": 3, "batch_size": 16, "learning_rate": 0.01},
+                     tuning={"trials": 2, "epochs": 3, "seed": 4, "space": {"width": {"choices": [8, 16]}}})
+    tuner = _search(spec, transform_output, tmp_path / "search")
+    out = capsys.readouterr().out
+    assert out.count("linear model: ") == 1, out  # one fit serves every trial
+    fitted_rows = int(out.split("linear model: ")[1].split(" rows")[0].split(" on ")[-1])
+    total = count_records(expand_file_patterns(transform_output[1]))
+    assert fitted_rows + len(tuner._holdout_labels) == total  # the holdout the trials are scored on is left out
+    assert [r["status"] for r in tuner.records] == ["completed", "completed"]
+    assert all(r["score"] >= 0.9 for r in tuner.records), tuner.records
