@@ -195,6 +195,12 @@ def tabular_only(features: List[FeatureInfo]) -> bool:
     return all(f.kind not in (TEXT, IMAGE, AUDIO) for f in features)
 
 
+def linear_start_applies(spec, features: List[FeatureInfo]) -> bool:
+    """`model.head.linear_start` is on and can be honoured: classification or regression on tabular features."""
+    return (spec.model.head.linear_start and spec.task in ("classification", "regression")
+            and tabular_only(features))
+
+
 def add_linear_start(task: str, features: List[FeatureInfo], inputs: dict, head_output, arrays: Dict[str, np.ndarray],
                      label_moments=None):
     """The network's answer when it starts from the linear model: its head (zero at the start) plus the fixed

@@ -32,7 +32,7 @@ from lamina.models.export import export_serving_model
 from lamina.models.features import (TEXT, describe_transformed_features, label_vocabulary,
                                     safe_name, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
-from lamina.models.linear import fit_linear, linear_model, tabular_only
+from lamina.models.linear import fit_linear, linear_model, linear_start_applies, tabular_only
 from lamina.models.trees import MODEL_CHOICE_FILE, MODEL_NAMES, compare_on_eval, train_trees
 from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 
@@ -237,8 +237,7 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
         eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
         if steps:
             train_ds = train_ds.repeat()
-    tabular = tabular_only(features)
-    trees_fit = spec.model.type != "network" and tabular
+    trees_fit = spec.model.type != "network" and tabular_only(features)
     if spec.model.type == "auto" and not trees_fit:
         print("    model.type auto: the network only (gradient-boosted trees take tabular features only)", flush=True)
     if spec.model.type == "gbt":
@@ -272,16 +271,15 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                                  f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
     moments = regression_moments(spec, tf_transform_output, train_files)
     linear = None
-    if spec.model.head.linear_start and spec.task in ("classification", "regression"):
-        if own_loop:
-            print("    model.head.linear_start: off, not yet supported with several replicas (Lamina's own loop)",
-                  flush=True)
-        elif tabular:
-            linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
-            print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns what "
-                  "it misses", flush=True)
-        else:
-            print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
+    if linear_start_applies(spec, features) and own_loop:
+        print("    model.head.linear_start: off, not yet supported with several replicas (Lamina's own loop)",
+              flush=True)
+    elif linear_start_applies(spec, features):
+        linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
+        print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns what "
+              "it misses", flush=True)
+    elif spec.model.head.linear_start and spec.task in ("classification", "regression"):
+        print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
     with strategy.scope():
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False,
                             label_moments=moments, linear=linear)

@@ -268,10 +268,9 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
 
     def _linear_start(self, spec: Spec, weights):
         """`model.head.linear_start`: the linear model fitted once, on the trials' rows without the holdout."""
-        from lamina.models.linear import fit_linear, tabular_only
+        from lamina.models.linear import fit_linear, linear_start_applies
 
-        if (not spec.model.head.linear_start or spec.task not in ("classification", "regression")
-                or not tabular_only(self.features)):
+        if not linear_start_applies(spec, self.features):
             return None
         if self._linear is None:
             self._linear = fit_linear(spec, self.tf_transform_output, self.features, self.train_files, self.classes,
