@@ -4,10 +4,12 @@
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 
 WORKDIR /opt/lamina-src
-# Exactly the locked stack (the versions `make test` runs), then Lamina without dependencies.
+# Exactly the locked stack (the versions `make test` runs), then Lamina without dependencies. Every
+# component starts a fresh container: with the modules compiled in the image, none of them compiles
+# TensorFlow's, TFX's and Beam's sources again at start-up (10-15 s each, docs/benchmarks.md).
 COPY requirements.lock ./
 RUN python -m pip install --no-cache-dir uv==0.13.9 \
- && uv pip install --system --no-cache --no-deps -r requirements.lock
+ && uv pip install --system --no-cache --no-deps --compile-bytecode -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY lamina ./lamina
 COPY pipeline ./pipeline
@@ -15,7 +17,7 @@ COPY components ./components
 COPY models ./models
 COPY serving ./serving
 COPY examples ./examples
-RUN uv pip install --system --no-cache --no-deps .
+RUN uv pip install --system --no-cache --no-deps --compile-bytecode .
 # Components run as an unprivileged user (uid 1000, what Pod securityContext runAsUser usually
 # names), in a folder without the sources: `python -m` puts the working directory first on
 # sys.path, and the checkout's lamina/ folder would shadow the installed package.

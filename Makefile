@@ -15,10 +15,14 @@ $(PY):
 	$(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Re-install only when the lock file or the project metadata changes.
-$(STAMP): $(PY) requirements.lock pyproject.toml
-	$(VENV)/bin/uv pip sync --python $(PY) requirements.lock
-	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+# Re-install only when the lock file, the project metadata or these steps change.
+# --compile-bytecode writes every installed module's .pyc now. uv leaves them out by default and Python
+# writes them at first import, unless PYTHONDONTWRITEBYTECODE is set (as on CI machines and in many
+# containers): then every `lamina` process compiles about 7,600 modules of TensorFlow, TFX and Beam
+# again, 10-15 s each time (docs/benchmarks.md, "Compiled bytecode").
+$(STAMP): $(PY) requirements.lock pyproject.toml Makefile
+	$(VENV)/bin/uv pip sync --python $(PY) --compile-bytecode requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps --compile-bytecode -e .
 	@touch $(STAMP)
 
 install: $(STAMP)

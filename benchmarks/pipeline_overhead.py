@@ -18,8 +18,14 @@ The order rotates every round, so no process always runs first on a cold disk ca
 the median wall time of each, the ratios the issue sets targets for, and lamina's per-component
 seconds (from its progress lines) in the median round.
 
+With `--bytecode both`, each round runs every process twice: once as installed (`make install`
+compiles every module to bytecode), and once with each module compiled from its source at import,
+as an install without compiled bytecode does when PYTHONDONTWRITEBYTECODE is set (Python then never
+writes the .pyc files). The second set is named with " [source]".
+
 Usage:
-    .venv/bin/python benchmarks/pipeline_overhead.py [--rounds 3] [--json results.json]
+    .venv/bin/python benchmarks/pipeline_overhead.py [--rounds 3] [--json results.json] \
+        [--only lamina keras] [--bytecode installed|source|both]
 """
 
 import argparse
@@ -59,10 +65,10 @@ def lamina_spec(folder: Path, core: bool) -> Path:
     return path
 
 
-def timed(cmd, cwd: Path, log: Path) -> dict:
+def timed(cmd, cwd: Path, log: Path, env=None) -> dict:
     t0 = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed (exit {proc.returncode}); see {log}")
@@ -70,7 +76,12 @@ def timed(cmd, cwd: Path, log: Path) -> dict:
     return {"wall_s": wall, "components": components}
 
 
-def one_round(work: Path, order) -> dict:
+def from_source_env(empty: Path) -> dict:
+    """Child processes that find no .pyc (an empty PYTHONPYCACHEPREFIX) and write none."""
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty)}
+
+
+def one_round(work: Path, order, env=None, suffix="") -> dict:
     lamina = [str(Path(sys.executable).parent / "lamina"), "run", "spec.yaml"]
     python = sys.executable
     runs = {}
@@ -88,12 +99,12 @@ def one_round(work: Path, order) -> dict:
                    "--export", str(work / "keras" / "model")], work / "keras"),
     }
     for name in order:
-        runs[name] = timed(commands[name][0], commands[name][1], work / f"{name}.log")
+        runs[name + suffix] = timed(commands[name][0], commands[name][1], work / f"{name}.log", env)
         if name == "lamina":
-            runs["lamina-rerun"] = timed(lamina, shipped, work / "lamina-rerun.log")
-        print(f"    {name:12s} {runs[name]['wall_s']:6.1f}s", flush=True)
-    if "lamina-rerun" in runs:
-        print(f"    {'lamina-rerun':12s} {runs['lamina-rerun']['wall_s']:6.1f}s", flush=True)
+            runs["lamina-rerun" + suffix] = timed(lamina, shipped, work / "lamina-rerun.log", env)
+        print(f"    {name + suffix:21s} {runs[name + suffix]['wall_s']:6.1f}s", flush=True)
+    if "lamina-rerun" + suffix in runs:
+        print(f"    {'lamina-rerun' + suffix:21s} {runs['lamina-rerun' + suffix]['wall_s']:6.1f}s", flush=True)
     return runs
 
 
@@ -103,20 +114,30 @@ def main():
     parser.add_argument("--json", help="write every round's numbers to this file")
     parser.add_argument("--only", nargs="+", choices=NAMES, default=NAMES,
                         help="run only these processes (lamina brings lamina-rerun)")
+    parser.add_argument("--bytecode", choices=["installed", "source", "both"], default="installed",
+                        help="modules from the installed .pyc files, compiled from source at every start, or both")
     args = parser.parse_args()
     names = list(args.only)
+    empty = Path(tempfile.mkdtemp(prefix="lamina-no-pyc-"))
+    variants = {"installed": [(None, "")], "source": [(from_source_env(empty), " [source]")],
+                "both": [(None, ""), (from_source_env(empty), " [source]")]}[args.bytecode]
     rounds = []
     for i in range(args.rounds):
         order = names[i % len(names):] + names[:i % len(names)]
         print(f"round {i + 1}/{args.rounds}: {', '.join(order)}", flush=True)
-        work = Path(tempfile.mkdtemp(prefix="lamina-overhead-"))
-        try:
-            rounds.append(one_round(work, order))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        runs = {}
+        for env, suffix in variants[::-1] if i % 2 else variants:  # which set goes first alternates too
+            work = Path(tempfile.mkdtemp(prefix="lamina-overhead-"))
+            try:
+                runs.update(one_round(work, order, env, suffix))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        rounds.append(runs)
         if args.json:
             Path(args.json).write_text(json.dumps(rounds, indent=1))
-    measured = names + (["lamina-rerun"] if "lamina" in names else [])
+    shutil.rmtree(empty, ignore_errors=True)
+    suffixes = [suffix for _, suffix in variants]
+    measured = [n + s for s in suffixes for n in names + (["lamina-rerun"] if "lamina" in names else [])]
     med = {n: statistics.median(r[n]["wall_s"] for r in rounds) for n in measured}
     print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{args.rounds} rounds, medians of whole-process wall time")
@@ -124,11 +145,12 @@ def main():
     for n in measured:
         print(f"| {n} | {med[n]:.1f} s | " + ", ".join(f"{r[n]['wall_s']:.1f}" for r in rounds) + " |")
     print("\n| ratio | median | target |\n|---|---:|---:|")
-    for a, b, target in [("lamina", "tfx", 0.25), ("lamina-core", "tfx", 0.25), ("lamina", "keras", 2.0),
-                         ("lamina-core", "keras", 2.0), ("lamina-rerun", "keras", 1.5)]:
-        if a in med and b in med:
-            print(f"| {a} / {b} | {med[a] / med[b]:.2f} | {target} |")
-    if "lamina" not in names:
+    for s in suffixes:
+        for a, b, target in [("lamina", "tfx", 0.25), ("lamina-core", "tfx", 0.25), ("lamina", "keras", 2.0),
+                             ("lamina-core", "keras", 2.0), ("lamina-rerun", "keras", 1.5)]:
+            if a + s in med and b + s in med:
+                print(f"| {a + s} / {b + s} | {med[a + s] / med[b + s]:.2f} | {target} |")
+    if "lamina" not in names or "" not in suffixes:
         return
     median_round = sorted(rounds, key=lambda r: r["lamina"]["wall_s"])[len(rounds) // 2]
     print("\n| component | lamina (s) | lamina-core (s) | lamina-rerun (s) |\n|---|---:|---:|---:|")

@@ -8,6 +8,7 @@ folder as the image's WORKDIR is, and imports every custom executor the pipeline
 """
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -62,3 +63,21 @@ def test_the_dockerfile_install_steps_work_in_a_fresh_venv(tmp_path):
                "print(lamina.__file__)")
     where = _run([python, "-c", imports], workspace).stdout.strip()
     assert where.startswith(str(venv)) and "/src/" not in where  # the installed package, not the sources
+    # Every module a component imports was compiled at install: a container that starts with
+    # PYTHONDONTWRITEBYTECODE (or a read-only image layer) compiles none of them from source again.
+    compiled_at_import = (
+        "import _frozen_importlib_external as e, sys\n"
+        "compiled = []\n"
+        "real = e.SourceLoader.source_to_code\n"
+        "def counting(self, data, path, *, _optimize=-1):\n"
+        "    compiled.append(path)\n"
+        "    return real(self, data, path, _optimize=_optimize)\n"
+        "e.SourceLoader.source_to_code = counting\n"
+        "import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor, lamina.models.trainer\n"
+        "print(len(sys.modules), len(compiled), compiled[:5])\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([python, "-c", compiled_at_import], cwd=str(workspace), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    modules, compiled, first = done.stdout.split(maxsplit=2)
+    assert int(modules) > 3000 and compiled == "0", f"compiled from source at import: {compiled} ({first})"
