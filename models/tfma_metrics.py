@@ -1,9 +1,17 @@
-"""Metrics TFMA lacks, as TFMA metrics: the Evaluator computes them in Beam, per slice, and gates on them.
+"""Lamina's TFMA metrics: the Evaluator computes them in Beam, per slice, and gates on them.
 
+Metrics TFMA lacks:
 - `RSquared`: the coefficient of determination, 1 - SSE / SST (regression).
 - `ExpectedCalibrationError`: the mean gap between the predicted probability and the observed rate,
   over equal-width probability bins, weighted by the bins' example counts (binary tasks, on the
   positive class that TFMA's binarization picks).
+
+Keras's metrics that TFMA has no numpy version of, in numpy: `SparseCategoricalAccuracy`,
+`SparseCategoricalCrossentropy` and `RootMeanSquaredError`, with Keras's class names, output names
+and formulas. TFMA runs a Keras metric through `tf_metric_wrapper`: a TensorFlow graph per metric,
+traced by AutoGraph in every Evaluator, and a graph call per batch and slice. That cost about 3 s
+per Evaluator on a 65-row eval split (docs/benchmarks.md). These are plain combiners. (TFMA's own
+`MeanSquaredError` and `MeanAbsoluteError` are numpy already; its registry picks them by name.)
 
 `eval_config` names them with `module="lamina.models.tfma_metrics"`.
 """
@@ -126,6 +134,94 @@ class ExpectedCalibrationError(metric_types.Metric):
 metric_types.register_metric(RSquared)
 metric_types.register_metric(ExpectedCalibrationError)
 
+KERAS_EPSILON = 1e-7  # Keras's backend epsilon: probabilities are clipped to [eps, 1 - eps]
+
+
+class _ScoresCombiner(_Combiner):
+    """Per example, the label and the whole prediction vector (not TFMA's flattened one-vs-rest pairs)."""
+
+    size = 2  # weight, sum(w * value)
+
+    def add_input(self, acc: np.ndarray, element) -> np.ndarray:
+        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
+                element, eval_config=self._eval_config, model_name=self._key.model_name,
+                output_name=self._key.output_name, sub_key=self._key.sub_key,
+                aggregation_type=self._aggregation_type, class_weights=self._class_weights,
+                example_weighted=self._example_weighted, flatten=False):
+            w = float(np.ravel(weight)[0])
+            acc += (w, w * self.value(np.ravel(label), np.ravel(prediction)))
+        return acc
+
+    def extract_output(self, acc: np.ndarray) -> Dict[metric_types.MetricKey, float]:
+        return {self._key: self.finish(acc[1] / acc[0]) if acc[0] > 0 else float("nan")}
+
+    @staticmethod
+    def finish(mean: float) -> float:
+        return float(mean)
+
+
+class _AccuracyCombiner(_ScoresCombiner):
+    @staticmethod
+    def value(label: np.ndarray, scores: np.ndarray) -> float:
+        return float(int(np.argmax(scores)) == int(label[0]))  # argmax: the first of equal scores, as tf.argmax
+
+
+class _CrossentropyCombiner(_ScoresCombiner):
+    @staticmethod
+    def value(label: np.ndarray, scores: np.ndarray) -> float:
+        # Keras (from probabilities): clip to [eps, 1 - eps], then the softmax crossentropy of their logs,
+        # which renormalizes the clipped vector: -log(p_y / sum(p)). A label the train split never had
+        # (index -1) is a class the model gives probability 0, clipped to eps; Keras raises there.
+        p = np.clip(scores.astype(np.float32), KERAS_EPSILON, 1 - KERAS_EPSILON).astype(np.float64)
+        y = int(label[0])
+        return float(np.log(p.sum()) - np.log(p[y] if 0 <= y < len(p) else KERAS_EPSILON))
+
+
+class _RootSquaredErrorCombiner(_ScoresCombiner):
+    @staticmethod
+    def value(label: np.ndarray, prediction: np.ndarray) -> float:
+        return float(np.mean((label.astype(np.float64) - prediction) ** 2))
+
+    @staticmethod
+    def finish(mean: float) -> float:
+        return float(np.sqrt(mean))
+
+
+class _KerasLike(metric_types.Metric):
+    """The weighted mean over examples of `combiner`'s value, under Keras's metric name."""
+
+    combiner = _ScoresCombiner
+    default_name = ""
+
+    def __init__(self, name: Optional[str] = None):
+        super().__init__(metric_util.merge_per_key_computations(self._make), name=name or self.default_name)
+
+    def _make(self, name, eval_config=None, model_name="", output_name="", sub_key=None,
+              aggregation_type=None, class_weights=None, example_weighted=False):
+        return _computations(self.combiner, name, eval_config, model_name, output_name, sub_key,
+                             aggregation_type, class_weights, example_weighted)
+
+
+class SparseCategoricalAccuracy(_KerasLike):
+    """The share of examples whose highest score is the label's class."""
+
+    combiner = _AccuracyCombiner
+    default_name = "sparse_categorical_accuracy"
+
+
+class SparseCategoricalCrossentropy(_KerasLike):
+    """The mean of -log(probability of the label's class), the probabilities clipped as Keras clips them."""
+
+    combiner = _CrossentropyCombiner
+    default_name = "sparse_categorical_crossentropy"
+
+
+class RootMeanSquaredError(_KerasLike):
+    """The square root of the mean of (label - prediction)^2."""
+
+    combiner = _RootSquaredErrorCombiner
+    default_name = "root_mean_squared_error"
+
 
 def expected_calibration_error(labels, probabilities, num_bins: int = 10) -> float:
     """The same ECE in numpy (baselines, tuning, tests): labels in {0, 1}, positive-class probabilities."""
@@ -146,4 +242,5 @@ def r_squared(labels, predictions) -> float:
 
 
 __all__: List[str] = ["RSquared", "ExpectedCalibrationError", "expected_calibration_error", "r_squared",
-                      "R_SQUARED_NAME", "ECE_NAME"]
+                      "R_SQUARED_NAME", "ECE_NAME", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+                      "RootMeanSquaredError"]

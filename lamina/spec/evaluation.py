@@ -33,8 +33,9 @@ REGRESSION_METRICS = {
 FORECAST_METRICS = {"mae": "mae", "rmse": "rmse", "mape": "mape", "smape": "smape", "mase": "mase"}
 # Metrics TFMA computes after binarizing the label and the prediction at the positive class.
 POSITIVE_CLASS_METRICS = ("auc", "pr_auc", "precision", "recall", "tpr", "fpr", "ece")
-# Metrics Lamina's own TFMA module defines (models/tfma_metrics.py).
-LAMINA_TFMA_METRICS = ("ece", "r2")
+# Metrics Lamina's own TFMA module defines (models/tfma_metrics.py): those TFMA lacks, and Keras's that TFMA
+# would run as TensorFlow graphs, in numpy. (TFMA's own MeanSquaredError and MeanAbsoluteError are numpy.)
+LAMINA_TFMA_METRICS = ("ece", "r2", "accuracy", "crossentropy", "rmse")
 # The name each metric has in TFMA's output.
 TFMA_OUTPUT_NAMES = {
     "accuracy": "sparse_categorical_accuracy",

@@ -1,0 +1,83 @@
+"""The Evaluator's metrics: Lamina's numpy metrics against the Keras metrics TFMA ran before, side by side.
+
+For a finished `lamina run`, TFMA evaluates the Trainer's model on the eval split with the run's own
+`eval_config`, in a fresh process per evaluation, alternating:
+  - keras: accuracy, crossentropy and RMSE as Keras metrics (no module: TFMA's `tf_metric_wrapper`
+           runs each as a TensorFlow graph, traced by AutoGraph);
+  - numpy: as `eval_config` names them now (`lamina.models.tfma_metrics`).
+Change thresholds are left out (there is no baseline model here). Reported: the seconds TFMA's
+analysis took (imports and the model's load excluded) and the overall metrics of each, which must agree.
+
+Usage:
+    .venv/bin/python benchmarks/evaluator_metrics.py --spec RUN/spec.yaml [--pipeline-dir DIR] [--rounds 3]
+"""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+KERAS_RUN = ("SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "RootMeanSquaredError")
+
+
+def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
+    import tensorflow_model_analysis as tfma
+
+    from lamina.pipeline.pipeline import eval_config
+    from lamina.spec import load_spec
+
+    config = eval_config(load_spec(spec_path))
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            for threshold in metric.per_slice_thresholds:
+                threshold.threshold.ClearField("change_threshold")
+            if variant == "keras" and metric.class_name in KERAS_RUN:
+                metric.module = ""
+    model = sorted(glob.glob(os.path.join(pipeline_dir, "Trainer", "model", "*", "Format-Serving")))[-1]
+    data = sorted(glob.glob(os.path.join(pipeline_dir, "*ExampleGen", "examples", "*", "Split-eval")))[-1]
+    start = time.perf_counter()
+    result = tfma.run_model_analysis(eval_shared_model=tfma.default_eval_shared_model(model, eval_config=config),
+                                     eval_config=config, data_location=os.path.join(data, "*"),
+                                     output_path=tempfile.mkdtemp(prefix="lamina-eval-"))
+    seconds = time.perf_counter() - start
+    overall = next(m for key, m in result.slicing_metrics if key == ())
+    values = {name: v.get("doubleValue") for sub in overall[""].values() for name, v in sub.items()
+              if "doubleValue" in v}
+    return {"variant": variant, "seconds": seconds, "metrics": values}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="the spec.yaml a finished `lamina run` used")
+    parser.add_argument("--pipeline-dir", help="the run's pipeline folder (default: from the spec's run root)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", choices=["keras", "numpy"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pipeline_dir is None:
+        from lamina.spec import load_spec
+
+        args.pipeline_dir = os.path.join(load_spec(args.spec).run_dir, "pipeline")
+    if args.child:
+        print(json.dumps(evaluate(args.spec, args.pipeline_dir, args.child)))
+        return
+    runs = {"keras": [], "numpy": []}
+    for i in range(args.rounds):
+        for variant in ("keras", "numpy") if i % 2 == 0 else ("numpy", "keras"):
+            out = subprocess.run([sys.executable, __file__, "--spec", args.spec, "--pipeline-dir", args.pipeline_dir,
+                                  "--child", variant], capture_output=True, text=True, check=True).stdout
+            run = json.loads(out.strip().splitlines()[-1])
+            runs[variant].append(run)
+            print(f"round {i + 1}: {variant:5s} {run['seconds']:6.1f} s  {run['metrics']}", flush=True)
+    print("\n| metrics | median analysis | rounds |\n|---|---:|---|")
+    for variant, done in runs.items():
+        seconds = [r["seconds"] for r in done]
+        print(f"| {variant} | {statistics.median(seconds):.1f} s | {', '.join(f'{s:.1f}' for s in seconds)} |")
+
+
+if __name__ == "__main__":
+    main()
