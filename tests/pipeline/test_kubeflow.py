@@ -220,9 +220,11 @@ def test_dockerfile_installs_the_lock_and_runs_tfx_kfp_v2_entrypoint():
     copies = [arg for word, arg in steps if word == "COPY"]
     assert "requirements.lock ./" in copies
     runs = [arg for word, arg in steps if word == "RUN"]
-    # The lock, with --no-deps so nothing outside it is resolved; then Lamina itself, also --no-deps.
-    assert any("uv pip install --system --no-cache --no-deps -r requirements.lock" in r for r in runs)
-    assert any(r.endswith("--no-deps .") for r in runs)
+    # The lock, with --no-deps so nothing outside it is resolved; then Lamina itself, also --no-deps. Both
+    # compiled to bytecode at build time (tests/test_image_install.py checks that none compiles at start).
+    assert any("uv pip install --system --no-cache --no-deps --compile-bytecode -r requirements.lock" in r
+               for r in runs)
+    assert any(r.endswith("--no-deps --compile-bytecode .") for r in runs)
     uv = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
     assert f"uv=={uv}" in runs[0]  # the uv `make install` uses
     installs = [r for r in runs if "install" in r]
@@ -238,7 +240,7 @@ def test_dockerfile_installs_the_lock_and_runs_tfx_kfp_v2_entrypoint():
     # The executor runs `python -m ...`, which puts the working directory first on sys.path: it must
     # not be the source folder, whose lamina/ (only __init__.py) would shadow the installed package.
     workdirs = [arg for word, arg in steps if word == "WORKDIR"]
-    install = next(i for i, (word, arg) in enumerate(steps) if word == "RUN" and arg.endswith("--no-deps ."))
+    install = next(i for i, (word, arg) in enumerate(steps) if word == "RUN" and arg.endswith("--compile-bytecode ."))
     source_dir = [arg for word, arg in steps[:install] if word == "WORKDIR"][-1]
     assert workdirs[-1] != source_dir and not workdirs[-1].startswith(source_dir + "/")
     # The components run as a user without root, set after the installs that need root.
