@@ -228,7 +228,6 @@ def expected_calibration_error(labels, probabilities, num_bins: int = 10) -> flo
     labels = np.asarray(labels, np.float64).ravel()
     p = np.asarray(probabilities, np.float64).ravel()
     bins = np.minimum((np.clip(p, 0, None) * num_bins).astype(int), num_bins - 1)
-    n = np.bincount(bins, minlength=num_bins)
     sp = np.bincount(bins, p, minlength=num_bins)
     sy = np.bincount(bins, labels, minlength=num_bins)
     return float(np.abs(sp - sy).sum() / max(len(p), 1))
