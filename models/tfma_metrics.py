@@ -51,12 +51,16 @@ class _Combiner(beam.CombineFn):
     def create_accumulator(self) -> np.ndarray:
         return np.zeros(self.size, np.float64)
 
+    def _examples(self, element, flatten: bool = True):
+        """(label, prediction, weight) arrays of each example in `element`, for this metric's key."""
+        return metric_util.to_label_prediction_example_weight(
+            element, eval_config=self._eval_config, model_name=self._key.model_name,
+            output_name=self._key.output_name, sub_key=self._key.sub_key,
+            aggregation_type=self._aggregation_type, class_weights=self._class_weights,
+            example_weighted=self._example_weighted, flatten=flatten)
+
     def _triples(self, element):
-        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
-                element, eval_config=self._eval_config, model_name=self._key.model_name,
-                output_name=self._key.output_name, sub_key=self._key.sub_key,
-                aggregation_type=self._aggregation_type, class_weights=self._class_weights,
-                example_weighted=self._example_weighted):
+        for label, prediction, weight in self._examples(element):
             yield float(np.ravel(label)[0]), float(np.ravel(prediction)[0]), float(np.ravel(weight)[0])
 
     def merge_accumulators(self, accumulators: Iterable[np.ndarray]) -> np.ndarray:
@@ -143,11 +147,7 @@ class _ScoresCombiner(_Combiner):
     size = 2  # weight, sum(w * value)
 
     def add_input(self, acc: np.ndarray, element) -> np.ndarray:
-        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
-                element, eval_config=self._eval_config, model_name=self._key.model_name,
-                output_name=self._key.output_name, sub_key=self._key.sub_key,
-                aggregation_type=self._aggregation_type, class_weights=self._class_weights,
-                example_weighted=self._example_weighted, flatten=False):
+        for label, prediction, weight in self._examples(element, flatten=False):
             w = float(np.ravel(weight)[0])
             acc += (w, w * self.value(np.ravel(label), np.ravel(prediction)))
         return acc

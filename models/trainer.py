@@ -271,13 +271,14 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                                  f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
     moments = regression_moments(spec, tf_transform_output, train_files)
     linear = None
-    if linear_start_applies(spec, features) and own_loop:
-        print("    model.head.linear_start: off, not yet supported with several replicas (Lamina's own loop)",
-              flush=True)
-    elif linear_start_applies(spec, features):
-        linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
-        print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns what "
-              "it misses", flush=True)
+    if linear_start_applies(spec, features):
+        if own_loop:
+            print("    model.head.linear_start: off, not yet supported with several replicas (Lamina's own loop)",
+                  flush=True)
+        else:
+            linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
+            print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns "
+                  "what it misses", flush=True)
     elif spec.model.head.linear_start and spec.task in ("classification", "regression"):
         print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
     with strategy.scope():

@@ -8,15 +8,15 @@ import tf_keras
 from tensorflow_model_analysis import MetricConfig
 from tensorflow_model_analysis.metrics import metric_specs, metric_types
 
-from lamina.spec import LAMINA_TFMA_METRICS, TFMA_OUTPUT_NAMES
+from lamina.spec import (CLASSIFICATION_METRICS, LAMINA_TFMA_METRICS, REGRESSION_METRICS,
+                         TFMA_OUTPUT_NAMES)
 from pipeline.pipeline import TFMA_METRICS_MODULE
 
 KERAS = {"accuracy": tf_keras.metrics.SparseCategoricalAccuracy,
          "crossentropy": tf_keras.metrics.SparseCategoricalCrossentropy,
          "mse": tf_keras.metrics.MeanSquaredError, "mae": tf_keras.metrics.MeanAbsoluteError,
          "rmse": tf_keras.metrics.RootMeanSquaredError}
-CLASS_NAMES = {"accuracy": "SparseCategoricalAccuracy", "crossentropy": "SparseCategoricalCrossentropy",
-               "mse": "MeanSquaredError", "mae": "MeanAbsoluteError", "rmse": "RootMeanSquaredError"}
+CLASS_NAMES = {**CLASSIFICATION_METRICS, **REGRESSION_METRICS}  # what eval_config names each metric
 
 
 def _classification(rng, n=300, k=4):
