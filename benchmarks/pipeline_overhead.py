@@ -23,9 +23,13 @@ compiles every module to bytecode), and once with each module compiled from its 
 as an install without compiled bytecode does when PYTHONDONTWRITEBYTECODE is set (Python then never
 writes the .pyc files). The second set is named with " [source]".
 
+With `--beam both`, each round runs every process twice as well: with Lamina's Beam settings
+(cloudpickle, DoFn introspection kept per DoFn) and with Beam's own (`lamina_beam_defaults.py`: dill,
+introspection asked every time). The second set is named with " [beam defaults]".
+
 Usage:
     .venv/bin/python benchmarks/pipeline_overhead.py [--rounds 3] [--json results.json] \
-        [--only lamina keras] [--bytecode installed|source|both]
+        [--only lamina keras] [--bytecode installed|source|both] [--beam lamina|defaults|both]
 """
 
 import argparse
@@ -81,8 +85,10 @@ def from_source_env(empty: Path) -> dict:
     return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty)}
 
 
-def one_round(work: Path, order, env=None, suffix="") -> dict:
+def one_round(work: Path, order, env=None, suffix="", beam_defaults=False) -> dict:
     lamina = [str(Path(sys.executable).parent / "lamina"), "run", "spec.yaml"]
+    if beam_defaults:
+        lamina = [sys.executable, str(BENCH / "lamina_beam_defaults.py"), "run", "spec.yaml"]
     python = sys.executable
     runs = {}
     shipped, core = work / "lamina", work / "lamina-core"
@@ -116,27 +122,33 @@ def main():
                         help="run only these processes (lamina brings lamina-rerun)")
     parser.add_argument("--bytecode", choices=["installed", "source", "both"], default="installed",
                         help="modules from the installed .pyc files, compiled from source at every start, or both")
+    parser.add_argument("--beam", choices=["lamina", "defaults", "both"], default="lamina",
+                        help="Lamina's Beam settings, Beam's own defaults (dill, no kept introspection), or both")
     args = parser.parse_args()
     names = list(args.only)
     empty = Path(tempfile.mkdtemp(prefix="lamina-no-pyc-"))
-    variants = {"installed": [(None, "")], "source": [(from_source_env(empty), " [source]")],
+    bytecode = {"installed": [(None, "")], "source": [(from_source_env(empty), " [source]")],
                 "both": [(None, ""), (from_source_env(empty), " [source]")]}[args.bytecode]
+    beam = {"lamina": [(False, "")], "defaults": [(True, " [beam defaults]")],
+            "both": [(False, ""), (True, " [beam defaults]")]}[args.beam]
+    variants = [(env, code_suffix + beam_suffix, defaults)
+                for env, code_suffix in bytecode for defaults, beam_suffix in beam]
     rounds = []
     for i in range(args.rounds):
         order = names[i % len(names):] + names[:i % len(names)]
         print(f"round {i + 1}/{args.rounds}: {', '.join(order)}", flush=True)
         runs = {}
-        for env, suffix in variants[::-1] if i % 2 else variants:  # which set goes first alternates too
+        for env, suffix, defaults in variants[::-1] if i % 2 else variants:  # which set goes first alternates too
             work = Path(tempfile.mkdtemp(prefix="lamina-overhead-"))
             try:
-                runs.update(one_round(work, order, env, suffix))
+                runs.update(one_round(work, order, env, suffix, defaults))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         rounds.append(runs)
         if args.json:
             Path(args.json).write_text(json.dumps(rounds, indent=1))
     shutil.rmtree(empty, ignore_errors=True)
-    suffixes = [suffix for _, suffix in variants]
+    suffixes = [suffix for _, suffix, _ in variants]
     measured = [n + s for s in suffixes for n in names + (["lamina-rerun"] if "lamina" in names else [])]
     med = {n: statistics.median(r[n]["wall_s"] for r in rounds) for n in measured}
     print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -150,14 +162,14 @@ def main():
                              ("lamina-core", "keras", 2.0), ("lamina-rerun", "keras", 1.5)]:
             if a + s in med and b + s in med:
                 print(f"| {a + s} / {b + s} | {med[a + s] / med[b + s]:.2f} | {target} |")
-    if "lamina" not in names or "" not in suffixes:
-        return
-    median_round = sorted(rounds, key=lambda r: r["lamina"]["wall_s"])[len(rounds) // 2]
-    print("\n| component | lamina (s) | lamina-core (s) | lamina-rerun (s) |\n|---|---:|---:|---:|")
-    for c, s in median_round["lamina"]["components"].items():
-        core = median_round.get("lamina-core", {"components": {}})["components"].get(c)
-        rerun = median_round["lamina-rerun"]["components"].get(c)
-        print(f"| {c} | {s:.1f} | {'' if core is None else f'{core:.1f}'} | {'' if rerun is None else f'{rerun:.1f}'} |")
+    lamina_runs = [n for n in ("lamina", "lamina-core", "lamina-rerun") if n + suffixes[0] in med]
+    for s in suffixes if lamina_runs else []:  # seconds per component in the median round of the first run named
+        median_round = sorted(rounds, key=lambda r: r[lamina_runs[0] + s]["wall_s"])[len(rounds) // 2]
+        columns = [median_round[n + s]["components"] for n in lamina_runs]
+        print(f"\n| component{s} | " + " | ".join(f"{n} (s)" for n in lamina_runs) + " |\n|---|"
+              + "---:|" * len(lamina_runs))
+        for c in dict.fromkeys(c for column in columns for c in column):
+            print(f"| {c} | " + " | ".join("" if c not in col else f"{col[c]:.1f}" for col in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -165,19 +165,32 @@ TFX_DEPENDENCY_FLAGS = ("--extra_packages", "--extra_package", "--setup_file", "
 # The DirectRunner's workers are this Python process or its subprocesses, which have TFX: this flag says
 # so. The DirectRunner starts no container and reads no image, so it changes nothing else.
 LOCAL_WORKERS_FLAG = "--sdk_container_image=lamina-local-python-environment"
+# Beam pickles every DoFn when it turns a pipeline into its runner API proto, and the DirectRunner
+# unpickles them again. With dill (Beam's default) that cost Transform, StatisticsGen and the
+# Evaluator 2-3 s on the penguins example: dill resets its logger's level on every call, which clears
+# the cache of every logger in the process. cloudpickle gives the same DoFns back, faster
+# (docs/benchmarks.md). A `--pickle_library` in the spec's beam_args wins.
+LOCAL_PICKLER_FLAG = "--pickle_library=cloudpickle"
 
 
 def local_beam_args(beam_args: List[str]) -> List[str]:
     """The spec's Beam arguments for a local run: on the DirectRunner, with the flag that tells TFX's
-    executors not to package TFX for workers; other runners (Dataflow, Flink, Spark) keep TFX's behaviour.
+    executors not to package TFX for workers, and cloudpickle unless the spec names a pickler; other
+    runners (Dataflow, Flink, Spark) keep TFX's and Beam's behaviour.
 
     >>> local_beam_args(["--direct_num_workers=2"])
-    ['--direct_num_workers=2', '--sdk_container_image=lamina-local-python-environment']
+    ['--direct_num_workers=2', '--sdk_container_image=lamina-local-python-environment', '--pickle_library=cloudpickle']
     """
     runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "DirectRunner")
-    if runner not in ("DirectRunner", "direct") or any(a.split("=", 1)[0] in TFX_DEPENDENCY_FLAGS for a in beam_args):
+    if runner not in ("DirectRunner", "direct"):
         return list(beam_args)
-    return list(beam_args) + [LOCAL_WORKERS_FLAG]
+    flags = {a.split("=", 1)[0] for a in beam_args}
+    out = list(beam_args)
+    if not flags & set(TFX_DEPENDENCY_FLAGS):
+        out.append(LOCAL_WORKERS_FLAG)
+    if "--pickle_library" not in flags:
+        out.append(LOCAL_PICKLER_FLAG)
+    return out
 
 
 def record_spec(spec: Spec) -> str:
@@ -219,10 +232,12 @@ def run_pipeline(spec: Spec, stream: Optional[TextIO] = None) -> RunResult:
     check_pretrained_models(spec)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from lamina.pipeline.beam_dofn_specs import memoize_dofn_specs
     from lamina.components.anomaly_gate import DataAnomaliesError
     from lamina.components.image_example_gen import BadInputFilesError
     from lamina.pipeline.pipeline import create_pipeline
 
+    memoize_dofn_specs()  # Beam asks each DoFn the same question about nine times
     os.makedirs(spec.run_dir, exist_ok=True)
     record_spec(spec)
     pipeline = create_pipeline(spec, beam_pipeline_args=local_beam_args(spec.runner.beam_args))

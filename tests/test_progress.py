@@ -86,10 +86,13 @@ def test_local_beam_runs_build_no_tfx_package_for_workers(tmp_path):
     pattern = os.path.join(tempfile.gettempdir(), "*", "build", "tfx")
     before = set(glob.glob(pattern))
     args = local_beam_args(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    assert args == ["--direct_running_mode=in_memory", "--direct_num_workers=1", LOCAL_WORKERS_FLAG]
+    assert args == ["--direct_running_mode=in_memory", "--direct_num_workers=1", LOCAL_WORKERS_FLAG,
+                    "--pickle_library=cloudpickle"]
     # The executor's constructor is where TFX builds the package: a real one, with the run's arguments.
     Executor(BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=str(tmp_path)))
     assert set(glob.glob(pattern)) == before
     assert dependency_utils.make_beam_dependency_flags is original  # nothing of TFX's is patched
     assert local_beam_args(["--runner=DataflowRunner", "--project=p"]) == ["--runner=DataflowRunner", "--project=p"]
-    assert local_beam_args(["--extra_packages=dist/x.tar.gz"]) == ["--extra_packages=dist/x.tar.gz"]
+    assert local_beam_args(["--extra_packages=dist/x.tar.gz"]) == ["--extra_packages=dist/x.tar.gz",
+                                                                   "--pickle_library=cloudpickle"]
+    assert local_beam_args(["--pickle_library=dill"]) == ["--pickle_library=dill", LOCAL_WORKERS_FLAG]

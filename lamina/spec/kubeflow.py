@@ -64,6 +64,8 @@ class BeamSpec(StrictModel):
         if self.runner == "DirectRunner":
             out += [f"--direct_running_mode={self.direct_running_mode}",
                     f"--direct_num_workers={self.direct_num_workers}"]
+            if "pickle_library" not in self.options:  # as a local run: faster than dill (docs/benchmarks.md)
+                out.append("--pickle_library=cloudpickle")
         for key, value in sorted(self.options.items()):
             out.append(f"--{key}" if value is True else f"--{key}={value}")
         return out

@@ -133,7 +133,8 @@ def test_the_image_spec_compiles_with_its_image_example_gen(tmp_path):
     ps = load(compile_pipeline(spec, str(tmp_path / "digits.json")))
     assert "ImageExampleGen" in ps.root.dag.tasks
     args = executor(ps, "ImageExampleGen")["container"]["args"]
-    assert args[-3:] == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert args[-4:] == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+                         "--pickle_library=cloudpickle"]
     assert executor(ps, "Trainer")["container"]["resources"]["accelerator"]["count"] == "2"
 
 
