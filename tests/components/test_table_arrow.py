@@ -5,6 +5,7 @@ import dataclasses
 import os
 
 import palmerpenguins
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 
@@ -180,3 +181,11 @@ def test_the_arrow_path_reads_a_filesystem_uri_through_tf_io_gfile(tmp_path):
         [e for b in table_arrow.examples(s.path, s.names, s.delimiter, "utf-8", LABEL, types, None) for e in b]
         for s in scans)
     assert len(remote_examples) == 390 and remote_examples == local_examples
+
+
+def test_the_trimmed_characters_are_the_ones_python_strips():
+    """pyarrow trims table_arrow.WHITESPACE; Python's str.strip() removes every character whose isspace() is true."""
+    expected = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+    assert table_arrow.WHITESPACE == expected
+    padded = pa.array([table_arrow.WHITESPACE + "a b\u3000" + "\u00a0", "\u2028", "x"])
+    assert table_arrow.strip(padded).to_pylist() == ["a b", "", "x"] == [s.strip() for s in padded.to_pylist()]
