@@ -133,11 +133,13 @@ def restore(state: Dict[str, np.ndarray], model: keras.Model, optimizer=None) ->
 def fit_loop(model: keras.Model, spec: Spec, strategy: tf.distribute.Strategy, train_fn, eval_fn,
              steps_per_epoch: Optional[int] = None, callbacks: Optional[list] = None, stream=None,
              batches_per_epoch: Optional[int] = None, class_weight: Optional[Dict[int, float]] = None,
-             checkpoint_dir: Optional[str] = None) -> List[keras.callbacks.History]:
+             checkpoint_dir: Optional[str] = None, from_start: bool = False) -> List[keras.callbacks.History]:
     """Fits `model` (built under `strategy`) phase by phase; returns one History per phase, like `trainer.fit`.
 
     `train_fn(epoch)`/`eval_fn`: `tf.distribute.InputContext -> dataset` of this worker's share,
     batched per replica (for `strategy.distribute_datasets_from_function`).
+    `from_start`: the model before training is a fitted one (`model.head.linear_start`); early stopping must beat
+    its score on the eval split, else restores it, as in `trainer.fit`.
     """
     out = stream or sys.stdout
     chief = is_chief(strategy)
@@ -170,7 +172,7 @@ def fit_loop(model: keras.Model, spec: Spec, strategy: tf.distribute.Strategy, t
         first = max(epoch, done)
         histories.append(_run_phase(model, spec, strategy, optimizer, train_fn, eval_data, first,
                                     epoch + phase.epochs, total, steps_per_epoch, callbacks, class_weight,
-                                    checkpoints, index, progress))
+                                    checkpoints, index, progress, from_start))
         epoch += phase.epochs
         if model.stop_training:
             break
@@ -178,7 +180,8 @@ def fit_loop(model: keras.Model, spec: Spec, strategy: tf.distribute.Strategy, t
 
 
 def _run_phase(model, spec, strategy, optimizer, train_fn, eval_data, first: int, last: int, total: int,
-               steps_per_epoch, callbacks, class_weight, checkpoints: Checkpoints, phase: int, progress):
+               steps_per_epoch, callbacks, class_weight, checkpoints: Checkpoints, phase: int, progress,
+               from_start: bool = False):
     loss_fn = model.loss  # the compiled Loss; `.call` gives its per-example values
     metric_fns = per_example_metrics(task_loss_and_metrics(spec.model.head)[1])
     weights = None
@@ -232,9 +235,15 @@ def _run_phase(model, spec, strategy, optimizer, train_fn, eval_data, first: int
     def packed(sums_: Dict[str, tf.Tensor]) -> tf.Tensor:
         return tf.stack([sums_[k] for k in keys])
 
+    start = None
+    monitor = spec.training.early_stopping.monitor if spec.training.early_stopping else ""
+    if from_start and monitor.startswith("val_"):  # the model as it is, scored as every epoch is
+        start = _means(dict(zip(keys, _accumulate(eval_step, iter(eval_data))))).get(monitor[len("val_"):])
+        if start is not None:
+            print(f"    before training: {monitor}={start:.4f}", file=progress.stream, flush=True)
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
-        [progress, *(callbacks or []), *early_stopping(spec), history], model=model, epochs=total,
+        [progress, *(callbacks or []), *early_stopping(spec, start), history], model=model, epochs=total,
         steps=steps_per_epoch, verbose=0)
     model.stop_training = False
     callback_list.on_train_begin()

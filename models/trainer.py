@@ -272,13 +272,11 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     moments = regression_moments(spec, tf_transform_output, train_files)
     linear = None
     if linear_start_applies(spec, features):
-        if own_loop:
-            print("    model.head.linear_start: off, not yet supported with several replicas (Lamina's own loop)",
-                  flush=True)
-        else:
-            linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
-            print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns "
-                  "what it misses", flush=True)
+        # Every worker fits the same linear model on the whole train split (the fit is deterministic); its fixed
+        # weights are variables made under the strategy, which starts every replica from the chief's values.
+        linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
+        print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns "
+              "what it misses", flush=True)
     elif spec.model.head.linear_start and spec.task in ("classification", "regression"):
         print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
     with strategy.scope():
@@ -314,7 +312,7 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
              else f" in {keras.mixed_precision.global_policy().name}"), flush=True)
     if own_loop:
         histories = fit_loop(model, spec, strategy, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,
-                             class_weight=weights, checkpoint_dir=checkpoint_dir)
+                             class_weight=weights, checkpoint_dir=checkpoint_dir, from_start=linear is not None)
     else:
         with strategy.scope():  # optimizers created at each phase's compile belong to the strategy
             histories = fit(model, spec, train_ds, eval_ds, steps, callbacks, batches_per_epoch=batches,

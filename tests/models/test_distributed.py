@@ -176,6 +176,49 @@ def test_a_dead_worker_stops_the_run_and_a_rerun_resumes_from_its_checkpoint(run
     assert not os.path.exists(match.group(2))  # a finished run leaves no checkpoint to resume
 
 
+def test_a_linear_start_on_two_workers_is_the_one_device_start_and_is_kept_when_no_epoch_beats_it(
+        penguins_run, tmp_path, capsys):
+    """`model.head.linear_start` in Lamina's own loop: each worker fits the linear model, the loop scores the
+    start before its first epoch as `fit` does, and early stopping restores it when no epoch beats it (here by
+    the min_delta of 1.0 no loss can beat), so the two-worker model equals what `fit` on one device keeps:
+    the start itself."""
+    import tensorflow_transform as tft
+
+    from lamina.models.trainer import train
+
+    spec, result = penguins_run
+    examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
+    train_files, eval_files = ([os.path.join(examples, f"Split-{s}", "*")] for s in ("train", "eval"))
+    model = {**spec.model.model_dump(), "head": {"type": "classification", "linear_start": True}}
+    training = {"epochs": EPOCHS, "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 1.0}}
+    two = make_spec(spec.base_dir, model=model, training={
+        **training, "batch_size": GLOBAL_BATCH // 2, "distribution": {"strategy": "multi_worker", "workers": 2}})
+    stream = io.StringIO()
+    launch_workers(two, result.transform_graph_dir, train_files, eval_files, str(tmp_path / "two" / "serving"),
+                   str(tmp_path / "model_run" / "two"), stream=stream)
+    output = stream.getvalue()
+    assert "model.head.linear_start: the network starts as the linear model and learns what it misses" in output
+    start = float(re.search(r"^    before training: val_loss=(\S+)$", output, re.M).group(1))
+    assert "no epoch beat the start's val_loss" in output
+    assert len(history(str(tmp_path / "model_run" / "two"))) == 2  # patience 2: stopped after two epochs
+
+    one = make_spec(spec.base_dir, model=model, training={
+        **training, "batch_size": GLOBAL_BATCH, "distribution": {"strategy": "one_device"}})
+    train(one, tft.TFTransformOutput(result.transform_graph_dir), train_files, eval_files,
+          str(tmp_path / "one" / "serving"), log_dir=str(tmp_path / "one" / "run"))
+    one_output = capsys.readouterr().out
+    assert "no epoch beat the start's val_loss" in one_output
+    assert float(re.search(r"^    before training: val_loss=(\S+)$", one_output, re.M).group(1)) == pytest.approx(
+        start, abs=1e-4)  # the loop's score of the start is Keras' evaluate
+    kept_two, kept_one = (load_keras_model(str(tmp_path / n / "serving")) for n in ("two", "one"))
+    linear_two, linear_one = (m.get_layer("linear_start").get_weights() for m in (kept_two, kept_one))
+    assert len(linear_two) == len(linear_one) > 0
+    for a, b in zip(linear_two, linear_one):  # the same linear model, fitted by each worker and by fit's path
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(kept_two.get_weights(), kept_one.get_weights()):  # both kept the start: the same weights
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_mixed_precision_and_a_scaled_learning_rate_on_two_devices(penguins_run, tmp_path):
     serving_dir, run_dir, output = run(penguins_run, tmp_path / "bf16", "mirrored", mixed_precision="on",
                                        distribution={"scale_learning_rate": True})
