@@ -272,8 +272,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     moments = regression_moments(spec, tf_transform_output, train_files)
     linear = None
     if linear_start_applies(spec, features):
-        # Every worker fits the same linear model on the whole train split (the fit is deterministic); its fixed
-        # weights are variables made under the strategy, which starts every replica from the chief's values.
+        # Every worker fits the linear model on the whole train split; the fit is deterministic, so all hold the
+        # same fixed weights (tests/models/test_distributed.py compares two workers' with one device's).
         linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
         print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns "
               "what it misses", flush=True)
