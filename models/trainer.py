@@ -214,34 +214,14 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     features = describe_transformed_features(spec, tf_transform_output, learned)
     classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
     batch = spec.training.batch_size * strategy.num_replicas_in_sync
-    cache_train, cache_eval = cache_plan(expand_file_patterns(train_files), expand_file_patterns(eval_files), features)
     steps = steps_per_epoch or spec.training.steps_per_epoch
-
-    def dataset_fn(files, shuffle, cache, repeat, seed=spec.training.seed):
-        def fn(context: tf.distribute.InputContext):
-            ds = make_dataset(files, tf_transform_output, spec, features, context.get_per_replica_batch_size(batch),
-                              shuffle=shuffle, seed=seed, cache=cache,
-                              shard=(context.num_input_pipelines, context.input_pipeline_id))
-            return ds.repeat() if repeat else ds
-        return fn
-
-    if own_loop:
-        # Every epoch's input is built afresh from seed + epoch (a distributed iterator rebuilds its
-        # dataset, so a reshuffle would repeat the first order); epoch 1 is one device's first epoch.
-        train_ds = lambda epoch: dataset_fn(train_files, True, cache_train, bool(steps),  # noqa: E731
-                                            seed=spec.training.seed + epoch)
-        eval_ds = dataset_fn(eval_files, False, cache_eval, False)
-    else:
-        train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
-                                seed=spec.training.seed, cache=cache_train)
-        eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
-        if steps:
-            train_ds = train_ds.repeat()
+    train_ds, eval_ds = _training_input(spec, tf_transform_output, features, train_files, eval_files, batch, steps,
+                                        own_loop)
     trees_fit = spec.model.type != "network" and tabular_only(features)
     if spec.model.type == "auto" and not trees_fit:
         print("    model.type auto: the network only (gradient-boosted trees take tabular features only)", flush=True)
+    counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
     if spec.model.type == "gbt":
-        counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
         weights = class_weights(spec, classes, counts) if classes and spec.training.class_weights != "none" else None
         trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
         if chief:
@@ -251,34 +231,10 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             barrier(strategy)
         shutil.rmtree(vocab_dir, ignore_errors=True)
         return trees, []
-    positive = spec.evaluation.positive_class
-    counts = label_counts(train_files, tf_transform_output, spec, len(classes)) if classes else None
-    if classes and positive is not None:
-        if not counts[0]:  # reserved at index 0 by Transform, so present in the vocabulary even when absent
-            seen = ", ".join(repr(c) for c, n in zip(classes, counts) if n)
-            raise ValueError(f"evaluation.positive_class: {positive!r} is not a value of the label "
-                             f"{spec.data.label!r} in the train split; its values are {seen}.")
-    weights = None
-    if classes and spec.training.class_weights != "none":
-        weights = class_weights(spec, classes, counts)
-        if weights:
-            setting = spec.training.class_weights
-            shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
-                               for i, (c, n) in enumerate(zip(classes, counts)))
-            implied = class_balance(classes, counts, weights).get("threshold")
-            print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
-                  f"{shares}" + (f"; the model answers {implied['class']!r} where its unweighted probability passes "
-                                 f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
+    check_positive_class(spec, classes, counts)
+    weights = _network_class_weights(spec, classes, counts)
     moments = regression_moments(spec, tf_transform_output, train_files)
-    linear = None
-    if linear_start_applies(spec, features):
-        # Every worker fits the linear model on the whole train split; the fit is deterministic, so all hold the
-        # same fixed weights (tests/models/test_distributed.py compares two workers' with one device's).
-        linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
-        print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns "
-              "what it misses", flush=True)
-    elif spec.model.head.linear_start and spec.task in ("classification", "regression"):
-        print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
+    linear = _linear_start(spec, tf_transform_output, features, train_files, classes, weights)
     with strategy.scope():
         model = build_model(spec, features, num_classes=len(classes) if classes else None, compile=False,
                             label_moments=moments, linear=linear)
@@ -286,23 +242,8 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
     batches = None
     if not steps and spec.lr_schedule != "constant":
         batches = math.ceil(count_records(expand_file_patterns(train_files)) / batch)
-    callbacks = []
-    board = spec.training.tensorboard
-    if log_dir and chief:
-        profile = tuple(board.profile_batches) if board.profile_batches else 0
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", profile_batch=profile))
-        if board.histograms:
-            from lamina.models.finetune import training_phases
-            from lamina.models.tensorboard import NetworkHistograms
-
-            # Gradients on one fixed batch, read from a dataset of its own: iterating the training one would
-            # move its reshuffling on. The own loop's replicas keep theirs, so it writes weights only.
-            sample = None
-            if not own_loop:
-                sample = tuple(next(iter(make_dataset(train_files, tf_transform_output, spec, features, batch,
-                                                      shuffle=False).take(1))))[:2]
-            total = sum(p.epochs for p in training_phases(model, spec))
-            callbacks.append(NetworkHistograms(log_dir, total, board.max_layers, board.histogram_epochs, sample))
+    callbacks = _board_callbacks(spec, model, log_dir, tf_transform_output, features, train_files, batch,
+                                 own_loop) if log_dir and chief else []
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     replicas = strategy.num_replicas_in_sync
     print(f"    training {model.name}: {len(features)} features, batch {batch}"
@@ -325,23 +266,118 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
             exported.set_weights(model.get_weights())
         choice = {"type": spec.model.type, "exported": "network", **class_balance(classes, counts, weights)}
         if trees_fit:
-            candidates = {"network": exported,
-                          "gbt": train_trees(spec, tf_transform_output, features, train_files, classes, weights),
-                          "linear": linear_model(spec, features, linear if linear is not None else fit_linear(
-                              spec, tf_transform_output, features, train_files, classes, weights))}
-            eval_batches = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
-                                        shuffle=False)
-            choice.update(compare_on_eval(spec, candidates, eval_batches))
-            exported = candidates[choice["exported"]]
-            print(f"    model.type auto on the eval split ({choice['metric']}): "
-                  + ", ".join(f"{MODEL_NAMES[k]} {v:.4f}" for k, v in choice["scores"].items())
-                  + f": exporting the {MODEL_NAMES[choice['exported']]}", flush=True)
+            exported, scored = _best_of_three(spec, exported, linear, tf_transform_output, features, train_files,
+                                              eval_files, classes, weights)
+            choice.update(scored)
         _export(spec, exported, tf_transform_output, features, serving_model_dir, log_dir, histories, eval_files,
                 classes, choice)
     if multi_worker:
         barrier(strategy)  # the other workers end when the chief's export is written
     shutil.rmtree(vocab_dir, ignore_errors=True)
     return model, histories
+
+
+def _training_input(spec: Spec, tf_transform_output, features, train_files: List[str], eval_files: List[str],
+                    batch: int, steps: Optional[int], own_loop: bool):
+    """(train, eval) input: datasets for `fit`; for Lamina's own loop, `InputContext -> dataset` functions of each
+    worker's share, the train one made per epoch."""
+    cache_train, cache_eval = cache_plan(expand_file_patterns(train_files), expand_file_patterns(eval_files), features)
+    if not own_loop:
+        train_ds = make_dataset(train_files, tf_transform_output, spec, features, batch, shuffle=True,
+                                seed=spec.training.seed, cache=cache_train)
+        eval_ds = make_dataset(eval_files, tf_transform_output, spec, features, batch, shuffle=False, cache=cache_eval)
+        return (train_ds.repeat() if steps else train_ds), eval_ds
+
+    def dataset_fn(files, shuffle, cache, repeat, seed=spec.training.seed):
+        def fn(context: tf.distribute.InputContext):
+            ds = make_dataset(files, tf_transform_output, spec, features, context.get_per_replica_batch_size(batch),
+                              shuffle=shuffle, seed=seed, cache=cache,
+                              shard=(context.num_input_pipelines, context.input_pipeline_id))
+            return ds.repeat() if repeat else ds
+        return fn
+
+    # Every epoch's input is built afresh from seed + epoch (a distributed iterator rebuilds its
+    # dataset, so a reshuffle would repeat the first order); epoch 1 is one device's first epoch.
+    train_ds = lambda epoch: dataset_fn(train_files, True, cache_train, bool(steps),  # noqa: E731
+                                        seed=spec.training.seed + epoch)
+    return train_ds, dataset_fn(eval_files, False, cache_eval, False)
+
+
+def check_positive_class(spec: Spec, classes: Optional[List[str]], counts) -> None:
+    """`evaluation.positive_class` must be a label value of the train split (ValueError naming the values)."""
+    positive = spec.evaluation.positive_class
+    if classes and positive is not None and not counts[0]:
+        # reserved at index 0 by Transform, so present in the vocabulary even when absent
+        seen = ", ".join(repr(c) for c, n in zip(classes, counts) if n)
+        raise ValueError(f"evaluation.positive_class: {positive!r} is not a value of the label "
+                         f"{spec.data.label!r} in the train split; its values are {seen}.")
+
+
+def _network_class_weights(spec: Spec, classes: Optional[List[str]], counts) -> Optional[Dict[int, float]]:
+    """`training.class_weights` for the network, with a line that says what they are and the threshold they imply."""
+    if not classes or spec.training.class_weights == "none":
+        return None
+    weights = class_weights(spec, classes, counts)
+    if weights:
+        setting = spec.training.class_weights
+        shares = ", ".join(f"{c!r} {n / max(sum(counts), 1):.0%} -> {weights[i]:.2f}"
+                           for i, (c, n) in enumerate(zip(classes, counts)))
+        implied = class_balance(classes, counts, weights).get("threshold")
+        print(f"    class weights (training.class_weights: {setting if isinstance(setting, str) else 'set'}): "
+              f"{shares}" + (f"; the model answers {implied['class']!r} where its unweighted probability passes "
+                             f"{implied['probability']:.2f}, not 0.5" if implied else ""), flush=True)
+    return weights
+
+
+def _linear_start(spec: Spec, tf_transform_output, features, train_files: List[str], classes, weights):
+    """The fitted linear model's arrays for `model.head.linear_start`, or None where it is off (said so)."""
+    if linear_start_applies(spec, features):
+        # Every worker fits the linear model on the whole train split; the fit is deterministic, so all hold the
+        # same fixed weights (tests/models/test_distributed.py compares two workers' with one device's).
+        linear = fit_linear(spec, tf_transform_output, features, train_files, classes, weights)
+        print(f"    model.head.linear_start: the network starts as the {MODEL_NAMES['linear']} and learns "
+              "what it misses", flush=True)
+        return linear
+    if spec.model.head.linear_start and spec.task in ("classification", "regression"):
+        print("    model.head.linear_start: off, the linear model takes tabular features only", flush=True)
+    return None
+
+
+def _board_callbacks(spec: Spec, model: keras.Model, log_dir: str, tf_transform_output, features,
+                     train_files: List[str], batch: int, own_loop: bool) -> list:
+    """TensorBoard's callbacks for the chief: scalars per epoch, and `tensorboard.histograms` when asked."""
+    board = spec.training.tensorboard
+    profile = tuple(board.profile_batches) if board.profile_batches else 0
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", profile_batch=profile)]
+    if board.histograms:
+        from lamina.models.tensorboard import NetworkHistograms
+
+        # Gradients on one fixed batch, read from a dataset of its own: iterating the training one would
+        # move its reshuffling on. The own loop's replicas keep theirs, so it writes weights only.
+        sample = None
+        if not own_loop:
+            sample = tuple(next(iter(make_dataset(train_files, tf_transform_output, spec, features, batch,
+                                                  shuffle=False).take(1))))[:2]
+        total = sum(p.epochs for p in training_phases(model, spec))
+        callbacks.append(NetworkHistograms(log_dir, total, board.max_layers, board.histogram_epochs, sample))
+    return callbacks
+
+
+def _best_of_three(spec: Spec, network: keras.Model, linear, tf_transform_output, features, train_files: List[str],
+                   eval_files: List[str], classes, weights):
+    """`model.type: auto`: the network, the trees and the linear model scored on the eval split; returns (the best,
+    what `compare_on_eval` found)."""
+    candidates = {"network": network,
+                  "gbt": train_trees(spec, tf_transform_output, features, train_files, classes, weights),
+                  "linear": linear_model(spec, features, linear if linear is not None else fit_linear(
+                      spec, tf_transform_output, features, train_files, classes, weights))}
+    eval_batches = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
+                                shuffle=False)
+    scored = compare_on_eval(spec, candidates, eval_batches)
+    print(f"    model.type auto on the eval split ({scored['metric']}): "
+          + ", ".join(f"{MODEL_NAMES[k]} {v:.4f}" for k, v in scored["scores"].items())
+          + f": exporting the {MODEL_NAMES[scored['exported']]}", flush=True)
+    return candidates[scored["exported"]], scored
 
 
 def _export(spec: Spec, exported: keras.Model, tf_transform_output, features, serving_model_dir: str,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lamina.models.trainer import class_weights
+from lamina.models.trainer import check_positive_class, class_weights
 from lamina.spec import Spec
 
 
@@ -92,3 +92,15 @@ def test_with_class_weights_early_stopping_watches_the_weighted_loss_training_mi
     assert history.history["val_loss"][-1] == pytest.approx(weighted["loss"], rel=1e-4)
     assert abs(weighted["loss"] - plain["loss"]) > 0.01  # the weights change the loss ...
     assert history.history["val_accuracy"][-1] == pytest.approx(plain["accuracy"])  # ... and not the metrics
+
+
+def test_a_positive_class_the_train_split_lacks_is_refused_with_the_values_it_has():
+    """Transform reserves index 0 of the label vocabulary for `evaluation.positive_class`, so it is a class even
+    when no train row has it: then the run stops, naming the values the split has."""
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "species"}, "evaluation": {"positive_class": "Gentoo"}})
+    check_positive_class(spec, ["Gentoo", "Adelie", "Chinstrap"], [4, 5, 3])  # present: nothing to say
+    with pytest.raises(ValueError) as e:
+        check_positive_class(spec, ["Gentoo", "Adelie", "Chinstrap"], [0, 5, 3])
+    assert str(e.value) == ("evaluation.positive_class: 'Gentoo' is not a value of the label 'species' in the train "
+                            "split; its values are 'Adelie', 'Chinstrap'.")
+    check_positive_class(Spec.from_dict({"data": {"path": "x.csv", "label": "species"}}), ["a", "b"], [0, 5])
