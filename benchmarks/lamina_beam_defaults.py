@@ -10,7 +10,7 @@ import sys
 from lamina.pipeline import beam_dofn_specs, local_runner
 
 beam_dofn_specs.memoize_dofn_specs = lambda: None  # run_pipeline imports it when it runs
-local_runner.LOCAL_PICKLER_FLAG = "--pickle_library=dill"  # read by local_beam_args when it runs
+local_runner.BEAM_PICKLER_FLAG = "--pickle_library=dill"  # read by local_beam_args when it runs
 
 if __name__ == "__main__":
     from lamina.pipeline.cli import main

@@ -111,3 +111,9 @@ BULK_INFERRER = "BulkInferrer"
 IMAGE_EXAMPLE_GEN = "ImageExampleGen"
 FORECAST_EXAMPLE_GEN = "ForecastExampleGen"
 FORECAST_EVALUATOR = "ForecastEvaluator"
+
+# The DirectRunner's pickler, locally and on Kubeflow, unless the Beam arguments name one: Beam pickles every
+# DoFn when it turns a pipeline into its runner API proto. dill (Beam's default) resets its logger's level on
+# every call, which clears the cache of every logger in the process; cloudpickle gives the same DoFns back,
+# faster (docs/benchmarks.md, "Beam's pickler and DoFn introspection").
+BEAM_PICKLER_FLAG = "--pickle_library=cloudpickle"

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import List, Optional, TextIO
 
-from lamina.constants import STATISTICS_GEN
+from lamina.constants import BEAM_PICKLER_FLAG, STATISTICS_GEN
 from lamina import storage
 from lamina.pipeline.runs.report import write_report
 from lamina.pipeline.runs.metadata import ExecutionRecord
@@ -165,12 +165,6 @@ TFX_DEPENDENCY_FLAGS = ("--extra_packages", "--extra_package", "--setup_file", "
 # The DirectRunner's workers are this Python process or its subprocesses, which have TFX: this flag says
 # so. The DirectRunner starts no container and reads no image, so it changes nothing else.
 LOCAL_WORKERS_FLAG = "--sdk_container_image=lamina-local-python-environment"
-# Beam pickles every DoFn when it turns a pipeline into its runner API proto, and the DirectRunner
-# unpickles them again. With dill (Beam's default) that cost Transform, StatisticsGen and the
-# Evaluator 2-3 s on the penguins example: dill resets its logger's level on every call, which clears
-# the cache of every logger in the process. cloudpickle gives the same DoFns back, faster
-# (docs/benchmarks.md). A `--pickle_library` in the spec's beam_args wins.
-LOCAL_PICKLER_FLAG = "--pickle_library=cloudpickle"
 
 
 def local_beam_args(beam_args: List[str]) -> List[str]:
@@ -189,7 +183,7 @@ def local_beam_args(beam_args: List[str]) -> List[str]:
     if not flags & set(TFX_DEPENDENCY_FLAGS):
         out.append(LOCAL_WORKERS_FLAG)
     if "--pickle_library" not in flags:
-        out.append(LOCAL_PICKLER_FLAG)
+        out.append(BEAM_PICKLER_FLAG)
     return out
 
 

@@ -5,6 +5,7 @@ from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
+from lamina.constants import BEAM_PICKLER_FLAG
 from lamina.spec.base import StrictModel
 
 
@@ -64,8 +65,8 @@ class BeamSpec(StrictModel):
         if self.runner == "DirectRunner":
             out += [f"--direct_running_mode={self.direct_running_mode}",
                     f"--direct_num_workers={self.direct_num_workers}"]
-            if "pickle_library" not in self.options:  # as a local run: faster than dill (docs/benchmarks.md)
-                out.append("--pickle_library=cloudpickle")
+            if "pickle_library" not in self.options:  # as a local run
+                out.append(BEAM_PICKLER_FLAG)
         for key, value in sorted(self.options.items()):
             out.append(f"--{key}" if value is True else f"--{key}={value}")
         return out
