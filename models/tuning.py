@@ -14,17 +14,21 @@ The best trial's values are the Tuner's `best_hyperparameters` artifact; the Tra
 to the spec with `apply_hyperparameters`, so it has no tuning code of its own.
 """
 
+import io
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
+import weakref
 from typing import Any, Dict, List, Optional
 
 import keras
 import keras_tuner as kt
 import numpy as np
 
-from lamina.models.hyperparameters import apply_hyperparameters, combiner_units
+from lamina.models.hyperparameters import apply_hyperparameters
 from lamina.spec import ParamSpec, Spec
 
 TRIALS_FILE = "trials.json"
@@ -309,12 +313,8 @@ class SpecTuner(kt.engine.base_tuner.BaseTuner):
             batches = max(1, math.ceil(self._train_records * (1 - spec.tuning.holdout) / spec.training.batch_size))
         scorer = _EpochScore(score_fn, self.oracle, trial.trial_id)
         started = time.perf_counter()
-        devnull = open(os.devnull, "w")
-        try:
-            histories = fit(model, spec, train, holdout, callbacks=[scorer], stream=devnull, class_weight=weights,
-                            batches_per_epoch=batches, from_start=linear is not None)
-        finally:
-            devnull.close()
+        histories = fit(model, spec, train, holdout, callbacks=[scorer], stream=io.StringIO(), class_weight=weights,
+                        batches_per_epoch=batches, from_start=linear is not None)
         final = score_fn(model) if scorer.pruned_at is None else scorer.curve[-1]
         shown = {k: v for k, v in values.items() if k not in HYPERBAND_KEYS}
         record = {"trial": number, "values": shown, "epochs": sum(len(h.epoch) for h in histories),
@@ -354,10 +354,12 @@ def tuner_fn(fn_args):
     spec = Spec.from_json(fn_args.custom_config["spec"])
     configure_devices(spec.training)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    vocab_dir = os.path.join(fn_args.working_dir, "vocabularies")
-    os.makedirs(vocab_dir, exist_ok=True)
+    # The text vocabularies are local files (KerasHub writes them with `open`), as in the Trainer: the
+    # working directory may be gs:// or ram://. They are removed with the tuner.
+    vocab_dir = tempfile.mkdtemp(prefix="lamina_vocab_")
     learned = learn_text_vocabularies(spec, tf_transform_output, fn_args.train_files, vocab_dir)
     tuner = SpecTuner(spec, tf_transform_output, fn_args.train_files, fn_args.working_dir, learned)
+    weakref.finalize(tuner, shutil.rmtree, vocab_dir, True)
     return TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})
 
 

@@ -27,8 +27,9 @@ from tests.helpers import read_csv
 pytestmark = pytest.mark.e2e
 
 
-def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, monkeypatch):
+def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, tmp_path, monkeypatch):
     ramfs.as_gcs(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # a ram:// path handed to a local-only call would land here, as "ram:/..."
     bucket = ramfs.ram_root("bucket")
     tf.io.gfile.copy(str(penguins_dir / "data" / "penguins.csv"), f"{bucket}/data/penguins.csv")
     spec = Spec.from_dict({
@@ -50,6 +51,7 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, mon
     assert result.pushed_model_dir.startswith(f"{bucket}/serving_models/mass/")
     assert result.model_dir.startswith(f"{bucket}/lamina/penguin_mass/Trainer/")
     assert "pipeline" not in os.listdir(spec.run_dir)  # every artifact went to the bucket
+    assert os.listdir(tmp_path) == []  # and nothing to a local folder named after the URI (the Tuner's did)
     assert tf.io.gfile.exists(f"{result.pushed_model_dir}/assets.extra/tf_serving_warmup_requests")
     report = open(spec.report_path).read()
     assert "mean_absolute_error" in report

@@ -17,7 +17,7 @@ URI_MODULES = sorted(
     + [REPO / "pipeline" / n for n in ("runs/summary.py", "runs/report.py", "runs/metadata.py", "pipeline.py")]
     + [REPO / "lamina" / n for n in ("tables.py", "cells.py", "image_headers.py")]
     + [REPO / "serving" / n for n in ("registry.py", "deploy.py", "batching.py", "warmup.py", "saved_model.py")]
-    + [REPO / "models" / n for n in ("export.py", "trainer.py")])
+    + [REPO / "models" / n for n in ("export.py", "trainer.py", "tuning.py")])
 LOCAL_ONLY = {"open", "io.open", "os.listdir", "os.scandir", "os.walk", "os.stat", "os.makedirs", "os.mkdir",
               "os.remove", "os.rename", "os.path.realpath", "os.path.isfile", "os.path.isdir", "os.path.exists",
               "os.path.getsize", "os.path.getmtime", "glob.glob", "glob.iglob", "shutil.copy", "shutil.copyfile",

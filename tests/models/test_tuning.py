@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from lamina.models.tuning import SpecTuner, apply_hyperparameters, combiner_units
+from lamina.models.hyperparameters import apply_hyperparameters, combiner_units
+from lamina.models.tuning import SpecTuner
 from lamina.spec import Spec, SpecError
 from tests.helpers import make_spec
 
