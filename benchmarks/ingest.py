@@ -2,6 +2,11 @@
 each alone in a TFX pipeline on Beam's DirectRunner (SQLite ML Metadata, a fresh root), and the
 preflight scan (`lamina validate`'s check of the file) on its Arrow and Python paths.
 
+With `--format parquet`, the same table as a Parquet file (typed columns, nulls for the blanks, as
+pandas writes one): Lamina's TableExampleGen on its Arrow path and on its Python path (the Arrow
+scan switched off in the child), and TFX 1.16's own Parquet executor (`parquet_executor`, beam's
+ReadFromParquet and TFX's dict-to-Example) in a FileBasedExampleGen.
+
 The file is `benchmarks/scale.py`'s table (20 numeric and 5 categorical columns, 2% blank cells,
 a binary label). Both ExampleGens split 4:1 by hash and write gzipped TFRecords of tf.Examples.
 Each is run in a child process of its own, so neither pays for the other's imports or caches;
@@ -9,6 +14,7 @@ the figure is the component's own time, as TFX's launcher reports it, and the ch
 
 Usage:
     .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--work /tmp/lamina-ingest] [--json out.json]
+                                          [--format csv|parquet]
 """
 
 import argparse
@@ -35,14 +41,26 @@ output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=
     example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
     example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
 folder = os.path.dirname(csv_path)
-if which == "tfx":
+if which == "tfx" and csv_path.endswith(".parquet"):
+    from tfx.components import FileBasedExampleGen
+    from tfx.components.example_gen.custom_executors import parquet_executor
+    from tfx.dsl.components.base import executor_spec
+    from tfx.proto import example_gen_pb2 as pb
+    component = FileBasedExampleGen(input_base=folder, output_config=output,
+                                    input_config=pb.Input(splits=[pb.Input.Split(name="all", pattern=os.path.basename(csv_path))]),
+                                    custom_executor_spec=executor_spec.BeamExecutorSpec(parquet_executor.Executor))
+elif which == "tfx":
     from tfx.components import CsvExampleGen
     component = CsvExampleGen(input_base=folder, output_config=output)
-elif which == "lamina":
+elif which.startswith("lamina"):
+    if which == "lamina-python":  # the Python path: the scan does not use pyarrow, so neither does ExampleGen
+        from lamina.components import table_source
+        table_source.arrow_scan = lambda *args, **kwargs: None
     from lamina.components.table_example_gen import TableExampleGen
     from scale import CATEGORICAL, LABEL, NUMERIC
     component = TableExampleGen(input_base=folder, pattern=os.path.basename(csv_path), label=LABEL,
                                 task="classification", output_config=output,
+                                format="parquet" if csv_path.endswith(".parquet") else "csv",
                                 features={{**{{c: "numeric" for c in NUMERIC}}, **{{c: "categorical" for c in CATEGORICAL}}}})
 imported = time.perf_counter()
 p = tfx_pipeline.Pipeline(pipeline_name="ingest-" + which, pipeline_root=os.path.join(root, "root"),
@@ -79,24 +97,30 @@ def run_child(which: str, csv_path: str, root: str) -> dict:
 
 
 def count_examples(root: str) -> dict:
+    """{split: count} of the examples under a run's root, and {split: digest}: a hash of the sorted
+    hashes of its records, equal for two runs that wrote the same examples in any order."""
+    import hashlib
+
     import tensorflow as tf
 
-    counts = {}
+    hashes = {}
     for d, _, files in os.walk(os.path.join(root, "root")):
         for f in files:
             if ".gz" in f:
                 split = os.path.basename(d).replace("Split-", "")
-                counts[split] = counts.get(split, 0) + sum(
-                    1 for _ in tf.data.TFRecordDataset(os.path.join(d, f), compression_type="GZIP"))
-    return counts
+                hashes.setdefault(split, []).extend(
+                    hashlib.sha1(r).digest() for r in tf.data.TFRecordDataset(os.path.join(d, f), compression_type="GZIP")
+                    .as_numpy_iterator())
+    return ({split: len(h) for split, h in hashes.items()},
+            {split: hashlib.sha1(b"".join(sorted(h))).hexdigest() for split, h in hashes.items()})
 
 
-def time_scans(csv_path: str) -> dict:
+def time_scans(csv_path: str, fmt: str = "csv") -> dict:
     from lamina.components import table_source
     from lamina.components.table_source import TablePolicy
     from scale import LABEL
 
-    policy = TablePolicy(label=LABEL)
+    policy = TablePolicy(label=LABEL, format=fmt)
     out = {}
     for name, arrow in (("scan_arrow_s", True), ("scan_python_s", False)):
         start = time.perf_counter()
@@ -108,11 +132,28 @@ def time_scans(csv_path: str) -> dict:
     return out
 
 
+def write_parquet(csv_path: str) -> str:
+    """The CSV as a Parquet file beside it, in its own folder: numbers float64, text strings, blanks null."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    path = os.path.join(os.path.dirname(os.path.dirname(csv_path)), "parquet",
+                        os.path.basename(csv_path).replace(".csv", ".parquet"))
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pq.write_table(pa_csv.read_csv(csv_path), path + ".part", row_group_size=100_000)
+        os.replace(path + ".part", path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", default="/tmp/lamina-ingest")
     parser.add_argument("--json")
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--only", nargs="+", choices=["lamina", "lamina-python", "tfx"],
+                        help="run only these ExampleGens (the ratios need their pairs)")
     args = parser.parse_args()
     from scale import write_table
 
@@ -121,20 +162,32 @@ def main() -> None:
     if not os.path.exists(csv_path):
         os.makedirs(os.path.dirname(csv_path), exist_ok=True)
         write_table(csv_path, args.rows)
+    variants = ("lamina", "tfx")
+    if args.format == "parquet":
+        csv_path = write_parquet(csv_path)
+        variants = ("lamina", "lamina-python", "tfx")
+    variants = [v for v in variants if v in (args.only or variants)]
     print(f"{platform.node()}: {os.cpu_count()} CPUs; {args.rows:,} rows, "
-          f"{os.path.getsize(csv_path) / 1e6:.1f} MB", flush=True)
-    results = {"rows": args.rows, "csv_bytes": os.path.getsize(csv_path)}
-    for which in ("lamina", "tfx"):
+          f"{os.path.getsize(csv_path) / 1e6:.1f} MB {args.format}", flush=True)
+    results = {"rows": args.rows, "format": args.format, "file_bytes": os.path.getsize(csv_path)}
+    for which in variants:
         root = os.path.join(args.work, which)
         r = run_child(which, csv_path, root)
-        r["examples"] = count_examples(root)
+        r["examples"], r["digests"] = count_examples(root)
         results[which] = r
         print(f"  {which:<7} ExampleGen {r['component_s']:7.1f} s (process {r['wall_s']:.1f} s, imports "
               f"{r['imports_s']:.1f} s), {sum(r['examples'].values()):,} examples {r['examples']}, "
               f"{r['bytes'] / 1e6:.1f} MB written", flush=True)
-    results["speedup"] = results["tfx"]["component_s"] / results["lamina"]["component_s"]
-    print(f"  TFX CsvExampleGen / Lamina TableExampleGen: {results['speedup']:.2f}x", flush=True)
-    results.update(time_scans(csv_path))
+    if "tfx" in results and "lamina" in results:
+        results["speedup"] = results["tfx"]["component_s"] / results["lamina"]["component_s"]
+        print(f"  TFX's ExampleGen / Lamina TableExampleGen: {results['speedup']:.2f}x", flush=True)
+    if "lamina-python" in results and "lamina" in results:
+        results["paths_equal"] = results["lamina"]["digests"] == results["lamina-python"]["digests"]
+        print(f"  Lamina's Arrow and Python paths wrote the same examples to the same splits: "
+              f"{results['paths_equal']}", flush=True)
+        results["arrow_speedup"] = results["lamina-python"]["component_s"] / results["lamina"]["component_s"]
+        print(f"  Lamina's Python path / its Arrow path: {results['arrow_speedup']:.2f}x", flush=True)
+    results.update(time_scans(csv_path, args.format))
     print(f"  preflight scan: Arrow {results['scan_arrow_s']:.1f} s, Python {results['scan_python_s']:.1f} s "
           f"({results['scan_python_s'] / results['scan_arrow_s']:.1f}x); equal: {results['scans_equal']}", flush=True)
     if args.json:

@@ -7,9 +7,13 @@ sorted by name, a blank cell left out. Those bytes are what TFX's split hashes, 
 the split it would land in on the Python path, and `tests/components/test_table_arrow.py` holds the
 two paths to byte equality on real, messy files.
 
+A Parquet file takes the same path: pyarrow reads it a batch at a time, and `parquet_cells` turns
+each column into the cells `lamina.tables.value_cell` writes (integers, strings, booleans and floats by
+vectorized steps, other types value by value), so the rest is the CSV's.
+
 A file takes this path when its scan was read by pyarrow (`table_source.arrow_scan`: a CSV that
-pyarrow reads row for row as Python's csv reader does), found no bad row, and every column is a
-number, an integer or a string on the wire (no sequence, image or audio column). Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
+pyarrow reads row for row as Python's csv reader does, or a Parquet file), found no bad row, and
+every column is a number, an integer or a string on the wire (no sequence, image or audio column). Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
 `parse_number`, one cell at a time. A batch whose cells pyarrow cannot type exactly as Python
 would (an integer past int64, digits of another script) goes through `record_to_example`, row by
 row, so the rules and messages stay those of the Python path.
@@ -24,9 +28,12 @@ from pyarrow import csv as pa_csv
 
 from lamina import storage
 from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, parse_number
+from lamina.tables import BadCell, value_cell
 
 FLOAT, INT, BYTES = "float", "int", "bytes"  # wire types (components/table_example_gen.py has the others)
 BLOCK_BYTES = 16 << 20  # pyarrow's read block: about 100k rows of a 25-column table
+PARQUET_BATCH_ROWS = 65536
+FORMATS = ("csv", "parquet")  # the formats this path reads
 # What Python's str.strip() removes (every character whose isspace() is true), so that pyarrow trims exactly
 # these. Written out: working it out over all 1.1M code points took 0.1 s of every `lamina` start.
 # tests/components/test_table_arrow.py checks it against this Python's Unicode tables.
@@ -50,9 +57,13 @@ def applies(scan, types: Dict[str, str]) -> bool:
     return scan.by_arrow and scan.bad_row_count == 0 and set(types.values()) <= {FLOAT, INT, BYTES}
 
 
-def batches(path: str, names: List[str], delimiter: str, encoding: str) -> Iterator[pa.RecordBatch]:
+def batches(path: str, names: List[str], delimiter: str, encoding: str, fmt: str = "csv") -> Iterator[pa.RecordBatch]:
     """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
-    the wrong width). The file is opened by `lamina.storage`: tf.io.gfile for gs://, s3:// and other URIs."""
+    the wrong width), or of a Parquet file as `parquet_cells` writes them (raises Unsupported for a value
+    that makes a bad row). The file is opened by `lamina.storage`: tf.io.gfile for gs://, s3:// and other URIs."""
+    if fmt == "parquet":
+        yield from parquet_batches(path, names)
+        return
     read = pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES,
                               encoding="utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding)
     parse = pa_csv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
@@ -63,17 +74,77 @@ def batches(path: str, names: List[str], delimiter: str, encoding: str) -> Itera
         yield from pa_csv.open_csv(f, read_options=read, parse_options=parse, convert_options=convert)
 
 
+def parquet_batches(path: str, names: List[str]) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows, a batch at a time, each column as `parquet_cells` (`names`: the cleaned header)."""
+    import pyarrow.parquet as pq
+
+    with storage.open_binary(path) as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            yield pa.RecordBatch.from_arrays([parquet_cells(batch.column(i), name) for i, name in enumerate(names)],
+                                             names=names)
+
+
+def parquet_cells(column: pa.Array, name: str) -> pa.Array:
+    """A Parquet column as strings equal to `value_cell` of each value: null and NaN blank, integers in
+    decimal, booleans 'true'/'false', floats as Python's `repr`. A type without a vectorized rule
+    (dates, decimals, lists) goes value by value through `value_cell`. Raises Unsupported where
+    `value_cell` refuses a value (the Python path makes that row a bad row)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.dictionary_decode(), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        cells = column.cast(pa.string())
+    elif pa.types.is_integer(kind):
+        cells = column.cast(pa.string())
+    elif pa.types.is_boolean(kind):
+        cells = pc.if_else(column, "true", "false")
+    elif pa.types.is_float32(kind) or pa.types.is_float64(kind):
+        cells = _float_cells(column.cast(pa.float64()))  # float32 widened, as Python reads it
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            cells = column.cast(pa.string())  # checks that every value is UTF-8
+        except pa.ArrowInvalid:
+            raise Unsupported() from None
+    else:
+        try:
+            return pa.array([value_cell(v, name) for v in column.to_pylist()], pa.string())
+        except BadCell:
+            raise Unsupported() from None
+    return pc.fill_null(cells, "")
+
+
+def _float_cells(column: pa.Array) -> pa.Array:
+    """float64 values as Python's `repr` writes them, NaN blank. Arrow writes the same shortest digits;
+    where it also writes them in fixed notation (Python's range, 1e-4 <= |x| < 1e16, without an 'e'),
+    only an integer's '.0' is missing. The rest (1e+16, 1e-05, inf) go through `repr`."""
+    values = column.to_numpy(zero_copy_only=False)  # a null is NaN here
+    text = column.cast(pa.string())
+    size = np.abs(values)
+    nan = np.isnan(values)
+    python = ~(((size >= 1e-4) & (size < 1e16)) | (values == 0)) & ~nan
+    python |= pc.fill_null(pc.match_substring(text, "e"), False).to_numpy(zero_copy_only=False)
+    whole = ~python & ~nan & (values == np.floor(values))
+    if whole.any():
+        text = pc.if_else(pa.array(whole), pc.binary_join_element_wise(text, ".0", ""), text)
+    if python.any():
+        text = pc.replace_with_mask(text, pa.array(python),
+                                    pa.array([repr(v) for v in values[python].tolist()], pa.string()))
+    if nan.any():
+        text = pc.if_else(pa.array(nan), "", text)
+    return text
+
+
 def strip(cells: pa.Array) -> pa.Array:
     """The cells without the spaces around them, as Python's str.strip() leaves them."""
     return pc.utf8_trim(cells, characters=WHITESPACE)
 
 
 def examples(path: str, names: List[str], delimiter: str, encoding: str, label: str, types: Dict[str, str],
-             to_example: Callable[[Dict[str, str]], bytes]) -> Iterator[List[bytes]]:
+             to_example: Callable[[Dict[str, str]], bytes], fmt: str = "csv") -> Iterator[List[bytes]]:
     """Each batch's serialized examples, in the file's order, rows without a label left out.
 
     `to_example` serializes one row's cells the Python way (for a batch this path cannot type)."""
-    for batch in batches(path, names, delimiter, encoding):
+    for batch in batches(path, names, delimiter, encoding, fmt):
         try:
             yield batch_examples(batch, types, label)
         except Unsupported:

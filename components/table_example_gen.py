@@ -11,14 +11,15 @@ Parquet and Import ExampleGens keep integer columns int64. This one reads every 
   the run stops with a message naming the file and line, or skips bad rows by the spec's policy.
 - Each column gets one type on the wire: numbers (declared or inferred `numeric`, and any
   column whose cells are all numbers) are float32, written from `parse_number` (`$1,234.50`,
-  `12%`); integer columns the spec declares categorical, or excludes (IDs), stay int64; the
+  `12%`); integer columns the spec declares categorical, or excludes (IDs), stay int64 (one
+  with a value past int64, such as a 20-digit ID, is written as strings, its digits exact); the
   rest, and a classification label, are strings. A declared numeric column with a cell that is
   not a number is written as strings, so schema validation reports it instead of training on it.
 - Examples keep the header's names as they are (spaces, symbols, any script); the model's
   internal names are derived later (`lamina.models.features.safe_name`).
 - Rows without a label are left out and counted; `ingest_report.json` beside the examples says
   how many rows were read, skipped and kept, and each column's type.
-- A CSV of numbers, integers and strings without bad rows is read by pyarrow and serialized in
+- A CSV or Parquet file of numbers, integers and strings without bad rows is read by pyarrow and serialized in
   vectorized steps (components/table_arrow.py), to the same bytes `record_to_example` gives; the
   rest goes through `record_to_example` row by row. Either way the examples travel through Beam in
   batches, and `SplitBatches` puts each where TFX's own hash split would.
@@ -86,6 +87,7 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
         stats = [s.column(name) for s in scans]
         numbers = all(c.all_numbers or c.present == 0 for c in stats) and any(c.all_numbers for c in stats)
         integers = numbers and all(c.all_integers or c.present == 0 for c in stats)
+        wide = any(c.wide_integers for c in stats)  # a 20-digit ID: kept exactly, as its digits
         kind = declared.get(name)
         lists = [(s.path, c.first_list_line) for s, c in zip(scans, stats) if c.lists]
         if lists and kind != "sequence":
@@ -101,7 +103,7 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
         elif name == label:
             types[name] = FLOAT if task == "regression" and numbers else BYTES
         elif kind in ("categorical",) or name in exclude:
-            types[name] = INT if integers else FLOAT if numbers and name in exclude else BYTES
+            types[name] = (BYTES if wide else INT if integers else FLOAT if numbers and name in exclude else BYTES)
         elif kind in ("text", "date", "image"):
             types[name] = BYTES
         else:  # numeric, or undeclared
@@ -176,7 +178,7 @@ class ReadTable(beam.DoFn):
             self._progress = Progress(self.component, self.total, "rows")
         if path in self.arrow_files:
             batches = table_arrow.examples(path, self.names, self.dialect, self.encoding, self.label, self.types,
-                                           self._serialize)
+                                           self._serialize, self.fmt)
         else:
             batches = self._python(path)
         for batch in batches:

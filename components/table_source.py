@@ -40,6 +40,7 @@ from lamina.tables import ROW_SOURCES, Row, TableOptions
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana and CJK
 # ideographs (Korean is written with spaces and is left out).
 SPACELESS_SCRIPTS = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
@@ -60,6 +61,7 @@ class ColumnStats:
     numbers: int = 0  # cells parse_number reads (missing tokens excluded)
     plain_numbers: int = 0  # of those, written as plain numbers (no symbols)
     integers: int = 0  # plain integers
+    wide_integers: int = 0  # of those, past int64 (a 20-digit ID): an Int64List cannot hold them
     number_tokens: int = 0  # missing-value tokens such as 'NA', 'n/a', '-'
     booleans: int = 0
     dates: Dict[str, int] = dataclasses.field(default_factory=dict)  # layout -> cells
@@ -127,6 +129,8 @@ class ColumnStats:
             self.plain_numbers += 1
             if INTEGER.match(s):
                 self.integers += 1
+                if len(s) > 18 and not INT64_MIN <= int(s) <= INT64_MAX:
+                    self.wide_integers += 1
                 if s in BOOLEAN_SPELLINGS:  # '1' and '0'
                     self.booleans += 1
             value = float(s)
@@ -193,7 +197,10 @@ class ColumnStats:
             p = pc.filter(s, pa.array(plain))
             self.numbers += len(p)
             self.plain_numbers += len(p)
-            self.integers += int(pc.sum(pc.match_substring_regex(p, INTEGER.pattern)).as_py())
+            integer = pc.match_substring_regex(p, INTEGER.pattern)
+            self.integers += int(pc.sum(integer).as_py())
+            long = pc.filter(p, pc.and_(integer, pc.greater(pc.utf8_length(p), 18)))
+            self.wide_integers += sum(not INT64_MIN <= int(v) <= INT64_MAX for v in long.to_pylist())
             self.booleans += int(pc.sum(pc.is_in(p, value_set=pa.array(["0", "1"]))).as_py())
             try:
                 values[plain] = pc.cast(pc.replace_substring_regex(p, r"^\+", ""), pa.float64()).to_numpy()
@@ -380,18 +387,21 @@ def scan_uncached(path: str, policy: TablePolicy, arrow: bool = True) -> TableSc
 
 
 def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -> Optional[TableScan]:
-    """The scan of a CSV from pyarrow's record batches, equal to the Python reader's; None for a file it
-    cannot count the same way (a row of the wrong width, a list value, a sequence, image or audio column,
-    a single column, where a line of spaces is a blank line to Python and a row to pyarrow)."""
-    if policy.format != "csv" or policy.sequences or policy.images or policy.audio or len(names) < 2:
+    """The scan of a CSV or Parquet file from pyarrow's record batches, equal to the Python reader's; None
+    for a file it cannot count the same way (a row of the wrong width, a list value, a value that makes a
+    bad row, a sequence, image or audio column, a CSV of one column, where a line of spaces is a blank
+    line to Python and a row to pyarrow)."""
+    is_csv = policy.format == "csv"
+    if (policy.format not in table_arrow.FORMATS or policy.sequences or policy.images or policy.audio
+            or (is_csv and len(names) < 2)):
         return None
     scan = TableScan(path, dialect, policy.encoding, [ColumnStats(n, i) for i, n in enumerate(names, start=1)],
                      format=policy.format, by_arrow=True)
     label_at = names.index(policy.label) if policy.label else -1
     lines_wanted = []  # (row, column, cell): the first few cells of each column that are not numbers
     try:
-        for batch in table_arrow.batches(path, names, dialect, policy.encoding):
-            if any(_python_refuses(c) for c in batch.columns):
+        for batch in table_arrow.batches(path, names, dialect, policy.encoding, policy.format):
+            if is_csv and any(_python_refuses(c) for c in batch.columns):
                 return None  # the Python reader stops the run there, with the line
             cells = [table_arrow.strip(c) for c in batch.columns]
             if label_at >= 0:
@@ -400,9 +410,12 @@ def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -
                 wanted = 5 - sum(1 for _, at, _ in lines_wanted if at == i)
                 lines_wanted += [(row, i, cell) for row, cell in stats.add_cells(column, scan.rows, wanted)]
             scan.rows += batch.num_rows
-    except (NeedsPython, pa.ArrowInvalid, UnicodeDecodeError):
+    except (NeedsPython, table_arrow.Unsupported, pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    if lines_wanted:
+    if lines_wanted and not is_csv:  # a Parquet row's number is its line
+        for row, i, cell in sorted(lines_wanted):
+            scan.columns[i].not_numbers.append((row + 1, cell))
+    elif lines_wanted:
         rows = {row for row, _, _ in lines_wanted}
         lines = {}
         for row, (line, _, _) in enumerate(ROW_SOURCES["csv"].rows(path, dialect, names, policy.encoding)):

@@ -51,8 +51,8 @@ def read_dialect(path: str, policy: TableOptions) -> Tuple[str, List[str]]:
 Row = Tuple[int, Optional[List[str]], str]
 
 
-class _BadRow(Exception):
-    pass
+class BadCell(Exception):
+    """A value no cell can hold (a struct, bytes that are not UTF-8 text): its row is a bad row."""
 
 
 class CsvRows:
@@ -83,8 +83,10 @@ class CsvRows:
                 raise CsvInputError(f"{path}, line {line}: cannot be read as CSV: {e}.") from None
 
 
-def _value_cell(value, key: str) -> str:
-    """A JSON, Parquet or tf.Example value as the cell text a CSV would hold."""
+def value_cell(value, key: str) -> str:
+    """A JSON, Parquet or tf.Example value as the cell text a CSV would hold (raises BadCell).
+
+    components/table_arrow.py gives a Parquet column's cells by vectorized steps; they must equal these."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -99,17 +101,17 @@ def _value_cell(value, key: str) -> str:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            raise _BadRow(f"{key!r} holds bytes that are not UTF-8 text") from None
+            raise BadCell(f"{key!r} holds bytes that are not UTF-8 text") from None
     if hasattr(value, "isoformat"):  # dates and timestamps
         return value.isoformat()
     if type(value).__name__ == "Decimal":
         return str(value)
     if isinstance(value, (list, tuple)) and not any(isinstance(v, (list, tuple, dict)) for v in value):
         # A list of scalars: a sequence feature's values (any other column refuses it by name).
-        return LIST_SEPARATOR.join(_value_cell(v, key) or "nan" for v in value) + (LIST_SEPARATOR if len(value) < 2 else "")
+        return LIST_SEPARATOR.join(value_cell(v, key) or "nan" for v in value) + (LIST_SEPARATOR if len(value) < 2 else "")
     kind = ("a list of lists or objects" if isinstance(value, (list, tuple)) else "an object"
             if isinstance(value, dict) else type(value).__name__)
-    raise _BadRow(f"{key!r} holds {kind}; expected a number, a string, true/false, null, or a list of numbers "
+    raise BadCell(f"{key!r} holds {kind}; expected a number, a string, true/false, null, or a list of numbers "
                   f"(a sequence)")
 
 
@@ -125,7 +127,7 @@ class JsonLinesRows:
             keys = [k for k, _ in pairs]
             repeated = sorted({k for k in keys if keys.count(k) > 1})
             if repeated:
-                raise _BadRow(f"key {repeated[0]!r} appears twice in the object")
+                raise BadCell(f"key {repeated[0]!r} appears twice in the object")
             return dict(pairs)
 
         with open_text(path, encoding) as f:
@@ -137,7 +139,7 @@ class JsonLinesRows:
                 except json.JSONDecodeError as e:
                     yield line, None, f"not valid JSON: {e.msg} at column {e.colno}"
                     continue
-                except _BadRow as e:
+                except BadCell as e:
                     yield line, None, str(e)
                     continue
                 if not isinstance(value, dict):
@@ -160,8 +162,8 @@ class JsonLinesRows:
                 yield line, None, problem
                 continue
             try:
-                yield line, [_value_cell(value.get(n), n) for n in names], ""
-            except _BadRow as e:
+                yield line, [value_cell(value.get(n), n) for n in names], ""
+            except BadCell as e:
                 yield line, None, str(e)
 
 
@@ -201,8 +203,8 @@ class ParquetRows:
                 for values in zip(*columns):
                     number += 1
                     try:
-                        yield number, [_value_cell(v, n) for v, n in zip(values, names)], ""
-                    except _BadRow as e:
+                        yield number, [value_cell(v, n) for v, n in zip(values, names)], ""
+                    except BadCell as e:
                         yield number, None, str(e)
 
 
@@ -240,8 +242,8 @@ class TfRecordRows:
         kind = feature.WhichOneof("kind")
         values = list(getattr(feature, kind).value) if kind else []
         if len(values) > 1:
-            return _value_cell(values, key)  # a sequence feature's values
-        return _value_cell(values[0], key) if values else ""
+            return value_cell(values, key)  # a sequence feature's values
+        return value_cell(values[0], key) if values else ""
 
     def header(self, path: str, policy: TableOptions) -> Tuple[str, List[str]]:
         names: Dict[str, None] = {}
@@ -260,7 +262,7 @@ class TfRecordRows:
             features = example.features.feature
             try:
                 yield number, [self._cell(features[n], n) if n in features else "" for n in names], ""
-            except _BadRow as e:
+            except BadCell as e:
                 yield number, None, str(e)
 
 

