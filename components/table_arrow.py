@@ -92,9 +92,7 @@ def parquet_cells(column: pa.Array, name: str) -> pa.Array:
     kind = column.type
     if pa.types.is_dictionary(kind):
         column, kind = column.dictionary_decode(), kind.value_type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        cells = column.cast(pa.string())
-    elif pa.types.is_integer(kind):
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind):
         cells = column.cast(pa.string())
     elif pa.types.is_boolean(kind):
         cells = pc.if_else(column, "true", "false")

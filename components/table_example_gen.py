@@ -103,7 +103,7 @@ def wire_types(scans: List[TableScan], features: Optional[Dict[str, Optional[str
         elif name == label:
             types[name] = FLOAT if task == "regression" and numbers else BYTES
         elif kind in ("categorical",) or name in exclude:
-            types[name] = (BYTES if wide else INT if integers else FLOAT if numbers and name in exclude else BYTES)
+            types[name] = BYTES if wide else INT if integers else FLOAT if numbers and name in exclude else BYTES
         elif kind in ("text", "date", "image"):
             types[name] = BYTES
         else:  # numeric, or undeclared

@@ -28,7 +28,8 @@ import re
 from typing import Dict, List, Optional
 
 from lamina.cells import BOOLEAN_SPELLINGS
-from lamina.components.table_source import ColumnStats, TablePolicy, TableScan, scan_table
+from lamina.components.column_stats import ColumnStats
+from lamina.components.table_source import TablePolicy, TableScan, scan_table
 from lamina.spec import Spec
 
 _ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid)$|^id[^a-z0-9]|^(row|record)_?(number|no|num)$", re.IGNORECASE)
