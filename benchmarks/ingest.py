@@ -7,6 +7,10 @@ pandas writes one): Lamina's TableExampleGen on its Arrow path and on its Python
 scan switched off in the child), and TFX 1.16's own Parquet executor (`parquet_executor`, beam's
 ReadFromParquet and TFX's dict-to-Example) in a FileBasedExampleGen.
 
+With `--format jsonl`, the same table as JSON Lines (pandas' `to_json(orient="records", lines=True)`:
+null for the blanks): Lamina's TableExampleGen on its Arrow path (Python's json per line, the cells
+by column) and on its Python path. TFX 1.16 has no JSON executor to compare with.
+
 The file is `benchmarks/scale.py`'s table (20 numeric and 5 categorical columns, 2% blank cells,
 a binary label). Both ExampleGens split 4:1 by hash and write gzipped TFRecords of tf.Examples.
 Each is run in a child process of its own, so neither pays for the other's imports or caches;
@@ -14,7 +18,7 @@ the figure is the component's own time, as TFX's launcher reports it, and the ch
 
 Usage:
     .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--work /tmp/lamina-ingest] [--json out.json]
-                                          [--format csv|parquet]
+                                          [--format csv|parquet|jsonl]
 """
 
 import argparse
@@ -60,7 +64,7 @@ elif which.startswith("lamina"):
     from scale import CATEGORICAL, LABEL, NUMERIC
     component = TableExampleGen(input_base=folder, pattern=os.path.basename(csv_path), label=LABEL,
                                 task="classification", output_config=output,
-                                format="parquet" if csv_path.endswith(".parquet") else "csv",
+                                format=os.path.splitext(csv_path)[1].lstrip("."),
                                 features={{**{{c: "numeric" for c in NUMERIC}}, **{{c: "categorical" for c in CATEGORICAL}}}})
 imported = time.perf_counter()
 p = tfx_pipeline.Pipeline(pipeline_name="ingest-" + which, pipeline_root=os.path.join(root, "root"),
@@ -146,12 +150,27 @@ def write_parquet(csv_path: str) -> str:
     return path
 
 
+def write_jsonl(csv_path: str) -> str:
+    """The CSV as JSON Lines beside it, in its own folder, as pandas writes a data frame (blanks null)."""
+    import pandas as pd
+
+    path = os.path.join(os.path.dirname(os.path.dirname(csv_path)), "jsonl",
+                        os.path.basename(csv_path).replace(".csv", ".jsonl"))
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".part", "w", encoding="utf-8") as f:
+            for chunk in pd.read_csv(csv_path, chunksize=100_000):
+                f.write(chunk.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n") + "\n")
+        os.replace(path + ".part", path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", default="/tmp/lamina-ingest")
     parser.add_argument("--json")
-    parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     parser.add_argument("--only", nargs="+", choices=["lamina", "lamina-python", "tfx"],
                         help="run only these ExampleGens (the ratios need their pairs)")
     args = parser.parse_args()
@@ -166,6 +185,9 @@ def main() -> None:
     if args.format == "parquet":
         csv_path = write_parquet(csv_path)
         variants = ("lamina", "lamina-python", "tfx")
+    elif args.format == "jsonl":
+        csv_path = write_jsonl(csv_path)
+        variants = ("lamina", "lamina-python")
     variants = [v for v in variants if v in (args.only or variants)]
     print(f"{platform.node()}: {os.cpu_count()} CPUs; {args.rows:,} rows, "
           f"{os.path.getsize(csv_path) / 1e6:.1f} MB {args.format}", flush=True)

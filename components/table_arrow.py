@@ -9,7 +9,10 @@ two paths to byte equality on real, messy files.
 
 A Parquet file takes the same path: pyarrow reads it a batch at a time, and `parquet_cells` turns
 each column into the cells `lamina.tables.value_cell` writes (integers, strings, booleans and floats by
-vectorized steps, other types value by value), so the rest is the CSV's.
+vectorized steps, other types value by value), so the rest is the CSV's. So does a JSON Lines file:
+Python's json module reads each line (pyarrow 10's JSON reader turns a column of 1 and 2.5 into 1.0
+and 2.5, and refuses one of 1 and "a"), and `json_cells` turns each column of values into cells the
+same way, by the type the column's values have.
 
 A file takes this path when its scan was read by pyarrow (`table_source.arrow_scan`: a CSV that
 pyarrow reads row for row as Python's csv reader does, or a Parquet file), found no bad row, and
@@ -19,6 +22,7 @@ would (an integer past int64, digits of another script) goes through `record_to_
 row, so the rules and messages stay those of the Python path.
 """
 
+import itertools
 from typing import Callable, Dict, Iterator, List
 
 import numpy as np
@@ -28,12 +32,13 @@ from pyarrow import csv as pa_csv
 
 from lamina import storage
 from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, parse_number
-from lamina.tables import BadCell, value_cell
+from lamina.cells import open_text
+from lamina.tables import BadCell, JsonKeys, json_object, value_cell
 
 FLOAT, INT, BYTES = "float", "int", "bytes"  # wire types (components/table_example_gen.py has the others)
 BLOCK_BYTES = 16 << 20  # pyarrow's read block: about 100k rows of a 25-column table
-PARQUET_BATCH_ROWS = 65536
-FORMATS = ("csv", "parquet")  # the formats this path reads
+PARQUET_BATCH_ROWS = JSONL_BATCH_ROWS = 65536
+FORMATS = ("csv", "parquet", "jsonl")  # the formats this path reads
 # What Python's str.strip() removes (every character whose isspace() is true), so that pyarrow trims exactly
 # these. Written out: working it out over all 1.1M code points took 0.1 s of every `lamina` start.
 # tests/components/test_table_arrow.py checks it against this Python's Unicode tables.
@@ -59,10 +64,13 @@ def applies(scan, types: Dict[str, str]) -> bool:
 
 def batches(path: str, names: List[str], delimiter: str, encoding: str, fmt: str = "csv") -> Iterator[pa.RecordBatch]:
     """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
-    the wrong width), or of a Parquet file as `parquet_cells` writes them (raises Unsupported for a value
-    that makes a bad row). The file is opened by `lamina.storage`: tf.io.gfile for gs://, s3:// and other URIs."""
+    the wrong width), or of a Parquet or JSON Lines file as `parquet_cells` and `json_cells` write them
+    (raises Unsupported for a line or value that makes a bad row). The file is opened by `lamina.storage`: tf.io.gfile for gs://, s3:// and other URIs."""
     if fmt == "parquet":
         yield from parquet_batches(path, names)
+        return
+    if fmt == "jsonl":
+        yield from jsonl_batches(path, names, encoding)
         return
     read = pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES,
                               encoding="utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding)
@@ -109,6 +117,57 @@ def parquet_cells(column: pa.Array, name: str) -> pa.Array:
         except BadCell:
             raise Unsupported() from None
     return pc.fill_null(cells, "")
+
+
+def jsonl_batches(path: str, names: List[str], encoding: str) -> Iterator[pa.RecordBatch]:
+    """A JSON Lines file's objects, a batch at a time, each column as `json_cells` writes it (`names`: the
+    header `lamina.tables.JsonLinesRows` gives). Raises Unsupported at a line the Python reader makes a bad
+    row (not JSON, not an object, a key twice, a value no cell holds)."""
+    keys = JsonKeys(names)
+    objects: List[dict] = []
+    with open_text(path, encoding) as f:
+        for text in f:
+            if not text.strip():
+                continue
+            try:
+                value = json_object(text)
+            except (ValueError, BadCell):  # json.JSONDecodeError is a ValueError
+                raise Unsupported() from None
+            if not isinstance(value, dict):
+                raise Unsupported()
+            objects.append(keys.by_column(value))
+            if len(objects) == JSONL_BATCH_ROWS:
+                yield _json_batch(objects, names)
+                objects = []
+    if objects:
+        yield _json_batch(objects, names)
+
+
+def _json_batch(objects: List[dict], names: List[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([json_cells(list(map(dict.get, objects, itertools.repeat(n, len(objects)))), n)
+                                       for n in names], names=names)
+
+
+def json_cells(values: list, name: str) -> pa.Array:
+    """JSON values (str, int, float, bool, None; lists and objects) as strings equal to `value_cell` of
+    each. A column of one type (and nulls) takes a vectorized step; a mixed one (1 and 2.5, 1 and "a"),
+    an integer past int64 or a list goes value by value. Raises Unsupported where `value_cell` refuses."""
+    kinds = set(map(type, values)) - {type(None)}
+    try:
+        if kinds <= {str}:
+            return pc.fill_null(pa.array(values, pa.string()), "")
+        if kinds == {float}:
+            return _float_cells(pa.array(values, pa.float64()))
+        if kinds == {int}:
+            return pc.fill_null(pa.array(values, pa.int64()).cast(pa.string()), "")
+        if kinds == {bool}:
+            return pc.fill_null(pc.if_else(pa.array(values, pa.bool_()), "true", "false"), "")
+    except (OverflowError, pa.ArrowException, UnicodeEncodeError):  # past int64; a lone surrogate (below)
+        pass
+    try:
+        return pa.array([value_cell(v, name) for v in values], pa.string())
+    except (BadCell, pa.ArrowException, UnicodeEncodeError):  # "\ud800" is a str that is not UTF-8 text
+        raise Unsupported() from None
 
 
 def _float_cells(column: pa.Array) -> pa.Array:

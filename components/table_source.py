@@ -170,7 +170,7 @@ def scan_uncached(path: str, policy: TablePolicy, arrow: bool = True) -> TableSc
 
 
 def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -> Optional[TableScan]:
-    """The scan of a CSV or Parquet file from pyarrow's record batches, equal to the Python reader's; None
+    """The scan of a CSV, Parquet or JSON Lines file from record batches, equal to the Python reader's; None
     for a file it cannot count the same way (a row of the wrong width, a list value, a value that makes a
     bad row, a sequence, image or audio column, a CSV of one column, where a line of spaces is a blank
     line to Python and a row to pyarrow)."""
@@ -195,13 +195,13 @@ def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -
             scan.rows += batch.num_rows
     except (NeedsPython, table_arrow.Unsupported, pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    if lines_wanted and not is_csv:  # a Parquet row's number is its line
+    if lines_wanted and policy.format == "parquet":  # a Parquet row's number is its line
         for row, i, cell in sorted(lines_wanted):
             scan.columns[i].not_numbers.append((row + 1, cell))
     elif lines_wanted:
         rows = {row for row, _, _ in lines_wanted}
         lines = {}
-        for row, (line, _, _) in enumerate(ROW_SOURCES["csv"].rows(path, dialect, names, policy.encoding)):
+        for row, (line, _, _) in enumerate(ROW_SOURCES[policy.format].rows(path, dialect, names, policy.encoding)):
             if row in rows:
                 lines[row] = line
                 if len(lines) == len(rows):

@@ -115,6 +115,48 @@ def value_cell(value, key: str) -> str:
                   f"(a sequence)")
 
 
+def no_repeated_keys(pairs: List[Tuple[str, object]]) -> dict:
+    """json's object_pairs_hook: the object as a dict; raises BadCell where a key appears twice."""
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        keys = [k for k, _ in pairs]
+        raise BadCell(f"key {sorted({k for k in keys if keys.count(k) > 1})[0]!r} appears twice in the object")
+    return value
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=no_repeated_keys)
+
+
+def json_object(text: str):
+    """`json.loads(text, object_pairs_hook=no_repeated_keys)`, with one decoder for every line (json.loads
+    builds a decoder per call when given a hook)."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _JSON.decode(text)
+
+
+class JsonKeys:
+    """JSON keys -> column names. The header is every key in the order first seen, cleaned (`clean_header`:
+    `" Age "` is column `Age`, a blank key `column_<position>`), so reading the file again in the same order
+    names each key's column."""
+
+    def __init__(self, names: List[str]):
+        self.names = names
+        self.column: Dict[str, str] = {}
+        self.renamed = False
+
+    def by_column(self, value: dict) -> dict:
+        """The object keyed by column names."""
+        if len(self.column) < len(self.names):  # a key not seen before can still come
+            for key in value:
+                if key not in self.column and len(self.column) < len(self.names):
+                    self.column[key] = self.names[len(self.column)]
+                    self.renamed |= self.column[key] != key
+        if not self.renamed:
+            return value
+        return {self.column.get(k, k): v for k, v in value.items()}
+
+
 class JsonLinesRows:
     """One JSON object per line; the columns are every key seen, in the order first seen."""
 
@@ -122,20 +164,14 @@ class JsonLinesRows:
     text = True
 
     @staticmethod
-    def _objects(path: str, encoding: str):
-        def no_repeats(pairs):
-            keys = [k for k, _ in pairs]
-            repeated = sorted({k for k in keys if keys.count(k) > 1})
-            if repeated:
-                raise BadCell(f"key {repeated[0]!r} appears twice in the object")
-            return dict(pairs)
-
+    def objects(path: str, encoding: str) -> Iterator[Tuple[int, Optional[dict], str]]:
+        """(line, the object or None, what is wrong with the line) for each line that is not blank."""
         with open_text(path, encoding) as f:
             for line, text in enumerate(f, start=1):
                 if not text.strip():
                     continue
                 try:
-                    value = json.loads(text.rstrip("\r\n"), object_pairs_hook=no_repeats)
+                    value = json_object(text.rstrip("\r\n"))
                 except json.JSONDecodeError as e:
                     yield line, None, f"not valid JSON: {e.msg} at column {e.colno}"
                     continue
@@ -149,7 +185,7 @@ class JsonLinesRows:
 
     def header(self, path: str, policy: TableOptions) -> Tuple[str, List[str]]:
         names: Dict[str, None] = {}
-        for _, value, _ in self._objects(path, policy.encoding):
+        for _, value, _ in self.objects(path, policy.encoding):
             if value is not None:
                 names.update(dict.fromkeys(value))
         if not names:
@@ -157,10 +193,12 @@ class JsonLinesRows:
         return "", clean_header(path, list(names))
 
     def rows(self, path: str, dialect: str, names: List[str], encoding: str) -> Iterator[Row]:
-        for line, value, problem in self._objects(path, encoding):
+        keys = JsonKeys(names)
+        for line, value, problem in self.objects(path, encoding):
             if value is None:
                 yield line, None, problem
                 continue
+            value = keys.by_column(value)
             try:
                 yield line, [value_cell(value.get(n), n) for n in names], ""
             except BadCell as e:

