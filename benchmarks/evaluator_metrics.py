@@ -1,15 +1,20 @@
-"""The Evaluator's metrics: Lamina's numpy metrics against the Keras metrics TFMA ran before, side by side.
+"""The Evaluator's own costs, side by side: its metrics, and the columns TFMA reads.
 
 For a finished `lamina run`, TFMA evaluates the Trainer's model on the eval split with the run's own
-`eval_config`, in a fresh process per evaluation, alternating:
-  - keras: accuracy, crossentropy and RMSE as Keras metrics (no module: TFMA's `tf_metric_wrapper`
-           runs each as a TensorFlow graph, traced by AutoGraph);
-  - numpy: as `eval_config` names them now (`lamina.models.tfma_metrics`).
+`eval_config`, in a fresh process per evaluation, alternating the variants:
+  - numpy: as the Evaluator runs now: Lamina's numpy metrics (`lamina.models.tfma_metrics`), the label
+           from the model's `transform_label` signature, and only the columns of the run's
+           EvaluationSchema read into TFMA's features;
+  - keras: the same, with accuracy, crossentropy and RMSE as Keras metrics (no module: TFMA's
+           `tf_metric_wrapper` runs each as a TensorFlow graph, traced by AutoGraph);
+  - every-column: the same metrics as numpy, with every column read and every transformed feature
+           (`transform_features`), as the Evaluator ran before the EvaluationSchema.
 Change thresholds are left out (there is no baseline model here). Reported: the seconds TFMA's
 analysis took (imports and the model's load excluded) and the overall metrics of each, which must agree.
 
 Usage:
     .venv/bin/python benchmarks/evaluator_metrics.py --spec RUN/spec.yaml [--pipeline-dir DIR] [--rounds 3]
+                                                     [--variants numpy keras every-column]
 """
 
 import argparse
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import time
 
+VARIANTS = ["numpy", "keras", "every-column"]
 
 
 def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
@@ -30,6 +36,10 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
 
     from lamina.pipeline.pipeline import TFMA_METRICS_MODULE, eval_config
     from lamina.spec import load_spec
+
+    from tfx.utils import io_utils
+
+    from lamina.models.export import TRANSFORM_FEATURES
 
     config = eval_config(load_spec(spec_path))
     for metrics_spec in config.metrics_specs:
@@ -42,9 +52,15 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
                 metric.module = ""
     model = sorted(glob.glob(os.path.join(pipeline_dir, "Trainer", "model", "*", "Format-Serving")))[-1]
     data = sorted(glob.glob(os.path.join(pipeline_dir, "*ExampleGen", "examples", "*", "Split-eval")))[-1]
+    schema = None
+    if variant == "every-column":
+        config.model_specs[0].preprocessing_function_names[:] = [TRANSFORM_FEATURES]
+    else:
+        folder = sorted(glob.glob(os.path.join(pipeline_dir, "EvaluationSchema", "evaluation_schema", "*")))[-1]
+        schema = io_utils.SchemaReader().read(os.path.join(folder, "schema.pbtxt"))
     start = time.perf_counter()
     result = tfma.run_model_analysis(eval_shared_model=tfma.default_eval_shared_model(model, eval_config=config),
-                                     eval_config=config, data_location=os.path.join(data, "*"),
+                                     eval_config=config, data_location=os.path.join(data, "*"), schema=schema,
                                      output_path=tempfile.mkdtemp(prefix="lamina-eval-"))
     seconds = time.perf_counter() - start
     overall = next(m for key, m in result.slicing_metrics if key == ())
@@ -58,7 +74,8 @@ def main():
     parser.add_argument("--spec", required=True, help="the spec.yaml a finished `lamina run` used")
     parser.add_argument("--pipeline-dir", help="the run's pipeline folder (default: from the spec's run root)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["keras", "numpy"], help=argparse.SUPPRESS)
+    parser.add_argument("--variants", nargs="+", default=["keras", "numpy"], choices=VARIANTS)
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pipeline_dir is None:
         from lamina.spec import load_spec
@@ -67,15 +84,15 @@ def main():
     if args.child:
         print(json.dumps(evaluate(args.spec, args.pipeline_dir, args.child)))
         return
-    runs = {"keras": [], "numpy": []}
+    runs = {variant: [] for variant in args.variants}
     for i in range(args.rounds):
-        for variant in ("keras", "numpy") if i % 2 == 0 else ("numpy", "keras"):
+        for variant in args.variants if i % 2 == 0 else args.variants[::-1]:
             out = subprocess.run([sys.executable, __file__, "--spec", args.spec, "--pipeline-dir", args.pipeline_dir,
                                   "--child", variant], capture_output=True, text=True, check=True).stdout
             run = json.loads(out.strip().splitlines()[-1])
             runs[variant].append(run)
             print(f"round {i + 1}: {variant:5s} {run['seconds']:6.1f} s  {run['metrics']}", flush=True)
-    print("\n| metrics | median analysis | rounds |\n|---|---:|---|")
+    print("\n| variant | median analysis | rounds |\n|---|---:|---|")
     for variant, done in runs.items():
         seconds = [r["seconds"] for r in done]
         print(f"| {variant} | {statistics.median(seconds):.1f} s | {', '.join(f'{s:.1f}' for s in seconds)} |")

@@ -11,14 +11,23 @@ latest blessed model that is not the candidate, which is what it was when the ca
 So an unchanged re-run gets the same inputs everywhere and every component is a cache hit; a retrained model
 is still compared with the last one blessed.
 
+A blessed model exported before the `transform_label` signature (which the Evaluator's config calls on the
+baseline as on the candidate) cannot be a baseline: TFMA would stop on it. The run then has none, and says so;
+its own model is the next run's baseline.
+
 Kubeflow Pipelines' compiler knows only TFX's own strategies (`KubeflowV2DagRunner` refuses others), so the
 pipeline compiled for Kubeflow keeps `LatestBlessedModelStrategy`; KFP caches by its own rules there.
 """
 
+import logging
 from typing import Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.utils import path_utils
+
+from lamina.models.export import TRANSFORM_LABEL
+from lamina.serving.saved_model import read_signature_defs
 
 MODEL, BLESSING, CANDIDATE = "model", "model_blessing", "candidate"
 
@@ -33,6 +42,15 @@ def previous_blessed(models: List[types.Artifact], blessings: List[types.Artifac
         {MODEL: others, BLESSING: list(blessings)}, MODEL, BLESSING)
 
 
+def lacks_transform_label(model: types.Artifact) -> bool:
+    """Whether a model's SavedModel reads, and has no `transform_label` signature (an older Lamina's export)."""
+    try:
+        signatures = read_signature_defs(path_utils.serving_model_path(model.uri))
+    except Exception:  # pylint: disable=broad-except  (unreadable: the Evaluator says what is wrong)
+        return False
+    return bool(signatures) and TRANSFORM_LABEL not in signatures
+
+
 class PreviousBlessedModelStrategy(LatestBlessedModelStrategy):
     """Resolver strategy over three channels: `model` (every model the Trainer made), `model_blessing` (the
     blessings) and `candidate` (this run's Trainer output). Outputs the same three keys: the baseline model
@@ -45,5 +63,10 @@ class PreviousBlessedModelStrategy(LatestBlessedModelStrategy):
             raise ValueError(f"PreviousBlessedModelStrategy: expected the inputs {MODEL!r}, {BLESSING!r} and "
                              f"{CANDIDATE!r}; missing {', '.join(sorted(missing))}")
         candidates = list(input_dict[CANDIDATE])
-        return {**previous_blessed(list(input_dict[MODEL]), list(input_dict[BLESSING]), candidates),
-                CANDIDATE: candidates}
+        baseline = previous_blessed(list(input_dict[MODEL]), list(input_dict[BLESSING]), candidates)
+        if baseline[MODEL] and lacks_transform_label(baseline[MODEL][0]):
+            logging.getLogger(__name__).warning(
+                "The last blessed model (%s) was exported by an older Lamina, without the %r signature the "
+                "Evaluator calls: this run has no baseline model.", baseline[MODEL][0].uri, TRANSFORM_LABEL)
+            baseline = {MODEL: [], BLESSING: []}
+        return {**baseline, CANDIDATE: candidates}

@@ -57,7 +57,8 @@ def read_rows(path: str, text: Optional[str] = None) -> List[Dict[str, object]]:
         for n, row in enumerate(rows, 1):
             if not isinstance(row, dict):
                 raise RowError(f"{path}: row {n} is not an object of feature names to values.")
-        return rows
+        # Keys are column names, stripped as ingestion strips a header's (`" Age "` trained as `Age`).
+        return [{k.strip(): v for k, v in row.items()} for row in rows]
     # The same dialect and header rules as ingestion: a sniffed delimiter, names stripped.
     delimiter = sniff_delimiter(text[:SNIFF_BYTES])
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)

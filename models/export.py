@@ -13,7 +13,9 @@ Signatures:
                       A text feature takes UTF-8 strings; WordPiece tokenization happens here.
                       A sequence feature takes [batch, length] float32, each row's values
                       followed by NaN up to the longest row's length (ragged lists, padded).
-  transform_features  serialized tf.Example -> transformed features, label included (for TFMA).
+  transform_features  serialized tf.Example -> transformed features, label included.
+  transform_label     serialized tf.Example -> the transformed label alone: what TFMA needs of Transform
+                      (components/evaluation_schema.py says why the rest costs it time).
 
 Numeric features are float32 in both signatures. A tf.Example may leave out any numeric,
 categorical, text or date feature: it then takes the value Transform imputes for a missing one.
@@ -35,7 +37,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from lamina.models.audio import decode_wav, decode_wavs
-from lamina.models.features import AUDIO, IMAGE, SEQUENCE, TEXT, FeatureInfo, label_vocabulary, safe_name
+from lamina.models.features import (AUDIO, IMAGE, SEQUENCE, TEXT, FeatureInfo, label_key, label_vocabulary,
+                                    safe_name)
 from lamina.models.images import (BACKBONE_DIR, backbone_feature, decode_image, decode_images, image_backbones,
                                   save_backbone)
 from lamina.spec import Spec
@@ -44,6 +47,7 @@ from lamina.constants import CLASSIFY_METHOD, DEFAULT_SIGNATURE, RAW_SIGNATURE, 
 SERVING_DEFAULT = DEFAULT_SIGNATURE
 SERVING_RAW = RAW_SIGNATURE
 TRANSFORM_FEATURES = "transform_features"
+TRANSFORM_LABEL = "transform_label"
 # Beside the model (assets.extra/lamina/, which TF Serving ignores): each column's safe name and dtype.
 COLUMNS_FILE = "columns.json"
 
@@ -146,6 +150,10 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
     def transform_examples(examples):
         return tft_layer(tf.io.parse_example(examples, raw_spec))
 
+    def transform_label(examples):
+        key = label_key(spec)
+        return {key: transform_examples(examples)[key]}
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tft_layer)
@@ -158,6 +166,8 @@ def export_serving_model(model: keras.Model, tf_transform_output, spec: Spec, fe
                 for k, v in sorted(serving_spec.items())}]
     archive.add_endpoint(SERVING_RAW, serve_raw, input_signature=raw_sig)
     archive.add_endpoint(TRANSFORM_FEATURES, transform_examples,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    archive.add_endpoint(TRANSFORM_LABEL, transform_label,
                          input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     archive.write_out(export_dir, verbose=False)
     if spec.task != "forecast":  # a forecast answers H values per example: Predict only

@@ -28,10 +28,11 @@ from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import bulk_inferrer_pb2, example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
-from lamina.constants import (ANOMALY_GATE, BASELINES, EVALUATOR, EXPLAINER, FORECAST_EVALUATOR, PUSHER, PUSH_GATE,
-                              SCHEMA_GEN, TFLITE_EXPORTER, TRAINER, TUNER, FOLD_KEY, HORIZON_KEY, ORIGIN_KEY,
-                              SOURCE_PATH_KEY)
+from lamina.constants import (ANOMALY_GATE, BASELINES, EVALUATION_SCHEMA, EVALUATOR, EXPLAINER, FORECAST_EVALUATOR,
+                              PUSHER, PUSH_GATE, SCHEMA_GEN, TFLITE_EXPORTER, TRAINER, TUNER, FOLD_KEY, HORIZON_KEY,
+                              ORIGIN_KEY, SOURCE_PATH_KEY)
 from lamina.components.anomaly_gate import AnomalyGate
+from lamina.components.evaluation_schema import EvaluationSchema
 from lamina.components.baseline_resolver import PreviousBlessedModelStrategy
 from lamina.components.baselines import BaselineTrainer
 from lamina.components.gates import PushGate
@@ -45,7 +46,7 @@ from lamina.components.forecast_example_gen import ForecastExampleGen
 from lamina.components.forecast_windows import WindowSettings
 from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
-from lamina.models.export import SERVING_DEFAULT, TRANSFORM_FEATURES
+from lamina.models.export import SERVING_DEFAULT, TRANSFORM_LABEL
 from lamina.models.features import transformed_label_key
 from lamina.spec import LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, Spec
 
@@ -129,7 +130,7 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
             signature_name=SERVING_DEFAULT,
             label_key=transformed_label_key(spec.data.label),
             prediction_key="scores" if spec.task == "classification" else "outputs",
-            preprocessing_function_names=[TRANSFORM_FEATURES],
+            preprocessing_function_names=[TRANSFORM_LABEL],
         )],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=keys)
                                               for keys in spec.evaluation.all_slices],
@@ -309,10 +310,16 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         model_resolver = Resolver(strategy_class=PreviousBlessedModelStrategy, model_blessing=blessing,
                                   model=Channel(type=standard_artifacts.Model), candidate=trainer.outputs["model"])
     model_resolver = model_resolver.with_id("LatestBlessedModelResolver")
+    # TFMA reads only the label's and the slices' columns into its features (components/evaluation_schema.py).
+    evaluation_schema = EvaluationSchema(
+        schema=validated_schema,
+        columns=json.dumps(sorted({spec.data.label, *(c for keys in spec.evaluation.all_slices for c in keys)})),
+    ).with_id(EVALUATION_SCHEMA)
     evaluator = Evaluator(
         examples=examples.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
+        schema=evaluation_schema.outputs["evaluation_schema"],
         eval_config=eval_config(spec),
         example_splits=["eval"],
     )
@@ -350,7 +357,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         tflite_models=tflite.outputs["tflite_models"] if tflite else None,
     ).with_id(PUSHER)
     components = ([examples, statistics_gen, schema_gen, example_validator, anomaly_gate, transform]
-                  + [c for c in (tuner, baselines) if c] + [trainer, model_resolver, evaluator]
+                  + [c for c in (tuner, baselines) if c] + [trainer, model_resolver, evaluation_schema, evaluator]
                   + [c for c in (push_gate, explainer, tflite) if c] + [pusher])
     if spec.inference.enabled:
         components.append(BulkInferrer(

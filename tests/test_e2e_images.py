@@ -71,7 +71,7 @@ def test_pipeline_ingests_trains_and_pushes_an_accurate_model(digits_run):
 
 def test_signatures_take_examples_and_raw_bytes(in_process):
     sigs = in_process.signatures
-    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features"]
+    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features", "transform_label"]
     raw = sigs["serving_raw"].structured_input_signature[1]
     assert list(raw) == ["image"] and raw["image"].dtype == tf.string and raw["image"].shape.as_list() == [None]
 

@@ -47,8 +47,8 @@ def test_the_compiled_pipeline_runs_step_by_step_through_the_tfx_entrypoint(tmp_
     assert order.index("AnomalyGate") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
     assert all(driver.commands[t][:3] == ENTRYPOINT for t in driver.commands)
     assert set(driver.commands) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-                                    "AnomalyGate", "Transform", "Trainer", "Evaluator", "PushGate", "Explainer",
-                                    "TFLiteExporter", "Pusher"}
+                                    "AnomalyGate", "Transform", "Trainer", "EvaluationSchema", "Evaluator", "PushGate",
+                                    "Explainer", "TFLiteExporter", "Pusher"}
     # The Trainer wrote its Job and Service (valid for the Kubernetes API's schemas, or it would have
     # stopped), and its two workers trained the model that was pushed.
     run_dir = driver.artifacts["Trainer"]["model_run"][0]["uri"]

@@ -61,8 +61,8 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
     ran = [c.name for c in result.components]
     assert sorted(ran) == sorted([
         "CsvExampleGen", "LatestBlessedModelResolver", "StatisticsGen", "SchemaGen", "ExampleValidator",
-        "AnomalyGate", "Transform", "Tuner", "Baselines", "Trainer", "Evaluator", "PushGate", "Explainer",
-        "TFLiteExporter", "Pusher", "BulkInferrer"])
+        "AnomalyGate", "Transform", "Tuner", "Baselines", "Trainer", "EvaluationSchema", "Evaluator", "PushGate",
+        "Explainer", "TFLiteExporter", "Pusher", "BulkInferrer"])
     assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
     assert ran.index("Evaluator") < ran.index("Pusher")
     assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []
@@ -85,7 +85,7 @@ def test_run_pipeline_leaves_the_callers_warnings_and_logging_alone(penguins_run
 def test_exported_signatures(in_process, penguins_run):
     _, result = penguins_run
     sigs = in_process.signatures
-    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features"]
+    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features", "transform_label"]
     default_inputs = sigs["serving_default"].structured_input_signature[1]
     assert list(default_inputs) == ["inputs"] and default_inputs["inputs"].dtype == tf.string
     assert {k: v.dtype for k, v in sigs["serving_raw"].structured_input_signature[1].items()} == {
@@ -94,6 +94,52 @@ def test_exported_signatures(in_process, penguins_run):
     assert set(sigs["serving_default"].structured_outputs) == {"classes", "scores"}
     from lamina.serving.saved_model import read_signature_defs
     assert read_signature_defs(result.pushed_model_dir)["serving_default"].method_name == CLASSIFY_METHOD
+
+
+def test_transform_label_is_transform_features_label(in_process, penguins_dir):
+    """What TFMA calls for the label (models/export.py): the same values as the full Transform signature's."""
+    all_rows = read_csv(penguins_dir / "data" / "penguins.csv")
+    dtypes = {**raw_dtypes(in_process), "species": tf.string.as_datatype_enum}  # the label rides along, as in the data
+    examples = tf.constant([row_to_example(r, dtypes).SerializeToString() for r in all_rows[::8]])
+    label = in_process.signatures["transform_label"](examples=examples)
+    full = in_process.signatures["transform_features"](examples=examples)
+    assert list(label) == ["species_xf"] and len(full) > 6
+    np.testing.assert_array_equal(label["species_xf"].numpy(), full["species_xf"].numpy())
+    assert sorted(set(label["species_xf"].numpy().ravel().tolist())) == [0, 1, 2]
+
+
+def test_the_evaluators_cut_schema_gives_the_metrics_of_every_column_read(penguins_run, tmp_path):
+    """TFMA on the run's model and eval split, with the EvaluationSchema's columns and with every column read
+    (no schema, as before it): the same metrics, overall and in every slice."""
+    import glob
+
+    import tensorflow_model_analysis as tfma
+    from tfx.utils import io_utils
+
+    from lamina.pipeline.pipeline import eval_config
+
+    spec, result = penguins_run
+    pipeline_dir = spec.pipeline_root
+    schema_dir = sorted(glob.glob(os.path.join(pipeline_dir, "EvaluationSchema", "evaluation_schema", "*")))[-1]
+    schema = io_utils.SchemaReader().read(os.path.join(schema_dir, "schema.pbtxt"))
+    assert sorted((f.name, f.HasField("shape")) for f in schema.feature) == [("island", False), ("sex", False),
+                                                                             ("species", False)]
+    config = eval_config(spec)
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            for threshold in metric.per_slice_thresholds:
+                threshold.threshold.ClearField("change_threshold")  # no baseline model here
+    model = sorted(glob.glob(os.path.join(pipeline_dir, "Trainer", "model", "*", "Format-Serving")))[-1]
+    data = sorted(glob.glob(os.path.join(pipeline_dir, "CsvExampleGen", "examples", "*", "Split-eval")))[-1]
+    metrics = []
+    for cut in (schema, None):
+        out = tfma.run_model_analysis(eval_shared_model=tfma.default_eval_shared_model(model, eval_config=config),
+                                      eval_config=config, data_location=os.path.join(data, "*"), schema=cut,
+                                      output_path=str(tmp_path / ("cut" if cut else "every")))
+        metrics.append({key: value for key, value in out.slicing_metrics})
+    assert sorted(metrics[0], key=str) == sorted(metrics[1], key=str)
+    assert len(metrics[0]) >= 6  # overall, three islands, two or more sexes
+    assert metrics[0] == metrics[1]
 
 
 def test_raw_and_example_signatures_agree(in_process, rows, rows_with_missing):
@@ -209,7 +255,7 @@ GOOD = {
     ({"_model": "walrus"}, grpc.StatusCode.NOT_FOUND, "Model 'walrus' not found; serving: penguins."),
     ({"_signature": "nope"}, grpc.StatusCode.NOT_FOUND,
      "Serving signature key 'nope' not found in model 'penguins' version {version}; available signatures: "
-     "serving_default, serving_raw, transform_features."),
+     "serving_default, serving_raw, transform_features, transform_label."),
     ({"bill_length_mm": tf.make_tensor_proto(["long"])}, grpc.StatusCode.INVALID_ARGUMENT,
      "Input 'bill_length_mm' has dtype DT_STRING; signature 'serving_raw' expects DT_FLOAT."),
     ({"bill_length_mm": tf.make_tensor_proto([[39.1]], dtype=tf.float32)}, grpc.StatusCode.INVALID_ARGUMENT,
@@ -500,7 +546,7 @@ def test_rerun_is_cached_and_a_second_push_is_served(penguins_run, server, rows,
     with PredictionClient(server.target) as client:
         np.testing.assert_array_equal(client.predict_raw("penguins", rows)["scores"], expected)
         sigs = client.signature_defs("penguins")
-    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features"]
+    assert sorted(sigs) == ["serving_default", "serving_raw", "transform_features", "transform_label"]
 
     # `lamina runs` lists the runs, newest first, from ML Metadata: every one pushed, the newest the second push.
     from lamina.pipeline import cli

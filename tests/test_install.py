@@ -49,7 +49,7 @@ def test_python_api_from_a_folder_with_the_users_own_packages(tmp_path):
         "print(format_result(result))\n"
         "print('blessed:', result.blessed)\n")
     out = _run([sys.executable, "run.py"], tmp_path).stdout
-    assert "[13/13] Pusher" in out
+    assert "[14/14] Pusher" in out
     assert ("  evaluation gate: none set (evaluation.thresholds is empty); the model was pushed ungated"
             in out.splitlines())
     assert "blessed: None" in out
@@ -70,8 +70,8 @@ def test_lamina_run_with_the_users_packages_on_pythonpath(tmp_path):
     out = _run([lamina, "run", "spec.yaml"], tmp_path, env=env).stdout
     ran = [m.group(1) for m in re.finditer(r"^\[\s*\d+/\d+\] (\S+)", out, re.MULTILINE)]
     assert sorted(ran) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                                  "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                  "TFLiteExporter", "Baselines", "Pusher"])
+                                  "Transform", "Trainer", "LatestBlessedModelResolver", "EvaluationSchema", "Evaluator",
+                                  "Explainer", "TFLiteExporter", "Baselines", "Pusher"])
     assert "(cached)" not in out
     assert "  pushed model:   (not pushed)" not in out
 

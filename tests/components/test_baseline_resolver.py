@@ -44,3 +44,32 @@ def test_strategy_passes_the_candidate_through_and_names_a_missing_input():
         PreviousBlessedModelStrategy().resolve_artifacts(None, {"model": [], "model_blessing": []})
     assert str(err.value) == ("PreviousBlessedModelStrategy: expected the inputs 'model', 'model_blessing' and "
                               "'candidate'; missing candidate")
+
+
+def _saved_model(folder, signatures):
+    """A SavedModel's saved_model.pb with these signature names (what the strategy reads of it)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    meta_graph = proto.meta_graphs.add()
+    meta_graph.meta_info_def.tags.append("serve")
+    for name in signatures:
+        meta_graph.signature_def[name].method_name = "tensorflow/serving/predict"
+    serving = folder / "Format-Serving"
+    serving.mkdir(parents=True)
+    (serving / "saved_model.pb").write_bytes(proto.SerializeToString())
+    return str(folder)
+
+
+def test_a_blessed_model_from_before_transform_label_is_no_baseline(tmp_path):
+    candidate, older, newer = _model(12), _model(7), _model(9)
+    older.uri = _saved_model(tmp_path / "7", ["serving_default", "serving_raw", "transform_features"])
+    newer.uri = _saved_model(tmp_path / "9", ["serving_default", "serving_raw", "transform_features",
+                                               "transform_label"])
+    inputs = {"model": [older, candidate], "model_blessing": [_blessing(21, 7, True)], "candidate": [candidate]}
+    out = PreviousBlessedModelStrategy().resolve_artifacts(None, inputs)
+    assert {k: [a.id for a in v] for k, v in out.items()} == {"model": [], "model_blessing": [], "candidate": [12]}
+    inputs = {"model": [older, newer, candidate], "model_blessing": [_blessing(21, 7, True), _blessing(22, 9, True)],
+              "candidate": [candidate]}
+    out = PreviousBlessedModelStrategy().resolve_artifacts(None, inputs)
+    assert {k: [a.id for a in v] for k, v in out.items()} == {"model": [9], "model_blessing": [22], "candidate": [12]}

@@ -56,3 +56,14 @@ def test_a_bad_record_names_the_file_and_the_record(tmp_path):
     with pytest.raises(RowError) as info:
         read_rows(str(broken))
     assert str(info.value).startswith(f"{broken}: not a Parquet file")
+
+
+def test_json_keys_are_stripped_as_ingestion_strips_them(tmp_path):
+    """A pandas export of a spreadsheet with ' Island ' in its header trains a column 'Island': predict reads it so."""
+    _write_all(tmp_path)
+    spaced = [{f" {k} " if k != "Log" else k: v for k, v in r.items()} for r in RECORDS]
+    (tmp_path / "spaced.jsonl").write_text("".join(json.dumps(r) + "\n" for r in spaced))
+    expected = [row_to_example(r, INPUTS, n) for n, r in enumerate(read_rows(str(tmp_path / "rows.csv")), 1)]
+    got = [row_to_example(r, INPUTS, n) for n, r in enumerate(read_rows(str(tmp_path / "spaced.jsonl")), 1)]
+    assert sorted(read_rows(str(tmp_path / "spaced.jsonl"))[0]) == ["Bill (mm)", "Island", "Log", "Year"]
+    assert [dict(e.features.feature) for e in got] == [dict(e.features.feature) for e in expected]

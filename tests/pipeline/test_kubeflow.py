@@ -76,8 +76,8 @@ def test_image_entrypoint_resources_and_beam_args(penguins_compiled):
     containers = {t: executor(ps, t).get("container") for t in ps.root.dag.tasks}
     containers = {t: c for t, c in containers.items() if c}  # resolvers run in the backend
     assert set(containers) == {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                               "Transform", "Tuner", "Baselines", "Trainer", "Evaluator", "PushGate",
-                               "Explainer", "TFLiteExporter", "Pusher"}
+                               "Transform", "Tuner", "Baselines", "Trainer", "EvaluationSchema", "Evaluator",
+                               "PushGate", "Explainer", "TFLiteExporter", "Pusher"}
     # The Tuner is TFX's, run by Lamina's executor (which also writes trials.json).
     assert "lamina.components.tuner.Executor" in json.dumps(executor(ps, "Tuner"))
     for task, c in containers.items():

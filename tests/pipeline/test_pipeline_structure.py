@@ -14,8 +14,8 @@ def test_components_and_dependencies(tmp_path):
     p = create_pipeline(make_spec(tmp_path, gated=True))
     by_id = {c.id: c for c in p.components}
     assert sorted(by_id) == sorted(["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "AnomalyGate",
-                                    "Transform", "Trainer", "LatestBlessedModelResolver", "Evaluator", "Explainer",
-                                    "TFLiteExporter", "Baselines", "PushGate", "Pusher"])
+                                    "Transform", "Trainer", "LatestBlessedModelResolver", "EvaluationSchema",
+                                    "Evaluator", "Explainer", "TFLiteExporter", "Baselines", "PushGate", "Pusher"])
     assert _upstream(by_id["StatisticsGen"]) == ["CsvExampleGen"]
     assert _upstream(by_id["ExampleValidator"]) == ["SchemaGen", "StatisticsGen"]
     assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
@@ -24,7 +24,11 @@ def test_components_and_dependencies(tmp_path):
     assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
     # Gradient-boosted trees and a linear model on the same Transform output, for the report (no gate set).
     assert _upstream(by_id["Baselines"]) == ["Transform"]
-    assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "LatestBlessedModelResolver", "Trainer"]
+    assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "EvaluationSchema", "LatestBlessedModelResolver",
+                                             "Trainer"]
+    # TFMA reads the label's and the slices' columns only (the example slices by island and sex).
+    assert _upstream(by_id["EvaluationSchema"]) == ["AnomalyGate"]
+    assert by_id["EvaluationSchema"].exec_properties["columns"] == '["island", "sex", "species"]'
     # The baseline resolver reads the candidate, to leave it out (components.baseline_resolver).
     assert _upstream(by_id["LatestBlessedModelResolver"]) == ["Trainer"]
     assert by_id["LatestBlessedModelResolver"].exec_properties["resolver_class"].__name__ == \
@@ -59,7 +63,7 @@ def test_eval_config_carries_thresholds_and_slices(tmp_path):
     config = eval_config(make_spec(tmp_path))
     spec = config.model_specs[0]
     assert (spec.signature_name, spec.label_key, spec.prediction_key) == ("serving_default", "species_xf", "scores")
-    assert list(spec.preprocessing_function_names) == ["transform_features"]
+    assert list(spec.preprocessing_function_names) == ["transform_label"]
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
     metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
     assert sorted(metrics) == ["ExampleCount", "MultiClassConfusionMatrixPlot", "SparseCategoricalAccuracy",
