@@ -14,9 +14,10 @@ Python's json module reads each line (pyarrow 10's JSON reader turns a column of
 and 2.5, and refuses one of 1 and "a"), and `json_cells` turns each column of values into cells the
 same way, by the type the column's values have.
 
-A file takes this path when its scan was read by pyarrow (`table_source.arrow_scan`: a CSV that
-pyarrow reads row for row as Python's csv reader does, or a Parquet file), found no bad row, and
-every column is a number, an integer or a string on the wire (no sequence, image or audio column). Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
+A file takes this path when its scan was read this way (`table_source.arrow_scan`: a CSV that
+pyarrow reads row for row as Python's csv reader does, a Parquet or a JSON Lines file), found no
+bad row, and every column is a number, an integer or a string on the wire (no sequence, image or
+audio column). Inside it, a cell that is not a plain number (`$1,234.50`, `12%`) is read by
 `parse_number`, one cell at a time. A batch whose cells pyarrow cannot type exactly as Python
 would (an integer past int64, digits of another script) goes through `record_to_example`, row by
 row, so the rules and messages stay those of the Python path.
@@ -31,8 +32,7 @@ import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
 from lamina import storage
-from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, parse_number
-from lamina.cells import open_text
+from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, open_text, parse_number
 from lamina.tables import BadCell, JsonKeys, json_object, value_cell
 
 FLOAT, INT, BYTES = "float", "int", "bytes"  # wire types (components/table_example_gen.py has the others)
@@ -65,7 +65,8 @@ def applies(scan, types: Dict[str, str]) -> bool:
 def batches(path: str, names: List[str], delimiter: str, encoding: str, fmt: str = "csv") -> Iterator[pa.RecordBatch]:
     """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
     the wrong width), or of a Parquet or JSON Lines file as `parquet_cells` and `json_cells` write them
-    (raises Unsupported for a line or value that makes a bad row). The file is opened by `lamina.storage`: tf.io.gfile for gs://, s3:// and other URIs."""
+    (raises Unsupported for a line or value that makes a bad row). The file is opened by `lamina.storage`:
+    tf.io.gfile for gs://, s3:// and other URIs."""
     if fmt == "parquet":
         yield from parquet_batches(path, names)
         return
