@@ -16,9 +16,13 @@ a binary label). Both ExampleGens split 4:1 by hash and write gzipped TFRecords 
 Each is run in a child process of its own, so neither pays for the other's imports or caches;
 the figure is the component's own time, as TFX's launcher reports it, and the child's wall time.
 
+With `--conversion`, only the Arrow path's conversion of the file into serialized examples is timed,
+in this process (no Beam, no writing), two ways, alternating: float columns kept as their values (as
+ExampleGen does), and as cells, each a `repr` parsed back (as before). The two must give equal bytes.
+
 Usage:
     .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--work /tmp/lamina-ingest] [--json out.json]
-                                          [--format csv|parquet|jsonl]
+                                          [--format csv|parquet|jsonl] [--conversion [--rounds 2]]
 """
 
 import argparse
@@ -165,12 +169,43 @@ def write_jsonl(csv_path: str) -> str:
     return path
 
 
+def time_conversion(path: str, fmt: str, rounds: int) -> dict:
+    """Seconds to turn the file into serialized examples on the Arrow path, float columns as values or as cells."""
+    import hashlib
+
+    from lamina.components import table_arrow
+    from lamina.components.table_example_gen import wire_types
+    from lamina.components.table_source import TablePolicy, scan_uncached
+    from scale import CATEGORICAL, LABEL, NUMERIC
+
+    scan = scan_uncached(path, TablePolicy(label=LABEL, format=fmt))
+    types = wire_types([scan], {**{c: "numeric" for c in NUMERIC}, **{c: "categorical" for c in CATEGORICAL}},
+                       LABEL, "classification", [])
+    numbers = {n for n, kind in types.items() if kind == table_arrow.FLOAT}
+    out = {"values_s": [], "cells_s": [], "digests": set()}
+    for i in range(rounds):
+        for way in ("values", "cells") if i % 2 == 0 else ("cells", "values"):
+            digest = hashlib.sha1()
+            start = time.perf_counter()
+            for batch in table_arrow.batches(path, scan.names, scan.delimiter, "utf-8", fmt,
+                                             numbers if way == "values" else ()):
+                for example in table_arrow.batch_examples(batch, types, LABEL):
+                    digest.update(example)
+            out[f"{way}_s"].append(time.perf_counter() - start)
+            out["digests"].add(digest.hexdigest())
+            print(f"  conversion, float columns as {way}: {out[f'{way}_s'][-1]:.1f} s", flush=True)
+    out["equal"] = len(out.pop("digests")) == 1
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", default="/tmp/lamina-ingest")
     parser.add_argument("--json")
     parser.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
+    parser.add_argument("--conversion", action="store_true", help="time only the Arrow path's conversion")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", nargs="+", choices=["lamina", "lamina-python", "tfx"],
                         help="run only these ExampleGens (the ratios need their pairs)")
     args = parser.parse_args()
@@ -189,6 +224,13 @@ def main() -> None:
         csv_path = write_jsonl(csv_path)
         variants = ("lamina", "lamina-python")
     variants = [v for v in variants if v in (args.only or variants)]
+    if args.conversion:
+        result = time_conversion(csv_path, args.format, args.rounds)
+        print(f"  the two ways gave the same examples: {result['equal']}", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return
     print(f"{platform.node()}: {os.cpu_count()} CPUs; {args.rows:,} rows, "
           f"{os.path.getsize(csv_path) / 1e6:.1f} MB {args.format}", flush=True)
     results = {"rows": args.rows, "format": args.format, "file_bytes": os.path.getsize(csv_path)}

@@ -24,7 +24,7 @@ row, so the rules and messages stay those of the Python path.
 """
 
 import itertools
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Collection, Dict, Iterator, List
 
 import numpy as np
 import pyarrow as pa
@@ -62,16 +62,21 @@ def applies(scan, types: Dict[str, str]) -> bool:
     return scan.by_arrow and scan.bad_row_count == 0 and set(types.values()) <= {FLOAT, INT, BYTES}
 
 
-def batches(path: str, names: List[str], delimiter: str, encoding: str, fmt: str = "csv") -> Iterator[pa.RecordBatch]:
+def batches(path: str, names: List[str], delimiter: str, encoding: str, fmt: str = "csv",
+            numbers: Collection[str] = ()) -> Iterator[pa.RecordBatch]:
     """The data rows of a CSV, every cell a string as it is written (raises pa.ArrowInvalid on a row of
     the wrong width), or of a Parquet or JSON Lines file as `parquet_cells` and `json_cells` write them
     (raises Unsupported for a line or value that makes a bad row). The file is opened by `lamina.storage`:
-    tf.io.gfile for gs://, s3:// and other URIs."""
+    tf.io.gfile for gs://, s3:// and other URIs.
+
+    `numbers`: columns that are floats on the wire. In a Parquet or JSON Lines file, such a column whose
+    values are all floats stays float64 values (NaN for a blank), not cells: their cells would be
+    `repr`s, which parse back to the same values."""
     if fmt == "parquet":
-        yield from parquet_batches(path, names)
+        yield from parquet_batches(path, names, numbers)
         return
     if fmt == "jsonl":
-        yield from jsonl_batches(path, names, encoding)
+        yield from jsonl_batches(path, names, encoding, numbers)
         return
     read = pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES,
                               encoding="utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding)
@@ -83,21 +88,23 @@ def batches(path: str, names: List[str], delimiter: str, encoding: str, fmt: str
         yield from pa_csv.open_csv(f, read_options=read, parse_options=parse, convert_options=convert)
 
 
-def parquet_batches(path: str, names: List[str]) -> Iterator[pa.RecordBatch]:
-    """A Parquet file's rows, a batch at a time, each column as `parquet_cells` (`names`: the cleaned header)."""
+def parquet_batches(path: str, names: List[str], numbers: Collection[str] = ()) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows, a batch at a time, each column as `parquet_cells` (`names`: the cleaned header),
+    or float64 values (`numbers`, as in `batches`)."""
     import pyarrow.parquet as pq
 
     with storage.open_binary(path) as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            yield pa.RecordBatch.from_arrays([parquet_cells(batch.column(i), name) for i, name in enumerate(names)],
-                                             names=names)
+            yield pa.RecordBatch.from_arrays([parquet_cells(batch.column(i), name, name in numbers)
+                                              for i, name in enumerate(names)], names=names)
 
 
-def parquet_cells(column: pa.Array, name: str) -> pa.Array:
+def parquet_cells(column: pa.Array, name: str, floats: bool = False) -> pa.Array:
     """A Parquet column as strings equal to `value_cell` of each value: null and NaN blank, integers in
     decimal, booleans 'true'/'false', floats as Python's `repr`. A type without a vectorized rule
     (dates, decimals, lists) goes value by value through `value_cell`. Raises Unsupported where
-    `value_cell` refuses a value (the Python path makes that row a bad row)."""
+    `value_cell` refuses a value (the Python path makes that row a bad row). With `floats`, a float column
+    stays float64 values."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         column, kind = column.dictionary_decode(), kind.value_type
@@ -106,7 +113,8 @@ def parquet_cells(column: pa.Array, name: str) -> pa.Array:
     elif pa.types.is_boolean(kind):
         cells = pc.if_else(column, "true", "false")
     elif pa.types.is_float32(kind) or pa.types.is_float64(kind):
-        cells = _float_cells(column.cast(pa.float64()))  # float32 widened, as Python reads it
+        column = column.cast(pa.float64())  # float32 widened, as Python reads it
+        return column if floats else _float_cells(column)
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         try:
             cells = column.cast(pa.string())  # checks that every value is UTF-8
@@ -120,10 +128,11 @@ def parquet_cells(column: pa.Array, name: str) -> pa.Array:
     return pc.fill_null(cells, "")
 
 
-def jsonl_batches(path: str, names: List[str], encoding: str) -> Iterator[pa.RecordBatch]:
+def jsonl_batches(path: str, names: List[str], encoding: str, numbers: Collection[str] = ()) -> Iterator[pa.RecordBatch]:
     """A JSON Lines file's objects, a batch at a time, each column as `json_cells` writes it (`names`: the
-    header `lamina.tables.JsonLinesRows` gives). Raises Unsupported at a line the Python reader makes a bad
-    row (not JSON, not an object, a key twice, a value no cell holds)."""
+    header `lamina.tables.JsonLinesRows` gives), or float64 values (`numbers`, as in `batches`). Raises
+    Unsupported at a line the Python reader makes a bad row (not JSON, not an object, a key twice, a value
+    no cell holds)."""
     keys = JsonKeys(names)
     objects: List[dict] = []
     with open_text(path, encoding) as f:
@@ -138,27 +147,29 @@ def jsonl_batches(path: str, names: List[str], encoding: str) -> Iterator[pa.Rec
                 raise Unsupported()
             objects.append(keys.by_column(value))
             if len(objects) == JSONL_BATCH_ROWS:
-                yield _json_batch(objects, names)
+                yield _json_batch(objects, names, numbers)
                 objects = []
     if objects:
-        yield _json_batch(objects, names)
+        yield _json_batch(objects, names, numbers)
 
 
-def _json_batch(objects: List[dict], names: List[str]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([json_cells(list(map(dict.get, objects, itertools.repeat(n, len(objects)))), n)
-                                       for n in names], names=names)
+def _json_batch(objects: List[dict], names: List[str], numbers: Collection[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([json_cells(list(map(dict.get, objects, itertools.repeat(n, len(objects)))), n,
+                                                  n in numbers) for n in names], names=names)
 
 
-def json_cells(values: list, name: str) -> pa.Array:
+def json_cells(values: list, name: str, floats: bool = False) -> pa.Array:
     """JSON values (str, int, float, bool, None; lists and objects) as strings equal to `value_cell` of
     each. A column of one type (and nulls) takes a vectorized step; a mixed one (1 and 2.5, 1 and "a"),
-    an integer past int64 or a list goes value by value. Raises Unsupported where `value_cell` refuses."""
+    an integer past int64 or a list goes value by value. Raises Unsupported where `value_cell` refuses.
+    With `floats`, a column of floats (and nulls) stays float64 values."""
     kinds = set(map(type, values)) - {type(None)}
     try:
         if kinds <= {str}:
             return pc.fill_null(pa.array(values, pa.string()), "")
         if kinds == {float}:
-            return _float_cells(pa.array(values, pa.float64()))
+            column = pa.array(values, pa.float64())
+            return column if floats else _float_cells(column)
         if kinds == {int}:
             return pc.fill_null(pa.array(values, pa.int64()).cast(pa.string()), "")
         if kinds == {bool}:
@@ -202,17 +213,21 @@ def examples(path: str, names: List[str], delimiter: str, encoding: str, label: 
     """Each batch's serialized examples, in the file's order, rows without a label left out.
 
     `to_example` serializes one row's cells the Python way (for a batch this path cannot type)."""
-    for batch in batches(path, names, delimiter, encoding, fmt):
+    numbers = {n for n, kind in types.items() if kind == FLOAT and n != label}
+    for batch in batches(path, names, delimiter, encoding, fmt, numbers):
         try:
             yield batch_examples(batch, types, label)
         except Unsupported:
-            rows = batch.to_pylist()
+            rows = pa.RecordBatch.from_arrays([_float_cells(c) if pa.types.is_floating(c.type) else c
+                                               for c in batch.columns], names=batch.schema.names).to_pylist()
             yield [to_example(r) for r in rows if not label or r[label].strip()]
 
 
 def batch_examples(batch: pa.RecordBatch, types: Dict[str, str], label: str = "") -> List[bytes]:
-    """A record batch of cells (strings) -> one serialized tf.Example per row with a label."""
-    columns = {name: strip(batch.column(i)) for i, name in enumerate(batch.schema.names)}
+    """A record batch of cells (strings, or float64 values of a float column) -> one serialized tf.Example
+    per row with a label."""
+    columns = {name: c if pa.types.is_floating(c.type) else strip(c) for name, c in zip(batch.schema.names,
+                                                                                       batch.columns)}
     if label:
         keep = pc.not_equal(columns[label], "")
         columns = {name: pc.filter(c, keep) for name, c in columns.items()}
@@ -225,17 +240,24 @@ def batch_examples(batch: pa.RecordBatch, types: Dict[str, str], label: str = ""
 
 def _entries(name: str, cells: pa.Array, kind: str) -> pa.Array:
     """One column's map entries (`feature { key: name value {...} }`, tagged), null where the cell is left out."""
-    present = pc.not_equal(cells, "")
-    if kind != BYTES:
-        present = pc.and_(present, pc.invert(pc.is_in(pc.utf8_lower(cells), value_set=pa.array(
-            sorted(MISSING_NUMBER_TOKENS)))))
-    present = present.to_numpy(zero_copy_only=False)
-    if kind == BYTES:
-        payload = cells.cast(pa.binary())
-    elif kind == FLOAT:
-        payload = _fixed(_floats(cells, present).astype("<f4").tobytes(), 4, len(cells))
+    if pa.types.is_floating(cells.type):  # a float column's own values (`batches`' numbers)
+        values = cells.to_numpy(zero_copy_only=False)  # a null is NaN: a blank cell
+        present = ~np.isnan(values)
+        if np.isinf(values).any():
+            raise Unsupported()  # 'inf' is not a number to `parse_number` either
+        payload = _fixed(np.where(present, values, 0.0).astype("<f4").tobytes(), 4, len(cells))
     else:
-        payload = _varints(_integers(cells, present))
+        present = pc.not_equal(cells, "")
+        if kind != BYTES:
+            present = pc.and_(present, pc.invert(pc.is_in(pc.utf8_lower(cells), value_set=pa.array(
+                sorted(MISSING_NUMBER_TOKENS)))))
+        present = present.to_numpy(zero_copy_only=False)
+        if kind == BYTES:
+            payload = cells.cast(pa.binary())
+        elif kind == FLOAT:
+            payload = _fixed(_floats(cells, present).astype("<f4").tobytes(), 4, len(cells))
+        else:
+            payload = _varints(_integers(cells, present))
     payload = pc.if_else(pa.array(present), payload, pa.scalar(None, pa.binary()))
     key = name.encode("utf-8")
     value = _wrap(VALUE_TAG, _wrap(KIND_TAGS[kind], _wrap(VALUES_TAG, payload)))

@@ -424,3 +424,31 @@ def test_a_json_line_that_makes_a_bad_row_takes_the_python_path_and_its_message(
         scan_table(str(path), policy)
     assert str(e.value) == (f"{path}: 1 row(s) cannot be read: line 4: {problem}. Fix them, or set "
                             f"data.bad_rows: skip to leave such rows out.")
+
+
+def test_float_columns_skip_their_cells_and_a_batch_that_falls_back_gets_them_back(tmp_path):
+    """ExampleGen keeps a Parquet or JSON float column as its values (no repr and parse back); a batch the Arrow
+    path cannot type (an excluded code in Arabic-Indic digits) goes to record_to_example with their cells."""
+    assert table_arrow.json_cells([1.5, None, 2.0], "x", floats=True).to_pylist() == [1.5, None, 2.0]
+    assert table_arrow.json_cells([1, 2.5], "x", floats=True).to_pylist() == ["1", "2.5"]  # mixed: cells
+    f32 = pa.array([0.1, None], pa.float32())
+    assert table_arrow.parquet_cells(f32, "x", floats=True).to_pylist() == [f32[0].as_py(), None]  # widened
+    path = tmp_path / "codes.jsonl"
+    path.write_text('{"x": 1.5, "code": 7, "y": "a"}\n{"x": null, "code": "\\u0663", "y": "b"}\n'
+                    '{"x": 2.25, "code": 12, "y": "c"}\n', encoding="utf-8")
+    scan = scan_table(str(path), TablePolicy(format="jsonl", label="y"))
+    types = wire_types([scan], None, "y", "classification", ["code"])
+    assert (scan.by_arrow, types) == (True, {"x": "float", "code": "int", "y": "bytes"})
+    python = [record_to_example(r, types).SerializeToString(deterministic=True)
+              for _, r in iter_records(str(path), scan.names, "y", "jsonl")]
+    rows = []
+
+    def to_example(row):
+        rows.append(row)
+        return record_to_example(row, types).SerializeToString(deterministic=True)
+
+    arrow = [e for batch in table_arrow.examples(str(path), scan.names, "", "utf-8", "y", types, to_example, "jsonl")
+             for e in batch]
+    assert arrow == python
+    assert rows == [{"x": "1.5", "code": "7", "y": "a"}, {"x": "", "code": "\u0663", "y": "b"},
+                    {"x": "2.25", "code": "12", "y": "c"}]
