@@ -32,8 +32,8 @@ import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
 from lamina import storage
-from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, open_text, parse_number
-from lamina.tables import BadCell, JsonKeys, json_object, value_cell
+from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, parse_number
+from lamina.tables import BadCell, JsonKeys, JsonLinesRows, value_cell
 
 FLOAT, INT, BYTES = "float", "int", "bytes"  # wire types (components/table_example_gen.py has the others)
 BLOCK_BYTES = 16 << 20  # pyarrow's read block: about 100k rows of a 25-column table
@@ -135,20 +135,13 @@ def jsonl_batches(path: str, names: List[str], encoding: str, numbers: Collectio
     no cell holds)."""
     keys = JsonKeys(names)
     objects: List[dict] = []
-    with open_text(path, encoding) as f:
-        for text in f:
-            if not text.strip():
-                continue
-            try:
-                value = json_object(text)
-            except (ValueError, BadCell):  # json.JSONDecodeError is a ValueError
-                raise Unsupported() from None
-            if not isinstance(value, dict):
-                raise Unsupported()
-            objects.append(keys.by_column(value))
-            if len(objects) == JSONL_BATCH_ROWS:
-                yield _json_batch(objects, names, numbers)
-                objects = []
+    for _, value, _ in JsonLinesRows.objects(path, encoding):  # the Python reader's lines, bad ones None
+        if value is None:
+            raise Unsupported()
+        objects.append(keys.by_column(value))
+        if len(objects) == JSONL_BATCH_ROWS:
+            yield _json_batch(objects, names, numbers)
+            objects = []
     if objects:
         yield _json_batch(objects, names, numbers)
 

@@ -127,7 +127,7 @@ def no_repeated_keys(pairs: List[Tuple[str, object]]) -> dict:
 _JSON = json.JSONDecoder(object_pairs_hook=no_repeated_keys)
 
 
-def json_object(text: str):
+def _json_object(text: str):
     """`json.loads(text, object_pairs_hook=no_repeated_keys)`, with one decoder for every line (json.loads
     builds a decoder per call when given a hook)."""
     if text.startswith("\ufeff"):
@@ -171,7 +171,7 @@ class JsonLinesRows:
                 if not text.strip():
                     continue
                 try:
-                    value = json_object(text.rstrip("\r\n"))
+                    value = _json_object(text.rstrip("\r\n"))
                 except json.JSONDecodeError as e:
                     yield line, None, f"not valid JSON: {e.msg} at column {e.colno}"
                     continue
