@@ -1,7 +1,7 @@
 """Transform's preprocessing_fn: the one place raw features become model inputs.
 
-Numeric features: missing values are filled with the mean, then z-scored; with
-`missing_indicator`, a 0/1 feature says which values were missing.
+Numeric features: z-scored by the mean and deviation of the train split's values present; a missing
+value becomes 0 (the mean); with `missing_indicator`, a 0/1 feature says which values were missing.
 Categorical features: surrounding spaces are dropped, missing values and markers ('?', 'NA') become '',
 boolean spellings are lower-cased (`normalize_categories`), then a vocabulary maps them to ids.
 Date features: the string is parsed in the graph by its layout (`FeatureSpec.format`) into
@@ -60,16 +60,18 @@ def _dense_float(x):
 
 
 def _impute_and_scale(dense):
-    """NaNs take the training mean (so they land on 0), then a z-score.
+    """A z-score by the mean and deviation of the values present; a missing value (NaN) is 0, the mean.
 
     `dense` is [batch], or [batch, k] for k values scaled each on its own (one set of analyzers
-    for all k: Transform's cost grows with the number of analyzers).
+    for all k: Transform's cost grows with the number of analyzers). TFT's mean and variance leave
+    NaNs out, so the statistics need one pass over the data. Imputing the mean first and scaling
+    the result made a second analysis pass over the whole train split, since the scaling's input
+    then depended on an analyzer's output (docs/benchmarks.md). A column with no value present in
+    training is 0 everywhere.
     """
-    present = tf.logical_not(tf.math.is_nan(dense))
-    total = tft.sum(tf.where(present, dense, tf.zeros_like(dense)), reduce_instance_dims=False)
-    count = tft.sum(tf.cast(present, tf.float32), reduce_instance_dims=False)
-    mean = tf.math.divide_no_nan(total, count)
-    return tft.scale_to_z_score(tf.where(present, dense, mean + tf.zeros_like(dense)), elementwise=True)
+    scaled = tft.scale_to_z_score(dense, elementwise=True)
+    # NaN where the value is missing, and for every value of a column with none present in training.
+    return tf.where(tf.math.is_nan(scaled), tf.zeros_like(scaled), scaled)
 
 
 def _numeric_columns(columns):
