@@ -227,11 +227,13 @@ def run_pipeline(spec: Spec, stream: Optional[TextIO] = None) -> RunResult:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from lamina.pipeline.beam_dofn_specs import memoize_dofn_specs
+    from lamina.pipeline.tfrecord_reader import read_tfrecords_with_tf_data
     from lamina.components.anomaly_gate import DataAnomaliesError
     from lamina.components.image_example_gen import BadInputFilesError
     from lamina.pipeline.pipeline import create_pipeline
 
     memoize_dofn_specs()  # Beam asks each DoFn the same question about nine times
+    read_tfrecords_with_tf_data()  # TFXIO reads examples in C++, not record by record in Python
     os.makedirs(spec.run_dir, exist_ok=True)
     record_spec(spec)
     pipeline = create_pipeline(spec, beam_pipeline_args=local_beam_args(spec.runner.beam_args))

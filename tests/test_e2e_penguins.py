@@ -65,6 +65,11 @@ def test_pipeline_pushes_an_accurate_model(penguins_run):
         "Explainer", "TFLiteExporter", "Pusher", "BulkInferrer"])
     assert ran.index("AnomalyGate") < ran.index("Transform") < ran.index("Trainer") < ran.index("Evaluator")
     assert ran.index("Evaluator") < ran.index("Pusher")
+    # StatisticsGen, Transform and the Evaluator read their examples with tf.data (the statistics and
+    # metrics above came that way)
+    from tfx_bsl.tfxio import record_based_tfxio
+    from lamina.pipeline.tfrecord_reader import read_tfrecords
+    assert record_based_tfxio.ReadTfRecord is read_tfrecords
     assert os.path.isdir(result.anomalies_dir) and result.failed_thresholds == []
     assert os.path.isdir(result.tensorboard_dir) and os.listdir(result.tensorboard_dir)
     report = open(result.report).read()
