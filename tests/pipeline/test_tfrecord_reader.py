@@ -17,6 +17,7 @@ from tfx_bsl.tfxio import record_based_tfxio, tf_example_record
 from lamina.pipeline.tfrecord_reader import compression_of, read_tfrecords, read_tfrecords_with_tf_data
 
 BEAMS_READER = record_based_tfxio.ReadTfRecord
+assert BEAMS_READER is not read_tfrecords  # collected before any run installs it
 
 
 def _records(seed: int, count: int):
@@ -79,7 +80,7 @@ def test_the_same_records_as_beams_reader_from_gzip_and_plain_files_and_several_
         assert positions == sorted(positions), path
 
 
-def test_tfxio_decodes_the_same_examples_through_it(tmp_path):
+def test_tfxio_decodes_the_same_examples_through_it(tmp_path, monkeypatch):
     """What StatisticsGen, Transform and the Evaluator get: TFXIO's record batches, from a gzip file,
     equal whichever reader ran (installed the way `lamina run` installs it)."""
     path = str(tmp_path / "data.gz")
@@ -91,13 +92,12 @@ def test_tfxio_decodes_the_same_examples_through_it(tmp_path):
         batches = _collected(lambda pipeline: pipeline | source.BeamSource(batch_size=500), tmp_path)
         return sorted((row for batch in batches for row in batch.to_pylist()), key=lambda r: r["name"])
 
+    # Beam's reader first; whatever was installed (a run earlier in this process) comes back after the test
+    monkeypatch.setattr(record_based_tfxio, "ReadTfRecord", BEAMS_READER)
     before = rows()
-    try:
-        read_tfrecords_with_tf_data()
-        assert record_based_tfxio.ReadTfRecord is read_tfrecords
-        after = rows()
-    finally:
-        record_based_tfxio.ReadTfRecord = BEAMS_READER
+    read_tfrecords_with_tf_data()
+    assert record_based_tfxio.ReadTfRecord is read_tfrecords
+    after = rows()
     assert len(after) == 3000
     assert after == before
 
