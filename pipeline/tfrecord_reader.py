@@ -8,8 +8,10 @@ it, then to transform it): 11 of Transform's 70 s at 200k rows (docs/benchmarks.
 
 `read_tfrecords_with_tf_data()` puts `read_tfrecords` in its place. It matches each pattern when the
 pipeline is built, then reads each file with `tf.data.TFRecordDataset` (which checks the same CRCs)
-in batches of `BATCH_RECORDS`, and hands Beam each record's bytes: the same records, as `bytes`, in
-file order. A damaged file stops the run with an error that names it. A pattern it cannot serve goes to Beam's reader, whose behaviour (and error) is kept:
+in batches of `BATCH_RECORDS`, and hands Beam each record's bytes: the same records, as `bytes`, file
+after file in sorted order, the same order on every run (a Reshuffle would change it from run to run,
+and with it the last bits of float sums downstream). The files are read in one bundle, so on a runner
+with several workers one worker reads them. A damaged file stops the run with an error that names it. A pattern it cannot serve goes to Beam's reader, whose behaviour (and error) is kept:
 - no file matches it (Beam stops the pipeline with its message);
 - a file is compressed another way than gzip (Beam reads `.bz2`, `.deflate` or `.zst`; tf.data
   does not);
@@ -72,9 +74,10 @@ def read_tfrecords(pipeline: beam.Pipeline, file_pattern: List[str]) -> beam.pva
     for i, pattern in enumerate(file_pattern):
         files = _files(pattern)
         if files and all(compression_of(f) is not None for f in files):
+            # No reshuffle (Create's own included): the files in sorted order, so a run's order, and what the
+            # order decides downstream (float sums, the transformed examples), is the same every time.
             pcolls.append(pipeline
-                          | f"MatchTFRecordFiles[{i}]" >> beam.Create(files)
-                          | f"SpreadTFRecordFiles[{i}]" >> beam.Reshuffle()  # a file per worker, where there are several
+                          | f"MatchTFRecordFiles[{i}]" >> beam.Create(files, reshuffle=False)
                           | f"ReadTFRecordFiles[{i}]" >> beam.ParDo(ReadRecords()))
         else:
             pcolls.append(pipeline | f"ReadFromTFRecord[{i}]" >> beam.io.ReadFromTFRecord(
