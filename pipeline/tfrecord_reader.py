@@ -4,14 +4,15 @@ StatisticsGen, Transform and the Evaluator read their examples through tfx-bsl's
 reads TFRecord files with `tfx_bsl.tfxio.record_based_tfxio.ReadTfRecord`: Beam's
 `ReadFromTFRecord`, which finds each record's length and checks two CRCs in Python. On 2 cores that
 was about 24 µs a record under cProfile, and Transform reads every training record twice (to analyze
-it, then to transform it): 11 of Transform's 70 s at 200k rows (docs/benchmarks.md).
+it, then to transform it): 8.5 of Transform's 88.7 s at 200k rows under the profiler (docs/benchmarks.md).
 
 `read_tfrecords_with_tf_data()` puts `read_tfrecords` in its place. It matches each pattern when the
 pipeline is built, then reads each file with `tf.data.TFRecordDataset` (which checks the same CRCs)
 in batches of `BATCH_RECORDS`, and hands Beam each record's bytes: the same records, as `bytes`, file
 after file in sorted order, the same order on every run (a Reshuffle would change it from run to run,
 and with it the last bits of float sums downstream). The files are read in one bundle, so on a runner
-with several workers one worker reads them. A damaged file stops the run with an error that names it. A pattern it cannot serve goes to Beam's reader, whose behaviour (and error) is kept:
+with several workers one worker reads them. A damaged file stops the run with an error that names
+it. A pattern it cannot serve goes to Beam's reader, whose behaviour (and error) is kept:
 - no file matches it (Beam stops the pipeline with its message);
 - a file is compressed another way than gzip (Beam reads `.bz2`, `.deflate` or `.zst`; tf.data
   does not);
