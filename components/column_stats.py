@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lamina.cells import BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, date_layout, parse_number
+from lamina.cells import BOOLEAN_SPELLINGS, INTEGER, LIST_SEPARATOR, NUMERIC_MISSING_TOKENS, PLAIN_NUMBER, date_layout, parse_number
 
 # Distinct values remembered per column; past it a column only counts as "many distinct".
 MAX_DISTINCT = 20_000
@@ -36,7 +36,7 @@ class ColumnStats:
     plain_numbers: int = 0  # of those, written as plain numbers (no symbols)
     integers: int = 0  # plain integers
     wide_integers: int = 0  # of those, past int64 (a 20-digit ID): an Int64List cannot hold them
-    number_tokens: int = 0  # missing-value tokens such as 'NA', 'n/a', '-'
+    number_tokens: int = 0  # missing-value tokens such as 'NA', 'n/a', '-', and infinities ('inf')
     booleans: int = 0
     dates: Dict[str, int] = dataclasses.field(default_factory=dict)  # layout -> cells
     not_numbers: List[Tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, cell), first few
@@ -229,6 +229,6 @@ def classify(s: str) -> CellKind:
         integer = bool(INTEGER.match(s))
         return CellKind(plain=True, integer=integer, value=float(s), boolean=integer and s in BOOLEAN_SPELLINGS)
     low = s.lower()
-    token = low in MISSING_NUMBER_TOKENS
+    token = low in NUMERIC_MISSING_TOKENS
     return CellKind(token=token, value=None if token else parse_number(s), boolean=low in BOOLEAN_SPELLINGS,
                     layout=date_layout(s) if len(s) >= 8 and s[:1].isdigit() else None)

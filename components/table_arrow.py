@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
 from lamina import storage
-from lamina.cells import INTEGER, MISSING_NUMBER_TOKENS, PLAIN_NUMBER, parse_number
+from lamina.cells import INTEGER, NUMERIC_MISSING_TOKENS, PLAIN_NUMBER, parse_number
 from lamina.tables import BadCell, JsonKeys, JsonLinesRows, value_cell
 
 FLOAT, INT, BYTES = "float", "int", "bytes"  # wire types (components/table_example_gen.py has the others)
@@ -235,15 +235,13 @@ def _entries(name: str, cells: pa.Array, kind: str) -> pa.Array:
     """One column's map entries (`feature { key: name value {...} }`, tagged), null where the cell is left out."""
     if pa.types.is_floating(cells.type):  # a float column's own values (`batches`' numbers)
         values = cells.to_numpy(zero_copy_only=False)  # a null is NaN: a blank cell
-        present = ~np.isnan(values)
-        if np.isinf(values).any():
-            raise Unsupported()  # 'inf' is not a number to `parse_number` either
+        present = np.isfinite(values)  # an infinity is missing, as `parse_number` reads 'inf'
         payload = _fixed(np.where(present, values, 0.0).astype("<f4").tobytes(), 4, len(cells))
     else:
         present = pc.not_equal(cells, "")
         if kind != BYTES:
             present = pc.and_(present, pc.invert(pc.is_in(pc.utf8_lower(cells), value_set=pa.array(
-                sorted(MISSING_NUMBER_TOKENS)))))
+                sorted(NUMERIC_MISSING_TOKENS)))))
         present = present.to_numpy(zero_copy_only=False)
         if kind == BYTES:
             payload = cells.cast(pa.binary())

@@ -17,8 +17,14 @@ from typing import Dict, List, Optional
 
 from lamina import storage
 
-# Cells that mean "no value" in a numeric column (compared stripped and lower-cased).
+# Cells that mean "no value" in a numeric column (compared stripped and lower-cased). A categorical
+# column reads them as missing too.
 MISSING_NUMBER_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"})
+# Infinities, as Python, pandas and spreadsheets write them (a ratio with a zero below the line).
+# In a numeric column they are missing values: no mean or deviation can hold them. A categorical
+# column keeps them as categories.
+NOT_FINITE_TOKENS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "#div/0!"})
+NUMERIC_MISSING_TOKENS = MISSING_NUMBER_TOKENS | NOT_FINITE_TOKENS
 BOOLEAN_SPELLINGS = {"true": True, "false": False, "yes": True, "no": False, "y": True, "n": False,
                      "t": True, "f": False, "1": True, "0": False, "on": True, "off": False}
 SNIFF_BYTES = 64 * 1024
@@ -38,8 +44,9 @@ def parse_number(text: str) -> Optional[float]:
     """A cell's number, or None when the cell is not one (missing cells are None too).
 
     Accepts plain numbers, thousands separators (`1,234.5`), a currency symbol before or after
-    (`$12`, `12 €`), a trailing percent sign (`12%` is 0.12) and surrounding spaces. Infinities,
-    `1_000` and European decimal commas (`3,5`) are not numbers.
+    (`$12`, `12 €`), a trailing percent sign (`12%` is 0.12) and surrounding spaces. Infinities
+    (`inf`, `-Infinity`, `#DIV/0!`) are missing values, as `NaN` is. `1_000` and European decimal
+    commas (`3,5`) are not numbers.
 
     >>> parse_number("$1,234.50"), parse_number("12%"), parse_number("n/a")
     (1234.5, 0.12, None)
@@ -47,7 +54,7 @@ def parse_number(text: str) -> Optional[float]:
     s = text.strip()
     if PLAIN_NUMBER.match(s):
         return float(s)
-    if s.lower() in MISSING_NUMBER_TOKENS:
+    if s.lower() in NUMERIC_MISSING_TOKENS:
         return None
     sign = 1.0
     if s[:1] in "+-":
@@ -104,7 +111,8 @@ def parse_sequence(text: str, delimiter: Optional[str] = None) -> List[float]:
 
 
 def is_missing_number(text: str) -> bool:
-    return text.strip().lower() in MISSING_NUMBER_TOKENS
+    """A missing value in a numeric column: a marker such as 'NA' or '?', or an infinity ('inf')."""
+    return text.strip().lower() in NUMERIC_MISSING_TOKENS
 
 
 # Boolean spellings whose case a categorical column ignores ('Yes', 'YES' and 'yes' are one value).

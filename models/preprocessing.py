@@ -51,12 +51,14 @@ def _values(x):
 
 
 def _dense_float(x):
-    """[batch] float32 with NaN where the value is missing."""
+    """[batch] float32 with NaN where the value is missing. An infinity is missing too, as ingestion
+    reads an 'inf' cell: a client may send one, and a TFRecord file may hold one."""
     if isinstance(x, tf.SparseTensor):
         x = tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
     elif isinstance(x, tf.RaggedTensor):
         x = tf.cast(x, tf.float32)
-    return tf.cast(_to_dense(x, float("nan")), tf.float32)
+    x = tf.cast(_to_dense(x, float("nan")), tf.float32)
+    return tf.where(tf.math.is_inf(x), tf.fill(tf.shape(x), float("nan")), x)
 
 
 def _impute_and_scale(dense):

@@ -27,7 +27,7 @@ import dataclasses
 import re
 from typing import Dict, List, Optional
 
-from lamina.cells import BOOLEAN_SPELLINGS
+from lamina.cells import BOOLEAN_SPELLINGS, NOT_FINITE_TOKENS
 from lamina.components.column_stats import ColumnStats
 from lamina.components.table_source import TablePolicy, TableScan, scan_table
 from lamina.spec import Spec
@@ -155,7 +155,10 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
         symbols = c.numbers - c.plain_numbers
         reason = "numbers" + (f" ({symbols} written with $, %, or thousands separators, parsed)" if symbols else "")
         if missing:
-            reason += f"; {missing} missing: imputed with the mean, plus a missing indicator"
+            infinite = sum(n for v, n in c.distinct.items() if v.lower() in NOT_FINITE_TOKENS)
+            reason += (f"; {missing} missing" + (f" ({infinite} of them infinite, e.g. {_first_infinity(c)!r})"
+                                                 if infinite else "")
+                       + ": imputed with the mean, plus a missing indicator")
         return ColumnRole(c.name, "numeric", "numeric", reason, missing, missing_indicator=bool(missing))
     rare = _rare_values(c, average_words, average_chars)
     if rare:
@@ -186,6 +189,10 @@ def _looks_like_names(values: List[str]) -> bool:
         if 1 < len(words) <= NAME_MAX_WORDS and all(w[0].isupper() for w in words):
             capitalized += 1
     return bool(sample) and capitalized >= 0.8 * len(sample)
+
+
+def _first_infinity(c: ColumnStats) -> str:
+    return next(v for v in c.distinct if v.lower() in NOT_FINITE_TOKENS)
 
 
 def _rare_values(c: ColumnStats, average_words: float, average_chars: float) -> Optional[str]:

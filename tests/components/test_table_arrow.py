@@ -452,3 +452,38 @@ def test_float_columns_skip_their_cells_and_a_batch_that_falls_back_gets_them_ba
     assert arrow == python
     assert rows == [{"x": "1.5", "code": "7", "y": "a"}, {"x": "", "code": "\u0663", "y": "b"},
                     {"x": "2.25", "code": "12", "y": "c"}]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_an_infinity_in_a_numeric_column_is_a_missing_value_on_both_paths(fmt, tmp_path):
+    """A spreadsheet's ratio with a zero below the line ('inf', '#DIV/0!'), pandas' inf in Parquet, and
+    JSON's Infinity: the column stays numeric, the cell is left out as a blank one is, on both paths."""
+    import math
+
+    import pandas as pd
+
+    n = 120
+    cells = [["inf", "-Infinity", "#DIV/0!", " +inf "][i // 30] if i % 30 == 7 else f"{i / 4:.2f}" for i in range(n)]
+    values = [float("-inf") if "-" in c else float("inf") if c[:1] in "i#+ " else float(c) for c in cells]
+    frame = pd.DataFrame({"ratio": values, "y": ["ab"[i % 2] for i in range(n)]})
+    path = str(tmp_path / f"ratios.{fmt}")
+    if fmt == "csv":
+        frame.assign(ratio=cells).to_csv(path, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(path)
+    else:
+        with open(path, "w", encoding="utf-8") as f:  # json writes Infinity and -Infinity
+            f.writelines(json.dumps(r) + "\n" for r in frame.to_dict("records"))
+    if fmt == "csv":
+        python, arrow, types = both_paths(path, "y")
+        assert arrow == python
+        scan = scan_table(path, TablePolicy(label="y"))
+    else:
+        scan, types = assert_the_paths_agree(path, fmt, "y", [], n)
+        python = [record_to_example(r, types).SerializeToString(deterministic=True)
+                  for _, r in iter_records(path, scan.names, "y", fmt)]
+    ratio = scan.column("ratio")
+    assert types["ratio"] == "float" and (ratio.numbers, ratio.number_tokens, ratio.all_numbers) == (116, 4, True)
+    written = [tf.train.Example.FromString(e).features.feature for e in python]
+    assert [i for i, f in enumerate(written) if "ratio" not in f] == [7, 37, 67, 97]
+    assert all(math.isfinite(f["ratio"].float_list.value[0]) for f in written if "ratio" in f)

@@ -118,6 +118,22 @@ def test_missing_indicator_and_dates_in_transform():
     np.testing.assert_allclose(dates[2, 2:], [0.0, 0.0], atol=1e-6)
 
 
+def test_an_infinity_is_a_missing_value_in_the_analysis_and_the_graph():
+    """A TFRecord file, or a client, may hold inf: it is missing, as ingestion reads an 'inf' cell, and
+    leaves the mean and deviation of the other values alone."""
+    spec = Spec.from_dict({"data": {"path": "x.csv", "label": "label", "features": {
+        "ratio": {"type": "numeric", "missing_indicator": True}}}})
+    values = [[10.0], [np.inf], [30.0], [-np.inf], []]
+    rows = [{"ratio": np.array(v, np.float32), "label": b"ab"[i % 2:i % 2 + 1]} for i, v in enumerate(values)]
+    feature_spec = {"ratio": tf.io.VarLenFeature(tf.float32), "label": tf.io.FixedLenFeature([], tf.string)}
+    data = _run_transform(spec, rows, feature_spec)
+    from lamina.models.features import transformed_name
+
+    ratio, missing = transformed_name("ratio"), transformed_name("ratio", "missing")
+    np.testing.assert_allclose([r[ratio] for r in data], [-1.0, 0.0, 1.0, 0.0, 0.0], atol=1e-6)  # mean 20, sd 10
+    assert [r[missing] for r in data] == [0.0, 1.0, 0.0, 1.0, 1.0]
+
+
 def test_the_analysis_reads_the_train_split_once():
     """Numeric columns with blanks, a date, a category and the label: every analyzer takes its input
     straight from the raw rows, so tf.Transform's analysis is one pass over the train split. Imputing

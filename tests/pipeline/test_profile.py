@@ -82,6 +82,18 @@ def test_unique_integers_are_ids_and_a_numeric_label_with_many_values_is_regress
     assert profile_data(declared).task == "classification"
 
 
+def test_a_ratio_column_with_infinities_is_numeric_and_the_reason_counts_them(tmp_path):
+    """A spreadsheet export of a ratio: 'inf' and '#DIV/0!' where the divisor was 0, 'NA' where it was blank."""
+    rows = "".join(f"{['inf', '#DIV/0!', 'NA'][i % 3] if i % 10 == 4 else f'{i / 7:.3f}'},{'ab'[i % 2]}\n"
+                   for i in range(60))
+    (tmp_path / "d.csv").write_text("spend ratio,y\n" + rows)
+    spec = Spec.from_dict({"data": {"path": "d.csv", "label": "y"}}, base_dir=str(tmp_path))
+    role = {r.name: r for r in profile_data(spec).roles}["spend ratio"]
+    assert (role.role, role.type, role.missing_indicator) == ("numeric", "numeric", True)
+    assert role.reason == ("numbers; 6 missing (4 of them infinite, e.g. '#DIV/0!'): imputed with the mean, "
+                           "plus a missing indicator")
+
+
 def test_declared_features_are_kept_as_they_are(messy):
     root, _, _ = messy
     spec = Spec.from_dict({"data": {"path": "data/churn.csv", "label": "churned",
