@@ -58,7 +58,7 @@ def _dense_float(x):
     elif isinstance(x, tf.RaggedTensor):
         x = tf.cast(x, tf.float32)
     x = tf.cast(_to_dense(x, float("nan")), tf.float32)
-    return tf.where(tf.math.is_inf(x), tf.fill(tf.shape(x), float("nan")), x)
+    return tf.where(tf.math.is_inf(x), float("nan"), x)
 
 
 def _impute_and_scale(dense):

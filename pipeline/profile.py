@@ -155,9 +155,10 @@ def column_role(c: ColumnStats, rows: int) -> ColumnRole:
         symbols = c.numbers - c.plain_numbers
         reason = "numbers" + (f" ({symbols} written with $, %, or thousands separators, parsed)" if symbols else "")
         if missing:
-            infinite = sum(n for v, n in c.distinct.items() if v.lower() in NOT_FINITE_TOKENS)
-            reason += (f"; {missing} missing" + (f" ({infinite} of them infinite, e.g. {_first_infinity(c)!r})"
-                                                 if infinite else "")
+            infinities = [(v, n) for v, n in c.distinct.items() if v.lower() in NOT_FINITE_TOKENS]
+            reason += (f"; {missing} missing"
+                       + (f" ({sum(n for _, n in infinities)} of them infinite, e.g. {infinities[0][0]!r})"
+                          if infinities else "")
                        + ": imputed with the mean, plus a missing indicator")
         return ColumnRole(c.name, "numeric", "numeric", reason, missing, missing_indicator=bool(missing))
     rare = _rare_values(c, average_words, average_chars)
@@ -189,10 +190,6 @@ def _looks_like_names(values: List[str]) -> bool:
         if 1 < len(words) <= NAME_MAX_WORDS and all(w[0].isupper() for w in words):
             capitalized += 1
     return bool(sample) and capitalized >= 0.8 * len(sample)
-
-
-def _first_infinity(c: ColumnStats) -> str:
-    return next(v for v in c.distinct if v.lower() in NOT_FINITE_TOKENS)
 
 
 def _rare_values(c: ColumnStats, average_words: float, average_chars: float) -> Optional[str]:
