@@ -135,14 +135,15 @@ GRADCAM_DIR = "gradcam"
 
 
 def explained_by_shapley(model) -> bool:
-    """Gradient-boosted trees, the linear model, and a network that starts from the linear model
-    (`model.head.linear_start`): explained with Shapley values (models.shapley), from the model's answers alone.
+    """Gradient-boosted trees, the linear model, a network that starts from the linear model
+    (`model.head.linear_start`), and the network and trees averaged (`model.type: blend`, or `auto`'s choice):
+    explained with Shapley values (models.shapley), from the model's answers alone.
     Trees have no gradients. A linear start reads the raw inputs beside the encoders, and Integrated Gradients,
     which follows the encoders' outputs, would miss that part of the answer."""
     from lamina.models.linear import LinearScores
     from lamina.models.trees import TreeEnsemble
 
-    return any(isinstance(layer, (TreeEnsemble, LinearScores)) for layer in model.layers)
+    return any(isinstance(layer, (TreeEnsemble, LinearScores)) for layer in walk_layers(model))
 
 
 @dataclasses.dataclass

@@ -33,7 +33,8 @@ from lamina.models.features import (TEXT, describe_transformed_features, label_v
                                     safe_name, transformed_name)
 from lamina.models.finetune import apply_phase, training_phases
 from lamina.models.linear import fit_linear, linear_model, linear_start_applies, tabular_only
-from lamina.models.trees import MODEL_CHOICE_FILE, MODEL_NAMES, compare_on_eval, train_trees
+from lamina.models.trees import (MODEL_CHOICE_FILE, MODEL_NAMES, blend_model, choice_reason, compare_on_eval,
+                                 train_trees)
 from lamina.spec import SequenceEncoder, Spec, TransformerEncoder
 
 log = logging.getLogger("lamina.train")
@@ -265,9 +266,12 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                                    label_moments=moments, linear=linear)
             exported.set_weights(model.get_weights())
         choice = {"type": spec.model.type, "exported": "network", **class_balance(classes, counts, weights)}
-        if trees_fit:
-            exported, scored = _best_of_three(spec, exported, linear, tf_transform_output, features, train_files,
-                                              eval_files, classes, weights)
+        if trees_fit and spec.model.type == "blend":
+            trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
+            exported, choice["exported"] = blend_model(features, [exported, trees]), "blend"
+        elif trees_fit:
+            exported, scored = _best_candidate(spec, exported, linear, tf_transform_output, features, train_files,
+                                               eval_files, classes, weights)
             choice.update(scored)
         _export(spec, exported, tf_transform_output, features, serving_model_dir, log_dir, histories, eval_files,
                 classes, choice)
@@ -363,20 +367,22 @@ def _board_callbacks(spec: Spec, model: keras.Model, log_dir: str, tf_transform_
     return callbacks
 
 
-def _best_of_three(spec: Spec, network: keras.Model, linear, tf_transform_output, features, train_files: List[str],
+def _best_candidate(spec: Spec, network: keras.Model, linear, tf_transform_output, features, train_files: List[str],
                    eval_files: List[str], classes, weights):
-    """`model.type: auto`: the network, the trees and the linear model scored on the eval split; returns (the best,
-    what `compare_on_eval` found)."""
-    candidates = {"network": network,
-                  "gbt": train_trees(spec, tf_transform_output, features, train_files, classes, weights),
+    """`model.type: auto`: the network, the trees, the linear model and the network and trees averaged, scored on
+    the eval split; returns (the best, what `compare_on_eval` found). A tie goes to the earlier one."""
+    trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
+    candidates = {"network": network, "gbt": trees,
                   "linear": linear_model(spec, features, linear if linear is not None else fit_linear(
-                      spec, tf_transform_output, features, train_files, classes, weights))}
+                      spec, tf_transform_output, features, train_files, classes, weights)),
+                  "blend": blend_model(features, [network, trees])}
     eval_batches = make_dataset(eval_files, tf_transform_output, spec, features, spec.training.batch_size,
                                 shuffle=False)
     scored = compare_on_eval(spec, candidates, eval_batches)
     print(f"    model.type auto on the eval split ({scored['metric']}): "
           + ", ".join(f"{MODEL_NAMES[k]} {v:.4f}" for k, v in scored["scores"].items())
-          + f": exporting the {MODEL_NAMES[scored['exported']]}", flush=True)
+          + f": exporting the {MODEL_NAMES[scored['exported']]}"
+          + (f"; {reason}" if (reason := choice_reason(scored)) else ""), flush=True)
     return candidates[scored["exported"]], scored
 
 

@@ -27,7 +27,8 @@ from lamina.models.features import CATEGORICAL, SEQUENCE, FeatureInfo
 MODEL_CHOICE_FILE = "model_choice.json"
 TREES_NAME = "gradient-boosted trees"
 # What `model.type: auto` chooses between, by the names model_choice.json uses.
-MODEL_NAMES = {"network": "network", "gbt": TREES_NAME, "linear": "linear model"}
+MODEL_NAMES = {"network": "network", "gbt": TREES_NAME, "linear": "linear model",
+               "blend": "network and trees averaged"}
 # Vocabulary ids above this stay numeric columns for the trees (scikit-learn's native categorical
 # splits take at most 255 categories).
 MAX_NATIVE_CATEGORIES = 255
@@ -301,9 +302,50 @@ def train_trees(spec, tf_transform_output, features: List[FeatureInfo], train_fi
     return build_tree_model(features, ensemble)
 
 
-def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds) -> dict:
-    """{'metric', 'scores': {name: value}, 'exported': the better name} on the eval split, by the metric the
-    baseline gate uses (the first of evaluation.metrics); the first model wins a tie."""
+def blend_model(features: List[FeatureInfo], members: List[keras.Model], name: str = "network_and_trees"
+                ) -> keras.Model:
+    """The members' answers averaged (probabilities for classification, values for regression), as one Keras model
+    with their inputs. Averaging a network with gradient-boosted trees often beats both on tables, since their
+    errors differ (Shwartz-Ziv and Armon, "Tabular data: deep learning is not all you need", 2022)."""
+    from lamina.models.backbone import feature_inputs
+
+    inputs = feature_inputs(features)
+    return keras.Model(inputs, keras.layers.Average(name="average")([m(inputs) for m in members]), name=name)
+
+
+def choice_reason(choice: dict) -> Optional[str]:
+    """Why `compare_on_eval` exported what it did, when another candidate scored better or it is not the network
+    (None where the network scored best, or for a choice written before the standard errors)."""
+    scores, errors, margin = choice.get("scores") or {}, choice.get("errors"), choice.get("margin")
+    if not scores or errors is None or margin is None:
+        return None
+    from lamina.spec.evaluation import higher_is_better
+
+    sign = 1.0 if higher_is_better(choice["metric"]) else -1.0
+    first, exported = next(iter(scores)), choice["exported"]
+    name = exported if exported != first else max(errors, key=lambda k: sign * scores[k], default=None)
+    lead = sign * (scores[name] - scores[first]) if name is not None else 0.0
+    if lead <= 0:
+        return None
+    said = (f"lead of the {MODEL_NAMES[name]} over the {MODEL_NAMES[first]}: {lead:.4f}, "
+            + (f"{lead / errors[name]:.2f} standard errors" if errors[name] else "with no spread")
+            + f" (bootstrap over the eval rows); a candidate must lead by {margin:.2f} (one-sided 5%"
+            + (f", Bonferroni over {len(errors)} candidates)" if len(errors) > 1 else ")"))
+    return said if name == exported else f"{said}, so the {MODEL_NAMES[first]} is kept"
+
+
+def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: int = 200, level: float = 0.05
+                    ) -> dict:
+    """{'metric', 'scores': {name: value}, 'errors': {name: standard error of its lead}, 'margin', 'exported': name}
+    on the eval split, by the metric the baseline gate uses (the first of evaluation.metrics).
+
+    The first model (the network) is the default. Another is exported only when its lead over the first is
+    significant: more than `margin` standard errors of the difference, bootstrapped over the eval rows, where
+    `margin` is the one-sided normal quantile at `level` over the number of challengers (Bonferroni). Then the best
+    of those that are. On a few hundred rows a lead of a row or two is noise, and the best of three noisy scores
+    leads by chance more often than one does."""
+    from statistics import NormalDist
+
     from lamina.models.metrics import compute
     from lamina.spec.evaluation import higher_is_better
 
@@ -316,12 +358,23 @@ def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds) -> dict:
             predictions[name].append(out if spec.task == "classification" else out.reshape(-1))
     metric = spec.evaluation.baseline_metric
     y = np.concatenate(labels)
+    predictions = {name: np.concatenate(p) for name, p in predictions.items()}
     ev = spec.evaluation
-    scores = {name: float(compute(spec.task, [metric], y, np.concatenate(p), ev.decision_threshold,
-                                  ev.positive_index)[metric]) for name, p in predictions.items()}
-    up = higher_is_better(metric)
-    best = max(scores, key=lambda k: scores[k] if up else -scores[k])
+
+    def score(name, rows=slice(None)):
+        return float(compute(spec.task, [metric], y[rows], predictions[name][rows], ev.decision_threshold,
+                             ev.positive_index)[metric])
+
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    scores = {name: score(name) for name in predictions}
     first = next(iter(scores))
-    if scores[first] == scores[best]:
-        best = first
-    return {"metric": metric, "scores": scores, "exported": best}
+    samples = np.random.default_rng(spec.training.seed).integers(0, len(y), (resamples, len(y)))
+    errors = {}
+    for name in scores:
+        if name != first:  # the same rows for every candidate: paired differences
+            leads = np.array([sign * (score(name, rows) - score(first, rows)) for rows in samples])
+            errors[name] = float(np.nanstd(leads)) if np.isfinite(leads).any() else 0.0
+    margin = NormalDist().inv_cdf(1 - level / max(len(errors), 1))
+    clear = [k for k in errors if sign * (scores[k] - scores[first]) > margin * errors[k]]
+    best = max(clear, key=lambda k: sign * scores[k]) if clear else first
+    return {"metric": metric, "scores": scores, "errors": errors, "margin": margin, "exported": best}

@@ -1,4 +1,5 @@
-"""A regression head end to end: penguin body mass, served through TF Serving's Regress API.
+"""A regression head end to end: penguin body mass, served through TF Serving's Regress API. The model is
+`model.type: blend`, the network and the gradient-boosted trees averaged in one SavedModel.
 
 Everything but ML Metadata and the report lives on TensorFlow's in-memory `ram://` filesystem,
 which `open`, `os.listdir` and `glob` cannot see, as they cannot see `gs://`: the data, the
@@ -37,7 +38,7 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, tmp
         "data": {"path": f"{bucket}/data/penguins.csv", "label": "body_mass_g",
                  "features": {"species": "categorical", "island": "categorical", "bill_length_mm": "numeric",
                               "bill_depth_mm": "numeric", "flipper_length_mm": "numeric", "sex": "categorical"}},
-        "model": {"head": {"type": "regression"}},
+        "model": {"type": "blend", "head": {"type": "regression"}},  # the network and the trees, averaged
         "training": {"epochs": 30, "batch_size": 16, "learning_rate": 0.01},
         "tuning": {"trials": 2, "epochs": 6, "seed": 1,
                    "space": {"learning_rate": {"low": 0.003, "high": 0.03, "log": True}}},
@@ -48,6 +49,7 @@ def test_regression_pipeline_and_regress_api_on_remote_storage(penguins_dir, tmp
         "runner": {"root": "regression_runs", "pipeline_root": f"{bucket}/lamina"},
     }, base_dir=str(penguins_dir))
     result = run_pipeline(spec)
+    assert result.model_choice == {"type": "blend", "exported": "blend"}
     assert result.pushed_model_dir.startswith(f"{bucket}/serving_models/mass/")
     assert result.model_dir.startswith(f"{bucket}/lamina/penguin_mass/Trainer/")
     assert "pipeline" not in os.listdir(spec.run_dir)  # every artifact went to the bucket

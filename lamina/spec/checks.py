@@ -264,10 +264,10 @@ def _check_model_type(spec) -> List[str]:
         return []
     if spec.task == "forecast":
         return [f"model.type: {kind!r} is for classification and regression; a forecast is a network."]
-    if kind == "gbt":
+    if kind in ("gbt", "blend"):
         media = [f"{name!r} ({t})" for name, t in spec.data.feature_types.items() if t in ("text", "image", "audio")]
         if media:
-            return [f"model.type: 'gbt' takes tabular features only (numbers, categories, dates, sequences); "
+            return [f"model.type: {kind!r} takes tabular features only (numbers, categories, dates, sequences); "
                     f"{', '.join(media)} need the network. Use 'network' or 'auto' (which then trains the network)."]
     return []
 

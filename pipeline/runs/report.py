@@ -76,12 +76,13 @@ def baselines_section(baselines: Optional[dict], overall: Dict[str, float], gate
 
 
 def _choice(choice: Optional[dict]) -> Optional[dict]:
-    from lamina.models.trees import MODEL_NAMES
+    from lamina.models.trees import MODEL_NAMES, choice_reason
 
     if not choice or not choice.get("scores"):
         return None
     return {"metric": choice["metric"], "exported": MODEL_NAMES[choice["exported"]],
-            "scores": [(MODEL_NAMES[k], v, k == choice["exported"]) for k, v in choice["scores"].items()]}
+            "scores": [(MODEL_NAMES[k], v, k == choice["exported"]) for k, v in choice["scores"].items()],
+            "reason": choice_reason(choice)}
 
 
 def _fmt(value: float) -> str:

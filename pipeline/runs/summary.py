@@ -313,7 +313,7 @@ def forecast_lines(result: "RunResult") -> List[str]:
 
 
 def exported_name(choice: Optional[dict]) -> str:
-    """What the Trainer exported: 'network', 'gradient-boosted trees' or 'linear model'."""
+    """What the Trainer exported, by `MODEL_NAMES`: 'network', 'gradient-boosted trees', ..."""
     from lamina.models.trees import MODEL_NAMES
 
     return MODEL_NAMES[(choice or {}).get("exported", "network")]
@@ -321,7 +321,7 @@ def exported_name(choice: Optional[dict]) -> str:
 
 def model_choice_lines(choice: Optional[dict]) -> List[str]:
     """The model the Trainer exported and why (model.type gbt, or auto with every candidate's score)."""
-    from lamina.models.trees import MODEL_NAMES
+    from lamina.models.trees import MODEL_NAMES, choice_reason
 
     if not choice or choice.get("type", "network") == "network":
         return []
@@ -330,8 +330,9 @@ def model_choice_lines(choice: Optional[dict]) -> List[str]:
     if not scores:
         return [f"  model:          {name} (model.type: {choice['type']})"]
     others = ", ".join(f"{v:.4f} for the {MODEL_NAMES[k]}" for k, v in scores.items() if k != choice["exported"])
+    reason = choice_reason(choice)
     return [f"  model:          {name} (model.type: auto): {choice['metric']} {scores[choice['exported']]:.4f} on the "
-            f"eval split against {others}"]
+            f"eval split against {others}" + (f"; {reason}" if reason else "")]
 
 
 def class_balance_lines(choice: Optional[dict], metrics: Dict[str, float]) -> List[str]:

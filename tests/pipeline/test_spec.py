@@ -253,7 +253,10 @@ def test_text_example_spec_and_text_defaults(tmp_path):
      "model.encoders.text.max_length: Received 2; expected an integer >= 4."),
     (lambda d: d["training"].update(lr_schedule="cosine"),
      "training.lr_schedule: Received 'cosine'; expected one of: 'constant' or 'linear_warmup_decay'."),
-], ids=["no_path", "pooling", "max_length", "schedule"])
+    (lambda d: d["model"].update(type="blend"),
+     "model.type: 'blend' takes tabular features only (numbers, categories, dates, sequences); 'text' (text) need "
+     "the network. Use 'network' or 'auto' (which then trains the network)."),
+], ids=["no_path", "pooling", "max_length", "schedule", "blend_with_text"])
 def test_text_spec_error_messages(tmp_path, mutate, expected):
     d = copy.deepcopy(TEXT)
     mutate(d)
