@@ -368,9 +368,9 @@ def _board_callbacks(spec: Spec, model: keras.Model, log_dir: str, tf_transform_
 
 
 def _best_candidate(spec: Spec, network: keras.Model, linear, tf_transform_output, features, train_files: List[str],
-                   eval_files: List[str], classes, weights):
+                    eval_files: List[str], classes, weights):
     """`model.type: auto`: the network, the trees, the linear model and the network and trees averaged, scored on
-    the eval split; returns (the best, what `compare_on_eval` found). A tie goes to the earlier one."""
+    the eval split; returns (the network unless another's lead is significant, what `compare_on_eval` found)."""
     trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
     candidates = {"network": network, "gbt": trees,
                   "linear": linear_model(spec, features, linear if linear is not None else fit_linear(

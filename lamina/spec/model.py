@@ -63,12 +63,13 @@ class ModelSpec(StrictModel):
     type: Literal["network", "gbt", "blend", "auto"] = Field(
         default="network",
         description="network: the Keras network. gbt: gradient-boosted trees (scikit-learn's HistGradientBoosting) "
-                    "on the same Transform output, exported as a TensorFlow graph with the same signatures. blend: both, "
-                    "and their answers averaged (probabilities or values) in one model. auto: "
-                    "the network, the trees, the linear model and the network and trees averaged, scored on the eval "
-                    "split by the first of evaluation.metrics. The network is exported unless another leads it by "
-                    "more than one standard error of the difference (bootstrap over the eval rows); then the best of "
-                    "those that do. Trees take tabular features only (numbers, categories, dates, sequences).")
+                    "on the same Transform output, exported as a TensorFlow graph with the same signatures. blend: "
+                    "both, and their answers averaged (probabilities or values) in one model. auto: the network, the "
+                    "trees, the linear model and the average, scored on the eval split by the first of "
+                    "evaluation.metrics. The network is exported unless another's lead over it is significant (more "
+                    "than 2.13 standard errors of the difference, bootstrapped over the eval rows: one-sided 5%, "
+                    "Bonferroni over the three); then the best of those whose lead is. Trees take tabular features "
+                    "only (numbers, categories, dates, sequences).")
     encoders: Dict[str, EncoderSpec] = Field(
         default_factory=dict,
         description="Encoder per feature name, or per feature type (`numeric`, `categorical`) as a default.",

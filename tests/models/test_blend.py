@@ -125,3 +125,18 @@ def test_a_lead_above_one_standard_error_but_within_the_margin_keeps_the_network
     scored = compare_on_eval(spec, {"network": _Fixed("network"), "blend": _Fixed("blend")}, batches)
     assert 1.0 < (scored["scores"]["blend"] - scored["scores"]["network"]) / scored["errors"]["blend"] < 1.645
     assert scored["exported"] == "network"
+
+
+def test_a_large_eval_split_is_bootstrapped_from_a_sample_with_the_error_scaled_to_every_row(tmp_path):
+    spec = make_spec(tmp_path, evaluation={"metrics": ["accuracy"], "thresholds": {}, "slices": []})
+    n = 60_000
+    rng = np.random.default_rng(0)
+    right = rng.random(n) < 0.8
+    other = right.copy()
+    flip = rng.random(n) < 0.05  # 5% of the rows change: about as many to right as to wrong
+    other[flip] = ~other[flip]
+    x = {"network": _answers(right), "gbt": _answers(other)}
+    batches = [({k: v[i:i + 10_000] for k, v in x.items()}, np.ones(10_000)) for i in range(0, n, 10_000)]
+    scored = compare_on_eval(spec, {"network": _Fixed("network"), "gbt": _Fixed("gbt")}, batches, max_rows=6_000)
+    d = other.astype(float) - right
+    assert scored["errors"]["gbt"] == pytest.approx(d.std() / np.sqrt(n), rel=0.15)  # all 60,000 rows' error
