@@ -372,10 +372,12 @@ def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: in
     rng = np.random.default_rng(spec.training.seed)
     pool = np.sort(rng.choice(len(y), max_rows, replace=False)) if len(y) > max_rows else np.arange(len(y))
     samples = pool[rng.integers(0, len(pool), (resamples, len(pool)))]
+    # the same rows for every candidate: paired differences
+    resampled = {name: np.array([score(name, rows) for rows in samples]) for name in scores}
     errors = {}
     for name in scores:
-        if name != first:  # the same rows for every candidate: paired differences
-            leads = np.array([sign * (score(name, rows) - score(first, rows)) for rows in samples])
+        if name != first:
+            leads = sign * (resampled[name] - resampled[first])
             spread = float(np.nanstd(leads)) if np.isfinite(leads).any() else 0.0
             errors[name] = spread * np.sqrt(len(pool) / len(y))
     margin = NormalDist().inv_cdf(1 - level / max(len(errors), 1))
