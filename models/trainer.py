@@ -266,13 +266,14 @@ def train(spec: Spec, tf_transform_output, train_files: List[str], eval_files: L
                                    label_moments=moments, linear=linear)
             exported.set_weights(model.get_weights())
         choice = {"type": spec.model.type, "exported": "network", **class_balance(classes, counts, weights)}
-        if trees_fit and spec.model.type == "blend":
+        if trees_fit:
             trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
-            exported, choice["exported"] = blend_model(features, [exported, trees]), "blend"
-        elif trees_fit:
-            exported, scored = _best_candidate(spec, exported, linear, tf_transform_output, features, train_files,
-                                               eval_files, classes, weights)
-            choice.update(scored)
+            if spec.model.type == "blend":
+                exported, choice["exported"] = blend_model(features, [exported, trees]), "blend"
+            else:
+                exported, scored = _best_candidate(spec, exported, trees, linear, tf_transform_output, features,
+                                                   train_files, eval_files, classes, weights)
+                choice.update(scored)
         _export(spec, exported, tf_transform_output, features, serving_model_dir, log_dir, histories, eval_files,
                 classes, choice)
     if multi_worker:
@@ -367,11 +368,10 @@ def _board_callbacks(spec: Spec, model: keras.Model, log_dir: str, tf_transform_
     return callbacks
 
 
-def _best_candidate(spec: Spec, network: keras.Model, linear, tf_transform_output, features, train_files: List[str],
-                    eval_files: List[str], classes, weights):
+def _best_candidate(spec: Spec, network: keras.Model, trees: keras.Model, linear, tf_transform_output, features,
+                    train_files: List[str], eval_files: List[str], classes, weights):
     """`model.type: auto`: the network, the trees, the linear model and the network and trees averaged, scored on
     the eval split; returns (the network unless another's lead is significant, what `compare_on_eval` found)."""
-    trees = train_trees(spec, tf_transform_output, features, train_files, classes, weights)
     candidates = {"network": network, "gbt": trees,
                   "linear": linear_model(spec, features, linear if linear is not None else fit_linear(
                       spec, tf_transform_output, features, train_files, classes, weights)),

@@ -319,12 +319,10 @@ def choice_reason(choice: dict) -> Optional[str]:
     scores, errors, margin = choice.get("scores") or {}, choice.get("errors"), choice.get("margin")
     if not scores or errors is None or margin is None:
         return None
-    from lamina.spec.evaluation import higher_is_better
-
-    sign = 1.0 if higher_is_better(choice["metric"]) else -1.0
     first, exported = next(iter(scores)), choice["exported"]
-    name = exported if exported != first else max(errors, key=lambda k: sign * scores[k], default=None)
-    lead = sign * (scores[name] - scores[first]) if name is not None else 0.0
+    name = exported if exported != first else max(errors, key=lambda k: _lead(choice["metric"], scores, k),
+                                                  default=None)
+    lead = _lead(choice["metric"], scores, name) if name is not None else 0.0
     if lead <= 0:
         return None
     said = (f"lead of the {MODEL_NAMES[name]} over the {MODEL_NAMES[first]}: {lead:.4f}, "
@@ -332,6 +330,14 @@ def choice_reason(choice: dict) -> Optional[str]:
             + f" (bootstrap over the eval rows); a candidate must lead by {margin:.2f} (one-sided 5%"
             + (f", Bonferroni over {len(errors)} candidates)" if len(errors) > 1 else ")"))
     return said if name == exported else f"{said}, so the {MODEL_NAMES[first]} is kept"
+
+
+def _lead(metric: str, scores: Dict[str, float], name: str) -> float:
+    """How far `name` scores above the first candidate by `metric` (below, for a metric where lower is better)."""
+    from lamina.spec.evaluation import higher_is_better
+
+    difference = scores[name] - scores[next(iter(scores))]
+    return difference if higher_is_better(metric) else -difference
 
 
 def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: int = 200, level: float = 0.05,
@@ -381,6 +387,6 @@ def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: in
             spread = float(np.nanstd(leads)) if np.isfinite(leads).any() else 0.0
             errors[name] = spread * np.sqrt(len(pool) / len(y))
     margin = NormalDist().inv_cdf(1 - level / max(len(errors), 1))
-    clear = [k for k in errors if sign * (scores[k] - scores[first]) > margin * errors[k]]
-    best = max(clear, key=lambda k: sign * scores[k]) if clear else first
+    clear = [k for k in errors if _lead(metric, scores, k) > margin * errors[k]]
+    best = max(clear, key=lambda k: _lead(metric, scores, k)) if clear else first
     return {"metric": metric, "scores": scores, "errors": errors, "margin": margin, "exported": best}
