@@ -27,9 +27,15 @@ With `--beam both`, each round runs every process twice as well: with Lamina's B
 (cloudpickle, DoFn introspection kept per DoFn) and with Beam's own (`lamina_beam_defaults.py`: dill,
 introspection asked every time). The second set is named with " [beam defaults]".
 
+With `--worker both`, each round runs every process twice as well: as `lamina` runs by itself
+(LAMINA_WORKER=off), and with a `lamina worker` started once before the first round (its start is
+timed and printed, not counted in any round), in which each `lamina run` is a fork that has the
+imports already. The second set is named with " [worker]".
+
 Usage:
     .venv/bin/python benchmarks/pipeline_overhead.py [--rounds 3] [--json results.json] \
-        [--only lamina keras] [--bytecode installed|source|both] [--beam lamina|defaults|both]
+        [--only lamina keras] [--bytecode installed|source|both] [--beam lamina|defaults|both] \
+        [--worker off|on|both]
 """
 
 import argparse
@@ -124,6 +130,8 @@ def main():
                         help="modules from the installed .pyc files, compiled from source at every start, or both")
     parser.add_argument("--beam", choices=["lamina", "defaults", "both"], default="lamina",
                         help="Lamina's Beam settings, Beam's own defaults (dill, no kept introspection), or both")
+    parser.add_argument("--worker", choices=["off", "on", "both"], default="off",
+                        help="`lamina run` by itself, in a `lamina worker` started before the rounds, or both")
     args = parser.parse_args()
     names = list(args.only)
     empty = Path(tempfile.mkdtemp(prefix="lamina-no-pyc-"))
@@ -131,8 +139,16 @@ def main():
                 "both": [(None, ""), (from_source_env(empty), " [source]")]}[args.bytecode]
     beam = {"lamina": [(False, "")], "defaults": [(True, " [beam defaults]")],
             "both": [(False, ""), (True, " [beam defaults]")]}[args.beam]
-    variants = [(env, code_suffix + beam_suffix, defaults)
-                for env, code_suffix in bytecode for defaults, beam_suffix in beam]
+    workers = Path(tempfile.mkdtemp(prefix="lamina-workers-"))  # 0700; the worker's socket, if any
+    warm = {**os.environ, "LAMINA_WORKER_DIR": str(workers)}
+    worker = {"off": [({"LAMINA_WORKER": "off"}, "")], "on": [(warm, " [worker]")],
+              "both": [({"LAMINA_WORKER": "off"}, ""), (warm, " [worker]")]}[args.worker]
+    if args.worker != "off":
+        t0 = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "lamina"), "worker", "start"], env=warm, check=True)
+        print(f"lamina worker start: {time.perf_counter() - t0:.1f} s (not counted in the rounds)", flush=True)
+    variants = [({**(env or os.environ), **extra}, code_suffix + beam_suffix + worker_suffix, defaults)
+                for env, code_suffix in bytecode for defaults, beam_suffix in beam for extra, worker_suffix in worker]
     rounds = []
     for i in range(args.rounds):
         order = names[i % len(names):] + names[:i % len(names)]
@@ -148,6 +164,11 @@ def main():
         if args.json:
             Path(args.json).write_text(json.dumps(rounds, indent=1))
     shutil.rmtree(empty, ignore_errors=True)
+    if args.worker != "off":  # a worker that was not found (the code changed since it started) served no run
+        subprocess.run([str(Path(sys.executable).parent / "lamina"), "worker", "stop"], env=warm)
+        expected = sum(1 for r in rounds for n in r if n.endswith(" [worker]") and n.startswith("lamina"))
+        print(f"runs the worker served: the line above; runs timed with it: {expected}")
+    shutil.rmtree(workers, ignore_errors=True)
     suffixes = [suffix for _, suffix, _ in variants]
     measured = [n + s for s in suffixes for n in names + (["lamina-rerun"] if "lamina" in names else [])]
     med = {n: statistics.median(r[n]["wall_s"] for r in rounds) for n in measured}

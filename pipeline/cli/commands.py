@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import List, Optional
 
 from lamina.pipeline.cli.serve import print_error, flag_bool, cmd_deploy_files, cmd_explain, cmd_predict, cmd_serve
@@ -93,6 +94,41 @@ def _run(spec) -> int:
         print_error(str(e) + (f"\nRun report: {e.report}" if e.report else ""))
         return 1
     print(format_result(result), flush=True)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """`lamina worker start|stop|status` (pipeline/cli/worker.py)."""
+    from lamina.pipeline.cli import worker
+
+    if args.action == "serve":
+        return worker.serve(main, args.idle_minutes)
+    try:
+        if args.action == "start":
+            began = time.monotonic()
+            state = worker.start(args.idle_minutes)
+            if state["already"]:
+                print(f"A Lamina worker already runs for this code and environment (pid {state['pid']}, "
+                      f"{state['runs']} runs so far).")
+            else:
+                print(f"Lamina worker ready in {time.monotonic() - began:.1f} s (pid {state['pid']}): `lamina run` "
+                      f"in this environment now starts without importing TensorFlow, TFX and Beam. It stops after "
+                      f"{args.idle_minutes:g} idle minutes, or with `lamina worker stop`.")
+            return 0
+        state = worker.status() if args.action == "status" else worker.stop()
+    except worker.WorkerError as e:
+        print_error(str(e))
+        return 1
+    if state is None:
+        print("No Lamina worker runs for this code and environment: `lamina run` imports its own modules "
+              "(`lamina worker start` starts one).")
+        return 0 if args.action == "stop" else 1
+    if args.action == "stop":
+        print(f"Stopped the Lamina worker (pid {state['pid']}) after {state['runs']} runs.")
+    else:
+        idle = state["idle_seconds"] / 60.0
+        print(f"A Lamina worker runs (pid {state['pid']}, socket {state['socket']}): {state['runs']} runs so far, "
+              f"{state['running']} running now; it stops after {idle:g} idle minutes.")
     return 0
 
 
@@ -250,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("-v", "--verbose", action="store_true", help="show TFX and Beam logs")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("worker", help="start, stop or ask a process that keeps TensorFlow, TFX and Beam imported "
+                                      "for the next `lamina run`s")
+    p.add_argument("action", choices=["start", "stop", "status", "serve"],
+                   help="serve: be the worker, in this process (what start runs, detached)")
+    p.add_argument("--idle-minutes", type=float, default=30.0, help="stop after this long without a run (start)")
+    p.set_defaults(fn=cmd_worker)
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines 2.x / Vertex AI")
     p.add_argument("spec")
@@ -418,13 +461,19 @@ def quiet_logs(verbose: bool = False) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and args.command == "run" and not args.verbose:  # typed at a shell: a worker may run it
+        from lamina.pipeline.cli.worker import run_in_worker
+
+        code = run_in_worker(sys.argv[1:])
+        if code is not None:
+            return code
     import warnings
 
     # google-api-core warns on every start that Python 3.10 is old; TFX 1.16 needs 3.10.
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.command in ("run", "demo"):
         quiet_logs(args.verbose)
-    else:
+    elif args.command != "worker":  # the worker's key holds the environment as the shell gave it
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return args.fn(args)
