@@ -93,6 +93,46 @@ def compute(task: str, metrics: Sequence[str], labels, predictions, decision_thr
     return {m: REGRESSION[m](labels, predictions.ravel()) for m in metrics}
 
 
+def resampled_auc(labels, scores, samples: np.ndarray) -> np.ndarray:
+    """The AUC of each resample: `samples` is [resamples, rows] of indices into `labels` (1 positive, else 0)
+    and `scores`. Equal to roc_auc_score(labels[rows], scores[rows]) for each row of `samples`: a tie between a
+    positive and a negative counts one half; NaN where a resample holds one class. One pass for all resamples:
+    each resample is a count per original row, and the rows are sorted once."""
+    labels = np.asarray(labels).ravel() == 1
+    scores = np.asarray(scores, np.float64).ravel()
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # a group of tied scores each
+    rank = np.empty(len(scores), np.int64)
+    rank[order] = np.arange(len(scores))  # each row's place in the sorted order
+    sorted_labels = labels[order]
+    out = np.empty(len(samples))
+    for at in range(0, len(samples), 32):  # 32 resamples at a time: memory of 32 x rows counts
+        chunk = np.asarray(samples[at:at + 32])
+        cells = (np.arange(len(chunk))[:, None] * len(scores) + rank[chunk]).ravel()
+        counts = np.bincount(cells, minlength=len(chunk) * len(scores)).reshape(len(chunk), len(scores)).astype(float)
+        positive = np.add.reduceat(counts * sorted_labels, starts, axis=1)
+        negative = np.add.reduceat(counts * ~sorted_labels, starts, axis=1)
+        below = np.cumsum(negative, axis=1) - negative
+        pairs = positive.sum(axis=1) * negative.sum(axis=1)
+        wins = np.sum(positive * (below + 0.5 * negative), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[at:at + 32] = np.where(pairs > 0, wins / pairs, np.nan)
+    return out
+
+
+def resampled(task: str, metric: str, labels, predictions, samples: np.ndarray, decision_threshold: float = 0.5,
+              positive: int = 1) -> np.ndarray:
+    """`compute`'s `metric` on each resample (`samples`: [resamples, rows] of indices), the AUC in one pass
+    (`resampled_auc`), the others one resample at a time."""
+    labels = np.asarray(labels)
+    if task == "classification" and metric == "auc":
+        return resampled_auc(labels.astype(np.int64).ravel() == positive,
+                             np.asarray(predictions, np.float64)[:, positive], samples)
+    return np.array([compute(task, [metric], labels[rows], np.asarray(predictions)[rows], decision_threshold,
+                             positive)[metric] for rows in samples])
+
+
 def better(metric: str, a: float, b: float, direction: Optional[str] = None) -> bool:
     """Whether `a` beats `b` on `metric`."""
     from lamina.spec import higher_is_better

@@ -353,7 +353,7 @@ def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: in
     `max_rows` of them, and the error is scaled by sqrt(max_rows / rows): memory and time stay flat."""
     from statistics import NormalDist
 
-    from lamina.models.metrics import compute
+    from lamina.models.metrics import compute, resampled
     from lamina.spec.evaluation import higher_is_better
 
     predictions = {name: [] for name in models}
@@ -377,13 +377,14 @@ def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: in
     first = next(iter(scores))
     rng = np.random.default_rng(spec.training.seed)
     pool = np.sort(rng.choice(len(y), max_rows, replace=False)) if len(y) > max_rows else np.arange(len(y))
-    samples = pool[rng.integers(0, len(pool), (resamples, len(pool)))]
+    draws = rng.integers(0, len(pool), (resamples, len(pool)))  # rows of the pool
     # the same rows for every candidate: paired differences
-    resampled = {name: np.array([score(name, rows) for rows in samples]) for name in scores}
+    resampled_scores = {name: resampled(spec.task, metric, y[pool], predictions[name][pool], draws,
+                                        ev.decision_threshold, ev.positive_index) for name in scores}
     errors = {}
     for name in scores:
         if name != first:
-            leads = sign * (resampled[name] - resampled[first])
+            leads = sign * (resampled_scores[name] - resampled_scores[first])
             spread = float(np.nanstd(leads)) if np.isfinite(leads).any() else 0.0
             errors[name] = spread * np.sqrt(len(pool) / len(y))
     margin = NormalDist().inv_cdf(1 - level / max(len(errors), 1))
