@@ -24,7 +24,7 @@ row, so the rules and messages stay those of the Python path.
 """
 
 import itertools
-from typing import Callable, Collection, Dict, Iterator, List
+from typing import Callable, Collection, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -144,6 +144,25 @@ def jsonl_batches(path: str, names: List[str], encoding: str, numbers: Collectio
             objects = []
     if objects:
         yield _json_batch(objects, names, numbers)
+
+
+def jsonl_batches_learning(path: str, encoding: str) -> Iterator[Tuple[List[str], pa.RecordBatch]]:
+    """A JSON Lines file's objects without knowing its keys first: (every key seen so far, as written, in the
+    order first seen; the batch, a column per such key, as `json_cells` writes it). A key's column is blank in the
+    rows before it first appears, as in the Python reader's. Raises Unsupported as `jsonl_batches` does."""
+    keys: Dict[str, None] = {}
+    objects: List[dict] = []
+    for _, value, _ in JsonLinesRows.objects(path, encoding):
+        if value is None:
+            raise Unsupported()
+        if not keys.keys() >= value.keys():
+            keys.update(dict.fromkeys(value))
+        objects.append(value)
+        if len(objects) == JSONL_BATCH_ROWS:
+            yield list(keys), _json_batch(objects, list(keys), ())
+            objects = []
+    if objects:
+        yield list(keys), _json_batch(objects, list(keys), ())
 
 
 def _json_batch(objects: List[dict], names: List[str], numbers: Collection[str]) -> pa.RecordBatch:

@@ -32,7 +32,7 @@ from lamina import storage
 from lamina.components import table_arrow
 from lamina.components.column_stats import ColumnStats, NeedsPython
 from lamina.components.image_paths import audio_cell_wav, image_cell_problem
-from lamina.cells import LIST_SEPARATOR, CsvInputError, check_encoding, parse_sequence
+from lamina.cells import LIST_SEPARATOR, CsvInputError, check_encoding, clean_header, parse_sequence
 from lamina.constants import DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_IMAGE_PIXELS
 from lamina.tables import ROW_SOURCES, Row, TableOptions
 
@@ -139,14 +139,15 @@ def scan_uncached(path: str, policy: TablePolicy, arrow: bool = True) -> TableSc
     source = ROW_SOURCES[policy.format]
     if source.text:
         check_encoding(path, policy.encoding)
+    if arrow and policy.format == "jsonl":  # its header is every key, so the scan learns it: one pass, not two
+        scan = arrow_scan_jsonl(path, policy)
+        if scan is not None:
+            _check_label(path, policy, scan.names)
+            _enforce(scan, policy, source.unit)
+            return scan
     dialect, names = source.header(path, policy)
-    if policy.label and policy.label not in names:
-        from difflib import get_close_matches
-
-        close = get_close_matches(policy.label, names, n=1, cutoff=0.6)
-        raise CsvInputError(f"{path}: no column {policy.label!r} (data.label) in the header; the columns are "
-                            f"{', '.join(repr(n) for n in names)}." + (f" Did you mean {close[0]!r}?" if close else ""))
-    scan = arrow_scan(path, policy, dialect, names) if arrow else None
+    _check_label(path, policy, names)
+    scan = arrow_scan(path, policy, dialect, names) if arrow and policy.format != "jsonl" else None
     if scan is not None:
         _enforce(scan, policy, source.unit)
         return scan
@@ -169,6 +170,15 @@ def scan_uncached(path: str, policy: TablePolicy, arrow: bool = True) -> TableSc
     return scan
 
 
+def _check_label(path: str, policy: TablePolicy, names: List[str]) -> None:
+    if policy.label and policy.label not in names:
+        from difflib import get_close_matches
+
+        close = get_close_matches(policy.label, names, n=1, cutoff=0.6)
+        raise CsvInputError(f"{path}: no column {policy.label!r} (data.label) in the header; the columns are "
+                            f"{', '.join(repr(n) for n in names)}." + (f" Did you mean {close[0]!r}?" if close else ""))
+
+
 def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -> Optional[TableScan]:
     """The scan of a CSV, Parquet or JSON Lines file from record batches, equal to the Python reader's; None
     for a file it cannot count the same way (a row of the wrong width, a list value, a value that makes a
@@ -181,34 +191,76 @@ def arrow_scan(path: str, policy: TablePolicy, dialect: str, names: List[str]) -
     scan = TableScan(path, dialect, policy.encoding, [ColumnStats(n, i) for i, n in enumerate(names, start=1)],
                      format=policy.format, by_arrow=True)
     label_at = names.index(policy.label) if policy.label else -1
-    lines_wanted = []  # (row, column, cell): the first few cells of each column that are not numbers
+    lines_wanted: List[Tuple[int, int, str]] = []
     try:
         for batch in table_arrow.batches(path, names, dialect, policy.encoding, policy.format):
             if is_csv and any(_python_refuses(c) for c in batch.columns):
                 return None  # the Python reader stops the run there, with the line
-            cells = [table_arrow.strip(c) for c in batch.columns]
-            if label_at >= 0:
-                scan.missing_label += int(pc.sum(pc.equal(cells[label_at], "")).as_py() or 0)
-            for i, (stats, column) in enumerate(zip(scan.columns, cells) if policy.profile else ()):
-                wanted = 5 - sum(1 for _, at, _ in lines_wanted if at == i)
-                lines_wanted += [(row, i, cell) for row, cell in stats.add_cells(column, scan.rows, wanted)]
-            scan.rows += batch.num_rows
+            _count_batch(scan, batch, label_at, policy, lines_wanted)
     except (NeedsPython, table_arrow.Unsupported, pa.ArrowInvalid, UnicodeDecodeError):
         return None
+    _place_lines(scan, policy, dialect, names, lines_wanted)
+    return scan
+
+
+def arrow_scan_jsonl(path: str, policy: TablePolicy) -> Optional[TableScan]:
+    """`arrow_scan` of a JSON Lines file, learning its header as it reads (`table_arrow.jsonl_batches_learning`)
+    instead of reading every line once more for the keys first: the same scan as `JsonLinesRows.header` and
+    `arrow_scan` give. A column whose key first appears at row r has r blanks before it. None where `arrow_scan`
+    gives None, or no line holds an object; raises CsvInputError for two keys that are one name once cleaned."""
+    if policy.sequences or policy.images or policy.audio:
+        return None
+    scan = TableScan(path, "", policy.encoding, [], format="jsonl", by_arrow=True)
+    keys: List[str] = []
+    label_at = -1
+    lines_wanted: List[Tuple[int, int, str]] = []
+    try:
+        for keys, batch in table_arrow.jsonl_batches_learning(path, policy.encoding):
+            for position in range(len(scan.columns), len(keys)):
+                stats = ColumnStats(keys[position].strip() or f"column_{position + 1}", position + 1)
+                stats.blank = scan.rows if policy.profile else 0
+                scan.columns.append(stats)
+                if stats.name == policy.label and label_at < 0:
+                    label_at = position
+                    scan.missing_label += scan.rows
+            _count_batch(scan, batch, label_at, policy, lines_wanted)
+    except (NeedsPython, table_arrow.Unsupported, pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if not scan.rows:
+        return None
+    names = clean_header(path, keys)  # the header's own check: a name twice
+    _place_lines(scan, policy, "", names, lines_wanted)
+    return scan
+
+
+def _count_batch(scan: TableScan, batch: pa.RecordBatch, label_at: int, policy: TablePolicy,
+                 lines_wanted: List[Tuple[int, int, str]]) -> None:
+    """Counts one record batch into `scan`; adds to `lines_wanted` (row, column, cell) the first few cells of
+    each column that are not numbers, whose lines `_place_lines` finds."""
+    cells = [table_arrow.strip(c) for c in batch.columns]
+    if label_at >= 0:
+        scan.missing_label += int(pc.sum(pc.equal(cells[label_at], "")).as_py() or 0)
+    for i, (stats, column) in enumerate(zip(scan.columns, cells) if policy.profile else ()):
+        wanted = 5 - sum(1 for _, at, _ in lines_wanted if at == i)
+        lines_wanted += [(row, i, cell) for row, cell in stats.add_cells(column, scan.rows, wanted)]
+    scan.rows += batch.num_rows
+
+
+def _place_lines(scan: TableScan, policy: TablePolicy, dialect: str, names: List[str],
+                 lines_wanted: List[Tuple[int, int, str]]) -> None:
     if lines_wanted and policy.format == "parquet":  # a Parquet row's number is its line
         for row, i, cell in sorted(lines_wanted):
             scan.columns[i].not_numbers.append((row + 1, cell))
     elif lines_wanted:
         rows = {row for row, _, _ in lines_wanted}
         lines = {}
-        for row, (line, _, _) in enumerate(ROW_SOURCES[policy.format].rows(path, dialect, names, policy.encoding)):
+        for row, (line, _, _) in enumerate(ROW_SOURCES[policy.format].rows(scan.path, dialect, names, policy.encoding)):
             if row in rows:
                 lines[row] = line
                 if len(lines) == len(rows):
                     break
         for row, i, cell in sorted(lines_wanted):
             scan.columns[i].not_numbers.append((lines[row], cell))
-    return scan
 
 
 def _python_refuses(cells: pa.Array) -> bool:

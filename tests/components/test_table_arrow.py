@@ -13,6 +13,8 @@ import tensorflow as tf
 from lamina.components import table_arrow, table_source
 from lamina.components.table_example_gen import ReadTable, policy_from_settings, record_to_example, wire_types
 from lamina.components.table_source import TablePolicy, iter_records, scan_table
+from lamina.cells import CsvInputError
+from lamina.tables import JsonLinesRows
 from tests.messy import LABEL, write_messy_csv
 from tests.public_data import write_chinese_reviews_csv, write_titanic_csv
 
@@ -223,6 +225,8 @@ def assert_the_paths_agree(path, fmt, label, exclude, rows):
     scan = table_source.arrow_scan(path, policy, "", python_scan.names)
     assert (scan.rows, scan.by_arrow, python_scan.by_arrow) == (rows, True, False)
     scans_equal(scan, python_scan)
+    if fmt == "jsonl":  # and the scan that learns the header as it reads, which `lamina run` makes
+        scans_equal(table_source.arrow_scan_jsonl(path, policy), python_scan)
     assert scan_table(path, policy).by_arrow  # the scan ExampleGen is given
     types = wire_types([scan], None, label, "classification", exclude)
     assert table_arrow.applies(scan, types)
@@ -487,3 +491,48 @@ def test_an_infinity_in_a_numeric_column_is_a_missing_value_on_both_paths(fmt, t
     written = [tf.train.Example.FromString(e).features.feature for e in python]
     assert [i for i, f in enumerate(written) if "ratio" not in f] == [7, 37, 67, 97]
     assert all(math.isfinite(f["ratio"].float_list.value[0]) for f in written if "ratio" in f)
+
+
+def test_a_json_lines_scan_learns_its_header_in_its_one_pass(tmp_path, monkeypatch):
+    """The label's key first appears at row 120, in the third batch, and another key only in the last row: the
+    scan that learns the keys as it reads equals the Python reader's, which reads the header first."""
+    monkeypatch.setattr(table_arrow, "JSONL_BATCH_ROWS", 50)
+    lines = []
+    for i in range(300):
+        row = {" Score ": i * 0.5 if i % 9 else None, "city": ["Oslo", "Lyon", "", "N/A"][i % 4]}
+        if i >= 120:
+            row["y"] = ["yes", "no"][i % 2] if i % 11 else None
+        if i == 299:
+            row["last"] = 1
+        lines.append(json.dumps(row))
+    path = str(tmp_path / "late.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    policy = TablePolicy(format="jsonl", label="y", max_missing_labels=0.9)
+    python_scan = table_source.scan_uncached(path, policy, arrow=False)
+    monkeypatch.setattr(JsonLinesRows, "header", lambda *a: pytest.fail("a pass over the file for its header"))
+    scan = table_source.scan_uncached(path, policy)
+    assert scan.by_arrow
+    scans_equal(scan, python_scan)
+    assert scan.names == ["Score", "city", "y", "last"]
+    assert scan.missing_label == 120 + len(range(121, 300, 11))
+    assert (scan.column("last").blank, scan.column("last").present) == (299, 1)
+    assert scan.column("y").blank == scan.missing_label
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"Age": 1, "y": 0}, {" Age": 2, "y": 1}],
+     "column name 'Age' appears twice in the header, at columns 1 and 3; rename one of them (each column must have "
+     "its own name)."),
+    ([{"Age": 1, "z": 0}, {"Age": 2, "z": 1}],
+     "no column 'y' (data.label) in the header; the columns are 'Age', 'z'."),
+])
+def test_a_json_lines_header_error_reads_the_same_from_the_one_pass(rows, message, tmp_path):
+    path = str(tmp_path / "keys.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    policy = TablePolicy(format="jsonl", label="y")
+    for arrow in (True, False):
+        with pytest.raises(CsvInputError) as e:
+            table_source.scan_uncached(path, policy, arrow=arrow)
+        assert str(e.value) == f"{path}: {message}"
