@@ -12,9 +12,10 @@
   any run with `LAMINA_WORKER=off`.
 - The fork takes the caller's stdin, stdout and stderr (passed over the socket), working folder, umask,
   environment and arguments, and calls `commands.main` with them, as the `lamina` process would; at the end
-  it runs the interpreter's exit handlers. Its exit status is `lamina`'s; Ctrl-C is passed on to it (the
-  status is then 130, as a shell reports a `lamina` process that Ctrl-C ended). A fork starts from the parent as it was after the imports, so one
-  run leaves nothing behind for the next: no TensorFlow state, logging or warnings filters.
+  it runs the interpreter's exit handlers. Its exit status is `lamina`'s. Ctrl-C, SIGTERM and
+  SIGHUP are passed on to its process group; the status is then 128 + the signal, as a shell reports a
+  `lamina` process that one ended. A fork starts from the parent as it was after the imports, so one run
+  leaves nothing behind for the next: no TensorFlow state, logging or warnings filters.
 - Only the user who started the worker can connect: the folder is theirs with mode 0700, and the peer's uid is
   checked on each connection. Nothing but Lamina's own command line runs in it.
 """
@@ -179,16 +180,26 @@ def run_in_worker(argv: List[str]) -> Optional[int]:
         except (EOFError, OSError, ValueError):
             return None  # a worker on its way out: run here
         pid = started["pid"]
+        forwarded: List[int] = []
+
+        def forward(signum, _frame=None):  # the run and its children get what this process gets
+            forwarded.append(signum)
+            try:
+                os.killpg(pid, signum)
+            except ProcessLookupError:
+                pass
+
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, forward)
         while True:
             try:
                 message, _ = _receive(conn)
                 return int(message["exit"])
             except KeyboardInterrupt:
-                try:
-                    os.killpg(pid, signal.SIGINT)  # the run and its children, as Ctrl-C reaches a `lamina` process
-                except ProcessLookupError:
-                    pass
+                forward(signal.SIGINT)  # the run and its children, as Ctrl-C reaches a `lamina` process
             except (EOFError, OSError, ValueError):
+                if forwarded:  # ended by the signal, as a `lamina` process would have been
+                    return 128 + forwarded[-1]
                 print(f"lamina: the worker's run (pid {pid}) ended without an exit status; its log: "
                       f"{socket_path().with_suffix('.log')}", file=sys.stderr)
                 return 1
@@ -331,6 +342,7 @@ def _child(conn: socket.socket, message: dict, fds: List[int], run: Callable[[Li
         conn.settimeout(None)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         sys.stdout.flush()
         sys.stderr.flush()
         for target, fd in enumerate(fds):

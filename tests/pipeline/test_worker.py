@@ -114,17 +114,22 @@ def test_a_run_in_the_worker_trains_and_pushes_what_the_lamina_process_does(star
         assert len(versions) == 1 and (versions[0] / "saved_model.pb").exists()
 
 
-def test_ctrl_c_stops_the_run_in_the_worker(started, env, tmp_path):
+@pytest.mark.parametrize("signum, status, last_words", [(signal.SIGINT, 130, "lamina: interrupted\n"),
+                                                       (signal.SIGTERM, 143, None)])
+def test_ctrl_c_or_sigterm_stops_the_run_in_the_worker(started, env, tmp_path, signum, status, last_words):
+    """Ctrl-C ends the run with what it was doing said; SIGTERM (a job scheduler's, `timeout`'s) kills it, as it
+    kills a `lamina` process. Either way the fork is gone and nothing is pushed."""
     spec = small_spec(tmp_path / "run", epochs=50)
     client = subprocess.Popen([LAMINA, "run", "spec.yaml"], env=env, cwd=spec.parent, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     for line in client.stdout:
         if line.startswith("[ 1/"):  # the first component started, in the worker's fork
             break
-    client.send_signal(signal.SIGINT)
+    client.send_signal(signum)
     out, err = client.communicate(timeout=120)
-    assert client.returncode == 130
-    assert err.endswith("lamina: interrupted\n")
+    assert client.returncode == status
+    if last_words:
+        assert err.endswith(last_words)
     deadline = time.monotonic() + 30
     while "0 running now" not in lamina("worker", "status", env=env).stdout:
         assert time.monotonic() < deadline, "the fork still runs after Ctrl-C"
