@@ -66,8 +66,12 @@ def worker_dir() -> Path:
         runtime = os.environ.get("XDG_RUNTIME_DIR")
         base = os.path.join(runtime, "lamina") if runtime else f"/tmp/lamina-worker-{os.getuid()}"
     path = Path(base)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as e:
+        raise WorkerError(f"{path}: cannot make the worker's folder there ({e.strerror}); set LAMINA_WORKER_DIR "
+                          f"to a folder of your own.") from None
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise WorkerError(f"{path}: the worker's folder must be yours with mode 0700 "
                           f"(it is uid {info.st_uid}, mode {oct(info.st_mode & 0o777)}).")

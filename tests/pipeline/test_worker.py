@@ -180,3 +180,17 @@ def test_stop_ends_the_worker_and_says_after_how_many_runs(started, env):
         assert time.monotonic() < deadline, "the worker still runs after stop"
         time.sleep(0.2)
     assert not list(Path(env["LAMINA_WORKER_DIR"]).glob("*.sock"))
+
+
+def test_a_worker_folder_that_cannot_be_made_is_said_and_lamina_run_goes_on_by_itself(tmp_path):
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    env = {**os.environ, "LAMINA_WORKER_DIR": str(taken)}
+    result = lamina("worker", "start", env=env)
+    assert result.returncode == 1
+    assert result.stderr == (f"{taken}: cannot make the worker's folder there (File exists); set LAMINA_WORKER_DIR "
+                             f"to a folder of your own.\n")
+    (tmp_path / "spec.yaml").write_text("data: {path: nowhere.csv, label: y}\n")
+    run = lamina("run", "spec.yaml", env=env, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr == f"Invalid spec:\n  - data.path: no file matches '{tmp_path / 'nowhere.csv'}'.\n"
