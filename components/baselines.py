@@ -52,13 +52,15 @@ def _predict(model, task: str, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=None) -> dict:
-    """Fits and scores the baselines; writes and returns baselines.json's content."""
+def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=None, eval_block_rows: int = 65536) -> dict:
+    """Fits the baselines on the train split (at most `evaluation.baseline.max_train_rows` rows), scores them on
+    the whole eval split, read `eval_block_rows` rows at a time (the memory of a block, not of the split), and
+    writes and returns baselines.json's content."""
     import tensorflow_transform as tft
 
     from lamina.models.features import AUDIO, IMAGE, TEXT, describe_transformed_features, label_vocabulary
     from lamina.models.metrics import compute
-    from lamina.models.trees import column_categories, tabular_matrix
+    from lamina.models.trees import column_categories, tabular_blocks, tabular_matrix
 
     stream = stream or sys.stdout
     tf_transform_output = tft.TFTransformOutput(transform_uri)
@@ -68,35 +70,58 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
     if not features:
         record["skipped"] = "no tabular features"
         print("    baselines: none (no tabular features)", file=stream, flush=True)
-    else:
-        pattern = lambda split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]  # noqa: E731
-        limit = spec.evaluation.baseline.max_train_rows
-        x_train, y_train, mask = tabular_matrix(spec, tf_transform_output, features, pattern("train"), limit)
-        x_eval, y_eval, _ = tabular_matrix(spec, tf_transform_output, features, pattern("eval"), None)
-        classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
-        categories = column_categories(features)
-        record.update({"train_rows": int(len(y_train)), "eval_rows": int(len(y_eval)),
-                       "sampled": bool(len(y_train) >= limit), "classes": classes})
-        if classes:
-            index = spec.evaluation.positive_index
-            record["positive_class"] = classes[index] if len(classes) == 2 else None
-        for name, model in _models(spec.task, mask, spec.training.seed, categories).items():
-            started = time.perf_counter()
+        storage.write_json(os.path.join(out_dir, BASELINES_FILE), record)
+        return record
+    pattern = lambda split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]  # noqa: E731
+    limit = spec.evaluation.baseline.max_train_rows
+    x_train, y_train, mask = tabular_matrix(spec, tf_transform_output, features, pattern("train"), limit)
+    classes = label_vocabulary(tf_transform_output) if spec.task == "classification" else None
+    categories = column_categories(features)
+    record.update({"train_rows": int(len(y_train)), "sampled": bool(len(y_train) >= limit), "classes": classes})
+    if classes:
+        index = spec.evaluation.positive_index
+        record["positive_class"] = classes[index] if len(classes) == 2 else None
+    fitted, seconds, failed = {}, {}, {}
+    models = _models(spec.task, mask, spec.training.seed, categories)
+    for name, model in models.items():
+        started = time.perf_counter()
+        try:
+            if classes and len(np.unique(y_train)) < 2:
+                raise ValueError("the train split holds one class only")
+            model.fit(x_train, y_train.astype(np.int64) if classes else y_train)
+            fitted[name], seconds[name] = model, time.perf_counter() - started
+        except Exception as e:  # noqa: BLE001 - a baseline that cannot be fit is reported, not fatal
+            failed[name] = e
+    predictions = {name: [] for name in fitted}
+    labels = []
+    blocks = tabular_blocks(spec, tf_transform_output, features, pattern("eval"), eval_block_rows)
+    for x_eval, y_eval in blocks:
+        labels.append(y_eval)
+        for name in [n for n in fitted if n not in failed]:
             try:
-                if classes and len(np.unique(y_train)) < 2:
-                    raise ValueError("the train split holds one class only")
-                model.fit(x_train, y_train.astype(np.int64) if classes else y_train)
-                seconds = time.perf_counter() - started
-                predictions = _predict(model, spec.task, x_eval, len(classes) if classes else 0)
-                values = compute(spec.task, metrics, y_eval, predictions, spec.evaluation.decision_threshold,
-                                 spec.evaluation.positive_index)
-                record["models"][name] = {"name": NAMES[name], "metrics": values, "fit_seconds": round(seconds, 3)}
-                shown = "  ".join(f"{m}={v:.4f}" for m, v in values.items())
-                print(f"    baseline {NAMES[name]}: {shown}  (fit {seconds:.1f}s on {len(y_train)} rows)",
-                      file=stream, flush=True)
-            except Exception as e:  # noqa: BLE001 - a baseline that cannot be fit is reported, not fatal
-                record["models"][name] = {"name": NAMES[name], "error": f"{type(e).__name__}: {e}"}
-                print(f"    baseline {NAMES[name]}: not fit ({type(e).__name__}: {e})", file=stream, flush=True)
+                predictions[name].append(_predict(fitted[name], spec.task, x_eval, len(classes) if classes else 0))
+            except Exception as e:  # noqa: BLE001 - as for the fit
+                failed[name] = e
+    if not labels:  # an empty eval split: each model says so as scikit-learn does
+        for name in [n for n in fitted if n not in failed]:
+            try:
+                _predict(fitted[name], spec.task, np.zeros((0, x_train.shape[1])), len(classes) if classes else 0)
+            except Exception as e:  # noqa: BLE001 - as for the fit
+                failed[name] = e
+    y_all = np.concatenate(labels) if labels else np.zeros(0)
+    record["eval_rows"] = int(len(y_all))
+    for name in models:
+        if name in failed:
+            e = failed[name]
+            record["models"][name] = {"name": NAMES[name], "error": f"{type(e).__name__}: {e}"}
+            print(f"    baseline {NAMES[name]}: not fit ({type(e).__name__}: {e})", file=stream, flush=True)
+            continue
+        values = compute(spec.task, metrics, y_all, np.concatenate(predictions[name]),
+                         spec.evaluation.decision_threshold, spec.evaluation.positive_index)
+        record["models"][name] = {"name": NAMES[name], "metrics": values, "fit_seconds": round(seconds[name], 3)}
+        shown = "  ".join(f"{m}={v:.4f}" for m, v in values.items())
+        print(f"    baseline {NAMES[name]}: {shown}  (fit {seconds[name]:.1f}s on {len(y_train)} rows)",
+              file=stream, flush=True)
     storage.write_json(os.path.join(out_dir, BASELINES_FILE), record)
     return record
 

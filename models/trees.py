@@ -15,7 +15,7 @@ down to float32, so `x <= threshold` decides as scikit-learn's float64 compariso
 float32 inputs: the answers equal `predict_proba` / `predict` to float32 rounding.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -71,6 +71,25 @@ def tabular_matrix(spec, tf_transform_output, features: List[FeatureInfo], files
     if max_rows and len(y) > max_rows:
         x, y = x[:max_rows], y[:max_rows]
     return x, y, np.array([n > 0 for n in column_categories(features)], bool)
+
+
+def tabular_blocks(spec, tf_transform_output, features: List[FeatureInfo], files: List[str], rows: int = 65536
+                   ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """`tabular_matrix`'s (X, labels) of every row, a block of at least `rows` rows at a time (the last one
+    smaller), in the files' order: the memory of one block, whatever the split's size."""
+    from lamina.models.datasets import make_dataset
+
+    ds = make_dataset(files, tf_transform_output, spec, features, min(4096, rows), shuffle=False, cache=False)
+    blocks, labels, held = [], [], 0
+    for x, y in ds:
+        blocks.append(tabular_columns(x, features).numpy())
+        labels.append(np.asarray(y).reshape(-1))
+        held += len(labels[-1])
+        if held >= rows:
+            yield np.concatenate(blocks).astype(np.float64), np.concatenate(labels)
+            blocks, labels, held = [], [], 0
+    if labels:
+        yield np.concatenate(blocks).astype(np.float64), np.concatenate(labels)
 
 
 def tree_arrays(model, num_classes: Optional[int]) -> Dict[str, np.ndarray]:
