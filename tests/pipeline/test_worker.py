@@ -120,8 +120,11 @@ def test_ctrl_c_or_sigterm_stops_the_run_in_the_worker(started, env, tmp_path, s
     """Ctrl-C ends the run with what it was doing said; SIGTERM (a job scheduler's, `timeout`'s) kills it, as it
     kills a `lamina` process. Either way the fork is gone and nothing is pushed."""
     spec = small_spec(tmp_path / "run", epochs=50)
+    # As from a terminal: a test runner started in the background (`make test &`) passes SIGINT on ignored,
+    # and Python then leaves it ignored, in `lamina` as anywhere
     client = subprocess.Popen([LAMINA, "run", "spec.yaml"], env=env, cwd=spec.parent, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in client.stdout:
         if line.startswith("[ 1/"):  # the first component started, in the worker's fork
             break
