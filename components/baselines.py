@@ -52,6 +52,16 @@ def _predict(model, task: str, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+def _or_empty(blocks, columns: int):
+    """The blocks, or one empty block where there are none."""
+    empty = True
+    for block in blocks:
+        empty = False
+        yield block
+    if empty:
+        yield np.zeros((0, columns)), np.zeros(0)
+
+
 def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=None, eval_block_rows: int = 65536) -> dict:
     """Fits the baselines on the train split (at most `evaluation.baseline.max_train_rows` rows), scores them on
     the whole eval split, read `eval_block_rows` rows at a time (the memory of a block, not of the split), and
@@ -95,20 +105,14 @@ def train_baselines(spec, transform_uri: str, examples, out_dir: str, stream=Non
     predictions = {name: [] for name in fitted}
     labels = []
     blocks = tabular_blocks(spec, tf_transform_output, features, pattern("eval"), eval_block_rows)
-    for x_eval, y_eval in blocks:
+    for x_eval, y_eval in _or_empty(blocks, x_train.shape[1]):
         labels.append(y_eval)
         for name in [n for n in fitted if n not in failed]:
             try:
                 predictions[name].append(_predict(fitted[name], spec.task, x_eval, len(classes) if classes else 0))
-            except Exception as e:  # noqa: BLE001 - as for the fit
+            except Exception as e:  # noqa: BLE001 - as for the fit; scikit-learn refuses an empty eval split
                 failed[name] = e
-    if not labels:  # an empty eval split: each model says so as scikit-learn does
-        for name in [n for n in fitted if n not in failed]:
-            try:
-                _predict(fitted[name], spec.task, np.zeros((0, x_train.shape[1])), len(classes) if classes else 0)
-            except Exception as e:  # noqa: BLE001 - as for the fit
-                failed[name] = e
-    y_all = np.concatenate(labels) if labels else np.zeros(0)
+    y_all = np.concatenate(labels)
     record["eval_rows"] = int(len(y_all))
     for name in models:
         if name in failed:

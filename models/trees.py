@@ -55,31 +55,27 @@ def tabular_matrix(spec, tf_transform_output, features: List[FeatureInfo], files
                    max_rows: Optional[int] = None, part=None):
     """(X [n, d] float64, labels [n], categorical column mask [d]) from Transform's output, at most
     `max_rows` rows, in the files' order. `part`: as `make_dataset`'s (the Tuner's rows without its holdout)."""
-    from lamina.models.datasets import make_dataset
-
-    batch = 4096
-    ds = make_dataset(files, tf_transform_output, spec, features, batch, shuffle=False, cache=False, part=part)
-    if max_rows:
-        ds = ds.take(-(-max_rows // batch))
-    blocks, labels = [], []
-    for x, y in ds:
-        blocks.append(tabular_columns(x, features).numpy())
-        labels.append(np.asarray(y).reshape(-1))
-    if not labels:
+    blocks = list(tabular_blocks(spec, tf_transform_output, features, files, batches=max_rows and -(-max_rows // 4096),
+                                 part=part))
+    if not blocks:
         return np.zeros((0, 0)), np.zeros(0), np.zeros(0, bool)
-    x, y = np.concatenate(blocks).astype(np.float64), np.concatenate(labels)
+    x, y = np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
     if max_rows and len(y) > max_rows:
         x, y = x[:max_rows], y[:max_rows]
     return x, y, np.array([n > 0 for n in column_categories(features)], bool)
 
 
-def tabular_blocks(spec, tf_transform_output, features: List[FeatureInfo], files: List[str], rows: int = 65536
-                   ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """`tabular_matrix`'s (X, labels) of every row, a block of at least `rows` rows at a time (the last one
-    smaller), in the files' order: the memory of one block, whatever the split's size."""
+def tabular_blocks(spec, tf_transform_output, features: List[FeatureInfo], files: List[str], rows: int = 65536,
+                   batches: Optional[int] = None, part=None) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """`tabular_matrix`'s (X, labels), a block of at least `rows` rows at a time (the last one smaller), in the
+    files' order (the first `batches` batches of 4,096 rows, if given): the memory of one block, whatever the
+    split's size."""
     from lamina.models.datasets import make_dataset
 
-    ds = make_dataset(files, tf_transform_output, spec, features, min(4096, rows), shuffle=False, cache=False)
+    ds = make_dataset(files, tf_transform_output, spec, features, min(4096, rows), shuffle=False, cache=False,
+                      part=part)
+    if batches:
+        ds = ds.take(batches)
     blocks, labels, held = [], [], 0
     for x, y in ds:
         blocks.append(tabular_columns(x, features).numpy())
@@ -387,12 +383,9 @@ def compare_on_eval(spec, models: Dict[str, keras.Model], eval_ds, resamples: in
     predictions = {name: np.concatenate(p) for name, p in predictions.items()}
     ev = spec.evaluation
 
-    def score(name, rows=slice(None)):
-        return float(compute(spec.task, [metric], y[rows], predictions[name][rows], ev.decision_threshold,
-                             ev.positive_index)[metric])
-
     sign = 1.0 if higher_is_better(metric) else -1.0
-    scores = {name: score(name) for name in predictions}
+    scores = {name: float(compute(spec.task, [metric], y, p, ev.decision_threshold, ev.positive_index)[metric])
+              for name, p in predictions.items()}
     first = next(iter(scores))
     rng = np.random.default_rng(spec.training.seed)
     pool = np.sort(rng.choice(len(y), max_rows, replace=False)) if len(y) > max_rows else np.arange(len(y))

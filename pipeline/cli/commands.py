@@ -99,10 +99,10 @@ def _run(spec) -> int:
 
 def cmd_worker(args) -> int:
     """`lamina worker start|stop|status` (pipeline/cli/worker.py)."""
-    from lamina.pipeline.cli import worker
+    import lamina.pipeline.cli.worker as worker
 
     if args.action == "serve":
-        return worker.serve(main, args.idle_minutes)
+        return worker.serve(main, args.idle_minutes, args.ready_fd)
     try:
         if args.action == "start":
             began = time.monotonic()
@@ -292,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status", "serve"],
                    help="serve: be the worker, in this process (what start runs, detached)")
     p.add_argument("--idle-minutes", type=float, default=30.0, help="stop after this long without a run (start)")
+    p.add_argument("--ready-fd", type=int, help="serve: write a byte to this descriptor once listening")
     p.set_defaults(fn=cmd_worker)
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines 2.x / Vertex AI")

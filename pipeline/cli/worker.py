@@ -23,6 +23,7 @@
 import hashlib
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -198,6 +199,7 @@ def run_in_worker(argv: List[str]) -> Optional[int]:
         while True:
             try:
                 message, _ = _receive(conn)
+                _until_closed(conn)
                 return int(message["exit"])
             except KeyboardInterrupt:
                 forward(signal.SIGINT)  # the run and its children, as Ctrl-C reaches a `lamina` process
@@ -209,6 +211,17 @@ def run_in_worker(argv: List[str]) -> Optional[int]:
                 return 1
 
 
+def _until_closed(conn: socket.socket, seconds: float = 10.0) -> None:
+    """Waits for the fork's end of the connection to close, which it does as it exits: `lamina` returns once the
+    run's process is gone, as it would by itself. At most `seconds`, should a child of the run hold it open."""
+    conn.settimeout(seconds)
+    try:
+        while conn.recv(4096):
+            pass
+    except OSError:  # the timeout, or a reset
+        pass
+
+
 def start(idle_minutes: float = DEFAULT_IDLE_MINUTES, wait_seconds: float = 180.0) -> dict:
     """Starts a worker for this code and environment unless one answers; its status once it listens."""
     path = socket_path()
@@ -216,21 +229,23 @@ def start(idle_minutes: float = DEFAULT_IDLE_MINUTES, wait_seconds: float = 180.
     if status is not None:
         return {**status, "already": True}
     log = path.with_suffix(".log")
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-c", "import sys; from lamina.pipeline.cli import main; "
-                                    "sys.exit(main())", "worker", "serve", "--idle-minutes", str(idle_minutes)],
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                   close_fds=True)
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise WorkerError(f"the worker exited with status {process.returncode} before it listened; its log: {log}")
-        status = _ask(path, "status")
-        if status is not None:
-            return {**status, "already": False}
-        time.sleep(0.2)
-    process.terminate()
-    raise WorkerError(f"the worker did not listen within {wait_seconds:.0f} s; its log: {log}")
+    ready, told = os.pipe()  # the worker writes a byte once it listens; end of file if it exits before
+    try:
+        with open(log, "ab") as out:
+            process = subprocess.Popen([sys.executable, "-c", "import sys; from lamina.pipeline.cli import main; "
+                                        "sys.exit(main())", "worker", "serve", "--idle-minutes", str(idle_minutes),
+                                        "--ready-fd", str(told)],
+                                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                       pass_fds=(told,))
+        os.close(told)
+        if not select.select([ready], [], [], wait_seconds)[0]:
+            process.terminate()
+            raise WorkerError(f"the worker did not listen within {wait_seconds:.0f} s; its log: {log}")
+        if not os.read(ready, 1):
+            raise WorkerError(f"the worker exited with status {process.wait()} before it listened; its log: {log}")
+    finally:
+        os.close(ready)
+    return {**_ask(path, "status"), "already": False}
 
 
 def stop() -> Optional[dict]:
@@ -261,7 +276,8 @@ class Worker:
                 "runs": self.runs, "running": len(self.children), "idle_seconds": self.idle_seconds,
                 "preloaded": len(sys.modules)}
 
-    def listen(self) -> None:
+    def listen(self, ready_fd: Optional[int] = None) -> None:
+        """Binds the socket; then writes a byte to `ready_fd` (what `start` waits on) and closes it."""
         if _connect(self.path, timeout=1.0) is not None:
             raise WorkerError(f"another worker listens on {self.path}")
         if self.path.exists():
@@ -271,6 +287,9 @@ class Worker:
         os.chmod(self.path, 0o600)
         self.listener.listen(16)
         self.listener.settimeout(1.0)
+        if ready_fd is not None:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
 
     def reap(self) -> None:
         for pid in list(self.children):
@@ -282,8 +301,8 @@ class Worker:
                 self.children.pop(pid)
                 self.last = time.monotonic()
 
-    def serve(self) -> None:
-        self.listen()
+    def serve(self, ready_fd: Optional[int] = None) -> None:
+        self.listen(ready_fd)
         print(f"lamina worker {os.getpid()}: listening on {self.path} ({len(sys.modules)} modules imported)",
               flush=True)
         try:
@@ -393,7 +412,8 @@ def _child(conn: socket.socket, message: dict, fds: List[int], run: Callable[[Li
         os._exit(int(code or 0) & 0xFF)
 
 
-def serve(run: Callable[[List[str]], int], idle_minutes: float = DEFAULT_IDLE_MINUTES) -> int:
+def serve(run: Callable[[List[str]], int], idle_minutes: float = DEFAULT_IDLE_MINUTES,
+          ready_fd: Optional[int] = None) -> int:
     """The worker's own process (`lamina worker serve`, which `start` runs): its key first, on the environment
     as the client sees it, then the imports, then the loop. `run`: what each fork calls with the argv."""
     key = worker_key()
@@ -416,7 +436,7 @@ def serve(run: Callable[[List[str]], int], idle_minutes: float = DEFAULT_IDLE_MI
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        worker.serve()
+        worker.serve(ready_fd)
     except SystemExit:
         pass
     except WorkerError as e:
