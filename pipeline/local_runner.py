@@ -6,11 +6,14 @@ records each execution (read-only, from a thread that polls the store while TFX 
 What the run produced is read back by `lamina.pipeline.runs.summary`.
 """
 
+import contextlib
 import json
+import logging
 import os
 import sys
 import threading
 import time
+import warnings
 from typing import List, Optional, TextIO
 
 from lamina.constants import BEAM_PICKLER_FLAG, STATISTICS_GEN
@@ -205,6 +208,23 @@ def record_spec(spec: Spec) -> str:
     return storage.write_text(path, "\n".join(header) + "\n" + yaml.safe_dump(d, sort_keys=False, allow_unicode=True))
 
 
+@contextlib.contextmanager
+def callers_warnings_and_absl_level_kept():
+    """Puts the warnings filters and the 'absl' logger's level back as they were, whatever the libraries a
+    run imports and calls do to them:
+    - Beam, TensorFlow and others add warnings filters when first imported;
+    - TensorFlow's SavedModel writer sets absl's verbosity to FATAL while it lists a model's children, then
+      back to absl's `verbosity` flag (WARNING unless flags were parsed), not to the level the logger had.
+    """
+    logger = logging.getLogger("absl")
+    level = logger.level
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_pipeline(spec: Spec, stream: Optional[TextIO] = None) -> RunResult:
     """Runs `spec` end to end and returns what it produced.
 
@@ -220,6 +240,11 @@ def run_pipeline(spec: Spec, stream: Optional[TextIO] = None) -> RunResult:
       ModelNotBlessedError: the model missed a threshold; it was not pushed.
     """
     stream = stream or sys.stdout  # looked up now: tests and TFX swap sys.stdout
+    with callers_warnings_and_absl_level_kept():
+        return _run_pipeline(spec, stream)
+
+
+def _run_pipeline(spec: Spec, stream: TextIO) -> RunResult:
     # The data and the pretrained models are checked before TFX, Beam and TensorFlow are imported
     # (about 14 s on 2 cores), so a wrong path or a bad file is reported at once.
     spec = prepare_spec(spec, stream)
