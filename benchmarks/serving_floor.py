@@ -18,13 +18,10 @@ clock starts. Rounds alternate the handlers. Latencies are per request, p50 and 
 """
 
 import argparse
-import csv
 import multiprocessing as mp
 import os
 import tempfile
 import time
-
-import numpy as np
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
@@ -49,30 +46,6 @@ def _client_loop(jobs, results, requests):
         results.put(latencies)
 
 
-def _ms(values, q):
-    return float(np.percentile(values, q) * 1000.0)
-
-
-def _request(model_dir):
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    from lamina.pipeline.cli.datasets import write_penguins_csv
-    from lamina.rows import row_to_example
-
-    raw = tf.saved_model.load(model_dir).signatures["serving_raw"].structured_input_signature[1]
-    dtypes = {k: v.dtype.as_datatype_enum for k, v in raw.items()}
-    path = os.path.join(tempfile.mkdtemp(), "penguins.csv")
-    write_penguins_csv(path)
-    with open(path, newline="") as f:
-        row = next(csv.DictReader(f))
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name, request.model_spec.signature_name = "penguins", "serving_default"
-    example = row_to_example(row, dtypes, 1).SerializeToString()
-    request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(np.array([example], dtype=object)))
-    return request
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--penguins", required=True, help="pushed penguins model folder (<push_dir>/penguins)")
@@ -93,13 +66,14 @@ def main(argv=None) -> int:
 
     from lamina.serving.server import LaminaServer
     from lamina.serving.signature import ServedSignature
+    from serving import grpc_payloads, penguin_inputs, percentile  # benchmarks/ is on sys.path, as for scripts in it
 
     versions = sorted((d for d in os.listdir(args.penguins) if d.isdigit()), key=int)
     model_dir = os.path.join(args.penguins, versions[-1])
-    request = _request(model_dir)
-    payload = request.SerializeToString()
-    signature = ServedSignature(tf.saved_model.load(model_dir).signatures["serving_default"], "serving_default")
-    examples = np.array(list(request.inputs["inputs"].string_val), dtype=object)
+    inputs, key = penguin_inputs(model_dir)
+    payload = grpc_payloads("penguins", key, inputs[:1])[0]
+    signature = ServedSignature(tf.saved_model.load(model_dir).signatures[key], key)
+    examples = inputs[0]["inputs"]
 
     def model_call():
         return {k: v.numpy() for k, v in signature(inputs=tf.constant(examples)).items()}
@@ -111,7 +85,7 @@ def main(argv=None) -> int:
         model_call()
         loop.append(time.perf_counter() - started)
     for _ in range(1000):
-        time.sleep(0.0005)
+        time.sleep(0.0005)  # the pause itself is what is measured: a request arriving after an idle gap
         started = time.perf_counter()
         model_call()
         paused.append(time.perf_counter() - started)
@@ -164,11 +138,11 @@ def main(argv=None) -> int:
         server.stop()
         bare.stop(None)
 
-    print(f"model call in a loop here: p50 {_ms(loop, 50):.3f} ms; after a 0.5 ms sleep: {_ms(paused, 50):.3f} ms; "
-          f"inside the handler: {_ms(inside, 50):.3f} ms")
+    print(f"model call in a loop here: p50 {percentile(loop, 50):.3f} ms; after a 0.5 ms sleep: "
+          f"{percentile(paused, 50):.3f} ms; inside the handler: {percentile(inside, 50):.3f} ms")
     print(f"{'handler':22s} " + "  ".join(f"round {r + 1} p50/p90" for r in range(args.rounds)))
     for name, rounds in figures.items():
-        print(f"{name:22s} " + "  ".join(f"{_ms(v, 50):6.3f} /{_ms(v, 90):6.3f}" for v in rounds))
+        print(f"{name:22s} " + "  ".join(f"{percentile(v, 50):6.3f} /{percentile(v, 90):6.3f}" for v in rounds))
     return 0
 
 

@@ -3,6 +3,7 @@
 Plain helpers are in tests/helpers.py.
 """
 
+import logging
 import os
 
 import pytest
@@ -28,8 +29,6 @@ def penguins_run(penguins_dir):
 
     spec = make_spec(penguins_dir, tuned=True, gated=True, inference={"enabled": True},
                      export={"tflite": ["float", "dynamic_range", "int8"]})
-    import logging
-
     # absl's logger at its default, unset level, as in a fresh process, whichever test ran first: an earlier
     # SavedModel export in this process may have left it at WARNING (`callers_warnings_and_absl_level_kept`).
     logging.getLogger("absl").setLevel(logging.NOTSET)
