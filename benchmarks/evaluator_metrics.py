@@ -8,13 +8,16 @@ For a finished `lamina run`, TFMA evaluates the Trainer's model on the eval spli
   - keras: the same, with accuracy, crossentropy and RMSE as Keras metrics (no module: TFMA's
            `tf_metric_wrapper` runs each as a TensorFlow graph, traced by AutoGraph);
   - every-column: the same metrics as numpy, with every column read and every transformed feature
-           (`transform_features`), as the Evaluator ran before the EvaluationSchema.
+           (`transform_features`), as the Evaluator ran before the EvaluationSchema;
+  - without-plot, without-auc, without-both: as numpy, less TFMA's MultiClassConfusionMatrixPlot (the report's
+           confusion matrix and `class_recall`), its AUC, or both: what each of those costs per eval row.
+           Their metrics agree with numpy's on what they still compute.
 Change thresholds are left out (there is no baseline model here). Reported: the seconds TFMA's
 analysis took (imports and the model's load excluded) and the overall metrics of each, which must agree.
 
 Usage:
     .venv/bin/python benchmarks/evaluator_metrics.py --spec RUN/spec.yaml [--pipeline-dir DIR] [--rounds 3]
-                                                     [--variants numpy keras every-column]
+                                                     [--variants numpy keras every-column without-plot ...]
 """
 
 import argparse
@@ -27,7 +30,10 @@ import sys
 import tempfile
 import time
 
-VARIANTS = ["numpy", "keras", "every-column"]
+VARIANTS = ["numpy", "keras", "every-column", "without-plot", "without-auc", "without-both"]
+# What the without-* variants leave out of the run's eval_config, by TFMA class name.
+LEFT_OUT = {"without-plot": {"MultiClassConfusionMatrixPlot"}, "without-auc": {"AUC"},
+            "without-both": {"MultiClassConfusionMatrixPlot", "AUC"}}
 
 
 def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
@@ -50,6 +56,14 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
             if variant == "keras" and metric.module == TFMA_METRICS_MODULE and hasattr(tf_keras.metrics,
                                                                                        metric.class_name):
                 metric.module = ""
+    left_out = LEFT_OUT.get(variant, set())
+    specs = [list(s.metrics) for s in config.metrics_specs]
+    for metrics_spec, metrics in zip(config.metrics_specs, specs):
+        del metrics_spec.metrics[:]
+        metrics_spec.metrics.extend(m for m in metrics if m.class_name not in left_out)
+    kept = [s for s in config.metrics_specs if len(s.metrics)]
+    del config.metrics_specs[:]
+    config.metrics_specs.extend(kept)
     model = sorted(glob.glob(os.path.join(pipeline_dir, "Trainer", "model", "*", "Format-Serving")))[-1]
     data = sorted(glob.glob(os.path.join(pipeline_dir, "*ExampleGen", "examples", "*", "Split-eval")))[-1]
     schema = None
