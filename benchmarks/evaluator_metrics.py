@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Dict, Iterator, List, Tuple
 
 VARIANTS = ["numpy", "keras", "every-column", "without-plot", "without-auc", "without-both"]
 # What the without-* variants leave out of the run's eval_config, by TFMA class name.
@@ -83,33 +84,55 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
     return {"variant": variant, "seconds": seconds, "metrics": values}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def finished_run_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark on a finished run: --spec, --pipeline-dir, --rounds (and its own)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spec", required=True, help="the spec.yaml a finished `lamina run` used")
     parser.add_argument("--pipeline-dir", help="the run's pipeline folder (default: from the spec's run root)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=["keras", "numpy"], choices=VARIANTS)
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def pipeline_dir_of(args) -> str:
     if args.pipeline_dir is None:
         from lamina.spec import load_spec
 
-        args.pipeline_dir = os.path.join(load_spec(args.spec).run_dir, "pipeline")
+        return os.path.join(load_spec(args.spec).run_dir, "pipeline")
+    return args.pipeline_dir
+
+
+def alternate(script: str, args, variants: List[str]) -> Iterator[Tuple[int, str, dict]]:
+    """(round, variant, the child's JSON result) of `script --child VARIANT` in a fresh process each, the
+    variants' order reversed every other round."""
+    for i in range(args.rounds):
+        for variant in variants if i % 2 == 0 else variants[::-1]:
+            out = subprocess.run([sys.executable, script, "--spec", args.spec, "--pipeline-dir", args.pipeline_dir,
+                                  "--child", variant], capture_output=True, text=True, check=True).stdout
+            yield i + 1, variant, json.loads(out.strip().splitlines()[-1])
+
+
+def median_table(header: str, runs: Dict[str, List[float]], digits: int = 1) -> str:
+    lines = [f"| {header} | median | rounds |", "|---|---:|---|"]
+    for name, seconds in runs.items():
+        lines.append(f"| {name} | {statistics.median(seconds):.{digits}f} s | "
+                     f"{', '.join(f'{s:.{digits}f}' for s in seconds)} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = finished_run_parser(__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=["keras", "numpy"], choices=VARIANTS)
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.pipeline_dir = pipeline_dir_of(args)
     if args.child:
         print(json.dumps(evaluate(args.spec, args.pipeline_dir, args.child)))
         return
     runs = {variant: [] for variant in args.variants}
-    for i in range(args.rounds):
-        for variant in args.variants if i % 2 == 0 else args.variants[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--spec", args.spec, "--pipeline-dir", args.pipeline_dir,
-                                  "--child", variant], capture_output=True, text=True, check=True).stdout
-            run = json.loads(out.strip().splitlines()[-1])
-            runs[variant].append(run)
-            print(f"round {i + 1}: {variant:5s} {run['seconds']:6.1f} s  {run['metrics']}", flush=True)
-    print("\n| variant | median analysis | rounds |\n|---|---:|---|")
-    for variant, done in runs.items():
-        seconds = [r["seconds"] for r in done]
-        print(f"| {variant} | {statistics.median(seconds):.1f} s | {', '.join(f'{s:.1f}' for s in seconds)} |")
+    for i, variant, run in alternate(__file__, args, args.variants):
+        runs[variant].append(run["seconds"])
+        print(f"round {i}: {variant:5s} {run['seconds']:6.1f} s  {run['metrics']}", flush=True)
+    print("\n" + median_table("variant", runs))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,10 @@ import glob
 import json
 import os
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
+
+from evaluator_metrics import alternate, finished_run_parser, median_table, pipeline_dir_of
 
 MODES = ["materialize", "analyze-only"]
 
@@ -106,40 +105,24 @@ def read_passes(pipeline_dir: str, passes: int) -> None:
                 rows += int(tf.shape(next(iter(batch.values())))[0])
             times[name].append(time.perf_counter() - start)
             print(f"read {i + 1}: {name:12s} {times[name][-1]:6.2f} s  {rows} rows", flush=True)
-    print("\n| the train split read | median | passes |\n|---|---:|---|")
-    for name, seconds in times.items():
-        print(f"| {name} | {statistics.median(seconds):.2f} s | {', '.join(f'{s:.2f}' for s in seconds)} |")
+    print("\n" + median_table("the train split read", times, digits=2))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="the spec.yaml a finished `lamina run` used")
-    parser.add_argument("--pipeline-dir", help="the run's pipeline folder (default: from the spec's run root)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = finished_run_parser(__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=0, help="then time the train split's reads, this many each")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.pipeline_dir is None:
-        from lamina.spec import load_spec
-
-        args.pipeline_dir = os.path.join(load_spec(args.spec).run_dir, "pipeline")
+    args.pipeline_dir = pipeline_dir_of(args)
     if args.child:
         print(json.dumps(transform(args.spec, args.pipeline_dir, args.child)))
         return
     runs = {mode: [] for mode in MODES}
-    for i in range(args.rounds):
-        for mode in MODES if i % 2 == 0 else MODES[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--spec", args.spec, "--pipeline-dir", args.pipeline_dir,
-                                  "--child", mode], capture_output=True, text=True, check=True).stdout
-            run = json.loads(out.strip().splitlines()[-1])
-            runs[mode].append(run)
-            print(f"round {i + 1}: {mode:12s} {run['seconds']:6.1f} s  {run['records_written']} records written",
-                  flush=True)
+    for i, mode, run in alternate(__file__, args, MODES):
+        runs[mode].append(run["seconds"])
+        print(f"round {i}: {mode:12s} {run['seconds']:6.1f} s  {run['records_written']} records written", flush=True)
     if args.rounds:
-        print("\n| Transform | median | rounds |\n|---|---:|---|")
-    for mode, done in runs.items() if args.rounds else ():
-        seconds = [r["seconds"] for r in done]
-        print(f"| {mode} | {statistics.median(seconds):.1f} s | {', '.join(f'{s:.1f}' for s in seconds)} |")
+        print("\n" + median_table("Transform", runs))
     if args.reads:
         read_passes(args.pipeline_dir, args.reads)
 
