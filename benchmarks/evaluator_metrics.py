@@ -58,13 +58,13 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
                                                                                        metric.class_name):
                 metric.module = ""
     left_out = LEFT_OUT.get(variant, set())
-    specs = [list(s.metrics) for s in config.metrics_specs]
-    for metrics_spec, metrics in zip(config.metrics_specs, specs):
+    for metrics_spec in config.metrics_specs:
+        kept = [m for m in metrics_spec.metrics if m.class_name not in left_out]
         del metrics_spec.metrics[:]
-        metrics_spec.metrics.extend(m for m in metrics if m.class_name not in left_out)
-    kept = [s for s in config.metrics_specs if len(s.metrics)]
+        metrics_spec.metrics.extend(kept)
+    specs = [s for s in config.metrics_specs if len(s.metrics)]  # the binarized spec, without AUC, may be empty
     del config.metrics_specs[:]
-    config.metrics_specs.extend(kept)
+    config.metrics_specs.extend(specs)
     model = sorted(glob.glob(os.path.join(pipeline_dir, "Trainer", "model", "*", "Format-Serving")))[-1]
     data = sorted(glob.glob(os.path.join(pipeline_dir, "*ExampleGen", "examples", "*", "Split-eval")))[-1]
     schema = None

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
+from tabular_quality import TABLES, score, scored_by, sklearn_answers, split, within_bound  # benchmarks/ is on sys.path
+
 ROW_ID = "rownames"
 
 
@@ -44,7 +46,6 @@ def train_row_ids(run_dir: str) -> Set[int]:
 
 def measure(table, work: Path) -> Dict:
     from lamina.spec import load_spec
-    from tabular_quality import score, sklearn_answers, split
 
     folder = work / table.name
     spec = load_spec(folder / "spec.yaml")
@@ -53,15 +54,11 @@ def measure(table, work: Path) -> Dict:
         return {"table": table.name, "skipped": f"no {ROW_ID!r} column"}
     ids = train_row_ids(spec.run_dir)
     train = given[given[ROW_ID].isin(ids)]
-    positive = spec.evaluation.positive_class
+    assert len(train) == len(ids), f"{table.name}: {len(ids) - len(train)} train rows not found in the CSV"
     truth = kept[table.label]
-    if table.task == "classification" and positive is None and truth.astype(str).nunique() == 2:
-        positive = sorted(truth.astype(str).unique())[-1]
-    metric = spec.evaluation.metrics[0] if spec.evaluation.metrics[0] in ("auc", "mae") else (
-        "accuracy" if table.task == "classification" else "mae")
+    metric, positive = scored_by(spec, table, truth)
     out = {"table": table.name, "metric": metric, "rows_given": len(given), "rows_train": len(train),
            "rows_kept": len(kept)}
-    assert len(train) == len(ids), f"{table.name}: {len(ids) - len(train)} train rows not found in the CSV"
     for share, rows in (("given", given), ("train", train)):
         for name, answer in sklearn_answers(table.task, rows, kept, table.label).items():
             out[f"{name}_{share}"] = score(table.task, truth, *answer, positive)[metric]
@@ -83,13 +80,9 @@ def markdown(results: List[Dict], lamina: Dict[str, Dict]) -> str:
             q = lamina[r["table"]]
             ours, m = q["lamina"][r["metric"]], r["metric"]
             served = f"{ours:.3f} ({(q.get('choice') or {}).get('exported', 'network')})"
-            if m == "mae":
-                best = min(r["linear_train"], r["hgb_train"])
-                difference, within = f"{ours / best - 1:+.1%}", ours <= best * 1.02
-            else:
-                best = max(r["linear_train"], r["hgb_train"])
-                difference, within = f"{ours - best:+.4f}", ours >= best - 0.01
-            verdict = "yes" if within else "**no**"
+            best = (min if m == "mae" else max)(r["linear_train"], r["hgb_train"])
+            difference = f"{ours / best - 1:+.1%}" if m == "mae" else f"{ours - best:+.4f}"
+            verdict = "yes" if within_bound(m, ours, r["linear_train"], r["hgb_train"]) else "**no**"
         lines.append(f"| {r['table']} | {r['metric']} | {r['rows_given']} / {r['rows_train']} "
                      f"| {r['linear_given']:.3f} / {r['linear_train']:.3f} | {r['hgb_given']:.3f} / {r['hgb_train']:.3f} "
                      f"| {served} | {difference} | {verdict} |")
@@ -97,9 +90,6 @@ def markdown(results: List[Dict], lamina: Dict[str, Dict]) -> str:
 
 
 def main(argv=None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tabular_quality import TABLES
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="/tmp/lamina-quality", help="tabular_quality.py's --work folder")
     parser.add_argument("--json", help="tabular_quality.py's results, for Lamina's served scores beside")
