@@ -125,6 +125,7 @@ def _fetch(browser, path):
 
 @pytest.mark.parametrize("run", ["penguins_run", "text_run"])
 def test_tensorboard_shows_histograms_projector_and_hparams(browser, run, request):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     from lamina.pipeline.cli.board import run_log_dirs, start_tensorboard
@@ -137,8 +138,17 @@ def test_tensorboard_shows_histograms_projector_and_hparams(browser, run, reques
     assert url.startswith("http://127.0.0.1:")
     wanted = {"scalars", "histograms", "projector"} | ({"hparams"} if "tuner" in dirs else set())
     browser.get(url)
-    plugins = {name: info["enabled"] for name, info in _fetch(browser, "data/plugins_listing").items()}
-    assert {p for p in wanted if plugins.get(p)} == wanted
+
+    def enabled(b):
+        return {name for name, info in _fetch(b, "data/plugins_listing").items() if info["enabled"]}
+
+    # TensorBoard's projector answers "not active" to the first listing and looks for embeddings in a thread
+    # of its own; the page asks again, and so does this test, until every dashboard is on or a minute passes.
+    try:
+        WebDriverWait(browser, 60, poll_frequency=0.5).until(lambda b: wanted <= enabled(b))
+    except TimeoutException:
+        pass
+    assert wanted & enabled(browser) == wanted
 
     # Histograms: weights and gradients of at most 12 layers, at most 10 epochs each.
     tags = _fetch(browser, "data/plugin/histograms/tags")["trainer/network"]
