@@ -137,14 +137,14 @@ def read_baselines(folder: str) -> Optional[dict]:
 @component
 def BaselineTrainer(  # pylint: disable=invalid-name
     transform_graph: InputArtifact[TransformGraph],
-    transformed_examples: InputArtifact[Examples],
+    examples: InputArtifact[Examples],  # ExampleGen's, read through the transform graph
     baselines: OutputArtifact[Baselines],
     spec_json: Parameter[str],
 ):
     """Fits gradient-boosted trees and a linear model on the train split; scores them on the eval split."""
     from lamina.spec import Spec
 
-    record = train_baselines(Spec.from_json(spec_json), transform_graph.uri, transformed_examples, baselines.uri)
+    record = train_baselines(Spec.from_json(spec_json), transform_graph.uri, examples, baselines.uri)
     for name, model in record.get("models", {}).items():
         for metric, value in model.get("metrics", {}).items():
             baselines.set_float_custom_property(f"{name}_{metric}", float(value))

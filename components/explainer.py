@@ -139,14 +139,14 @@ def explain_model(spec, model_uri: str, transform_uri: str, examples, out_dir: s
 def Explainer(  # pylint: disable=invalid-name
     model: InputArtifact[Model],
     transform_graph: InputArtifact[TransformGraph],
-    transformed_examples: InputArtifact[Examples],
+    examples: InputArtifact[Examples],  # ExampleGen's, read through the transform graph
     explanations: OutputArtifact[Explanations],
     spec_json: Parameter[str],
 ):
     """Writes explanations of `model` on the eval split into `explanations`."""
     from lamina.spec import Spec
 
-    record = explain_model(Spec.from_json(spec_json), model.uri, transform_graph.uri, transformed_examples,
+    record = explain_model(Spec.from_json(spec_json), model.uri, transform_graph.uri, examples,
                            explanations.uri)
     explanations.set_int_custom_property("explained_examples", len(record.get("examples", [])))
     if "error" in record:

@@ -78,7 +78,7 @@ def export_tflite(spec, model_uri: str, transform_uri: str, examples, out_dir: s
 def TFLiteExporter(  # pylint: disable=invalid-name
     model: InputArtifact[Model],
     transform_graph: InputArtifact[TransformGraph],
-    transformed_examples: InputArtifact[Examples],
+    examples: InputArtifact[Examples],  # ExampleGen's, read through the transform graph
     tflite_models: OutputArtifact[TFLiteModels],
     spec_json: Parameter[str],
     model_blessing: InputArtifact[ModelBlessing] = None,
@@ -90,5 +90,5 @@ def TFLiteExporter(  # pylint: disable=invalid-name
     blessed = None
     if model_blessing is not None and model_blessing.has_custom_property("blessed"):
         blessed = bool(model_blessing.get_int_custom_property("blessed"))
-    report = export_tflite(spec, model.uri, transform_graph.uri, transformed_examples, tflite_models.uri, blessed)
+    report = export_tflite(spec, model.uri, transform_graph.uri, examples, tflite_models.uri, blessed)
     tflite_models.set_int_custom_property("exported", sum(f["exported"] for f in (report or {}).get("forms", [])))

@@ -1,4 +1,10 @@
-"""The Trainer's input: Transform's gzipped TFRecords as batches, cached in memory when they fit.
+"""The Trainer's input: ExampleGen's gzipped TFRecords put through Transform's graph, as batches, cached in
+memory when they fit.
+
+Transform only analyzes (it writes the graph, not transformed copies of the splits): writing both splits
+was half of its time, and reading raw records through the graph costs the readers about as much as reading
+transformed ones (docs/benchmarks.md, "Transform writes the graph only"). The graph is the one the
+SavedModel serves with, so training and serving share one transformation.
 
 Shared by the Trainer, the Tuner's trials, the baselines, the explanations and the TFLite export.
 """
@@ -10,7 +16,7 @@ from typing import List, Optional, Tuple
 import tensorflow as tf
 
 from lamina.models.export import model_inputs
-from lamina.models.features import label_key as features_label_key, AUDIO, IMAGE, TEXT, FeatureInfo
+from lamina.models.features import label_key as features_label_key, raw_label_column, AUDIO, IMAGE, TEXT, FeatureInfo
 from lamina.spec import Spec
 
 # Decoded examples are cached in memory when they take at most this much (LAMINA_CACHE_MB overrides).
@@ -61,13 +67,43 @@ def expand_file_patterns(file_patterns: List[str]) -> List[str]:
     return sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
 
 
+# Raw records put through the transform graph at a time on the way to a per-example pipeline (images decoded,
+# examples cached): the graph runs a batch at a time, like parse_example.
+TRANSFORM_BATCH = 256
+
+
+def raw_decoder(tf_transform_output, columns: Optional[List[str]] = None):
+    """A function from a batch of serialized raw tf.Examples (ExampleGen's records) to Transform's features
+    for them: parsed by the raw schema and put through the transform graph, as the SavedModel's
+    `transform_features` signature does. Static shapes are those of Transform's feature spec.
+
+    `columns`: parse only these raw columns; the graph then gives only the features computed from them
+    (TFT prunes the rest), e.g. the label alone.
+    """
+    layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    if columns is not None:
+        raw_spec = {k: raw_spec[k] for k in columns}
+    feature_spec = tf_transform_output.transformed_feature_spec()
+
+    def decode(serialized):
+        out = layer(tf.io.parse_example(serialized, raw_spec))
+        for key, value in out.items():
+            fspec = feature_spec.get(key)
+            if isinstance(fspec, tf.io.FixedLenFeature) and isinstance(value, tf.Tensor):
+                out[key] = tf.ensure_shape(value, [None, *fspec.shape])
+        return out
+
+    return decode
+
+
 def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, features: List[FeatureInfo],
                  batch_size: int, shuffle: bool, seed: int = 0, cache: Optional[bool] = None,
                  part: Optional[Tuple[float, bool]] = None,
                  shard: Optional[Tuple[int, int]] = None) -> tf.data.Dataset:
-    """(features, label) batches from Transform's gzipped TFRecords.
+    """(features, label) batches from ExampleGen's gzipped TFRecords, put through Transform's graph.
 
-    Records are read and parsed in parallel, images decoded and resized in parallel, the
+    Records are read, parsed and transformed in parallel, images decoded and resized in parallel, the
     decoded examples (texts still as strings) cached in memory when they fit (`cache=None`
     decides by size), shuffled after the cache, batched, texts tokenized a batch at a time, and
     prefetched. When they do not fit, the serialized records are shuffled before decoding
@@ -82,16 +118,15 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     """
     files = expand_file_patterns(file_patterns)
     if not files:
-        raise FileNotFoundError(f"no transformed examples match {file_patterns}")
-    feature_spec = tf_transform_output.transformed_feature_spec()
+        raise FileNotFoundError(f"no examples match {file_patterns}")
+    transform = raw_decoder(tf_transform_output)
     label_key = features_label_key(spec)
     if cache is None:
         cache = fits_in_memory(files, features)
 
     texts = [f for f in features if f.kind == TEXT]
 
-    def parse(serialized):
-        parsed = tf.io.parse_single_example(serialized, feature_spec)
+    def parse(parsed):  # one transformed example
         inputs = model_inputs(parsed, [f for f in features if f.kind != TEXT], batched=False)
         for f in texts:  # the raw string; tokenized a batch at a time below
             inputs[f.key] = parsed[f.transformed_key]
@@ -102,7 +137,7 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
         return {**inputs, **{f.key: f.tokenizer()(inputs[f.key]) for f in texts}}, label
 
     def parse_batch(serialized):
-        parsed = tf.io.parse_example(serialized, feature_spec)
+        parsed = transform(serialized)
         inputs, label = model_inputs(parsed, features, batched=True), parsed[label_key]
         if spec.task == "classification":  # labels unseen in training (-1) cannot be learned from
             keep = label >= 0
@@ -122,12 +157,13 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
     if shuffle and not cache:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     if not cache and not any(f.kind in (IMAGE, AUDIO) for f in features):
-        # Read from disk every epoch: a batch of records parsed at once (parse_example), several
-        # times faster per example than one parse per record (benchmarks/scale.py).
+        # Read from disk every epoch: a batch of records parsed and transformed at once, several
+        # times faster per example than one record at a time (benchmarks/scale.py).
         if shard:
             ds = ds.shard(*shard)
         return ds.batch(batch_size).map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
                                         deterministic=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if spec.task == "classification":
         # Labels unseen in training map to -1 in Transform; they cannot be learned from.
@@ -145,16 +181,17 @@ def make_dataset(file_patterns: List[str], tf_transform_output, spec: Spec, feat
 
 
 def _label_batches(files: List[str], tf_transform_output, spec: Spec):
-    """The label of every record in `files` (Transform's output), 4,096 at a time, as numpy arrays."""
+    """The transformed label of every record in `files` (ExampleGen's), 4,096 at a time, as numpy arrays:
+    only the label's raw column is parsed and put through the graph."""
     key = features_label_key(spec)
-    label_spec = {key: tf_transform_output.transformed_feature_spec()[key]}
+    decode = raw_decoder(tf_transform_output, [raw_label_column(spec)])
     ds = tf.data.TFRecordDataset(expand_file_patterns(files), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    ds = ds.batch(4096).map(lambda r: tf.reshape(tf.io.parse_example(r, label_spec)[key], [-1]))
+    ds = ds.batch(4096).map(lambda r: tf.reshape(decode(r)[key], [-1]))
     return ds.as_numpy_iterator()
 
 
 def label_counts(files: List[str], tf_transform_output, spec: Spec, num_classes: int) -> List[int]:
-    """Examples per class index in `files` (Transform's output), in one pass over the labels."""
+    """Examples per class index in `files`, in one pass over the labels."""
     import numpy as np
 
     counts = np.zeros(num_classes, np.int64)

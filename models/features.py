@@ -74,6 +74,15 @@ def label_key(spec: Spec) -> str:
     return transformed_label_key(spec.data.label)
 
 
+def raw_label_column(spec: Spec) -> str:
+    """The raw column `label_key(spec)` is computed from: the label, or a forecast's horizon."""
+    if spec.task == "forecast":
+        from lamina.constants import HORIZON_KEY
+
+        return HORIZON_KEY
+    return spec.data.label
+
+
 def forecast_features(spec: Spec, tf_transform_output) -> "List[FeatureInfo]":
     """A forecast's inputs: the target's history, each covariate's steps and the series ID (a category)."""
     fc = spec.forecast

@@ -1,6 +1,6 @@
 """The Trainer's entry point: `run_fn`, as TFX's generic Trainer calls it.
 
-Reads the transformed examples (models.datasets), builds the model from the spec, fits it in one
+Reads ExampleGen's splits through Transform's graph (models.datasets), builds the model from the spec, fits it in one
 phase (or two for a pretrained image backbone: head first, then the top blocks) with one progress
 line per epoch and TensorBoard logs, and exports the SavedModel with the Transform graph and,
 beside it, the Keras model and its inputs (models.artifacts). More than one replica trains in
@@ -25,8 +25,8 @@ from lamina import storage
 from lamina.models.artifacts import HISTORY_FILE, keras_model_path, save_keras_model, write_features, write_history
 from lamina.models.builder import build_model, compile_model
 from lamina.models.callbacks import EpochProgress, early_stopping
-from lamina.models.datasets import (cache_plan, count_records, expand_file_patterns, label_counts, label_moments,
-                                    make_dataset)
+from lamina.models.datasets import (TRANSFORM_BATCH, cache_plan, count_records, expand_file_patterns, label_counts,
+                                    label_moments, make_dataset, raw_decoder)
 from lamina.models.device import configure_devices
 from lamina.models.export import export_serving_model
 from lamina.models.features import (TEXT, describe_transformed_features, label_vocabulary,
@@ -45,7 +45,6 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
     from lamina.models.text import learn_vocabulary
 
     learned = {}
-    feature_spec = tf_transform_output.transformed_feature_spec()
     for name, kind in spec.data.feature_types.items():
         if kind != TEXT:
             continue
@@ -53,8 +52,9 @@ def learn_text_vocabularies(spec: Spec, tf_transform_output, train_files: List[s
         if not isinstance(cfg, (TransformerEncoder, SequenceEncoder)) or cfg.vocabulary:
             continue
         key = transformed_name(name)
-        texts = tf.data.TFRecordDataset(expand_file_patterns(train_files), compression_type="GZIP").map(
-            lambda r: tf.io.parse_single_example(r, {key: feature_spec[key]})[key])
+        decode = raw_decoder(tf_transform_output, [name])  # the text's column alone, through the graph
+        texts = tf.data.TFRecordDataset(expand_file_patterns(train_files), compression_type="GZIP").batch(
+            TRANSFORM_BATCH).map(lambda r, decode=decode, key=key: decode(r)[key]).unbatch()
         started = time.perf_counter()
         learned[name] = learn_vocabulary(texts, cfg.vocabulary_size, cfg.lowercase,
                                          os.path.join(out_dir, f"{safe_name(name)}_vocab.txt"))

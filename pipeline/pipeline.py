@@ -256,11 +256,14 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         disable_statistics=True,
         # The analyzer cache serves incremental runs over new spans; Lamina reads one input whole.
         disable_analyzer_cache=True,
+        # The graph only: the Trainer and the components after it read ExampleGen's splits through it
+        # (models/datasets.py), as serving does. Writing transformed copies was half of Transform's time.
+        materialize=False,
     )
     tuner = None
     if spec.tuning is not None:  # its best trial's values are the Trainer's hyperparameters
         tuner = SpecTunerComponent(
-            examples=transform.outputs["transformed_examples"],
+            examples=examples.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=validated_schema,
             tuner_fn=TUNER_FN,
@@ -273,7 +276,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
         trainer_class, trainer_config = vertex_trainer(spec, custom_config)
     trainer = trainer_class(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=examples.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=validated_schema,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
@@ -294,7 +297,7 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
     baselines = None
     if spec.evaluation.baseline.enabled and spec.has_tabular_features:
         baselines = BaselineTrainer(transform_graph=transform.outputs["transform_graph"],
-                                    transformed_examples=transform.outputs["transformed_examples"],
+                                    examples=examples.outputs["examples"],
                                     spec_json=spec.to_json()).with_id(BASELINES)
     # The last model the run's final gate blessed (the PushGate's blessing when the spec has one): a
     # model the Evaluator passed but a slice, fairness or baseline gate stopped is never a baseline.
@@ -338,14 +341,14 @@ def create_pipeline(spec: Spec, metadata_connection_config=None,
     tflite = None
     if spec.export.tflite:
         tflite = TFLiteExporter(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-                                transformed_examples=transform.outputs["transformed_examples"],
+                                examples=examples.outputs["examples"],
                                 model_blessing=blessing, spec_json=spec.to_json()).with_id(TFLITE_EXPORTER)
         if blessing is None:  # no gate: still after the Evaluator
             tflite.add_upstream_node(evaluator)
     explainer = None
     if spec.explain.enabled:
         explainer = Explainer(model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-                              transformed_examples=transform.outputs["transformed_examples"],
+                              examples=examples.outputs["examples"],
                               spec_json=spec.to_json()).with_id(EXPLAINER)
         explainer.add_upstream_node(evaluator)  # after the Evaluator, as people read a run
     pusher = WarmupPusher(

@@ -1,8 +1,8 @@
 """Scale-out on Beam: the penguins pipeline's data components (ExampleGen, StatisticsGen, SchemaGen,
 ExampleValidator, the gate and Transform) on DirectRunner in multi_processing mode with 2 worker
 processes (and cloudpickle, where the in-memory run has Beam's default dill) give the same statistics
-and transformed examples as the in-memory run: counts, vocabularies, ids and labels exactly; means and
-z-scores up to float summation order."""
+and transform graph as the in-memory run, the examples put through it: counts, vocabularies, ids and
+labels exactly; means and z-scores up to float summation order."""
 
 import glob
 import os
@@ -60,18 +60,22 @@ def statistics(outputs):
 
 
 def transformed(outputs):
-    """Split -> (feature names, int columns, float columns) of the transformed examples, rows sorted."""
-    uri = outputs[("Transform", "transformed_examples")].uri
+    """Split -> (feature names, int columns, float columns) of the run's examples put through its own
+    transform graph, as the Trainer reads them, rows sorted."""
+    import tensorflow_transform as tft
+
+    from lamina.models.datasets import raw_decoder
+
+    decode = raw_decoder(tft.TFTransformOutput(outputs[("Transform", "transform_graph")].uri))
     out = {}
     for split in ("train", "eval"):
-        files = glob.glob(os.path.join(uri, f"Split-{split}", "*.gz"))
-        rows = []
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-            feats = tf.train.Example.FromString(record.numpy()).features.feature
-            rows.append({k: (list(v.int64_list.value), list(v.float_list.value)) for k, v in feats.items()})
-        names = sorted(rows[0])
-        ints = np.array([[i for k in names for i in r[k][0]] for r in rows])
-        floats = np.array([[x for k in names for x in r[k][1]] for r in rows])
+        files = glob.glob(os.path.join(outputs[("CsvExampleGen", "examples")].uri, f"Split-{split}", "*.gz"))
+        batches = [decode(b) for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(64)]
+        names = sorted(batches[0])
+        columns = {k: np.concatenate([b[k].numpy().reshape(b[k].shape[0], -1) for b in batches]) for k in names}
+        ints = np.concatenate([columns[k] for k in names if columns[k].dtype.kind in "iu"], axis=1)
+        floats = np.concatenate([columns[k] for k in names if columns[k].dtype.kind == "f"], axis=1)
+        assert ints.shape[1] + floats.shape[1] == sum(columns[k].shape[1] for k in names)  # no other type
         order = np.lexsort(np.concatenate([ints, np.round(floats, 3)], axis=1).T[::-1])
         out[split] = (names, ints[order], floats[order])
     return out

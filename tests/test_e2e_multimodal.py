@@ -60,7 +60,7 @@ def _accuracy(spec_dict, base_dir, result, features, encoders, out_dir):
     d["model"]["encoders"] = {k: v for k, v in d["model"]["encoders"].items() if k in encoders}
     spec = Spec.from_dict(d, base_dir=base_dir)
     tft_output = tft.TFTransformOutput(result.transform_graph_dir)
-    split = lambda name: [os.path.join(result.transformed_examples_dir, f"Split-{name}", "*")]  # noqa: E731
+    split = lambda name: [os.path.join(result.examples_dir, f"Split-{name}", "*")]  # noqa: E731
     model, _ = train(spec, tft_output, split("train"), split("eval"), str(out_dir))
     infos = describe_transformed_features(spec, tft_output, _learned(out_dir, spec))
     ds = make_dataset(split("eval"), tft_output, spec, infos, 64, shuffle=False)

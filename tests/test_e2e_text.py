@@ -176,14 +176,14 @@ def test_a_scratch_transformer_learns_its_vocabulary_and_serves_strings(text_run
     from lamina.pipeline.runs.summary import latest_run_outputs
     from lamina.spec import Spec
 
-    spec, _ = text_run
+    spec, result = text_run
     d = json.loads(spec.to_json())
     d["model"]["encoders"]["text"] = {"type": "transformer", "num_layers": 1, "num_heads": 2, "hidden_dim": 32,
                                       "intermediate_dim": 64, "max_length": 24, "vocabulary_size": 300}
     d["training"].update(epochs=20, learning_rate=3e-3)
     scratch = Spec.from_json(json.dumps(d))
     outputs = latest_run_outputs(spec)
-    examples = outputs[("Transform", "transformed_examples")].uri
+    examples = result.examples_dir
     model, histories = train(scratch, tft.TFTransformOutput(outputs[("Transform", "transform_graph")].uri),
                              [f"{examples}/Split-train/*"], [f"{examples}/Split-eval/*"], str(tmp_path / "export"))
     printed = capsys.readouterr().out

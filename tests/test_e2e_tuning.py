@@ -63,7 +63,7 @@ def test_tuning_beats_the_bad_default_and_the_trainer_uses_the_best_trial(tuned_
     values = json.loads(open(os.path.join(hp_dir, "best_hyperparameters.txt")).read())["values"]
     assert values["learning_rate"] == pytest.approx(best["values"]["learning_rate"])
     # The same spec untuned, on the same Transform output, for the same epochs: the bad default barely learns.
-    examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
+    examples = result.examples_dir
     untuned_dir = str(tmp_path / "untuned")
     train(spec, tft.TFTransformOutput(result.transform_graph_dir), [os.path.join(examples, "Split-train", "*")],
           [os.path.join(examples, "Split-eval", "*")], untuned_dir)

@@ -47,7 +47,6 @@ class RunResult:
     statistics_dir: Optional[str] = None
     examples_dir: Optional[str] = None  # ExampleGen's output (raw tf.Examples per split)
     transform_graph_dir: Optional[str] = None
-    transformed_examples_dir: Optional[str] = None
     tflite_dir: Optional[str] = None
     tflite: Optional[dict] = None  # TFLiteExporter's report: the forms, their sizes and metrics
     explanations_dir: Optional[str] = None  # the Explainer's output
@@ -107,7 +106,6 @@ def summarize_run(spec: Spec, components: List[ComponentRun]) -> RunResult:
     result.examples_dir = examples.uri if examples else None
     result.statistics_dir = uri(STATISTICS_GEN, "statistics")
     result.transform_graph_dir = uri(TRANSFORM, "transform_graph")
-    result.transformed_examples_dir = uri(TRANSFORM, "transformed_examples")
     result.tflite_dir = uri(TFLITE_EXPORTER, "tflite_models")
     if result.tflite_dir:
         from lamina.models.tflite import read_report as read_tflite_report

@@ -16,11 +16,10 @@ def test_the_eval_split_scored_in_blocks_gives_the_whole_splits_scores(penguins_
     from lamina.components.baselines import train_baselines
     from lamina.models.features import AUDIO, IMAGE, TEXT, describe_transformed_features
     from lamina.models.trees import tabular_blocks, tabular_matrix
-    from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec, result = penguins_run
     examples = standard_artifacts.Examples()
-    examples.uri = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
+    examples.uri = result.examples_dir
     examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
     tft_output = tft.TFTransformOutput(result.transform_graph_dir)
     features = describe_transformed_features(spec, tft_output, skip_kinds=(TEXT, IMAGE, AUDIO))

@@ -22,7 +22,6 @@ import tensorflow as tf
 from lamina.models.cluster import WorkerFailed, tf_config
 from lamina.models.launcher import JOB_FILE, WORKERS_DIR, launch_workers
 from lamina.models.artifacts import HISTORY_FILE, load_keras_model
-from lamina.pipeline.runs.summary import latest_run_outputs
 from lamina.rows import row_to_example
 from tests.helpers import make_spec, read_csv, serving
 
@@ -38,7 +37,7 @@ def run(penguins_run, out, strategy: str, workers: int = 1, stream=None, distrib
     The run folder is out/../model_run/<out's name>, as TFX gives each Trainer execution a folder of its own
     under one parent."""
     spec, result = penguins_run
-    examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
+    examples = result.examples_dir
     replicas = workers if strategy == "multi_worker" else 2
     changed = make_spec(spec.base_dir, training={
         "epochs": EPOCHS, "batch_size": GLOBAL_BATCH // replicas, "early_stopping": None,
@@ -96,7 +95,7 @@ def test_the_loop_starts_where_fit_on_one_device_starts(runs, penguins_run, tmp_
     from lamina.models.trainer import train
 
     spec, result = penguins_run
-    examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
+    examples = result.examples_dir
     one_device = make_spec(spec.base_dir, training={"epochs": 1, "batch_size": GLOBAL_BATCH, "early_stopping": None,
                                                    "distribution": {"strategy": "one_device"}})
     train(one_device, tft.TFTransformOutput(result.transform_graph_dir), [os.path.join(examples, "Split-train", "*")],
@@ -187,7 +186,7 @@ def test_a_linear_start_on_two_workers_is_the_one_device_start_and_is_kept_when_
     from lamina.models.trainer import train
 
     spec, result = penguins_run
-    examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
+    examples = result.examples_dir
     train_files, eval_files = ([os.path.join(examples, f"Split-{s}", "*")] for s in ("train", "eval"))
     model = {**spec.model.model_dump(), "head": {"type": "classification", "linear_start": True}}
     training = {"epochs": EPOCHS, "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 1.0}}

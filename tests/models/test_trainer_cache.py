@@ -39,11 +39,10 @@ def test_examples_read_from_disk_equal_the_cached_ones(penguins_run):
 
     from lamina.models.features import describe_transformed_features
     from lamina.models.datasets import make_dataset
-    from lamina.pipeline.runs.summary import latest_run_outputs
 
     spec, result = penguins_run
     tft_output = tft.TFTransformOutput(result.transform_graph_dir)
-    files = [os.path.join(latest_run_outputs(spec)[("Transform", "transformed_examples")].uri, "Split-eval", "*")]
+    files = [os.path.join(result.examples_dir, "Split-eval", "*")]
     features = describe_transformed_features(spec, tft_output)
 
     def read(cache):

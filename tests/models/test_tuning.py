@@ -62,11 +62,8 @@ def transform_output(penguins_run):
     """(TFTransformOutput, train file patterns) of the shared penguins run."""
     import tensorflow_transform as tft
 
-    from lamina.pipeline.runs.summary import latest_run_outputs
-
-    spec, result = penguins_run
-    examples = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
-    return tft.TFTransformOutput(result.transform_graph_dir), [os.path.join(examples, "Split-train", "*")]
+    _, result = penguins_run
+    return tft.TFTransformOutput(result.transform_graph_dir), [os.path.join(result.examples_dir, "Split-train", "*")]
 
 
 def _search(spec, transform_output, tmp_path) -> SpecTuner:
