@@ -79,12 +79,12 @@ def prepare(model: str, work: Path):
         spec = digits_spec(root, training={"epochs": 1})
     from lamina.pipeline.runs.summary import ModelNotBlessedError
 
-    try:  # one epoch: only the Transform output matters here, blessed or not
+    try:  # one epoch: only the examples and the transform graph matter here, blessed or not
         run_pipeline(spec, stream=io.StringIO())
     except ModelNotBlessedError:
         pass
     outputs = latest_run_outputs(spec)
-    examples = outputs[("Transform", "transformed_examples")].uri
+    examples = [v.uri for (_, key), v in outputs.items() if key == "examples"][0]  # the ExampleGen's
     train = os.path.join(examples, "Split-train", "*")
     from lamina.models.datasets import count_records, expand_file_patterns
 

@@ -3,15 +3,17 @@
 TFX's Transform executor runs in a fresh process per round on the run's ExampleGen output and validated
 schema, with Lamina's preprocessing_fn, custom_config and local Beam settings (as `lamina run` installs
 them: tf.data's TFRecord reader, the memoized DoFn specs), alternating:
-  - materialize: as the pipeline runs it: analyze the train split, then transform and write both splits;
-  - analyze-only: the same analysis, no split transformed or written (`splits_config.transform` empty): what
-    Transform would cost if the Trainer and the others applied the transform graph as they read.
+  - materialize: as the pipeline ran it until 2026-12-07: analyze the train split, then transform and write
+    both splits;
+  - analyze-only: the same analysis, no split transformed or written (`splits_config.transform` empty), as the
+    pipeline runs it now (`materialize=False`): the Trainer and the others apply the graph as they read.
 Reported: the seconds `Executor.Do` took (imports excluded), and the records written.
 
-`--reads N` then times what analyze-only would move to the readers: the run's train split read in batches of
+`--reads N` then times what analyze-only moves to the readers: the run's train split read in batches of
 1,024 through tf.data, N times each, alternating, in this process: the transformed examples parsed (as the
-Trainer reads them now), and the raw examples parsed and put through the transform graph
-(`TFTransformOutput.transform_features_layer`).
+Trainer read them before), and the raw examples parsed and put through the transform graph
+(`TFTransformOutput.transform_features_layer`, as the Trainer reads them now). A run with no transformed
+examples (any run since the change) gets them written first, by one materialize round in this process.
 
 Usage:
     .venv/bin/python benchmarks/scale.py --rows 200000 --keep --work /tmp/lamina-scale
@@ -32,7 +34,8 @@ from evaluator_metrics import alternate, finished_run_parser, median_table, pipe
 MODES = ["materialize", "analyze-only"]
 
 
-def transform(spec_path: str, pipeline_dir: str, mode: str) -> dict:
+def transform(spec_path: str, pipeline_dir: str, mode: str, keep: str = "") -> dict:
+    """One run of TFX's Transform executor; `keep`: write into this folder and leave it there."""
     from google.protobuf import json_format
     from tfx.components.transform import executor
     from tfx.proto import transform_pb2
@@ -52,7 +55,7 @@ def transform(spec_path: str, pipeline_dir: str, mode: str) -> dict:
     examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
     schema = standard_artifacts.Schema()
     schema.uri = sorted(glob.glob(os.path.join(pipeline_dir, "AnomalyGate", "validated_schema", "*")))[-1]
-    out = tempfile.mkdtemp(prefix="lamina-transform-")
+    out = keep or tempfile.mkdtemp(prefix="lamina-transform-")
     try:
         graph = standard_artifacts.TransformGraph()
         graph.uri = os.path.join(out, "transform_graph")
@@ -80,17 +83,26 @@ def transform(spec_path: str, pipeline_dir: str, mode: str) -> dict:
             written = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
         return {"mode": mode, "seconds": seconds, "records_written": written}
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(out, ignore_errors=True)
 
 
-def read_passes(pipeline_dir: str, passes: int) -> None:
+def read_passes(spec_path: str, pipeline_dir: str, passes: int) -> None:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    output = tft.TFTransformOutput(sorted(glob.glob(os.path.join(pipeline_dir, "Transform", "transform_graph", "*")))[-1])
+    graph_dir = sorted(glob.glob(os.path.join(pipeline_dir, "Transform", "transform_graph", "*")))[-1]
+    transformed = os.path.join(pipeline_dir, "Transform", "transformed_examples", "*", "Split-train", "*")
+    kept = ""
+    if not glob.glob(transformed):  # the run did not write them: one materialize round does, with its own graph
+        kept = tempfile.mkdtemp(prefix="lamina-transformed-")
+        print(f"materialized: {transform(spec_path, pipeline_dir, 'materialize', keep=kept)}", flush=True)
+        graph_dir = os.path.join(kept, "transform_graph")
+        transformed = os.path.join(kept, "transformed_examples", "Split-train", "*")
+    output = tft.TFTransformOutput(graph_dir)
     layer = output.transform_features_layer()
     raw_spec, transformed_spec = output.raw_feature_spec(), output.transformed_feature_spec()
-    split = {"transformed": os.path.join(pipeline_dir, "Transform", "transformed_examples", "*", "Split-train", "*"),
+    split = {"transformed": transformed,
              "raw + graph": os.path.join(pipeline_dir, "*ExampleGen", "examples", "*", "Split-train", "*")}
     parse = {"transformed": lambda s: tf.io.parse_example(s, transformed_spec),
              "raw + graph": lambda s: layer(tf.io.parse_example(s, raw_spec))}
@@ -106,6 +118,8 @@ def read_passes(pipeline_dir: str, passes: int) -> None:
             times[name].append(time.perf_counter() - start)
             print(f"read {i + 1}: {name:12s} {times[name][-1]:6.2f} s  {rows} rows", flush=True)
     print("\n" + median_table("the train split read", times, digits=2))
+    if kept:
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 def main():
@@ -124,7 +138,7 @@ def main():
     if args.rounds:
         print("\n" + median_table("Transform", runs))
     if args.reads:
-        read_passes(args.pipeline_dir, args.reads)
+        read_passes(args.spec, args.pipeline_dir, args.reads)
 
 
 if __name__ == "__main__":

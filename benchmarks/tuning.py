@@ -58,7 +58,6 @@ def main() -> None:
     from lamina.models.tuning import SpecTuner, apply_hyperparameters
     from lamina.pipeline.cli.datasets import write_penguins_csv
     from lamina.pipeline.local_runner import run_pipeline
-    from lamina.pipeline.runs.summary import latest_run_outputs
     from lamina.spec import Spec
     import yaml
 
@@ -73,10 +72,9 @@ def main() -> None:
     t0 = time.perf_counter()
     result = run_pipeline(spec)
     print(f"pipeline (no tuning) for the Transform output: {time.perf_counter() - t0:.1f}s", flush=True)
-    transformed = latest_run_outputs(spec)[("Transform", "transformed_examples")].uri
     tft_output = tft.TFTransformOutput(result.transform_graph_dir)
-    train_files = [os.path.join(transformed, "Split-train", "*")]
-    eval_files = [os.path.join(transformed, "Split-eval", "*")]
+    train_files = [os.path.join(result.examples_dir, "Split-train", "*")]
+    eval_files = [os.path.join(result.examples_dir, "Split-eval", "*")]
 
     rows = []
     for seed in args.seeds:

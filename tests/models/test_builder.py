@@ -126,9 +126,16 @@ def test_label_moments_are_the_train_splits_mean_and_deviation(tmp_path):
 
     spec = make_spec(tmp_path, data={"label": "price"}, model={"head": {"type": "regression"}},
                      evaluation={"metrics": ["mae"], "thresholds": {}, "slices": []})
-    key = "price_xf"
-    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
-        {key: tf.io.FixedLenFeature([], tf.float32)})), str(tmp_path / "tft" / "transformed_metadata"))
+    import tensorflow_transform.beam as tft_beam
+
+    # A real transform graph that passes the raw label through as its transformed key: the moments are read
+    # from raw examples put through it, as the Trainer reads them.
+    raw = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+        {"price": tf.io.FixedLenFeature([], tf.float32)}))
+    with tft_beam.Context(temp_dir=str(tmp_path / "tmp"), force_tf_compat_v1=False):
+        transform_fn = ([{"price": 1.0}], raw) | tft_beam.AnalyzeDataset(lambda x: {"price_xf": tf.identity(x["price"])})
+        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "tft"))
+    metadata_io.write_metadata(raw, str(tmp_path / "tft" / tft.TFTransformOutput.RAW_METADATA_DIR))
     # House prices: large, close together (the sums are taken around the first value), and one NaN left out.
     path = str(tmp_path / "train.gz")
 
@@ -136,7 +143,7 @@ def test_label_moments_are_the_train_splits_mean_and_deviation(tmp_path):
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for value in values:
                 writer.write(tf.train.Example(features=tf.train.Features(feature={
-                    key: tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})).SerializeToString())
+                    "price": tf.train.Feature(float_list=tf.train.FloatList(value=[value]))})).SerializeToString())
         return label_moments([path], tft.TFTransformOutput(str(tmp_path / "tft")), spec)
 
     prices = 1.0e9 + np.random.default_rng(0).normal(0, 25_000, size=5000).astype(np.float64)
