@@ -21,9 +21,11 @@ def test_components_and_dependencies(tmp_path):
     assert _upstream(by_id["AnomalyGate"]) == ["ExampleValidator", "SchemaGen"]
     # Transform depends on the gate, so anomalies stop the run before it.
     assert _upstream(by_id["Transform"]) == ["AnomalyGate", "CsvExampleGen"]
-    assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform"]
-    # Gradient-boosted trees and a linear model on the same Transform output, for the report (no gate set).
-    assert _upstream(by_id["Baselines"]) == ["Transform"]
+    assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "CsvExampleGen", "Transform"]
+    # Transform writes the graph only: the Trainer and the components below read ExampleGen's splits through it.
+    assert "transformed_examples" not in by_id["Transform"].outputs
+    # Gradient-boosted trees and a linear model on the same split and graph, for the report (no gate set).
+    assert _upstream(by_id["Baselines"]) == ["CsvExampleGen", "Transform"]
     assert _upstream(by_id["Evaluator"]) == ["CsvExampleGen", "EvaluationSchema", "LatestBlessedModelResolver",
                                              "Trainer"]
     # TFMA reads the label's and the slices' columns only (the example slices by island and sex).
@@ -37,9 +39,9 @@ def test_components_and_dependencies(tmp_path):
     # The example sets slice, fairness, per-class and baseline gates: the PushGate's blessing is the final word.
     assert _upstream(by_id["PushGate"]) == ["Baselines", "Evaluator", "Trainer", "Transform"]
     assert _upstream(by_id["Pusher"]) == ["CsvExampleGen", "PushGate", "TFLiteExporter", "Trainer"]
-    assert _upstream(by_id["TFLiteExporter"]) == ["PushGate", "Trainer", "Transform"]
-    # The Explainer reads the Trainer's model and Transform's output, after the Evaluator.
-    assert _upstream(by_id["Explainer"]) == ["Evaluator", "Trainer", "Transform"]
+    assert _upstream(by_id["TFLiteExporter"]) == ["CsvExampleGen", "PushGate", "Trainer", "Transform"]
+    # The Explainer reads the Trainer's model and the eval split through the graph, after the Evaluator.
+    assert _upstream(by_id["Explainer"]) == ["CsvExampleGen", "Evaluator", "Trainer", "Transform"]
     assert p.pipeline_info.pipeline_name == "penguins"
     assert p.pipeline_info.pipeline_root == str(tmp_path / "lamina_runs" / "penguins" / "pipeline")
     assert p.enable_cache is True
@@ -108,10 +110,10 @@ def test_tuning_and_gates_add_the_tuner_and_the_push_gate(tmp_path):
                                  "baseline": {"must_beat": "best"}})
     p = create_pipeline(spec)
     by_id = {c.id: c for c in p.components}
-    assert _upstream(by_id["Tuner"]) == ["AnomalyGate", "Transform"]
+    assert _upstream(by_id["Tuner"]) == ["AnomalyGate", "CsvExampleGen", "Transform"]
     assert by_id["Tuner"].exec_properties["tuner_fn"] == "lamina.models.tuning.tuner_fn"
     # The Trainer consumes the Tuner's best hyperparameters: no tuning code of its own.
-    assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "Transform", "Tuner"]
+    assert _upstream(by_id["Trainer"]) == ["AnomalyGate", "CsvExampleGen", "Transform", "Tuner"]
     assert "hyperparameters" in by_id["Trainer"].inputs
     assert _upstream(by_id["PushGate"]) == ["Baselines", "Evaluator", "Trainer", "Transform"]
     # Everything that acts on a blessed model acts on the PushGate's blessing.
