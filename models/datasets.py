@@ -67,8 +67,8 @@ def expand_file_patterns(file_patterns: List[str]) -> List[str]:
     return sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
 
 
-# Raw records put through the transform graph at a time on the way to a per-example pipeline (images decoded,
-# examples cached): the graph runs a batch at a time, like parse_example.
+# Raw records per call of the transform graph on the way to the per-example pipeline (images decoded, examples
+# cached): the graph runs on batches, like parse_example, and the batches are then split into examples.
 TRANSFORM_BATCH = 256
 
 

@@ -65,22 +65,18 @@ def transformed_label_key(label: str) -> str:
     return transformed_name(label)
 
 
-def label_key(spec: Spec) -> str:
-    """Transform's key of what the model learns to predict: the label, or a forecast's horizon of targets."""
-    if spec.task == "forecast":
-        from lamina.constants import HORIZON_KEY
-
-        return transformed_label_key(HORIZON_KEY)
-    return transformed_label_key(spec.data.label)
-
-
 def raw_label_column(spec: Spec) -> str:
-    """The raw column `label_key(spec)` is computed from: the label, or a forecast's horizon."""
+    """The raw column of what the model learns to predict: the label, or a forecast's horizon of targets."""
     if spec.task == "forecast":
         from lamina.constants import HORIZON_KEY
 
         return HORIZON_KEY
     return spec.data.label
+
+
+def label_key(spec: Spec) -> str:
+    """Transform's key of what the model learns to predict (`raw_label_column`, transformed)."""
+    return transformed_label_key(raw_label_column(spec))
 
 
 def forecast_features(spec: Spec, tf_transform_output) -> "List[FeatureInfo]":
