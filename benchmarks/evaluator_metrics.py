@@ -9,6 +9,9 @@ For a finished `lamina run`, TFMA evaluates the Trainer's model on the eval spli
            `tf_metric_wrapper` runs each as a TensorFlow graph, traced by AutoGraph);
   - every-column: the same metrics as numpy, with every column read and every transformed feature
            (`transform_features`), as the Evaluator ran before the EvaluationSchema;
+  - tfma-reads: as numpy, with TFMA's confusion-matrix metrics (AUC, PR-AUC, precision, recall, TPR, FPR,
+           the confusion matrix) from TFMA's module, reading each example by TFMA's general function, as
+           before Lamina's module read them directly;
   - without-plot, without-auc, without-both: as numpy, less TFMA's MultiClassConfusionMatrixPlot (the report's
            confusion matrix and `class_recall`), its AUC, or both: what each of those costs per eval row.
            Their metrics agree with numpy's on what they still compute.
@@ -31,10 +34,10 @@ import tempfile
 import time
 from typing import Dict, Iterator, List, Tuple
 
-VARIANTS = ["numpy", "keras", "every-column", "without-plot", "without-auc", "without-both"]
+VARIANTS = ["numpy", "keras", "tfma-reads", "every-column", "without-plot", "without-auc", "without-both"]
 # What the without-* variants leave out of the run's eval_config, by TFMA class name.
-LEFT_OUT = {"without-plot": {"MultiClassConfusionMatrixPlot"}, "without-auc": {"AUC"},
-            "without-both": {"MultiClassConfusionMatrixPlot", "AUC"}}
+LEFT_OUT = {"without-plot": {"LaminaMultiClassConfusionMatrixPlot"}, "without-auc": {"LaminaAUC"},
+            "without-both": {"LaminaMultiClassConfusionMatrixPlot", "LaminaAUC"}}
 
 
 def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
@@ -47,6 +50,7 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
     from tfx.utils import io_utils
 
     from lamina.models.export import TRANSFORM_FEATURES
+    from lamina.models.tfma_metrics import DIRECT_TFMA_CLASSES
 
     config = eval_config(load_spec(spec_path))
     for metrics_spec in config.metrics_specs:
@@ -54,9 +58,11 @@ def evaluate(spec_path: str, pipeline_dir: str, variant: str) -> dict:
             for threshold in metric.per_slice_thresholds:
                 threshold.threshold.ClearField("change_threshold")
             # Lamina's numpy metrics that carry a Keras class name: without the module, TFMA runs Keras's.
-            if variant == "keras" and metric.module == TFMA_METRICS_MODULE and hasattr(tf_keras.metrics,
-                                                                                       metric.class_name):
+            if (variant == "keras" and metric.module == TFMA_METRICS_MODULE and metric.class_name not in
+                    DIRECT_TFMA_CLASSES and hasattr(tf_keras.metrics, metric.class_name)):
                 metric.module = ""
+            if variant == "tfma-reads" and metric.class_name in DIRECT_TFMA_CLASSES:
+                metric.class_name, metric.module = metric.class_name[len("Lamina"):], ""  # TFMA's own class
     left_out = LEFT_OUT.get(variant, set())
     for metrics_spec in config.metrics_specs:
         kept = [m for m in metrics_spec.metrics if m.class_name not in left_out]

@@ -13,17 +13,78 @@ traced by AutoGraph in every Evaluator, and a graph call per batch and slice. Th
 per Evaluator on a 65-row eval split (docs/benchmarks.md). These are plain combiners. (TFMA's own
 `MeanSquaredError` and `MeanAbsoluteError` are numpy already; its registry picks them by name.)
 
+TFMA's own metrics that the Evaluator runs on every example (AUC, PR-AUC, precision, recall, TPR, FPR
+and the confusion matrix), as `Lamina` + TFMA's class name (`LaminaAUC`): the same metrics and names,
+with each example's label, prediction and weight read by `label_prediction_weight` instead of TFMA's
+general function, which cost about 30 µs an example and a metric (docs/benchmarks.md).
+
 `eval_config` names them with `module="lamina.models.tfma_metrics"`.
 """
 
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
-from tensorflow_model_analysis.metrics import metric_types, metric_util
+from tensorflow_model_analysis.metrics import (calibration_histogram, confusion_matrix_metrics, metric_types,
+                                               metric_util, multi_class_confusion_matrix_plot)
 
 R_SQUARED_NAME = "r_squared"
 ECE_NAME = "expected_calibration_error"
+_ONE = np.array([1.0], np.float32)
+
+
+def _prediction_key(eval_config) -> str:
+    specs = eval_config.model_specs if eval_config is not None else ()
+    return specs[0].prediction_key if len(specs) == 1 else ""
+
+
+def _one_example(element, eval_config, model_name, output_name, sub_key, aggregation_type, class_weights,
+                 example_weighted, flatten) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(label, prediction, weight) of one example where TFMA would give one triple with these values: one
+    model and output, a label of shape [1], a prediction vector (the spec's prediction key of a dict), the
+    whole vector or one class of it (`sub_key.class_id`). None for anything else."""
+    if model_name or output_name or class_weights or aggregation_type is not None:
+        return None
+    label, prediction = element.label, element.prediction
+    if isinstance(prediction, dict):
+        prediction = prediction.get(_prediction_key(eval_config) or None)
+    if (type(label) is not np.ndarray or type(prediction) is not np.ndarray or label.shape != (1,)
+            or prediction.ndim != 1 or label.dtype.kind not in "iuf"):
+        return None
+    weight = _ONE
+    if example_weighted and element.example_weight is not None:
+        weight = element.example_weight
+        if type(weight) is not np.ndarray or weight.size != 1:
+            return None
+        weight = weight.reshape(1)
+    if sub_key is None:
+        # TFMA flattens a vector into one (0/1, score) pair per class; the single value stays as it is.
+        return (label, prediction, weight) if prediction.size == 1 or not flatten else None
+    k = sub_key.class_id
+    if k is None or sub_key.k is not None or sub_key.top_k is not None or not 0 <= k < prediction.size \
+            or prediction.size < 2:
+        return None
+    return np.array([int(label[0] == k)]), prediction[k:k + 1], weight  # TFMA's select_class_id, sparse label
+
+
+def label_prediction_weight(element, eval_config=None, model_name: str = "", output_name: str = "", sub_key=None,
+                            aggregation_type=None, class_weights=None, example_weighted: bool = False,
+                            fractional_labels: bool = False, flatten: bool = True, squeeze: bool = True,
+                            allow_none: bool = False, require_single_example_weight: bool = False
+                            ) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """TFMA's `metric_util.to_label_prediction_example_weight`, with its values: the Evaluator's usual example
+    (`_one_example`) read directly, anything else by TFMA's function. A 0/1 label split by
+    `fractional_labels` is itself with its own weight, so the direct path ignores that flag."""
+    one = _one_example(element, eval_config, model_name, output_name, sub_key, aggregation_type, class_weights,
+                       example_weighted, flatten)
+    if one is not None:
+        if not fractional_labels or float(one[0][0]) in (0.0, 1.0):  # else TFMA splits it, or refuses it
+            return iter((one,))
+    return metric_util.to_label_prediction_example_weight(
+        element, eval_config=eval_config, model_name=model_name, output_name=output_name, sub_key=sub_key,
+        aggregation_type=aggregation_type, class_weights=class_weights, example_weighted=example_weighted,
+        fractional_labels=fractional_labels, flatten=flatten, squeeze=squeeze, allow_none=allow_none,
+        require_single_example_weight=require_single_example_weight)
 
 
 def _computations(combiner_cls, name, eval_config=None, model_name="", output_name="", sub_key=None,
@@ -53,7 +114,7 @@ class _Combiner(beam.CombineFn):
 
     def _examples(self, element, flatten: bool = True):
         """(label, prediction, weight) arrays of each example in `element`, for this metric's key."""
-        return metric_util.to_label_prediction_example_weight(
+        return label_prediction_weight(
             element, eval_config=self._eval_config, model_name=self._key.model_name,
             output_name=self._key.output_name, sub_key=self._key.sub_key,
             aggregation_type=self._aggregation_type, class_weights=self._class_weights,
@@ -240,6 +301,85 @@ def r_squared(labels, predictions) -> float:
     return 1.0 - float(((y - p) ** 2).sum()) / sst if sst > 0 else float("nan")
 
 
+class _CalibrationHistogramCombiner(calibration_histogram._CalibrationHistogramCombiner):
+    """TFMA's calibration histogram (AUC, PR-AUC and the binary confusion matrices come from it), each
+    example read by `label_prediction_weight`. Its class name is TFMA's: TFMA tells computations apart by
+    their combiner's class name and keys, so this one replaces TFMA's rather than running beside it."""
+
+    def add_input(self, accumulator, element):
+        for label, prediction, example_weight in label_prediction_weight(
+                element, eval_config=self._eval_config, model_name=self._key.model_name,
+                output_name=self._key.output_name, sub_key=self._key.sub_key,
+                fractional_labels=self._fractional_labels, flatten=True, aggregation_type=self._aggregation_type,
+                class_weights=self._class_weights, example_weighted=self._example_weighted):
+            example_weight, label, prediction = float(example_weight), float(label), float(prediction)
+            index = self._bucket_index(prediction if self._prediction_based_bucketing else label)
+            bucket = accumulator.get(index)
+            if bucket is None:
+                accumulator[index] = calibration_histogram.Bucket(index, label * example_weight,
+                                                                  prediction * example_weight, example_weight)
+            else:
+                bucket.weighted_labels += label * example_weight
+                bucket.weighted_predictions += prediction * example_weight
+                bucket.weighted_examples += example_weight
+        return accumulator
+
+
+def _direct(computation):
+    """`computation` with its combiner reading examples by `label_prediction_weight`, where TFMA's combiner
+    reads them by TFMA's general function (its calibration histogram, and any combiner that takes the
+    function as an argument: the binary and multi-class confusion matrices)."""
+    combiner = getattr(computation, "combiner", None)
+    if type(combiner) is calibration_histogram._CalibrationHistogramCombiner:
+        direct = _CalibrationHistogramCombiner.__new__(_CalibrationHistogramCombiner)
+        direct.__dict__.update(combiner.__dict__)
+        return metric_types.MetricComputation(computation.keys, computation.preprocessors, direct)
+    reads = getattr(combiner, "_extract_label_prediction_and_weight", None)
+    if reads is metric_util.to_label_prediction_example_weight:
+        combiner._extract_label_prediction_and_weight = label_prediction_weight
+    return computation
+
+
+class _Direct:
+    """A TFMA metric whose combiners read each example by `label_prediction_weight` (`_direct`)."""
+
+    def computations(self, *args, **kwargs) -> metric_types.MetricComputations:
+        return [_direct(c) for c in super().computations(*args, **kwargs)]
+
+
+class LaminaAUC(_Direct, confusion_matrix_metrics.AUC):
+    pass
+
+
+class LaminaAUCPrecisionRecall(_Direct, confusion_matrix_metrics.AUCPrecisionRecall):
+    pass
+
+
+class LaminaPrecision(_Direct, confusion_matrix_metrics.Precision):
+    pass
+
+
+class LaminaRecall(_Direct, confusion_matrix_metrics.Recall):
+    pass
+
+
+class LaminaTPR(_Direct, confusion_matrix_metrics.TPR):
+    pass
+
+
+class LaminaFPR(_Direct, confusion_matrix_metrics.FPR):
+    pass
+
+
+class LaminaMultiClassConfusionMatrixPlot(_Direct, multi_class_confusion_matrix_plot.MultiClassConfusionMatrixPlot):
+    pass
+
+
+# TFMA's metrics read directly, by their class names here: "Lamina" and TFMA's own class name. (TFMA resolves a
+# class name it has registered to its own class, whatever the config's module.)
+DIRECT_TFMA_CLASSES = ("LaminaAUC", "LaminaAUCPrecisionRecall", "LaminaPrecision", "LaminaRecall", "LaminaTPR",
+                       "LaminaFPR", "LaminaMultiClassConfusionMatrixPlot")
+
 __all__: List[str] = ["RSquared", "ExpectedCalibrationError", "expected_calibration_error", "r_squared",
                       "R_SQUARED_NAME", "ECE_NAME", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
-                      "RootMeanSquaredError"]
+                      "RootMeanSquaredError", "label_prediction_weight", "DIRECT_TFMA_CLASSES", *DIRECT_TFMA_CLASSES]

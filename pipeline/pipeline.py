@@ -48,7 +48,7 @@ from lamina.components.tflite_export import TFLiteExporter
 from lamina.components.warmup_pusher import WarmupPusher
 from lamina.models.export import SERVING_DEFAULT, TRANSFORM_LABEL
 from lamina.models.features import transformed_label_key
-from lamina.spec import LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, Spec
+from lamina.spec import CLASSIFICATION_METRICS, LAMINA_TFMA_METRICS, LOWER_IS_BETTER, POSITIVE_CLASS_METRICS, Spec
 
 PREPROCESSING_FN = "lamina.models.preprocessing.preprocessing_fn"
 RUN_FN = "lamina.models.trainer.run_fn"
@@ -120,7 +120,7 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
             continue  # read off the confusion matrix below
         (positive if metric in POSITIVE_CLASS_METRICS else metrics).append(_metric_config(spec, metric))
     if spec.task == "classification":  # for the report and class_recall; computed over the whole split, in Beam
-        metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+        metrics.append(tfma.MetricConfig(class_name=CLASSIFICATION_METRICS["class_recall"], module=TFMA_METRICS_MODULE))
     specs = [tfma.MetricsSpec(metrics=metrics)]
     if positive:
         specs.append(tfma.MetricsSpec(metrics=positive, binarize=tfma.BinarizationOptions(

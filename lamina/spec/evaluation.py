@@ -12,15 +12,15 @@ CLASSIFICATION_METRICS = {
     "accuracy": "SparseCategoricalAccuracy",
     "crossentropy": "SparseCategoricalCrossentropy",
     # Of the positive class (binary tasks): computed by TFMA on the positive class's probability.
-    "auc": "AUC",
-    "pr_auc": "AUCPrecisionRecall",
-    "precision": "Precision",
-    "recall": "Recall",
-    "tpr": "TPR",
-    "fpr": "FPR",
+    "auc": "LaminaAUC",
+    "pr_auc": "LaminaAUCPrecisionRecall",
+    "precision": "LaminaPrecision",
+    "recall": "LaminaRecall",
+    "tpr": "LaminaTPR",
+    "fpr": "LaminaFPR",
     "ece": "ExpectedCalibrationError",
     # Multi-class: the lowest recall of any class, read off TFMA's confusion matrix.
-    "class_recall": "MultiClassConfusionMatrixPlot",
+    "class_recall": "LaminaMultiClassConfusionMatrixPlot",
 }
 REGRESSION_METRICS = {
     "mse": "MeanSquaredError",
@@ -33,9 +33,12 @@ REGRESSION_METRICS = {
 FORECAST_METRICS = {"mae": "mae", "rmse": "rmse", "mape": "mape", "smape": "smape", "mase": "mase"}
 # Metrics TFMA computes after binarizing the label and the prediction at the positive class.
 POSITIVE_CLASS_METRICS = ("auc", "pr_auc", "precision", "recall", "tpr", "fpr", "ece")
-# Metrics Lamina's own TFMA module defines (models/tfma_metrics.py): those TFMA lacks, and Keras's that TFMA
-# would run as TensorFlow graphs, in numpy. (TFMA's own MeanSquaredError and MeanAbsoluteError are numpy.)
-LAMINA_TFMA_METRICS = ("ece", "r2", "accuracy", "crossentropy", "rmse")
+# Metrics Lamina's own TFMA module defines (models/tfma_metrics.py): those TFMA lacks, Keras's that TFMA
+# would run as TensorFlow graphs, in numpy, and TFMA's own confusion-matrix metrics reading each example
+# directly ("Lamina" + TFMA's class name: TFMA takes a class name it knows from itself, whatever the
+# module). TFMA's own MeanSquaredError and MeanAbsoluteError are numpy, and read examples cheaply.
+LAMINA_TFMA_METRICS = ("ece", "r2", "accuracy", "crossentropy", "rmse", "auc", "pr_auc", "precision", "recall",
+                       "tpr", "fpr", "class_recall")
 # The name each metric has in TFMA's output.
 TFMA_OUTPUT_NAMES = {
     "accuracy": "sparse_categorical_accuracy",

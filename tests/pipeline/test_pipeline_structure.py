@@ -68,7 +68,7 @@ def test_eval_config_carries_thresholds_and_slices(tmp_path):
     assert list(spec.preprocessing_function_names) == ["transform_label"]
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
     metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
-    assert sorted(metrics) == ["ExampleCount", "MultiClassConfusionMatrixPlot", "SparseCategoricalAccuracy",
+    assert sorted(metrics) == ["ExampleCount", "LaminaMultiClassConfusionMatrixPlot", "SparseCategoricalAccuracy",
                                "SparseCategoricalCrossentropy"]  # the confusion matrix is for the report
     (gate,) = metrics["SparseCategoricalAccuracy"].per_slice_thresholds
     assert [list(s.feature_keys) for s in gate.slicing_specs] == [[]]  # overall only
@@ -124,12 +124,13 @@ def test_tuning_and_gates_add_the_tuner_and_the_push_gate(tmp_path):
     config = eval_config(spec)
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ["island"], ["sex"]]
     plain, positive = config.metrics_specs
-    # Accuracy is Lamina's numpy metric (models/tfma_metrics.py), not Keras's run as a TensorFlow graph.
+    # Accuracy is Lamina's numpy metric (models/tfma_metrics.py), not Keras's run as a TensorFlow graph; the
+    # confusion matrix and the AUC are TFMA's, from Lamina's module, which reads each example directly.
     assert [(m.class_name, m.module) for m in plain.metrics] == [
         ("ExampleCount", ""), ("SparseCategoricalAccuracy", "lamina.models.tfma_metrics"),
-        ("MultiClassConfusionMatrixPlot", "")]
+        ("LaminaMultiClassConfusionMatrixPlot", "lamina.models.tfma_metrics")]
     assert [(m.class_name, m.module) for m in positive.metrics] == [
-        ("AUC", ""), ("ExpectedCalibrationError", "lamina.models.tfma_metrics")]
+        ("LaminaAUC", "lamina.models.tfma_metrics"), ("ExpectedCalibrationError", "lamina.models.tfma_metrics")]
     assert list(positive.binarize.class_ids.values) == [1]
 
 
