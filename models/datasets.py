@@ -86,6 +86,10 @@ def raw_decoder(tf_transform_output, columns: Optional[List[str]] = None):
         raw_spec = {k: raw_spec[k] for k in columns}
     feature_spec = tf_transform_output.transformed_feature_spec()
 
+    # Plain TensorFlow calls, no Python control flow on tensors: AutoGraph (which tf.data's map would apply
+    # to this function and to everything it calls, Keras's and TFT's layer code included) would only spend
+    # seconds converting that code, once per process (docs/benchmarks.md).
+    @tf.autograph.experimental.do_not_convert
     def decode(serialized):
         out = layer(tf.io.parse_example(serialized, raw_spec))
         for key, value in out.items():
