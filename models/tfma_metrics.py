@@ -38,11 +38,14 @@ def _prediction_key(eval_config) -> str:
     return specs[0].prediction_key if len(specs) == 1 else ""
 
 
-def _one_example(element, eval_config, model_name, output_name, sub_key, aggregation_type, class_weights,
-                 example_weighted, flatten) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _one_example(element, eval_config=None, model_name: str = "", output_name: str = "", sub_key=None,
+                 aggregation_type=None, class_weights=None, example_weighted: bool = False,
+                 fractional_labels: bool = False, flatten: bool = True, **_
+                 ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(label, prediction, weight) of one example where TFMA would give one triple with these values: one
     model and output, a label of shape [1], a prediction vector (the spec's prediction key of a dict), the
-    whole vector or one class of it (`sub_key.class_id`). None for anything else."""
+    whole vector or one class of it (`sub_key.class_id`). None for anything else. A 0/1 label split by
+    `fractional_labels` is itself with its own weight; any other label TFMA splits, or refuses."""
     if model_name or output_name or class_weights or aggregation_type is not None:
         return None
     label, prediction = element.label, element.prediction
@@ -59,32 +62,23 @@ def _one_example(element, eval_config, model_name, output_name, sub_key, aggrega
         weight = weight.reshape(1)
     if sub_key is None:
         # TFMA flattens a vector into one (0/1, score) pair per class; the single value stays as it is.
-        return (label, prediction, weight) if prediction.size == 1 or not flatten else None
-    k = sub_key.class_id
-    if k is None or sub_key.k is not None or sub_key.top_k is not None or not 0 <= k < prediction.size \
-            or prediction.size < 2:
+        one = (label, prediction, weight) if prediction.size == 1 or not flatten else None
+    else:
+        k = sub_key.class_id
+        if k is None or sub_key.k is not None or sub_key.top_k is not None or not 0 <= k < prediction.size \
+                or prediction.size < 2:
+            return None
+        one = np.array([int(label[0] == k)]), prediction[k:k + 1], weight  # TFMA's select_class_id, sparse label
+    if one is not None and fractional_labels and float(one[0][0]) not in (0.0, 1.0):
         return None
-    return np.array([int(label[0] == k)]), prediction[k:k + 1], weight  # TFMA's select_class_id, sparse label
+    return one
 
 
-def label_prediction_weight(element, eval_config=None, model_name: str = "", output_name: str = "", sub_key=None,
-                            aggregation_type=None, class_weights=None, example_weighted: bool = False,
-                            fractional_labels: bool = False, flatten: bool = True, squeeze: bool = True,
-                            allow_none: bool = False, require_single_example_weight: bool = False
-                            ) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """TFMA's `metric_util.to_label_prediction_example_weight`, with its values: the Evaluator's usual example
-    (`_one_example`) read directly, anything else by TFMA's function. A 0/1 label split by
-    `fractional_labels` is itself with its own weight, so the direct path ignores that flag."""
-    one = _one_example(element, eval_config, model_name, output_name, sub_key, aggregation_type, class_weights,
-                       example_weighted, flatten)
-    if one is not None:
-        if not fractional_labels or float(one[0][0]) in (0.0, 1.0):  # else TFMA splits it, or refuses it
-            return iter((one,))
-    return metric_util.to_label_prediction_example_weight(
-        element, eval_config=eval_config, model_name=model_name, output_name=output_name, sub_key=sub_key,
-        aggregation_type=aggregation_type, class_weights=class_weights, example_weighted=example_weighted,
-        fractional_labels=fractional_labels, flatten=flatten, squeeze=squeeze, allow_none=allow_none,
-        require_single_example_weight=require_single_example_weight)
+def label_prediction_weight(element, **kwargs) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """TFMA's `metric_util.to_label_prediction_example_weight`, with its arguments and values: the Evaluator's
+    usual example (`_one_example`) read directly, anything else by TFMA's function."""
+    one = _one_example(element, **kwargs)
+    return iter((one,)) if one is not None else metric_util.to_label_prediction_example_weight(element, **kwargs)
 
 
 def _computations(combiner_cls, name, eval_config=None, model_name="", output_name="", sub_key=None,
@@ -377,8 +371,8 @@ class LaminaMultiClassConfusionMatrixPlot(_Direct, multi_class_confusion_matrix_
 
 # TFMA's metrics read directly, by their class names here: "Lamina" and TFMA's own class name. (TFMA resolves a
 # class name it has registered to its own class, whatever the config's module.)
-DIRECT_TFMA_CLASSES = ("LaminaAUC", "LaminaAUCPrecisionRecall", "LaminaPrecision", "LaminaRecall", "LaminaTPR",
-                       "LaminaFPR", "LaminaMultiClassConfusionMatrixPlot")
+DIRECT_TFMA_CLASSES = tuple(c.__name__ for c in (LaminaAUC, LaminaAUCPrecisionRecall, LaminaPrecision, LaminaRecall,
+                                                 LaminaTPR, LaminaFPR, LaminaMultiClassConfusionMatrixPlot))
 
 __all__: List[str] = ["RSquared", "ExpectedCalibrationError", "expected_calibration_error", "r_squared",
                       "R_SQUARED_NAME", "ECE_NAME", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
